@@ -1,0 +1,1 @@
+"""Compute side of the editor: scenes, formats, rendering, masks, guidance and edit jobs. No UI imports."""
