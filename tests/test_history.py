@@ -1,0 +1,144 @@
+"""Undo/redo restores exact parameters; autosave survives a crash and restores the same history."""
+
+import json
+import os
+
+import pytest
+import torch
+
+from engine.history import History, autosave, describe_autosave, has_autosave, restore
+from engine.scene import random_scene
+
+
+def _equal(a, b) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for (_, x), (_, y) in zip(a.items(), b.items()))
+
+
+def _edited(scene, seed):
+    g = torch.Generator().manual_seed(seed)
+    return scene.replace(sh0=scene.sh0 + torch.randn(scene.sh0.shape, generator=g))
+
+
+def test_undo_redo_round_trip_is_exact():
+    s0 = random_scene(50, sh_degree=1, seed=1)
+    h = History(s0)
+    m1 = torch.rand(50)
+    h.push("mask", mask=m1)
+    s2 = _edited(s0, 2)
+    h.push("edit", scene=s2)
+    assert h.labels() == ["load scene", "mask", "edit"]
+    assert h.current.mask is not None and torch.equal(h.current.mask, m1)  # an edit keeps the mask
+    assert _equal(h.undo().scene, s0) and torch.equal(h.current.mask, m1)
+    assert _equal(h.undo().scene, s0) and h.current.mask is None
+    assert not h.can_undo
+    with pytest.raises(IndexError, match="nothing to undo"):
+        h.undo()
+    assert _equal(h.redo().scene, s0) and _equal(h.redo().scene, s2)
+    with pytest.raises(IndexError, match="nothing to redo"):
+        h.redo()
+
+
+def test_history_copies_inputs_and_shares_scene_on_mask_changes():
+    s0 = random_scene(20, seed=3)
+    h = History(s0)
+    original = s0.clone()
+    s0.means.add_(1.0)  # the caller mutates its tensor after handing it over
+    assert _equal(h.current.scene, original)
+    h.push("mask a", mask=torch.ones(20))
+    assert h.current.scene is h.states()[0].scene
+
+
+def test_new_action_drops_redo_and_old_states_are_trimmed():
+    s0 = random_scene(10, seed=4)
+    h = History(s0, max_states=3)
+    for i in range(4):
+        h.push(f"edit {i}", scene=_edited(s0, i))
+    assert h.labels() == ["edit 1", "edit 2", "edit 3"]
+    h.undo()
+    h.push("other", scene=_edited(s0, 9))
+    assert h.labels() == ["edit 1", "edit 2", "other"] and not h.can_redo
+
+
+def test_push_refuses_mask_of_wrong_length():
+    h = History(random_scene(10, seed=5))
+    with pytest.raises(ValueError, match="mask has 3 weights but the scene has 10"):
+        h.push("mask", mask=torch.ones(3))
+    assert h.labels() == ["load scene"]
+
+
+def test_autosave_restore_is_exact_including_cursor(tmp_path):
+    s0 = random_scene(30, sh_degree=2, seed=6)
+    h = History(s0)
+    h.push("mask", mask=torch.rand(30))
+    h.push("edit", scene=_edited(s0, 7))
+    h.push("edit 2", scene=_edited(s0, 8))
+    h.undo()
+    autosave(h, tmp_path / "ws")
+    assert has_autosave(tmp_path / "ws")
+    assert describe_autosave(tmp_path / "ws")["cursor"] == 2
+    r = restore(tmp_path / "ws")
+    assert r.labels() == h.labels() and r.cursor == h.cursor
+    for a, b in zip(h.states(), r.states()):
+        assert _equal(a.scene, b.scene)
+        assert (a.mask is None and b.mask is None) or torch.equal(a.mask, b.mask)
+    assert r.states()[0].scene is r.states()[1].scene  # the mask change still shares its scene
+    assert _equal(r.redo().scene, h.states()[3].scene)
+
+
+def test_autosave_writes_only_new_files_and_removes_stale_ones(tmp_path):
+    s0 = random_scene(10, seed=9)
+    h = History(s0)
+    h.push("edit", scene=_edited(s0, 1))
+    autosave(h, tmp_path)
+    first = {p.name: p.stat().st_mtime_ns for p in tmp_path.glob("*.pt")}
+    h.undo()
+    h.push("edit b", scene=_edited(s0, 2))  # drops "edit"
+    autosave(h, tmp_path)
+    now = {p.name for p in tmp_path.glob("*.pt")}
+    assert len(now) == 4  # two scenes, two masks
+    kept = [n for n in first if n in now]
+    assert kept and all((tmp_path / n).stat().st_mtime_ns == first[n] for n in kept)
+    assert _equal(restore(tmp_path).current.scene, _edited(s0, 2))
+
+
+def test_crash_during_autosave_keeps_previous_save(tmp_path, monkeypatch):
+    s0 = random_scene(10, seed=10)
+    h = History(s0)
+    autosave(h, tmp_path)
+    h.push("edit", scene=_edited(s0, 3))
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(os, "replace", crash)  # every atomic rename fails: the save dies midway
+    with pytest.raises(RuntimeError):
+        autosave(h, tmp_path)
+    monkeypatch.undo()
+    assert not list(tmp_path.glob(".*"))  # no temporary files left behind
+    r = restore(tmp_path)
+    assert r.labels() == ["load scene"] and _equal(r.current.scene, s0)
+
+
+def test_a_new_history_never_reuses_another_ones_files(tmp_path):
+    autosave(History(random_scene(10, seed=11)), tmp_path)
+    other = random_scene(12, seed=12)
+    autosave(History(other), tmp_path)
+    assert _equal(restore(tmp_path).current.scene, other)
+
+
+def test_restore_errors_name_the_problem(tmp_path):
+    with pytest.raises(FileNotFoundError, match="no autosave"):
+        restore(tmp_path)
+    autosave(History(random_scene(5, seed=13)), tmp_path)
+    meta = json.loads((tmp_path / "history.json").read_text())
+    for p in tmp_path.glob("scene_*.pt"):
+        p.unlink()
+    with pytest.raises(FileNotFoundError, match="scene_"):
+        restore(tmp_path)
+    (tmp_path / "history.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        restore(tmp_path)
+    meta["version"] = 99
+    (tmp_path / "history.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match="version 99"):
+        restore(tmp_path)
