@@ -1,7 +1,7 @@
 """EWA projection of 3D Gaussians to screen space, in plain differentiable torch, following gsplat 1.5.x
 (`fully_fused_projection`, pinhole, no antialiasing compensation):
 
-- camera-space mean t = R m + T; culled when t.z <= near_plane (0.01) or t.z >= far_plane;
+- camera-space mean t = R m + T; culled when t.z < near_plane (0.01) or t.z > far_plane (as gsplat);
 - Jacobian of the perspective projection with x/z, y/z clamped to 1.3x the half field of view;
 - cov2d = J R Σ Rᵀ Jᵀ + eps2d·I (eps2d = 0.3, the low-pass filter);
 - conic = cov2d⁻¹; culled when det(cov2d) <= 0;
@@ -73,7 +73,7 @@ def project(
     fx, fy = Ks[:, 0, 0][:, None], Ks[:, 1, 1][:, None]
     cx, cy = Ks[:, 0, 2][:, None], Ks[:, 1, 2][:, None]
     tz = t[..., 2]
-    valid_z = (tz > NEAR_PLANE) & (tz < FAR_PLANE)
+    valid_z = (tz >= NEAR_PLANE) & (tz <= FAR_PLANE)
     z = torch.where(valid_z, tz, torch.ones_like(tz))  # keep the math finite for culled Gaussians
     tan_fovx, tan_fovy = 0.5 * width / fx, 0.5 * height / fy
     lim_x_pos, lim_x_neg = (width - cx) / fx + 0.3 * tan_fovx, cx / fx + 0.3 * tan_fovx
