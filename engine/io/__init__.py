@@ -1,0 +1,130 @@
+"""Scene files in and out: `load(path)`, `save(scene, path)`, `detect_format(path)`.
+
+Readable: 3DGS .ply (INRIA layout), SuperSplat .compressed.ply, antimatter15 .splat, Niantic .spz, and (via
+engine.io.mesh, open3d) meshes .obj/.glb/.gltf/.off/.stl/mesh .ply and point clouds .ply/.pcd/.xyz.
+Writable: .ply (3DGS), .splat, .spz. The format is chosen by extension; a .ply is told apart by its header.
+Every problem with a file raises FormatError (a ValueError) whose message names the file and the problem.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..scene import GaussianScene
+from .errors import FormatError
+from .files import atomic_write, check_readable
+
+__all__ = ["FormatError", "load", "save", "detect_format", "READABLE_EXTENSIONS", "WRITABLE_EXTENSIONS"]
+
+MESH_EXTENSIONS = (".obj", ".glb", ".gltf", ".off", ".stl")
+POINT_CLOUD_EXTENSIONS = (".pcd", ".xyz")
+READABLE_EXTENSIONS = (".ply", ".compressed.ply", ".splat", ".spz") + MESH_EXTENSIONS + POINT_CLOUD_EXTENSIONS
+WRITABLE_EXTENSIONS = (".ply", ".splat", ".spz")
+
+# Format names returned by detect_format (also shown by `python -m engine info`).
+PLY = "ply"  # 3DGS .ply, INRIA layout
+COMPRESSED_PLY = "compressed_ply"  # SuperSplat / PlayCanvas
+SPLAT = "splat"  # antimatter15
+SPZ = "spz"  # Niantic
+MESH = "mesh"  # sampled into Gaussians by engine.io.mesh
+POINT_CLOUD = "point_cloud"  # one Gaussian per point, by engine.io.mesh
+
+
+def detect_format(path: str | os.PathLike) -> str:
+    """The format of the file at `path` (one of the names above); FormatError if unreadable or unknown."""
+    p = check_readable(path)
+    name = p.name.lower()
+    if name.endswith(".ply"):
+        from . import compressed_ply, ply
+        from .ply_header import read_ply_header
+
+        header = read_ply_header(p)
+        if compressed_ply.is_compressed_ply(header):
+            return COMPRESSED_PLY
+        if ply.is_gaussian_ply(header):
+            return PLY
+        vertex = header.element("vertex")
+        if vertex is not None and vertex.has("x", "y", "z"):
+            face = header.element("face")
+            return MESH if face is not None and face.count > 0 else POINT_CLOUD
+        raise FormatError(
+            p,
+            "unrecognised .ply: no 3DGS properties (f_dc_*, opacity, scale_*, rot_*), no SuperSplat "
+            "chunk/packed_* elements, and no x/y/z vertices",
+        )
+    if name.endswith(".splat"):
+        return SPLAT
+    if name.endswith(".spz"):
+        return SPZ
+    if name.endswith(MESH_EXTENSIONS):
+        return MESH
+    if name.endswith(POINT_CLOUD_EXTENSIONS):
+        return POINT_CLOUD
+    raise FormatError(
+        p, f"unknown file extension '{p.suffix or p.name}' (readable: {', '.join(READABLE_EXTENSIONS)})"
+    )
+
+
+def load(path: str | os.PathLike) -> GaussianScene:
+    """Read a scene file of any readable format into a float32 CPU GaussianScene."""
+    p = Path(path)
+    fmt = detect_format(p)
+    if fmt == PLY:
+        from .ply import read_gaussian_ply
+
+        return read_gaussian_ply(p)
+    if fmt == COMPRESSED_PLY:
+        from .compressed_ply import read_compressed_ply
+
+        return read_compressed_ply(p)
+    if fmt == SPLAT:
+        from .splat import read_splat
+
+        return read_splat(p)
+    if fmt == SPZ:
+        from .spz import read_spz
+
+        return read_spz(p)
+    try:
+        from .mesh import load_mesh_or_points
+    except ModuleNotFoundError as exc:
+        if exc.name and exc.name.endswith("mesh"):
+            raise FormatError(p, "mesh / point-cloud import is not available in this installation") from None
+        raise
+    return load_mesh_or_points(p)
+
+
+def save(scene: GaussianScene, path: str | os.PathLike, *, spz_version: int | None = None) -> None:
+    """Write `scene` in the format named by the extension of `path` (.ply, .splat or .spz), atomically.
+
+    The file appears complete or not at all: it is written to a temporary file in the same folder and renamed.
+    `.splat` keeps only the degree-0 colour; `.spz` quantizes (see engine.io.spz); `spz_version` picks the
+    .spz version to write (2, 3 or 4; default engine.io.spz.DEFAULT_VERSION).
+    """
+    if not isinstance(scene, GaussianScene):
+        raise TypeError(f"save() needs a GaussianScene, got {type(scene).__name__}")
+    p = Path(path)
+    name = p.name.lower()
+    if name.endswith(".compressed.ply"):
+        raise FormatError(p, "writing SuperSplat .compressed.ply is not supported (write .ply, .splat or .spz)")
+    if name.endswith(".ply"):
+        from .ply import write_gaussian_ply as writer
+    elif name.endswith(".splat"):
+        from .splat import write_splat as writer
+    elif name.endswith(".spz"):
+        from .spz import DEFAULT_VERSION, write_spz
+
+        version = DEFAULT_VERSION if spz_version is None else spz_version
+
+        def writer(s, target):
+            write_spz(s, target, version=version)
+
+    else:
+        raise FormatError(
+            p, f"cannot write '{p.suffix or p.name}' files (writable: {', '.join(WRITABLE_EXTENSIONS)})"
+        )
+    if spz_version is not None and not name.endswith(".spz"):
+        raise FormatError(p, "spz_version only applies to .spz output")
+    with atomic_write(p) as tmp:
+        writer(scene, tmp)
