@@ -126,5 +126,10 @@ def save(scene: GaussianScene, path: str | os.PathLike, *, spz_version: int | No
         )
     if spz_version is not None and not name.endswith(".spz"):
         raise FormatError(p, "spz_version only applies to .spz output")
-    with atomic_write(p) as tmp:
-        writer(scene, tmp)
+    try:
+        with atomic_write(p) as tmp:
+            writer(scene, tmp)
+    except FormatError as exc:  # writers only see the temporary path: report the real one
+        if exc.path == os.fspath(p):
+            raise
+        raise FormatError(p, exc.problem) from None
