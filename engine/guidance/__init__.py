@@ -11,3 +11,31 @@ spec / error types. Then one module per job:
 - slamp.py        `part_edit_images` (scheduled latent mixing) and `SLaMPConfig`
 - romap.py        `RoMaPLoss` (masked SDS + L1 anchor toward SLaMP part edits)
 """
+
+from .base import (
+    DEFAULT_MODEL,
+    MODEL_ENV_VAR,
+    Condition,
+    DiffusionModel,
+    GuidanceLoss,
+    LossOutput,
+    ModelSpec,
+    ModelSpecError,
+    ModelUnavailableError,
+    classifier_free_guidance,
+    default_model_spec,
+)
+from .closed_form import ClosedFormPrior
+from .dds import DDSLoss
+from .loading import DiffusersModel, load_guidance, parse_model_spec
+from .romap import RoMaPLoss
+from .sds import SDSLoss
+from .slamp import SLaMPConfig, part_edit_images
+from .timesteps import TimestepSchedule
+
+__all__ = [
+    "DEFAULT_MODEL", "MODEL_ENV_VAR", "ClosedFormPrior", "Condition", "DDSLoss", "DiffusersModel", "DiffusionModel",
+    "GuidanceLoss", "LossOutput", "ModelSpec", "ModelSpecError", "ModelUnavailableError", "RoMaPLoss", "SDSLoss",
+    "SLaMPConfig", "TimestepSchedule", "classifier_free_guidance", "default_model_spec", "load_guidance",
+    "parse_model_spec", "part_edit_images",
+]

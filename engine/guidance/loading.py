@@ -1,0 +1,231 @@
+"""Turning a `--model` value into a model: `parse_model_spec` and `load_guidance`, the only way one is made.
+
+A Stable-Diffusion-family model is five parts in the diffusers folder layout (`tokenizer/ text_encoder/ unet/
+vae/ scheduler/`), each loaded with `from_pretrained(source, subfolder=...)` from a hub id (the local Hugging
+Face cache; online unless HF_HUB_OFFLINE=1) or a local directory. fp16 on CUDA, fp32 on CPU. Only the noise
+schedule (alphas_cumprod) and prediction type are read from the scheduler: the losses unroll their own steps.
+diffusers and transformers are imported inside the loader, so importing this package stays fast.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from .base import (
+    DEFAULT_MODEL,
+    MODEL_ENV_VAR,
+    Condition,
+    ModelSpec,
+    ModelSpecError,
+    ModelUnavailableError,
+    classifier_free_guidance,
+    default_model_spec,
+    epsilon_from_prediction,
+)
+from .closed_form import ClosedFormPrior
+
+SUBFOLDERS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")
+CLOSED_FORM_PREFIX = "closed-form:"
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def parse_colour(text: str) -> tuple[float, float, float]:
+    """'#d02020', '#f00', 'd02020', or a CSS colour name ('red', 'orange') -> RGB in [0, 1]."""
+    from PIL import ImageColor
+
+    text = text.strip()
+    if re.fullmatch(r"[0-9a-fA-F]{6}|[0-9a-fA-F]{3}", text):
+        text = "#" + text
+    try:
+        rgb = ImageColor.getrgb(text)
+    except ValueError:
+        raise ModelSpecError(
+            f"unknown colour {text!r} in closed-form model: use #rrggbb (e.g. closed-form:#d02020) or a colour name"
+        ) from None
+    return tuple(c / 255.0 for c in rgb[:3])  # type: ignore[return-value]
+
+
+def parse_model_spec(spec: str | None = None) -> ModelSpec:
+    """A hub id, an existing local directory, or `closed-form:<colour>`; None means `default_model_spec()`."""
+    text = (default_model_spec() if spec is None else spec).strip()
+    if not text:
+        raise ModelSpecError(f"empty model: give a hub id (e.g. {DEFAULT_MODEL}), a directory, or closed-form:<colour>")
+    if text.lower().startswith("closed-form"):
+        if not text.lower().startswith(CLOSED_FORM_PREFIX) or not text[len(CLOSED_FORM_PREFIX):].strip():
+            raise ModelSpecError(f"closed-form model needs a colour, e.g. closed-form:#d02020 (got {text!r})")
+        return ModelSpec("closed-form", colour=parse_colour(text[len(CLOSED_FORM_PREFIX):]))
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return ModelSpec("local", str(path.resolve()))
+    if path.exists():
+        raise ModelSpecError(f"model {text!r} is a file; a local model is a directory with {', '.join(SUBFOLDERS)}/")
+    if text.startswith((".", "/", "~", "\\")) or not _HUB_ID.fullmatch(text):
+        raise ModelSpecError(
+            f"model {text!r} is neither an existing directory, a Hugging Face hub id (owner/name), "
+            "nor closed-form:<colour>"
+        )
+    return ModelSpec("hub", text)
+
+
+def _unavailable(spec: ModelSpec, reason: str) -> ModelUnavailableError:
+    where = f"local directory {spec.location}" if spec.kind == "local" else f"hub model {spec.location}"
+    hub_id = spec.location if spec.kind == "hub" else DEFAULT_MODEL
+    maybe_path = ""
+    if spec.kind == "hub" and "/" in spec.location:
+        maybe_path = f" (no directory {Path(spec.location).resolve()} exists either)"
+    return ModelUnavailableError(
+        f"cannot load the diffusion model from the {where}{maybe_path}: {reason}\n"
+        f"To get it, download it once while online:  hf download {hub_id} --local-dir models/{hub_id.split('/')[-1]}\n"
+        f"(or let it fill the Hugging Face cache: the same command without --local-dir). A local model is a folder "
+        f"in the diffusers layout with {', '.join(s + '/' for s in SUBFOLDERS)} (what save_pretrained writes).\n"
+        f"Then pass it with --model <hub id or folder>, or set {MODEL_ENV_VAR}. "
+        f"Without weights, --model closed-form:#d02020 runs the offline closed-form prior."
+    )
+
+
+def load_guidance(
+    spec: str | ModelSpec | None = None,
+    *,
+    device: torch.device | str | None = None,
+    dtype: torch.dtype | None = None,
+):
+    """The model a `--model` value names: a `DiffusersModel`, or a `ClosedFormPrior` for closed-form specs.
+
+    device defaults to CUDA when available; dtype to fp16 on CUDA and fp32 elsewhere. Raises `ModelSpecError`
+    for a malformed spec and `ModelUnavailableError` (with download instructions) when weights cannot be had.
+    """
+    spec = spec if isinstance(spec, ModelSpec) else parse_model_spec(spec)
+    device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if spec.is_closed_form:
+        return ClosedFormPrior(spec.colour, device=device, name=str(spec))
+    if dtype is None:
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if spec.kind == "local":
+        missing = [s for s in SUBFOLDERS if not (Path(spec.location) / s).is_dir()]
+        if missing:
+            raise _unavailable(spec, f"missing subfolder(s) {', '.join(s + '/' for s in missing)}")
+    return DiffusersModel.from_pretrained(spec, device=device, dtype=dtype)
+
+
+class DiffusersModel:
+    """A Stable-Diffusion-family model behind the `DiffusionModel` protocol (see base.py)."""
+
+    def __init__(
+        self,
+        *,
+        tokenizer,  # transformers CLIPTokenizer
+        text_encoder,  # transformers CLIPTextModel
+        unet,  # diffusers UNet2DConditionModel
+        vae,  # diffusers AutoencoderKL
+        alphas_cumprod: Tensor,  # [T]
+        prediction_type: str,
+        device: torch.device,
+        dtype: torch.dtype,
+        name: str,
+    ) -> None:
+        self.tokenizer, self.text_encoder, self.unet, self.vae = tokenizer, text_encoder, unet, vae
+        for module in (text_encoder, unet, vae):
+            module.requires_grad_(False).eval()
+        self.device, self.dtype, self.name = device, dtype, name
+        self.alphas_cumprod = alphas_cumprod.to(device, torch.float32)
+        self.num_train_timesteps = int(self.alphas_cumprod.shape[0])
+        self.prediction_type = prediction_type
+        self.latent_channels = int(vae.config.latent_channels)
+        self.latent_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        self.scaling_factor = float(vae.config.scaling_factor)
+        self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
+        self._embeddings: dict[str, Tensor] = {}
+
+    @classmethod
+    def from_pretrained(cls, spec: ModelSpec, *, device: torch.device, dtype: torch.dtype) -> DiffusersModel:
+        from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+        from transformers import CLIPTextModel, CLIPTokenizer
+
+        source = spec.location
+        try:
+            tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
+            text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", dtype=dtype)
+            unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype)
+            vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype)
+            scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
+        except (OSError, ValueError) as exc:
+            raise _unavailable(spec, " ".join(str(exc).split()) or type(exc).__name__) from exc
+        prediction_type = scheduler.config.prediction_type
+        if prediction_type not in ("epsilon", "v_prediction", "sample"):
+            raise _unavailable(spec, f"unsupported prediction type {prediction_type!r}")
+        return cls(
+            tokenizer=tokenizer,
+            text_encoder=text_encoder.to(device),
+            unet=unet.to(device),
+            vae=vae.to(device),
+            alphas_cumprod=scheduler.alphas_cumprod.float(),
+            prediction_type=prediction_type,
+            device=device,
+            dtype=dtype,
+            name=str(spec),
+        )
+
+    # --- text ----------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def text_embeddings(self, prompts: list[str]) -> Tensor:
+        """[len(prompts), L, D] CLIP hidden states, each prompt encoded once and cached."""
+        todo = [p for p in dict.fromkeys(prompts) if p not in self._embeddings]
+        if todo:
+            length = min(self.tokenizer.model_max_length, self.text_encoder.config.max_position_embeddings)
+            tokens = self.tokenizer(
+                todo, padding="max_length", max_length=length, truncation=True, return_tensors="pt"
+            )
+            hidden = self.text_encoder(tokens.input_ids.to(self.device))[0]
+            for prompt, h in zip(todo, hidden):
+                self._embeddings[prompt] = h.unsqueeze(0)
+        return torch.cat([self._embeddings[p] for p in prompts])
+
+    def condition(self, prompt: str, *, original: Tensor | None = None) -> Condition:
+        """The prompt's text embeddings; `original` is ignored (the text alone conditions the model)."""
+        return Condition(prompt, embeddings=self.text_embeddings([prompt]))
+
+    # --- images <-> latents --------------------------------------------------------------------------
+    def encode_images(self, images: Tensor) -> Tensor:
+        """[B, H, W, 3] in [0, 1] -> [B, 4, H/8, W/8] float32: the VAE posterior mean (deterministic), scaled."""
+        x = images.permute(0, 3, 1, 2).to(self.device, self.dtype) * 2.0 - 1.0
+        mean = self.vae.encode(x).latent_dist.mean
+        return ((mean.float() - self.shift_factor) * self.scaling_factor)
+
+    def decode_latents(self, latents: Tensor) -> Tensor:
+        """[B, 4, h, w] -> [B, 8h, 8w, 3] in [0, 1], float32."""
+        z = latents / self.scaling_factor + self.shift_factor
+        x = self.vae.decode(z.to(self.dtype)).sample.float()
+        return ((x + 1.0) / 2.0).clamp(0.0, 1.0).permute(0, 2, 3, 1)
+
+    # --- denoising -----------------------------------------------------------------------------------
+    def predict_noise(
+        self,
+        latents_t: Tensor,  # [B, C, h, w]
+        t: Tensor,  # [B] long
+        cond: Condition,
+        *,
+        guidance_scale: float,
+        uncond: Condition | None = None,
+    ) -> Tensor:
+        """Epsilon with classifier-free guidance; one UNet pass over [uncond; cond] (cond only when scale == 1)."""
+        if cond.embeddings is None:
+            raise ValueError(f"condition for {cond.prompt!r} has no text embeddings")
+        batch = latents_t.shape[0]
+        cond_emb = cond.embeddings.expand(batch, -1, -1)
+        if guidance_scale == 1.0:
+            latents_in, t_in, emb = latents_t, t, cond_emb
+        else:
+            uncond = uncond if uncond is not None else self.condition("")
+            uncond_emb = uncond.embeddings.expand(batch, -1, -1)
+            latents_in, t_in, emb = torch.cat([latents_t, latents_t]), torch.cat([t, t]), torch.cat([uncond_emb, cond_emb])
+        out = self.unet(latents_in.to(self.dtype), t_in, encoder_hidden_states=emb.to(self.dtype)).sample.float()
+        alpha_bar = self.alphas_cumprod[t_in]
+        eps = epsilon_from_prediction(out, latents_in.float(), alpha_bar, self.prediction_type)
+        if guidance_scale == 1.0:
+            return eps
+        eps_uncond, eps_cond = eps.chunk(2)
+        return classifier_free_guidance(eps_uncond, eps_cond, guidance_scale)

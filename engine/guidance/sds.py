@@ -1,0 +1,125 @@
+"""Score distillation sampling (SDS), optionally restricted to a projected 2D mask.
+
+For a render x with latents z = E(x), noise eps and timestep t, SDS pushes z along
+    grad = w(t) * (eps_hat(z_t, t, prompt) - eps),   w(t) = 1 - abar_t,   z_t = sqrt(abar_t) z + sqrt(1-abar_t) eps
+without backpropagating through the denoiser. The surrogate loss 0.5 * ||z - (z - grad).detach()||^2 / B has
+exactly grad / B as its gradient w.r.t. z (per-view gradients averaged over the B views), so autograd carries
+it through the encoder and the renderer to the Gaussians. A 2D mask multiplies grad in latent space (the mask
+area-averaged down to the latent resolution), so nothing outside the mask is pushed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .base import Condition, DiffusionModel, LossOutput, randn
+from .timesteps import TimestepSchedule
+
+
+def latent_mask(mask2d: Tensor, size: tuple[int, int]) -> Tensor:
+    """[B, H, W, 1] pixel mask -> [B, 1, h, w] fraction of each latent pixel's footprint inside the mask."""
+    if mask2d.dim() != 4 or mask2d.shape[-1] != 1:
+        raise ValueError(f"mask2d must be [B, H, W, 1], got {tuple(mask2d.shape)}")
+    return F.adaptive_avg_pool2d(mask2d.permute(0, 3, 1, 2).float(), size)
+
+
+def sds_weight(alphas_cumprod: Tensor, t: Tensor) -> Tensor:
+    """w(t) = 1 - abar_t (DreamFusion's weighting), [B]."""
+    return 1.0 - alphas_cumprod[t]
+
+
+def add_noise(latents: Tensor, noise: Tensor, alpha_bar: Tensor) -> Tensor:
+    """z_t = sqrt(abar) z + sqrt(1 - abar) eps, alpha_bar [B]."""
+    a = alpha_bar.reshape(-1, *([1] * (latents.dim() - 1)))
+    return a.sqrt() * latents + (1.0 - a).sqrt() * noise
+
+
+def sds_surrogate(latents: Tensor, grad: Tensor) -> Tensor:
+    """Scalar whose gradient w.r.t. `latents` [B, ...] is exactly `grad / B`."""
+    target = (latents - grad).detach()
+    return 0.5 * (latents - target).pow(2).sum() / latents.shape[0]
+
+
+def check_images(images: Tensor, model: DiffusionModel, what: str = "images") -> None:
+    """Renders must be [B, H, W, 3] with H, W multiples of the model's latent scale."""
+    if images.dim() != 4 or images.shape[-1] != 3:
+        raise ValueError(f"{what} must be [B, H, W, 3], got {tuple(images.shape)}")
+    f = model.latent_scale
+    if images.shape[1] % f or images.shape[2] % f:
+        raise ValueError(f"{what} size {images.shape[1]}x{images.shape[2]} must be a multiple of {f} for {model.name}")
+
+
+def check_prompt(prompt: str, what: str = "prompt") -> str:
+    if not isinstance(prompt, str) or not prompt.strip():
+        raise ValueError(f"{what} is empty: describe what the masked part should become")
+    return prompt.strip()
+
+
+@dataclass
+class SDSLoss:
+    """Masked SDS toward `prompt`. Call it like every `GuidanceLoss`; `originals` and `anchors` are ignored."""
+
+    model: DiffusionModel
+    prompt: str
+    guidance_scale: float = 100.0
+    """Classifier-free guidance scale (SDS needs a large one; DreamFusion used 100)."""
+    timesteps: TimestepSchedule = field(default_factory=TimestepSchedule)
+
+    def __post_init__(self) -> None:
+        self.prompt = check_prompt(self.prompt)
+
+    def gradient(
+        self,
+        latents: Tensor,  # [B, C, h, w]
+        t: Tensor,  # [B] long
+        noise: Tensor,  # [B, C, h, w]
+        *,
+        mask: Tensor | None = None,  # [B, 1, h, w] latent-resolution mask
+        cond: Condition | None = None,
+    ) -> Tensor:
+        """The SDS gradient w(t) (eps_hat - eps) * mask, [B, C, h, w] float32 (no graph)."""
+        model = self.model
+        cond = cond if cond is not None else model.condition(self.prompt)
+        with torch.no_grad():
+            alpha_bar = model.alphas_cumprod[t]
+            latents_t = add_noise(latents.detach().float(), noise, alpha_bar)
+            eps_hat = model.predict_noise(latents_t, t, cond, guidance_scale=self.guidance_scale)
+            w = sds_weight(model.alphas_cumprod, t).reshape(-1, 1, 1, 1)
+            grad = w * (eps_hat - noise)
+            if mask is not None:
+                grad = grad * mask
+        return grad
+
+    def __call__(
+        self,
+        images: Tensor,  # [B, H, W, 3] in [0, 1]
+        *,
+        step: int,
+        total_steps: int,
+        mask2d: Tensor | None = None,  # [B, H, W, 1]
+        originals: Tensor | None = None,
+        anchors: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> LossOutput:
+        """Draws t (one per view), then the noise, from `generator` in that order."""
+        check_images(images, self.model)
+        latents = self.model.encode_images(images)
+        t = self.timesteps.sample(
+            latents.shape[0], step=step, total_steps=total_steps,
+            num_train_timesteps=self.model.num_train_timesteps, generator=generator, device=latents.device,
+        )
+        noise = randn(tuple(latents.shape), generator=generator, device=latents.device)
+        mask = None if mask2d is None else latent_mask(mask2d, latents.shape[-2:]).to(latents.device)
+        grad = self.gradient(latents, t, noise, mask=mask)
+        loss = sds_surrogate(latents, grad)
+        info = {
+            "loss": float(loss.detach()),
+            "sds": float(loss.detach()),
+            "t": float(t.float().mean()) / self.model.num_train_timesteps,
+            "grad_norm": float(grad.norm()),
+        }
+        return LossOutput(loss, info)
