@@ -9,6 +9,7 @@ diffusers and transformers are imported inside the loader, so importing this pac
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -49,9 +50,9 @@ def parse_colour(text: str) -> tuple[float, float, float]:
     return tuple(c / 255.0 for c in rgb[:3])  # type: ignore[return-value]
 
 
-def parse_model_spec(spec: str | None = None) -> ModelSpec:
+def parse_model_spec(spec: str | os.PathLike | None = None) -> ModelSpec:
     """A hub id, an existing local directory, or `closed-form:<colour>`; None means `default_model_spec()`."""
-    text = (default_model_spec() if spec is None else spec).strip()
+    text = (default_model_spec() if spec is None else os.fspath(spec)).strip()
     if not text:
         raise ModelSpecError(f"empty model: give a hub id (e.g. {DEFAULT_MODEL}), a directory, or closed-form:<colour>")
     if text.lower().startswith("closed-form"):
@@ -88,7 +89,7 @@ def _unavailable(spec: ModelSpec, reason: str) -> ModelUnavailableError:
 
 
 def load_guidance(
-    spec: str | ModelSpec | None = None,
+    spec: str | os.PathLike | ModelSpec | None = None,
     *,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
@@ -148,7 +149,7 @@ class DiffusersModel:
         source = spec.location
         try:
             tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
-            text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", dtype=dtype)
+            text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder").to(dtype)
             unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype)
             vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype)
             scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")

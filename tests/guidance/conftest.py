@@ -1,0 +1,35 @@
+"""Shared fixtures: tiny random diffusers pipelines saved once per session, and a red closed-form prior."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from engine.guidance import ClosedFormPrior
+
+from .tiny_models import save_tiny_pipeline
+
+RED = (0.8, 0.1, 0.1)
+
+
+@pytest.fixture(scope="session")
+def tiny_pipeline_dir(tmp_path_factory):
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-eps") / "model", prediction_type="epsilon")
+
+
+@pytest.fixture(scope="session")
+def tiny_vpred_dir(tmp_path_factory):
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-v") / "model", prediction_type="v_prediction", seed=1)
+
+
+@pytest.fixture
+def red_prior():
+    return ClosedFormPrior(RED)
+
+
+@pytest.fixture
+def half_mask():
+    """[2, 8, 8, 1]: left half of each view selected."""
+    mask = torch.zeros(2, 8, 8, 1)
+    mask[:, :, :4] = 1.0
+    return mask

@@ -1,0 +1,81 @@
+"""Tiny random Stable-Diffusion-shaped pipelines for CPU tests (no weights, no network).
+
+`save_tiny_pipeline(path)` writes the diffusers folder layout (model_index.json, tokenizer/, text_encoder/,
+unet/, vae/, scheduler/) so tests can load it through the real `load_guidance(path)`. The VAE downsamples by 2
+(two blocks), so a 16x16 render has 8x8 latents; prompts are tokenized to 16 tokens.
+Reuse from other test folders: `from tests.guidance.tiny_models import save_tiny_pipeline`.
+"""
+
+from __future__ import annotations
+
+import json
+import string
+from pathlib import Path
+
+import torch
+
+TOKEN_LENGTH = 16
+LATENT_SCALE = 2
+
+
+def tiny_tokenizer():
+    """A CLIP BPE tokenizer over single characters (no merges): every lowercase word is spelled out."""
+    from transformers import CLIPTokenizer
+
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
+    for ch in string.ascii_lowercase + string.digits + string.punctuation:
+        for token in (ch, ch + "</w>"):
+            vocab.setdefault(token, len(vocab))
+    return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=TOKEN_LENGTH)
+
+
+def tiny_parts(*, prediction_type: str = "epsilon", seed: int = 0) -> dict:
+    """The five parts with random weights: tokenizer, text_encoder, unet, vae, scheduler."""
+    from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    torch.manual_seed(seed)
+    tokenizer = tiny_tokenizer()
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=TOKEN_LENGTH, bos_token_id=0, eos_token_id=1,
+            pad_token_id=1, projection_dim=32,
+        )
+    )
+    unet = UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(16, 32), latent_channels=4,
+        norm_num_groups=8, layers_per_block=1, sample_size=16,
+    )
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+        prediction_type=prediction_type, clip_sample=False, set_alpha_to_one=False, steps_offset=1,
+    )
+    return {"tokenizer": tokenizer, "text_encoder": text_encoder, "unet": unet, "vae": vae, "scheduler": scheduler}
+
+
+def save_tiny_pipeline(path: str | Path, *, prediction_type: str = "epsilon", seed: int = 0) -> Path:
+    """Write a tiny random pipeline in the diffusers layout to `path` and return it.
+
+    Each part is saved with its own save_pretrained; model_index.json is what StableDiffusionPipeline writes
+    (written by hand: importing the pipeline classes costs seconds).
+    """
+    import diffusers
+    import transformers
+
+    path = Path(path)
+    parts = tiny_parts(prediction_type=prediction_type, seed=seed)
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
+             "safety_checker": [None, None], "feature_extractor": [None, None], "requires_safety_checker": False}
+    for name, part in parts.items():
+        part.save_pretrained(path / name)
+        library = "transformers" if name in ("tokenizer", "text_encoder") else "diffusers"
+        index[name] = [library, type(part).__name__]
+    (path / "model_index.json").write_text(json.dumps(index, indent=2))
+    return path
