@@ -1,0 +1,157 @@
+"""The Edit panel: prompt and settings, Run / Pause / Cancel, progress with ETA, loss plot, live preview,
+before/after.
+
+Run starts a job through the engine worker (editor.jobs) and then streams the session's job status to the page
+until the job ends, so the page (and a gradio_client call of `run_edit`) sees every preview. Pause and Cancel are
+separate events that run while Run is streaming. The worker owns the optimization; this panel only shows it.
+"""
+
+from __future__ import annotations
+
+import html
+import time
+
+import gradio as gr
+import pandas as pd
+
+from .context import AppContext
+from .jobs import EditSettings
+from .session import JobStatus, Session
+
+POLL_S = 0.2  # how often the streaming Run handler looks at the job status
+METHOD_LABELS = [("Masked SDS", "sds"), ("DDS (source → target)", "dds"), ("RoMaP (regularized SDS)", "romap")]
+
+
+def progress_html(job: JobStatus) -> str:
+    """A progress bar with step, speed and ETA; data-* attributes let tests read the numbers."""
+    total = max(job.total, 1)
+    pct = 100.0 * min(job.step, total) / total
+    parts = [f"{job.state}"]
+    if job.total:
+        parts.append(f"step {job.step}/{job.total}")
+    if job.started_at is not None and job.step:
+        elapsed = max(1e-6, time.time() - job.started_at)
+        parts.append(f"{job.step / elapsed:.1f} it/s")
+    if job.eta_s is not None and job.state in ("running", "paused"):
+        parts.append(f"ETA {format_seconds(job.eta_s)}")
+    if job.message:
+        parts.append(html.escape(job.message))
+    colour = {"error": "#c0392b", "cancelled": "#7f8c8d", "done": "#27ae60"}.get(job.state, "#2e86de")
+    return (
+        f'<div id="edit-progress" data-state="{job.state}" data-step="{job.step}" data-total="{job.total}" '
+        f'data-previews="{job.preview_count}" style="border:1px solid #ccc;border-radius:6px;height:26px;'
+        f'position:relative;overflow:hidden">'
+        f'<div style="width:{pct:.1f}%;height:100%;background:{colour};opacity:.35"></div>'
+        f'<span style="position:absolute;left:8px;top:3px;font-size:13px">{" · ".join(parts)}</span></div>'
+    )
+
+
+def format_seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+
+
+def loss_frame(job: JobStatus) -> pd.DataFrame:
+    return pd.DataFrame(job.losses or [], columns=["step", "loss"])
+
+
+def job_outputs(job: JobStatus):
+    """(progress, loss plot, preview, before, after, run/pause/cancel button states) for a status snapshot."""
+    running = job.state in ("queued", "running", "paused")
+    after = job.preview if job.state == "done" else None
+    return (
+        progress_html(job),
+        loss_frame(job),
+        job.preview,
+        job.before,
+        after,
+        gr.update(interactive=not running),
+        gr.update(interactive=running, value="Resume" if job.state == "paused" else "Pause"),
+        gr.update(interactive=running),
+    )
+
+
+def build_edit_panel(ctx: AppContext) -> None:
+    prompt = gr.Textbox(label="Prompt (what the selected part should become)", placeholder="a red scarf",
+                        elem_id="edit-prompt")
+    source = gr.Textbox(label="Source prompt (what it is now; needed by DDS)", placeholder="a blue scarf",
+                        elem_id="edit-source")
+    with gr.Row():
+        method = gr.Dropdown(METHOD_LABELS, value="sds", label="Method", elem_id="edit-method")
+        steps = gr.Slider(1, 2000, value=300, step=1, label="Steps", elem_id="edit-steps")
+    with gr.Accordion("Advanced", open=False):
+        with gr.Row():
+            guidance = gr.Number(value=0, label="Guidance scale (0 = method default)", elem_id="edit-guidance")
+            resolution = gr.Slider(32, 1024, value=256, step=8, label="Render resolution", elem_id="edit-res")
+            seed = gr.Number(value=0, precision=0, label="Seed", elem_id="edit-seed")
+        with gr.Row():
+            preview_every = gr.Slider(1, 100, value=5, step=1, label="Preview every N steps",
+                                      elem_id="edit-preview-every")
+            densify = gr.Checkbox(value=True, label="Densify inside the mask")
+            prior_removal = gr.Checkbox(value=False, label="Gaussian prior removal (RoMaP always)")
+    with gr.Row():
+        run = gr.Button("Run", variant="primary", elem_id="edit-run")
+        pause = gr.Button("Pause", interactive=False, elem_id="edit-pause")
+        cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="edit-cancel")
+    progress = gr.HTML(progress_html(JobStatus()), elem_id="edit-progress-box")
+    preview = gr.Image(label="Live preview", interactive=False, elem_id="edit-preview", height=256, format="jpeg")
+    with gr.Row():
+        before = gr.Image(label="Before", interactive=False, elem_id="edit-before", height=200, format="jpeg")
+        after = gr.Image(label="After", interactive=False, elem_id="edit-after", height=200, format="jpeg")
+    losses = gr.LinePlot(x="step", y="loss", label="Loss", height=180, elem_id="edit-loss")
+    outputs = [progress, losses, preview, before, after, run, pause, cancel]
+    ctx.shared.update(edit_outputs=outputs)
+
+    def start_and_stream(prompt_v, source_v, method_v, steps_v, guidance_v, res_v, seed_v, every_v, densify_v,
+                         prior_v, request: gr.Request):
+        session = ctx.session(request)
+        settings = EditSettings(
+            prompt=prompt_v or "", source_prompt=source_v or "", method=method_v, steps=int(steps_v),
+            guidance_scale=float(guidance_v) if guidance_v else None, resolution=int(res_v), seed=int(seed_v or 0),
+            preview_every=int(every_v), densify=bool(densify_v), prior_removal=bool(prior_v),
+        )
+        try:
+            ctx.jobs.start(session, settings)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
+        yield from stream_job(session)
+
+    def stream_job(session: Session):
+        seen = None
+        while True:
+            with session.lock:
+                job = session.job
+                key = (job.state, job.step, job.preview_count, len(job.losses), job.message)
+                snapshot = JobStatus(**{k: getattr(job, k) for k in job.__dataclass_fields__})
+                snapshot.losses = list(job.losses)
+            if key != seen:
+                seen = key
+                yield job_outputs(snapshot)
+            if not snapshot.active:
+                return
+            time.sleep(POLL_S)
+
+    inputs = [prompt, source, method, steps, guidance, resolution, seed, preview_every, densify, prior_removal]
+    ctx.changed(run.click(start_and_stream, inputs, outputs, api_name="run_edit", concurrency_limit=None,
+                          show_progress="hidden"))
+
+    def toggle_pause(request: gr.Request):
+        session = ctx.session(request)
+        if session.job.state == "paused":
+            ctx.jobs.resume(session)
+        else:
+            ctx.jobs.pause(session)
+
+    def do_cancel(request: gr.Request):
+        ctx.jobs.cancel(ctx.session(request))
+
+    pause.click(toggle_pause, None, None, api_name="pause_edit", concurrency_limit=None)
+    cancel.click(do_cancel, None, None, api_name="cancel_edit", concurrency_limit=None)
+
+    def status(request: gr.Request):
+        """The job status as plain data (for API clients)."""
+        job = ctx.session(request).job
+        return {"state": job.state, "step": job.step, "total": job.total, "previews": job.preview_count,
+                "message": job.message}
+
+    gr.api(status, api_name="edit_status")

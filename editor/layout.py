@@ -1,0 +1,176 @@
+"""The page: the views on the left (Viser iframe, streamed render, 3D model), the panels on the right; and launch.
+
+Cross-panel refresh has one place: `sync`. After every action that may change the scene, the selection or the
+view (and once a second from a timer, which catches clicks made in Viser and jobs that finish), `sync` compares
+the session's state with what this page last showed and re-renders only what changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+import gradio as gr
+
+from . import backend
+from .config import AppConfig
+from .context import AppContext
+from .edit_panel import build_edit_panel, job_outputs
+from .history_panel import build_history_panel, history_html
+from .mask_panel import build_mask_panel, mask_summary
+from .masking import Masking
+from .model_panel import build_model_panel
+from .render_panel import build_render_panel, render_stream
+from .scene_panel import build_scene_panel, info_markdown
+from .session import Session, SessionRegistry
+
+log = logging.getLogger(__name__)
+
+SYNC_EVERY_S = 1.0
+CSS = """
+#viser-frame iframe { width: 100%; height: 560px; border: 0; border-radius: 8px; }
+#history-list li.current { font-weight: bold; }
+"""
+
+
+def viser_iframe(host_header: str | None, port: int) -> str:
+    """The iframe that embeds this session's Viser server, on the host name the browser used for the page."""
+    host = (host_header or "127.0.0.1").rsplit(":", 1)[0] if host_header and not host_header.startswith("[") \
+        else (host_header or "127.0.0.1")
+    if host.startswith("[") and "]" in host:  # IPv6 literal [::1]:7860
+        host = host[: host.index("]") + 1]
+    return (f'<iframe id="viser-iframe" data-port="{port}" src="http://{host}:{port}/" '
+            f'allow="fullscreen" title="3D view"></iframe>')
+
+
+def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, jobs=None,
+              masking: Masking | None = None) -> tuple[gr.Blocks, AppContext]:
+    """The Gradio Blocks of the editor (not launched) and its context."""
+    from .jobs import JobRunner
+
+    if registry is None:
+        registry = SessionRegistry(
+            lambda: backend.default_scene(config.scene), Path(config.workspace), ttl_s=config.session_ttl_s,
+            max_viewers=config.max_viewers, viewer_factory=_viewer_factory(config) if config.use_viser else None,
+        )
+    ctx = AppContext(config, registry, jobs or JobRunner(registry, config), masking or Masking())
+
+    with gr.Blocks(title="Splat part editor", fill_width=True) as demo:
+        gr.Markdown("### Part-level editing of 3D Gaussian splats — select a part, describe the change, watch it")
+        shown_key = gr.State(None)  # what this page last rendered: (revision, view, tint)
+        ctx.shared["shown_key"] = shown_key
+        with gr.Row(equal_height=False):
+            with gr.Column(scale=3):
+                with gr.Tabs():
+                    if config.use_viser:
+                        with gr.Tab("3D view", id="tab-viser"):
+                            viser_frame = gr.HTML(elem_id="viser-frame")
+                    with gr.Tab("Render", id="tab-render"):
+                        build_render_panel(ctx)
+                    if not config.use_viser:
+                        from .space import build_model3d_tab
+
+                        build_model3d_tab(ctx)
+            with gr.Column(scale=2):
+                with gr.Tabs():
+                    with gr.Tab("Mask", id="tab-mask"):
+                        build_mask_panel(ctx)
+                    with gr.Tab("Edit", id="tab-edit"):
+                        build_edit_panel(ctx)
+                    with gr.Tab("History & export", id="tab-history"):
+                        build_history_panel(ctx)
+                    with gr.Tab("Scene", id="tab-scene"):
+                        build_scene_panel(ctx)
+                    with gr.Tab("Model", id="tab-model"):
+                        build_model_panel(ctx)
+
+        sh = ctx.shared
+        sync_outputs = [shown_key, sh["stream_image"], sh["mask_info"], sh["part_select"], sh["parts_shown"],
+                        sh["history_html"], sh["scene_info"]]
+
+        def sync(last_key, request: gr.Request):
+            session = ctx.session(request)
+            with session.lock:
+                key = (session.revision, session.view, session.tint)
+            if key == last_key:
+                return (gr.skip(),) * len(sync_outputs)
+            return (key, render_stream(session), mask_summary(session), *sh["parts_update"](session),
+                    history_html(session), info_markdown(session))
+
+        for event in ctx.change_events:
+            event.then(sync, shown_key, sync_outputs, show_progress="hidden", api_visibility="private")
+        timer = gr.Timer(SYNC_EVERY_S)
+        timer.tick(sync, shown_key, sync_outputs, show_progress="hidden", api_visibility="private")
+
+        def on_load(request: gr.Request):
+            session = ctx.session(request)
+            frame = ""
+            if config.use_viser:
+                viewer = ctx.registry.ensure_viewer(session)
+                frame = (viser_iframe(request.headers.get("host"), viewer.port) if viewer is not None else
+                         "<p>The 3D view is busy (too many sessions); use the Render tab.</p>")
+            describe = sh["describe_model"](session)
+            with session.lock:
+                job = session.job
+                key = (session.revision, session.view, session.tint)
+            outputs = [key, render_stream(session), mask_summary(session), *sh["parts_update"](session),
+                       history_html(session), info_markdown(session), *describe, *job_outputs(job)]
+            return ([frame] if config.use_viser else []) + outputs
+
+        load_outputs = ([viser_frame] if config.use_viser else []) + sync_outputs + [
+            sh["model_status"], sh["model_spec"], *sh["edit_outputs"]]
+        demo.load(on_load, None, load_outputs, api_visibility="private")
+
+        def on_unload(request: gr.Request):
+            """The tab closed or reloaded: free its viewer port and memory (a running job is cancelled)."""
+            session_id = getattr(request, "session_hash", None)
+            if session_id:
+                ctx.jobs.forget(session_id)
+                ctx.registry.close(session_id)
+
+        demo.unload(on_unload)
+    return demo, ctx
+
+
+def _viewer_factory(config: AppConfig):
+    def make(session: Session):
+        from .viewer import SessionViewer
+
+        masking = Masking()
+        return SessionViewer(
+            host=config.host, port=config.viser_port,
+            on_click=lambda click: masking.apply_click(session, click),
+            on_rect=lambda rect: masking.apply_rect(session, rect),
+        )
+
+    return make
+
+
+def launch(config: AppConfig) -> None:
+    """Build and serve the app until interrupted."""
+    import os
+
+    demo, ctx = build_app(config)
+    host, port = config.host, config.port
+    if config.space:
+        host = os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0")
+        port = int(os.environ.get("GRADIO_SERVER_PORT", port))
+    demo.queue(default_concurrency_limit=8)
+    _start_reaper(ctx)
+    demo.launch(
+        server_name=host, server_port=port, share=config.share, max_file_size=f"{config.max_upload_mb:g}mb",
+        allowed_paths=[str(Path(config.workspace).resolve())], css=CSS, show_error=True,
+    )
+
+
+def _start_reaper(ctx: AppContext) -> None:
+    def loop() -> None:
+        while True:
+            threading.Event().wait(60)
+            try:
+                ctx.registry.reap_idle()
+            except Exception:  # noqa: BLE001
+                log.exception("closing idle sessions failed")
+
+    threading.Thread(target=loop, name="session-reaper", daemon=True).start()

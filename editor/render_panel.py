@@ -1,0 +1,141 @@
+"""The streamed view: engine renders of the session's scene, moved with orbit buttons and sliders.
+
+It is the only 3D view in a Hugging Face Space (one port, no Viser) and a second view locally. Clicking the
+image is a selection gesture exactly like a click in Viser (same tools, same session mask). While the angle
+sliders move it renders at low resolution; on release (and after every button) at full resolution.
+"""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+
+from . import backend
+from .context import AppContext
+from .gestures import click_from_pixel
+from .session import Session
+
+WIDTH, HEIGHT = 512, 384
+LOW_SCALE = 0.25
+
+
+def render_stream(session: Session, *, low: bool = False) -> np.ndarray:
+    """The session's scene from its orbit view (mask-tinted if the session's tint is on); `low`: quarter size."""
+    with session.lock:
+        scene, mask, view, tint = session.display_scene(), session.display_mask(), session.view, session.tint
+    s = LOW_SCALE if low else 1.0
+    camera = view.cameras(max(8, int(WIDTH * s)), max(8, int(HEIGHT * s)))
+    return backend.render_view(scene, camera, mask=mask, tint=tint)
+
+
+def view_key(session: Session) -> tuple:
+    """What a streamed image depends on; the page keeps the key of what it shows to skip needless renders."""
+    with session.lock:
+        return (session.revision, session.view, session.tint)
+
+
+def build_render_panel(ctx: AppContext) -> None:
+    """The image, its orbit controls, and click-to-select; registers ctx.shared['stream_image'] etc."""
+    image = gr.Image(
+        label="Render (click to select)", interactive=False, elem_id="stream-view", height=HEIGHT,
+        format="jpeg", buttons=["download", "fullscreen"],
+    )
+    with gr.Row():
+        left = gr.Button("⟲", size="sm", elem_id="orbit-left", min_width=40)
+        right = gr.Button("⟳", size="sm", elem_id="orbit-right", min_width=40)
+        up = gr.Button("▲", size="sm", elem_id="orbit-up", min_width=40)
+        down = gr.Button("▼", size="sm", elem_id="orbit-down", min_width=40)
+        zoom_in = gr.Button("+", size="sm", elem_id="orbit-in", min_width=40)
+        zoom_out = gr.Button("−", size="sm", elem_id="orbit-out", min_width=40)
+        reset = gr.Button("Frame", size="sm", elem_id="orbit-reset", min_width=60)
+    with gr.Row():
+        azimuth = gr.Slider(-180, 180, value=30, step=1, label="Azimuth", elem_id="orbit-azimuth")
+        elevation = gr.Slider(-89, 89, value=20, step=1, label="Elevation", elem_id="orbit-elevation")
+        tint = gr.Checkbox(value=True, label="Mask tint", elem_id="stream-tint")
+    ctx.shared.update(stream_image=image, stream_tint=tint, azimuth=azimuth, elevation=elevation)
+
+    def move(request: gr.Request, d_az: float = 0.0, d_el: float = 0.0, zoom: float = 1.0):
+        session = ctx.session(request)
+        with session.lock:
+            session.view = session.view.rotated(d_az, d_el).zoomed(zoom)
+            view = session.view
+        return view_key(session), render_stream(session), view.azimuth, view.elevation
+
+    def mover(d_az: float = 0.0, d_el: float = 0.0, zoom: float = 1.0):
+        def handler(request: gr.Request):
+            return move(request, d_az, d_el, zoom)
+
+        return handler
+
+    shown_key = ctx.shared["shown_key"]
+    outputs = [shown_key, image, azimuth, elevation]
+    common = dict(outputs=outputs, show_progress="hidden", trigger_mode="always_last", api_visibility="private")
+    left.click(mover(d_az=-30), [], **common)
+    right.click(mover(d_az=30), [], **common)
+    up.click(mover(d_el=15), [], **common)
+    down.click(mover(d_el=-15), [], **common)
+    zoom_in.click(mover(zoom=0.8), [], **common)
+    zoom_out.click(mover(zoom=1.25), [], **common)
+
+    def frame(request: gr.Request):
+        session = ctx.session(request)
+        with session.lock:
+            from .orbit import OrbitView
+
+            lo, hi = session.scene.bounding_box(quantile=0.01 if len(session.scene) > 200 else 0.0)
+            session.view = OrbitView.framing(lo, hi)
+        return move(request)
+
+    reset.click(frame, [], **common)
+
+    def set_angles(az: float, el: float, request: gr.Request):
+        session = ctx.session(request)
+        with session.lock:
+            session.view = session.view.with_angles(az, el)
+        return view_key(session), render_stream(session)
+
+    def set_angles_low(az: float, el: float, request: gr.Request):
+        session = ctx.session(request)
+        with session.lock:
+            session.view = session.view.with_angles(az, el)
+        return render_stream(session, low=True)  # the full render on release updates the page's key
+
+    for slider in (azimuth, elevation):
+        slider.input(
+            set_angles_low, [azimuth, elevation], image,
+            show_progress="hidden", trigger_mode="always_last", api_visibility="private",
+        )
+        slider.release(set_angles, [azimuth, elevation], [shown_key, image], show_progress="hidden",
+                       api_visibility="private")
+
+    def set_tint(tint_on: bool, request: gr.Request):
+        session = ctx.session(request)
+        with session.lock:
+            session.tint = bool(tint_on)
+        return view_key(session), render_stream(session)
+
+    tint.change(set_tint, [tint], [shown_key, image], show_progress="hidden", api_name="set_tint")
+
+    def clicked(event: gr.SelectData, request: gr.Request):
+        session = ctx.session(request)
+        u, v = (float(c) + 0.5 for c in event.index[:2])
+        with session.lock:
+            camera = session.view.cameras(WIDTH, HEIGHT)
+        try:
+            ctx.masking.apply_click(session, click_from_pixel(camera, u, v))
+        except (ValueError, OSError) as exc:
+            raise gr.Error(str(exc)) from exc
+
+    ctx.changed(image.select(clicked, [], None, show_progress="hidden", api_visibility="private"))
+
+    def click_view(u: float, v: float, request: gr.Request) -> int:
+        """Apply the session's mask tool at pixel (u, v) of the streamed view; returns the selected count."""
+        session = ctx.session(request)
+        with session.lock:
+            camera = session.view.cameras(WIDTH, HEIGHT)
+        try:
+            return ctx.masking.apply_click(session, click_from_pixel(camera, float(u), float(v)))
+        except (ValueError, OSError) as exc:
+            raise gr.Error(str(exc)) from exc
+
+    gr.api(click_view, api_name="click_view")

@@ -1,0 +1,275 @@
+"""Per-browser-session state: the scene, the selection, the parts, the view, the running job, the viewer.
+
+Gradio gives every page (and every gradio_client Client) a session hash; `SessionRegistry.get(hash)` returns
+that session's `Session`, creating it on first use with the default scene. Event handlers read and change only
+their own session, under its lock, so two pages never see each other's scene or mask. Sessions idle longer
+than the configured TTL are closed (their Viser port and memory freed).
+
+Everything the session holds is a plain value: scenes are immutable GaussianScene objects, masks are CPU
+tensors that are replaced, never modified in place; a snapshot handed to the viewer or the engine is safe.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import backend
+from .backend import SceneBundle
+from .orbit import OrbitView
+
+log = logging.getLogger(__name__)
+
+TOOLS = ("pick", "brush", "rect", "sam")
+OPS = ("add", "subtract")
+
+
+@dataclass
+class JobStatus:
+    """What the Edit panel shows about this session's current (or last) edit job."""
+
+    job_id: str | None = None
+    state: str = "idle"  # idle | queued | running | paused | done | cancelled | error
+    step: int = 0
+    total: int = 0
+    started_at: float | None = None
+    eta_s: float | None = None
+    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
+    preview: np.ndarray | None = None  # latest preview render, uint8 [H, W, 3]
+    preview_count: int = 0
+    before: np.ndarray | None = None  # render of the scene before the edit, same view as `preview`
+    message: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.state in ("queued", "running", "paused")
+
+
+@dataclass
+class LiftState:
+    """The last multi-view lift: soft weights the threshold slider re-cuts, and the selection it was added to."""
+
+    weights: Tensor  # [N] in [0, 1]
+    base: Tensor  # [N] selection before the lift
+    op: str  # "add" | "subtract"
+
+
+class Session:
+    """One page's scene, selection, parts, view and job; all access under `lock`."""
+
+    def __init__(self, session_id: str, bundle: SceneBundle, workspace: Path) -> None:
+        self.id = session_id
+        self.lock = threading.RLock()
+        self.workspace = workspace
+        self.created_at = self.last_seen = time.time()
+        self.viewer = None  # SessionViewer | None
+        self.tool = "pick"
+        self.op = "add"
+        self.brush_radius = 24.0  # pixels
+        self.threshold = 0.5
+        self.tint = True  # streamed view: draw the selection as a tint
+        self.lift_method = "vote"  # "vote" | "galp": how SAM's multi-view masks become 3D weights
+        self.sam_views = 8  # views SAM is run on for one click
+        self.job = JobStatus()
+        self.history_labels: list[str] = []
+        self.history_cursor = -1
+        self.revision = 0  # bumped on every scene or mask change (the UI polls it)
+        self.last_action = "open"  # label of the latest selection change (history entries use it)
+        self.model_spec: str | None = None  # guidance model chosen in this session (None: the app's default)
+        self._listeners: list[Callable[["Session"], None]] = []
+        self._set_bundle(bundle)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def scene(self):
+        return self.bundle.scene
+
+    def _set_bundle(self, bundle: SceneBundle) -> None:
+        self.bundle = bundle
+        n = len(bundle.scene)
+        self.selection = torch.zeros(n)
+        self.lift: LiftState | None = None
+        self.hidden_parts: set[str] = set()
+        self.parts: dict[str, Tensor] = {}
+        if bundle.part_ids is not None:
+            for index, name in enumerate(bundle.part_names):
+                self.parts[name] = (bundle.part_ids == index).float()
+        lo, hi = bundle.scene.bounding_box(quantile=0.01 if n > 200 else 0.0)
+        self.view = OrbitView.framing(lo, hi)
+
+    def set_bundle(self, bundle: SceneBundle) -> None:
+        """A new scene (opened file, or the engine's result): selection and parts restart if the count changed."""
+        with self.lock:
+            if len(bundle.scene) == len(self.bundle.scene) and bundle.part_ids is None:
+                # Same Gaussians (an edit result, undo/redo): keep selection, parts and view.
+                bundle.part_ids, bundle.part_names = self.bundle.part_ids, self.bundle.part_names
+                self.bundle = bundle
+            else:
+                self._set_bundle(bundle)
+            self._changed()
+
+    def set_scene(self, scene, selection: Tensor | None = None) -> None:
+        """Replace the scene with an edited version (same or different count); keeps the name and parts."""
+        with self.lock:
+            same_count = len(scene) == len(self.bundle.scene)
+            self.bundle = SceneBundle(
+                scene, self.bundle.name,
+                self.bundle.part_ids if same_count else None,
+                self.bundle.part_names if same_count else [],
+            )
+            if selection is not None:
+                self.selection = selection.detach().float().cpu()
+            elif not same_count:
+                self.selection = torch.zeros(len(scene))
+            if not same_count:
+                self.parts, self.lift, self.hidden_parts = {}, None, set()
+            self._changed()
+
+    def set_selection(self, selection: Tensor, *, label: str = "edit selection", keep_lift: bool = False) -> None:
+        with self.lock:
+            self.last_action = label
+            if selection.shape != (len(self.scene),):
+                raise ValueError(f"a mask for this scene must have shape [{len(self.scene)}], got {list(selection.shape)}")
+            self.selection = selection.detach().float().clamp(0.0, 1.0).cpu()
+            if not keep_lift:
+                self.lift = None
+            self._changed()
+
+    def display_mask(self) -> Tensor | None:
+        """The selection as the viewer tints it (None when nothing is selected)."""
+        with self.lock:
+            return self.selection if bool((self.selection > 0).any()) else None
+
+    def display_scene(self):
+        """The scene as shown: Gaussians of hidden parts made fully transparent (indices unchanged)."""
+        with self.lock:
+            scene = self.scene
+            if not self.hidden_parts:
+                return scene
+            hidden = torch.zeros(len(scene), dtype=torch.bool)
+            for name in self.hidden_parts:
+                if name in self.parts:
+                    hidden |= self.parts[name] > 0.5
+            return backend.hide_gaussians(scene, hidden)
+
+    def selected_count(self, threshold: float = 0.5) -> int:
+        with self.lock:
+            return int((self.selection > threshold).sum())
+
+    # ------------------------------------------------------------------ listeners (the viewer)
+    def add_listener(self, fn: Callable[["Session"], None]) -> None:
+        self._listeners.append(fn)
+
+    def _changed(self) -> None:
+        self.revision += 1
+        for fn in list(self._listeners):
+            try:
+                fn(self)
+            except Exception:  # noqa: BLE001 - a broken viewer must not break the session
+                log.exception("session listener failed")
+
+    def push_to_viewer(self, scene=None) -> None:
+        """Send the current scene (or an in-progress preview `scene`) and the selection to the Viser view."""
+        if self.viewer is not None:
+            self.viewer.show(scene if scene is not None else self.display_scene(), self.display_mask())
+
+    def touch(self) -> None:
+        self.last_seen = time.time()
+
+    def close(self) -> None:
+        if self.viewer is not None:
+            self.viewer.close()
+            self.viewer = None
+
+
+class SessionRegistry:
+    """Sessions by Gradio session hash, created lazily with the default scene, closed when idle."""
+
+    def __init__(
+        self,
+        make_bundle: Callable[[], SceneBundle],
+        workspace: Path,
+        *,
+        ttl_s: float = 3600.0,
+        max_viewers: int = 16,
+        viewer_factory: Callable[[Session], object] | None = None,
+    ) -> None:
+        self._make_bundle = make_bundle
+        self._base_bundle: SceneBundle | None = None
+        self.workspace = Path(workspace)
+        self.ttl_s = ttl_s
+        self.max_viewers = max_viewers
+        self.viewer_factory = viewer_factory
+        self._sessions: dict[str, Session] = {}
+        self._lock = threading.Lock()
+        self.on_create: list[Callable[[Session], None]] = []  # e.g. JobRunner.attach (history per session)
+
+    def base_bundle(self) -> SceneBundle:
+        """The default scene, read once and shared (scenes are immutable, so sharing is safe)."""
+        with self._lock:
+            if self._base_bundle is None:
+                self._base_bundle = self._make_bundle()
+            return self._base_bundle
+
+    def get(self, session_id: str) -> Session:
+        if not session_id:
+            raise ValueError("no session id: the request did not come through a Gradio session")
+        with self._lock:
+            session = self._sessions.get(session_id)
+        if session is None:
+            base = self.base_bundle()
+            bundle = SceneBundle(base.scene, base.name, base.part_ids, list(base.part_names))
+            safe_id = "".join(c for c in session_id if c.isalnum())[:32] or "session"
+            fresh = Session(session_id, bundle, self.workspace / safe_id)
+            with self._lock:
+                session = self._sessions.setdefault(session_id, fresh)
+            if session is fresh:
+                for fn in self.on_create:
+                    fn(session)
+        session.touch()
+        return session
+
+    def ensure_viewer(self, session: Session):
+        """The session's Viser viewer, started on first call; None when the viewer limit is reached."""
+        if self.viewer_factory is None:
+            return None
+        with session.lock:
+            if session.viewer is not None:
+                return session.viewer
+            live = sum(1 for s in self.sessions() if s.viewer is not None)
+            if live >= self.max_viewers:
+                return None
+            session.viewer = self.viewer_factory(session)
+        session.add_listener(lambda s: s.push_to_viewer())
+        session.push_to_viewer()
+        return session.viewer
+
+    def sessions(self) -> list[Session]:
+        with self._lock:
+            return list(self._sessions.values())
+
+    def close(self, session_id: str) -> None:
+        with self._lock:
+            session = self._sessions.pop(session_id, None)
+        if session is not None:
+            session.close()
+
+    def reap_idle(self, now: float | None = None) -> list[str]:
+        """Close sessions idle for longer than the TTL (not while their job runs); returns their ids."""
+        now = time.time() if now is None else now
+        stale = [s.id for s in self.sessions() if now - s.last_seen > self.ttl_s and not s.job.active]
+        for session_id in stale:
+            self.close(session_id)
+        return stale
+
+    def close_all(self) -> None:
+        for session in self.sessions():
+            self.close(session.id)
