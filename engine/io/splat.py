@@ -71,7 +71,10 @@ def write_splat(scene: GaussianScene, path: str | os.PathLike) -> None:
     scene = scene.detach().to("cpu")
     records = np.empty(len(scene), dtype=RECORD)
     records["position"] = scene.means.float().numpy()
-    records["scale"] = torch.exp(scene.scales.double()).numpy()
+    linear = torch.exp(scene.scales.double()).numpy()
+    if not (linear <= np.finfo(np.float32).max).all():
+        raise FormatError(Path(path), "cannot write .splat: a scale overflows float32 (log-scale too large)")
+    records["scale"] = linear
     rgb = np.clip(scene.sh0[:, 0, :].double().numpy() * SH_C0 + 0.5, 0.0, 1.0)
     alpha = torch.sigmoid(scene.opacities.double()).numpy()
     records["rgba"][:, :3] = np.round(rgb * 255.0)
@@ -79,6 +82,4 @@ def write_splat(scene: GaussianScene, path: str | os.PathLike) -> None:
     q = scene.quats.double().numpy()
     q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
     records["rotation"] = np.clip(np.round(q * 128.0 + 128.0), 0, 255)
-    if not np.isfinite(records["scale"]).all():
-        raise FormatError(Path(path), "cannot write .splat: a scale overflows float32 (log-scale too large)")
     records.tofile(path)
