@@ -5,7 +5,7 @@ The same rules as gsplat's `DefaultStrategy`, restricted to the rows an edit opt
 - after every backward, `accumulate()` adds each trainable Gaussian's screen-space positional gradient norm
   (normalized to NDC units and by the batch size, as gsplat does) and counts the views it was visible in;
 - every `interval` steps between `start_step` and `stop_step`, `refine()` looks at the average gradient:
-  above `grad_threshold`, small Gaussians (largest axis <= `scale_threshold` x scene scale) are *cloned*
+  above `grad_threshold` (and among the top `grow_fraction`), small Gaussians (largest axis <= `scale_threshold` x scene scale) are *cloned*
   (a copy appended at the same place: the two then drift apart) and large ones are *split* (two children
   sampled inside the parent, each `split_factor` times smaller); then Gaussians with opacity below
   `prune_opacity` are removed.
@@ -46,6 +46,10 @@ class DensifyConfig:
     """Average screen-space gradient norm (NDC units, gsplat's `grow_grad2d`) above which a Gaussian grows."""
     grad_threshold_3d: float = 0.0002
     """The same threshold for the fallback statistic (norm of d loss / d means) when means2d has no grad."""
+    grow_fraction: float = 0.1
+    """At most this fraction of the trainable Gaussians (those with the largest gradients) grows per refinement.
+    Distillation gradients are not on the scale of a photometric loss (they depend on the model, the guidance
+    scale and the resolution), so the absolute threshold alone could grow almost every Gaussian at once."""
     scale_threshold: float = 0.01
     """Largest axis <= this x scene scale: clone; larger: split (gsplat's `grow_scale3d`)."""
     split_factor: float = 1.6
@@ -137,6 +141,9 @@ class MaskedDensifier:
             avg = (self.grad_sum / self.count.clamp_min(1.0)).to(device)
             threshold = cfg.grad_threshold_3d if fallback_3d else cfg.grad_threshold
             high = avg > threshold
+            if cfg.grow_fraction < 1.0 and num:
+                cutoff = torch.quantile(avg.float(), 1.0 - max(cfg.grow_fraction, 0.0))
+                high &= avg > cutoff.to(avg.dtype)
             small = torch.exp(p["scales"]).max(dim=-1).values <= cfg.scale_threshold * self.scene_scale
             budget = max(0, int(cfg.max_growth * self.initial_count) - num)
             clone_idx = (high & small).nonzero().flatten()
