@@ -1,0 +1,126 @@
+"""`python -m engine generate --prompt "..." --model MODEL --steps N --out scene.ply`: text-to-3D, headless.
+
+Order of work, so that bad input costs nothing: check the options, read the init file (a bad or empty mesh is
+refused here), check the output path, and only then load the diffusion model and optimize (engine/generate.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+HELP = "generate a Gaussian scene from a text prompt by score distillation"
+DESCRIPTION = (
+    "Grow a Gaussian scene from a starting shape (a sphere or ellipsoid of random-coloured Gaussians, or a mesh / "
+    "point cloud / scene file) by score distillation toward PROMPT: random orbit cameras around the object, the "
+    "whole scene optimized, densified and pruned, render size growing from low to high and the diffusion "
+    "timestep range annealed. Methods: sds (score distillation sampling, DreamFusion) or ism (interval score "
+    "matching, LucidDreamer: no random-noise term, lower guidance scale). MODEL is a Hugging Face hub id, a "
+    "local diffusers folder, or closed-form:<colour> (the offline closed-form prior, e.g. closed-form:#d02020). "
+    "Bad input prints one 'error:' line and exits 2 before any work."
+)
+
+
+# Defaults and limits, spelled out so that `--help` does not import torch; tests check they match
+# engine.generate's GenerateConfig, METHODS, MAX_STEPS and resolution limits.
+METHODS = ("sds", "ism")
+MAX_STEPS = 100_000
+MIN_RESOLUTION, MAX_RESOLUTION = 16, 2048
+DEFAULTS = {
+    "steps": 1000, "init": "sphere", "num_gaussians": 2000, "method": "sds", "resolution": 512, "seed": 0,
+    "batch_size": 1, "t_min": 0.02, "t_max": 0.98, "t_max_end": 0.5,
+}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    d = argparse.Namespace(**DEFAULTS)
+    p = subparsers.add_parser("generate", help=HELP, description=DESCRIPTION)
+    p.add_argument("--prompt", required=True, help="what to generate, e.g. \"a ceramic mug with a blue glaze\"")
+    p.add_argument("--model", default=None,
+                   help="diffusion model: hub id, local diffusers folder, or closed-form:<colour> "
+                        "(default: $SPLATEDIT_MODEL or Stable Diffusion 1.5)")
+    p.add_argument("--out", required=True, metavar="OUT", help="scene file to write: .ply, .splat or .spz")
+    p.add_argument("--steps", type=int, default=d.steps, help=f"optimization steps, 1-{MAX_STEPS} (default {d.steps})")
+    p.add_argument("--init", default=d.init, metavar="sphere|ellipsoid|FILE",
+                   help="starting scene: a primitive, or a mesh / point cloud / scene file used as is "
+                        f"(default {d.init})")
+    p.add_argument("--num-gaussians", type=int, default=d.num_gaussians,
+                   help=f"Gaussians in the starting primitive (default {d.num_gaussians})")
+    p.add_argument("--method", choices=METHODS, default=d.method, help=f"distillation loss (default {d.method})")
+    p.add_argument("--resolution", type=int, default=d.resolution,
+                   help=f"final render size in pixels, {MIN_RESOLUTION}-{MAX_RESOLUTION}, a multiple of the model's "
+                        f"latent scale (default {d.resolution})")
+    p.add_argument("--resolution-start", type=int, default=None,
+                   help="render size at the first step (default: a quarter of --resolution, at least 64)")
+    p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
+    p.add_argument("--guidance-scale", type=float, default=None,
+                   help="classifier-free guidance scale (default 100 for sds, 7.5 for ism)")
+    p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"views per step (default {d.batch_size})")
+    p.add_argument("--t-min", type=float, default=d.t_min, help=f"lowest timestep fraction (default {d.t_min})")
+    p.add_argument("--t-max", type=float, default=d.t_max, help=f"highest timestep fraction at the start "
+                                                                 f"(default {d.t_max})")
+    p.add_argument("--t-max-end", type=float, default=d.t_max_end,
+                   help=f"t-max annealed to this by the last step (default {d.t_max_end}); equal to --t-max: none")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def config_from_args(args: argparse.Namespace):
+    from engine.generate import GenerateConfig
+
+    return GenerateConfig(
+        prompt=args.prompt, model=args.model or "", method=args.method, steps=args.steps,
+        resolution=args.resolution, resolution_start=args.resolution_start, batch_size=args.batch_size,
+        guidance_scale=args.guidance_scale, seed=args.seed, t_min=args.t_min, t_max=args.t_max,
+        t_max_end=args.t_max_end, init=args.init, num_gaussians=args.num_gaussians, preview_every=0,
+    )
+
+
+def _check_output(path: str) -> None:
+    from pathlib import Path
+
+    from engine.io import WRITABLE_EXTENSIONS
+
+    from .common import UserError
+
+    p = Path(path)
+    name = p.name.lower()
+    if name.endswith(".compressed.ply") or not name.endswith(WRITABLE_EXTENSIONS):
+        raise UserError(f"{path}: cannot write this format (writable: {', '.join(WRITABLE_EXTENSIONS)})")
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise UserError(f"{path}: folder '{parent}' does not exist")
+    if p.is_dir():
+        raise UserError(f"{path}: is a directory")
+
+
+def run(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from engine.generate import check_generate_config, initial_scene, run_generate
+    from engine.guidance import load_guidance, parse_model_spec
+    from engine.io import save
+
+    config = config_from_args(args)
+    check_generate_config(config)
+    spec = parse_model_spec(args.model)
+    start = initial_scene(config)
+    _check_output(args.out)
+    model = load_guidance(spec)
+    check_generate_config(config, model)
+
+    bar = tqdm(total=config.steps, desc="generate", unit="step", disable=args.quiet, file=sys.stderr)
+
+    def on_event(event) -> None:
+        bar.update(event.step - bar.n)
+        bar.set_postfix(loss=f"{event.losses.get('loss', float('nan')):.4g}", gaussians=event.num_gaussians,
+                        res=event.resolution, refresh=False)
+
+    try:
+        scene = run_generate(config, model, on_event=on_event, initial=start)
+    finally:
+        bar.close()
+    save(scene, args.out)
+    if not args.quiet:
+        print(f"wrote {args.out}: {len(scene)} Gaussians ({config.method}, {config.steps} steps, model {model.name})")
+    return 0
