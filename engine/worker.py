@@ -1,0 +1,506 @@
+"""The engine thread: one worker owns the device and the models and serves every session's commands.
+
+UI threads (one per browser session, the CLI, tests) never touch tensors being optimized. They call the
+worker's methods, which enqueue a command and return a `concurrent.futures.Future` at once, and they read
+events — through `subscribe(callback)` (called on the worker thread) or `events()` (a thread-safe queue):
+
+    worker = EngineWorker(workspace="~/.splatedit/autosave")
+    worker.load_scene("alice", scene)                 # a GaussianScene or a file path
+    worker.set_mask("alice", weights)                 # [N] in [0, 1]; a history entry
+    job = worker.start_edit("alice", EditConfig(prompt="a red scarf", model="closed-form:red"))
+    worker.cancel("alice")                            # immediate: stops within one step
+    worker.undo("alice"); worker.redo("alice"); worker.export("alice", "out.ply")
+
+Ordering: commands run in the order they were sent (FIFO). An edit job occupies the worker until it ends;
+between two of its steps the worker also runs the quick commands (anything but an edit) of *other* sessions,
+so one session's long edit does not freeze another's mask or undo. A session's own commands wait for its job.
+pause / resume / cancel act at once (they are flags read before every step, not queued commands); cancel also
+drops that session's queued edits. While a job is paused, the worker keeps serving other sessions' quick
+commands, but other edits wait.
+
+Failures: an exception inside a command or job becomes an `ErrorEvent` (and the future's exception); the
+session's scene, mask and history are exactly as before (a job's result is adopted only when it finishes);
+the worker keeps serving. A model that cannot be loaded is an error event whose message says what to download.
+
+Each session's state is its `History` (engine/history.py); with a `workspace`, every change is autosaved to
+`workspace/<session id>/`, and `restore_session` brings it back after a crash. Models are loaded once per spec
+and cached.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import threading
+from collections import deque
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .edit import EditConfig, EditEvent, EditResult, as_mask, run_edit
+from .history import History, autosave, has_autosave, restore
+from .scene import GaussianScene
+
+log = logging.getLogger(__name__)
+
+
+# ---------------------------------------------------------------------------------------------- events
+
+
+@dataclass(frozen=True)
+class WorkerEvent:
+    session: str
+    job: int | None  # the command id (Future.command_id) this event belongs to
+
+
+@dataclass(frozen=True)
+class ProgressEvent(WorkerEvent):
+    step: int
+    total: int
+    losses: dict[str, float]
+    elapsed_s: float
+    eta_s: float
+    num_gaussians: int
+
+
+@dataclass(frozen=True)
+class PreviewEvent(WorkerEvent):
+    step: int
+    image: np.ndarray  # [H, W, 3] uint8
+
+
+@dataclass(frozen=True)
+class DoneEvent(WorkerEvent):
+    action: str  # what finished: "edit", "load", "mask", "undo", "redo", "export", "restore"
+    cancelled: bool = False
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class ErrorEvent(WorkerEvent):
+    action: str
+    message: str  # one paragraph for the user (a missing model's message includes download instructions)
+
+
+@dataclass(frozen=True)
+class StateEvent(WorkerEvent):
+    """A session's state after any change: what the history panel and toolbar show."""
+
+    num_gaussians: int
+    has_mask: bool
+    labels: tuple[str, ...]
+    cursor: int
+    can_undo: bool
+    can_redo: bool
+    busy: bool  # an edit of this session is running or queued
+    paused: bool
+
+
+# ---------------------------------------------------------------------------------------------- internals
+
+
+@dataclass
+class _Control:
+    """Flags an edit reads before every step; set from any thread."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    unpaused: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.unpaused.set()
+
+
+@dataclass
+class _Command:
+    id: int
+    session: str
+    action: str
+    run: Callable[["_Command"], Any]
+    future: Future
+    is_edit: bool = False
+    control: _Control | None = None
+
+
+@dataclass
+class _Session:
+    id: str
+    history: History
+
+
+class EngineWorker:
+    """One thread that owns the device and the models; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        workspace: str | os.PathLike | None = None,
+        device: torch.device | str | None = None,
+        model_loader: Callable[..., Any] | None = None,
+        name: str = "engine",
+    ) -> None:
+        """workspace: autosave folder (one subfolder per session), None for no autosave. device: where models
+        run (default: CUDA when available). model_loader(spec, device=...): engine.guidance.load_guidance by
+        default; tests pass their own."""
+        self.workspace = Path(workspace).expanduser() if workspace is not None else None
+        self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+        self._loader = model_loader
+        self._models: dict[str, Any] = {}
+        self._sessions: dict[str, _Session] = {}
+        self._controls: dict[int, tuple[str, _Control]] = {}  # command id -> (session, control) of live edits
+        self._running: _Command | None = None
+        self._paused: set[str] = set()
+        self._pending: deque[_Command] = deque()
+        self._cv = threading.Condition()
+        self._ids = itertools.count(1)
+        self._subscribers: list[tuple[str | None, Callable[[WorkerEvent], None]]] = []
+        self._sub_lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    # ------------------------------------------------------------------ events out
+    def subscribe(self, callback: Callable[[WorkerEvent], None], session: str | None = None) -> Callable[[], None]:
+        """Call `callback(event)` (on the worker thread) for every event, or one session's; returns unsubscribe."""
+        entry = (session, callback)
+        with self._sub_lock:
+            self._subscribers.append(entry)
+
+        def unsubscribe() -> None:
+            with self._sub_lock:
+                if entry in self._subscribers:
+                    self._subscribers.remove(entry)
+
+        return unsubscribe
+
+    def events(self, session: str | None = None) -> "queue.Queue[WorkerEvent]":
+        """A queue that receives every event (or one session's) from now on."""
+        q: queue.Queue = queue.Queue()
+        self.subscribe(q.put, session)
+        return q
+
+    def _emit(self, event: WorkerEvent) -> None:
+        with self._sub_lock:
+            targets = [fn for s, fn in self._subscribers if s is None or s == event.session]
+        for fn in targets:
+            try:
+                fn(event)
+            except Exception:  # a broken subscriber must not take the engine down
+                log.exception("event subscriber failed on %s", type(event).__name__)
+
+    # ------------------------------------------------------------------ commands in (any thread)
+    def load_scene(self, session: str, scene: GaussianScene | str | os.PathLike, mask=None, *,
+                   label: str | None = None) -> Future:
+        """Open a scene (object or file path) in `session`; its history restarts there."""
+        return self._submit(session, "load", lambda cmd: self._do_load(cmd, scene, mask, label))
+
+    def set_mask(self, session: str, mask, *, label: str = "mask") -> Future:
+        """Replace the session's mask ([N] weights in [0, 1] or bool; None clears it): one history entry."""
+        return self._submit(session, "mask", lambda cmd: self._do_set_mask(cmd, mask, label))
+
+    def start_edit(self, session: str, config: EditConfig, *, loss_fn=None) -> Future:
+        """Queue an edit of the session's masked part. The future's `command_id` tags its events; it resolves
+        to the `EditResult` (cancelled or not)."""
+        control = _Control()
+        with self._cv:
+            if session in self._paused:
+                control.unpaused.clear()
+        return self._submit(session, "edit", lambda cmd: self._do_edit(cmd, config, loss_fn), is_edit=True,
+                            control=control)
+
+    def undo(self, session: str) -> Future:
+        return self._submit(session, "undo", lambda cmd: self._do_step_history(cmd, forward=False))
+
+    def redo(self, session: str) -> Future:
+        return self._submit(session, "redo", lambda cmd: self._do_step_history(cmd, forward=True))
+
+    def export(self, session: str, path: str | os.PathLike) -> Future:
+        """Write the session's current scene (format from the extension, engine.io.save); resolves to the path."""
+        return self._submit(session, "export", lambda cmd: self._do_export(cmd, Path(path)))
+
+    def snapshot(self, session: str, *, copy: bool = True) -> Future:
+        """(scene, mask) of the session now; copies by default (the engine never changes them in place either)."""
+        return self._submit(session, "snapshot", lambda cmd: self._do_snapshot(cmd, copy))
+
+    def restore_session(self, session: str) -> Future:
+        """Replace the session's state by its autosave in the workspace (after a crash or restart)."""
+        return self._submit(session, "restore", self._do_restore)
+
+    def close_session(self, session: str) -> Future:
+        """Cancel the session's jobs and forget its state (its autosave stays on disk)."""
+        self.cancel(session)
+        return self._submit(session, "close", self._do_close)
+
+    def pause(self, session: str) -> None:
+        """Hold the session's edit before its next step (immediate); edits queued later start paused too."""
+        with self._cv:
+            self._paused.add(session)
+        for control in self._session_controls(session):
+            control.unpaused.clear()
+        self._emit_state_async(session)
+
+    def resume(self, session: str) -> None:
+        with self._cv:
+            self._paused.discard(session)
+        for control in self._session_controls(session):
+            control.unpaused.set()
+        self._emit_state_async(session)
+
+    def cancel(self, session: str) -> None:
+        """Stop the session's running edit within one step and drop its queued edits (immediate); also ends
+        a pause."""
+        with self._cv:
+            self._paused.discard(session)
+        for control in self._session_controls(session):
+            control.cancel.set()
+            control.unpaused.set()
+
+    def saved_sessions(self) -> list[str]:
+        """Session ids with an autosave in the workspace (what the app offers to restore)."""
+        if self.workspace is None or not self.workspace.is_dir():
+            return []
+        return sorted(p.name for p in self.workspace.iterdir() if p.is_dir() and has_autosave(p))
+
+    def shutdown(self, *, cancel: bool = True, timeout: float | None = 10.0) -> None:
+        """Stop accepting commands, optionally cancel running/queued edits, finish the queue, join the thread."""
+        with self._cv:
+            self._closed = True
+            sessions = {cmd.session for cmd in self._pending} | ({self._running.session} if self._running else set())
+            self._cv.notify_all()
+        if cancel:
+            for s in sessions:
+                self.cancel(s)
+        self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    # ------------------------------------------------------------------ queue plumbing
+    def _submit(self, session: str, action: str, run, *, is_edit: bool = False, control: _Control | None = None):
+        if not isinstance(session, str) or not session:
+            raise ValueError("session must be a non-empty string id")
+        future: Future = Future()
+        with self._cv:
+            if self._closed:
+                raise RuntimeError("the engine worker has shut down")
+            cmd = _Command(next(self._ids), session, action, run, future, is_edit, control)
+            future.command_id = cmd.id  # type: ignore[attr-defined]
+            if control is not None:
+                self._controls[cmd.id] = (session, control)
+            self._pending.append(cmd)
+            self._cv.notify()
+        return future
+
+    def _session_controls(self, session: str) -> list[_Control]:
+        with self._cv:
+            return [c for s, c in self._controls.values() if s == session]
+
+    def _loop(self) -> None:
+        while True:
+            with self._cv:
+                while not self._pending and not self._closed:
+                    self._cv.wait()
+                if not self._pending:
+                    return
+                cmd = self._pending.popleft()
+            self._execute(cmd)
+
+    def _execute(self, cmd: _Command) -> None:
+        if not cmd.future.set_running_or_notify_cancel():
+            return
+        try:
+            result = cmd.run(cmd)
+        except Exception as exc:  # every failure becomes an event; the worker keeps serving
+            log.debug("command %s failed", cmd.action, exc_info=True)
+            self._emit(ErrorEvent(cmd.session, cmd.id, cmd.action, _user_message(exc)))
+            cmd.future.set_exception(exc)
+            if cmd.session in self._sessions:
+                self._emit(self._state(cmd.session))
+        else:
+            cmd.future.set_result(result)
+        finally:
+            if cmd.control is not None:
+                with self._cv:
+                    self._controls.pop(cmd.id, None)
+
+    def _serve_others(self, running_session: str) -> None:
+        """Between two steps of an edit: run queued quick commands of other sessions."""
+        while True:
+            with self._cv:
+                cmd = next((c for c in self._pending if not c.is_edit and c.session != running_session), None)
+                if cmd is None:
+                    return
+                self._pending.remove(cmd)
+            self._execute(cmd)
+
+    # ------------------------------------------------------------------ command bodies (worker thread)
+    def _session(self, session: str) -> _Session:
+        state = self._sessions.get(session)
+        if state is None:
+            raise ValueError(f"session {session!r} has no scene; load a scene first")
+        return state
+
+    def _changed(self, session: _Session) -> None:
+        """After any history change: autosave, then tell the UI."""
+        if self.workspace is not None:
+            autosave(session.history, self.workspace / session.id)
+        self._emit(self._state(session.id))
+
+    def _do_load(self, cmd: _Command, scene, mask, label) -> int:
+        if not isinstance(scene, GaussianScene):
+            from .io import load
+
+            path = Path(scene)
+            label = label or f"open {path.name}"
+            scene = load(path)
+        scene.validate()
+        weights = None if mask is None else as_mask(mask, len(scene))
+        session = _Session(cmd.session, History(scene, weights, label=label or "load scene"))
+        self._sessions[cmd.session] = session
+        self._changed(session)
+        self._emit(DoneEvent(cmd.session, cmd.id, "load", message=f"{len(scene)} Gaussians"))
+        return len(scene)
+
+    def _do_set_mask(self, cmd: _Command, mask, label: str) -> None:
+        session = self._session(cmd.session)
+        weights = None if mask is None else as_mask(mask, len(session.history.current.scene))
+        session.history.push(label, mask=weights)
+        self._changed(session)
+        self._emit(DoneEvent(cmd.session, cmd.id, "mask"))
+
+    def _do_step_history(self, cmd: _Command, forward: bool) -> str:
+        session = self._session(cmd.session)
+        history = session.history
+        if forward:
+            if not history.can_redo:
+                raise ValueError("nothing to redo")
+            label = history.states()[history.cursor + 1].label
+            history.redo()
+        else:
+            if not history.can_undo:
+                raise ValueError("nothing to undo")
+            label = history.current.label
+            history.undo()
+        self._changed(session)
+        self._emit(DoneEvent(cmd.session, cmd.id, cmd.action, message=label))
+        return label
+
+    def _do_export(self, cmd: _Command, path: Path) -> Path:
+        from .io import save
+
+        session = self._session(cmd.session)
+        save(session.history.current.scene, path)
+        self._emit(DoneEvent(cmd.session, cmd.id, "export", message=str(path)))
+        return path
+
+    def _do_close(self, cmd: _Command) -> None:
+        self._sessions.pop(cmd.session, None)
+
+    def _do_snapshot(self, cmd: _Command, copy: bool):
+        current = self._session(cmd.session).history.current
+        if not copy:
+            return current.scene, current.mask
+        return current.scene.clone(), None if current.mask is None else current.mask.clone()
+
+    def _do_restore(self, cmd: _Command) -> int:
+        if self.workspace is None:
+            raise ValueError("this worker has no workspace to restore from")
+        history = restore(self.workspace / cmd.session)
+        self._sessions[cmd.session] = _Session(cmd.session, history)
+        self._emit(self._state(cmd.session))
+        self._emit(DoneEvent(cmd.session, cmd.id, "restore", message=history.current.label))
+        return len(history.current.scene)
+
+    def model(self, spec: str | None) -> Any:
+        """The model for a spec, loaded on first use and cached (worker thread only)."""
+        if not spec:
+            from .guidance.base import default_model_spec
+
+            spec = default_model_spec()
+        if spec not in self._models:
+            loader = self._loader
+            if loader is None:
+                from .guidance.loading import load_guidance as loader
+            self._models[spec] = loader(spec, device=self.device)
+        return self._models[spec]
+
+    def _do_edit(self, cmd: _Command, config: EditConfig, loss_fn) -> EditResult:
+        control = cmd.control
+        session = self._session(cmd.session)
+        state = session.history.current
+        if control.cancel.is_set():  # cancelled while queued
+            result = EditResult(scene=state.scene, mask=state.mask, cancelled=True)
+            self._emit(DoneEvent(cmd.session, cmd.id, "edit", cancelled=True, message="cancelled before start"))
+            return result
+        if state.mask is None:
+            raise ValueError("nothing is selected; mask the part to edit before starting an edit")
+        model = self.model(config.model)
+        with self._cv:
+            self._running = cmd
+        self._emit(self._state(cmd.session))
+
+        def should_stop() -> bool:
+            self._serve_others(cmd.session)
+            while not control.unpaused.wait(0.05):
+                self._serve_others(cmd.session)
+            return control.cancel.is_set()
+
+        def on_event(event: EditEvent) -> None:
+            self._emit(ProgressEvent(cmd.session, cmd.id, event.step, event.total, dict(event.losses),
+                                     event.elapsed_s, event.eta_s, event.num_gaussians))
+            if event.preview is not None:
+                self._emit(PreviewEvent(cmd.session, cmd.id, event.step, event.preview))
+
+        try:
+            result = run_edit(state.scene, state.mask, config, model, on_event=on_event, should_stop=should_stop,
+                              loss_fn=loss_fn)
+        finally:
+            with self._cv:
+                self._running = None
+                self._controls.pop(cmd.id, None)
+        if result.cancelled:
+            self._emit(DoneEvent(cmd.session, cmd.id, "edit", cancelled=True,
+                                 message=f"cancelled after {result.steps_done} steps"))
+            self._emit(self._state(cmd.session))
+            return result
+        # The session may have been closed or reloaded while the job ran: adopt the result only if unchanged.
+        if self._sessions.get(cmd.session) is session and session.history.current is state:
+            session.history.push(f"edit ({config.method}): {config.prompt}", scene=result.scene, mask=result.mask)
+            self._changed(session)
+            message = f"{result.steps_done} steps"
+        else:
+            message = "finished, but the session changed meanwhile; result discarded"
+        self._emit(DoneEvent(cmd.session, cmd.id, "edit", message=message))
+        return result
+
+    # ------------------------------------------------------------------ state
+    def _state(self, session_id: str) -> StateEvent:
+        session = self._sessions.get(session_id)
+        with self._cv:
+            controls = [c for s, c in self._controls.values() if s == session_id]
+            paused = session_id in self._paused or any(not c.unpaused.is_set() for c in controls)
+        if session is None:
+            return StateEvent(session_id, None, 0, False, (), -1, False, False, bool(controls), paused)
+        h = session.history
+        return StateEvent(session_id, None, len(h.current.scene), h.current.mask is not None, tuple(h.labels()),
+                          h.cursor, h.can_undo, h.can_redo, bool(controls), paused)
+
+    def _emit_state_async(self, session: str) -> None:
+        """Pause/resume come from UI threads: report the new state without touching the history there."""
+        session_state = self._sessions.get(session)
+        if session_state is not None:
+            self._emit(self._state(session))
+
+
+def _user_message(exc: BaseException) -> str:
+    """The exception as one message for the user; user-fixable errors need no type name."""
+    if isinstance(exc, (ValueError, OSError)):
+        return str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {exc}"

@@ -1,0 +1,251 @@
+"""The engine thread: cancel, failures, undo/redo, sessions, autosave recovery after a real crash (SIGKILL)."""
+
+import os
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from engine.densify import DensifyConfig
+from engine.edit import EditConfig
+from engine.guidance.closed_form import ClosedFormPrior
+from engine.worker import DoneEvent, EngineWorker, ErrorEvent, PreviewEvent, ProgressEvent, StateEvent
+from tests.edit_scenes import params_equal, two_part_scene
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class FailingPrior(ClosedFormPrior):
+    """The closed-form prior, except that its `fail_at`-th noise prediction raises."""
+
+    def __init__(self, *args, fail_at: int, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.calls = 0
+        self.fail_at = fail_at
+
+    def predict_noise(self, *args, **kwargs):
+        self.calls += 1
+        if self.calls == self.fail_at:
+            raise RuntimeError("the GPU caught fire")
+        return super().predict_noise(*args, **kwargs)
+
+
+def _loader(spec, device=None):
+    if spec.startswith("failing:"):
+        return FailingPrior((1.0, 0.0, 0.0), fail_at=int(spec.split(":")[1]))
+    return ClosedFormPrior((1.0, 0.0, 0.0))
+
+
+def _config(steps=4, model="closed-form:red", **kw):
+    return EditConfig(prompt="red", model=model, steps=steps, resolution=32, preview_every=2,
+                      preview_resolution=16, densify=DensifyConfig(enabled=False), **kw)
+
+
+@pytest.fixture
+def scene_and_mask():
+    scene, part_ids, _ = two_part_scene(60)
+    return scene, (part_ids == 0).float()
+
+
+@pytest.fixture
+def worker(tmp_path):
+    w = EngineWorker(workspace=tmp_path / "ws", model_loader=_loader, device="cpu")
+    yield w
+    w.shutdown()
+
+
+def _loaded(worker, scene, mask, session="s"):
+    worker.load_scene(session, scene).result(30)
+    worker.set_mask(session, mask).result(30)
+
+
+def _drain(q):
+    out = []
+    while True:
+        try:
+            out.append(q.get_nowait())
+        except queue.Empty:
+            return out
+
+
+def test_edit_streams_progress_and_previews_then_becomes_a_history_entry(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    events = worker.events("s")
+    _loaded(worker, scene, mask)
+    job = worker.start_edit("s", _config(steps=4))
+    result = job.result(60)
+    got = _drain(events)
+    mine = [e for e in got if e.job == job.command_id]
+    assert [e.step for e in mine if isinstance(e, ProgressEvent)] == [1, 2, 3, 4]
+    assert [e.step for e in mine if isinstance(e, PreviewEvent)] == [2, 4]
+    assert isinstance(mine[-1], DoneEvent) and not mine[-1].cancelled
+    state = [e for e in got if isinstance(e, StateEvent)][-1]
+    assert state.labels == ("load scene", "mask", "edit (sds): red") and state.can_undo and not state.busy
+    now, _ = worker.snapshot("s").result(10)
+    assert params_equal(now, result.scene) and not params_equal(now, scene)
+
+
+def test_cancel_takes_effect_within_one_step_and_changes_nothing(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    _loaded(worker, scene, mask)
+    seen = []
+
+    def on_event(event):
+        if isinstance(event, ProgressEvent):
+            seen.append(event.step)
+            if event.step == 3:
+                worker.cancel("s")
+
+    worker.subscribe(on_event, "s")
+    result = worker.start_edit("s", _config(steps=200)).result(60)
+    assert result.cancelled and result.steps_done == 3 and seen == [1, 2, 3]
+    now, now_mask = worker.snapshot("s").result(10)
+    assert params_equal(now, scene) and torch.equal(now_mask, mask)
+    assert not worker.undo("s").exception(10) and worker.snapshot("s").result(10)[1] is None  # undo = the mask
+
+
+def test_exception_mid_job_is_an_error_event_scene_unchanged_worker_keeps_serving(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    events = worker.events("s")
+    _loaded(worker, scene, mask)
+    failing = worker.start_edit("s", _config(steps=10, model="failing:4"))
+    with pytest.raises(RuntimeError, match="caught fire"):
+        failing.result(60)
+    errors = [e for e in _drain(events) if isinstance(e, ErrorEvent)]
+    assert len(errors) == 1 and "caught fire" in errors[0].message and errors[0].job == failing.command_id
+    now, now_mask = worker.snapshot("s").result(10)
+    assert params_equal(now, scene) and torch.equal(now_mask, mask)
+    assert worker.start_edit("s", _config(steps=2)).result(60).steps_done == 2  # still serving
+    assert worker.alive
+
+
+def test_missing_model_is_an_error_with_instructions_and_the_worker_keeps_running(tmp_path, scene_and_mask):
+    scene, mask = scene_and_mask
+    w = EngineWorker(device="cpu")  # the real loader (offline in tests)
+    try:
+        events = w.events("s")
+        _loaded(w, scene, mask)
+        job = w.start_edit("s", _config(model="nobody-here/no-such-model"))
+        with pytest.raises(OSError):
+            job.result(60)
+        error = next(e for e in _drain(events) if isinstance(e, ErrorEvent))
+        assert "no-such-model" in error.message and "closed-form" in error.message
+        assert w.start_edit("s", _config(steps=1, model="closed-form:#d02020")).result(60).steps_done == 1
+    finally:
+        w.shutdown()
+
+
+def test_undo_redo_round_trip_is_exact(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    _loaded(worker, scene, mask)
+    edited = worker.start_edit("s", _config(steps=3)).result(60).scene
+    assert worker.undo("s").result(10) == "edit (sds): red"
+    before, before_mask = worker.snapshot("s").result(10)
+    assert params_equal(before, scene) and torch.equal(before_mask, mask)
+    assert worker.undo("s").result(10) == "mask"
+    assert worker.snapshot("s").result(10)[1] is None
+    worker.redo("s").result(10)
+    worker.redo("s").result(10)
+    assert params_equal(worker.snapshot("s").result(10)[0], edited)
+    with pytest.raises(ValueError, match="nothing to redo"):
+        worker.redo("s").result(10)
+
+
+def test_sessions_are_independent_and_served_while_another_edit_is_paused(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    other, other_parts, _ = two_part_scene(30)
+    _loaded(worker, scene, mask, "a")
+    worker.load_scene("b", other).result(30)
+    started = []
+    worker.subscribe(lambda e: started.append(e.step) if isinstance(e, ProgressEvent) else None, "a")
+    worker.pause("a")
+    job = worker.start_edit("a", _config(steps=5))
+    # a's edit is held before its first step; b's commands still run in the meantime
+    worker.set_mask("b", (other_parts == 1).float()).result(30)
+    assert worker.snapshot("b").result(30)[1] is not None
+    a_mask_cmd = worker.set_mask("a", None)  # a's own command waits for a's job
+    time.sleep(0.3)
+    assert not job.done() and started == [] and not a_mask_cmd.done()
+    worker.resume("a")
+    assert job.result(60).steps_done == 5 and started == [1, 2, 3, 4, 5]
+    a_mask_cmd.result(10)
+    assert params_equal(worker.snapshot("b").result(10)[0], other)
+
+
+def test_cancel_drops_queued_edits(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    _loaded(worker, scene, mask)
+    worker.pause("s")
+    first = worker.start_edit("s", _config(steps=50))
+    second = worker.start_edit("s", _config(steps=50))
+    worker.cancel("s")
+    assert first.result(60).cancelled and second.result(60).cancelled
+    assert params_equal(worker.snapshot("s").result(10)[0], scene)
+
+
+def test_commands_for_unknown_sessions_and_bad_masks_are_errors(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    with pytest.raises(ValueError, match="has no scene"):
+        worker.undo("nobody").result(10)
+    worker.load_scene("s", scene).result(10)
+    with pytest.raises(ValueError, match="mask has 3 weights"):
+        worker.set_mask("s", torch.ones(3)).result(10)
+    with pytest.raises(ValueError, match="nothing is selected"):
+        worker.start_edit("s", _config()).result(10)
+
+
+CRASHING_SCRIPT = textwrap.dedent("""
+    import sys, torch
+    from engine.worker import EngineWorker, ProgressEvent
+    from engine.edit import EditConfig
+    from engine.densify import DensifyConfig
+    from engine.guidance.closed_form import ClosedFormPrior
+    from tests.edit_scenes import two_part_scene
+    workspace, expected = sys.argv[1], sys.argv[2]
+    w = EngineWorker(workspace=workspace, model_loader=lambda spec, device=None: ClosedFormPrior((1.0, 0.0, 0.0)))
+    scene, parts, _ = two_part_scene(60)
+    w.load_scene("alice", scene).result()
+    w.set_mask("alice", (parts == 0).float()).result()
+    cfg = dict(prompt="red", steps=3, resolution=32, preview_every=0, densify=DensifyConfig(enabled=False))
+    w.start_edit("alice", EditConfig(**cfg)).result()
+    snap, snap_mask = w.snapshot("alice").result()
+    torch.save({"params": dict(snap.items()), "mask": snap_mask}, expected)
+    def report(event):
+        if isinstance(event, ProgressEvent) and event.step == 2:
+            print("RUNNING", flush=True)
+    w.subscribe(report)
+    cfg["steps"] = 100000
+    w.start_edit("alice", EditConfig(**cfg)).result()  # killed during this job
+""")
+
+
+def test_autosave_recovers_everything_but_the_running_job_after_a_kill(tmp_path):
+    workspace, expected = tmp_path / "ws", tmp_path / "expected.pt"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", CRASHING_SCRIPT, str(workspace), str(expected)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.strip() == "RUNNING", proc.stderr.read()
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(30)
+    want = torch.load(expected, weights_only=True)
+
+    fresh = EngineWorker(workspace=workspace, model_loader=_loader, device="cpu")
+    try:
+        assert fresh.saved_sessions() == ["alice"]
+        fresh.restore_session("alice").result(30)
+        scene, mask = fresh.snapshot("alice").result(10)
+        assert all(torch.equal(getattr(scene, n), t) for n, t in want["params"].items())
+        assert torch.equal(mask, want["mask"])
+        fresh.undo("alice").result(10)  # the restored history still undoes the edit
+        assert not params_equal(fresh.snapshot("alice").result(10)[0], scene)
+    finally:
+        fresh.shutdown()
