@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .base import DiffusionModel, LossOutput, randn
-from .sds import add_noise, check_images, check_prompt, latent_mask, sds_surrogate, sds_weight
+from .sds import add_noise, check_images, check_prompt, float_info, latent_mask, sds_surrogate, sds_weight
 from .timesteps import TimestepSchedule
 
 
@@ -95,10 +95,7 @@ class DDSLoss:
         mask = None if mask2d is None else latent_mask(mask2d, latents.shape[-2:]).to(latents.device)
         grad = self.gradient(latents, source_latents, t, noise, mask=mask)
         loss = sds_surrogate(latents, grad)
-        info = {
-            "loss": float(loss.detach()),
-            "dds": float(loss.detach()),
-            "t": float(t.float().mean()) / self.model.num_train_timesteps,
-            "grad_norm": float(grad.norm()),
-        }
+        info = float_info(
+            loss=loss, dds=loss, t=t.float().mean() / self.model.num_train_timesteps, grad_norm=grad.norm()
+        )
         return LossOutput(loss, info)

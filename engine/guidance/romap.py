@@ -20,7 +20,7 @@ import torch
 from torch import Tensor
 
 from .base import DiffusionModel, LossOutput
-from .sds import SDSLoss, check_prompt
+from .sds import SDSLoss, check_prompt, float_info
 from .slamp import SLaMPConfig, part_edit_images
 from .timesteps import TimestepSchedule
 
@@ -80,10 +80,5 @@ class RoMaPLoss:
         weight = torch.ones_like(images[..., :1]) if mask2d is None else mask2d.to(images.dtype)
         anchor = (weight * (images - anchors.detach().to(images)).abs()).sum() / images.shape[0]
         loss = sds_loss + self.anchor_weight * anchor
-        info = {
-            **sds_info,
-            "loss": float(loss.detach()),
-            "anchor": float(anchor.detach()),
-            "anchors_made": float(made),
-        }
+        info = {**sds_info, **float_info(loss=loss, anchor=anchor), "anchors_made": float(made)}
         return LossOutput(loss, info)

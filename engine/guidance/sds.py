@@ -44,6 +44,12 @@ def sds_surrogate(latents: Tensor, grad: Tensor) -> Tensor:
     return 0.5 * (latents - target).pow(2).sum() / latents.shape[0]
 
 
+def float_info(**values: Tensor) -> dict[str, float]:
+    """Detached scalars as floats with one device sync (not one per value)."""
+    numbers = torch.stack([v.detach().float().reshape(()) for v in values.values()]).tolist()
+    return dict(zip(values, numbers))
+
+
 def check_images(images: Tensor, model: DiffusionModel, what: str = "images") -> None:
     """Renders must be [B, H, W, 3] with H, W multiples of the model's latent scale."""
     if images.dim() != 4 or images.shape[-1] != 3:
@@ -116,10 +122,7 @@ class SDSLoss:
         mask = None if mask2d is None else latent_mask(mask2d, latents.shape[-2:]).to(latents.device)
         grad = self.gradient(latents, t, noise, mask=mask)
         loss = sds_surrogate(latents, grad)
-        info = {
-            "loss": float(loss.detach()),
-            "sds": float(loss.detach()),
-            "t": float(t.float().mean()) / self.model.num_train_timesteps,
-            "grad_norm": float(grad.norm()),
-        }
+        info = float_info(
+            loss=loss, sds=loss, t=t.float().mean() / self.model.num_train_timesteps, grad_norm=grad.norm()
+        )
         return LossOutput(loss, info)
