@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -161,6 +162,25 @@ def _fill(columns: dict[str, np.ndarray], rows: np.ndarray, start: int, num_rest
             shN[start:end, k, c] = rows[f"f_rest_{c * k1 + k}"]
 
 
+def _fill_float32(columns: dict[str, np.ndarray], block: np.ndarray, names: tuple[str, ...], start: int) -> None:
+    """Fast path of _fill for all-float32 native-order rows: `block` is [rows, P]; one gather per parameter
+    straight into the output (np.take with `out`, no temporaries)."""
+    col = {name: i for i, name in enumerate(names)}
+    end = start + len(block)
+    k1 = columns["shN"].shape[1]
+    gathers = {
+        "means": [col["x"], col["y"], col["z"]],
+        "quats": [col[f"rot_{i}"] for i in range(4)],
+        "scales": [col[f"scale_{i}"] for i in range(3)],
+        "opacities": col["opacity"],
+        "sh0": [[col[f"f_dc_{i}"] for i in range(3)]],
+        "shN": [[col[f"f_rest_{c * k1 + k}"] for c in range(3)] for k in range(k1)],
+    }
+    for name, index in gathers.items():
+        if columns[name].size:
+            np.take(block, np.asarray(index), axis=1, out=columns[name][start:end], mode="clip")
+
+
 def _read_binary(path: Path, header: PlyHeader, vertex: PlyElement, num_rest: int) -> dict[str, np.ndarray]:
     if not vertex.is_fixed_size:
         raise FormatError(path, "vertex element has list properties; a 3DGS .ply has only scalar properties")
@@ -170,6 +190,8 @@ def _read_binary(path: Path, header: PlyHeader, vertex: PlyElement, num_rest: in
     columns = _empty_columns(n, num_rest)
     rows_per_block = max(1, min(n, BLOCK_BYTES // dtype.itemsize))
     buffer = np.empty(rows_per_block * dtype.itemsize, np.uint8)
+    native = (header.byteorder == "<") == (sys.byteorder == "little")
+    all_float32 = native and all(p.type == "f4" for p in vertex.properties)
     with open(path, "rb") as f:
         f.seek(offset)
         for start in range(0, n, rows_per_block):
@@ -178,7 +200,10 @@ def _read_binary(path: Path, header: PlyHeader, vertex: PlyElement, num_rest: in
             got = f.readinto(memoryview(view))
             if got != view.nbytes:
                 raise FormatError(path, f"truncated: the file ended inside vertex row {start + got // dtype.itemsize}")
-            _fill(columns, view.view(dtype), start, num_rest)
+            if all_float32:
+                _fill_float32(columns, view.view(np.float32).reshape(count, -1), vertex.property_names, start)
+            else:
+                _fill(columns, view.view(dtype), start, num_rest)
     return columns
 
 

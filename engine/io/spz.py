@@ -73,6 +73,7 @@ FLAG_ANTIALIASED = 0x1
 MAX_GZIP_RATIO = 1032  # deflate cannot expand more than ~1032:1
 MAX_ZSTD_RATIO = 1024  # the reference's bound on numPoints vs file size
 ALPHA_CLAMP = (0.25 / 255.0, 254.75 / 255.0)  # keeps logits finite; re-encodes to the same byte
+BLOCK = 1 << 16  # Gaussians decoded / encoded at a time
 # Sign of each SH coefficient under (x, y, z) -> (x, -y, -z), the RUB <-> RDF change of frame:
 # -1 where the basis function is odd in y+z (deg 1: y z x; deg 2: xy yz zz xz xx-yy; deg 3: ...).
 SH_FLIP = np.array(
@@ -232,6 +233,44 @@ def _parse_ngsp(path: Path, data: bytes) -> Packed:
 
 
 def _decode(path: Path, p: Packed, convert_frame: bool) -> GaussianScene:
+    n, dim = p.num_points, SH_DIM[p.sh_degree]
+    if p.sh_degree > 3:
+        warnings.warn(f"{path}: SH degree {p.sh_degree} truncated to 3 (the highest this editor supports)")
+    keep = min(dim, SH_DIM[3])
+    out = {
+        "means": np.empty((n, 3), np.float32),
+        "quats": np.empty((n, 4), np.float32),
+        "scales": np.empty((n, 3), np.float32),
+        "opacities": np.empty((n,), np.float32),
+        "sh0": np.empty((n, 1, 3), np.float32),
+        "shN": np.empty((n, keep, 3), np.float32),
+    }
+    pos_bytes = 6 if p.version == 1 else 9
+    rot_bytes = 4 if p.version >= 3 else 3
+    for a in range(0, n, BLOCK):  # blocks bound the float64 temporaries
+        b = min(n, a + BLOCK)
+        block = dict(
+            positions=p.positions[a * pos_bytes : b * pos_bytes],
+            alphas=p.alphas[a:b],
+            colors=p.colors[a * 3 : b * 3],
+            scales=p.scales[a * 3 : b * 3],
+            rotations=p.rotations[a * rot_bytes : b * rot_bytes],
+            sh=p.sh[a * dim * 3 : b * dim * 3],
+        )
+        values = _decode_block(Packed(p.version, b - a, p.sh_degree, p.fractional_bits, p.flags, **block))
+        if convert_frame:
+            values["means"], values["quats"], values["shN"] = _flip_frame(values["means"], values["quats"], values["shN"])
+        values["shN"] = values["shN"][:, :keep]
+        for name, array in values.items():
+            out[name][a:b] = array
+    try:
+        return GaussianScene(**{name: torch.from_numpy(array) for name, array in out.items()})
+    except SceneError as exc:
+        raise FormatError(path, f"invalid Gaussian values: {exc}") from None
+
+
+def _decode_block(p: Packed) -> dict[str, np.ndarray]:
+    """SPZ byte arrays of a run of Gaussians -> float64 parameters (stored frame)."""
     n = p.num_points
     if p.version == 1:
         means = p.positions.view("<f2").reshape(n, 3).astype(np.float64)
@@ -240,30 +279,21 @@ def _decode(path: Path, p: Packed, convert_frame: bool) -> GaussianScene:
         fixed = b[..., 0] | (b[..., 1] << 8) | (b[..., 2] << 16)
         fixed = (fixed ^ 0x800000) - 0x800000  # sign-extend 24 bits
         means = fixed.astype(np.float64) / float(1 << p.fractional_bits)
-    scales = p.scales.reshape(n, 3).astype(np.float64) / 16.0 - 10.0
     alpha = np.clip(p.alphas.astype(np.float64) / 255.0, *ALPHA_CLAMP)
-    opacities = np.log(alpha) - np.log1p(-alpha)
-    sh0 = (p.colors.reshape(n, 3).astype(np.float64) / 255.0 - 0.5) / COLOR_SCALE
     if p.version >= 3:
         xyzw = _unpack_smallest_three(p.rotations.view("<u4"))
     else:
         xyz = p.rotations.reshape(n, 3).astype(np.float64) / 127.5 - 1.0
         w = np.sqrt(np.maximum(0.0, 1.0 - (xyz**2).sum(axis=1)))
         xyzw = np.concatenate([xyz, w[:, None]], axis=1)
-    quats = xyzw[:, [3, 0, 1, 2]]
-    dim = SH_DIM[p.sh_degree]
-    shN = (p.sh.reshape(n, dim, 3).astype(np.float64) - 128.0) / 128.0
-    if convert_frame:
-        means, quats, shN = _flip_frame(means, quats, shN)
-    if p.sh_degree > 3:
-        warnings.warn(f"{path}: SH degree {p.sh_degree} truncated to 3 (the highest this editor supports)")
-        shN = shN[:, : SH_DIM[3]]
-    tensors = dict(means=means, quats=quats, scales=scales, opacities=opacities, sh0=sh0[:, None, :], shN=shN)
-    tensors = {k: torch.from_numpy(np.ascontiguousarray(v, dtype=np.float32)) for k, v in tensors.items()}
-    try:
-        return GaussianScene(**tensors)
-    except SceneError as exc:
-        raise FormatError(path, f"invalid Gaussian values: {exc}") from None
+    return {
+        "means": means,
+        "quats": xyzw[:, [3, 0, 1, 2]],
+        "scales": p.scales.reshape(n, 3).astype(np.float64) / 16.0 - 10.0,
+        "opacities": np.log(alpha) - np.log1p(-alpha),
+        "sh0": ((p.colors.reshape(n, 3).astype(np.float64) / 255.0 - 0.5) / COLOR_SCALE)[:, None, :],
+        "shN": (p.sh.reshape(n, SH_DIM[p.sh_degree], 3).astype(np.float64) - 128.0) / 128.0,
+    }
 
 
 def _unpack_smallest_three(comp: np.ndarray) -> np.ndarray:
@@ -314,7 +344,7 @@ def write_spz(
         raise FormatError(path, f"SH bits must be 1-8, got sh1_bits={sh1_bits}, sh_rest_bits={sh_rest_bits}")
     packed = encode(scene, version=version, sh1_bits=sh1_bits, sh_rest_bits=sh_rest_bits, convert_frame=convert_frame, path=path)
     with open(path, "wb") as f:
-        f.write(serialize(packed))
+        write_packed(packed, f)
 
 
 def encode(
@@ -327,65 +357,72 @@ def encode(
     path: Path | None = None,
 ) -> Packed:
     """Quantize a scene into SPZ byte arrays (the inverse of the decoder, up to quantization)."""
-    scene = scene.detach().to("cpu", torch.float64)
+    scene = scene.detach().to("cpu")
     n, degree = len(scene), scene.sh_degree
-    means, quats, shN = scene.means.numpy(), scene.quats.numpy(), scene.shN.numpy()
-    if convert_frame:
-        means, quats, shN = _flip_frame(means, quats, shN)
-
-    extent = float(np.abs(means).max()) if n else 0.0
+    extent = float(scene.means.abs().max()) if n else 0.0
     fractional_bits = 12  # ~0.25 mm at metre scale, as the reference writes
     while fractional_bits > 0 and extent * (1 << fractional_bits) >= (1 << 23) - 1:
         fractional_bits -= 1
     if extent * (1 << fractional_bits) >= (1 << 23) - 1:
         raise FormatError(path, f"positions up to {extent:g} do not fit SPZ's 24-bit fixed point (|x| < 8388607)")
-    fixed = _round(means * (1 << fractional_bits)).astype(np.int64) & 0xFFFFFF
-    positions = np.stack([(fixed >> s) & 0xFF for s in (0, 8, 16)], axis=-1).astype(np.uint8).reshape(-1)
+    rot_bytes = 4 if version >= 3 else 3
+    dim3 = 3 * SH_DIM[degree]
+    packed = Packed(
+        version, n, degree, fractional_bits, 0,
+        positions=np.empty(9 * n, np.uint8), alphas=np.empty(n, np.uint8), colors=np.empty(3 * n, np.uint8),
+        scales=np.empty(3 * n, np.uint8), rotations=np.empty(rot_bytes * n, np.uint8), sh=np.empty(dim3 * n, np.uint8),
+    )  # fmt: skip
+    bits = np.full(SH_DIM[degree], sh_rest_bits)
+    bits[:3] = sh1_bits
+    bucket = (1 << (8 - bits)).astype(np.float64)[None, :, None]
+    for a in range(0, n, BLOCK):  # blocks bound the float64 temporaries
+        b = min(n, a + BLOCK)
+        part = {name: t[a:b].double().numpy() for name, t in scene.items()}
+        means, quats, shN = part["means"], part["quats"], part["shN"]
+        if convert_frame:
+            means, quats, shN = _flip_frame(means, quats, shN)
+        fixed = _round(means * (1 << fractional_bits)).astype(np.int64) & 0xFFFFFF
+        packed.positions[9 * a : 9 * b] = np.stack([(fixed >> k) & 0xFF for k in (0, 8, 16)], axis=-1).reshape(-1)
+        packed.alphas[a:b] = _to_u8(1.0 / (1.0 + np.exp(-part["opacities"])) * 255.0)
+        packed.colors[3 * a : 3 * b] = _to_u8(part["sh0"][:, 0, :] * (COLOR_SCALE * 255.0) + 127.5).reshape(-1)
+        packed.scales[3 * a : 3 * b] = _to_u8((part["scales"] + 10.0) * 16.0).reshape(-1)
+        xyzw = quats[:, [1, 2, 3, 0]]
+        xyzw = xyzw / np.maximum(np.linalg.norm(xyzw, axis=1, keepdims=True), 1e-300)
+        if version >= 3:
+            packed.rotations[4 * a : 4 * b] = _pack_smallest_three(xyzw).astype("<u4").view(np.uint8)
+        else:
+            xyzw = np.where(xyzw[:, 3:4] < 0, -xyzw, xyzw)
+            packed.rotations[3 * a : 3 * b] = _to_u8(xyzw[:, :3] * 127.5 + 127.5).reshape(-1)
+        if degree > 0:
+            q = np.clip(_round(shN * 128.0) + 128.0, 0, 255)  # [n, dim, 3]
+            q = np.floor((q + np.floor(bucket / 2)) / bucket) * bucket  # to the centre of its bucket
+            packed.sh[dim3 * a : dim3 * b] = np.clip(q, 0, 255).astype(np.uint8).reshape(-1)
+    return packed
 
-    alphas = _to_u8(1.0 / (1.0 + np.exp(-scene.opacities.numpy())) * 255.0)
-    colors = _to_u8(scene.sh0.numpy()[:, 0, :] * (COLOR_SCALE * 255.0) + 127.5).reshape(-1)
-    scales = _to_u8((scene.scales.numpy() + 10.0) * 16.0).reshape(-1)
 
-    xyzw = quats[:, [1, 2, 3, 0]]
-    xyzw = xyzw / np.maximum(np.linalg.norm(xyzw, axis=1, keepdims=True), 1e-300)
-    if version >= 3:
-        rotations = _pack_smallest_three(xyzw).astype("<u4").view(np.uint8)
-    else:
-        xyzw = np.where(xyzw[:, 3:4] < 0, -xyzw, xyzw)
-        rotations = _to_u8(xyzw[:, :3] * 127.5 + 127.5).reshape(-1)
-
-    sh = np.zeros(0, np.uint8)
-    if degree > 0:
-        q = _round(shN * 128.0) + 128.0  # [N, K-1, 3]
-        bits = np.full(shN.shape[1], sh_rest_bits)
-        bits[:3] = sh1_bits
-        bucket = (1 << (8 - bits)).astype(np.float64)[None, :, None]
-        q = np.clip(q, 0, 255)
-        q = np.floor((q + np.floor(bucket / 2)) / bucket) * bucket
-        sh = np.clip(q, 0, 255).astype(np.uint8).reshape(-1)
-    flags = 0
-    return Packed(version, n, degree, fractional_bits, flags, positions, alphas, colors, scales, rotations, sh)
-
-
-def serialize(p: Packed) -> bytes:
-    """The file bytes of packed arrays: gzip container for versions 2-3, NGSP + zstd streams for 4."""
+def write_packed(p: Packed, f) -> None:
+    """Write packed arrays to the binary file `f`: gzip container for versions 2-3, NGSP + zstd streams for 4."""
     arrays = [p.positions, p.alphas, p.colors, p.scales, p.rotations, p.sh]
     if p.version < 4:
         header = LEGACY_HEADER.pack(MAGIC, p.version, p.num_points, p.sh_degree, p.fractional_bits, p.flags, 0)
-        body = header + b"".join(a.tobytes() for a in arrays)
-        return gzip.compress(body, compresslevel=6, mtime=0)
+        with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=6, mtime=0) as z:
+            z.write(header)
+            for a in arrays:
+                z.write(memoryview(a))
+        return
     try:
         import zstandard
     except ImportError:
         raise FormatError(None, "writing SPZ version 4 needs the 'zstandard' package (pip install zstandard)") from None
     compressor = zstandard.ZstdCompressor(level=12)
-    streams = [(a.size, compressor.compress(a.tobytes())) for a in arrays if a.size]
+    streams = [(a.size, compressor.compress(memoryview(a))) for a in arrays if a.size]
     toc_offset = NGSP_HEADER.size
-    header = NGSP_HEADER.pack(
+    f.write(NGSP_HEADER.pack(
         MAGIC, p.version, p.num_points, p.sh_degree, p.fractional_bits, p.flags, len(streams), toc_offset, b"\0" * 12
-    )
-    toc = b"".join(struct.pack("<QQ", len(c), size) for size, c in streams)
-    return header + toc + b"".join(c for _, c in streams)
+    ))  # fmt: skip
+    f.write(b"".join(struct.pack("<QQ", len(c), size) for size, c in streams))
+    for _, c in streams:
+        f.write(c)
 
 
 def _pack_smallest_three(xyzw: np.ndarray) -> np.ndarray:

@@ -224,3 +224,17 @@ def test_version_4_malformed(tmp_path):
     wrong_count[15] = 3
     _check(tmp_path, bytes(wrong_count), r"SPZ header lists 3 streams, expected 6", "streams.spz")
     _check(tmp_path, bytes(good[:20]), r"less than the 32-byte version-4 header", "short.spz")
+
+
+def test_block_processing_matches_one_block(tmp_path, monkeypatch):
+    import engine.io.spz as spz_module
+
+    scene = random_scene(1000, sh_degree=2, seed=6)
+    write_spz(scene, tmp_path / "one.spz")
+    whole = read_spz(tmp_path / "one.spz")
+    monkeypatch.setattr(spz_module, "BLOCK", 64)  # 15 full blocks and a partial one
+    write_spz(scene, tmp_path / "blocks.spz")
+    assert (tmp_path / "blocks.spz").read_bytes() == (tmp_path / "one.spz").read_bytes()
+    blocked = read_spz(tmp_path / "blocks.spz")
+    for (name, a), (_, b) in zip(whole.items(), blocked.items()):
+        assert torch.equal(a, b), name
