@@ -21,7 +21,7 @@ from .camera import Cameras
 from .guidance.base import Condition
 from .guidance.closed_form import ClosedFormPrior
 from .render import render
-from .scene import GaussianScene
+from .scene import GaussianScene, rgb_to_sh0
 
 
 @runtime_checkable
@@ -78,3 +78,15 @@ class ReferencePrior:
     def predict_noise(self, latents_t: Tensor, t: Tensor, cond: Condition, *, guidance_scale: float = 1.0,
                       uncond: Condition | None = None) -> Tensor:
         return self._prior.predict_noise(latents_t, t, cond, guidance_scale=guidance_scale, uncond=uncond)
+
+
+def two_blob_reference() -> GaussianScene:
+    """A small known object for tests and benchmarks: a red blob and a smaller blue one beside and above it,
+    240 opaque Gaussians within 0.4 of the origin."""
+    from .generate_init import primitive_scene
+
+    red = primitive_scene("sphere", 120, radius=0.18, center=(-0.2, 0.0, 0.0), opacity=0.9, seed=1)
+    blue = primitive_scene("sphere", 120, radius=0.14, center=(0.22, 0.05, 0.12), opacity=0.9, seed=2)
+    red = red.replace(sh0=rgb_to_sh0(torch.tensor([0.85, 0.15, 0.1])).expand(len(red), 1, 3).clone())
+    blue = blue.replace(sh0=rgb_to_sh0(torch.tensor([0.1, 0.3, 0.9])).expand(len(blue), 1, 3).clone())
+    return GaussianScene.concat([red, blue])

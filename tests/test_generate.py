@@ -22,23 +22,13 @@ from engine.generate import (
     initial_scene,
     run_generate,
 )
-from engine.generate_init import primitive_scene
-from engine.generate_reference import ReferencePrior
+from engine.generate_reference import ReferencePrior, two_blob_reference
 from engine.guidance import ClosedFormPrior, load_guidance
 from engine.io import save
 from engine.render import render
-from engine.scene import GaussianScene, random_scene, rgb_to_sh0
+from engine.scene import GaussianScene, random_scene
 
 RED = (0.8, 0.1, 0.1)
-
-
-def two_blobs() -> GaussianScene:
-    """The reference object: a red blob and a smaller blue one above and beside it."""
-    a = primitive_scene("sphere", 60, radius=0.18, center=(-0.2, 0.0, 0.0), opacity=0.9, seed=1)
-    b = primitive_scene("sphere", 60, radius=0.14, center=(0.22, 0.05, 0.12), opacity=0.9, seed=2)
-    a = a.replace(sh0=rgb_to_sh0(torch.tensor([0.85, 0.15, 0.1])).expand(len(a), 1, 3).clone())
-    b = b.replace(sh0=rgb_to_sh0(torch.tensor([0.1, 0.3, 0.9])).expand(len(b), 1, 3).clone())
-    return GaussianScene.concat([a, b])
 
 
 def fast_config(**overrides) -> GenerateConfig:
@@ -60,7 +50,7 @@ def reference_error(scene: GaussianScene, cameras, target) -> float:
 @pytest.mark.parametrize("method", ["sds", "ism"])
 def test_generation_from_a_sphere_reproduces_the_reference_views(method):
     config = fast_config(method=method)
-    prior = ReferencePrior(two_blobs())
+    prior = ReferencePrior(two_blob_reference())
     start = initial_scene(config)
     views = ObjectOrbit.around(start, config).ring(6, 48, offset_deg=10.0)  # fixed views, not the training ones
     target = prior.target_images(views)
