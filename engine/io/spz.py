@@ -405,7 +405,7 @@ def write_packed(p: Packed, f) -> None:
     arrays = [p.positions, p.alphas, p.colors, p.scales, p.rotations, p.sh]
     if p.version < 4:
         header = LEGACY_HEADER.pack(MAGIC, p.version, p.num_points, p.sh_degree, p.fractional_bits, p.flags, 0)
-        with gzip.GzipFile(fileobj=f, mode="wb", compresslevel=6, mtime=0) as z:
+        with gzip.GzipFile(filename="", fileobj=f, mode="wb", compresslevel=6, mtime=0) as z:
             z.write(header)
             for a in arrays:
                 z.write(memoryview(a))
