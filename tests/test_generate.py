@@ -214,3 +214,18 @@ def test_config_check_accepts_the_defaults_and_a_model_latent_scale():
     check_generate_config(GenerateConfig(prompt="a chair"))
     check_generate_config(GenerateConfig(prompt="a chair"), types.SimpleNamespace(latent_scale=8))
     assert GenerateConfig(prompt="x", resolution=32).start_resolution(1) == 32
+
+
+def test_a_mesh_is_a_usable_starting_scene(tmp_path):
+    pytest.importorskip("engine.io.mesh")
+    cube = tmp_path / "cube.obj"
+    corners = [(x, y, z) for x in (-0.3, 0.3) for y in (-0.3, 0.3) for z in (-0.3, 0.3)]
+    faces = [(1, 2, 4, 3), (5, 7, 8, 6), (1, 5, 6, 2), (3, 4, 8, 7), (1, 3, 7, 5), (2, 6, 8, 4)]
+    cube.write_text("".join(f"v {x} {y} {z}\n" for x, y, z in corners)
+                    + "".join(f"f {a} {b} {c}\nf {a} {c} {d}\n" for a, b, c, d in faces))
+    config = fast_config(init=str(cube), steps=3, resolution=16)
+    start = initial_scene(config)
+    lo, hi = start.bounding_box()
+    assert len(start) > 0 and float(lo.min()) > -0.35 and float(hi.max()) < 0.35
+    result = run_generate(config, ClosedFormPrior(RED), initial=start)
+    assert len(result) > 0 and all(torch.isfinite(t).all() for _, t in result.items())

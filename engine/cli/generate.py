@@ -61,6 +61,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                                                  f"(default {d.t_max})")
     p.add_argument("--t-max-end", type=float, default=d.t_max_end,
                    help=f"t-max annealed to this by the last step (default {d.t_max_end}); equal to --t-max: none")
+    p.add_argument("--no-densify", action="store_true", help="do not clone/split/prune (the count stays fixed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -68,12 +69,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def config_from_args(args: argparse.Namespace):
     from engine.generate import GenerateConfig
 
-    return GenerateConfig(
+    config = GenerateConfig(
         prompt=args.prompt, model=args.model or "", method=args.method, steps=args.steps,
         resolution=args.resolution, resolution_start=args.resolution_start, batch_size=args.batch_size,
         guidance_scale=args.guidance_scale, seed=args.seed, t_min=args.t_min, t_max=args.t_max,
         t_max_end=args.t_max_end, init=args.init, num_gaussians=args.num_gaussians, preview_every=0,
     )
+    config.densify.enabled = not getattr(args, "no_densify", False)
+    return config
 
 
 def _check_output(path: str) -> None:
