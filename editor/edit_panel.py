@@ -148,7 +148,7 @@ def build_edit_panel(ctx: AppContext) -> None:
     pause.click(toggle_pause, None, None, api_name="pause_edit", concurrency_limit=None)
     cancel.click(do_cancel, None, None, api_name="cancel_edit", concurrency_limit=None)
 
-    def status(request: gr.Request):
+    def status(request: gr.Request) -> dict:
         """The job status as plain data (for API clients)."""
         job = ctx.session(request).job
         return {"state": job.state, "step": job.step, "total": job.total, "previews": job.preview_count,

@@ -1,19 +1,24 @@
-"""JobRunner: the editor's link to the engine's edit jobs, history and models.
+"""JobRunner: the editor's link to the one engine worker (engine.worker.EngineWorker).
 
-All edits of all sessions queue through ONE engine thread (it owns the device and the loaded models); the UI
-threads only enqueue commands and read each session's JobStatus, which the engine thread updates from the edit's
-progress events. Pause blocks the job between two steps, cancel stops it within one step and leaves the scene as
-it was. Every finished edit and every mask change is a history entry (engine.history), so undo restores the
-exact previous parameters and selection.
+The worker owns the device, the models and every session's history (exact parameters per entry, autosaved).
+This module sends it commands and turns its events into each Session's JobStatus and history labels:
+
+    selection change in the UI ─► worker.set_mask (a history entry)
+    Run ─► worker.start_edit ─► ProgressEvent / PreviewEvent ─► session.job (the Edit panel streams it)
+                              └► DoneEvent ─► snapshot ─► session.set_scene (views refresh)
+    Undo / Redo / Export / Open ─► the worker command, then the session mirrors the worker's current state
+
+All sessions' edits queue through that single worker thread; between two steps of a running edit it serves the
+quick commands (mask, undo, export) of other sessions, so the UI stays responsive.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -23,7 +28,7 @@ from .session import JobStatus, Session, SessionRegistry
 
 log = logging.getLogger(__name__)
 
-MASK_COALESCE_S = 1.5  # mask changes with the same label this close together become one history entry
+COMMAND_TIMEOUT_S = 120.0  # longest a UI thread waits for a quick worker command (one edit step + the command)
 
 
 @dataclass
@@ -55,134 +60,98 @@ class EditSettings:
         return config
 
 
-@dataclass
-class _Control:
-    """Flags one queued/running job reads between steps."""
-
-    cancel: threading.Event = field(default_factory=threading.Event)
-    running: threading.Event = field(default_factory=threading.Event)  # cleared while paused
-
-    def __post_init__(self) -> None:
-        self.running.set()
-
-
 class JobRunner:
-    """Queues edit jobs from every session through one engine thread; owns histories and model loading."""
+    """Sends every session's commands to one EngineWorker and mirrors its events into the sessions."""
 
-    def __init__(self, registry: SessionRegistry, config) -> None:
+    def __init__(self, registry: SessionRegistry, config, *, worker=None) -> None:
         from engine.guidance import default_model_spec
 
         self.registry = registry
         self.space = bool(getattr(config, "space", False))
         self.default_spec = config.model or default_model_spec()
-        self._queue: queue.Queue = queue.Queue()
-        self._histories: dict[str, object] = {}  # session id -> engine.history.History
-        self._controls: dict[str, _Control] = {}
-        self._models: dict[str, object] = {}
-        self._model_state: dict[str, dict] = {}
+        if worker is None:
+            from engine.worker import EngineWorker
+
+            worker = EngineWorker(workspace=Path(config.workspace) / "autosave")
+        self.worker = worker
         self._lock = threading.RLock()
-        self._restoring: set[str] = set()
-        self._last_mask_push: dict[str, tuple[str, float]] = {}
-        self._thread = threading.Thread(target=self._engine_loop, name="engine", daemon=True)
-        self._thread.start()
+        self._model_state: dict[str, dict] = {}
+        self._job_ids: dict[int, str] = {}  # worker command id -> session id
+        self._mirroring: set[str] = set()  # sessions whose state is being set from the worker (do not echo)
+        self._last_sent: dict[str, torch.Tensor] = {}  # session id -> the mask the worker has
+        worker.subscribe(self._on_event)
         registry.on_create.append(self.attach)
 
-    # ------------------------------------------------------------------ sessions and history
+    # ------------------------------------------------------------------ sessions
     def attach(self, session: Session) -> None:
-        """Start the session's history at its current scene and follow its mask changes."""
-        from engine.history import History
-
+        """A new session: open its scene in the worker and send it every later selection change."""
+        self._wait(self.worker.load_scene(session.id, session.scene, label=f"open {session.bundle.name}"))
         with self._lock:
-            self._histories[session.id] = History(session.scene, session.selection, label=f"open {session.bundle.name}")
-        session.history_labels, session.history_cursor = self._history_view(session.id)
+            self._last_sent[session.id] = session.selection
         session.add_listener(self._on_session_change)
 
     def forget(self, session_id: str) -> None:
-        """The session is gone: cancel its job and drop its history."""
-        with self._lock:
-            control = self._controls.get(session_id)
-            if control is not None:
-                control.cancel.set()
-                control.running.set()
-            self._histories.pop(session_id, None)
-
-    def _history(self, session: Session):
-        with self._lock:
-            if session.id not in self._histories:
-                self.attach(session)
-            return self._histories[session.id]
-
-    def _history_view(self, session_id: str) -> tuple[list[str], int]:
-        history = self._histories[session_id]
-        return history.labels(), history.cursor
+        """The page closed: cancel its job and drop its state in the worker (the autosave stays)."""
+        self.worker.close_session(session_id)
 
     def _on_session_change(self, session: Session) -> None:
-        """Record a mask change (not one made by undo/redo/edit) as a history entry; coalesce quick repeats."""
-        if session.id in self._restoring:
+        """Selection changes made in the UI become history entries in the worker."""
+        if session.id in self._mirroring or not session.record_change:
             return
-        with self._lock:
-            history = self._histories.get(session.id)
-            if history is None or history.current.scene is not session.scene:
-                return
-            current = history.current.mask
-            selection = session.selection
-            if current is not None and current.shape == selection.shape and torch.equal(current, selection):
-                return
+        with session.lock:
+            mask = session.selection
             label = f"mask: {session.last_action}"
-            previous = self._last_mask_push.get(session.id)
-            now = time.monotonic()
-            if previous is not None and previous[0] == label and now - previous[1] < MASK_COALESCE_S \
-                    and history.can_undo and history.current.label == label:
-                history.undo()  # replace the entry just made (a slider drag, a brush stroke of clicks)
-            history.push(label, mask=selection)
-            self._last_mask_push[session.id] = (label, now)
-            session.history_labels, session.history_cursor = self._history_view(session.id)
+        with self._lock:
+            last = self._last_sent.get(session.id)
+            if last is not None and last.shape == mask.shape and torch.equal(last, mask):
+                return  # nothing changed (a click on empty space, a parts-list change)
+            self._last_sent[session.id] = mask
+        self.worker.set_mask(session.id, mask.clone(), label=label)  # runs after earlier commands; no wait
+
+    def _mirror(self, session: Session, *, bundle: SceneBundle | None = None) -> None:
+        """Make the session show the worker's current scene and mask."""
+        scene, mask = self._wait(self.worker.snapshot(session.id, copy=False))
+        self._mirroring.add(session.id)
+        try:
+            if bundle is not None:
+                session.set_bundle(bundle)
+            else:
+                session.set_scene(scene, mask if mask is not None else torch.zeros(len(scene)))
+        finally:
+            self._mirroring.discard(session.id)
+        with self._lock:
+            self._last_sent[session.id] = session.selection
 
     def load_scene(self, session: Session, bundle: SceneBundle) -> None:
         """Open a scene in the session; its history restarts there."""
-        from engine.history import History
-
-        session.set_bundle(SceneBundle(bundle.scene, bundle.name, bundle.part_ids, list(bundle.part_names)))
-        with self._lock:
-            self._histories[session.id] = History(session.scene, session.selection, label=f"open {bundle.name}")
-            session.history_labels, session.history_cursor = self._history_view(session.id)
-        session.revision += 1
+        self._wait(self.worker.load_scene(session.id, bundle.scene, label=f"open {bundle.name}"))
+        self._mirror(session, bundle=SceneBundle(bundle.scene, bundle.name, bundle.part_ids, list(bundle.part_names)))
+        if session.viewer is not None:
+            session.viewer.frame(session.view)
 
     def undo(self, session: Session) -> None:
-        self._step_history(session, "undo")
+        self._step_history(session, self.worker.undo)
 
     def redo(self, session: Session) -> None:
-        self._step_history(session, "redo")
+        self._step_history(session, self.worker.redo)
 
-    def _step_history(self, session: Session, direction: str) -> None:
+    def _step_history(self, session: Session, command) -> None:
         if session.job.active:
             raise ValueError("an edit is running; cancel it before undo/redo")
-        history = self._history(session)
-        with self._lock:
-            try:
-                state = history.undo() if direction == "undo" else history.redo()
-            except IndexError as exc:
-                raise ValueError(f"nothing to {direction}") from exc
-            self._restore(session, state)
-
-    def _restore(self, session: Session, state) -> None:
-        self._restoring.add(session.id)
-        try:
-            mask = state.mask if state.mask is not None else torch.zeros(len(state.scene))
-            session.set_scene(state.scene, mask)
-        finally:
-            self._restoring.discard(session.id)
-        session.history_labels, session.history_cursor = self._history_view(session.id)
-        session.revision += 1
+        self._wait(command(session.id))
+        self._mirror(session)
 
     def export(self, session: Session, path) -> str:
-        with session.lock:
-            scene = session.scene
-        return str(backend.save_scene(scene, path))
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        return str(self._wait(self.worker.export(session.id, Path(path))))
+
+    def _wait(self, future, timeout: float = COMMAND_TIMEOUT_S):
+        """The result of a quick worker command; its errors (ValueError/OSError) reach the caller as they are."""
+        return future.result(timeout)
 
     # ------------------------------------------------------------------ models
     def model_spec(self, session: Session) -> str:
-        return getattr(session, "model_spec", None) or self.default_spec
+        return session.model_spec or self.default_spec
 
     def set_model(self, session: Session, spec: str) -> None:
         from engine.guidance import parse_model_spec
@@ -192,45 +161,53 @@ class JobRunner:
         session.model_spec = spec
         self.probe_model(spec)
 
-    def probe_model(self, spec: str) -> None:
-        """Load `spec` in the engine thread (if not loaded/tried yet) so the Model panel can tell its state."""
-        with self._lock:
-            if spec in self._model_state and self._model_state[spec]["state"] in ("loaded", "loading"):
-                return
-            self._model_state[spec] = {"spec": spec, "state": "loading", "source": "", "message": ""}
-        self._queue.put(("load_model", spec))
-
     def model_status(self, session: Session) -> dict:
         spec = self.model_spec(session)
+        self.probe_model(spec)
         with self._lock:
-            status = dict(self._model_state.get(spec) or {"spec": spec, "state": "not loaded",
-                                                          "message": "loads when the first edit starts"})
-        return status
+            return dict(self._model_state[spec])
 
-    def _load_model(self, spec: str):
-        """In the engine thread: the loaded model for `spec` (cached), or raise with the engine's message."""
+    def probe_model(self, spec: str) -> None:
+        """Find out, without loading big weights, whether `spec` can load; the worker loads it for real later.
+
+        A closed-form spec is always available. A local folder or a hub id found in the Hugging Face cache is
+        "available" (it loads with the first edit). Anything else is tried with the engine's loader in a
+        background thread — it fails fast offline and its message says what to download and where to put it.
+        """
+        with self._lock:
+            if spec in self._model_state:
+                return
+            self._model_state[spec] = {"spec": spec, "state": "checking", "source": "", "message": ""}
+        threading.Thread(target=self._probe, args=(spec,), name="model-probe", daemon=True).start()
+
+    def _probe(self, spec: str) -> None:
         from engine.guidance import load_guidance, parse_model_spec
 
-        if spec in self._models:
-            return self._models[spec]
-        with self._lock:
-            self._model_state[spec] = {"spec": spec, "state": "loading", "source": "", "message": ""}
         try:
             parsed = parse_model_spec(spec)
-            model = load_guidance(parsed)
+            if parsed.is_closed_form:
+                self._set_model_state(spec, "available", "built in (no weights)")
+                return
+            if parsed.kind == "local":
+                missing = [s for s in ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+                           if not (Path(parsed.location) / s).is_dir()]
+                if not missing:
+                    self._set_model_state(spec, "available", parsed.location, "loads with the first edit")
+                    return
+            cached = _hub_cache_path(parsed.location) if parsed.kind == "hub" else None
+            if cached is not None:
+                self._set_model_state(spec, "available", f"Hugging Face cache: {cached}", "loads with the first edit")
+                return
+            load_guidance(parsed, device="cpu")  # not cached: fails fast with the engine's instructions
+            self._set_model_state(spec, "available", parsed.location)
         except (OSError, ValueError) as exc:
-            state = "unavailable" if isinstance(exc, OSError) else "error"
-            with self._lock:
-                self._model_state[spec] = {"spec": spec, "state": state, "source": "", "message": str(exc)}
-            raise
-        source = {"closed-form": "built in (no weights)", "local": parsed.location,
-                  "hub": f"Hugging Face hub / cache: {parsed.location}"}.get(parsed.kind, "")
-        device = getattr(model, "device", "cpu")
+            self._set_model_state(spec, "unavailable" if isinstance(exc, OSError) else "error", "", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a probe must never take the app down
+            self._set_model_state(spec, "error", "", f"{type(exc).__name__}: {exc}")
+
+    def _set_model_state(self, spec: str, state: str, source: str = "", message: str = "") -> None:
         with self._lock:
-            self._models[spec] = model
-            self._model_state[spec] = {"spec": spec, "state": "loaded", "source": f"{source} · on {device}",
-                                       "message": ""}
-        return model
+            self._model_state[spec] = {"spec": spec, "state": state, "source": source, "message": message}
 
     # ------------------------------------------------------------------ edit jobs
     def start(self, session: Session, settings: EditSettings) -> None:
@@ -240,37 +217,40 @@ class JobRunner:
         with session.lock:
             if session.job.active:
                 raise ValueError("an edit is already running in this session")
-            scene, mask = session.scene, session.selection.clone()
-            spec = self.model_spec(session)
-            config = settings.to_config(spec)
+            scene, mask = session.scene, session.selection
+            config = settings.to_config(self.model_spec(session))
             check_edit_inputs(scene, mask, config)
             if not bool((mask > config.mask_threshold).any()):
                 raise ValueError("nothing is selected: select the part to edit first (Mask tab)")
             view = session.view
             session.job = JobStatus(state="queued", total=config.steps, message="waiting for the engine",
                                     before=backend.render_view(scene, view.cameras(256, 256)))
-            control = _Control()
+            session.job_view = view
+            future = self.worker.start_edit(session.id, config)
+            session.job.job_id = str(future.command_id)
             with self._lock:
-                self._controls[session.id] = control
-        self._queue.put(("edit", session, scene, mask, config, view, control))
+                self._job_ids[future.command_id] = session.id
+        with self._lock:
+            state = self._model_state.get(config.model, {}).get("state")
+        if state != "loaded":
+            self._set_model_state(config.model, "loading", "", "the engine is loading it for this edit")
+        if session.viewer is not None:
+            session.viewer.set_editing(True)
 
     def pause(self, session: Session) -> None:
-        control = self._controls.get(session.id)
-        if control is not None and session.job.state in ("queued", "running"):
-            control.running.clear()
+        if session.job.state in ("queued", "running"):
+            self.worker.pause(session.id)
             self._set_job(session, state="paused")
 
     def resume(self, session: Session) -> None:
-        control = self._controls.get(session.id)
-        if control is not None and session.job.state == "paused":
-            control.running.set()
+        if session.job.state == "paused":
+            self.worker.resume(session.id)
             self._set_job(session, state="running")
 
     def cancel(self, session: Session) -> None:
-        control = self._controls.get(session.id)
-        if control is not None and session.job.active:
-            control.cancel.set()
-            control.running.set()
+        if session.job.active:
+            self.worker.resume(session.id)
+            self.worker.cancel(session.id)
             self._set_job(session, message="cancelling…")
 
     @staticmethod
@@ -279,90 +259,85 @@ class JobRunner:
             for key, value in changes.items():
                 setattr(session.job, key, value)
 
-    def _engine_loop(self) -> None:
-        while True:
-            command = self._queue.get()
-            try:
-                if command[0] == "load_model":
-                    try:
-                        self._load_model(command[1])
-                    except (OSError, ValueError):
-                        pass  # the state says why
-                elif command[0] == "edit":
-                    self._run_edit(*command[1:])
-            except Exception:  # noqa: BLE001 - the engine thread must survive anything
-                log.exception("engine command failed")
+    # ------------------------------------------------------------------ worker events (worker thread)
+    def _on_event(self, event) -> None:
+        from engine.worker import DoneEvent, ErrorEvent, PreviewEvent, ProgressEvent, StateEvent
 
-    def _run_edit(self, session: Session, scene, mask, config, view, control: _Control) -> None:
-        from engine.edit import run_edit
-
-        if self.space:
-            from .space import gpu_wrap
-
-            run_edit = gpu_wrap(run_edit)
-        if control.cancel.is_set():
-            self._finish(session, control, state="cancelled", message="cancelled before it started")
+        session = self._session_for(event.session)
+        if session is None:
             return
-        self._set_job(session, message="loading model")
-        try:
-            model = self._load_model(config.model)
-        except (OSError, ValueError) as exc:
-            self._finish(session, control, state="error", message=str(exc).splitlines()[0])
+        if isinstance(event, StateEvent):
+            with session.lock:
+                session.history_labels, session.history_cursor = list(event.labels), event.cursor
+                session.revision += 1
             return
-        with session.lock:
-            if session.job.state != "paused":
-                session.job.state = "running"
-            session.job.started_at = time.time()
-            session.job.message = ""
-        if session.viewer is not None:
-            session.viewer.set_editing(True)
-
-        def should_stop() -> bool:
-            control.running.wait()  # pause: block between two steps
-            return control.cancel.is_set()
-
-        def on_event(event) -> None:
+        with self._lock:
+            is_job = event.job is not None and self._job_ids.get(event.job) == session.id
+        if not is_job:
+            return
+        if isinstance(event, ProgressEvent):
+            self._model_loaded(session)
             with session.lock:
                 job = session.job
+                if job.state == "queued":
+                    job.state, job.started_at, job.message = "running", time.time() - event.elapsed_s, ""
                 job.step, job.total, job.eta_s = event.step, event.total, event.eta_s
                 if "loss" in event.losses:
                     job.losses.append((event.step, float(event.losses["loss"])))
-                if event.preview is not None:
-                    job.preview = event.preview
-                    job.preview_count += 1
-            snapshot = getattr(event, "scene", None)
+        elif isinstance(event, PreviewEvent):
+            with session.lock:
+                session.job.preview = event.image
+                session.job.preview_count += 1
+            snapshot = getattr(event, "scene", None)  # in-place viewer updates when the engine sends the scene
             if snapshot is not None and session.viewer is not None:
                 session.viewer.show(snapshot, getattr(event, "mask", None))
+        elif isinstance(event, DoneEvent):
+            self._job_finished(session, event)
+        elif isinstance(event, ErrorEvent):
+            if "load the diffusion model" in event.message or "cannot load" in event.message:
+                self._set_model_state(self.model_spec(session), "unavailable", "", event.message)
+            self._finish(session, event.job, "error", event.message.splitlines()[0] if event.message else "error")
 
-        try:
-            result = run_edit(scene, mask, config, model, on_event=on_event, should_stop=should_stop)
-        except Exception as exc:  # noqa: BLE001 - any failure becomes an error state; the scene is untouched
-            log.exception("edit failed")
-            self._finish(session, control, state="error", message=f"{type(exc).__name__}: {exc}".splitlines()[0])
-            return
-        if result.cancelled:
-            self._finish(session, control, state="cancelled", message=f"cancelled after {result.steps_done} steps")
-            return
-        with session.lock:
-            if session.scene is not scene:  # the user opened another scene meanwhile: keep theirs
-                self._finish(session, control, state="cancelled", message="the scene changed during the edit")
-                return
-            history = self._history(session)
-            self._restoring.add(session.id)
-            try:
-                session.set_scene(result.scene.detach().to("cpu"), result.mask.detach().float().cpu())
-            finally:
-                self._restoring.discard(session.id)
-            with self._lock:
-                history.push(f"edit ({config.method}): {config.prompt}", scene=session.scene, mask=session.selection)
-                session.history_labels, session.history_cursor = self._history_view(session.id)
-            session.job.preview = backend.render_view(session.scene, view.cameras(256, 256))
-        self._finish(session, control, state="done", message=f"{len(result.scene):,} Gaussians")
+    def _session_for(self, session_id: str) -> Session | None:
+        return next((s for s in self.registry.sessions() if s.id == session_id), None)
 
-    def _finish(self, session: Session, control: _Control, *, state: str, message: str) -> None:
+    def _model_loaded(self, session: Session) -> None:
+        spec = self.model_spec(session)
         with self._lock:
-            if self._controls.get(session.id) is control:
-                del self._controls[session.id]
+            if self._model_state.get(spec, {}).get("state") == "loaded":
+                return
+        try:
+            from engine.guidance import parse_model_spec
+
+            parsed = parse_model_spec(spec)
+            source = "built in (no weights)" if parsed.is_closed_form else parsed.location
+        except ValueError:
+            source = ""
+        device = getattr(self.worker, "device", "")
+        self._set_model_state(spec, "loaded", f"{source} · on {device}" if device else source)
+
+    def _job_finished(self, session: Session, event) -> None:
+        if event.cancelled:
+            self._finish(session, event.job, "cancelled", event.message or "cancelled")
+            return
+
+        def adopt() -> None:  # not on the worker thread: the snapshot is a worker command
+            try:
+                self._mirror(session)
+                with session.lock:
+                    view = getattr(session, "job_view", session.view)
+                    session.job.preview = backend.render_view(session.scene, view.cameras(256, 256))
+                    session.job.preview_count += 1
+                self._finish(session, event.job, "done", event.message)
+            except Exception as exc:  # noqa: BLE001
+                log.exception("adopting the edit result failed")
+                self._finish(session, event.job, "error", str(exc))
+
+        threading.Thread(target=adopt, name="adopt-result", daemon=True).start()
+
+    def _finish(self, session: Session, job_id, state: str, message: str) -> None:
+        with self._lock:
+            self._job_ids.pop(job_id, None)
         with session.lock:
             session.job.state = state
             session.job.message = message
@@ -371,6 +346,16 @@ class JobRunner:
         if session.viewer is not None:
             session.viewer.set_editing(False)
             session.push_to_viewer()
+
+
+def _hub_cache_path(repo_id: str) -> str | None:
+    """The local snapshot folder of a hub model if it is fully in the Hugging Face cache, else None."""
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo_id, local_files_only=True, allow_patterns=["model_index.json"])
+    except Exception:  # noqa: BLE001 - not cached, or no hub library: the loader will say why
+        return None
 
 
 def _normalise_colour_spec(spec: str) -> str:

@@ -158,8 +158,11 @@ def launch(config: AppConfig) -> None:
         port = int(os.environ.get("GRADIO_SERVER_PORT", port))
     demo.queue(default_concurrency_limit=8)
     _start_reaper(ctx)
+    # Read the default scene and probe the model while the server starts, so the first page is quick.
+    threading.Thread(target=ctx.registry.base_bundle, name="preload-scene", daemon=True).start()
+    ctx.jobs.probe_model(ctx.jobs.default_spec)
     demo.launch(
-        server_name=host, server_port=port, share=config.share, max_file_size=f"{config.max_upload_mb:g}mb",
+        server_name=host, server_port=port, share=config.share, max_file_size=int(config.max_upload_mb * 1_000_000),
         allowed_paths=[str(Path(config.workspace).resolve())], css=CSS, show_error=True,
     )
 

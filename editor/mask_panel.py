@@ -96,7 +96,7 @@ def build_mask_panel(ctx: AppContext) -> None:
         from .render_panel import render_stream
 
         session = ctx.session(request)
-        ctx.masking.set_threshold(session, value)
+        ctx.masking.set_threshold(session, value, live=True)
         return mask_summary(session), render_stream(session, low=True)
 
     def cut_full(value: float, request: gr.Request) -> int:

@@ -20,6 +20,18 @@ from .session import LiftState, Session
 log = logging.getLogger(__name__)
 
 
+def _selection_ops():
+    """engine.masks' selection tools (pick / brush / rectangle / grow / shrink)."""
+    try:
+        from engine.masks import selection  # type: ignore[attr-defined]
+
+        return selection
+    except ImportError:  # TODO(app): interim until engine/masks/selection.py lands
+        from . import _interim_selection
+
+        return _interim_selection
+
+
 def combine(selection: Tensor, new: Tensor, op: str) -> Tensor:
     """add: union (max of weights); subtract: remove the new weights."""
     if op == "add":
@@ -47,7 +59,7 @@ class Masking:
             r = radius
             return self.apply_rect(session, ViewRect(click.camera, (click.pixel[0] - r, click.pixel[1] - r),
                                                      (click.pixel[0] + r, click.pixel[1] + r)))
-        from engine.masks import selection as sel
+        sel = _selection_ops()
 
         if tool == "pick":
             new = sel.pick(scene, click.camera, click.pixel)
@@ -56,7 +68,7 @@ class Masking:
         return self._apply(session, new, op, tool)
 
     def apply_rect(self, session: Session, rect: ViewRect) -> int:
-        from engine.masks import selection as sel
+        sel = _selection_ops()
 
         with session.lock:
             op, scene = session.op, session.scene
@@ -83,15 +95,16 @@ class Masking:
             return session.selected_count()
 
     # ------------------------------------------------------------------ buttons
-    def set_threshold(self, session: Session, threshold: float) -> int:
-        """Re-cut the last lift at `threshold` (live preview while the slider moves)."""
+    def set_threshold(self, session: Session, threshold: float, *, live: bool = False) -> int:
+        """Re-cut the last lift at `threshold`; `live` (while the slider moves) is not a history entry."""
         with session.lock:
             session.threshold = float(threshold)
             lift = session.lift
             if lift is None:
                 return session.selected_count()
             cut = (lift.weights > session.threshold).float()
-            session.set_selection(combine(lift.base, cut, lift.op), label="SAM lift", keep_lift=True)
+            session.set_selection(combine(lift.base, cut, lift.op), label=f"lift cut at {threshold:.2f}",
+                                  keep_lift=True, record=not live)
             return session.selected_count()
 
     def invert(self, session: Session) -> int:
@@ -105,14 +118,14 @@ class Masking:
             return 0
 
     def grow(self, session: Session, steps: int = 1) -> int:
-        from engine.masks import selection as sel
+        sel = _selection_ops()
 
         with session.lock:
             session.set_selection(sel.grow(session.scene, session.selection, steps=steps), label="grow")
             return session.selected_count()
 
     def shrink(self, session: Session, steps: int = 1) -> int:
-        from engine.masks import selection as sel
+        sel = _selection_ops()
 
         with session.lock:
             session.set_selection(sel.shrink(session.scene, session.selection, steps=steps), label="shrink")

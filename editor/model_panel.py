@@ -18,7 +18,8 @@ from .session import Session
 def status_markdown(status: dict) -> str:
     """status: {spec, state: not loaded|loading|loaded|unavailable|error, source, message} (editor.jobs)."""
     spec, state = status.get("spec", "?"), status.get("state", "not loaded")
-    icon = {"loaded": "🟢", "loading": "🟡", "unavailable": "🔴", "error": "🔴"}.get(state, "⚪")
+    icon = {"loaded": "🟢", "available": "🟢", "loading": "🟡", "checking": "🟡", "unavailable": "🔴",
+            "error": "🔴"}.get(state, "⚪")
     lines = [f"{icon} **{html.escape(spec)}** — {state}"]
     if status.get("source"):
         lines.append(f"from `{status['source']}`")

@@ -83,6 +83,7 @@ class Session:
         self.history_cursor = -1
         self.revision = 0  # bumped on every scene or mask change (the UI polls it)
         self.last_action = "open"  # label of the latest selection change (history entries use it)
+        self.record_change = True  # False while a change is a live preview (not a history entry)
         self.model_spec: str | None = None  # guidance model chosen in this session (None: the app's default)
         self._listeners: list[Callable[["Session"], None]] = []
         self._set_bundle(bundle)
@@ -106,19 +107,16 @@ class Session:
         self.view = OrbitView.framing(lo, hi)
 
     def set_bundle(self, bundle: SceneBundle) -> None:
-        """A new scene (opened file, or the engine's result): selection and parts restart if the count changed."""
+        """A newly opened scene: selection, parts (ground truth if the bundle has them) and view restart."""
         with self.lock:
-            if len(bundle.scene) == len(self.bundle.scene) and bundle.part_ids is None:
-                # Same Gaussians (an edit result, undo/redo): keep selection, parts and view.
-                bundle.part_ids, bundle.part_names = self.bundle.part_ids, self.bundle.part_names
-                self.bundle = bundle
-            else:
-                self._set_bundle(bundle)
+            self.record_change = False
+            self._set_bundle(bundle)
             self._changed()
 
     def set_scene(self, scene, selection: Tensor | None = None) -> None:
         """Replace the scene with an edited version (same or different count); keeps the name and parts."""
         with self.lock:
+            self.record_change = False
             same_count = len(scene) == len(self.bundle.scene)
             self.bundle = SceneBundle(
                 scene, self.bundle.name,
@@ -133,9 +131,12 @@ class Session:
                 self.parts, self.lift, self.hidden_parts = {}, None, set()
             self._changed()
 
-    def set_selection(self, selection: Tensor, *, label: str = "edit selection", keep_lift: bool = False) -> None:
+    def set_selection(self, selection: Tensor, *, label: str = "edit selection", keep_lift: bool = False,
+                      record: bool = True) -> None:
+        """Replace the selection; `record=False` for live previews that should not become history entries."""
         with self.lock:
             self.last_action = label
+            self.record_change = record
             if selection.shape != (len(self.scene),):
                 raise ValueError(f"a mask for this scene must have shape [{len(self.scene)}], got {list(selection.shape)}")
             self.selection = selection.detach().float().clamp(0.0, 1.0).cpu()
@@ -248,6 +249,7 @@ class SessionRegistry:
             if live >= self.max_viewers:
                 return None
             session.viewer = self.viewer_factory(session)
+            session.viewer.frame(session.view)
         session.add_listener(lambda s: s.push_to_viewer())
         session.push_to_viewer()
         return session.viewer

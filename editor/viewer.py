@@ -62,7 +62,8 @@ class SessionViewer:
         import viser
 
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
-        self.server.gui.configure_theme(control_layout="collapsible", show_logo=False, dark_mode=False)
+        self.server.gui.configure_theme(control_layout="floating", control_width="small", show_logo=False,
+                                        show_share_button=False, dark_mode=False)
         self.port = int(self.server.get_port())
         self._on_click = on_click
         self._on_rect = on_rect
@@ -101,6 +102,18 @@ class SessionViewer:
             self._pending.mask = mask
             self._pending.scene_dirty = True
             self._lock.notify()
+
+    def frame(self, view) -> None:
+        """Point new clients (and the connected ones) at an OrbitView of the scene."""
+        camera = view.cameras(64, 64)
+        eye = camera.centers[0].double().numpy()
+        target = np.asarray(view.target, dtype=np.float64)
+        self.server.initial_camera.up = (0.0, 0.0, 1.0)
+        self.server.initial_camera.position = tuple(eye)
+        self.server.initial_camera.look_at = tuple(target)
+        for client in self.server.get_clients().values():
+            client.camera.position = eye
+            client.camera.look_at = target
 
     def set_editing(self, editing: bool) -> None:
         """While an edit runs the view switches to server renders (view-dependent colour of the result)."""
@@ -233,10 +246,9 @@ class SessionViewer:
                             client.scene.set_background_image(None)
                         self._background_shown = False
                     continue
-                now = time.monotonic()
                 for client_id in moved:
                     self._render_for(client_id, full=False)
-                    full_res_due[client_id] = now + REST_DELAY_S
+                    full_res_due[client_id] = time.monotonic() + REST_DELAY_S
                 for client_id, due in list(full_res_due.items()):
                     if due <= time.monotonic() and client_id not in moved:
                         self._render_for(client_id, full=True)

@@ -97,6 +97,10 @@ class ViserTestClient:
             )
         )
 
+    def set_gui_value(self, handle, value) -> None:
+        """What the browser sends when the user changes a GUI input (checkbox, slider...)."""
+        self.send(_messages.GuiUpdateMessage(handle._impl.uuid, {"value": value}))
+
     def of_type(self, type_name: str) -> list[dict]:
         return [m for m in list(self.messages) if m.get("type") == type_name]
 
@@ -104,15 +108,20 @@ class ViserTestClient:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             result = predicate()
-            if result:
+            empty = isinstance(result, (list, tuple, dict, set)) and not result
+            if result is not None and result is not False and not empty:
                 return result
             time.sleep(0.02)
         raise TimeoutError("condition not met in time")
 
     def close(self) -> None:
         if self._ws is not None:
-            asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop).result(5)
-        self._thread.join(5)
+            future = asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop)
+            try:
+                future.result(2)
+            except Exception:  # noqa: BLE001 - the server may already be gone
+                pass
+        self._thread.join(2)
 
 
 def splat_buffer(message: dict) -> np.ndarray:

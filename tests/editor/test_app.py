@@ -1,0 +1,149 @@
+"""The real app through its public API (gradio_client): select, edit with the closed-form prior, cancel, undo,
+export, bad input, upload cap. Uses a small scene so every edit takes a second or two on CPU."""
+
+from __future__ import annotations
+
+import re
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+
+from engine.io import load, save
+from engine.scene import random_scene
+from tests.editor.apphelpers import running_app
+
+RED = "#d02020"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    with running_app(tmp_path_factory.mktemp("app"), max_upload_mb=0.05) as running:
+        yield running
+
+
+def _client(app) -> Client:
+    return Client(app.url, verbose=False)
+
+
+def _select_blob(client: Client) -> int:
+    client.predict("brush", "add", 60, "vote", 8, api_name="/set_tool")
+    return int(client.predict(256, 192, api_name="/click_view"))
+
+
+def _run(client: Client, steps: int, *, prompt: str = "make it red"):
+    """Run an edit and collect every streamed progress bar; returns (progress htmls, final outputs)."""
+    job = client.submit(prompt, "", "sds", steps, 0, 64, 0, 1, False, False, api_name="/run_edit")
+    bars = [out[0] for out in job]
+    final = job.result()  # raises AppError when the app refused the job
+    return bars, final
+
+
+def _state(bar: str) -> dict:
+    return {k: v for k, v in re.findall(r'data-(\w+)="([^"]*)"', bar)}
+
+
+def test_page_answers_and_api_is_listed(app):
+    with urllib.request.urlopen(app.url, timeout=30) as response:
+        assert response.status == 200
+    endpoints = _client(app).view_api(return_format="dict", print_info=False)["named_endpoints"]
+    for name in ("/click_view", "/run_edit", "/cancel_edit", "/undo", "/redo", "/export", "/open_scene"):
+        assert name in endpoints
+
+
+def test_click_edit_undo_export_round_trip(app, tmp_path):
+    client = _client(app)
+    original = load(app.scene_path)
+    selected = _select_blob(client)
+    assert 0 < selected < len(original)
+    client.predict(RED, api_name="/use_demo")
+    bars, _ = _run(client, 12)
+    states = [_state(b) for b in bars]
+    assert states[-1]["state"] == "done", bars[-1]
+    assert int(states[-1]["previews"]) > 0
+    assert any(s["state"] == "queued" for s in states[:1])
+
+    edited = load(client.predict("ply", api_name="/export"))
+    assert len(edited) == len(original)  # densify off
+    changed = (edited.sh0 != original.sh0).flatten(1).any(1)
+    assert 0 < int(changed.sum()) <= selected  # only the selected Gaussians moved...
+    red = torch.tensor([0.816, 0.125, 0.125])
+    before = (original.base_colors()[changed] - red).norm(dim=1).mean()
+    after = (edited.base_colors()[changed] - red).norm(dim=1).mean()
+    assert after < before  # ...toward the demo colour
+    assert torch.equal(edited.means[~changed], original.means[~changed])
+
+    history = client.predict(api_name="/undo")
+    assert "edit (sds): make it red" in history
+    restored = load(client.predict("ply", api_name="/export"))
+    for name, value in original.items():
+        assert torch.equal(getattr(restored, name), value), name  # exact parameters back
+    client.predict(api_name="/redo")
+    assert torch.equal(load(client.predict("ply", api_name="/export")).sh0, edited.sh0)
+
+
+def test_cancel_stops_the_job_and_keeps_the_scene(app):
+    client = _client(app)
+    _select_blob(client)
+    client.predict(RED, api_name="/use_demo")
+    job = client.submit("make it red", "", "sds", 2000, 0, 64, 0, 1, False, False, api_name="/run_edit")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = client.predict(api_name="/edit_status")
+        if status["state"] == "running" and status["step"] > 0:
+            break
+        time.sleep(0.1)
+    client.predict(api_name="/cancel_edit")
+    bars = [out[0] for out in job]
+    final = _state(bars[-1])
+    assert final["state"] == "cancelled", bars[-1]
+    assert 0 < int(final["step"]) < 2000
+    scene = load(client.predict("ply", api_name="/export"))
+    assert torch.equal(scene.sh0, load(app.scene_path).sh0)
+
+
+def test_bad_input_is_refused_with_a_message(app):
+    client = _client(app)
+    client.predict(RED, api_name="/use_demo")
+    with pytest.raises(AppError, match="select the part"):
+        _run(client, 5)
+    _select_blob(client)
+    with pytest.raises(AppError, match="prompt is empty"):
+        _run(client, 5, prompt="  ")
+    with pytest.raises(AppError, match="closed-form"):
+        client.predict("closed-form:", api_name="/set_model")
+    assert client.predict(api_name="/edit_status")["state"] == "idle"
+
+
+def test_upload_cap_and_bad_files(app, tmp_path):
+    client = _client(app)
+    big = tmp_path / "big.ply"
+    save(random_scene(3000, seed=1), big)  # ~0.7 MB > the 0.05 MB cap of this app
+    with pytest.raises(Exception, match="(?i)(limit|too large|exceed|size)"):
+        client.predict(handle_file(str(big)), api_name="/open_scene")
+    junk = tmp_path / "junk.ply"
+    junk.write_bytes(b"ply\nformat ascii 1.0\nend_header\n")
+    with pytest.raises(AppError, match="junk.ply"):
+        client.predict(handle_file(str(junk)), api_name="/open_scene")
+    small = tmp_path / "small.ply"
+    save(random_scene(50, seed=2), small)
+    info = client.predict(handle_file(str(small)), api_name="/open_scene")
+    assert "50" in info and "small.ply" in info
+
+
+def test_mask_file_round_trip_and_length_check(app, tmp_path):
+    client = _client(app)
+    n = _select_blob(client)
+    path = client.predict(api_name="/save_mask")
+    weights = np.load(path)
+    assert weights.shape == (len(load(app.scene_path)),) and int((weights > 0.5).sum()) == n
+    client.predict(api_name="/clear_mask")
+    assert int(client.predict(handle_file(path), api_name="/load_mask")) == n
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.ones(7, dtype=np.float32))
+    with pytest.raises(AppError, match="7 weights"):
+        client.predict(handle_file(str(wrong)), api_name="/load_mask")
