@@ -424,7 +424,6 @@ def run_edit(
 
     anchor_pool = orbit.ring(config.anchor_views) if config.method == "romap" else None
     anchors: Tensor | None = None
-    anchor_originals: Tensor | None = None
     losses: dict[str, float] = {}
     counts = {"num_cloned": 0, "num_split": 0, "num_pruned": 0}
     fallback_3d = False
@@ -433,39 +432,40 @@ def run_edit(
         if should_stop is not None and should_stop():
             return EditResult(scene=scene, mask=mask_in, cancelled=True, steps_done=step, losses=losses)
 
+        originals = step_anchors = None
         if anchor_pool is not None:
-            if anchors is None or step % config.anchor_refresh == 0:
-                anchors, anchor_originals = _make_anchors(loss, anchor_pool, original, mask, config, generator)
+            if step % config.anchor_refresh == 0:
+                anchors = _make_anchors(loss, state, anchor_pool, config, generator)
             pick = torch.randint(len(anchor_pool), (config.batch_size,), generator=generator)
             cameras = Cameras(anchor_pool.viewmats[pick], anchor_pool.Ks[pick], anchor_pool.width,
                               anchor_pool.height)
-            step_anchors, originals = anchors[pick.to(anchors.device)], anchor_originals[pick.to(anchors.device)]
+            step_anchors = anchors[pick.to(anchors.device)]
         else:
             cameras = orbit.sample(config.batch_size, generator)
-            step_anchors = None
-            originals = None
             if needs_originals:  # the same render path as the current views: equal scenes give equal images
                 with torch.no_grad():
                     originals = _render_with_mask(original, mask, cameras, config)[0]
 
-        current = state.scene()
-        images, mask2d, out = _render_with_mask(current, state.all_weights(), cameras, config)
+        images, mask2d, out = _render_with_mask(state.scene(), state.all_weights(), cameras, config)
         means2d = out.meta.get("means2d")
         if isinstance(means2d, Tensor) and means2d.requires_grad:
             means2d.retain_grad()
         result = loss(images, step=step, total_steps=config.steps, mask2d=mask2d, originals=originals,
                       anchors=step_anchors, generator=generator)
-        optimizer.zero_grad(set_to_none=True)
-        result.loss.backward()
         if not torch.isfinite(result.loss):
             raise FloatingPointError(f"the edit loss became {float(result.loss)} at step {step + 1}; "
                                      "lower the learning rates or the guidance scale")
-
+        optimizer.zero_grad(set_to_none=True)
+        result.loss.backward()
         _gate_and_step(state, optimizer)
+
         fallback_3d = _accumulate_densify_stats(densifier, state, means2d, out, cameras) or fallback_3d
         if densifier.due(step):
-            counts = _densify(densifier, state, optimizer, lrs, counts, fallback_3d, generator)
-            optimizer = counts.pop("optimizer")
+            refinement = densifier.refine(state.params, fallback_3d=fallback_3d, generator=generator)
+            if refinement.changed:
+                optimizer = _adopt_refinement(state, refinement, optimizer, lrs)
+                for key in counts:
+                    counts[key] += getattr(refinement, key)
 
         losses = {"loss": float(result.loss.detach()), **{k: float(v) for k, v in result.info.items()}}
         if on_event is not None:
@@ -485,14 +485,15 @@ def run_edit(
     )
 
 
-def _make_anchors(loss, pool: Cameras, original: GaussianScene, original_mask: Tensor, config: EditConfig,
-                  generator: torch.Generator) -> tuple[Tensor, Tensor]:
-    """RoMaP's part-edited images of the anchor pool, made from the original renders and the original
-    projected mask (the part as the user selected it); returns (anchors, originals), both [P, H, W, 3]."""
+def _make_anchors(loss, state: MaskedParams, pool: Cameras, config: EditConfig,
+                  generator: torch.Generator) -> Tensor:
+    """RoMaP's part-edited images [P, H, W, 3] of the anchor pool, made from the *current* renders and their
+    projected mask: the first ones start from the scene after prior removal (so the old look does not anchor
+    the edit), later refreshes from the partly edited part (so the anchors follow the 3D edit and agree more
+    across views). Outside the mask the current renders are the original's, which SLaMP keeps."""
     with torch.no_grad():
-        originals, mask2d, _ = _render_with_mask(original, original_mask, pool, config)
-        anchors = loss.make_anchors(originals, mask2d, generator=generator)
-    return anchors.detach(), originals.detach()
+        images, mask2d, _ = _render_with_mask(state.scene().detach(), state.all_weights(), pool, config)
+        return loss.make_anchors(images, mask2d, generator=generator).detach()
 
 
 def _gate_and_step(state: MaskedParams, optimizer: torch.optim.Optimizer) -> None:
@@ -535,18 +536,10 @@ def _accumulate_densify_stats(densifier: MaskedDensifier, state: MaskedParams, m
     return False
 
 
-def _densify(densifier: MaskedDensifier, state: MaskedParams, optimizer, lrs, counts, fallback_3d, generator):
-    refinement = densifier.refine(state.params, fallback_3d=fallback_3d, generator=generator)
-    counts = dict(counts)
-    if not refinement.changed:
-        counts["optimizer"] = optimizer
-        return counts
+def _adopt_refinement(state: MaskedParams, refinement, optimizer, lrs: dict[str, float]) -> torch.optim.Optimizer:
+    """Swap in the densified rows and a new optimizer that carries the surviving rows' Adam moments."""
     old_params = state.params
     state.replace_rows(refinement.params, refinement.parent, refinement.appended)
     new_optimizer = _make_optimizer(state.params, lrs)
     remap_adam_state(optimizer, new_optimizer, old_params, state.params, refinement.parent, refinement.reset_state)
-    counts["num_cloned"] += refinement.num_cloned
-    counts["num_split"] += refinement.num_split
-    counts["num_pruned"] += refinement.num_pruned
-    counts["optimizer"] = new_optimizer
-    return counts
+    return new_optimizer

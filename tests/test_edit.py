@@ -184,3 +184,24 @@ def test_boolean_and_numpy_masks_are_accepted(scene_and_mask):
     scene, mask = scene_and_mask
     as_bool = check_edit_inputs(scene, (mask > 0).numpy(), _config())
     assert as_bool.dtype == torch.float32 and torch.equal(as_bool, mask)
+
+
+def test_romap_anchors_are_made_for_the_pool_and_refreshed_every_k_steps(scene_and_mask, model):
+    from engine.edit import build_loss
+
+    scene, mask = scene_and_mask
+    config = _config(method="romap", steps=10, anchor_refresh=4, anchor_views=3, densify=DensifyConfig(enabled=False))
+    real = build_loss(config, model)
+    made, anchors_seen = [], []
+
+    class Recording:
+        def make_anchors(self, images, mask2d, *, generator=None):
+            made.append(images.shape[0])
+            return real.make_anchors(images, mask2d, generator=generator)
+
+        def __call__(self, images, **kw):
+            anchors_seen.append(kw["anchors"] is not None and kw["anchors"].shape == images.shape)
+            return real(images, **kw)
+
+    run_edit(scene, mask, config, model, loss_fn=Recording())
+    assert made == [3, 3, 3] and len(anchors_seen) == 10 and all(anchors_seen)
