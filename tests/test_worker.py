@@ -249,3 +249,21 @@ def test_autosave_recovers_everything_but_the_running_job_after_a_kill(tmp_path)
         assert not params_equal(fresh.snapshot("alice").result(10)[0], scene)
     finally:
         fresh.shutdown()
+
+
+def test_models_are_loaded_once_per_spec(tmp_path, scene_and_mask):
+    scene, mask = scene_and_mask
+    loads = []
+
+    def counting_loader(spec, device=None):
+        loads.append(spec)
+        return ClosedFormPrior((1.0, 0.0, 0.0))
+
+    w = EngineWorker(model_loader=counting_loader, device="cpu")
+    try:
+        _loaded(w, scene, mask)
+        for spec in ("closed-form:red", "closed-form:red", "closed-form:blue"):
+            w.start_edit("s", _config(steps=1, model=spec)).result(60)
+        assert loads == ["closed-form:red", "closed-form:blue"]
+    finally:
+        w.shutdown()
