@@ -7,7 +7,8 @@ Prints one JSON object. Each measurement runs in a fresh subprocess so its peak 
 /proc/self/status, Linux only) belongs to that operation alone; `peak_over_file` is
 (peak RSS - RSS before the operation) / file size -- the requirement is <= ~1.3 for reads. The file was just
 written, so it is probably in the page cache: `raw_read_mb_s` (plain sequential read of the same file in the
-same conditions) is the "disk speed" to compare `load_mb_s` with.
+same conditions) is the "disk speed" to compare `load_mb_s` with. `*_cpu_seconds` (process CPU time) is less
+sensitive than wall time to other jobs on a shared machine.
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ def rss(field):
 op, path, out = sys.argv[1], sys.argv[2], sys.argv[3]
 import numpy, torch, engine.io, engine.io.ply, engine.io.spz  # imports are not part of the measurement
 before = rss("VmRSS:")
-t = time.perf_counter()
+t, cpu = time.perf_counter(), time.process_time()
 if op == "raw":
     buf = bytearray(32 << 20)
     with open(path, "rb", buffering=0) as f:
@@ -68,11 +69,11 @@ if op == "raw":
 else:
     scene = engine.io.load(path)
     if op != "load":
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         before = rss("VmRSS:")  # writing: measure on top of the loaded scene
         engine.io.save(scene, out)
-elapsed = time.perf_counter() - t
-print(json.dumps({{"seconds": elapsed, "before": before, "peak": rss("VmHWM:")}}))
+elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
+print(json.dumps({{"seconds": elapsed, "cpu_seconds": cpu, "before": before, "peak": rss("VmHWM:")}}))
 """
 
 
@@ -108,7 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         load = measure("load", src, work / "unused")
         result.update(
             raw_read_mb_s=round(size / 1e6 / raw["seconds"], 1),
+            raw_read_cpu_seconds=round(raw["cpu_seconds"], 2),
             load_seconds=round(load["seconds"], 2),
+            load_cpu_seconds=round(load["cpu_seconds"], 2),
             load_mb_s=round(size / 1e6 / load["seconds"], 1),
             load_peak_rss_mb=round(load["peak"] / 1e6, 1),
             load_rss_before_mb=round(load["before"] / 1e6, 1),
@@ -119,6 +122,7 @@ def main(argv: list[str] | None = None) -> int:
                 w = measure("save", src, work / f"out.{ext}")
                 out_size = (work / f"out.{ext}").stat().st_size
                 result[f"write_{ext}_seconds"] = round(w["seconds"], 2)
+                result[f"write_{ext}_cpu_seconds"] = round(w["cpu_seconds"], 2)
                 result[f"write_{ext}_mb"] = round(out_size / 1e6, 1)
                 result[f"write_{ext}_extra_peak_over_file"] = round((w["peak"] - w["before"]) / size, 3)
         result["cpu_count"] = os.cpu_count()

@@ -73,7 +73,7 @@ FLAG_ANTIALIASED = 0x1
 MAX_GZIP_RATIO = 1032  # deflate cannot expand more than ~1032:1
 MAX_ZSTD_RATIO = 1024  # the reference's bound on numPoints vs file size
 ALPHA_CLAMP = (0.25 / 255.0, 254.75 / 255.0)  # keeps logits finite; re-encodes to the same byte
-BLOCK = 1 << 16  # Gaussians decoded / encoded at a time
+BLOCK = 1 << 14  # Gaussians decoded / encoded at a time (bounds the float64 temporaries)
 # Sign of each SH coefficient under (x, y, z) -> (x, -y, -z), the RUB <-> RDF change of frame:
 # -1 where the basis function is odd in y+z (deg 1: y z x; deg 2: xy yz zz xz xx-yy; deg 3: ...).
 SH_FLIP = np.array(
