@@ -88,11 +88,10 @@ def load(path: str | os.PathLike) -> GaussianScene:
         return read_spz(p)
     try:
         from .mesh import load_mesh_or_points
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.endswith("mesh"):
-            raise FormatError(p, "mesh / point-cloud import is not available in this installation") from None
-        raise
-    return load_mesh_or_points(p)
+
+        return load_mesh_or_points(p)
+    except ImportError as exc:  # engine/io/mesh.py or open3d missing from this installation
+        raise FormatError(p, f"mesh / point-cloud import is not available here ({exc})") from None
 
 
 def save(scene: GaussianScene, path: str | os.PathLike, *, spz_version: int | None = None) -> None:

@@ -120,3 +120,10 @@ def test_save_moves_gpu_or_grad_tensors_to_cpu_values(tmp_path):
     scene = random_scene(10, sh_degree=1).map(lambda t: t.clone().requires_grad_(True))
     save(scene, tmp_path / "g.ply")
     assert torch.equal(load(tmp_path / "g.ply").means, scene.means.detach())
+
+
+def test_mesh_import_unavailable_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "engine.io.mesh", None)  # as if mesh.py / open3d were missing
+    (tmp_path / "bunny.obj").write_bytes(b"v 0 0 0\n")
+    with pytest.raises(FormatError, match=r"bunny\.obj: mesh / point-cloud import is not available here"):
+        load(tmp_path / "bunny.obj")
