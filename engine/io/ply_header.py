@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FormatError
+from .files import check_readable
 
 # PLY scalar type names (both the classic and the sized spellings) -> numpy type codes without byte order.
 PLY_TYPES = {
@@ -124,7 +125,7 @@ class PlyHeader:
 
 def read_ply_header(path: str | os.PathLike) -> PlyHeader:
     """Parse the header of the .ply at `path`; raise FormatError naming the file and the first problem."""
-    path = Path(path)
+    path = check_readable(path)
     file_size = path.stat().st_size
     with open(path, "rb") as f:
         head = f.read(min(file_size, MAX_HEADER_BYTES))
