@@ -55,16 +55,16 @@ def loss_frame(job: JobStatus) -> pd.DataFrame:
     return pd.DataFrame(job.losses or [], columns=["step", "loss"])
 
 
-def job_outputs(job: JobStatus):
+def job_outputs(job: JobStatus, session: Session):
     """(progress, loss plot, preview, before, after, run/pause/cancel button states) for a status snapshot."""
     running = job.state in ("queued", "running", "paused")
-    after = job.preview if job.state == "done" else None
+    preview = session.image_file("preview", job.preview)
     return (
         progress_html(job),
         loss_frame(job),
-        job.preview,
-        job.before,
-        after,
+        preview,
+        session.image_file("before", job.before),
+        preview if job.state == "done" else None,
         gr.update(interactive=not running),
         gr.update(interactive=running, value="Resume" if job.state == "paused" else "Pause"),
         gr.update(interactive=running),
@@ -126,7 +126,7 @@ def build_edit_panel(ctx: AppContext) -> None:
                 snapshot.losses = list(job.losses)
             if key != seen:
                 seen = key
-                yield job_outputs(snapshot)
+                yield job_outputs(snapshot, session)
             if not snapshot.active:
                 return
             time.sleep(POLL_S)

@@ -115,7 +115,7 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
                 job = session.job
                 key = (session.revision, session.view, session.tint)
             outputs = [key, render_stream(session), mask_summary(session), *sh["parts_update"](session),
-                       history_html(session), info_markdown(session), *describe, *job_outputs(job)]
+                       history_html(session), info_markdown(session), *describe, *job_outputs(job, session)]
             return ([frame] if config.use_viser else []) + outputs
 
         load_outputs = ([viser_frame] if config.use_viser else []) + sync_outputs + [

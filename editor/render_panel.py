@@ -8,7 +8,6 @@ sliders move it renders at low resolution; on release (and after every button) a
 from __future__ import annotations
 
 import gradio as gr
-import numpy as np
 
 from . import backend
 from .context import AppContext
@@ -19,13 +18,14 @@ WIDTH, HEIGHT = 512, 384
 LOW_SCALE = 0.25
 
 
-def render_stream(session: Session, *, low: bool = False) -> np.ndarray:
-    """The session's scene from its orbit view (mask-tinted if the session's tint is on); `low`: quarter size."""
+def render_stream(session: Session, *, low: bool = False) -> str:
+    """The session's scene from its orbit view (mask-tinted if the session's tint is on), as an image file for
+    the page; `low`: quarter size (while a slider moves)."""
     with session.lock:
         scene, mask, view, tint = session.display_scene(), session.display_mask(), session.view, session.tint
     s = LOW_SCALE if low else 1.0
     camera = view.cameras(max(8, int(WIDTH * s)), max(8, int(HEIGHT * s)))
-    return backend.render_view(scene, camera, mask=mask, tint=tint)
+    return session.image_file("stream", backend.render_view(scene, camera, mask=mask, tint=tint))
 
 
 def view_key(session: Session) -> tuple:

@@ -29,6 +29,7 @@ from .orbit import OrbitView
 log = logging.getLogger(__name__)
 
 TOOLS = ("pick", "brush", "rect", "sam")
+KEEP_FRAMES = 6  # image files kept per output slot
 OPS = ("add", "subtract")
 
 
@@ -86,6 +87,8 @@ class Session:
         self.record_change = True  # False while a change is a live preview (not a history entry)
         self.model_spec: str | None = None  # guidance model chosen in this session (None: the app's default)
         self._listeners: list[Callable[["Session"], None]] = []
+        self._frames: dict[str, list[Path]] = {}  # image files handed to the page, per slot (image_file)
+        self._frame_counter = 0
         self._set_bundle(bundle)
 
     # ------------------------------------------------------------------ state
@@ -182,6 +185,34 @@ class Session:
         if self.viewer is not None:
             self.viewer.show(scene if scene is not None else self.display_scene(), self.display_mask())
 
+    def image_file(self, slot: str, image: np.ndarray | None) -> str | None:
+        """`image` (uint8 [H, W, 3]) as a JPEG under a unique name, for a Gradio image output.
+
+        Why files: Gradio writes numpy outputs to a cache file named by the image's hash, rewriting it in place
+        every time, so two sessions showing the same picture at once (the default scene from the default view)
+        could download a half-written file. Gradio copies a returned file into its cache atomically instead.
+        Only the newest few files of a slot are kept (older ones have long been copied by Gradio).
+        """
+        if image is None:
+            return None
+        from PIL import Image
+
+        folder = self.workspace / "frames"
+        folder.mkdir(parents=True, exist_ok=True)
+        with self.lock:
+            self._frame_counter += 1
+            path = folder / f"{slot}-{self._frame_counter}.jpg"
+            kept = self._frames.setdefault(slot, [])
+            kept.append(path)
+            stale = kept[:-KEEP_FRAMES]
+            del kept[:-KEEP_FRAMES]
+        tmp = path.with_suffix(".tmp")
+        Image.fromarray(image).save(tmp, format="JPEG", quality=90)
+        tmp.replace(path)
+        for old in stale:
+            old.unlink(missing_ok=True)
+        return str(path)
+
     def touch(self) -> None:
         self.last_seen = time.time()
 
@@ -189,6 +220,9 @@ class Session:
         if self.viewer is not None:
             self.viewer.close()
             self.viewer = None
+        import shutil
+
+        shutil.rmtree(self.workspace / "frames", ignore_errors=True)
 
 
 class SessionRegistry:
