@@ -46,3 +46,17 @@ def masked_colour_error(scene: GaussianScene, mask: torch.Tensor, target, camera
 
 def params_equal(a: GaussianScene, b: GaussianScene) -> bool:
     return len(a) == len(b) and all(torch.equal(x, y) for (_, x), (_, y) in zip(a.items(), b.items()))
+
+
+def default_scene_part(part: str = "antenna", reach_factor: float = 2.0):
+    """(scene, mask) from the bundled default scene: the named part masked, cut down to the Gaussians within
+    `reach_factor` x the part's radius of its centre (the part plus its surroundings), so a CPU test stays fast."""
+    from assets.default_scene import load_default_scene
+
+    scene, part_ids, names = load_default_scene()
+    mask = (torch.as_tensor(part_ids).long() == names.index(part)).float()
+    means = scene.means[mask > 0]
+    centre = means.mean(0)
+    reach = (means - centre).norm(dim=-1).quantile(0.98)
+    keep = (scene.means - centre).norm(dim=-1) < reach * reach_factor
+    return scene.subset(keep), mask[keep]
