@@ -127,3 +127,19 @@ def test_mesh_import_unavailable_is_a_clear_error(tmp_path, monkeypatch):
     (tmp_path / "bunny.obj").write_bytes(b"v 0 0 0\n")
     with pytest.raises(FormatError, match=r"bunny\.obj: mesh / point-cloud import is not available here"):
         load(tmp_path / "bunny.obj")
+
+
+def test_saved_files_get_normal_permissions(tmp_path):
+    import os
+    import stat
+
+    from engine.io import save
+    from engine.scene import random_scene
+
+    umask = os.umask(0o022)
+    try:
+        out = tmp_path / "perm.ply"
+        save(random_scene(3), out)
+        assert stat.S_IMODE(out.stat().st_mode) == 0o644
+    finally:
+        os.umask(umask)
