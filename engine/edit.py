@@ -142,6 +142,8 @@ class EditEvent:
     eta_s: float
     num_gaussians: int  # trainable (masked) Gaussians now
     preview: np.ndarray | None = None  # [H, W, 3] uint8, every `preview_every` steps
+    scene: GaussianScene | None = None  # with each preview: the scene so far (detached CPU copy, for viewers)
+    mask: Tensor | None = None  # [N'] the mask of `scene` (densification changes N)
 
 
 @dataclass
@@ -471,12 +473,14 @@ def run_edit(
         if on_event is not None:
             done = step + 1
             elapsed = time.perf_counter() - start
-            preview = None
+            preview = snapshot = snapshot_mask = None
             if config.preview_every and (done % config.preview_every == 0 or done == config.steps):
                 preview = _to_uint8(_render_plain(state.scene().detach(), preview_cam, config)[0])
+                snapshot, snapshot_mask = state.assemble()
+                snapshot, snapshot_mask = snapshot.to("cpu"), snapshot_mask.detach().cpu()
             on_event(EditEvent(step=done, total=config.steps, losses=losses, elapsed_s=elapsed,
                                eta_s=elapsed / done * (config.steps - done), num_gaussians=state.num_trainable,
-                               preview=preview))
+                               preview=preview, scene=snapshot, mask=snapshot_mask))
 
     edited, edited_mask = state.assemble()
     return EditResult(

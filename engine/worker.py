@@ -74,6 +74,8 @@ class ProgressEvent(WorkerEvent):
 class PreviewEvent(WorkerEvent):
     step: int
     image: np.ndarray  # [H, W, 3] uint8
+    scene: GaussianScene | None = None  # the scene so far (CPU copy) for viewers that update in place
+    mask: Tensor | None = None  # [N'] its mask
 
 
 @dataclass(frozen=True)
@@ -456,7 +458,7 @@ class EngineWorker:
             self._emit(ProgressEvent(cmd.session, cmd.id, event.step, event.total, dict(event.losses),
                                      event.elapsed_s, event.eta_s, event.num_gaussians))
             if event.preview is not None:
-                self._emit(PreviewEvent(cmd.session, cmd.id, event.step, event.preview))
+                self._emit(PreviewEvent(cmd.session, cmd.id, event.step, event.preview, event.scene, event.mask))
 
         try:
             result = run_edit(state.scene, state.mask, config, model, on_event=on_event, should_stop=should_stop,
