@@ -28,8 +28,8 @@ from .session import Session, SessionRegistry
 log = logging.getLogger(__name__)
 
 SYNC_EVERY_S = 1.0
+VISER_HEIGHT = 560
 CSS = """
-#viser-frame iframe { width: 100%; height: 560px; border: 0; border-radius: 8px; }
 #history-list li.current { font-weight: bold; }
 """
 
@@ -40,8 +40,8 @@ def viser_iframe(host_header: str | None, port: int) -> str:
         else (host_header or "127.0.0.1")
     if host.startswith("[") and "]" in host:  # IPv6 literal [::1]:7860
         host = host[: host.index("]") + 1]
-    return (f'<iframe id="viser-iframe" data-port="{port}" src="http://{host}:{port}/" '
-            f'allow="fullscreen" title="3D view"></iframe>')
+    return (f'<iframe id="viser-iframe" data-port="{port}" src="http://{host}:{port}/" allow="fullscreen" '
+            f'title="3D view" style="width:100%;height:{VISER_HEIGHT}px;border:0;border-radius:8px"></iframe>')
 
 
 def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, jobs=None,

@@ -22,15 +22,12 @@ def info_markdown(session: Session) -> str:
     rows = [
         f"**{info['name']}**",
         "",
-        "| | |",
-        "|---|---|",
-        f"| Gaussians | <span id='scene-count'>{info['gaussians']:,}</span> |",
-        f"| SH degree | {info['sh_degree']} |",
-        f"| Bounds min | {', '.join(f'{v:.3f}' for v in lo)} |",
-        f"| Bounds max | {', '.join(f'{v:.3f}' for v in hi)} |",
+        f"- Gaussians: <span id='scene-count'>{info['gaussians']:,}</span>",
+        f"- SH degree: {info['sh_degree']}",
+        f"- Bounds: ({', '.join(f'{v:.3f}' for v in lo)}) to ({', '.join(f'{v:.3f}' for v in hi)})",
     ]
     if info["parts"]:
-        rows.append(f"| Parts | {', '.join(info['parts'])} |")
+        rows.append(f"- Parts: {', '.join(info['parts'])}")
     return "\n".join(rows)
 
 

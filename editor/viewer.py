@@ -75,6 +75,7 @@ class SessionViewer:
         self._scene = None
         self._mask = None
         self._editing = False
+        self._live = False  # an edit is sending in-progress scenes
         self._background_shown = False
         self.stats = {"splat_updates": 0, "renders_low": 0, "renders_full": 0, "clicks": 0, "rects": 0}
 
@@ -101,6 +102,7 @@ class SessionViewer:
             self._pending.scene = scene
             self._pending.mask = mask
             self._pending.scene_dirty = True
+            self._live = self._editing  # an in-progress scene: worth exact renders
             self._lock.notify()
 
     def frame(self, view) -> None:
@@ -116,11 +118,13 @@ class SessionViewer:
             client.camera.look_at = target
 
     def set_editing(self, editing: bool) -> None:
-        """While an edit runs the view switches to server renders (view-dependent colour of the result)."""
+        """While an edit runs and sends in-progress scenes, the view shows server renders of them
+        (view-dependent colour); `show` calls during the edit update the splats in place."""
         with self._lock:
             if self._editing == editing:
                 return
             self._editing = editing
+            self._live = False
         self._server_render_toggled()
 
     def set_rect_mode(self, enabled: bool) -> None:
@@ -138,7 +142,7 @@ class SessionViewer:
 
     @property
     def server_render_active(self) -> bool:
-        return bool(self.render_checkbox.value) or self._editing
+        return bool(self.render_checkbox.value) or (self._editing and self._live)
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,201 @@
+"""The real app in headless Chromium (Debian's /usr/bin/chromium driven by playwright; no browser downloads).
+
+One page walks the whole story: the default scene shows (streamed render and the Viser view), a click makes a
+mask, a short closed-form edit runs with the progress bar moving and the preview changing, a second run is
+cancelled, undo restores the scene, and an exported file downloads and loads. Screenshots go to
+tests/artifacts/ (gitignored).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+pytestmark = pytest.mark.browser
+
+if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+    pytest.skip(f"chromium is not installed ({CHROMIUM}); browser tests need it", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    from tests.editor.apphelpers import running_app
+
+    with running_app(tmp_path_factory.mktemp("browser"), use_default_scene=True) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def page(app):
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=ARGS)
+        context = browser.new_context(viewport={"width": 1400, "height": 950}, accept_downloads=True)
+        page = context.new_page()
+        page.set_default_timeout(60_000)
+        page.goto(app.url)
+        yield page
+        context.close()
+        browser.close()
+
+
+def shot(page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def wait_until(predicate, timeout: float = 60.0, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError("condition not met in time")
+
+
+def selected_count(page) -> int:
+    text = page.locator("#mask-info").inner_text()
+    match = re.search(r"([\d,]+)\s+of", text)
+    return int(match.group(1).replace(",", "")) if match else -1
+
+
+def progress(page) -> dict:
+    bar = page.locator("#edit-progress")
+    return {k: bar.get_attribute(f"data-{k}") for k in ("state", "step", "total", "previews")}
+
+
+def stream_src(page) -> str:
+    return page.locator("#stream-view img").first.get_attribute("src") or ""
+
+
+def test_default_scene_shows(app, page):
+    count = len(app.ctx.registry.base_bundle().scene)
+    page.get_by_role("tab", name="Scene").click()
+    wait_until(lambda: f"{count:,}" in page.locator("#scene-info").inner_text())
+    page.get_by_role("tab", name="Render").click()
+    wait_until(lambda: stream_src(page))
+    # The Viser view of this session is embedded and connects.
+    frame_el = page.locator("#viser-iframe")
+    assert frame_el.count() == 1
+    viser = page.frame_locator("#viser-iframe")
+    page.get_by_role("tab", name="3D view").click()
+    viser.locator("canvas").first.wait_for(state="visible")
+    viewer = next(s.viewer for s in app.ctx.registry.sessions() if s.viewer is not None)
+    wait_until(lambda: viewer.stats["splat_updates"] > 0 and viewer.server.get_clients())
+    time.sleep(2.0)  # let SwiftShader draw the splats for the screenshot
+    shot(page, "01-default-scene-viser")
+    page.get_by_role("tab", name="Render").click()
+    shot(page, "02-default-scene-render")
+
+
+def test_click_makes_a_mask(app, page):
+    page.get_by_role("tab", name="Mask").click()
+    page.locator("#mask-tool").get_by_text("Brush").click()
+    page.locator("#mask-radius input[type=number]").fill("40")
+    page.locator("#mask-radius input[type=number]").press("Enter")
+    time.sleep(0.5)
+    page.get_by_role("tab", name="Render").click()
+    before = stream_src(page)
+    image = page.locator("#stream-view img").first
+    box = image.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.45)
+    wait_until(lambda: selected_count(page) > 0, timeout=60)
+    wait_until(lambda: stream_src(page) != before)  # the view re-rendered with the mask tint
+    n = selected_count(page)
+    # A click in the embedded Viser view edits this session's mask too (subtract mode removes some).
+    page.get_by_role("tab", name="3D view").click()
+    viewer_box = page.locator("#viser-iframe").bounding_box()
+    page.locator("#mask-op").get_by_text("subtract").click()
+    time.sleep(0.5)
+    page.mouse.click(viewer_box["x"] + viewer_box["width"] * 0.3, viewer_box["y"] + viewer_box["height"] * 0.5)
+    session = next(s for s in app.ctx.registry.sessions() if s.viewer is not None)
+    wait_until(lambda: session.viewer.stats["clicks"] > 0, timeout=30)
+    page.locator("#mask-op").get_by_text("add").click()
+    time.sleep(1.5)
+    shot(page, "03-mask-by-click")
+    assert selected_count(page) <= n
+
+
+def test_edit_runs_with_progress_and_preview(app, page):
+    page.get_by_role("tab", name="Model").click()
+    page.locator("#model-demo").click()
+    wait_until(lambda: "closed-form" in page.locator("#model-status").inner_text())
+    page.get_by_role("tab", name="Edit").click()
+    page.locator("#edit-prompt textarea").fill("make it red")
+    page.locator("#edit-steps input[type=number]").fill("30")
+    page.locator("#edit-steps input[type=number]").press("Enter")
+    page.get_by_text("Advanced").click()
+    page.locator("#edit-res input[type=number]").fill("64")
+    page.locator("#edit-res input[type=number]").press("Enter")
+    page.locator("#edit-preview-every input[type=number]").fill("2")
+    page.locator("#edit-preview-every input[type=number]").press("Enter")
+    time.sleep(0.5)
+    page.locator("#edit-run").click()
+    steps, previews = set(), set()
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        p = progress(page)
+        steps.add(int(p["step"] or 0))
+        src = page.locator("#edit-preview img").first.get_attribute("src") if page.locator(
+            "#edit-preview img").count() else None
+        if src:
+            previews.add(src)
+        if len(steps) == 3:
+            shot(page, "04-edit-running")
+        if p["state"] == "done":
+            break
+        time.sleep(0.15)
+    assert progress(page)["state"] == "done", progress(page)
+    assert len([s for s in steps if 0 < s < 30]) >= 2, steps  # the bar moved through intermediate steps
+    assert len(previews) >= 2, previews  # the live preview changed
+    page.locator("#edit-after img").first.wait_for(state="visible")
+    shot(page, "05-edit-done")
+
+
+def test_cancel_a_run(app, page):
+    page.locator("#edit-steps input[type=number]").fill("2000")
+    page.locator("#edit-steps input[type=number]").press("Enter")
+    time.sleep(0.5)
+    page.locator("#edit-run").click()
+    wait_until(lambda: progress(page)["state"] == "running" and int(progress(page)["step"]) > 0, timeout=120)
+    page.locator("#edit-cancel").click()
+    wait_until(lambda: progress(page)["state"] == "cancelled", timeout=60)
+    assert int(progress(page)["step"]) < 2000
+    shot(page, "06-cancelled")
+
+
+def test_undo_and_export_download(app, page, tmp_path):
+    from engine.io import load
+
+    original = app.ctx.registry.base_bundle().scene
+    page.get_by_role("tab", name="History & export").click()
+    wait_until(lambda: "edit (sds): make it red" in page.locator("#history-list").inner_text())
+    cursor = int(page.locator("#history-list").get_attribute("data-cursor"))
+    page.locator("#hist-undo").click()
+    wait_until(lambda: int(page.locator("#history-list").get_attribute("data-cursor")) == cursor - 1)
+    page.locator("#export-run").click()
+    link = page.locator("#export-file a").first
+    link.wait_for(state="visible")
+    with page.expect_download() as info:
+        link.click()
+    path = tmp_path / info.value.suggested_filename
+    info.value.save_as(path)
+    scene = load(path)
+    assert len(scene) == len(original)
+    import torch
+
+    # After undo the scene is the original again (export is float32 .ply, like the source).
+    assert torch.allclose(scene.sh0, original.sh0, atol=1e-6)
+    shot(page, "07-undo-export")
