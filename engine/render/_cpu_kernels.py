@@ -6,17 +6,23 @@ sorted front to back by depth, pixel centres at (j + 0.5, i + 0.5), alpha = min(
 skipped when sigma < 0 or alpha < 1/255, and a pixel stops (exclusively) at the first Gaussian that would
 bring its transmittance to <= 1e-4.
 
-Speed tricks that do not change the result:
-- inside a tile each Gaussian visits only the pixels of its exact alpha >= 1/255 ellipse: per pixel row the
-  solution interval of sigma(dx) <= log(o * 255) (computed in float64 with a small slack, then the exact
-  per-pixel test decides), instead of all 256 pixels;
-- a tile stops walking its list as soon as every pixel is done;
-- the backward recomputes alpha from the inputs and walks back to front from each pixel's last contributor,
-  so nothing per (pixel, Gaussian) is stored: only the final transmittance and last index per pixel.
+How it is made fast (none of this changes which Gaussians reach which pixel):
+- inside a tile each Gaussian visits only the pixels of its alpha >= 1/255 ellipse: per pixel row the
+  interval where sigma <= log(o * 255) (float64, with a little slack; the exact per-pixel test still
+  decides) instead of all 256 pixels (the finest possible "sub-tile");
+- rows whose pixels are all done are skipped, and a tile stops walking its list once every pixel is done;
+- the exponent is clamped to SIGMA_MAX before exp (no denormals), and float32 uses a polynomial exp
+  (`fexp`, ~1.6 ulp; gsplat itself uses the approximate __expf);
+- the backward recomputes alpha and walks each tile back to front from its pixels' last contributors, so
+  nothing per (pixel, Gaussian) is stored: only the final transmittance and last index per pixel.
+A branch-free, vectorized (AVX2) variant of the pixel loops was tried and was slower: the ellipse spans
+are short (a few pixels), so the exact-span scalar loop wins.
 
-Kernels are generic in the float type (float32 for speed, float64 for gradcheck): every constant comes in
-the `consts` array and pixel centres in `pxs`/`pys`, so no arithmetic is silently promoted to float64.
-Compiled code is cached on disk (cache=True); the first call in a fresh checkout pays the compile.
+Kernels are generic in the float type (float32 for speed, float64 for gradcheck, where fexp is math.exp):
+constants come in the `consts` array and pixel centres in `pxs`/`pys`, so no arithmetic is silently
+promoted to float64. Kernels are serial and release the GIL (nogil=True); the caller runs them on a few
+Python threads over interleaved tile sets. This compiles ~3x faster than numba's parallel=True (parfors),
+which matters because a fresh checkout (CI) pays the compile once; compiled code is then cached on disk.
 """
 
 from __future__ import annotations
@@ -24,29 +30,83 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit, prange
+from llvmlite import ir
+from numba import njit, types
+from numba.extending import intrinsic, overload
 
 TILE_SIZE = 16
 # Which fast-math liberties are safe: no NaN/Inf assumptions (we rely on comparisons being honest).
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
 # Indices into the `consts` array passed to the raster kernels.
-C_MAX_ALPHA, C_ALPHA_THR, C_T_EPS, C_ONE, C_HALF, C_ZERO = range(6)
+C_MAX_ALPHA, C_ALPHA_THR, C_T_EPS, C_ONE, C_HALF, C_ZERO, C_SIGMA_MAX = range(7)
+# sigma is clamped to this before exp: exp(-30) < 1e-13, far below the 1/255 alpha threshold.
+SIGMA_MAX = 30.0
 # Relative and absolute slack on log(o / thr) when computing pixel spans: spans must never be too narrow.
 SPAN_SLACK = 1e-3
-# Per-isect gradient layout: d/d(mean x, mean y, conic a, b, c, opacity), then the F feature channels.
+# Gradient layout: d/d(mean x, mean y, conic a, b, c, opacity), then the F feature channels.
 G_MX, G_MY, G_A, G_B, G_C, G_O, G_FEAT = range(7)
 
 
-@njit(cache=True)
-def bin_gaussians(means2d, radii, depths, tiles_w, tiles_h):
-    """Tile lists in gsplat's order.
+# ------------------------------------------------------------------------------------------------ exp
+@intrinsic
+def _int_bits_as_float32(typingctx, x):
+    """Reinterpret the low 32 bits of an integer as a float32 (to build 2^n exactly)."""
+    if not isinstance(x, types.Integer):
+        return None
 
-    means2d [C, N, 2], radii [C, N, 2] int32, depths [C, N] -> (offsets [C*TH*TW + 1] int64,
-    ids [n_isect] int32 flat indices c * N + n). Tiles are numbered camera-major, row-major; each tile's
-    entries are sorted by depth (ties by index, as gsplat's stable radix sort).
+    def codegen(context, builder, signature, args):
+        value = args[0]
+        if x.bitwidth != 32:
+            value = builder.trunc(value, ir.IntType(32)) if x.bitwidth > 32 else builder.sext(value, ir.IntType(32))
+        return builder.bitcast(value, ir.FloatType())
+
+    return types.float32(x), codegen
+
+
+# 2^f on [-0.5, 0.5], degree-6 minimax-style fit, max relative error 1e-7 in float32.
+_EXP2_POLY = (1.000000000554174, 0.6931472057374961, 0.24022646890593857, 0.05550328776462899,
+              0.009618488959621058, 0.001339993142357991, 0.00015345811815441548)
+
+
+def fexp(x):
+    """exp(x) for x in [-SIGMA_MAX, 0]: a polynomial for float32 (as fast as libm's expf here, but
+    inlinable and vectorizable), math.exp for float64."""
+    return math.exp(x)
+
+
+@overload(fexp, jit_options={"fastmath": FASTMATH})
+def _fexp_impl(x):
+    if isinstance(x, types.Float) and x.bitwidth == 32:
+        log2e = np.float32(1.4426950408889634)
+        c0, c1, c2, c3, c4, c5, c6 = (np.float32(c) for c in _EXP2_POLY)
+        half = np.float32(0.5)
+
+        def impl(x):
+            t = x * log2e
+            n = np.floor(t + half)
+            f = t - n
+            p = c6 * f + c5
+            p = p * f + c4
+            p = p * f + c3
+            p = p * f + c2
+            p = p * f + c1
+            p = p * f + c0
+            return p * _int_bits_as_float32((np.int32(n) + 127) << 23)
+
+        return impl
+    return lambda x: math.exp(x)
+
+
+# ------------------------------------------------------------------------------------------------ binning
+@njit(cache=True, nogil=True)
+def tile_rects(means2d, radii, tiles_w, tiles_h):
+    """Tile range [x0, y0, x1, y1) of every Gaussian, gsplat's rule, and the per-tile counts.
+
+    means2d [C, N, 2], radii [C, N, 2] int32 -> (rect [C, N, 4] int32, counts [C*TH*TW + 1] int64 where
+    counts[t + 1] is the number of Gaussians in tile t). Tiles are numbered camera-major, row-major.
     """
-    C, N = depths.shape
+    C, N = radii.shape[:2]
     tiles_per_cam = tiles_w * tiles_h
     rect = np.zeros((C, N, 4), np.int32)
     counts = np.zeros(C * tiles_per_cam + 1, np.int64)
@@ -73,67 +133,106 @@ def bin_gaussians(means2d, radii, depths, tiles_w, tiles_h):
             for y in range(y0, y1):
                 for x in range(x0, x1):
                     counts[c * tiles_per_cam + y * tiles_w + x + 1] += 1
-    offsets = np.cumsum(counts)
+    return rect, counts
+
+
+@njit(cache=True, nogil=True)
+def tile_fill(rect, order, offsets, tiles_w, tiles_h):
+    """ids [n_isect] int32: every tile's Gaussians (flat indices c * N + n) in the order given by `order`
+    (flat indices, camera by camera, each camera's sorted front to back), tile t filling offsets[t]...."""
+    N = rect.shape[1]
+    tiles_per_cam = tiles_w * tiles_h
     ids = np.empty(offsets[-1], np.int32)
     cursor = offsets[:-1].copy()
-    for c in range(C):
-        order = np.argsort(depths[c].astype(np.float32), kind="mergesort")  # stable, float32 like gsplat
-        for n in order:
-            x0 = rect[c, n, 0]
-            y0 = rect[c, n, 1]
-            x1 = rect[c, n, 2]
-            y1 = rect[c, n, 3]
-            for y in range(y0, y1):
-                for x in range(x0, x1):
-                    t = c * tiles_per_cam + y * tiles_w + x
-                    ids[cursor[t]] = c * N + n
-                    cursor[t] += 1
-    return offsets, ids
+    for i in range(order.shape[0]):
+        c = order[i] // N
+        n = order[i] % N
+        for y in range(rect[c, n, 1], rect[c, n, 3]):
+            for x in range(rect[c, n, 0], rect[c, n, 2]):
+                t = c * tiles_per_cam + y * tiles_w + x
+                ids[cursor[t]] = order[i]
+                cursor[t] += 1
+    return ids
+
+
+# ------------------------------------------------------------------------------------------------ raster
+# Per-Gaussian ellipse parameters (float64), layout of the `spans` array:
+S_TWO_AS, S_DET, S_INV_A, S_EXT_X, S_EXT_Y = range(5)
+
+
+@njit(cache=True, nogil=True)
+def span_params(conics, opac, thr, spans):
+    """For every Gaussian the ellipse {sigma <= log(o / thr)} (+ slack), outside of which alpha < thr:
+    spans [M, 5] = (2 a s, det, 1 / a, half width, half height in pixels); 2 a s < 0: no pixel at all.
+
+    In a row at dy = mean_y - pixel_y, sigma(dx) <= s  <=>  (a dx + b dy)^2 <= 2 a s - det dy^2."""
+    for g in range(conics.shape[0]):
+        a = float(conics[g, 0])
+        b = float(conics[g, 1])
+        c = float(conics[g, 2])
+        o = float(opac[g])
+        det = a * c - b * b
+        spans[g, S_TWO_AS] = -1.0
+        if o < thr or a <= 0.0 or det <= 0.0:
+            continue
+        s = math.log(o / thr)
+        s += SPAN_SLACK * (1.0 + s)
+        spans[g, S_TWO_AS] = 2.0 * a * s
+        spans[g, S_DET] = det
+        spans[g, S_INV_A] = 1.0 / a
+        spans[g, S_EXT_X] = math.sqrt(2.0 * c * s / det)
+        spans[g, S_EXT_Y] = math.sqrt(2.0 * a * s / det)
 
 
 @njit(cache=True, inline="always")
-def _row_range(my, a, b, cc, s, y0, y1):
-    """Pixel rows [r0, r1) of the tile rows [y0, y1) where sigma <= s can hold (float64 math)."""
-    det = a * cc - b * b
-    if det <= 0.0 or a <= 0.0 or s < 0.0:
+def _tile_box(t, tiles_w, tiles_h, width, height):
+    tiles_per_cam = tiles_w * tiles_h
+    cam = t // tiles_per_cam
+    ty = (t % tiles_per_cam) // tiles_w
+    tx = t % tiles_w
+    x0 = tx * TILE_SIZE
+    y0 = ty * TILE_SIZE
+    return cam, x0, y0, min(x0 + TILE_SIZE, width), min(y0 + TILE_SIZE, height)
+
+
+@njit(cache=True, inline="always")
+def _rows(my, sp, y0, y1):
+    """Pixel rows [r0, r1) within [y0, y1) that one Gaussian's ellipse reaches."""
+    if sp[S_TWO_AS] < 0.0:
         return y0, y0
-    ext = math.sqrt(2.0 * s * a / det)
-    r0 = max(y0, int(math.ceil(my - ext - 0.5)))
-    r1 = min(y1, int(math.floor(my + ext - 0.5)) + 1)
+    r0 = max(y0, int(math.ceil(my - sp[S_EXT_Y] - 0.5)))
+    r1 = min(y1, int(math.floor(my + sp[S_EXT_Y] - 0.5)) + 1)
     return r0, r1
 
 
 @njit(cache=True, inline="always")
-def _col_range(mx, dy, a, b, cc, s, x0, x1):
-    """Pixel columns [c0, c1) of tile columns [x0, x1) where sigma(dx, dy) <= s (float64 math)."""
-    disc = b * b * dy * dy - a * (cc * dy * dy - 2.0 * s)
+def _cols(mx, dy, b, sp, x0, x1):
+    """Pixel columns [c0, c1) within [x0, x1) of one Gaussian's ellipse in the row at dy."""
+    disc = sp[S_TWO_AS] - sp[S_DET] * dy * dy
     if disc < 0.0:
         return x0, x0
-    root = math.sqrt(disc)
-    # dx = mean - pixel centre in [(-b dy - root) / a, (-b dy + root) / a]
-    dx_lo = (-b * dy - root) / a
-    dx_hi = (-b * dy + root) / a
-    c0 = max(x0, int(math.ceil(mx - dx_hi - 0.5)))
-    c1 = min(x1, int(math.floor(mx - dx_lo - 0.5)) + 1)
+    root = math.sqrt(disc) * sp[S_INV_A]
+    centre = mx + b * dy * sp[S_INV_A]  # pixel x where sigma is smallest in this row
+    c0 = max(x0, int(math.ceil(centre - root - 0.5)))
+    c1 = min(x1, int(math.floor(centre + root - 0.5)) + 1)
     return c0, c1
 
 
-@njit(cache=True, inline="always")
-def _span_threshold(o, thr):
-    """log(o / thr) with a little slack: sigma above it means alpha < thr for sure."""
-    if o < thr:
-        return -1.0
-    s = math.log(float(o) / float(thr))
-    return s + SPAN_SLACK * (1.0 + s)
+# Tile-local arrays are indexed with unsigned integers: numba adds negative-index wraparound code for
+# signed ones, which costs in these inner loops.
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
-def rasterize_fwd(means2d, conics, opac, feats, offsets, ids, width, height, tiles_w, tiles_h, pxs, pys, consts):
-    """Front-to-back compositing of every tile.
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
+def rasterize_fwd(
+    tiles, means2d, conics, opac, feats, spans, offsets, ids, width, height, tiles_w, tiles_h, pxs, pys, consts,
+    out, T_final, last,
+):
+    """Front-to-back compositing of the tiles listed in `tiles` (int64 tile numbers).
 
-    means2d [M, 2], conics [M, 3], opac [M], feats [M, F] (M = C * N, flat); offsets/ids from bin_gaussians;
-    pxs [W] / pys [H] pixel centres; consts: see C_*. Returns out [C, H, W, F] (no background),
-    T_final [C, H, W] (1 - alpha) and last [C, H, W] int32 (list position of the last contributor, -1 none).
+    means2d [M, 2], conics [M, 3], opac [M], feats [M, F] (M = C * N, flat); spans [M, 5] from span_params;
+    offsets/ids: the tile lists; pxs [W] / pys [H] pixel centres; consts: see C_*. Writes out [C, H, W, F]
+    (no background), T_final [C, H, W] (= 1 - alpha) and last [C, H, W] int32 (list position of the last
+    contributor, -1 none). Runs without the GIL: callers split the tiles over threads.
     """
     max_alpha = consts[C_MAX_ALPHA]
     thr = consts[C_ALPHA_THR]
@@ -141,31 +240,27 @@ def rasterize_fwd(means2d, conics, opac, feats, offsets, ids, width, height, til
     one = consts[C_ONE]
     half = consts[C_HALF]
     zero = consts[C_ZERO]
+    sigma_max = consts[C_SIGMA_MAX]
     F = feats.shape[1]
-    tiles_per_cam = tiles_w * tiles_h
-    n_tiles = offsets.shape[0] - 1
-    C = n_tiles // tiles_per_cam
-    out = np.zeros((C, height, width, F), feats.dtype)
-    T_final = np.ones((C, height, width), feats.dtype)
-    last = np.full((C, height, width), -1, np.int32)
-    for t in prange(n_tiles):
-        cam = t // tiles_per_cam
-        ty = (t % tiles_per_cam) // tiles_w
-        tx = t % tiles_w
-        x0 = tx * TILE_SIZE
-        y0 = ty * TILE_SIZE
-        x1 = min(x0 + TILE_SIZE, width)
-        y1 = min(y0 + TILE_SIZE, height)
+    dt = feats.dtype
+    T = np.empty((TILE_SIZE, TILE_SIZE), dt)
+    acc = np.empty((TILE_SIZE, TILE_SIZE, F), dt)
+    lst = np.empty((TILE_SIZE, TILE_SIZE), np.int32)
+    done = np.empty((TILE_SIZE, TILE_SIZE), np.bool_)
+    row_left = np.empty(TILE_SIZE, np.int64)  # pixels not yet done, per row
+    for t in tiles:
+        cam, x0, y0, x1, y1 = _tile_box(t, tiles_w, tiles_h, width, height)
         th = y1 - y0
         tw = x1 - x0
-        npix = th * tw
-        T = np.ones((th, tw), feats.dtype)
-        acc = np.zeros((th, tw, F), feats.dtype)
-        lst = np.full((th, tw), -1, np.int32)
-        done = np.zeros((th, tw), np.bool_)
-        ndone = 0
+        pxt = pxs[x0:x1]
+        T[:] = one
+        acc[:] = zero
+        lst[:] = -1
+        done[:] = False
+        row_left[:] = tw
+        tile_left = th * tw
         for k in range(offsets[t], offsets[t + 1]):
-            if ndone >= npix:
+            if tile_left == 0:
                 break
             g = ids[k]
             mx = means2d[g, 0]
@@ -174,35 +269,34 @@ def rasterize_fwd(means2d, conics, opac, feats, offsets, ids, width, height, til
             b = conics[g, 1]
             cc = conics[g, 2]
             o = opac[g]
-            s = _span_threshold(o, thr)
-            fa = float(a)
-            fb = float(b)
-            fc = float(cc)
-            r0, r1 = _row_range(float(my), fa, fb, fc, s, y0, y1)
-            for i in range(r0, r1):
-                dy = my - pys[i]
-                c0, c1 = _col_range(float(mx), float(dy), fa, fb, fc, s, x0, x1)
-                li = i - y0
-                for j in range(c0, c1):
-                    lj = j - x0
+            fg = feats[g]
+            sp = spans[g]
+            r0, r1 = _rows(float(my), sp, y0, y1)
+            for li in range(np.uintp(r0 - y0), np.uintp(r1 - y0)):
+                if row_left[li] == 0:
+                    continue
+                dy = my - pys[y0 + li]
+                c0, c1 = _cols(float(mx), float(dy), float(b), sp, x0, x1)
+                for lj in range(np.uintp(c0 - x0), np.uintp(c1 - x0)):
                     if done[li, lj]:
                         continue
-                    dx = mx - pxs[j]
+                    dx = mx - pxt[lj]
                     sigma = half * (a * dx * dx + cc * dy * dy) + b * dx * dy
                     if sigma < zero:
                         continue
-                    alpha = min(max_alpha, o * math.exp(-sigma))
+                    alpha = min(max_alpha, o * fexp(-min(sigma, sigma_max)))
                     if alpha < thr:
                         continue
                     Tc = T[li, lj]
                     nT = Tc * (one - alpha)
-                    if nT <= t_eps:
+                    if nT <= t_eps:  # this pixel is done; the Gaussian does not count (exclusive)
                         done[li, lj] = True
-                        ndone += 1
+                        row_left[li] -= 1
+                        tile_left -= 1
                         continue
                     w = alpha * Tc
                     for f in range(F):
-                        acc[li, lj, f] += w * feats[g, f]
+                        acc[li, lj, f] += w * fg[f]
                     T[li, lj] = nT
                     lst[li, lj] = k
         for li in range(th):
@@ -211,50 +305,52 @@ def rasterize_fwd(means2d, conics, opac, feats, offsets, ids, width, height, til
                 last[cam, y0 + li, x0 + lj] = lst[li, lj]
                 for f in range(F):
                     out[cam, y0 + li, x0 + lj, f] = acc[li, lj, f]
-    return out, T_final, last
 
 
-@njit(cache=True, parallel=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=FASTMATH)
 def rasterize_bwd(
-    means2d, conics, opac, feats, offsets, ids, width, height, tiles_w, tiles_h, pxs, pys, consts,
-    T_final, last, v_out, v_alpha,
+    tiles, means2d, conics, opac, feats, spans, offsets, ids, width, height, tiles_w, tiles_h, pxs, pys, consts,
+    T_final, last, v_out, v_alpha, grads,
 ):
-    """Gradients of rasterize_fwd, per intersection: returns grads [n_isect, 6 + F] (layout G_*).
+    """Gradients of rasterize_fwd for the listed tiles, accumulated per Gaussian into grads [M, 6 + F]
+    (layout G_*; each thread passes its own buffer, the caller sums them).
 
     Walks each tile back to front from the last contributor of any of its pixels, recovering the
     transmittance before each Gaussian by division (T_i = T_{i+1} / (1 - alpha_i), as gsplat does) and the
-    colour behind it by accumulation, recomputing alpha from the inputs. v_out [C, H, W, F], v_alpha [C, H, W].
+    features behind it by accumulation, recomputing alpha from the inputs. v_out [C, H, W, F], v_alpha [C, H, W].
     """
     max_alpha = consts[C_MAX_ALPHA]
     thr = consts[C_ALPHA_THR]
     one = consts[C_ONE]
     half = consts[C_HALF]
     zero = consts[C_ZERO]
+    sigma_max = consts[C_SIGMA_MAX]
     F = feats.shape[1]
-    tiles_per_cam = tiles_w * tiles_h
-    n_tiles = offsets.shape[0] - 1
-    grads = np.empty((ids.shape[0], G_FEAT + F), feats.dtype)
-    for t in prange(n_tiles):
-        cam = t // tiles_per_cam
-        ty = (t % tiles_per_cam) // tiles_w
-        tx = t % tiles_w
-        x0 = tx * TILE_SIZE
-        y0 = ty * TILE_SIZE
-        x1 = min(x0 + TILE_SIZE, width)
-        y1 = min(y0 + TILE_SIZE, height)
+    dt = feats.dtype
+    T = np.empty((TILE_SIZE, TILE_SIZE), dt)
+    buf = np.empty((TILE_SIZE, TILE_SIZE, F), dt)  # features composited behind the current Gaussian
+    lst = np.empty((TILE_SIZE, TILE_SIZE), np.int64)
+    vo_px = np.empty((TILE_SIZE, TILE_SIZE, F), dt)
+    va_px = np.empty((TILE_SIZE, TILE_SIZE), dt)  # v_alpha * T_final: d alpha_out / d alpha_i = T_final / (1 - alpha_i)
+    row_last = np.empty(TILE_SIZE, np.int64)
+    vf = np.empty(F, dt)
+    for t in tiles:
+        cam, x0, y0, x1, y1 = _tile_box(t, tiles_w, tiles_h, width, height)
         th = y1 - y0
         tw = x1 - x0
-        T = np.empty((th, tw), feats.dtype)
-        buf = np.zeros((th, tw, F), feats.dtype)
+        pxt = pxs[x0:x1]
+        buf[:] = zero
         kmax = offsets[t] - 1
         for li in range(th):
+            row_last[li] = -1
             for lj in range(tw):
                 T[li, lj] = T_final[cam, y0 + li, x0 + lj]
-                kmax = max(kmax, last[cam, y0 + li, x0 + lj])
-        vf = np.empty(F, feats.dtype)
-        for k in range(kmax + 1, offsets[t + 1]):
-            for q in range(G_FEAT + F):
-                grads[k, q] = zero
+                lst[li, lj] = last[cam, y0 + li, x0 + lj]
+                row_last[li] = max(row_last[li], lst[li, lj])
+                va_px[li, lj] = v_alpha[cam, y0 + li, x0 + lj] * T[li, lj]
+                for f in range(F):
+                    vo_px[li, lj, f] = v_out[cam, y0 + li, x0 + lj, f]
+            kmax = max(kmax, row_last[li])
         for k in range(kmax, offsets[t] - 1, -1):
             g = ids[k]
             mx = means2d[g, 0]
@@ -263,50 +359,46 @@ def rasterize_bwd(
             b = conics[g, 1]
             cc = conics[g, 2]
             o = opac[g]
+            fg = feats[g]
+            sp = spans[g]
             vmx = zero
             vmy = zero
             va = zero
             vb = zero
             vc = zero
             vo = zero
-            for f in range(F):
-                vf[f] = zero
-            s = _span_threshold(o, thr)
-            fa = float(a)
-            fb = float(b)
-            fc = float(cc)
-            r0, r1 = _row_range(float(my), fa, fb, fc, s, y0, y1)
-            for i in range(r0, r1):
-                dy = my - pys[i]
-                c0, c1 = _col_range(float(mx), float(dy), fa, fb, fc, s, x0, x1)
-                li = i - y0
-                for j in range(c0, c1):
-                    lj = j - x0
-                    py_ = y0 + li
-                    px_ = x0 + lj
-                    if k > last[cam, py_, px_]:
+            vf[:] = zero
+            touched = False
+            r0, r1 = _rows(float(my), sp, y0, y1)
+            for li in range(np.uintp(r0 - y0), np.uintp(r1 - y0)):
+                if k > row_last[li]:
+                    continue
+                dy = my - pys[y0 + li]
+                c0, c1 = _cols(float(mx), float(dy), float(b), sp, x0, x1)
+                for lj in range(np.uintp(c0 - x0), np.uintp(c1 - x0)):
+                    if k > lst[li, lj]:
                         continue
-                    dx = mx - pxs[j]
+                    dx = mx - pxt[lj]
                     sigma = half * (a * dx * dx + cc * dy * dy) + b * dx * dy
                     if sigma < zero:
                         continue
-                    vis = math.exp(-sigma)
+                    vis = fexp(-min(sigma, sigma_max))
                     raw = o * vis
                     alpha = min(max_alpha, raw)
                     if alpha < thr:
                         continue
+                    touched = True
                     ra = one / (one - alpha)
                     Ti = T[li, lj] * ra
                     w = alpha * Ti
-                    v_a = v_alpha[cam, py_, px_] * T_final[cam, py_, px_] * ra
+                    v_a = va_px[li, lj] * ra
                     for f in range(F):
-                        vo_f = v_out[cam, py_, px_, f]
-                        fv = feats[g, f]
+                        vo_f = vo_px[li, lj, f]
                         vf[f] += w * vo_f
-                        v_a += vo_f * (fv * Ti - buf[li, lj, f] * ra)
-                        buf[li, lj, f] += w * fv
+                        v_a += vo_f * (fg[f] * Ti - buf[li, lj, f] * ra)
+                        buf[li, lj, f] += w * fg[f]
                     T[li, lj] = Ti
-                    if raw <= max_alpha:
+                    if raw <= max_alpha:  # the clamp at 0.999 blocks the gradient, as in gsplat
                         v_sigma = -v_a * raw
                         vo += v_a * vis
                         va += half * dx * dx * v_sigma
@@ -314,24 +406,12 @@ def rasterize_bwd(
                         vb += dx * dy * v_sigma
                         vmx += (a * dx + b * dy) * v_sigma
                         vmy += (b * dx + cc * dy) * v_sigma
-            grads[k, G_MX] = vmx
-            grads[k, G_MY] = vmy
-            grads[k, G_A] = va
-            grads[k, G_B] = vb
-            grads[k, G_C] = vc
-            grads[k, G_O] = vo
-            for f in range(F):
-                grads[k, G_FEAT + f] = vf[f]
-    return grads
-
-
-@njit(cache=True)
-def reduce_grads(grads, ids, M):
-    """Sum per-intersection gradients into per-Gaussian ones: [M, 6 + F]."""
-    Q = grads.shape[1]
-    out = np.zeros((M, Q), grads.dtype)
-    for k in range(ids.shape[0]):
-        g = ids[k]
-        for q in range(Q):
-            out[g, q] += grads[k, q]
-    return out
+            if touched:
+                grads[g, G_MX] += vmx
+                grads[g, G_MY] += vmy
+                grads[g, G_A] += va
+                grads[g, G_B] += vb
+                grads[g, G_C] += vc
+                grads[g, G_O] += vo
+                for f in range(F):
+                    grads[g, G_FEAT + f] += vf[f]

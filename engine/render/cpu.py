@@ -1,14 +1,22 @@
-"""Fast differentiable CPU backend: torch projection + SH (autograd) and numba tile rasterization.
+"""Fast differentiable CPU backend (the "torch" backend of engine.render.render).
 
-The projection (engine/render/projection.py) and the SH colours stay in torch autograd: they are cheap and
-per-Gaussian. The per-pixel compositing, the expensive part, is a torch.autograd.Function around compiled
-kernels (engine/render/_cpu_kernels.py) with a hand-written backward that recomputes alpha instead of
-storing anything per (pixel, Gaussian); memory stays O(pixels + intersections).
+Three torch.autograd.Functions around compiled numba kernels, each with a hand-written backward:
+- projection (engine/render/_project_kernels.py): the same maths as the torch `project` in
+  engine/render/projection.py, fused per Gaussian (the torch version, ~100 small ops on [N] tensors, costs
+  more than the whole rasterization at 150k Gaussians); the torch version is still used when the cameras
+  themselves require gradients;
+- SH colours (same file), evaluated only for Gaussians that survive culling, like gsplat;
+- tile rasterization (engine/render/_cpu_kernels.py), whose backward recomputes alpha instead of storing
+  anything per (pixel, Gaussian): memory stays O(pixels + tile intersections).
 
 Depth is composited as one more feature channel (gsplat's "RGB+ED" mode), so it is differentiable too.
+The kernels are serial and release the GIL; `_parallel` runs them on a small thread pool.
 """
 
 from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
@@ -17,36 +25,151 @@ from torch import Tensor
 from ..camera import Cameras
 from ..scene import GaussianScene
 from . import _cpu_kernels as K
-from .projection import ALPHA_THRESHOLD, Projected, project
+from . import _project_kernels as PK
+from .projection import ALPHA_THRESHOLD, EPS2D, FAR_PLANE, MAX_EXTEND, NEAR_PLANE, Projected, project
 from .reference import MAX_ALPHA, T_EPS, TILE_SIZE
 from .types import RenderOutput
 
-
-def _np(t: Tensor) -> np.ndarray:
-    return t.detach().contiguous().numpy()
-
-
-def _consts(dtype: np.dtype) -> np.ndarray:
-    c = np.zeros(6, dtype)
-    c[K.C_MAX_ALPHA], c[K.C_ALPHA_THR], c[K.C_T_EPS] = MAX_ALPHA, ALPHA_THRESHOLD, T_EPS
-    c[K.C_ONE], c[K.C_HALF], c[K.C_ZERO] = 1.0, 0.5, 0.0
-    return c
+NUM_THREADS = max(1, min(int(os.environ.get("ENGINE_RENDER_THREADS", os.cpu_count() or 1)), 64))
+_POOL: ThreadPoolExecutor | None = None
 
 
+def _parallel(fn, tasks: list[tuple]) -> None:
+    """Run fn(*task) for every task on the pool (fn must release the GIL to gain anything)."""
+    global _POOL
+    if NUM_THREADS == 1 or len(tasks) == 1:
+        for task in tasks:
+            fn(*task)
+        return
+    if _POOL is None:
+        _POOL = ThreadPoolExecutor(NUM_THREADS, thread_name_prefix="render")
+    for future in [_POOL.submit(fn, *task) for task in tasks]:
+        future.result()
+
+
+def _ranges(n: int, parts: int = NUM_THREADS) -> list[tuple[int, int]]:
+    """Split [0, n) into `parts` contiguous ranges."""
+    bounds = np.linspace(0, n, max(1, min(parts, n)) + 1).astype(np.int64)
+    return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def _np(t: Tensor, dtype=None) -> np.ndarray:
+    return np.ascontiguousarray(t.detach().numpy(), dtype)
+
+
+def _grad_or_zeros(grad: Tensor | None, shape: tuple, dtype) -> np.ndarray:
+    return np.zeros(shape, dtype) if grad is None else _np(grad, dtype)
+
+
+# ---------------------------------------------------------------------------------------------- projection
+class _Project(torch.autograd.Function):
+    """Raw parameters -> (means2d [C,N,2], conics [C,N,3], depths [C,N], radii [C,N,2], opacities [N])."""
+
+    @staticmethod
+    def forward(ctx, means, quats, scales, opacities, viewmats: np.ndarray, Ks: np.ndarray, width: int, height: int):
+        consts = np.zeros(5)
+        consts[PK.P_EPS2D], consts[PK.P_NEAR], consts[PK.P_FAR] = EPS2D, NEAR_PLANE, FAR_PLANE
+        consts[PK.P_ALPHA_THR], consts[PK.P_MAX_EXTEND] = ALPHA_THRESHOLD, MAX_EXTEND
+        f64 = np.float64
+        args = (_np(means, f64), _np(quats, f64), _np(scales, f64), _np(opacities, f64), viewmats, Ks,
+                int(width), int(height), consts)
+        C, N = len(viewmats), len(args[0])
+        outs = (np.zeros((C, N, 2)), np.zeros((C, N, 3)), np.zeros((C, N)), np.zeros((C, N, 2), np.int32), np.zeros(N))
+        _parallel(PK.project_fwd, [(lo, hi, *args, *outs) for lo, hi in _ranges(N)])
+        ctx.args, ctx.radii, ctx.dtype = args, outs[3], means.dtype
+        radii = torch.from_numpy(outs[3])
+        ctx.mark_non_differentiable(radii)
+        means2d, conics, depths, _, opac = (torch.from_numpy(x).to(means.dtype) for x in outs)
+        return means2d, conics, depths, radii, opac
+
+    @staticmethod
+    def backward(ctx, v_means2d, v_conics, v_depths, _v_radii, v_opac):
+        C, N = ctx.radii.shape[:2]
+        f64 = np.float64
+        vs = (_grad_or_zeros(v_means2d, (C, N, 2), f64), _grad_or_zeros(v_conics, (C, N, 3), f64),
+              _grad_or_zeros(v_depths, (C, N), f64), _grad_or_zeros(v_opac, (N,), f64))
+        grads = (np.zeros((N, 3)), np.zeros((N, 4)), np.zeros((N, 3)), np.zeros(N))
+        _parallel(PK.project_bwd, [(lo, hi, *ctx.args, ctx.radii, *vs, *grads) for lo, hi in _ranges(N)])
+        return tuple(torch.from_numpy(g).to(ctx.dtype) for g in grads) + (None, None, None, None)
+
+
+def project_fast(scene: GaussianScene, cameras: Cameras) -> Projected:
+    """`projection.project` through the compiled kernels (no gradients to the cameras)."""
+    viewmats = _np(cameras.viewmats, np.float64)
+    Ks = _np(cameras.Ks, np.float64)
+    means2d, conics, depths, radii, opac = _Project.apply(
+        scene.means, scene.quats, scene.scales, scene.opacities, viewmats, Ks, cameras.width, cameras.height
+    )
+    return Projected(means2d, conics, depths, radii, opac[None].expand(len(cameras), -1))
+
+
+# ---------------------------------------------------------------------------------------------- SH colours
+class _SHColors(torch.autograd.Function):
+    """(sh0 [N,1,3], shN [N,K-1,3], means [N,3]) -> colours [C,N,3] = max(SH(dir) + 0.5, 0), culled ones 0."""
+
+    @staticmethod
+    def forward(ctx, sh0, shN, means, campos: np.ndarray, radii: np.ndarray, degree: int):
+        dt = _np(sh0[:1]).dtype
+        args = (int(degree), _np(sh0), _np(shN), _np(means, dt), campos, radii)
+        C, N = radii.shape[:2]
+        out = np.zeros((C, N, 3), dt)
+        _parallel(PK.sh_colors_fwd, [(lo, hi, *args, out) for lo, hi in _ranges(N)])
+        ctx.args, ctx.means_dtype = args, means.dtype
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx, v_colors):
+        sh0, shN = ctx.args[1], ctx.args[2]
+        C, N = ctx.args[5].shape[:2]
+        v = _grad_or_zeros(v_colors, (C, N, 3), sh0.dtype)
+        grads = (np.zeros_like(sh0), np.zeros_like(shN), np.zeros((N, 3), sh0.dtype))
+        _parallel(PK.sh_colors_bwd, [(lo, hi, *ctx.args, v, *grads) for lo, hi in _ranges(N)])
+        g_sh0, g_shN, g_means = (torch.from_numpy(g) for g in grads)
+        return g_sh0, g_shN, g_means.to(ctx.means_dtype), None, None, None
+
+
+def sh_colors_fast(scene: GaussianScene, cameras: Cameras, sh_degree: int, radii: Tensor) -> Tensor:
+    """`projection.view_colors` through the compiled kernels, for Gaussians with radii > 0 only: [C, N, 3]."""
+    campos = _np(torch.linalg.inv(cameras.viewmats.detach().double())[:, :3, 3])
+    return _SHColors.apply(scene.sh0, scene.shN, scene.means, campos, _np(radii), sh_degree)
+
+
+# ---------------------------------------------------------------------------------------------- rasterization
 class Tiles:
-    """Per-tile, depth-sorted Gaussian lists for a batch of cameras (gsplat's `isect_tiles`)."""
+    """Per-tile, depth-sorted Gaussian lists for a batch of cameras (gsplat's `isect_tiles`): the Gaussians
+    of tile t are ids[offsets[t]:offsets[t+1]] (flat indices c * N + n), front to back."""
 
-    def __init__(self, proj: Projected, width: int, height: int):
+    def __init__(self, means2d: Tensor, radii: Tensor, depths: Tensor, width: int, height: int):
         self.width, self.height = int(width), int(height)
         self.tiles_w = (self.width + TILE_SIZE - 1) // TILE_SIZE
         self.tiles_h = (self.height + TILE_SIZE - 1) // TILE_SIZE
-        self.offsets, self.ids = K.bin_gaussians(
-            _np(proj.means2d), _np(proj.radii), _np(proj.depths), self.tiles_w, self.tiles_h
+        radii_np = _np(radii)
+        rect, counts = K.tile_rects(_np(means2d), radii_np, self.tiles_w, self.tiles_h)
+        self.offsets = np.cumsum(counts)
+        # Front to back by float32 depth, ties by index: gsplat's stable radix sort of (tile | depth) keys.
+        depths32 = _np(depths, np.float32)
+        visible = (radii_np > 0).all(axis=-1)
+        N = depths32.shape[1]
+        order = np.concatenate(
+            [c * N + idx[np.argsort(depths32[c, idx], kind="stable")] for c, idx in
+             ((c, np.flatnonzero(visible[c])) for c in range(len(depths32)))] or [np.zeros(0, np.int64)]
         )
+        self.ids = K.tile_fill(rect, order.astype(np.int64), self.offsets, self.tiles_w, self.tiles_h)
+        n_tiles = len(self.offsets) - 1
+        # Interleaved tile sets per task: neighbouring tiles cost about the same, so this balances threads.
+        n_tasks = min(n_tiles, 2 * NUM_THREADS)
+        self.task_tiles = [np.arange(i, n_tiles, n_tasks, dtype=np.int64) for i in range(n_tasks)]
 
     @property
     def num_intersections(self) -> int:
         return int(self.ids.shape[0])
+
+
+def _consts(dtype: np.dtype) -> np.ndarray:
+    c = np.zeros(7, dtype)
+    c[K.C_MAX_ALPHA], c[K.C_ALPHA_THR], c[K.C_T_EPS] = MAX_ALPHA, ALPHA_THRESHOLD, T_EPS
+    c[K.C_ONE], c[K.C_HALF], c[K.C_ZERO], c[K.C_SIGMA_MAX] = 1.0, 0.5, 0.0, K.SIGMA_MAX
+    return c
 
 
 class _Rasterize(torch.autograd.Function):
@@ -55,49 +178,39 @@ class _Rasterize(torch.autograd.Function):
     @staticmethod
     def forward(ctx, means2d: Tensor, conics: Tensor, opacities: Tensor, feats: Tensor, tiles: Tiles):
         C, N, F = feats.shape
-        dtype = feats.dtype
-        args = _kernel_args(means2d, conics, opacities, feats, tiles)
-        out, T_final, last = K.rasterize_fwd(*args)
-        ctx.tiles = tiles
-        ctx.args = args
-        ctx.shape = (C, N, F)
+        dt = _np(feats[:0]).dtype
+        pxs = np.arange(tiles.width, dtype=dt) + dt.type(0.5)
+        pys = np.arange(tiles.height, dtype=dt) + dt.type(0.5)
+        conics_np, opac_np = _np(conics, dt).reshape(C * N, 3), _np(opacities, dt).reshape(C * N)
+        spans = np.empty((C * N, 5))
+        K.span_params(conics_np, opac_np, ALPHA_THRESHOLD, spans)
+        args = (
+            _np(means2d, dt).reshape(C * N, 2), conics_np, opac_np, _np(feats).reshape(C * N, F), spans,
+            tiles.offsets, tiles.ids, tiles.width, tiles.height, tiles.tiles_w, tiles.tiles_h, pxs, pys, _consts(dt),
+        )
+        out = np.zeros((C, tiles.height, tiles.width, F), dt)
+        T_final = np.ones((C, tiles.height, tiles.width), dt)
+        last = np.full((C, tiles.height, tiles.width), -1, np.int32)
+        _parallel(K.rasterize_fwd, [(t, *args, out, T_final, last) for t in tiles.task_tiles])
+        ctx.tiles, ctx.args, ctx.shape = tiles, args, (C, N, F)
         ctx.T_final, ctx.last = T_final, last
-        out_t = torch.from_numpy(out)
-        alpha = 1.0 - torch.from_numpy(T_final)[..., None]
-        return out_t.to(dtype), alpha.to(dtype)
+        return torch.from_numpy(out), 1.0 - torch.from_numpy(T_final)[..., None]
 
     @staticmethod
-    def backward(ctx, v_out: Tensor, v_alpha: Tensor):
+    def backward(ctx, v_out: Tensor | None, v_alpha: Tensor | None):
         C, N, F = ctx.shape
-        dtype = ctx.args[3].dtype
-        v_out = np.ascontiguousarray(v_out.detach().numpy(), dtype) if v_out is not None else np.zeros(
-            (C, ctx.tiles.height, ctx.tiles.width, F), dtype
-        )
-        v_alpha = (
-            np.ascontiguousarray(v_alpha.detach()[..., 0].numpy(), dtype)
-            if v_alpha is not None
-            else np.zeros((C, ctx.tiles.height, ctx.tiles.width), dtype)
-        )
-        grads = K.rasterize_bwd(*ctx.args, ctx.T_final, ctx.last, v_out, v_alpha)
-        g = torch.from_numpy(K.reduce_grads(grads, ctx.tiles.ids, C * N)).reshape(C, N, -1)
-        v_means2d = g[..., K.G_MX : K.G_MY + 1]
-        v_conics = g[..., K.G_A : K.G_C + 1]
-        v_opac = g[..., K.G_O]
-        v_feats = g[..., K.G_FEAT :]
-        return v_means2d, v_conics, v_opac, v_feats, None
-
-
-def _kernel_args(means2d, conics, opacities, feats, tiles: Tiles) -> tuple:
-    C, N, F = feats.shape
-    dtype = _np(feats).dtype
-    as_np = lambda t, *shape: np.ascontiguousarray(_np(t).reshape(*shape), dtype)
-    pxs = np.arange(tiles.width, dtype=dtype) + dtype.type(0.5)
-    pys = np.arange(tiles.height, dtype=dtype) + dtype.type(0.5)
-    return (
-        as_np(means2d, C * N, 2), as_np(conics, C * N, 3), as_np(opacities, C * N), as_np(feats, C * N, F),
-        tiles.offsets, tiles.ids, tiles.width, tiles.height, tiles.tiles_w, tiles.tiles_h, pxs, pys,
-        _consts(dtype),
-    )
+        tiles = ctx.tiles
+        dt = ctx.args[3].dtype
+        H, W = tiles.height, tiles.width
+        v_out = _grad_or_zeros(v_out, (C, H, W, F), dt)
+        v_alpha = _grad_or_zeros(None if v_alpha is None else v_alpha[..., 0], (C, H, W), dt)
+        # One gradient buffer per task (deterministic: fixed tile sets, summed in a fixed order).
+        grads = np.zeros((len(tiles.task_tiles), C * N, K.G_FEAT + F), dt)
+        _parallel(K.rasterize_bwd, [
+            (t, *ctx.args, ctx.T_final, ctx.last, v_out, v_alpha, grads[i]) for i, t in enumerate(tiles.task_tiles)
+        ])
+        g = torch.from_numpy(grads.sum(axis=0)).reshape(C, N, -1)
+        return g[..., K.G_MX : K.G_MY + 1], g[..., K.G_A : K.G_C + 1], g[..., K.G_O], g[..., K.G_FEAT :], None
 
 
 def rasterize(
@@ -107,7 +220,7 @@ def rasterize(
     height: int,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Like reference.rasterize_dense: (features [C,H,W,F], alpha [C,H,W,1], accumulated depth [C,H,W,1])."""
-    tiles = Tiles(proj, width, height)
+    tiles = Tiles(proj.means2d, proj.radii, proj.depths, width, height)
     feats_d = torch.cat([feats, proj.depths[..., None].to(feats.dtype)], dim=-1)
     out, alpha = _Rasterize.apply(proj.means2d, proj.conics, proj.opacities, feats_d, tiles)
     return out[..., :-1], alpha, out[..., -1:]
@@ -126,12 +239,21 @@ def render_cpu(
 
     if scene.device.type != "cpu":
         raise ValueError(f"the CPU backend needs a scene on the CPU, got {scene.device}")
-    proj = project(
-        scene.means, scene.quats, scene.scales, scene.opacities, cameras.viewmats, cameras.Ks,
-        cameras.width, cameras.height,
-    )
-    feats = _resolve_colors(scene, cameras, sh_degree, colors)
-    if feats.dtype != scene.dtype:
-        feats = feats.to(scene.dtype)
+    if scene.dtype not in (torch.float32, torch.float64):
+        scene = scene.to(dtype=torch.float32)
+        cameras = cameras.to(dtype=torch.float32)
+    if cameras.viewmats.requires_grad or cameras.Ks.requires_grad:  # camera gradients: torch projection
+        proj = project(
+            scene.means, scene.quats, scene.scales, scene.opacities, cameras.viewmats, cameras.Ks,
+            cameras.width, cameras.height,
+        )
+        feats = _resolve_colors(scene, cameras, sh_degree, colors)
+    else:
+        proj = project_fast(scene, cameras)
+        if colors is None:
+            feats = sh_colors_fast(scene, cameras, sh_degree, proj.radii)
+        else:
+            feats = _resolve_colors(scene, cameras, sh_degree, colors)
+    feats = feats.to(scene.dtype)
     out, alpha, acc_depth = rasterize(proj, feats, cameras.width, cameras.height)
     return _finish(out, alpha, acc_depth, background, {"radii": proj.radii, "means2d": proj.means2d, "backend": "torch"})
