@@ -254,7 +254,7 @@ def _neighbour_spacing(points: np.ndarray, fallback: float) -> np.ndarray:
     if len(points) < 2:
         return np.full(len(points), fallback)
     k = min(NEIGHBOURS, len(points) - 1)
-    dist, _ = cKDTree(points).query(points, k=k + 1)
+    dist, _ = cKDTree(points).query(points, k=k + 1, workers=-1)
     spacing = dist[:, 1:].mean(axis=1)
     positive = spacing[spacing > 0]
     floor = 0.1 * float(np.median(positive)) if len(positive) else fallback
