@@ -52,7 +52,10 @@ def format_seconds(seconds: float) -> str:
 
 
 def loss_frame(job: JobStatus) -> pd.DataFrame:
-    return pd.DataFrame(job.losses or [], columns=["step", "loss"])
+    """Typed columns (an untyped empty frame would make the plot treat its axes as categories)."""
+    steps = [s for s, _ in job.losses]
+    values = [v for _, v in job.losses]
+    return pd.DataFrame({"step": pd.Series(steps, dtype="int64"), "loss": pd.Series(values, dtype="float64")})
 
 
 def job_outputs(job: JobStatus, session: Session):
@@ -87,6 +90,7 @@ def build_edit_panel(ctx: AppContext) -> None:
         with gr.Row():
             preview_every = gr.Slider(1, 100, value=5, step=1, label="Preview every N steps",
                                       elem_id="edit-preview-every")
+            lr_scale = gr.Slider(0.1, 20, value=1, step=0.1, label="Learning-rate scale", elem_id="edit-lr")
             densify = gr.Checkbox(value=True, label="Densify inside the mask")
             prior_removal = gr.Checkbox(value=False, label="Gaussian prior removal (RoMaP always)")
     with gr.Row():
@@ -98,17 +102,19 @@ def build_edit_panel(ctx: AppContext) -> None:
     with gr.Row():
         before = gr.Image(label="Before", interactive=False, elem_id="edit-before", height=200, format="jpeg")
         after = gr.Image(label="After", interactive=False, elem_id="edit-after", height=200, format="jpeg")
-    losses = gr.LinePlot(x="step", y="loss", label="Loss", height=180, elem_id="edit-loss")
+    losses = gr.LinePlot(loss_frame(JobStatus()), x="step", y="loss", label="Loss", height=180,
+                         elem_id="edit-loss")
     outputs = [progress, losses, preview, before, after, run, pause, cancel]
     ctx.shared.update(edit_outputs=outputs)
 
     def start_and_stream(prompt_v, source_v, method_v, steps_v, guidance_v, res_v, seed_v, every_v, densify_v,
-                         prior_v, request: gr.Request):
+                         prior_v, lr_v, request: gr.Request):
         session = ctx.session(request)
         settings = EditSettings(
             prompt=prompt_v or "", source_prompt=source_v or "", method=method_v, steps=int(steps_v),
             guidance_scale=float(guidance_v) if guidance_v else None, resolution=int(res_v), seed=int(seed_v or 0),
             preview_every=int(every_v), densify=bool(densify_v), prior_removal=bool(prior_v),
+            lr_scale=float(lr_v or 1.0),
         )
         try:
             ctx.jobs.start(session, settings)
@@ -131,7 +137,8 @@ def build_edit_panel(ctx: AppContext) -> None:
                 return
             time.sleep(POLL_S)
 
-    inputs = [prompt, source, method, steps, guidance, resolution, seed, preview_every, densify, prior_removal]
+    inputs = [prompt, source, method, steps, guidance, resolution, seed, preview_every, densify, prior_removal,
+              lr_scale]
     ctx.changed(run.click(start_and_stream, inputs, outputs, api_name="run_edit", concurrency_limit=None,
                           show_progress="hidden"))
 

@@ -45,6 +45,7 @@ class EditSettings:
     preview_every: int = 5
     densify: bool = True
     prior_removal: bool = False
+    lr_scale: float = 1.0  # multiplies every learning rate (the closed-form demo converges faster with > 1)
 
     def to_config(self, model_spec: str):
         from engine.edit import EditConfig
@@ -55,6 +56,10 @@ class EditSettings:
             seed=int(self.seed), preview_every=int(self.preview_every), preview_resolution=256,
         )
         config.densify.enabled = bool(self.densify)
+        if self.lr_scale <= 0:
+            raise ValueError(f"the learning-rate scale must be positive, got {self.lr_scale}")
+        for name, value in config.lr.as_dict().items():
+            setattr(config.lr, name, value * float(self.lr_scale))
         if self.prior_removal:
             config.prior.enabled = True  # (unticked: the method's default — on for romap, off otherwise)
         return config
@@ -288,9 +293,11 @@ class JobRunner:
             with session.lock:
                 session.job.preview = event.image
                 session.job.preview_count += 1
-            snapshot = getattr(event, "scene", None)  # in-place viewer updates when the engine sends the scene
-            if snapshot is not None and session.viewer is not None:
-                session.viewer.show(snapshot, getattr(event, "mask", None))
+            snapshot = getattr(event, "scene", None)  # the scene so far: both views show it live
+            if snapshot is not None:
+                session.set_live(snapshot, getattr(event, "mask", None))
+                if session.viewer is not None:
+                    session.viewer.show(snapshot, session.display_mask())
         elif isinstance(event, DoneEvent):
             self._job_finished(session, event)
         elif isinstance(event, ErrorEvent):
@@ -342,6 +349,7 @@ class JobRunner:
             session.job.state = state
             session.job.message = message
             session.job.eta_s = None
+            session.live = None
             session.revision += 1
         if session.viewer is not None:
             session.viewer.set_editing(False)

@@ -80,6 +80,7 @@ class Session:
         self.lift_method = "vote"  # "vote" | "galp": how SAM's multi-view masks become 3D weights
         self.sam_views = 8  # views SAM is run on for one click
         self.job = JobStatus()
+        self.live: tuple | None = None  # (scene, mask) of a running edit, shown instead of the scene
         self.history_labels: list[str] = []
         self.history_cursor = -1
         self.revision = 0  # bumped on every scene or mask change (the UI polls it)
@@ -147,14 +148,25 @@ class Session:
                 self.lift = None
             self._changed()
 
+    def set_live(self, scene=None, mask: Tensor | None = None) -> None:
+        """Show an edit's in-progress scene (and its mask) until `set_live()` clears it. The revision is not
+        bumped: the Viser view is updated directly and the page's streamed view re-renders once the job ends
+        (re-rendering it at every preview would take CPU from the edit)."""
+        with self.lock:
+            self.live = None if scene is None else (scene, mask)
+
     def display_mask(self) -> Tensor | None:
         """The selection as the viewer tints it (None when nothing is selected)."""
         with self.lock:
-            return self.selection if bool((self.selection > 0).any()) else None
+            mask = self.selection if self.live is None else self.live[1]
+            return mask if mask is not None and bool((mask > 0).any()) else None
 
     def display_scene(self):
-        """The scene as shown: Gaussians of hidden parts made fully transparent (indices unchanged)."""
+        """The scene as shown: an edit's in-progress scene while one runs; otherwise the current scene with the
+        Gaussians of hidden parts made fully transparent (indices unchanged)."""
         with self.lock:
+            if self.live is not None:
+                return self.live[0]
             scene = self.scene
             if not self.hidden_parts:
                 return scene
