@@ -49,12 +49,14 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
     """The Gradio Blocks of the editor (not launched) and its context."""
     from .jobs import JobRunner
 
+    masking = masking or Masking()
     if registry is None:
         registry = SessionRegistry(
             lambda: backend.default_scene(config.scene), Path(config.workspace), ttl_s=config.session_ttl_s,
-            max_viewers=config.max_viewers, viewer_factory=_viewer_factory(config) if config.use_viser else None,
+            max_viewers=config.max_viewers,
+            viewer_factory=_viewer_factory(config, masking) if config.use_viser else None,
         )
-    ctx = AppContext(config, registry, jobs or JobRunner(registry, config), masking or Masking())
+    ctx = AppContext(config, registry, jobs or JobRunner(registry, config), masking)
 
     with gr.Blocks(title="Splat part editor", fill_width=True) as demo:
         gr.Markdown("### Part-level editing of 3D Gaussian splats — select a part, describe the change, watch it")
@@ -133,16 +135,22 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
     return demo, ctx
 
 
-def _viewer_factory(config: AppConfig):
+def _viewer_factory(config: AppConfig, masking: Masking):
     def make(session: Session):
         from .viewer import SessionViewer
 
-        masking = Masking()
-        return SessionViewer(
-            host=config.host, port=config.viser_port,
-            on_click=lambda click: masking.apply_click(session, click),
-            on_rect=lambda rect: masking.apply_rect(session, rect),
-        )
+        def report(fn):
+            def gesture(event) -> None:
+                try:
+                    fn(session, event)
+                    session.viewer.set_status("")
+                except (ValueError, OSError) as exc:  # shown in the viewer's panel (Viser has no error dialog)
+                    session.viewer.set_status(f"⚠️ {exc}")
+
+            return gesture
+
+        return SessionViewer(host=config.host, port=config.viser_port,
+                             on_click=report(masking.apply_click), on_rect=report(masking.apply_rect))
 
     return make
 

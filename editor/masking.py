@@ -50,6 +50,7 @@ class Masking:
     # ------------------------------------------------------------------ gestures
     def apply_click(self, session: Session, click: ViewClick) -> int:
         """Apply the session's tool at a click; returns how many Gaussians are selected afterwards."""
+        session.check_mask_editable()
         with session.lock:
             tool, op, radius, scene = session.tool, session.op, session.brush_radius, session.scene
         if tool == "sam":
@@ -68,6 +69,7 @@ class Masking:
         return self._apply(session, new, op, tool)
 
     def apply_rect(self, session: Session, rect: ViewRect) -> int:
+        session.check_mask_editable()
         sel = _selection_ops()
 
         with session.lock:

@@ -139,6 +139,7 @@ class Session:
                       record: bool = True) -> None:
         """Replace the selection; `record=False` for live previews that should not become history entries."""
         with self.lock:
+            self.check_mask_editable()
             self.last_action = label
             self.record_change = record
             if selection.shape != (len(self.scene),):
@@ -154,6 +155,12 @@ class Session:
         (re-rendering it at every preview would take CPU from the edit)."""
         with self.lock:
             self.live = None if scene is None else (scene, mask)
+
+    def check_mask_editable(self) -> None:
+        """The selection is frozen while an edit runs (the edit may add Gaussians, so a mask drawn now would
+        not fit its result); ValueError says so."""
+        if self.job.active:
+            raise ValueError("an edit is running: the mask can change when it ends (or cancel it)")
 
     def display_mask(self) -> Tensor | None:
         """The selection as the viewer tints it (None when nothing is selected)."""
