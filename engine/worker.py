@@ -230,9 +230,11 @@ class EngineWorker:
         """(scene, mask) of the session now; copies by default (the engine never changes them in place either)."""
         return self._submit(session, "snapshot", lambda cmd: self._do_snapshot(cmd, copy))
 
-    def restore_session(self, session: str) -> Future:
-        """Replace the session's state by its autosave in the workspace (after a crash or restart)."""
-        return self._submit(session, "restore", self._do_restore)
+    def restore_session(self, session: str, source: str | None = None) -> Future:
+        """Replace the session's state by its autosave in the workspace (after a crash or restart). `source`:
+        restore another session's autosave (e.g. a previous run's, whose id a new page does not have) into
+        this one; it is then autosaved under this session's id."""
+        return self._submit(session, "restore", lambda cmd: self._do_restore(cmd, source))
 
     def close_session(self, session: str) -> Future:
         """Cancel the session's jobs and forget its state (its autosave stays on disk)."""
@@ -411,12 +413,16 @@ class EngineWorker:
             return current.scene, current.mask
         return current.scene.clone(), None if current.mask is None else current.mask.clone()
 
-    def _do_restore(self, cmd: _Command) -> int:
+    def _do_restore(self, cmd: _Command, source: str | None = None) -> int:
         if self.workspace is None:
             raise ValueError("this worker has no workspace to restore from")
-        history = restore(self.workspace / cmd.session)
-        self._sessions[cmd.session] = _Session(cmd.session, history)
-        self._emit(self._state(cmd.session))
+        history = restore(self.workspace / (source or cmd.session))
+        session = _Session(cmd.session, history)
+        self._sessions[cmd.session] = session
+        if source and source != cmd.session:
+            self._changed(session)  # autosave it under this session's id (emits the state)
+        else:
+            self._emit(self._state(cmd.session))
         self._emit(DoneEvent(cmd.session, cmd.id, "restore", message=history.current.label))
         return len(history.current.scene)
 
