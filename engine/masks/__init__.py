@@ -1,0 +1,14 @@
+"""3D masks: which Gaussians belong to the part the user means.
+
+A mask is a float tensor [N] of per-Gaussian weights in [0, 1] (several named parts: engine/masks/parts.py).
+- contrib.py      sparse compositing weights (who contributes how much to which pixel), the common ground
+- pick.py         ray pick from a click; the 3D point under a pixel
+- selection.py    brush, rectangle (visible-only or see-through), sphere and box volumes
+- ops.py          add / subtract / intersect / invert, grow / shrink, small-island removal
+- parts.py        named parts, save / load (.npy + .json)
+- views_io.py     multi-view 2D masks in memory and on disk (cameras.json + PNGs)
+- lift_vote.py    2D -> 3D lifting by visibility-weighted voting (baseline)
+- galp.py         2D -> 3D lifting with 3D-GALP (robust to wrong views)
+- sam.py          segment-anything on rendered views; multiview.py: one click -> many views -> lift
+- evaluation.py   ground-truth masks, SAM-like corruptions, 3D IoU (tests and bench)
+"""

@@ -1,0 +1,204 @@
+"""Measuring lifting accuracy: ground-truth 2D masks from known parts, SAM-like corruptions, 3D IoU.
+
+Used by tests/masks/test_accuracy.py and bench/masks.py. The ground-truth masks are rendered from the parts
+(one-hot features composited like colours); the corruptions imitate how SAM fails on single views:
+- "erode" / "dilate": the border is off by a few pixels;
+- "drop": the view gives an empty mask (the click missed);
+- "flip": the complement is returned (SAM picked the background);
+- "bleed": the mask spills into the neighbouring part (SAM picked a larger whole).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..camera import Cameras, framing_radius, orbit_cameras
+from ..scene import GaussianScene, rgb_to_sh0
+from .contrib import ViewWeights
+
+CORRUPTIONS = ("erode", "dilate", "drop", "flip", "bleed")
+
+
+# ---------------------------------------------------------------------------------------------------- scenes
+def _quat_z_to(normals: Tensor) -> Tensor:
+    """Quaternions (w, x, y, z) [N, 4] rotating +z onto unit `normals [N, 3]`."""
+    n = F.normalize(normals, dim=-1)
+    q = torch.stack([1.0 + n[:, 2], -n[:, 1], n[:, 0], torch.zeros_like(n[:, 0])], dim=-1)
+    flip = n[:, 2] < -0.999999
+    q[flip] = torch.tensor([0.0, 1.0, 0.0, 0.0])
+    return F.normalize(q, dim=-1)
+
+
+# (name, centre, radii) of the toy figure's ellipsoid parts, z up.
+TOY_PARTS = (
+    ("base", (0.0, 0.0, -0.75), (0.6, 0.6, 0.12)),
+    ("body", (0.0, 0.0, -0.12), (0.32, 0.28, 0.5)),
+    ("head", (0.0, 0.0, 0.55), (0.22, 0.22, 0.22)),
+    ("arm_left", (0.48, 0.0, 0.05), (0.26, 0.08, 0.08)),
+    ("arm_right", (-0.48, 0.0, 0.05), (0.26, 0.08, 0.08)),
+)
+
+
+def toy_parts_scene(
+    num: int = 3000, *, interior_fraction: float = 0.15, seed: int = 0
+) -> tuple[GaussianScene, Tensor, list[str]]:
+    """A small figure of 5 touching ellipsoid parts: surface discs plus hidden interior Gaussians.
+
+    Returns (scene, part_ids [N] long, part names). Surface points inside another part are dropped, as in
+    a real capture. Stands in for the default scene in fast tests.
+    """
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.tensor([p[1] for p in TOY_PARTS])
+    radii = torch.tensor([p[2] for p in TOY_PARTS])
+    areas = torch.tensor([_ellipsoid_area(r) for r in radii.tolist()])
+    n_surface = int(num * (1 - interior_fraction))
+    means_l, normals_l, ids_l, scale_l = [], [], [], []
+    for k in range(len(TOY_PARTS)):
+        share = int(math.ceil(n_surface * float(areas[k] / areas.sum()) * 1.6))  # oversample, some are culled
+        u = F.normalize(torch.randn(share, 3, generator=g), dim=-1)
+        p = centres[k] + u * radii[k]
+        normal = F.normalize(u / radii[k], dim=-1)
+        others = [j for j in range(len(TOY_PARTS)) if j != k]
+        inside_other = torch.stack([(((p - centres[j]) / radii[j]) ** 2).sum(-1) < 1.0 for j in others]).any(0)
+        p, normal = p[~inside_other], normal[~inside_other]
+        spacing = math.sqrt(float(areas[k]) / max(1.0, share / 1.6))
+        means_l.append(p)
+        normals_l.append(normal)
+        ids_l.append(torch.full((len(p),), k))
+        scale_l.append(torch.full((len(p),), spacing))
+    means, normals = torch.cat(means_l), torch.cat(normals_l)
+    ids, spacing = torch.cat(ids_l), torch.cat(scale_l)
+    keep = torch.randperm(len(means), generator=g)[:n_surface]
+    means, normals, ids, spacing = means[keep], normals[keep], ids[keep], spacing[keep]
+    scales = torch.stack([spacing * 0.9, spacing * 0.9, spacing * 0.15], dim=-1)
+    quats = _quat_z_to(normals)
+
+    n_inner = num - len(means)
+    vol = radii.prod(-1)
+    k_in = torch.multinomial(vol / vol.sum(), n_inner, replacement=True, generator=g)
+    u = torch.randn(n_inner, 3, generator=g)
+    u = F.normalize(u, dim=-1) * torch.rand(n_inner, 1, generator=g) ** (1 / 3) * 0.85
+    inner = centres[k_in] + u * radii[k_in]
+    inner_scales = (0.35 * radii[k_in].min(-1).values)[:, None].expand(-1, 3) * 0.4
+
+    means = torch.cat([means, inner])
+    ids = torch.cat([ids, k_in])
+    scales = torch.cat([scales, inner_scales])
+    quats = torch.cat([quats, torch.tensor([[1.0, 0.0, 0.0, 0.0]]).expand(n_inner, 4)])
+    palette = torch.tensor([[0.55, 0.4, 0.3], [0.8, 0.2, 0.2], [0.95, 0.85, 0.7], [0.2, 0.5, 0.9], [0.2, 0.8, 0.3]])
+    rgb = (palette[ids] + 0.08 * torch.randn(len(ids), 3, generator=g)).clamp(0, 1)
+    scene = GaussianScene.create(
+        means=means.float(),
+        quats=quats.float(),
+        scales=torch.log(scales).float(),
+        opacities=torch.logit(torch.full((len(ids),), 0.9)),
+        sh0=rgb_to_sh0(rgb).float(),
+    )
+    return scene, ids.long(), [p[0] for p in TOY_PARTS]
+
+
+def _ellipsoid_area(r: list[float]) -> float:
+    """Knud Thomsen's approximation of an ellipsoid's surface area."""
+    a, b, c = r
+    p = 1.6075
+    return 4 * math.pi * (((a * b) ** p + (a * c) ** p + (b * c) ** p) / 3) ** (1 / p)
+
+
+def orbit_views(
+    scene: GaussianScene, num: int, *, width: int, height: int, elevations=(-15.0, 20.0, 50.0), fov_y_deg=45.0
+) -> Cameras:
+    """`num` cameras spread over a few elevation rings around the scene, framing its bounding box."""
+    lo, hi = scene.bounding_box(quantile=0.01)
+    centre = (lo + hi) / 2
+    radius = framing_radius(float((hi - lo).norm() / 2), fov_y_deg, margin=1.05)
+    az, el = [], []
+    for i in range(num):
+        ring = i % len(elevations)
+        az.append(360.0 * i / num + 17.0 * ring)
+        el.append(elevations[ring])
+    return orbit_cameras(centre, radius, az, el, width=width, height=height, fov_y_deg=fov_y_deg)
+
+
+# ---------------------------------------------------------------------------------------------------- masks
+def ground_truth_masks(view_weights: ViewWeights, part_ids: Tensor, num_parts: int) -> Tensor:
+    """[C, H, W, P] {0, 1}: a pixel belongs to the part with the largest rendered share where alpha > 0.5."""
+    onehot = F.one_hot(part_ids.long(), num_parts).float()
+    shares = view_weights.render(onehot)
+    alpha = view_weights.alpha()[..., None]
+    best = shares.argmax(-1)
+    masks = F.one_hot(best, num_parts).float() * (alpha > 0.5).float()
+    return masks
+
+
+def _dilate(mask: Tensor, r: int) -> Tensor:  # [H, W] -> [H, W]
+    return F.max_pool2d(mask[None, None], 2 * r + 1, stride=1, padding=r)[0, 0]
+
+
+def _erode(mask: Tensor, r: int) -> Tensor:
+    return 1.0 - _dilate(1.0 - mask, r)
+
+
+def corrupt_masks(
+    masks: Tensor,  # [C, H, W, P]
+    fraction: float,
+    *,
+    seed: int = 0,
+    kinds: tuple[str, ...] = CORRUPTIONS,
+) -> tuple[Tensor, list[int]]:
+    """Corrupt round(fraction * C) randomly chosen views: every part mask of a chosen view gets one randomly
+    chosen corruption of `kinds`. Returns (corrupted masks, chosen view indices)."""
+    rng = np.random.default_rng(seed)
+    C, H, W, P = masks.shape
+    n_bad = int(round(fraction * C))
+    bad = sorted(rng.choice(C, size=n_bad, replace=False).tolist()) if n_bad else []
+    out = masks.clone()
+    border = max(2, round(0.05 * min(H, W)))
+    for c in bad:
+        for p in range(P):
+            kind = kinds[rng.integers(len(kinds))]
+            m = masks[c, :, :, p]
+            if kind == "erode":
+                out[c, :, :, p] = _erode(m, border)
+            elif kind == "dilate":
+                out[c, :, :, p] = _dilate(m, border)
+            elif kind == "drop":
+                out[c, :, :, p] = 0.0
+            elif kind == "flip":
+                out[c, :, :, p] = 1.0 - m
+            elif kind == "bleed":
+                ring = _dilate(m, border) * (1 - m)
+                touching = [(float((ring * masks[c, :, :, q]).sum()), q) for q in range(P) if q != p]
+                if touching and max(touching)[0] > 0:
+                    q = max(touching)[1]
+                    reach = _dilate(m, max(border, round(0.2 * min(H, W))))
+                    out[c, :, :, p] = torch.maximum(m, reach * masks[c, :, :, q])
+                else:
+                    out[c, :, :, p] = _dilate(m, border)
+            else:
+                raise ValueError(f"unknown corruption {kind!r}; choose from {CORRUPTIONS}")
+    return out, bad
+
+
+# ---------------------------------------------------------------------------------------------------- scores
+def iou(pred: Tensor, truth: Tensor) -> float:
+    """Intersection over union of two boolean masks [N] (1.0 when both are empty)."""
+    pred, truth = pred.bool(), truth.bool()
+    union = int((pred | truth).sum())
+    return 1.0 if union == 0 else int((pred & truth).sum()) / union
+
+
+def part_ious(weights: Tensor, part_ids: Tensor, threshold: float, subset: Tensor | None = None) -> list[float]:
+    """IoU per part of `weights [P, N] > threshold` against `part_ids [N]` (optionally over a subset [N])."""
+    out = []
+    for p in range(weights.shape[0]):
+        pred, truth = weights[p] > threshold, part_ids == p
+        if subset is not None:
+            pred, truth = pred[subset], truth[subset]
+        out.append(iou(pred, truth))
+    return out
+
