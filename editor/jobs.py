@@ -134,6 +134,43 @@ class JobRunner:
         if session.viewer is not None:
             session.viewer.frame(session.view)
 
+    def saved_sessions(self, exclude: set[str] = frozenset()) -> list[tuple[str, str]]:
+        """(description, id) of autosaved sessions, newest first, that a page can restore."""
+        from engine.history import describe_autosave
+
+        found = []
+        for session_id in self.worker.saved_sessions():
+            if session_id in exclude:
+                continue
+            meta = describe_autosave(self.worker.workspace / session_id) or {}
+            states = meta.get("states") or []
+            if not states:
+                continue
+            current = states[min(int(meta.get("cursor", 0)), len(states) - 1)]
+            when = time.strftime("%Y-%m-%d %H:%M", time.localtime(float(meta.get("saved_at", 0))))
+            found.append((float(meta.get("saved_at", 0)),
+                          f"{when} · {len(states)} steps · {current['label']} · {current['count']:,} Gaussians",
+                          session_id))
+        return [(text, sid) for _, text, sid in sorted(found, reverse=True)]
+
+    def restore(self, session: Session, source: str) -> None:
+        """Bring back an autosaved session (its whole history) into this page's session."""
+        if session.job.active:
+            raise ValueError("an edit is running; cancel it before restoring")
+        self._wait(self.worker.restore_session(session.id, source))
+        scene, mask = self._wait(self.worker.snapshot(session.id, copy=False))
+        self._mirroring.add(session.id)
+        try:
+            session.set_bundle(SceneBundle(scene, f"restored session {source[:8]}"))
+            if mask is not None:
+                session.set_selection(mask, label="restore", record=False)
+        finally:
+            self._mirroring.discard(session.id)
+        with self._lock:
+            self._last_sent[session.id] = session.selection
+        if session.viewer is not None:
+            session.viewer.frame(session.view)
+
     def undo(self, session: Session) -> None:
         self._step_history(session, self.worker.undo)
 

@@ -118,10 +118,11 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
                 key = (session.revision, session.view, session.tint)
             outputs = [key, render_stream(session), mask_summary(session), *sh["parts_update"](session),
                        history_html(session), info_markdown(session), *describe, *job_outputs(job, session)]
+            outputs.append(sh["saved_choices"](request))
             return ([frame] if config.use_viser else []) + outputs
 
         load_outputs = ([viser_frame] if config.use_viser else []) + sync_outputs + [
-            sh["model_status"], sh["model_spec"], *sh["edit_outputs"]]
+            sh["model_status"], sh["model_spec"], *sh["edit_outputs"], sh["restore_select"]]
         demo.load(on_load, None, load_outputs, api_visibility="private")
 
         def on_unload(request: gr.Request):

@@ -41,7 +41,32 @@ def build_scene_panel(ctx: AppContext) -> None:
     with gr.Row():
         default = gr.Button("Open the default scene", size="sm", elem_id="scene-default")
     info = gr.Markdown(elem_id="scene-info")
-    ctx.shared.update(scene_info=info)
+    with gr.Accordion("Restore an autosaved session", open=False):
+        saved = gr.Dropdown(choices=[], label="Autosaved sessions (newest first)", elem_id="restore-select")
+        with gr.Row():
+            refresh = gr.Button("Refresh list", size="sm")
+            restore = gr.Button("Restore", size="sm", variant="primary", elem_id="restore-run")
+    ctx.shared.update(scene_info=info, restore_select=saved)
+
+    def saved_choices(request: gr.Request):
+        live = {s.id for s in ctx.registry.sessions()}
+        choices = ctx.jobs.saved_sessions(exclude=live)
+        return gr.update(choices=choices, value=choices[0][1] if choices else None)
+
+    refresh.click(saved_choices, None, saved, api_name="saved_sessions")
+    ctx.shared["saved_choices"] = saved_choices
+
+    def do_restore(source: str | None, request: gr.Request) -> str:
+        session = ctx.session(request)
+        if not source:
+            raise gr.Error("choose an autosaved session first")
+        try:
+            ctx.jobs.restore(session, source)
+        except (ValueError, OSError) as exc:
+            raise gr.Error(str(exc)) from exc
+        return info_markdown(session)
+
+    ctx.changed(restore.click(do_restore, saved, info, api_name="restore_session"))
 
     def open_file(path: str | None, request: gr.Request) -> str:
         session = ctx.session(request)

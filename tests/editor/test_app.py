@@ -147,3 +147,26 @@ def test_mask_file_round_trip_and_length_check(app, tmp_path):
     np.save(wrong, np.ones(7, dtype=np.float32))
     with pytest.raises(AppError, match="7 weights"):
         client.predict(handle_file(str(wrong)), api_name="/load_mask")
+
+
+def test_restore_an_autosaved_session_into_a_new_page(app):
+    first = _client(app)
+    n = _select_blob(first)
+    first.predict(RED, api_name="/use_demo")
+    _run(first, 4)
+    exported = load(first.predict("ply", api_name="/export"))
+    first_id = first.session_hash
+    # The first page goes away (a closed tab, or a restarted app): its autosave stays on disk.
+    app.ctx.jobs.forget(first_id)
+    app.ctx.registry.close(first_id)
+    second = _client(app)
+    second.predict(api_name="/saved_sessions")
+    assert first_id in [value for _, value in app.ctx.jobs.saved_sessions()]
+    info = second.predict(first_id, api_name="/restore_session")
+    assert "restored session" in info
+    restored = load(second.predict("ply", api_name="/export"))
+    assert torch.equal(restored.sh0, exported.sh0) and torch.equal(restored.means, exported.means)
+    # The whole history came back: one undo goes to the state before the edit, with the brushed mask.
+    assert "edit (sds): make it red" in second.predict(api_name="/undo")
+    mask = np.load(second.predict(api_name="/save_mask"))
+    assert int((mask > 0.5).sum()) == n
