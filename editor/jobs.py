@@ -210,42 +210,20 @@ class JobRunner:
             return dict(self._model_state[spec])
 
     def probe_model(self, spec: str) -> None:
-        """Find out, without loading big weights, whether `spec` can load; the worker loads it for real later.
+        """Find out, without network or big weights, whether `spec` can load; the worker loads it for real.
 
-        A closed-form spec is always available. A local folder or a hub id found in the Hugging Face cache is
-        "available" (it loads with the first edit). Anything else is tried with the engine's loader in a
-        background thread — it fails fast offline and its message says what to download and where to put it.
+        closed-form: always available. A local folder in the diffusers layout, or a hub id already in the
+        Hugging Face cache: available (loads with the first edit). A hub id not in the cache: downloaded by the
+        first edit when online; "unavailable" when HF_HUB_OFFLINE is set. Each message says what to do.
         """
         with self._lock:
             if spec in self._model_state:
                 return
-            self._model_state[spec] = {"spec": spec, "state": "checking", "source": "", "message": ""}
-        threading.Thread(target=self._probe, args=(spec,), name="model-probe", daemon=True).start()
-
-    def _probe(self, spec: str) -> None:
-        from engine.guidance import load_guidance, parse_model_spec
-
         try:
-            parsed = parse_model_spec(spec)
-            if parsed.is_closed_form:
-                self._set_model_state(spec, "available", "built in (no weights)")
-                return
-            if parsed.kind == "local":
-                missing = [s for s in ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
-                           if not (Path(parsed.location) / s).is_dir()]
-                if not missing:
-                    self._set_model_state(spec, "available", parsed.location, "loads with the first edit")
-                    return
-            cached = _hub_cache_path(parsed.location) if parsed.kind == "hub" else None
-            if cached is not None:
-                self._set_model_state(spec, "available", f"Hugging Face cache: {cached}", "loads with the first edit")
-                return
-            load_guidance(parsed, device="cpu")  # not cached: fails fast with the engine's instructions
-            self._set_model_state(spec, "available", parsed.location)
-        except (OSError, ValueError) as exc:
-            self._set_model_state(spec, "unavailable" if isinstance(exc, OSError) else "error", "", str(exc))
-        except Exception as exc:  # noqa: BLE001 - a probe must never take the app down
-            self._set_model_state(spec, "error", "", f"{type(exc).__name__}: {exc}")
+            state = _probe(spec)
+        except ValueError as exc:
+            state = ("error", "", str(exc))
+        self._set_model_state(spec, *state)
 
     def _set_model_state(self, spec: str, state: str, source: str = "", message: str = "") -> None:
         with self._lock:
@@ -391,6 +369,36 @@ class JobRunner:
         if session.viewer is not None:
             session.viewer.set_editing(False)
             session.push_to_viewer()
+
+
+SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+
+
+def _probe(spec: str) -> tuple[str, str, str]:
+    """(state, source, message) of a model spec, from the file system only (see JobRunner.probe_model)."""
+    import os
+
+    from engine.guidance import parse_model_spec
+
+    parsed = parse_model_spec(spec)  # ValueError for a malformed spec
+    if parsed.is_closed_form:
+        return "available", "built in (no weights)", ""
+    if parsed.kind == "local":
+        missing = [s for s in SUBFOLDERS if not (Path(parsed.location) / s).is_dir()]
+        if missing:
+            return ("unavailable", parsed.location,
+                    f"{parsed.location} is not a diffusers model folder: missing {', '.join(m + '/' for m in missing)}")
+        return "available", parsed.location, "loads with the first edit"
+    cached = _hub_cache_path(parsed.location)
+    if cached is not None:
+        return "available", f"Hugging Face cache: {cached}", "loads with the first edit"
+    get_it = (f"Download it once while online: hf download {parsed.location} --local-dir models/"
+              f"{parsed.location.split('/')[-1]}, then start the app with --model models/"
+              f"{parsed.location.split('/')[-1]} (or set SPLATEDIT_MODEL).")
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "unavailable", "", f"{parsed.location} is not in the Hugging Face cache and HF_HUB_OFFLINE is set. {get_it}"
+    return ("not downloaded", f"Hugging Face hub: {parsed.location}",
+            f"Not in the local cache: the first edit downloads it (several GB; needs internet). {get_it}")
 
 
 def _hub_cache_path(repo_id: str) -> str | None:

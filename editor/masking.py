@@ -20,25 +20,34 @@ from .session import LiftState, Session
 log = logging.getLogger(__name__)
 
 
-def _selection_ops():
-    """engine.masks' selection tools (pick / brush / rectangle / grow / shrink)."""
-    try:
-        from engine.masks import selection  # type: ignore[attr-defined]
-
-        return selection
-    except ImportError:  # TODO(app): interim until engine/masks/selection.py lands
-        from . import _interim_selection
-
-        return _interim_selection
+# Pixels of context kept around a brush or rectangle when only that window of the view is rasterized: a
+# Gaussian straddling the window edge still has most of its compositing weight inside the window.
+WINDOW_MARGIN = 16
 
 
 def combine(selection: Tensor, new: Tensor, op: str) -> Tensor:
-    """add: union (max of weights); subtract: remove the new weights."""
+    """add: union (max of weights); subtract: `selection` without `new` (engine.masks.ops' fuzzy algebra)."""
+    from engine.masks import ops
+
     if op == "add":
-        return torch.maximum(selection, new)
+        return ops.add(selection, new)
     if op == "subtract":
-        return (selection - new).clamp_min(0.0)
+        return ops.subtract(selection, new)
     raise ValueError(f"unknown selection operation {op!r} (add or subtract)")
+
+
+def _window(camera, x0: float, y0: float, x1: float, y1: float):
+    """(cropped camera, its x/y offset): the view restricted to a box plus WINDOW_MARGIN, clipped to the image.
+    Selecting in the window instead of the whole view costs a fraction of the time for a brush-sized box."""
+    from engine.masks.pick import crop_camera
+
+    ax = max(0, int(x0) - WINDOW_MARGIN)
+    ay = max(0, int(y0) - WINDOW_MARGIN)
+    bx = min(camera.width, int(x1) + 1 + WINDOW_MARGIN)
+    by = min(camera.height, int(y1) + 1 + WINDOW_MARGIN)
+    if bx <= ax or by <= ay:
+        raise ValueError("the selection lies outside the view")
+    return crop_camera(camera[0:1], ax, ay, bx - ax, by - ay), (ax, ay)
 
 
 class Masking:
@@ -60,21 +69,27 @@ class Masking:
             r = radius
             return self.apply_rect(session, ViewRect(click.camera, (click.pixel[0] - r, click.pixel[1] - r),
                                                      (click.pixel[0] + r, click.pixel[1] + r)))
-        sel = _selection_ops()
-
+        x, y = click.pixel
         if tool == "pick":
-            new = sel.pick(scene, click.camera, click.pixel)
+            from engine.masks.pick import pick
+
+            new = pick(scene, click.camera[0:1], x, y)  # NothingHit (a ValueError) for empty space
         else:
-            new = sel.brush(scene, click.camera, [click.pixel], radius)
+            from engine.masks.selection import brush
+
+            window, (ox, oy) = _window(click.camera, x - radius, y - radius, x + radius, y + radius)
+            new = brush(scene, window, [(x - ox, y - oy)], radius)
         return self._apply(session, new, op, tool)
 
     def apply_rect(self, session: Session, rect: ViewRect) -> int:
-        session.check_mask_editable()
-        sel = _selection_ops()
+        from engine.masks.selection import rectangle
 
+        session.check_mask_editable()
         with session.lock:
             op, scene = session.op, session.scene
-        new = sel.rectangle(scene, rect.camera, rect.pixel_min, rect.pixel_max)
+        (x0, y0), (x1, y1) = rect.pixel_min, rect.pixel_max
+        window, (ox, oy) = _window(rect.camera, x0, y0, x1, y1)
+        new = rectangle(scene, window, x0 - ox, y0 - oy, x1 - ox, y1 - oy)
         return self._apply(session, new, op, "rectangle")
 
     def sam_click(self, session: Session, click: ViewClick) -> int:
@@ -110,8 +125,10 @@ class Masking:
             return session.selected_count()
 
     def invert(self, session: Session) -> int:
+        from engine.masks import ops
+
         with session.lock:
-            session.set_selection(1.0 - session.selection, label="invert")
+            session.set_selection(ops.invert(session.selection), label="invert")
             return session.selected_count()
 
     def clear(self, session: Session) -> int:
@@ -120,18 +137,38 @@ class Masking:
             return 0
 
     def grow(self, session: Session, steps: int = 1) -> int:
-        sel = _selection_ops()
+        from engine.masks import ops
 
         with session.lock:
-            session.set_selection(sel.grow(session.scene, session.selection, steps=steps), label="grow")
+            session.set_selection(ops.grow(session.selection, session.scene.means, steps=steps,
+                                           neighbours=self._neighbours(session)), label="grow")
             return session.selected_count()
 
     def shrink(self, session: Session, steps: int = 1) -> int:
-        sel = _selection_ops()
+        from engine.masks import ops
 
         with session.lock:
-            session.set_selection(sel.shrink(session.scene, session.selection, steps=steps), label="shrink")
+            session.set_selection(ops.shrink(session.selection, session.scene.means, steps=steps,
+                                             neighbours=self._neighbours(session)), label="shrink")
             return session.selected_count()
+
+    def remove_islands(self, session: Session) -> int:
+        from engine.masks import ops
+
+        with session.lock:
+            session.set_selection(ops.remove_islands(session.selection, session.scene.means), label="remove islands")
+            return session.selected_count()
+
+    @staticmethod
+    def _neighbours(session: Session) -> Tensor:
+        """The k-nearest-neighbour graph of the session's scene, computed once per scene."""
+        from engine.masks import ops
+
+        cached = getattr(session, "_knn", None)
+        if cached is None or cached[0] is not session.scene:
+            cached = (session.scene, ops.knn_graph(session.scene.means, 8))
+            session._knn = cached
+        return cached[1]
 
     # ------------------------------------------------------------------ parts
     def save_part(self, session: Session, name: str) -> list[str]:

@@ -16,9 +16,9 @@ from .session import Session
 
 
 def status_markdown(status: dict) -> str:
-    """status: {spec, state: not loaded|loading|loaded|unavailable|error, source, message} (editor.jobs)."""
+    """status: {spec, state: available|not downloaded|loading|loaded|unavailable|error, source, message}."""
     spec, state = status.get("spec", "?"), status.get("state", "not loaded")
-    icon = {"loaded": "🟢", "available": "🟢", "loading": "🟡", "checking": "🟡", "unavailable": "🔴",
+    icon = {"loaded": "🟢", "available": "🟢", "loading": "🟡", "not downloaded": "🟡", "unavailable": "🔴",
             "error": "🔴"}.get(state, "⚪")
     lines = [f"{icon} **{html.escape(spec)}** — {state}"]
     if status.get("source"):
@@ -26,7 +26,7 @@ def status_markdown(status: dict) -> str:
     if status.get("message"):
         lines.append("")
         lines.append(html.escape(status["message"]).replace("\n", "  \n"))
-    if state in ("unavailable", "error"):
+    if state in ("unavailable", "error", "not downloaded"):
         lines.append("")
         lines.append("**Offline demo:** choose a colour below and press *Use closed-form demo*; edits then move "
                      "the selected part toward that colour with the exact closed-form prior (no weights needed).")
