@@ -45,7 +45,7 @@ TOY_PARTS = (
 
 
 def toy_parts_scene(
-    num: int = 3000, *, interior_fraction: float = 0.15, seed: int = 0
+    num: int = 3000, *, interior_fraction: float = 0.15, colour_noise: float = 0.08, seed: int = 0
 ) -> tuple[GaussianScene, Tensor, list[str]]:
     """A small figure of 5 touching ellipsoid parts: surface discs plus hidden interior Gaussians.
 
@@ -91,7 +91,7 @@ def toy_parts_scene(
     scales = torch.cat([scales, inner_scales])
     quats = torch.cat([quats, torch.tensor([[1.0, 0.0, 0.0, 0.0]]).expand(n_inner, 4)])
     palette = torch.tensor([[0.55, 0.4, 0.3], [0.8, 0.2, 0.2], [0.95, 0.85, 0.7], [0.2, 0.5, 0.9], [0.2, 0.8, 0.3]])
-    rgb = (palette[ids] + 0.08 * torch.randn(len(ids), 3, generator=g)).clamp(0, 1)
+    rgb = (palette[ids] + colour_noise * torch.randn(len(ids), 3, generator=g)).clamp(0, 1)
     scene = GaussianScene.create(
         means=means.float(),
         quats=quats.float(),

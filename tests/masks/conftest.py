@@ -57,3 +57,44 @@ def shell():
         sh0=torch.zeros(n, 3),
     )
     return scene, torch.arange(n) >= num_shell
+
+
+TINY_SAM = dict(
+    encoder_embed_dim=32, encoder_depth=2, encoder_num_heads=2, encoder_global_attn_indexes=(1,), image_size=64,
+    patch_size=16, prompt_embed_dim=32, window_size=2, decoder_depth=1, decoder_mlp_dim=64, decoder_num_heads=2,
+    iou_head_hidden_dim=32, mask_in_chans=4,
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_sam(tmp_path_factory):
+    """(checkpoint path, SamConfig) of a tiny random-weight SAM built from segment-anything's modules."""
+    from engine.masks.sam import SamConfig, build_sam
+
+    config = SamConfig(**TINY_SAM)
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("sam") / "tiny_sam.pth"
+    torch.save(build_sam(config).state_dict(), path)
+    return path, config
+
+
+class ColourSegmenter:
+    """A stand-in for SAM that is right by construction: the connected region of pixels whose colour is close
+    to the colour under the prompt point (for scenes whose parts have distinct flat colours)."""
+
+    def __init__(self, tolerance: float = 60.0):
+        self.tolerance = tolerance
+        self.calls = 0
+
+    def segment(self, image, *, points=None, labels=None, box=None, multimask=True):
+        import numpy as np
+        from scipy import ndimage
+
+        from engine.masks.sam import SamMask
+
+        self.calls += 1
+        x, y = (int(v) for v in np.asarray(points, dtype=np.float64)[0])
+        seed_colour = image[y, x].astype(np.float64)
+        close = np.linalg.norm(image.astype(np.float64) - seed_colour, axis=-1) < self.tolerance
+        labels_img, _ = ndimage.label(close)
+        return SamMask(labels_img == labels_img[y, x], 1.0)
