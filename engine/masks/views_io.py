@@ -163,24 +163,26 @@ def _read_mask(path: Path, width: int, height: int, i: int) -> Tensor:
 
 
 # ---------------------------------------------------------------------------------------------------- writing
-def write_views(folder: str | Path, views: MaskViews, *, part: int = 0, prefix: str = "view") -> Path:
-    """Write one mask channel of `views` as a views folder (cameras.json + PNGs, thresholded at 0.5)."""
+def write_views(folder: str | Path, views: "MaskViews | list[MaskViews]", *, part: int = 0, prefix: str = "view") -> Path:
+    """Write one mask channel of `views` (one batch or several) as a views folder: cameras.json + PNGs
+    thresholded at 0.5."""
     from PIL import Image
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     entries = []
-    for c in range(len(views)):
-        name = f"{prefix}_{c:03d}.png"
-        mask = (views.masks[c, :, :, part] >= 0.5).cpu().numpy().astype(np.uint8) * 255
-        Image.fromarray(mask, mode="L").save(folder / name)
-        entries.append({
-            "file": name,
-            "viewmat": _as_list(views.cameras.viewmats[c]),
-            "K": _as_list(views.cameras.Ks[c]),
-            "width": int(views.cameras.width),
-            "height": int(views.cameras.height),
-        })
+    for group in as_view_list(views):
+        for c in range(len(group)):
+            name = f"{prefix}_{len(entries):03d}.png"
+            mask = (group.masks[c, :, :, part] >= 0.5).cpu().numpy().astype(np.uint8) * 255
+            Image.fromarray(mask, mode="L").save(folder / name)
+            entries.append({
+                "file": name,
+                "viewmat": _as_list(group.cameras.viewmats[c]),
+                "K": _as_list(group.cameras.Ks[c]),
+                "width": int(group.cameras.width),
+                "height": int(group.cameras.height),
+            })
     (folder / CAMERAS_FILE).write_text(json.dumps(entries, indent=1), encoding="utf-8")
     return folder
 

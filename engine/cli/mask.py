@@ -1,0 +1,160 @@
+"""`python -m engine mask SCENE ...`: lift 2D masks to a per-Gaussian 3D mask, from a views folder or one click.
+
+    python -m engine mask scene.ply --views DIR --method galp --out part.npy
+    python -m engine mask scene.ply --click 30,15,256,200 --sam sam_vit_b_01ec64.pth --out part.npy
+
+MASK.npy holds float32 soft weights [N] in [0, 1] (0/1 with --threshold). Every input is checked before any
+work is done and the output is written to a temporary file and renamed, so a failure leaves nothing behind.
+A one-line JSON summary is printed on success.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "lift multi-view 2D masks (a views folder, or SAM from one click) to a 3D per-Gaussian mask"
+DESCRIPTION = (
+    "Lift 2D masks to soft per-Gaussian weights and save them as MASK.npy (float32 [N]). "
+    "--views DIR: DIR holds cameras.json (a list of {\"file\", \"viewmat\" 4x4 world-to-camera OpenCV, \"K\" 3x3, "
+    "\"width\", \"height\"}) and the named 8-bit mask PNGs (0 = out, 255 = in). "
+    "--click AZ,EL,X,Y --sam CHECKPOINT: render the scene from a framing orbit view at azimuth AZ / elevation "
+    "EL degrees (--size), click pixel (X, Y), find the 3D point, segment it with SAM in that view and in "
+    "--num-views orbit views around the point (views where it is hidden are skipped), then lift. "
+    "SAM checkpoints: https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth (vit_b; also vit_l "
+    "sam_vit_l_0b3195.pth and vit_h sam_vit_h_4b8939.pth at the same address). "
+    "Methods: galp (3D-GALP, robust to wrong views; default) or vote (visibility-weighted voting)."
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("mask", help=HELP, description=DESCRIPTION)
+    parser.add_argument("scene", metavar="SCENE", help="scene file (any readable format)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--views", metavar="DIR", help="folder with cameras.json and mask PNGs")
+    source.add_argument("--click", metavar="AZ,EL,X,Y", help="a click in a framing orbit view (needs --sam)")
+    parser.add_argument("--out", metavar="MASK.npy", required=True, help="where to write the per-Gaussian weights")
+    parser.add_argument("--method", choices=("galp", "vote"), default="galp", help="lifting method (default galp)")
+    parser.add_argument("--threshold", type=float, default=None, metavar="T",
+                        help="write hard 0/1 weights (weight > T) instead of soft ones")
+    parser.add_argument("--steps", type=int, default=None, metavar="N", help="3D-GALP optimisation steps")
+    sam = parser.add_argument_group("SAM (with --click)")
+    sam.add_argument("--sam", metavar="CHECKPOINT", help="SAM checkpoint file (.pth)")
+    sam.add_argument("--sam-type", choices=("vit_h", "vit_l", "vit_b"), default=None,
+                     help="model type (default: read from the checkpoint's file name)")
+    sam.add_argument("--sam-config", metavar="JSON", default=None,
+                     help="a SamConfig JSON for a non-standard architecture (tests use a tiny one)")
+    sam.add_argument("--size", default="512x512", metavar="WxH", help="size of the clicked view (default 512x512)")
+    sam.add_argument("--num-views", type=int, default=12, metavar="N", help="orbit views around the click")
+    sam.add_argument("--view-size", type=int, default=384, metavar="PX", help="size of the orbit views")
+    sam.add_argument("--save-views", metavar="DIR", default=None,
+                     help="also write the SAM masks as a views folder (readable by --views)")
+    parser.set_defaults(func=run)
+
+
+def _parse_size(text: str) -> tuple[int, int]:
+    from engine.cli.common import UserError
+
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise UserError(f"--size must be WxH in pixels, e.g. 512x512, got {text!r}") from None
+    if w <= 0 or h <= 0 or w > 8192 or h > 8192:
+        raise UserError(f"--size must be between 1x1 and 8192x8192, got {text!r}")
+    return w, h
+
+
+def _check_output(path_text: str):
+    from pathlib import Path
+
+    from engine.cli.common import UserError
+
+    out = Path(path_text)
+    if out.suffix != ".npy":
+        raise UserError(f"--out must name a .npy file, got {path_text!r}")
+    if not out.parent.is_dir():
+        raise UserError(f"--out folder {out.parent} does not exist")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a directory")
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import json
+    import os
+
+    import numpy as np
+
+    from engine.cli.common import UserError
+    from engine.io import load
+    from engine.masks.galp import GalpConfig, galp
+    from engine.masks.lift_vote import vote
+
+    out = _check_output(args.out)
+    if args.threshold is not None and not 0.0 <= args.threshold < 1.0:
+        raise UserError(f"--threshold must be in [0, 1), got {args.threshold}")
+    if args.steps is not None and args.steps < 1:
+        raise UserError(f"--steps must be at least 1, got {args.steps}")
+    if args.click is not None and args.sam is None:
+        raise UserError("--click needs a SAM checkpoint: pass --sam CHECKPOINT")
+    if args.views is not None and (args.sam is not None or args.save_views is not None):
+        raise UserError("--sam and --save-views go with --click, not with --views")
+
+    scene = load(args.scene)
+    if len(scene) == 0:
+        raise UserError(f"{args.scene} holds no Gaussians")
+    summary = {"scene": str(args.scene), "out": str(out), "method": args.method, "count": len(scene)}
+    if args.views is not None:
+        from engine.masks.views_io import read_views
+
+        views = read_views(args.views)
+        summary["views"] = sum(len(v) for v in views)
+    else:
+        views, info = _views_from_click(scene, args)
+        summary.update(info)
+
+    if args.method == "galp":
+        config = GalpConfig() if args.steps is None else GalpConfig(steps=args.steps)
+        result = galp(scene, views, config=config)
+    else:
+        result = vote(scene, views)
+    weights = result.weights[0].numpy().astype(np.float32)
+    if args.threshold is not None:
+        weights = (weights > args.threshold).astype(np.float32)
+    tmp = out.with_name(out.name + ".tmp.npy")
+    try:
+        np.save(tmp, weights)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+    cut = result.threshold if args.threshold is None else args.threshold
+    summary.update({"suggested_threshold": round(float(result.threshold), 4), "selected": int((weights > cut).sum())})
+    print(json.dumps(summary))
+    return 0
+
+
+def _views_from_click(scene, args):
+    """SAM masks around the click (and optionally a views folder of them)."""
+    from engine.cli.common import UserError
+    from engine.masks.multiview import MultiViewConfig, parse_click, scene_camera, segment_click
+    from engine.masks.sam import SamConfig, load_sam
+    from engine.masks.views_io import write_views
+
+    az, el, x, y = parse_click(args.click)
+    width, height = _parse_size(args.size)
+    if not (0 <= x < width and 0 <= y < height):
+        raise UserError(f"--click pixel ({x:g}, {y:g}) lies outside the {width}x{height} view (--size)")
+    if args.num_views < 0 or not 16 <= args.view_size <= 4096:
+        raise UserError("--num-views must be >= 0 and --view-size in [16, 4096]")
+    config = SamConfig.from_json(args.sam_config) if args.sam_config else None
+    segmenter = load_sam(args.sam, model_type=args.sam_type, config=config)
+    camera = scene_camera(scene, az, el, width=width, height=height)
+    result = segment_click(scene, segmenter, camera, x, y,
+                           MultiViewConfig(num_views=args.num_views, size=args.view_size))
+    if args.save_views:
+        write_views(args.save_views, result.views)
+    info = {
+        "point": [round(float(v), 5) for v in result.point],
+        "views": 1 + len(result.kept),
+        "skipped_views": len(result.skipped),
+    }
+    return result.views, info
