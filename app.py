@@ -7,6 +7,7 @@ instant. Inside a Hugging Face Space (SPACE_ID set) or with --space the app uses
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -35,6 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         help="guidance model: a hub id, a local diffusers directory, or closed-form:<colour> (offline demo)",
     )
+    parser.add_argument(
+        "--sam-checkpoint", type=Path, default=os.environ.get("SPLATEDIT_SAM") or None,
+        help="SAM checkpoint (.pth, e.g. sam_vit_b_01ec64.pth) for the SAM click tool (default: $SPLATEDIT_SAM)",
+    )
     parser.add_argument("--workspace", type=Path, default=Path("workspace"),
                         help="folder for uploads, exports and autosaves (default: ./workspace)")
     parser.add_argument("--max-upload-mb", type=float, default=200.0, help="largest accepted upload in MB (default: 200)")
@@ -60,6 +65,7 @@ def config_from_args(args: argparse.Namespace):
         space=args.space or running_in_space(),
         scene=args.scene,
         model=args.model,
+        sam_checkpoint=args.sam_checkpoint,
         workspace=args.workspace,
         max_upload_mb=args.max_upload_mb,
         max_viewers=args.max_viewers,

@@ -30,6 +30,8 @@ class AppConfig:
     """Guidance model (hub id, local directory, or `closed-form:<colour>`); None = the engine's default."""
     workspace: Path = field(default_factory=lambda: Path("workspace"))
     """Where uploads, exports and autosaves of each session are written."""
+    sam_checkpoint: Path | None = None
+    """SAM checkpoint for the SAM click tool (sam_vit_b/l/h .pth); None disables the tool with instructions."""
     max_upload_mb: float = 200.0
     """Largest accepted upload, in megabytes."""
     max_viewers: int = 16

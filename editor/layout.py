@@ -49,7 +49,7 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
     """The Gradio Blocks of the editor (not launched) and its context."""
     from .jobs import JobRunner
 
-    masking = masking or Masking()
+    masking = masking or Masking(str(config.sam_checkpoint) if config.sam_checkpoint else None)
     if registry is None:
         registry = SessionRegistry(
             lambda: backend.default_scene(config.scene), Path(config.workspace), ttl_s=config.session_ttl_s,
@@ -89,7 +89,7 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
 
         sh = ctx.shared
         sync_outputs = [shown_key, sh["stream_image"], sh["mask_info"], sh["part_select"], sh["parts_shown"],
-                        sh["history_html"], sh["scene_info"]]
+                        sh["history_html"], sh["scene_info"], sh["mask_threshold"]]
 
         def sync(last_key, request: gr.Request):
             session = ctx.session(request)
@@ -98,7 +98,7 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
             if key == last_key:
                 return (gr.skip(),) * len(sync_outputs)
             return (key, render_stream(session), mask_summary(session), *sh["parts_update"](session),
-                    history_html(session), info_markdown(session))
+                    history_html(session), info_markdown(session), session.threshold)
 
         for event in ctx.change_events:
             event.then(sync, shown_key, sync_outputs, show_progress="hidden", api_visibility="private")
@@ -117,7 +117,8 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
                 job = session.job
                 key = (session.revision, session.view, session.tint)
             outputs = [key, render_stream(session), mask_summary(session), *sh["parts_update"](session),
-                       history_html(session), info_markdown(session), *describe, *job_outputs(job, session)]
+                       history_html(session), info_markdown(session), session.threshold, *describe,
+                       *job_outputs(job, session)]
             outputs.append(sh["saved_choices"](request))
             return ([frame] if config.use_viser else []) + outputs
 

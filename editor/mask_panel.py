@@ -43,6 +43,7 @@ def build_mask_panel(ctx: AppContext) -> None:
         invert = gr.Button("Invert", size="sm", elem_id="mask-invert")
         grow = gr.Button("Grow", size="sm", elem_id="mask-grow")
         shrink = gr.Button("Shrink", size="sm", elem_id="mask-shrink")
+        islands = gr.Button("Remove islands", size="sm", elem_id="mask-islands")
         clear = gr.Button("Clear", size="sm", elem_id="mask-clear")
     with gr.Accordion("Parts", open=True):
         with gr.Row():
@@ -59,7 +60,7 @@ def build_mask_panel(ctx: AppContext) -> None:
         with gr.Row():
             save_mask = gr.Button("Save mask (.npy)", size="sm")
             mask_file = gr.File(label="Mask file", file_types=[".npy"], elem_id="mask-file")
-    ctx.shared.update(mask_info=info, part_select=part, parts_shown=shown)
+    ctx.shared.update(mask_info=info, part_select=part, parts_shown=shown, mask_threshold=threshold)
 
     # --- settings: stored in the session; the views read them at gesture time
     def set_tool(tool_value: str, op_value: str, radius: float, method: str, views: float, request: gr.Request):
@@ -88,7 +89,8 @@ def build_mask_panel(ctx: AppContext) -> None:
 
     count = gr.Number(visible=False)  # the API's return value (the page shows mask_info)
     for button, fn, name in ((invert, ctx.masking.invert, "invert_mask"), (grow, ctx.masking.grow, "grow_mask"),
-                             (shrink, ctx.masking.shrink, "shrink_mask"), (clear, ctx.masking.clear, "clear_mask")):
+                             (shrink, ctx.masking.shrink, "shrink_mask"), (clear, ctx.masking.clear, "clear_mask"),
+                             (islands, ctx.masking.remove_islands, "remove_islands")):
         ctx.changed(button.click(action(fn), None, count, api_name=name))
 
     def cut(value: float, request: gr.Request):

@@ -8,6 +8,7 @@ or rectangle covers; SAM; lifting; grow/shrink) is engine.masks' job — this mo
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -53,8 +54,25 @@ def _window(camera, x0: float, y0: float, x1: float, y1: float):
 class Masking:
     """The selection tools; one instance serves every session (all state lives in the Session)."""
 
-    def __init__(self, sam_checkpoint: str | None = None) -> None:
+    def __init__(self, sam_checkpoint: str | None = None, *, segmenter=None) -> None:
+        """sam_checkpoint: path of a SAM checkpoint for the SAM tool (loaded on first use); `segmenter`: an
+        already loaded engine.masks.sam.SamSegmenter (tests pass a tiny random one)."""
         self.sam_checkpoint = sam_checkpoint
+        self._segmenter = segmenter
+        self._sam_lock = threading.Lock()
+
+    def segmenter(self):
+        """The SAM segmenter, loaded once (on the GPU when there is one: inference only, beside the worker)."""
+        with self._sam_lock:
+            if self._segmenter is None:
+                from engine.masks.sam import load_sam, missing_checkpoint_message
+
+                if not self.sam_checkpoint:
+                    raise ValueError(missing_checkpoint_message("(none given)")
+                                     + " with python app.py --sam-checkpoint PATH (or set SPLATEDIT_SAM)")
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+                self._segmenter = load_sam(self.sam_checkpoint, device=device)
+            return self._segmenter
 
     # ------------------------------------------------------------------ gestures
     def apply_click(self, session: Session, click: ViewClick) -> int:
@@ -93,18 +111,26 @@ class Masking:
         return self._apply(session, new, op, "rectangle")
 
     def sam_click(self, session: Session, click: ViewClick) -> int:
-        """SAM on views around the clicked point, lifted to 3D with the session's lift method."""
-        from engine.masks import sam
+        """SAM on the clicked view and on orbit views around the clicked point, lifted to 3D with the session's
+        lift method (voting or 3D-GALP); the threshold slider then re-cuts the soft result."""
+        from engine.masks.multiview import MultiViewConfig, segment_click
 
+        segmenter = self.segmenter()
         with session.lock:
             scene, op, method, num_views = session.scene, session.op, session.lift_method, session.sam_views
-        weights = sam.click_to_mask(
-            scene, click.camera, click.pixel, checkpoint=self.sam_checkpoint, num_views=num_views, method=method
-        )
+        views = segment_click(scene, segmenter, click.camera[0:1], *click.pixel, MultiViewConfig(num_views=num_views))
+        if method == "galp":
+            from engine.masks.galp import galp
+
+            result = galp(scene, views.views)
+        else:
+            from engine.masks.lift_vote import vote
+
+            result = vote(scene, views.views)
         with session.lock:
-            base = session.selection
-            session.lift = LiftState(weights=weights.float().cpu(), base=base, op=op)
-        return self.set_threshold(session, session.threshold)
+            session.check_mask_editable()
+            session.lift = LiftState(weights=result.weights[0].float().cpu(), base=session.selection, op=op)
+            return self.set_threshold(session, float(result.threshold))
 
     def _apply(self, session: Session, new: Tensor, op: str, tool: str) -> int:
         with session.lock:
