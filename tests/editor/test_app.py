@@ -170,3 +170,22 @@ def test_restore_an_autosaved_session_into_a_new_page(app):
     assert "edit (sds): make it red" in second.predict(api_name="/undo")
     mask = np.load(second.predict(api_name="/save_mask"))
     assert int((mask > 0.5).sum()) == n
+
+
+def test_export_every_format(app):
+    client = _client(app)
+    original = load(app.scene_path)
+    for kind in ("ply", "splat", "spz"):
+        path = client.predict(kind, api_name="/export")
+        assert path.endswith("." + kind)
+        assert len(load(path)) == len(original), kind
+    _select_blob(client)
+    mask = np.load(client.predict("mask", api_name="/export"))
+    assert mask.shape == (len(original),) and (mask > 0.5).any()
+    import imageio.v2 as imageio
+
+    video = client.predict("mp4", api_name="/export")
+    reader = imageio.get_reader(video)
+    frames = [frame for frame in reader]
+    assert len(frames) == 48 and frames[0].shape[2] == 3
+    assert not np.array_equal(frames[0], frames[12])  # it turns
