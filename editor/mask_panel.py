@@ -47,7 +47,7 @@ def build_mask_panel(ctx: AppContext) -> None:
         clear = gr.Button("Clear", size="sm", elem_id="mask-clear")
     with gr.Accordion("Parts", open=True):
         with gr.Row():
-            part = gr.Dropdown(choices=[], label="Part", allow_custom_value=False, elem_id="part-select")
+            part = gr.Dropdown(choices=[], label="Part", allow_custom_value=True, elem_id="part-select")
             part_name = gr.Textbox(label="New part name", placeholder="e.g. hat", elem_id="part-name")
         with gr.Row():
             select_part = gr.Button("Select", size="sm", elem_id="part-apply")
@@ -56,10 +56,12 @@ def build_mask_panel(ctx: AppContext) -> None:
             delete_part = gr.Button("Delete part", size="sm", variant="stop")
         shown = gr.CheckboxGroup(choices=[], label="Shown parts (unticked parts are hidden in the views)",
                                  elem_id="parts-shown")
-    with gr.Accordion("Save / load mask", open=False):
+    with gr.Accordion("Save / load mask and parts", open=False):
         with gr.Row():
-            save_mask = gr.Button("Save mask (.npy)", size="sm")
-            mask_file = gr.File(label="Mask file", file_types=[".npy"], elem_id="mask-file")
+            save_mask = gr.Button("Save selection (.npy)", size="sm", elem_id="mask-save")
+            save_parts = gr.Button("Save parts (.npy + .json)", size="sm", elem_id="parts-save-file")
+        mask_file = gr.File(label="Mask / parts files (download, or drop a .npy [+ .json] here to load)",
+                            file_types=[".npy", ".json"], file_count="multiple", elem_id="mask-file")
     ctx.shared.update(mask_info=info, part_select=part, parts_shown=shown, mask_threshold=threshold)
 
     # --- settings: stored in the session; the views read them at gesture time
@@ -152,21 +154,30 @@ def build_mask_panel(ctx: AppContext) -> None:
     ctx.changed(shown.input(do_show, shown, None, show_progress="hidden", api_visibility="private"))
 
     # --- files
-    def do_save_mask(request: gr.Request):
+    def do_save_mask(request: gr.Request) -> list[str]:
         session = ctx.session(request)
-        return str(ctx.masking.save_mask(session, session.workspace / "exports" / "mask.npy"))
+        return [str(ctx.masking.save_mask(session, session.workspace / "exports" / "mask.npy"))]
 
     save_mask.click(do_save_mask, None, mask_file, api_name="save_mask")
 
-    def do_load_mask(path: str | None, request: gr.Request) -> int:
+    def do_save_parts(request: gr.Request) -> list[str]:
         session = ctx.session(request)
-        if not path:
-            return session.selected_count()
         try:
-            return ctx.masking.load_mask(session, path)
+            return [str(p) for p in ctx.masking.save_parts(session, session.workspace / "exports" / "parts.npy")]
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
 
-    ctx.changed(mask_file.upload(do_load_mask, mask_file, count, api_name="load_mask"))
+    save_parts.click(do_save_parts, None, mask_file, api_name="save_parts")
+
+    def do_load(paths: list[str] | None, request: gr.Request) -> int:
+        session = ctx.session(request)
+        if not paths:
+            return session.selected_count()
+        try:
+            return ctx.masking.load_files(session, paths)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
+
+    ctx.changed(mask_file.upload(do_load, mask_file, count, api_name="load_mask"))
 
     ctx.shared["parts_update"] = parts_update

@@ -255,3 +255,46 @@ class Masking:
                 raise ValueError(f"{path.name}: {exc}") from exc
             session.set_selection(mask, label=f"load {path.name}")
             return session.selected_count()
+
+    def save_parts(self, session: Session, path: Path) -> tuple[Path, Path]:
+        """All named parts as MASKS.npy ([P, N] float32) + MASKS.json (names), engine.masks.parts' format."""
+        from engine.masks.parts import PartSet
+
+        with session.lock:
+            if not session.parts:
+                raise ValueError("there are no parts to save; save a selection as a part first")
+            names = tuple(session.parts)
+            weights = torch.stack([session.parts[n].float() for n in names])
+        return PartSet(names, weights).save(path)
+
+    def load_files(self, session: Session, paths: list) -> int:
+        """Uploaded mask files: a [N] .npy becomes the selection; a [P, N] .npy (with its .json for names, if
+        uploaded too) becomes named parts. Returns the selected count."""
+        import shutil
+        import tempfile
+
+        from engine.masks.parts import PartSet
+
+        paths = [Path(p) for p in paths or []]
+        arrays = [p for p in paths if p.suffix.lower() == ".npy"]
+        if len(arrays) != 1:
+            raise ValueError(f"upload one .npy mask (and optionally its .json of part names), got {len(arrays)} .npy")
+        npy = arrays[0]
+        try:
+            shape = np.load(npy, mmap_mode="r", allow_pickle=False).shape
+        except (OSError, ValueError) as exc:
+            raise ValueError(f"{npy.name}: not a readable .npy mask ({exc})") from exc
+        if len(shape) == 1:
+            return self.load_mask(session, npy)
+        with tempfile.TemporaryDirectory() as folder:  # the json must sit beside the npy, with the same stem
+            target = Path(folder) / "parts.npy"
+            shutil.copy(npy, target)
+            for meta in (p for p in paths if p.suffix.lower() == ".json"):
+                shutil.copy(meta, target.with_suffix(".json"))
+            with session.lock:
+                parts = PartSet.load(target, num_gaussians=len(session.scene))  # PartsError is a ValueError
+                for name, weights in zip(parts.names, parts.weights):
+                    session.parts[name] = weights.float().clone()
+                session.revision += 1
+                session._changed()
+                return session.selected_count()

@@ -42,7 +42,8 @@ def build_scene_panel(ctx: AppContext) -> None:
         default = gr.Button("Open the default scene", size="sm", elem_id="scene-default")
     info = gr.Markdown(elem_id="scene-info")
     with gr.Accordion("Restore an autosaved session", open=False):
-        saved = gr.Dropdown(choices=[], label="Autosaved sessions (newest first)", elem_id="restore-select")
+        saved = gr.Dropdown(choices=[], label="Autosaved sessions (newest first)", elem_id="restore-select",
+                            allow_custom_value=True)
         with gr.Row():
             refresh = gr.Button("Refresh list", size="sm")
             restore = gr.Button("Restore", size="sm", variant="primary", elem_id="restore-run")

@@ -138,15 +138,22 @@ def test_upload_cap_and_bad_files(app, tmp_path):
 def test_mask_file_round_trip_and_length_check(app, tmp_path):
     client = _client(app)
     n = _select_blob(client)
-    path = client.predict(api_name="/save_mask")
+    [path] = client.predict(api_name="/save_mask")
     weights = np.load(path)
     assert weights.shape == (len(load(app.scene_path)),) and int((weights > 0.5).sum()) == n
     client.predict(api_name="/clear_mask")
-    assert int(client.predict(handle_file(path), api_name="/load_mask")) == n
+    assert int(client.predict([handle_file(path)], api_name="/load_mask")) == n
     wrong = tmp_path / "wrong.npy"
     np.save(wrong, np.ones(7, dtype=np.float32))
     with pytest.raises(AppError, match="7 weights"):
-        client.predict(handle_file(str(wrong)), api_name="/load_mask")
+        client.predict([handle_file(str(wrong))], api_name="/load_mask")
+    # Named parts travel as .npy [P, N] + .json names.
+    client.predict("blob", api_name="/save_part")
+    npy, meta = sorted(client.predict(api_name="/save_parts"), key=lambda p: p.endswith(".json"))
+    assert np.load(npy).shape == (1, len(load(app.scene_path))) and "blob" in open(meta).read()
+    other = _client(app)
+    other.predict([handle_file(npy), handle_file(meta)], api_name="/load_mask")
+    assert int(other.predict("blob", api_name="/select_part")) == n
 
 
 def test_restore_an_autosaved_session_into_a_new_page(app):
@@ -168,7 +175,7 @@ def test_restore_an_autosaved_session_into_a_new_page(app):
     assert torch.equal(restored.sh0, exported.sh0) and torch.equal(restored.means, exported.means)
     # The whole history came back: one undo goes to the state before the edit, with the brushed mask.
     assert "edit (sds): make it red" in second.predict(api_name="/undo")
-    mask = np.load(second.predict(api_name="/save_mask"))
+    mask = np.load(second.predict(api_name="/save_mask")[0])
     assert int((mask > 0.5).sum()) == n
 
 

@@ -29,7 +29,7 @@ def _session_job(url: str, index: int, results: dict) -> None:
     results[index] = {
         "selected": selected,
         "state": re.search(r'data-state="(\w+)"', bars[-1]).group(1),
-        "mask": np.load(client.predict(api_name="/save_mask")),
+        "mask": np.load(client.predict(api_name="/save_mask")[0]),
         "scene": client.predict("ply", api_name="/export"),
         "status": client.predict(api_name="/edit_status"),
     }
