@@ -137,22 +137,42 @@ def tile_rects(means2d, radii, tiles_w, tiles_h):
 
 
 @njit(cache=True, nogil=True)
-def tile_fill(rect, order, offsets, tiles_w, tiles_h):
-    """ids [n_isect] int32: every tile's Gaussians (flat indices c * N + n) in the order given by `order`
-    (flat indices, camera by camera, each camera's sorted front to back), tile t filling offsets[t]...."""
+def argsort_depths(keys):
+    """Stable argsort of float32 depths given as their uint32 bit patterns (order-preserving for the positive
+    depths of visible Gaussians), by a two-pass 16-bit LSD radix sort: O(N), several times faster than
+    numpy's stable sort (timsort) for floats. Ties keep index order, like gsplat's stable radix sort."""
+    n = keys.shape[0]
+    idx = np.arange(n)
+    tmp = np.empty(n, np.int64)
+    for shift in range(0, 32, 16):
+        counts = np.zeros(65537, np.int64)
+        for i in range(n):
+            counts[((np.int64(keys[idx[i]]) >> shift) & 0xFFFF) + 1] += 1
+        for d in range(65536):
+            counts[d + 1] += counts[d]
+        for i in range(n):
+            d = (np.int64(keys[idx[i]]) >> shift) & 0xFFFF
+            tmp[counts[d]] = idx[i]
+            counts[d] += 1
+        idx, tmp = tmp, idx
+    return idx
+
+
+@njit(cache=True, nogil=True)
+def tile_fill(rect, order, cursor, tiles_w, tiles_h, row_lo, row_hi, ids):
+    """Write the tile lists of tile rows [row_lo, row_hi) (of every camera) into ids [n_isect] int32: the
+    Gaussians (flat indices c * N + n) in the order given by `order` (flat indices, each camera's front to
+    back); cursor[t] starts at tile t's offset and is advanced. Threads take disjoint row bands."""
     N = rect.shape[1]
     tiles_per_cam = tiles_w * tiles_h
-    ids = np.empty(offsets[-1], np.int32)
-    cursor = offsets[:-1].copy()
     for i in range(order.shape[0]):
         c = order[i] // N
         n = order[i] % N
-        for y in range(rect[c, n, 1], rect[c, n, 3]):
+        for y in range(max(rect[c, n, 1], row_lo), min(rect[c, n, 3], row_hi)):
             for x in range(rect[c, n, 0], rect[c, n, 2]):
                 t = c * tiles_per_cam + y * tiles_w + x
                 ids[cursor[t]] = order[i]
                 cursor[t] += 1
-    return ids
 
 
 # ------------------------------------------------------------------------------------------------ raster

@@ -426,7 +426,8 @@ def sh_colors_fwd(lo, hi, degree, sh0, shN, means, campos, radii, out):
 @njit(cache=True, nogil=True)
 def sh_colors_bwd(lo, hi, degree, sh0, shN, means, campos, radii, v_colors, g_sh0, g_shN, g_means):
     """Gradients of sh_colors_fwd for Gaussians lo..hi-1 w.r.t. sh0, shN and means (through the view
-    direction), written into zero-initialized g_sh0, g_shN, g_means."""
+    direction), written into g_sh0, g_shN, g_means (uninitialized: every row lo..hi-1 is written here, so
+    the zeroing of these large arrays happens on the worker threads)."""
     C = campos.shape[0]
     nb = (degree + 1) ** 2
     basis = np.empty(16)
@@ -434,6 +435,9 @@ def sh_colors_bwd(lo, hi, degree, sh0, shN, means, campos, radii, v_colors, g_sh
     gby = np.empty(16)
     gbz = np.empty(16)
     for n in range(lo, hi):
+        g_sh0[n] = 0.0
+        g_shN[n] = 0.0
+        g_means[n] = 0.0
         for c in range(C):
             if radii[c, n, 0] <= 0 and radii[c, n, 1] <= 0:
                 continue

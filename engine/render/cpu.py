@@ -122,7 +122,7 @@ class _SHColors(torch.autograd.Function):
         sh0, shN = ctx.args[1], ctx.args[2]
         C, N = ctx.args[5].shape[:2]
         v = _grad_or_zeros(v_colors, (C, N, 3), sh0.dtype)
-        grads = (np.zeros_like(sh0), np.zeros_like(shN), np.zeros((N, 3), sh0.dtype))
+        grads = (np.empty_like(sh0), np.empty_like(shN), np.empty((N, 3), sh0.dtype))  # filled by the kernel
         _parallel(PK.sh_colors_bwd, [(lo, hi, *ctx.args, v, *grads) for lo, hi in _ranges(N)])
         g_sh0, g_shN, g_means = (torch.from_numpy(g) for g in grads)
         return g_sh0, g_shN, g_means.to(ctx.means_dtype), None, None, None
@@ -150,11 +150,16 @@ class Tiles:
         depths32 = _np(depths, np.float32)
         visible = (radii_np > 0).all(axis=-1)
         N = depths32.shape[1]
-        order = np.concatenate(
-            [c * N + idx[np.argsort(depths32[c, idx], kind="stable")] for c, idx in
-             ((c, np.flatnonzero(visible[c])) for c in range(len(depths32)))] or [np.zeros(0, np.int64)]
-        )
-        self.ids = K.tile_fill(rect, order.astype(np.int64), self.offsets, self.tiles_w, self.tiles_h)
+        orders = []
+        for c in range(len(depths32)):
+            idx = np.flatnonzero(visible[c])
+            orders.append(c * N + idx[K.argsort_depths(depths32[c, idx].view(np.uint32))])
+        order = np.concatenate(orders) if orders else np.zeros(0, np.int64)
+        self.ids = np.empty(int(self.offsets[-1]), np.int32)
+        cursor = self.offsets[:-1].copy()
+        _parallel(K.tile_fill, [
+            (rect, order, cursor, self.tiles_w, self.tiles_h, lo, hi, self.ids) for lo, hi in _ranges(self.tiles_h)
+        ])
         n_tiles = len(self.offsets) - 1
         # Interleaved tile sets per task: neighbouring tiles cost about the same, so this balances threads.
         n_tasks = min(n_tiles, 2 * NUM_THREADS)

@@ -50,7 +50,7 @@ def rasterize_dense(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Returns (features [C,H,W,D], alpha [C,H,W,1], accumulated depth [C,H,W,1]) before background."""
     C, N = proj.depths.shape
-    order = torch.argsort(proj.depths.detach(), dim=1)  # front to back
+    order = torch.argsort(proj.depths.detach(), dim=1, stable=True)  # front to back, ties by index (gsplat)
     gather = lambda t: torch.gather(t, 1, order.view(C, N, *([1] * (t.dim() - 2))).expand_as(t))
     means2d, conics, opac = gather(proj.means2d), gather(proj.conics), gather(proj.opacities)
     cols, depths = gather(colors), gather(proj.depths)

@@ -162,3 +162,22 @@ def test_camera_gradients_use_the_torch_projection():
     out.rgb.sum().backward()
     assert viewmats.grad is not None and viewmats.grad.abs().sum() > 0
     torch.testing.assert_close(out.rgb, render(scene, cams, backend="torch").rgb)
+
+
+def test_depth_sort_is_stable_like_gsplat():
+    from engine.render import _cpu_kernels as K
+
+    rng = torch.Generator().manual_seed(0)
+    depths = torch.randint(1, 50, (5000,), generator=rng).float() * 0.37  # many ties
+    depths[:100] = torch.rand(100, generator=rng) * 1e4
+    keys = depths.numpy().view("uint32")
+    expected = torch.argsort(depths, stable=True).numpy()
+    assert (K.argsort_depths(keys) == expected).all()
+
+
+def test_equal_depths_composite_in_index_order():
+    cam = axis_camera(9, 9, 30.0, cx=4.5, cy=4.5)
+    scene = gaussians([[0, 0, 3.0], [0, 0, 3.0]], [[0.2] * 3] * 2, [0.5, 0.5], [[1, 0, 0], [0, 0, 1]])
+    for backend in ("torch", "reference"):
+        centre = render(scene, cam, backend=backend).rgb[0, 4, 4]
+        torch.testing.assert_close(centre, torch.tensor([0.5, 0.0, 0.25], dtype=torch.float64))
