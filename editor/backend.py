@@ -198,3 +198,24 @@ def turntable(scene: GaussianScene, path: Path | str, *, frames: int = 48, size:
         for i in range(frames):
             writer.append_data(render_view(scene, cams[i]))
     return path
+
+
+# Web splat viewers (Gradio's Model3D uses gsplat.js) expect the 3DGS capture convention, -y up; our scenes are
+# +z up. A +90 degree turn about x maps +z to -y (and +y to +z).
+_Z_UP_TO_Y_DOWN = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+_Z_UP_TO_Y_DOWN_QUAT = torch.tensor([0.5**0.5, 0.5**0.5, 0.0, 0.0])  # (w, x, y, z) of the same turn
+
+
+def for_web_viewer(scene: GaussianScene) -> GaussianScene:
+    """A copy of `scene` turned from +z up to the -y-up convention of web splat viewers (display only).
+    View-dependent colour is dropped (degree 0): rotating SH bands is not worth it for a preview."""
+    scene = scene.detach().to("cpu", torch.float32).with_sh_degree(0)
+    w1, x1, y1, z1 = _Z_UP_TO_Y_DOWN_QUAT
+    w2, x2, y2, z2 = scene.quats.unbind(-1)
+    quats = torch.stack([  # Hamilton product r * q: rotate each Gaussian's frame by r
+        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
+        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
+        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
+        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
+    ], dim=-1)
+    return scene.replace(means=scene.means @ _Z_UP_TO_Y_DOWN.T, quats=quats)

@@ -32,7 +32,8 @@ def gpu_wrap(fn: Callable, duration: int = GPU_DURATION_S) -> Callable:
 
 
 def build_model3d_tab(ctx: AppContext) -> None:
-    """A tab with gr.Model3D showing the session's current scene (written as a 3DGS .ply on demand)."""
+    """A tab with gr.Model3D showing the session's current scene (written as a 3DGS .ply on demand, turned to
+    the web viewers' -y-up convention; the History tab exports the scene as it is)."""
     with gr.Tab("3D model", id="tab-model3d"):
         model3d = gr.Model3D(label="Current scene (splat .ply)", elem_id="model3d", height=480,
                              clear_color=(1.0, 1.0, 1.0, 1.0))
@@ -43,6 +44,6 @@ def build_model3d_tab(ctx: AppContext) -> None:
         with session.lock:
             scene = session.scene
         path = session.workspace / "model3d" / f"scene-{time.strftime('%H%M%S')}-{session.revision}.ply"
-        return str(backend.save_scene(scene, path))
+        return str(backend.save_scene(backend.for_web_viewer(scene), path))
 
     refresh.click(show, None, model3d, api_name="model3d")

@@ -42,3 +42,20 @@ def test_space_front_matter_is_valid_yaml():
     assert text.startswith("---\n")
     meta = yaml.safe_load(text.split("---")[1])
     assert meta["sdk"] == "gradio" and meta["app_file"] == "app.py"
+
+
+def test_model3d_copy_is_turned_to_y_down_without_changing_shapes():
+    import torch
+
+    from editor.backend import _Z_UP_TO_Y_DOWN, for_web_viewer
+    from engine.render.projection import covariances_3d
+    from engine.scene import random_scene
+
+    scene = random_scene(50, seed=1, sh_degree=1)
+    turned = for_web_viewer(scene)
+    R = _Z_UP_TO_Y_DOWN
+    assert torch.allclose(turned.means, scene.means @ R.T)
+    assert torch.allclose(covariances_3d(turned.quats, turned.scales), R @ covariances_3d(scene.quats, scene.scales) @ R.T,
+                          atol=1e-5)
+    assert torch.equal(turned.sh0, scene.sh0) and turned.sh_degree == 0
+    assert torch.allclose(R @ torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0.0, -1.0, 0.0]))  # up becomes -y
