@@ -20,7 +20,8 @@ are short (a few pixels), so the exact-span scalar loop wins.
 
 Kernels are generic in the float type (float32 for speed, float64 for gradcheck, where fexp is math.exp):
 constants come in the `consts` array and pixel centres in `pxs`/`pys`, so no arithmetic is silently
-promoted to float64. Kernels are serial and release the GIL (nogil=True); the caller runs them on a few
+promoted to float64; where float64 is wanted (ellipse spans) values are converted with np.float64()
+(numba's float() keeps a float32 a float32). Kernels are serial and release the GIL (nogil=True); the caller runs them on a few
 Python threads over interleaved tile sets. This compiles ~3x faster than numba's parallel=True (parfors),
 which matters because a fresh checkout (CI) pays the compile once; compiled code is then cached on disk.
 """
@@ -187,10 +188,10 @@ def span_params(conics, opac, thr, spans):
 
     In a row at dy = mean_y - pixel_y, sigma(dx) <= s  <=>  (a dx + b dy)^2 <= 2 a s - det dy^2."""
     for g in range(conics.shape[0]):
-        a = float(conics[g, 0])
-        b = float(conics[g, 1])
-        c = float(conics[g, 2])
-        o = float(opac[g])
+        a = np.float64(conics[g, 0])
+        b = np.float64(conics[g, 1])
+        c = np.float64(conics[g, 2])
+        o = np.float64(opac[g])
         det = a * c - b * b
         spans[g, S_TWO_AS] = -1.0
         if o < thr or a <= 0.0 or det <= 0.0:
@@ -291,12 +292,12 @@ def rasterize_fwd(
             o = opac[g]
             fg = feats[g]
             sp = spans[g]
-            r0, r1 = _rows(float(my), sp, y0, y1)
+            r0, r1 = _rows(np.float64(my), sp, y0, y1)
             for li in range(np.uintp(r0 - y0), np.uintp(r1 - y0)):
                 if row_left[li] == 0:
                     continue
                 dy = my - pys[y0 + li]
-                c0, c1 = _cols(float(mx), float(dy), float(b), sp, x0, x1)
+                c0, c1 = _cols(np.float64(mx), np.float64(dy), np.float64(b), sp, x0, x1)
                 for lj in range(np.uintp(c0 - x0), np.uintp(c1 - x0)):
                     if done[li, lj]:
                         continue
@@ -389,12 +390,12 @@ def rasterize_bwd(
             vo = zero
             vf[:] = zero
             touched = False
-            r0, r1 = _rows(float(my), sp, y0, y1)
+            r0, r1 = _rows(np.float64(my), sp, y0, y1)
             for li in range(np.uintp(r0 - y0), np.uintp(r1 - y0)):
                 if k > row_last[li]:
                     continue
                 dy = my - pys[y0 + li]
-                c0, c1 = _cols(float(mx), float(dy), float(b), sp, x0, x1)
+                c0, c1 = _cols(np.float64(mx), np.float64(dy), np.float64(b), sp, x0, x1)
                 for lj in range(np.uintp(c0 - x0), np.uintp(c1 - x0)):
                     if k > lst[li, lj]:
                         continue

@@ -19,7 +19,7 @@ import numpy as np
 from numba import njit
 
 # Indices into the `consts` array of the projection kernels.
-P_EPS2D, P_NEAR, P_FAR, P_ALPHA_THR, P_MAX_EXTEND = range(5)
+P_EPS2D, P_NEAR, P_FAR, P_ALPHA_THR, P_MAX_EXTEND, P_RADIUS_MAX = range(6)
 
 SH_C0 = 0.28209479177387814
 SH_C1 = 0.4886025119029199
@@ -105,14 +105,14 @@ def _mm22(a, b):
 @njit(cache=True)
 def _covariance(quat, log_scale):
     """(R, s, Sigma, |q|): rotation (9-tuple), scales (3-tuple), Sigma = R S S^T R^T (9-tuple)."""
-    qw = float(quat[0])
-    qx = float(quat[1])
-    qy = float(quat[2])
-    qz = float(quat[3])
+    qw = np.float64(quat[0])
+    qx = np.float64(quat[1])
+    qy = np.float64(quat[2])
+    qz = np.float64(quat[3])
     qn = math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz)
     inv = 1.0 / max(qn, 1e-12)  # torch.nn.functional.normalize's eps
     R = _rotmat(qw * inv, qx * inv, qy * inv, qz * inv)
-    s = (math.exp(float(log_scale[0])), math.exp(float(log_scale[1])), math.exp(float(log_scale[2])))
+    s = (math.exp(np.float64(log_scale[0])), math.exp(np.float64(log_scale[1])), math.exp(np.float64(log_scale[2])))
     M = (R[0] * s[0], R[1] * s[1], R[2] * s[2], R[3] * s[0], R[4] * s[1], R[5] * s[2],
          R[6] * s[0], R[7] * s[1], R[8] * s[2])
     return R, s, _mm33(M, _t33(M)), qn
@@ -122,12 +122,12 @@ def _covariance(quat, log_scale):
 def _camera(viewmat, K):
     """(Rv 9-tuple, tv 3-tuple, fx, fy, cx, cy) in float64."""
     Rv = (
-        float(viewmat[0, 0]), float(viewmat[0, 1]), float(viewmat[0, 2]),
-        float(viewmat[1, 0]), float(viewmat[1, 1]), float(viewmat[1, 2]),
-        float(viewmat[2, 0]), float(viewmat[2, 1]), float(viewmat[2, 2]),
+        np.float64(viewmat[0, 0]), np.float64(viewmat[0, 1]), np.float64(viewmat[0, 2]),
+        np.float64(viewmat[1, 0]), np.float64(viewmat[1, 1]), np.float64(viewmat[1, 2]),
+        np.float64(viewmat[2, 0]), np.float64(viewmat[2, 1]), np.float64(viewmat[2, 2]),
     )
-    tv = (float(viewmat[0, 3]), float(viewmat[1, 3]), float(viewmat[2, 3]))
-    return Rv, tv, float(K[0, 0]), float(K[1, 1]), float(K[0, 2]), float(K[1, 2])
+    tv = (np.float64(viewmat[0, 3]), np.float64(viewmat[1, 3]), np.float64(viewmat[2, 3]))
+    return Rv, tv, np.float64(K[0, 0]), np.float64(K[1, 1]), np.float64(K[0, 2]), np.float64(K[1, 2])
 
 
 @njit(cache=True)
@@ -164,16 +164,17 @@ def project_fwd(lo, hi, means, quats, log_scales, opacity_logits, viewmats, Ks, 
     [C,4,4], Ks [C,3,3] -> writes means2d [C,N,2], conics [C,N,3], depths [C,N], radii [C,N,2] int32,
     opac [N] (zero-initialized by the caller). Culled Gaussians keep radii 0."""
     C = viewmats.shape[0]
-    eps2d = float(consts[P_EPS2D])
-    near = float(consts[P_NEAR])
-    far = float(consts[P_FAR])
-    thr = float(consts[P_ALPHA_THR])
-    max_extend = float(consts[P_MAX_EXTEND])
+    eps2d = np.float64(consts[P_EPS2D])
+    near = np.float64(consts[P_NEAR])
+    far = np.float64(consts[P_FAR])
+    thr = np.float64(consts[P_ALPHA_THR])
+    max_extend = np.float64(consts[P_MAX_EXTEND])
+    radius_max = np.float64(consts[P_RADIUS_MAX])
     for n in range(lo, hi):
-        o = 1.0 / (1.0 + math.exp(-float(opacity_logits[n])))
+        o = 1.0 / (1.0 + math.exp(-np.float64(opacity_logits[n])))
         opac[n] = o
         R, s, Sigma, qn = _covariance(quats[n], log_scales[n])
-        m = (float(means[n, 0]), float(means[n, 1]), float(means[n, 2]))
+        m = (np.float64(means[n, 0]), np.float64(means[n, 1]), np.float64(means[n, 2]))
         for c in range(C):
             Rv, tv, fx, fy, cx, cy = _camera(viewmats[c], Ks[c])
             t = _to_camera(Rv, tv, m)
@@ -199,8 +200,8 @@ def project_fwd(lo, hi, means, quats, log_scales, opacity_logits, viewmats, Ks, 
             if o < thr:
                 continue
             extend = min(max_extend, math.sqrt(2.0 * math.log(o / thr)))
-            rx = math.ceil(extend * math.sqrt(A))
-            ry = math.ceil(extend * math.sqrt(Cc))
+            rx = min(math.ceil(extend * math.sqrt(A)), radius_max)
+            ry = min(math.ceil(extend * math.sqrt(Cc)), radius_max)
             if rx <= 0.0 and ry <= 0.0:
                 continue
             if u + rx <= 0.0 or u - rx >= width or v + ry <= 0.0 or v - ry >= height:
@@ -217,9 +218,9 @@ def project_bwd(lo, hi, means, quats, log_scales, opacity_logits, viewmats, Ks, 
     v_depths [C,N] and v_opac [N]. Culled (Gaussian, camera) pairs get no geometric gradient, as in the
     torch version where they touch no pixel."""
     C = viewmats.shape[0]
-    eps2d = float(consts[P_EPS2D])
+    eps2d = np.float64(consts[P_EPS2D])
     for n in range(lo, hi):
-        o = 1.0 / (1.0 + math.exp(-float(opacity_logits[n])))
+        o = 1.0 / (1.0 + math.exp(-np.float64(opacity_logits[n])))
         g_logits[n] = v_opac[n] * o * (1.0 - o)
         visible = False
         for c in range(C):
@@ -228,7 +229,7 @@ def project_bwd(lo, hi, means, quats, log_scales, opacity_logits, viewmats, Ks, 
         if not visible:
             continue
         R, s, Sigma, qn = _covariance(quats[n], log_scales[n])
-        m = (float(means[n, 0]), float(means[n, 1]), float(means[n, 2]))
+        m = (np.float64(means[n, 0]), np.float64(means[n, 1]), np.float64(means[n, 2]))
         vS = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)  # d/d Sigma
         vmx = 0.0
         vmy = 0.0
@@ -247,20 +248,20 @@ def project_bwd(lo, hi, means, quats, log_scales, opacity_logits, viewmats, Ks, 
             Cc = cov2d[3] + eps2d
             det = A * Cc - B * B
             Q = (Cc / det, -B / det, -B / det, A / det)  # conic matrix
-            vb = 0.5 * float(v_conics[c, n, 1])
-            Vq = (float(v_conics[c, n, 0]), vb, vb, float(v_conics[c, n, 2]))
+            vb = 0.5 * np.float64(v_conics[c, n, 1])
+            Vq = (np.float64(v_conics[c, n, 0]), vb, vb, np.float64(v_conics[c, n, 2]))
             V2 = _mm22(_mm22(Q, Vq), Q)  # d/d cov2d = -Q Vq Q (negated below), symmetric split
             V2 = (-V2[0], -V2[1], -V2[2], -V2[3])
             vSc = _t23_23(J, _m22_23(V2, J))  # J^T V2 J
             vJ = _m23_33(_m22_23(V2, J), Sc)  # times 2 below (V2 and Sc symmetric)
             vJ = (2.0 * vJ[0], 2.0 * vJ[1], 2.0 * vJ[2], 2.0 * vJ[3], 2.0 * vJ[4], 2.0 * vJ[5])
-            vu = float(v_means2d[c, n, 0])
-            vv = float(v_means2d[c, n, 1])
+            vu = np.float64(v_means2d[c, n, 0])
+            vv = np.float64(v_means2d[c, n, 1])
             z2 = z * z
             z3 = z2 * z
             vtx = fx / z * vu
             vty = fy / z * vv
-            vtz = -(fx * x * vu + fy * y * vv) / z2 + float(v_depths[c, n])
+            vtz = -(fx * x * vu + fy * y * vv) / z2 + np.float64(v_depths[c, n])
             vtz += -fx / z2 * vJ[0] - fy / z2 * vJ[4]
             vtz += 2.0 * fx * tx / z3 * vJ[2] + 2.0 * fy * ty / z3 * vJ[5]
             if clamp_x:
@@ -293,10 +294,10 @@ def project_bwd(lo, hi, means, quats, log_scales, opacity_logits, viewmats, Ks, 
         vR = (vM[0] * s[0], vM[1] * s[1], vM[2] * s[2], vM[3] * s[0], vM[4] * s[1], vM[5] * s[2],
               vM[6] * s[0], vM[7] * s[1], vM[8] * s[2])
         inv = 1.0 / max(qn, 1e-12)
-        w = float(quats[n, 0]) * inv
-        x = float(quats[n, 1]) * inv
-        y = float(quats[n, 2]) * inv
-        z = float(quats[n, 3]) * inv
+        w = np.float64(quats[n, 0]) * inv
+        x = np.float64(quats[n, 1]) * inv
+        y = np.float64(quats[n, 2]) * inv
+        z = np.float64(quats[n, 3]) * inv
         gw = 2.0 * (-z * vR[1] + y * vR[2] + z * vR[3] - x * vR[5] - y * vR[6] + x * vR[7])
         gx = 2.0 * (
             y * vR[1] + z * vR[2] + y * vR[3] - 2.0 * x * vR[4] - w * vR[5] + z * vR[6] + w * vR[7]
@@ -411,9 +412,9 @@ def sh_colors_fwd(lo, hi, degree, sh0, shN, means, campos, radii, out):
         for c in range(C):
             if radii[c, n, 0] <= 0 and radii[c, n, 1] <= 0:
                 continue
-            dx = float(means[n, 0]) - campos[c, 0]
-            dy = float(means[n, 1]) - campos[c, 1]
-            dz = float(means[n, 2]) - campos[c, 2]
+            dx = np.float64(means[n, 0]) - campos[c, 0]
+            dy = np.float64(means[n, 1]) - campos[c, 1]
+            dz = np.float64(means[n, 2]) - campos[c, 2]
             inv = 1.0 / max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
             _sh_basis(degree, dx * inv, dy * inv, dz * inv, basis)
             for ch in range(3):
@@ -441,9 +442,9 @@ def sh_colors_bwd(lo, hi, degree, sh0, shN, means, campos, radii, v_colors, g_sh
         for c in range(C):
             if radii[c, n, 0] <= 0 and radii[c, n, 1] <= 0:
                 continue
-            dx = float(means[n, 0]) - campos[c, 0]
-            dy = float(means[n, 1]) - campos[c, 1]
-            dz = float(means[n, 2]) - campos[c, 2]
+            dx = np.float64(means[n, 0]) - campos[c, 0]
+            dy = np.float64(means[n, 1]) - campos[c, 1]
+            dz = np.float64(means[n, 2]) - campos[c, 2]
             norm = max(math.sqrt(dx * dx + dy * dy + dz * dz), 1e-12)
             x = dx / norm
             y = dy / norm
@@ -454,7 +455,7 @@ def sh_colors_bwd(lo, hi, degree, sh0, shN, means, campos, radii, v_colors, g_sh
             vy = 0.0
             vz = 0.0
             for ch in range(3):
-                vc = float(v_colors[c, n, ch])
+                vc = np.float64(v_colors[c, n, ch])
                 v = 0.5 + basis[0] * sh0[n, 0, ch]
                 for k in range(1, nb):
                     v += basis[k] * shN[n, k - 1, ch]

@@ -26,7 +26,7 @@ from ..camera import Cameras
 from ..scene import GaussianScene
 from . import _cpu_kernels as K
 from . import _project_kernels as PK
-from .projection import ALPHA_THRESHOLD, EPS2D, FAR_PLANE, MAX_EXTEND, NEAR_PLANE, Projected, project
+from .projection import ALPHA_THRESHOLD, EPS2D, FAR_PLANE, MAX_EXTEND, NEAR_PLANE, RADIUS_MAX, Projected, project
 from .reference import MAX_ALPHA, T_EPS, TILE_SIZE
 from .types import RenderOutput
 
@@ -47,8 +47,9 @@ def _parallel(fn, tasks: list[tuple]) -> None:
         future.result()
 
 
-def _ranges(n: int, parts: int = NUM_THREADS) -> list[tuple[int, int]]:
-    """Split [0, n) into `parts` contiguous ranges."""
+def _ranges(n: int, parts: int | None = None) -> list[tuple[int, int]]:
+    """Split [0, n) into `parts` (default: one per thread) contiguous ranges."""
+    parts = NUM_THREADS if parts is None else parts
     bounds = np.linspace(0, n, max(1, min(parts, n)) + 1).astype(np.int64)
     return [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
@@ -67,9 +68,9 @@ class _Project(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, means, quats, scales, opacities, viewmats: np.ndarray, Ks: np.ndarray, width: int, height: int):
-        consts = np.zeros(5)
+        consts = np.zeros(6)
         consts[PK.P_EPS2D], consts[PK.P_NEAR], consts[PK.P_FAR] = EPS2D, NEAR_PLANE, FAR_PLANE
-        consts[PK.P_ALPHA_THR], consts[PK.P_MAX_EXTEND] = ALPHA_THRESHOLD, MAX_EXTEND
+        consts[PK.P_ALPHA_THR], consts[PK.P_MAX_EXTEND], consts[PK.P_RADIUS_MAX] = ALPHA_THRESHOLD, MAX_EXTEND, RADIUS_MAX
         f64 = np.float64
         args = (_np(means, f64), _np(quats, f64), _np(scales, f64), _np(opacities, f64), viewmats, Ks,
                 int(width), int(height), consts)
@@ -214,7 +215,7 @@ class _Rasterize(torch.autograd.Function):
         _parallel(K.rasterize_bwd, [
             (t, *ctx.args, ctx.T_final, ctx.last, v_out, v_alpha, grads[i]) for i, t in enumerate(tiles.task_tiles)
         ])
-        g = torch.from_numpy(grads.sum(axis=0)).reshape(C, N, -1)
+        g = torch.from_numpy(grads.sum(axis=0)).reshape(C, N, K.G_FEAT + F)
         return g[..., K.G_MX : K.G_MY + 1], g[..., K.G_A : K.G_C + 1], g[..., K.G_O], g[..., K.G_FEAT :], None
 
 

@@ -6,7 +6,7 @@
 - cov2d = J R Σ Rᵀ Jᵀ + eps2d·I (eps2d = 0.3, the low-pass filter);
 - conic = cov2d⁻¹; culled when det(cov2d) <= 0;
 - opacity-aware radius: extend = min(3.33, sqrt(2 ln(opacity / (1/255)))), radius_x = ceil(extend·sqrt(cov_xx)),
-  radius_y likewise; culled when opacity < 1/255, when both radii <= radius_clip (0), or when the box lies
+  radius_y likewise (capped at 2^30 so the int32 conversion cannot overflow); culled when opacity < 1/255, when both radii <= radius_clip (0), or when the box lies
   entirely outside the image.
 """
 
@@ -24,6 +24,8 @@ NEAR_PLANE = 0.01
 FAR_PLANE = 1e10
 ALPHA_THRESHOLD = 1.0 / 255.0
 MAX_EXTEND = 3.33
+# Radii are capped before the int32 conversion (gsplat's float->int conversion saturates on the GPU).
+RADIUS_MAX = float(2**30)
 
 
 @dataclass
@@ -98,8 +100,8 @@ def project(
     with torch.no_grad():
         valid = valid & (opac >= ALPHA_THRESHOLD)
         extend = torch.clamp(torch.sqrt(2.0 * torch.log(torch.clamp_min(opac / ALPHA_THRESHOLD, 1.0))), max=MAX_EXTEND)
-        rx = torch.ceil(extend * torch.sqrt(torch.clamp_min(a, 0.0)))
-        ry = torch.ceil(extend * torch.sqrt(torch.clamp_min(c, 0.0)))
+        rx = torch.clamp(torch.ceil(extend * torch.sqrt(torch.clamp_min(a, 0.0))), max=RADIUS_MAX)
+        ry = torch.clamp(torch.ceil(extend * torch.sqrt(torch.clamp_min(c, 0.0))), max=RADIUS_MAX)
         valid = valid & ((rx > 0) | (ry > 0))
         mx, my = means2d[..., 0], means2d[..., 1]
         inside = (mx + rx > 0) & (mx - rx < width) & (my + ry > 0) & (my - ry < height)

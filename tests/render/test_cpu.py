@@ -181,3 +181,18 @@ def test_equal_depths_composite_in_index_order():
     for backend in ("torch", "reference"):
         centre = render(scene, cam, backend=backend).rgb[0, 4, 4]
         torch.testing.assert_close(centre, torch.tensor([0.5, 0.0, 0.25], dtype=torch.float64))
+
+
+def test_needle_gaussians_in_float32():
+    # Very elongated footprints: the ellipse spans must be computed in float64 (float32 det cancels).
+    angles = torch.linspace(0.1, 3.0, 12, dtype=torch.float64)
+    means = torch.stack([0.3 * torch.cos(angles * 2), 0.2 * torch.sin(angles * 3), 3.0 + angles / 3], dim=-1)
+    stds = torch.tensor([[0.8, 0.0015, 0.002]], dtype=torch.float64).expand(12, 3)
+    scene = gaussians(means, stds, torch.full((12,), 0.9), torch.rand(12, 3, generator=torch.Generator().manual_seed(0)),
+                      angles_z=angles)
+    cam = axis_camera(80, 60, 60.0)
+    ref = render(scene, cam, backend="reference")
+    fast = render(scene.to(dtype=torch.float32), cam.to(dtype=torch.float32), backend="torch")
+    assert (ref.alpha > 0).sum() > 300
+    torch.testing.assert_close(fast.alpha.double(), ref.alpha, atol=2e-4, rtol=0)
+    torch.testing.assert_close(fast.rgb.double(), ref.rgb, atol=2e-4, rtol=0)
