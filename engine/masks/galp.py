@@ -38,6 +38,7 @@ from ..render.sh import sh_basis
 from ..scene import GaussianScene
 from .contrib import ViewWeights, compositing_weights
 from .lift_vote import VISIBILITY_EPS
+from .ops import knn_graph
 from .views_io import MaskViews, as_view_list
 
 
@@ -138,7 +139,7 @@ def galp(
 
     dc = torch.full((N, P), 0.5, requires_grad=True)
     sh1 = torch.zeros(N, 3, P, requires_grad=True)
-    neighbours = _knn(means, cfg.knn)
+    neighbours = knn_graph(means, cfg.knn)
     uncertain = torch.zeros(0, dtype=torch.long)
     uncertainty = torch.where(seen, torch.zeros(N), torch.ones(N))
     losses = []
@@ -161,7 +162,7 @@ def galp(
             # mostly background, and fitting them would pull rim Gaussians out of their part.
             render_loss = render_loss + (omega[b.row_view] * b.loss_rows[:, None] * rho).sum()
         loss = render_loss + cfg.sh_decay * (part_vis[:, None, :] * sh1 * sh1).sum()
-        if len(uncertain):
+        if len(uncertain) and neighbours.shape[1]:
             pull = dc.detach()[neighbours[uncertain]].mean(dim=1)  # [U, P]
             gap = dc[uncertain] - pull
             nc = torch.sqrt(gap * gap + cfg.smooth_l1**2)
@@ -184,7 +185,7 @@ def galp(
 @torch.no_grad()
 def _view_agreement(batch: _Batch, dc: Tensor, num_views: int) -> Tensor:
     """[C, P] trust in each view's mask of each part: 1 when its IoU with the rendered consensus label
-    (view-independent part only) is near the median over views, falling to ~0 when it is 0.3 lower."""
+    (view-independent part only) is near the part's median over views, ~0.02 when it is 0.3 lower."""
     rendered = batch.weights.render_pairs(dc[batch.gauss]) / batch.alpha.clamp_min(1e-6)[:, None]
     counted = batch.loss_rows[:, None] > 0
     pred = (rendered > 0.5) & counted
@@ -192,9 +193,16 @@ def _view_agreement(batch: _Batch, dc: Tensor, num_views: int) -> Tensor:
     P = dc.shape[1]
     inter = torch.zeros(num_views, P).index_add_(0, batch.row_view, (pred & mask).float())
     union = torch.zeros(num_views, P).index_add_(0, batch.row_view, (pred | mask).float())
-    iou = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
-    gap = (iou.median(dim=0, keepdim=True).values - iou).clamp_min(0)
-    return torch.exp(-((gap / 0.15) ** 2)).clamp_min(0.01)
+    iou = inter / union.clamp_min(1)
+    # The typical agreement of a part is the median over the views where the part shows up at all (in the
+    # mask or in the rendered consensus); a view where both are empty has nothing to judge and keeps trust 1.
+    shows = union > 0
+    typical = torch.stack([
+        iou[shows[:, p], p].median() if shows[:, p].any() else iou.new_tensor(1.0) for p in range(P)
+    ])
+    gap = (typical[None] - iou).clamp_min(0)
+    trust = torch.exp(-((gap / 0.15) ** 2)).clamp_min(0.01)
+    return torch.where(shows, trust, torch.ones_like(trust))
 
 
 def _evidence(batches: list[_Batch], trust: list[Tensor], N: int) -> tuple[Tensor, Tensor]:
@@ -211,19 +219,6 @@ def _evidence(batches: list[_Batch], trust: list[Tensor], N: int) -> tuple[Tenso
     mean = m1 / w_sum.clamp_min(1e-12)
     variance = (m2 / w_sum.clamp_min(1e-12) - mean * mean).clamp_min(0).sum(-1)
     return variance, w_sum
-
-
-def _knn(means: Tensor, k: int) -> Tensor:
-    """[N, k] indices of each point's k nearest other points."""
-    from scipy.spatial import cKDTree
-
-    n = len(means)
-    k = max(1, min(k, n - 1))
-    if n <= 1:
-        return torch.zeros(n, 1, dtype=torch.long)
-    pts = means.numpy().astype(np.float64)
-    _, idx = cKDTree(pts).query(pts, k=k + 1)
-    return torch.from_numpy(np.asarray(idx)[:, 1:].astype(np.int64))
 
 
 @torch.no_grad()
