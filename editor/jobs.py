@@ -246,10 +246,10 @@ class JobRunner:
             session.job = JobStatus(state="queued", total=config.steps, message="waiting for the engine",
                                     before=backend.render_view(scene, view.cameras(256, 256)))
             session.job_view = view
-            future = self.worker.start_edit(session.id, config)
-            session.job.job_id = str(future.command_id)
-            with self._lock:
+            with self._lock:  # registered before the worker's first event can be matched against it
+                future = self.worker.start_edit(session.id, config)
                 self._job_ids[future.command_id] = session.id
+            session.job.job_id = str(future.command_id)
         with self._lock:
             state = self._model_state.get(config.model, {}).get("state")
         if state != "loaded":
