@@ -187,7 +187,7 @@ def test_needle_gaussians_in_float32():
     # Very elongated footprints: the ellipse spans must be computed in float64 (float32 det cancels).
     angles = torch.linspace(0.1, 3.0, 12, dtype=torch.float64)
     means = torch.stack([0.3 * torch.cos(angles * 2), 0.2 * torch.sin(angles * 3), 3.0 + angles / 3], dim=-1)
-    stds = torch.tensor([[0.8, 0.0015, 0.002]], dtype=torch.float64).expand(12, 3)
+    stds = torch.tensor([[0.8, 0.0015, 0.002]] * 9 + [[40.0, 0.001, 0.001]] * 3, dtype=torch.float64)
     scene = gaussians(means, stds, torch.full((12,), 0.9), torch.rand(12, 3, generator=torch.Generator().manual_seed(0)),
                       angles_z=angles)
     cam = axis_camera(80, 60, 60.0)
