@@ -16,6 +16,7 @@ The kernels are serial and release the GIL; `_parallel` runs them on a small thr
 from __future__ import annotations
 
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -30,19 +31,23 @@ from .projection import ALPHA_THRESHOLD, EPS2D, FAR_PLANE, MAX_EXTEND, NEAR_PLAN
 from .reference import MAX_ALPHA, T_EPS, TILE_SIZE
 from .types import RenderOutput
 
+# Worker threads for the kernels (environment variable ENGINE_RENDER_THREADS, default: all cores).
 NUM_THREADS = max(1, min(int(os.environ.get("ENGINE_RENDER_THREADS", os.cpu_count() or 1)), 64))
 _POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 
 
 def _parallel(fn, tasks: list[tuple]) -> None:
-    """Run fn(*task) for every task on the pool (fn must release the GIL to gain anything)."""
+    """Run fn(*task) for every task on the shared pool (fn must release the GIL to gain anything).
+    Safe to call from several threads at once (e.g. an optimization thread and a viewer)."""
     global _POOL
     if NUM_THREADS == 1 or len(tasks) == 1:
         for task in tasks:
             fn(*task)
         return
-    if _POOL is None:
-        _POOL = ThreadPoolExecutor(NUM_THREADS, thread_name_prefix="render")
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(NUM_THREADS, thread_name_prefix="render")
     for future in [_POOL.submit(fn, *task) for task in tasks]:
         future.result()
 
@@ -145,7 +150,7 @@ class Tiles:
         self.tiles_w = (self.width + TILE_SIZE - 1) // TILE_SIZE
         self.tiles_h = (self.height + TILE_SIZE - 1) // TILE_SIZE
         radii_np = _np(radii)
-        rect, counts = K.tile_rects(_np(means2d), radii_np, self.tiles_w, self.tiles_h)
+        rect, counts = K.tile_rects(_np(means2d, np.float32), radii_np, self.tiles_w, self.tiles_h)  # float32 like gsplat
         self.offsets = np.cumsum(counts)
         # Front to back by float32 depth, ties by index: gsplat's stable radix sort of (tile | depth) keys.
         depths32 = _np(depths, np.float32)
@@ -189,7 +194,7 @@ class _Rasterize(torch.autograd.Function):
         pys = np.arange(tiles.height, dtype=dt) + dt.type(0.5)
         conics_np, opac_np = _np(conics, dt).reshape(C * N, 3), _np(opacities, dt).reshape(C * N)
         spans = np.empty((C * N, 5))
-        K.span_params(conics_np, opac_np, ALPHA_THRESHOLD, spans)
+        K.span_params(conics_np.astype(np.float64), opac_np.astype(np.float64), ALPHA_THRESHOLD, spans)
         args = (
             _np(means2d, dt).reshape(C * N, 2), conics_np, opac_np, _np(feats).reshape(C * N, F), spans,
             tiles.offsets, tiles.ids, tiles.width, tiles.height, tiles.tiles_w, tiles.tiles_h, pxs, pys, _consts(dt),
