@@ -22,7 +22,7 @@ from torch import Tensor
 from ..camera import Cameras, framing_radius, orbit_cameras
 from ..render import render
 from ..scene import GaussianScene
-from .pick import NothingHit, click_point, pixel_contributions
+from .pick import click_point, pixel_contributions
 from .sam import SamSegmenter
 from .views_io import MaskViews
 
@@ -122,7 +122,7 @@ def segment_click(
     config: MultiViewConfig | None = None,
 ) -> ClickViews:
     """SAM masks of the part under pixel (x, y) of `camera`, from that view and from orbit views around it.
-    Raises NothingHit when the click lands on empty space."""
+    Raises pick.NothingHit when the click lands on empty space."""
     cfg = config or MultiViewConfig()
     point = click_point(scene, camera, x, y)
     distance = float((camera.centers[0].float().cpu() - point).norm())
@@ -160,6 +160,3 @@ def parse_click(spec: str) -> tuple[float, float, float, float]:
         raise ValueError(f"--click must be AZ,EL,X,Y (degrees, degrees, pixel x, pixel y), got {spec!r}")
     return values[0], values[1], values[2], values[3]
 
-
-__all__ = ["ClickViews", "MultiViewConfig", "NothingHit", "parse_click", "point_visibility", "scene_camera",
-           "segment_click", "views_around"]

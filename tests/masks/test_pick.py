@@ -2,7 +2,6 @@ import pytest
 import torch
 
 from engine.camera import orbit_cameras
-from engine.masks.contrib import compositing_weights
 from engine.masks.pick import NothingHit, click_point, pick, pick_ray, pixel_contributions
 from engine.render import render
 from engine.scene import GaussianScene
