@@ -4,7 +4,7 @@ A Space exposes a single port, so the per-session Viser servers are not started 
 the Render tab (editor.render_panel) is the interactive view and the "3D model" tab shows the current scene as a
 splat .ply in Gradio's own viewer. On ZeroGPU hardware a GPU exists only inside functions decorated with
 `spaces.GPU`; `gpu_wrap` applies it to the edit job when the `spaces` package is importable (elsewhere it is a
-no-op). The Space's README front-matter is in SPACE_README_FRONTMATTER.md next to this file.
+no-op). The Space's front-matter is at the top of the project's README.md.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from . import backend
 from .context import AppContext
 
 GPU_DURATION_S = 300  # longest edit a ZeroGPU slot is requested for
-FRONTMATTER_PATH = Path(__file__).with_name("SPACE_README_FRONTMATTER.md")
+FRONTMATTER_PATH = Path(__file__).resolve().parent.parent / "README.md"
 
 
 def gpu_wrap(fn: Callable, duration: int = GPU_DURATION_S) -> Callable:
