@@ -196,3 +196,16 @@ def test_needle_gaussians_in_float32():
     assert (ref.alpha > 0).sum() > 300
     torch.testing.assert_close(fast.alpha.double(), ref.alpha, atol=2e-4, rtol=0)
     torch.testing.assert_close(fast.rgb.double(), ref.rgb, atol=2e-4, rtol=0)
+
+
+def test_concurrent_renders_from_several_threads():
+    # the app renders from its optimization thread and its viewer thread at the same time
+    from concurrent.futures import ThreadPoolExecutor
+
+    scenes = [random_view_scene(300, seed=s).to(dtype=torch.float32) for s in range(4)]
+    cams = orbit_pair(48, 40, dtype=torch.float32)
+    expected = [render(s, cams, backend="torch").rgb for s in scenes]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda s: render(s, cams, backend="torch").rgb, scenes * 3))
+    for i, rgb in enumerate(results):
+        assert torch.equal(rgb, expected[i % 4])
