@@ -8,10 +8,14 @@ events — through `subscribe(callback)` (called on the worker thread) or `event
     worker.load_scene("alice", scene)                 # a GaussianScene or a file path
     worker.set_mask("alice", weights)                 # [N] in [0, 1]; a history entry
     job = worker.start_edit("alice", EditConfig(prompt="a red scarf", model="closed-form:red"))
+    gen = worker.start_generate("alice", GenerateConfig(prompt="a red apple", model="closed-form:red"))
     worker.cancel("alice")                            # immediate: stops within one step
     worker.undo("alice"); worker.redo("alice"); worker.export("alice", "out.ply")
 
-Ordering: commands run in the order they were sent (FIFO). An edit job occupies the worker until it ends;
+A generation is a job like an edit (same events, pause/resume/cancel); when it finishes, its scene replaces the
+session's scene as one history entry (with an all-zero mask), so undo brings the previous scene back.
+
+Ordering: commands run in the order they were sent (FIFO). An edit (or generation) job occupies the worker until it ends;
 between two of its steps the worker also runs the quick commands (anything but an edit) of *other* sessions,
 so one session's long edit does not freeze another's mask or undo. A session's own commands wait for its job.
 pause / resume / cancel act at once (they are flags read before every step, not queued commands); cancel also
@@ -45,6 +49,7 @@ import torch
 from torch import Tensor
 
 from .edit import EditConfig, EditEvent, EditResult, as_mask, run_edit
+from .generate import GenerateConfig, GenerateEvent, check_generate_config, initial_scene, run_generate
 from .history import History, autosave, has_autosave, restore
 from .scene import GaussianScene
 
@@ -80,7 +85,7 @@ class PreviewEvent(WorkerEvent):
 
 @dataclass(frozen=True)
 class DoneEvent(WorkerEvent):
-    action: str  # what finished: "edit", "load", "mask", "undo", "redo", "export", "restore"
+    action: str  # what finished: "edit", "generate", "load", "mask", "undo", "redo", "export", "restore"
     cancelled: bool = False
     message: str = ""
 
@@ -103,6 +108,15 @@ class StateEvent(WorkerEvent):
     can_redo: bool
     busy: bool  # an edit of this session is running or queued
     paused: bool
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    """What a generation job's future resolves to."""
+
+    scene: GaussianScene | None  # the generated scene (cancelled: the scene so far, not adopted; None: never ran)
+    steps_done: int
+    cancelled: bool = False
 
 
 # ---------------------------------------------------------------------------------------------- internals
@@ -215,6 +229,18 @@ class EngineWorker:
                 control.unpaused.clear()
         return self._submit(session, "edit", lambda cmd: self._do_edit(cmd, config, loss_fn), is_edit=True,
                             control=control)
+
+    def start_generate(self, session: str, config: GenerateConfig, *, from_current: bool = False) -> Future:
+        """Queue a text-to-3D generation (engine.generate) whose result replaces the session's scene (one history
+        entry; the mask restarts all-zero). `from_current`: start from the session's current scene instead of
+        `config.init`. The session need not have a scene yet (then the result starts its history). The future's
+        `command_id` tags its events; it resolves to a `GenerateResult` (cancelled or not)."""
+        control = _Control()
+        with self._cv:
+            if session in self._paused:
+                control.unpaused.clear()
+        return self._submit(session, "generate", lambda cmd: self._do_generate(cmd, config, from_current),
+                            is_edit=True, control=control)
 
     def undo(self, session: str) -> Future:
         return self._submit(session, "undo", lambda cmd: self._do_step_history(cmd, forward=False))
@@ -454,18 +480,7 @@ class EngineWorker:
             self._running = cmd
         self._emit(self._state(cmd.session))
 
-        def should_stop() -> bool:
-            self._serve_others(cmd.session)
-            while not control.unpaused.wait(0.05):
-                self._serve_others(cmd.session)
-            return control.cancel.is_set()
-
-        def on_event(event: EditEvent) -> None:
-            self._emit(ProgressEvent(cmd.session, cmd.id, event.step, event.total, dict(event.losses),
-                                     event.elapsed_s, event.eta_s, event.num_gaussians))
-            if event.preview is not None:
-                self._emit(PreviewEvent(cmd.session, cmd.id, event.step, event.preview, event.scene, event.mask))
-
+        should_stop, on_event = self._job_hooks(cmd)
         try:
             result = run_edit(state.scene, state.mask, config, model, on_event=on_event, should_stop=should_stop,
                               loss_fn=loss_fn)
@@ -487,6 +502,79 @@ class EngineWorker:
             message = "finished, but the session changed meanwhile; result discarded"
         self._emit(DoneEvent(cmd.session, cmd.id, "edit", message=message))
         return result
+
+    def _job_hooks(self, cmd: _Command):
+        """(should_stop, on_event) for a job: the pause/cancel flags, serving other sessions between steps, and
+        the job's progress/preview events."""
+        control = cmd.control
+
+        def should_stop() -> bool:
+            self._serve_others(cmd.session)
+            while not control.unpaused.wait(0.05):
+                self._serve_others(cmd.session)
+            return control.cancel.is_set()
+
+        def on_event(event: EditEvent | GenerateEvent) -> None:
+            self._emit(ProgressEvent(cmd.session, cmd.id, event.step, event.total, dict(event.losses),
+                                     event.elapsed_s, event.eta_s, event.num_gaussians))
+            if event.preview is not None:
+                self._emit(PreviewEvent(cmd.session, cmd.id, event.step, event.preview,
+                                        getattr(event, "scene", None), getattr(event, "mask", None)))
+
+        return should_stop, on_event
+
+    def _do_generate(self, cmd: _Command, config: GenerateConfig, from_current: bool) -> GenerateResult:
+        control = cmd.control
+        session = self._sessions.get(cmd.session)
+        state = session.history.current if session is not None else None
+        if control.cancel.is_set():  # cancelled while queued
+            self._emit(DoneEvent(cmd.session, cmd.id, "generate", cancelled=True, message="cancelled before start"))
+            return GenerateResult(scene=state.scene if state else None, steps_done=0, cancelled=True)
+        check_generate_config(config)  # bad input is refused before the model loads
+        if from_current:
+            initial = self._session(cmd.session).history.current.scene
+        else:
+            initial = initial_scene(config)
+        model = self.model(config.model)
+        with self._cv:
+            self._running = cmd
+        if session is not None:
+            self._emit(self._state(cmd.session))
+        should_stop, on_event = self._job_hooks(cmd)
+        steps = [0]
+
+        def count_steps(event: GenerateEvent) -> None:
+            steps[0] = event.step
+            on_event(event)
+
+        try:
+            scene = run_generate(config, model, on_event=count_steps, should_stop=should_stop, initial=initial)
+        finally:
+            with self._cv:
+                self._running = None
+                self._controls.pop(cmd.id, None)
+        if steps[0] < config.steps:  # run_generate ends early only when should_stop said so
+            self._emit(DoneEvent(cmd.session, cmd.id, "generate", cancelled=True,
+                                 message=f"cancelled after {steps[0]} steps"))
+            if session is not None:
+                self._emit(self._state(cmd.session))
+            return GenerateResult(scene=scene, steps_done=steps[0], cancelled=True)
+        label = f"generate ({config.method}): {config.prompt}"
+        zeros = torch.zeros(len(scene), dtype=torch.float32)
+        now = self._sessions.get(cmd.session)
+        if session is None and now is None:  # no scene before: the result starts the session's history
+            session = _Session(cmd.session, History(scene, zeros, label=label))
+            self._sessions[cmd.session] = session
+            self._changed(session)
+            message = f"{steps[0]} steps, {len(scene)} Gaussians"
+        elif now is session and session.history.current is state:
+            session.history.push(label, scene=scene, mask=zeros)
+            self._changed(session)
+            message = f"{steps[0]} steps, {len(scene)} Gaussians"
+        else:  # closed or reloaded while the job ran
+            message = "finished, but the session changed meanwhile; result discarded"
+        self._emit(DoneEvent(cmd.session, cmd.id, "generate", message=message))
+        return GenerateResult(scene=scene, steps_done=steps[0])
 
     # ------------------------------------------------------------------ state
     def _state(self, session_id: str) -> StateEvent:

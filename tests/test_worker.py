@@ -267,3 +267,80 @@ def test_models_are_loaded_once_per_spec(tmp_path, scene_and_mask):
         assert loads == ["closed-form:red", "closed-form:blue"]
     finally:
         w.shutdown()
+
+
+# ---------------------------------------------------------------------------------------------- generation
+
+
+def _gen_config(steps=3, prompt="a red ball", **kw):
+    from engine.generate import GenerateConfig
+
+    return GenerateConfig(prompt=prompt, model="closed-form:#d02020", steps=steps, resolution=32, num_gaussians=150,
+                          preview_every=2, preview_resolution=16, densify=DensifyConfig(enabled=False), **kw)
+
+
+def test_generate_replaces_the_scene_as_one_history_entry_and_undo_restores_it(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    events = worker.events("s")
+    _loaded(worker, scene, mask)
+    job = worker.start_generate("s", _gen_config(steps=3))
+    result = job.result(60)
+    got = _drain(events)
+    mine = [e for e in got if e.job == job.command_id]
+    assert [e.step for e in mine if isinstance(e, ProgressEvent)] == [1, 2, 3]
+    assert [e.step for e in mine if isinstance(e, PreviewEvent)] == [2, 3]
+    assert isinstance(mine[-1], DoneEvent) and mine[-1].action == "generate" and not mine[-1].cancelled
+    assert not result.cancelled and result.steps_done == 3 and len(result.scene) == 150
+    state = [e for e in got if isinstance(e, StateEvent)][-1]
+    assert state.labels == ("load scene", "mask", "generate (sds): a red ball") and state.num_gaussians == 150
+    now, now_mask = worker.snapshot("s").result(10)
+    assert params_equal(now, result.scene) and torch.equal(now_mask, torch.zeros(150))
+    assert worker.undo("s").result(10) == "generate (sds): a red ball"
+    before, before_mask = worker.snapshot("s").result(10)
+    assert params_equal(before, scene) and torch.equal(before_mask, mask)
+    worker.redo("s").result(10)
+    assert params_equal(worker.snapshot("s").result(10)[0], result.scene)
+
+
+def test_generate_can_start_from_the_current_scene_or_a_session_without_one(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    _loaded(worker, scene, mask)
+    result = worker.start_generate("s", _gen_config(steps=1), from_current=True).result(60)
+    assert len(result.scene) == len(scene) and not params_equal(result.scene, scene)
+    fresh = worker.start_generate("new", _gen_config(steps=1)).result(60)
+    now, now_mask = worker.snapshot("new").result(10)
+    assert params_equal(now, fresh.scene) and not bool(now_mask.any())
+
+
+def test_cancel_mid_generation_leaves_the_scene_as_before(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    _loaded(worker, scene, mask)
+    events = worker.events("s")
+
+    def on_event(event):
+        if isinstance(event, ProgressEvent) and event.step == 2:
+            worker.cancel("s")
+
+    worker.subscribe(on_event, "s")
+    result = worker.start_generate("s", _gen_config(steps=200)).result(60)
+    assert result.cancelled and result.steps_done == 2
+    done = [e for e in _drain(events) if isinstance(e, DoneEvent)]
+    assert done[-1].action == "generate" and done[-1].cancelled
+    now, now_mask = worker.snapshot("s").result(10)
+    assert params_equal(now, scene) and torch.equal(now_mask, mask)
+    assert worker.undo("s").result(10) == "mask"  # no generation entry was added
+
+
+def test_generate_with_an_empty_prompt_is_an_error_and_the_worker_keeps_serving(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    _loaded(worker, scene, mask)
+    events = worker.events("s")
+    bad = worker.start_generate("s", _gen_config(prompt="  "))
+    with pytest.raises(ValueError, match="prompt is empty"):
+        bad.result(60)
+    errors = [e for e in _drain(events) if isinstance(e, ErrorEvent)]
+    assert len(errors) == 1 and errors[0].action == "generate" and errors[0].job == bad.command_id
+    now, now_mask = worker.snapshot("s").result(10)
+    assert params_equal(now, scene) and torch.equal(now_mask, mask)
+    assert worker.start_generate("s", _gen_config(steps=1)).result(60).steps_done == 1
+    assert worker.alive
