@@ -227,16 +227,18 @@ def _rows(my, sp, y0, y1):
 
 
 @njit(cache=True, inline="always")
-def _cols(mx, dy, b, sp, x0, x1):
-    """Pixel columns [c0, c1) within [x0, x1) of one Gaussian's ellipse in the row at dy."""
-    disc = sp[S_TWO_AS] - sp[S_DET] * dy * dy
-    if disc < 0.0:
-        return x0, x0
-    root = math.sqrt(disc) * sp[S_INV_A]
-    centre = mx + b * dy * sp[S_INV_A]  # pixel x where sigma is smallest in this row
-    c0 = max(x0, int(math.ceil(centre - root - 0.5)))
-    c1 = min(x1, int(math.floor(centre + root - 0.5)) + 1)
-    return c0, c1
+def _row_spans(mx, my, b, sp, y0, r0, r1, x0, x1, pys, c0s, c1s):
+    """For tile rows r0..r1-1: the pixel columns [c0s[i], c1s[i]) (i = row - y0) within [x0, x1) of one
+    Gaussian's ellipse. All rows first, in one tight loop (independent square roots overlap), then the pixels."""
+    two_as = sp[S_TWO_AS]
+    det = sp[S_DET]
+    inv_a = sp[S_INV_A]
+    for i in range(r0 - y0, r1 - y0):
+        dy = np.float64(my - pys[y0 + i])
+        root = math.sqrt(max(two_as - det * dy * dy, 0.0)) * inv_a
+        centre = mx + b * dy * inv_a  # pixel x where sigma is smallest in this row
+        c0s[i] = max(x0, int(math.ceil(centre - root - 0.5)))
+        c1s[i] = min(x1, int(math.floor(centre + root - 0.5)) + 1)
 
 
 # Tile-local arrays are indexed with unsigned integers: numba adds negative-index wraparound code for
@@ -269,6 +271,8 @@ def rasterize_fwd(
     lst = np.empty((TILE_SIZE, TILE_SIZE), np.int32)
     done = np.empty((TILE_SIZE, TILE_SIZE), np.bool_)
     row_left = np.empty(TILE_SIZE, np.int64)  # pixels not yet done, per row
+    c0s = np.empty(TILE_SIZE, np.int64)  # per-row pixel span of the current Gaussian
+    c1s = np.empty(TILE_SIZE, np.int64)
     for t in tiles:
         cam, x0, y0, x1, y1 = _tile_box(t, tiles_w, tiles_h, width, height)
         th = y1 - y0
@@ -293,12 +297,12 @@ def rasterize_fwd(
             fg = feats[g]
             sp = spans[g]
             r0, r1 = _rows(np.float64(my), sp, y0, y1)
+            _row_spans(np.float64(mx), my, np.float64(b), sp, y0, r0, r1, x0, x1, pys, c0s, c1s)
             for li in range(np.uintp(r0 - y0), np.uintp(r1 - y0)):
                 if row_left[li] == 0:
                     continue
                 dy = my - pys[y0 + li]
-                c0, c1 = _cols(np.float64(mx), np.float64(dy), np.float64(b), sp, x0, x1)
-                for lj in range(np.uintp(c0 - x0), np.uintp(c1 - x0)):
+                for lj in range(np.uintp(c0s[li] - x0), np.uintp(max(c0s[li], c1s[li]) - x0)):
                     if done[li, lj]:
                         continue
                     dx = mx - pxt[lj]
@@ -355,6 +359,8 @@ def rasterize_bwd(
     va_px = np.empty((TILE_SIZE, TILE_SIZE), dt)  # v_alpha * T_final: d alpha_out / d alpha_i = T_final / (1 - alpha_i)
     row_last = np.empty(TILE_SIZE, np.int64)
     vf = np.empty(F, dt)
+    c0s = np.empty(TILE_SIZE, np.int64)  # per-row pixel span of the current Gaussian
+    c1s = np.empty(TILE_SIZE, np.int64)
     for t in tiles:
         cam, x0, y0, x1, y1 = _tile_box(t, tiles_w, tiles_h, width, height)
         th = y1 - y0
@@ -391,12 +397,12 @@ def rasterize_bwd(
             vf[:] = zero
             touched = False
             r0, r1 = _rows(np.float64(my), sp, y0, y1)
+            _row_spans(np.float64(mx), my, np.float64(b), sp, y0, r0, r1, x0, x1, pys, c0s, c1s)
             for li in range(np.uintp(r0 - y0), np.uintp(r1 - y0)):
                 if k > row_last[li]:
                     continue
                 dy = my - pys[y0 + li]
-                c0, c1 = _cols(np.float64(mx), np.float64(dy), np.float64(b), sp, x0, x1)
-                for lj in range(np.uintp(c0 - x0), np.uintp(c1 - x0)):
+                for lj in range(np.uintp(c0s[li] - x0), np.uintp(max(c0s[li], c1s[li]) - x0)):
                     if k > lst[li, lj]:
                         continue
                     dx = mx - pxt[lj]
