@@ -6,6 +6,7 @@ This module sends it commands and turns its events into each Session's JobStatus
     selection change in the UI ─► worker.set_mask (a history entry)
     Run ─► worker.start_edit ─► ProgressEvent / PreviewEvent ─► session.job (the Edit panel streams it)
                               └► DoneEvent ─► snapshot ─► session.set_scene (views refresh)
+    Generate ─► worker.start_generate ─► the same events ─► DoneEvent ─► the result opens as a new scene
     Undo / Redo / Export / Open ─► the worker command, then the session mirrors the worker's current state
 
 All sessions' edits queue through that single worker thread; between two steps of a running edit it serves the
@@ -65,6 +66,34 @@ class EditSettings:
         return config
 
 
+INIT_CURRENT = "current scene"  # GenerateSettings.init value: start from the session's current scene
+
+
+@dataclass
+class GenerateSettings:
+    """What the Scene panel's "Generate from text" group collects; `to_config` makes engine.generate's config."""
+
+    prompt: str
+    model: str = ""  # "" : the session's model
+    method: str = "sds"
+    steps: int = 300
+    init: str = "sphere"  # sphere | ellipsoid | INIT_CURRENT
+    seed: int = 0
+    resolution: int = 128
+    num_gaussians: int = 2000
+    preview_every: int = 5
+
+    def to_config(self, model_spec: str):
+        from engine.generate import GenerateConfig
+
+        return GenerateConfig(
+            prompt=self.prompt, model=model_spec, method=self.method, steps=int(self.steps),
+            resolution=int(self.resolution), seed=int(self.seed), num_gaussians=int(self.num_gaussians),
+            init="sphere" if self.init == INIT_CURRENT else self.init, preview_every=int(self.preview_every),
+            preview_resolution=256,
+        )
+
+
 class JobRunner:
     """Sends every session's commands to one EngineWorker and mirrors its events into the sessions."""
 
@@ -82,6 +111,7 @@ class JobRunner:
         self._lock = threading.RLock()
         self._model_state: dict[str, dict] = {}
         self._job_ids: dict[int, str] = {}  # worker command id -> session id
+        self._generations: dict[int, str] = {}  # worker command id of a generation -> name of its scene
         self._mirroring: set[str] = set()  # sessions whose state is being set from the worker (do not echo)
         self._last_sent: dict[str, torch.Tensor] = {}  # session id -> the mask the worker has
         worker.subscribe(self._on_event)
@@ -257,6 +287,31 @@ class JobRunner:
         if session.viewer is not None:
             session.viewer.set_editing(True)
 
+    def start_generate(self, session: Session, settings: GenerateSettings) -> None:
+        """Queue a text-to-3D generation; its result opens as the session's scene (undo goes back). Bad input
+        raises ValueError before anything is queued."""
+        from engine.generate import check_generate_config
+        from engine.guidance import parse_model_spec
+
+        spec = _normalise_colour_spec((settings.model or "").strip()) or self.model_spec(session)
+        parse_model_spec(spec)
+        config = settings.to_config(spec)
+        check_generate_config(config)
+        with session.lock:
+            if session.job.active:
+                raise ValueError("an edit or generation is already running in this session")
+            view = session.view
+            session.job = JobStatus(state="queued", total=config.steps, message="waiting for the engine",
+                                    before=backend.render_view(session.scene, view.cameras(256, 256)))
+            session.job_view = view
+            with self._lock:  # registered before the worker's first event can be matched against it
+                future = self.worker.start_generate(session.id, config, from_current=settings.init == INIT_CURRENT)
+                self._job_ids[future.command_id] = session.id
+                self._generations[future.command_id] = f"generated: {config.prompt.strip()[:60]}"
+            session.job.job_id = str(future.command_id)
+        if session.viewer is not None:
+            session.viewer.set_editing(True)
+
     def pause(self, session: Session) -> None:
         if session.job.state in ("queued", "running"):
             self.worker.pause(session.id)
@@ -343,9 +398,19 @@ class JobRunner:
             self._finish(session, event.job, "cancelled", event.message or "cancelled")
             return
 
+        with self._lock:
+            generated = self._generations.pop(event.job, None)
+
         def adopt() -> None:  # not on the worker thread: the snapshot is a worker command
             try:
-                self._mirror(session)
+                if generated is None:
+                    self._mirror(session)
+                else:  # a new object: open it like a loaded scene (fresh parts and view)
+                    scene, _ = self._wait(self.worker.snapshot(session.id, copy=False))
+                    self._mirror(session, bundle=SceneBundle(scene, generated))
+                    session.job_view = session.view
+                    if session.viewer is not None:
+                        session.viewer.frame(session.view)
                 with session.lock:
                     view = getattr(session, "job_view", session.view)
                     session.job.preview = backend.render_view(session.scene, view.cameras(256, 256))
@@ -360,6 +425,7 @@ class JobRunner:
     def _finish(self, session: Session, job_id, state: str, message: str) -> None:
         with self._lock:
             self._job_ids.pop(job_id, None)
+            self._generations.pop(job_id, None)
         with session.lock:
             session.job.state = state
             session.job.message = message

@@ -1,4 +1,5 @@
-"""The Scene panel: open a scene file (any format engine.io reads) or go back to the default; scene facts.
+"""The Scene panel: open a scene file (any format engine.io reads) or go back to the default; scene facts;
+generate a new object from text (engine.generate through the worker, with its own progress bar and preview).
 
 Opening a file replaces the session's scene, clears its selection and restarts its history; the upload size is
 capped (by Gradio for the transfer, and here again with a message naming the limit).
@@ -6,13 +7,19 @@ capped (by Gradio for the transfer, and here again with a message naming the lim
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import gradio as gr
 
 from . import backend
 from .context import AppContext
-from .session import Session
+from .jobs import INIT_CURRENT, GenerateSettings
+from .session import JobStatus, Session
+
+GENERATE_METHODS = [("SDS", "sds"), ("ISM (interval score matching, less noisy)", "ism")]
+GENERATE_INITS = [("Sphere", "sphere"), ("Ellipsoid", "ellipsoid"), ("Current scene", INIT_CURRENT)]
+POLL_S = 0.2
 
 
 def info_markdown(session: Session) -> str:
@@ -48,6 +55,7 @@ def build_scene_panel(ctx: AppContext) -> None:
             refresh = gr.Button("Refresh list", size="sm")
             restore = gr.Button("Restore", size="sm", variant="primary", elem_id="restore-run")
     ctx.shared.update(scene_info=info, restore_select=saved)
+    build_generate_group(ctx, info)
 
     def saved_choices(request: gr.Request):
         live = {s.id for s in ctx.registry.sessions()}
@@ -95,3 +103,70 @@ def build_scene_panel(ctx: AppContext) -> None:
         return info_markdown(session)
 
     ctx.changed(default.click(open_default, None, info, api_name="open_default"))
+
+
+def generate_progress_html(job: JobStatus) -> str:
+    """The Edit panel's progress bar under its own element id (both panels can be on the page)."""
+    from .edit_panel import progress_html
+
+    return progress_html(job).replace('id="edit-progress"', 'id="generate-progress"', 1)
+
+
+def build_generate_group(ctx: AppContext, info) -> None:
+    """A folded group: prompt and settings, Generate / Cancel, progress and live preview. The result replaces
+    the scene as one history entry (Undo brings the previous scene back)."""
+    with gr.Accordion("Generate from text", open=False, elem_id="generate-group"):
+        prompt = gr.Textbox(label="Prompt (the object to make)", placeholder="a ceramic mug with a blue glaze",
+                            elem_id="generate-prompt")
+        model = gr.Textbox(value=ctx.jobs.default_spec, elem_id="generate-model",
+                           label="Model (hub id, local folder or closed-form:<colour> for the offline demo)")
+        with gr.Row():
+            method = gr.Dropdown(GENERATE_METHODS, value="sds", label="Method", elem_id="generate-method")
+            init = gr.Dropdown(GENERATE_INITS, value="sphere", label="Start from", elem_id="generate-init")
+        with gr.Row():
+            steps = gr.Slider(1, 5000, value=500, step=1, label="Steps", elem_id="generate-steps")
+            seed = gr.Number(value=0, precision=0, label="Seed", elem_id="generate-seed")
+        with gr.Row():
+            resolution = gr.Slider(16, 1024, value=128, step=8, label="Render resolution",
+                                   elem_id="generate-res")
+            count = gr.Slider(100, 20000, value=2000, step=100, label="Starting Gaussians",
+                              elem_id="generate-count")
+        with gr.Row():
+            run = gr.Button("Generate", variant="primary", elem_id="generate-run")
+            cancel = gr.Button("Cancel", variant="stop", elem_id="generate-cancel")
+        progress = gr.HTML(generate_progress_html(JobStatus()), elem_id="generate-progress-box")
+        preview = gr.Image(label="Live preview", interactive=False, elem_id="generate-preview", height=256,
+                           format="jpeg")
+
+    def start_and_stream(prompt_v, model_v, method_v, init_v, steps_v, seed_v, res_v, count_v,
+                         request: gr.Request):
+        session = ctx.session(request)
+        settings = GenerateSettings(prompt=prompt_v or "", model=model_v or "", method=method_v,
+                                    steps=int(steps_v), init=init_v, seed=int(seed_v or 0),
+                                    resolution=int(res_v), num_gaussians=int(count_v))
+        try:
+            ctx.jobs.start_generate(session, settings)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
+        seen = None
+        while True:
+            with session.lock:
+                job = session.job
+                key = (job.state, job.step, job.preview_count, job.message)
+                state, image, active = job.state, job.preview, job.active
+                bar = generate_progress_html(job)
+            if key != seen:
+                seen = key
+                done = state in ("done", "cancelled", "error")
+                yield bar, session.image_file("generate", image), info_markdown(session) if done else gr.update()
+            if not active:
+                return
+            time.sleep(POLL_S)
+
+    inputs = [prompt, model, method, init, steps, seed, resolution, count]
+    ctx.changed(run.click(start_and_stream, inputs, [progress, preview, info], api_name="generate",
+                          concurrency_limit=None, show_progress="hidden"))
+    def do_cancel(request: gr.Request) -> None:
+        ctx.jobs.cancel(ctx.session(request))
+
+    cancel.click(do_cancel, None, None, api_name="cancel_generate", concurrency_limit=None)
