@@ -7,7 +7,9 @@ gsplat when CUDA is available.
 Each case runs in its own subprocess so that its peak memory (VmHWM from /proc, which also sees numba's
 allocations, unlike tracemalloc) is its own; the peak is reported above the process's resident size after
 imports and a warm-up render of a tiny scene. Timings are medians (and minima) over repeats, after one
-untimed call; compile time is measured separately: "cold" compiles every kernel from scratch into an empty
+untimed call (median_cpu_s: process CPU time of all threads, a load-insensitive measure of the work;
+on an idle machine wall time is roughly that divided by the thread count plus the serial parts); compile
+time is measured separately: "cold" compiles every kernel from scratch into an empty
 numba cache (what a fresh checkout pays once), "warm" is the first render of a new process with the cache
 filled. Scene: `random_scene(n, sh_degree=3)` (centres in [-1, 1]^3, scales 0.01-0.05), seen from an orbit
 camera framed on it.
@@ -85,9 +87,11 @@ def run_case(mode: str, size: int, num: int, repeats: int, backend: str) -> dict
     baseline_kb = _status_kb("VmRSS")
     hwm_reset = _reset_peak_rss()
 
+    cpu_times: list[float] = []
+
     def once() -> float:
         sync()
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         if mode == "forward":
             with torch.no_grad():
                 render(scene, cams, backend=backend)
@@ -96,13 +100,16 @@ def run_case(mode: str, size: int, num: int, repeats: int, backend: str) -> dict
             out = render(type(scene)(**leaves), cams, backend=backend)
             ((out.rgb * weights).sum() + out.alpha.sum()).backward()
         sync()
+        cpu_times.append(time.process_time() - cpu_start)
         return time.perf_counter() - start
 
     first = once()
+    cpu_times.clear()
     times = sorted(once() for _ in range(repeats))
     result = {
         "median_s": round(times[len(times) // 2], 4),
         "min_s": round(times[0], 4),
+        "median_cpu_s": round(sorted(cpu_times)[len(cpu_times) // 2], 4),  # all threads; less load-sensitive
         "first_call_s": round(first, 4),
         "repeats": repeats,
         "peak_mem_mb": round((_status_kb("VmHWM") - baseline_kb) / 1024, 1) if hwm_reset else None,

@@ -26,6 +26,8 @@ def render_gsplat(
 ) -> RenderOutput:
     if scene.device.type != "cuda":
         raise ValueError(f"the gsplat backend needs a scene on a CUDA device, got {scene.device}")
+    if scene.dtype != torch.float32:
+        raise ValueError(f"the gsplat backend renders float32 scenes, got {scene.dtype}")
     from gsplat import rasterization
 
     C = len(cameras)
