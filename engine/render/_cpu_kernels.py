@@ -21,9 +21,10 @@ are short (a few pixels), so the exact-span scalar loop wins.
 Kernels are generic in the float type (float32 for speed, float64 for gradcheck, where fexp is math.exp):
 constants come in the `consts` array and pixel centres in `pxs`/`pys`, so no arithmetic is silently
 promoted to float64; where float64 is wanted (ellipse spans) values are converted with np.float64()
-(numba's float() keeps a float32 a float32). Kernels are serial and release the GIL (nogil=True); the caller runs them on a few
-Python threads over interleaved tile sets. This compiles ~3x faster than numba's parallel=True (parfors),
-which matters because a fresh checkout (CI) pays the compile once; compiled code is then cached on disk.
+(numba's float() keeps a float32 a float32). Kernels are serial and release the GIL (nogil=True); the
+caller runs them on a few Python threads over interleaved tile sets. This compiles ~3x faster than numba's
+parallel=True (parfors), which matters because a fresh checkout (CI) pays the compile once; compiled code
+is then cached on disk (cache=True).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 C_MAX_ALPHA, C_ALPHA_THR, C_T_EPS, C_ONE, C_HALF, C_ZERO, C_SIGMA_MAX = range(7)
 # sigma is clamped to this before exp: exp(-30) < 1e-13, far below the 1/255 alpha threshold.
 SIGMA_MAX = 30.0
-# Relative and absolute slack on log(o / thr) when computing pixel spans: spans must never be too narrow.
+# Relative and absolute slack on s = log(o / thr) for the pixel spans (s + SLACK * (1 + s)): spans may be
+# a little too wide (the per-pixel test decides), never too narrow.
 SPAN_SLACK = 1e-3
 # Gradient layout: d/d(mean x, mean y, conic a, b, c, opacity), then the F feature channels.
 G_MX, G_MY, G_A, G_B, G_C, G_O, G_FEAT = range(7)
