@@ -7,6 +7,16 @@ from engine.masks.contrib import compositing_weights
 from engine.masks.evaluation import ground_truth_masks, orbit_views, toy_parts_scene
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """The mask code is sparse gathers and scatters: on a shared 2-core machine torch's thread pool only
+    spins (tests ran 2x slower with 2 threads). Restored after each test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def toy():
     """(scene, part_ids, names) of a 2000-Gaussian figure."""
