@@ -38,7 +38,7 @@ import torch
 from torch import Tensor
 
 from .guidance.base import Condition, DiffusionModel, LossOutput
-from .guidance.sds import check_images, check_prompt, latent_mask, sds_surrogate
+from .guidance.sds import check_images, check_prompt, draw_timesteps, latent_mask_like, surrogate_output
 from .guidance.timesteps import TimestepSchedule
 
 
@@ -123,18 +123,9 @@ class ISMLoss:
         """Draws t (one per view) from `generator`; nothing else is random."""
         check_images(images, self.model)
         latents = self.model.encode_images(images)
-        t = self.timesteps.sample(
-            latents.shape[0], step=step, total_steps=total_steps,
-            num_train_timesteps=self.model.num_train_timesteps, generator=generator, device=latents.device,
-        )
+        t = draw_timesteps(self.timesteps, self.model, latents, step=step, total_steps=total_steps, generator=generator)
         grad, _ = self.gradient(latents, t)
-        if mask2d is not None:
-            grad = grad * latent_mask(mask2d, latents.shape[-2:]).to(grad.device)
-        loss = sds_surrogate(latents, grad)
-        info = {
-            "loss": float(loss.detach()),
-            "ism": float(loss.detach()),
-            "t": float(t.float().mean()) / self.model.num_train_timesteps,
-            "grad_norm": float(grad.norm()),
-        }
-        return LossOutput(loss, info)
+        mask = latent_mask_like(mask2d, latents)
+        if mask is not None:
+            grad = grad * mask
+        return surrogate_output(latents, grad, t, self.model, "ism")

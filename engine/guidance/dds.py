@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from .base import DiffusionModel, LossOutput, randn
-from .sds import add_noise, check_images, check_prompt, float_info, latent_mask, sds_surrogate, sds_weight
+from .sds import add_noise, check_images, check_prompt, draw_timesteps, latent_mask_like, sds_weight, surrogate_output
 from .timesteps import TimestepSchedule
 
 
@@ -87,15 +87,7 @@ class DDSLoss:
         latents = self.model.encode_images(images)
         with torch.no_grad():
             source_latents = self.model.encode_images(originals.detach())
-        t = self.timesteps.sample(
-            latents.shape[0], step=step, total_steps=total_steps,
-            num_train_timesteps=self.model.num_train_timesteps, generator=generator, device=latents.device,
-        )
+        t = draw_timesteps(self.timesteps, self.model, latents, step=step, total_steps=total_steps, generator=generator)
         noise = randn(tuple(latents.shape), generator=generator, device=latents.device)
-        mask = None if mask2d is None else latent_mask(mask2d, latents.shape[-2:]).to(latents.device)
-        grad = self.gradient(latents, source_latents, t, noise, mask=mask)
-        loss = sds_surrogate(latents, grad)
-        info = float_info(
-            loss=loss, dds=loss, t=t.float().mean() / self.model.num_train_timesteps, grad_norm=grad.norm()
-        )
-        return LossOutput(loss, info)
+        grad = self.gradient(latents, source_latents, t, noise, mask=latent_mask_like(mask2d, latents))
+        return surrogate_output(latents, grad, t, self.model, "dds")

@@ -44,6 +44,29 @@ def sds_surrogate(latents: Tensor, grad: Tensor) -> Tensor:
     return 0.5 * (latents - target).pow(2).sum() / latents.shape[0]
 
 
+def latent_mask_like(mask2d: Tensor | None, latents: Tensor) -> Tensor | None:
+    """`latent_mask` at the resolution and on the device of `latents` [B, C, h, w]; None stays None."""
+    return None if mask2d is None else latent_mask(mask2d, latents.shape[-2:]).to(latents.device)
+
+
+def draw_timesteps(
+    schedule: TimestepSchedule, model: DiffusionModel, latents: Tensor, *,
+    step: int, total_steps: int, generator: torch.Generator | None,
+) -> Tensor:
+    """One timestep per view of `latents` [B, ...] from `schedule`, [B] long on the latents' device."""
+    return schedule.sample(
+        latents.shape[0], step=step, total_steps=total_steps,
+        num_train_timesteps=model.num_train_timesteps, generator=generator, device=latents.device,
+    )
+
+
+def surrogate_output(latents: Tensor, grad: Tensor, t: Tensor, model: DiffusionModel, name: str) -> LossOutput:
+    """`sds_surrogate(latents, grad)` with the usual info: loss, `name` (= loss), t as a fraction, grad_norm."""
+    loss = sds_surrogate(latents, grad)
+    info = float_info(loss=loss, **{name: loss}, t=t.float().mean() / model.num_train_timesteps, grad_norm=grad.norm())
+    return LossOutput(loss, info)
+
+
 def float_info(**values: Tensor) -> dict[str, float]:
     """Detached scalars as floats with one device sync (not one per value)."""
     numbers = torch.stack([v.detach().float().reshape(()) for v in values.values()]).tolist()
@@ -114,15 +137,7 @@ class SDSLoss:
         """Draws t (one per view), then the noise, from `generator` in that order."""
         check_images(images, self.model)
         latents = self.model.encode_images(images)
-        t = self.timesteps.sample(
-            latents.shape[0], step=step, total_steps=total_steps,
-            num_train_timesteps=self.model.num_train_timesteps, generator=generator, device=latents.device,
-        )
+        t = draw_timesteps(self.timesteps, self.model, latents, step=step, total_steps=total_steps, generator=generator)
         noise = randn(tuple(latents.shape), generator=generator, device=latents.device)
-        mask = None if mask2d is None else latent_mask(mask2d, latents.shape[-2:]).to(latents.device)
-        grad = self.gradient(latents, t, noise, mask=mask)
-        loss = sds_surrogate(latents, grad)
-        info = float_info(
-            loss=loss, sds=loss, t=t.float().mean() / self.model.num_train_timesteps, grad_norm=grad.norm()
-        )
-        return LossOutput(loss, info)
+        grad = self.gradient(latents, t, noise, mask=latent_mask_like(mask2d, latents))
+        return surrogate_output(latents, grad, t, self.model, "sds")
