@@ -8,7 +8,6 @@ out-of-range steps or resolution), check the output path, and only then load the
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = "edit the masked part of a scene toward a text prompt (masked SDS / DDS / RoMaP)"
 DESCRIPTION = (
@@ -111,33 +110,14 @@ def read_mask(path: str):
         raise UserError(f"{path}: not a .npy array of per-Gaussian weights ({exc})") from None
 
 
-def _check_output(path: str) -> None:
-    from pathlib import Path
-
-    from engine.io import WRITABLE_EXTENSIONS
-
-    from .common import UserError
-
-    p = Path(path)
-    name = p.name.lower()
-    if name.endswith(".compressed.ply") or not name.endswith(WRITABLE_EXTENSIONS):
-        raise UserError(f"{path}: cannot write this format (writable: {', '.join(WRITABLE_EXTENSIONS)})")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserError(f"{path}: folder '{parent}' does not exist")
-    if p.is_dir():
-        raise UserError(f"{path}: is a directory")
-
-
 def run(args: argparse.Namespace) -> int:
     import numpy as np
-    from tqdm import tqdm
 
     from engine.edit import as_mask, check_edit_inputs, run_edit
     from engine.guidance import load_guidance, parse_model_spec
     from engine.io import load, save
 
-    from .common import UserError
+    from .common import UserError, check_scene_output, step_progress
 
     config = config_from_args(args)
     scene = load(args.scene)
@@ -148,23 +128,14 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.mask}: {exc}") from None
     check_edit_inputs(scene, mask_array, config)
     spec = parse_model_spec(args.model)
-    _check_output(args.out)
+    check_scene_output(args.out)
     if args.mask_out:
         _check_output_folder(args.mask_out)
     model = load_guidance(spec)
     check_edit_inputs(scene, mask_array, config, model)
 
-    bar = tqdm(total=config.steps, desc=f"edit ({config.method})", unit="step", disable=args.quiet, file=sys.stderr)
-
-    def on_event(event) -> None:
-        bar.update(event.step - bar.n)
-        bar.set_postfix(loss=f"{event.losses.get('loss', float('nan')):.4g}", gaussians=event.num_gaussians,
-                        refresh=False)
-
-    try:
+    with step_progress(config.steps, f"edit ({config.method})", quiet=args.quiet) as on_event:
         result = run_edit(scene, mask_array, config, model, on_event=on_event)
-    finally:
-        bar.close()
     save(result.scene, args.out)
     if args.mask_out:
         np.save(args.mask_out, result.mask.cpu().numpy())

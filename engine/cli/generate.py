@@ -7,7 +7,6 @@ refused here), check the output path, and only then load the diffusion model and
 from __future__ import annotations
 
 import argparse
-import sys
 
 HELP = "generate a Gaussian scene from a text prompt by score distillation"
 DESCRIPTION = (
@@ -79,50 +78,24 @@ def config_from_args(args: argparse.Namespace):
     return config
 
 
-def _check_output(path: str) -> None:
-    from pathlib import Path
-
-    from engine.io import WRITABLE_EXTENSIONS
-
-    from .common import UserError
-
-    p = Path(path)
-    name = p.name.lower()
-    if name.endswith(".compressed.ply") or not name.endswith(WRITABLE_EXTENSIONS):
-        raise UserError(f"{path}: cannot write this format (writable: {', '.join(WRITABLE_EXTENSIONS)})")
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise UserError(f"{path}: folder '{parent}' does not exist")
-    if p.is_dir():
-        raise UserError(f"{path}: is a directory")
-
-
 def run(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
     from engine.generate import check_generate_config, initial_scene, run_generate
     from engine.guidance import load_guidance, parse_model_spec
     from engine.io import save
+
+    from .common import check_scene_output, step_progress
 
     config = config_from_args(args)
     check_generate_config(config)
     spec = parse_model_spec(args.model)
     start = initial_scene(config)
-    _check_output(args.out)
+    check_scene_output(args.out)
     model = load_guidance(spec)
     check_generate_config(config, model)
 
-    bar = tqdm(total=config.steps, desc="generate", unit="step", disable=args.quiet, file=sys.stderr)
-
-    def on_event(event) -> None:
-        bar.update(event.step - bar.n)
-        bar.set_postfix(loss=f"{event.losses.get('loss', float('nan')):.4g}", gaussians=event.num_gaussians,
-                        res=event.resolution, refresh=False)
-
-    try:
+    with step_progress(config.steps, "generate", quiet=args.quiet,
+                       fields=lambda event: {"res": event.resolution}) as on_event:
         scene = run_generate(config, model, on_event=on_event, initial=start)
-    finally:
-        bar.close()
     save(scene, args.out)
     if not args.quiet:
         print(f"wrote {args.out}: {len(scene)} Gaussians ({config.method}, {config.steps} steps, model {model.name})")
