@@ -32,6 +32,7 @@ from torch import Tensor
 
 from .camera import Cameras, framing_radius, orbit_cameras, sample_orbit_cameras
 from .densify import DensifyConfig, MaskedDensifier, remap_adam_state
+from .optimize import make_optimizer, to_uint8
 from .prior_removal import PriorRemoval, remove_prior
 from .render import render
 from .render.projection import view_colors
@@ -378,15 +379,6 @@ def _render_plain(scene: GaussianScene, cameras: Cameras, config: EditConfig) ->
                       backend=config.render_backend).rgb
 
 
-def _to_uint8(image: Tensor) -> np.ndarray:  # [H, W, 3] -> uint8
-    return (image.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
-
-
-def _make_optimizer(params: dict[str, Tensor], lrs: dict[str, float]) -> torch.optim.Optimizer:
-    groups = [{"params": [params[n]], "lr": lrs[n], "name": n} for n in PARAM_NAMES]
-    return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
-
-
 def run_edit(
     scene: GaussianScene,
     mask_weights,  # [N] float weights in [0, 1] or bool
@@ -418,7 +410,7 @@ def run_edit(
     state = MaskedParams(work, work_mask, config.mask_threshold)
     lrs = config.lr.as_dict()
     lrs["means"] *= orbit.radius
-    optimizer = _make_optimizer(state.params, lrs)
+    optimizer = make_optimizer(state.params, lrs)
     densifier = MaskedDensifier(config.densify, config.steps, state.num_trainable, scene_scale=orbit.radius)
     loss = loss_fn if loss_fn is not None else build_loss(config, guidance_model)
     needs_originals = config.method in ("dds", "romap")
@@ -475,7 +467,7 @@ def run_edit(
             elapsed = time.perf_counter() - start
             preview = snapshot = snapshot_mask = None
             if config.preview_every and (done % config.preview_every == 0 or done == config.steps):
-                preview = _to_uint8(_render_plain(state.scene().detach(), preview_cam, config)[0])
+                preview = to_uint8(_render_plain(state.scene().detach(), preview_cam, config)[0])
                 snapshot, snapshot_mask = state.assemble()
                 snapshot, snapshot_mask = snapshot.to("cpu"), snapshot_mask.detach().cpu()
             on_event(EditEvent(step=done, total=config.steps, losses=losses, elapsed_s=elapsed,
@@ -544,6 +536,6 @@ def _adopt_refinement(state: MaskedParams, refinement, optimizer, lrs: dict[str,
     """Swap in the densified rows and a new optimizer that carries the surviving rows' Adam moments."""
     old_params = state.params
     state.replace_rows(refinement.params, refinement.parent, refinement.appended)
-    new_optimizer = _make_optimizer(state.params, lrs)
+    new_optimizer = make_optimizer(state.params, lrs)
     remap_adam_state(optimizer, new_optimizer, old_params, state.params, refinement.parent, refinement.reset_state)
     return new_optimizer

@@ -36,6 +36,7 @@ from torch import Tensor
 
 from .camera import Cameras, framing_radius, orbit_cameras, sample_orbit_cameras
 from .densify import DensifyConfig, MaskedDensifier, remap_adam_state
+from .optimize import make_optimizer, to_uint8
 from .generate_init import PRIMITIVES, load_init_scene, primitive_scene
 from .generate_reference import ViewAwareModel
 from .render import render
@@ -335,21 +336,12 @@ def build_loss(config: GenerateConfig, model):
     return SDSLoss(model, config.prompt, guidance_scale=scale, timesteps=timesteps)
 
 
-def _make_optimizer(params: dict[str, Tensor], lrs: dict[str, float]) -> torch.optim.Optimizer:
-    groups = [{"params": [params[n]], "lr": lrs[n], "name": n} for n in PARAM_NAMES]
-    return torch.optim.Adam(groups, lr=0.0, eps=1e-15)
-
-
 def _set_means_lr(optimizer: torch.optim.Optimizer, base: float, final_factor: float, step: int, total: int) -> None:
     """Exponential decay of the position rate from `base` to `base * final_factor` over the run."""
     progress = step / max(total - 1, 1)
     for group in optimizer.param_groups:
         if group["name"] == "means":
             group["lr"] = base * final_factor**progress
-
-
-def _to_uint8(image: Tensor) -> np.ndarray:  # [H, W, 3] -> uint8
-    return (image.detach().clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
 def _leaves(scene: GaussianScene, device) -> dict[str, Tensor]:
@@ -391,7 +383,7 @@ def run_generate(
     params = _leaves(scene, device)
     lrs = config.lr.as_dict()
     lrs["means"] *= orbit.half_extent
-    optimizer = _make_optimizer(params, lrs)
+    optimizer = make_optimizer(params, lrs)
     densifier = MaskedDensifier(config.densify, config.steps, len(scene), scene_scale=orbit.half_extent)
     loss = loss_fn if loss_fn is not None else build_loss(config, guidance_model)
     preview_cam = orbit.ring(1, config.preview_resolution)
@@ -432,7 +424,7 @@ def run_generate(
                 with torch.no_grad():
                     shown = render(GaussianScene(**params).detach(), preview_cam, background=background,
                                    backend=config.render_backend).rgb[0]
-                preview = _to_uint8(shown)
+                preview = to_uint8(shown)
             losses = {"loss": float(result.loss.detach()), **{k: float(v) for k, v in result.info.items()}}
             on_event(GenerateEvent(step=done, total=config.steps, losses=losses, elapsed_s=elapsed,
                                    eta_s=elapsed / done * (config.steps - done), num_gaussians=int(params["means"].shape[0]),
@@ -464,6 +456,6 @@ def _refine(densifier: MaskedDensifier, params: dict[str, Tensor], optimizer: to
         return params, optimizer
     new_params = {n: t.detach().clone().requires_grad_(True) for n, t in refinement.params.items()}
     means_lr = next(g["lr"] for g in optimizer.param_groups if g["name"] == "means")
-    new_optimizer = _make_optimizer(new_params, {**lrs, "means": means_lr})
+    new_optimizer = make_optimizer(new_params, {**lrs, "means": means_lr})
     remap_adam_state(optimizer, new_optimizer, params, new_params, refinement.parent, refinement.reset_state)
     return new_params, new_optimizer
