@@ -177,7 +177,10 @@ def autosave(history: History, workspace: str | os.PathLike) -> Path:
         if not mask_path.exists():
             mask = None if state.mask is None else state.mask.detach().cpu()
             _atomic_write(mask_path, lambda tmp, m=mask: torch.save({"mask": m}, tmp))
+    current_sid = scene_ids[history.cursor]
+    previous = _read_meta(folder)
     meta = {
+        "current_scene": f"{history.token}_{current_sid}",
         "version": FORMAT_VERSION,
         "saved_at": time.time(),
         "token": history.token,
@@ -197,8 +200,18 @@ def autosave(history: History, workspace: str | os.PathLike) -> Path:
     current = history.current
     if current.mask is not None:
         _atomic_write(folder / "current_mask.npy", lambda tmp: np.save(tmp, current.mask.detach().cpu().numpy()))
-    _export_ply(current.scene, folder / "current.ply")
+    # Rewriting the .ply costs ~0.1 s per 10k Gaussians: only when the current scene changed (not on mask clicks).
+    ply = folder / "current.ply"
+    if not ply.exists() or previous.get("current_scene") != meta["current_scene"]:
+        _export_ply(current.scene, ply)
     return folder
+
+
+def _read_meta(folder: Path) -> dict:
+    try:
+        return json.loads((folder / META_NAME).read_text())
+    except (OSError, ValueError):
+        return {}
 
 
 def _export_ply(scene: GaussianScene, path: Path) -> None:

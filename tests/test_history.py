@@ -142,3 +142,23 @@ def test_restore_errors_name_the_problem(tmp_path):
     (tmp_path / "history.json").write_text(json.dumps(meta))
     with pytest.raises(ValueError, match="version 99"):
         restore(tmp_path)
+
+
+def test_autosave_rewrites_current_ply_only_when_the_scene_changes(tmp_path, monkeypatch):
+    import engine.history as history_module
+
+    exported = []
+    real_export = history_module._export_ply
+    monkeypatch.setattr(history_module, "_export_ply", lambda scene, path: (exported.append(len(scene)), real_export(scene, path)))
+    s0 = random_scene(30, seed=4)
+    h = History(s0)
+    autosave(h, tmp_path)
+    assert exported == [30] and (tmp_path / "current.ply").is_file()
+    h.push("mask", mask=torch.rand(30))
+    autosave(h, tmp_path)
+    assert exported == [30]  # a mask click does not rewrite the scene file
+    h.push("edit", scene=_edited(s0, 5))
+    autosave(h, tmp_path)
+    h.undo()
+    autosave(h, tmp_path)
+    assert exported == [30, 30, 30]  # the edit and its undo each change the current scene
