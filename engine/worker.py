@@ -242,6 +242,11 @@ class EngineWorker:
         return self._submit(session, "generate", lambda cmd: self._do_generate(cmd, config, from_current),
                             is_edit=True, control=control)
 
+    def commit_result(self, session: str, scene: GaussianScene, mask, *, label: str) -> Future:
+        """Record a result computed outside the worker (a Space's spaces.GPU edit) as ONE history entry, so undo,
+        redo and export treat it like the worker's own edits. Resolves to the new scene's size."""
+        return self._submit(session, "commit", lambda cmd: self._do_commit(cmd, scene, mask, label))
+
     def undo(self, session: str) -> Future:
         return self._submit(session, "undo", lambda cmd: self._do_step_history(cmd, forward=False))
 
@@ -404,6 +409,15 @@ class EngineWorker:
         session.history.push(label, mask=weights)
         self._changed(session)
         self._emit(DoneEvent(cmd.session, cmd.id, "mask"))
+
+    def _do_commit(self, cmd: _Command, scene: GaussianScene, mask, label: str) -> int:
+        session = self._session(cmd.session)
+        scene.validate()
+        weights = None if mask is None else as_mask(mask, len(scene))
+        session.history.push(label, scene=scene, mask=weights)
+        self._changed(session)
+        self._emit(DoneEvent(cmd.session, cmd.id, "commit", message=label))
+        return len(scene)
 
     def _do_step_history(self, cmd: _Command, forward: bool) -> str:
         session = self._session(cmd.session)

@@ -157,6 +157,20 @@ def test_undo_redo_round_trip_is_exact(worker, scene_and_mask):
         worker.redo("s").result(10)
 
 
+def test_commit_result_is_one_history_entry_that_undo_reverts(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    _loaded(worker, scene, mask)
+    changed = scene.replace(sh0=scene.sh0 + 0.5)
+    assert worker.commit_result("s", changed, mask, label="edit (gpu)").result(10) == len(scene)
+    now, now_mask = worker.snapshot("s").result(10)
+    assert params_equal(now, changed) and torch.equal(now_mask, mask)
+    assert worker.undo("s").result(10) == "edit (gpu)"
+    assert params_equal(worker.snapshot("s").result(10)[0], scene)
+    with pytest.raises(ValueError, match="weights"):  # a mask of the wrong size changes nothing
+        worker.commit_result("s", changed, mask[:5], label="bad").result(10)
+    assert params_equal(worker.snapshot("s").result(10)[0], scene)
+
+
 def test_sessions_are_independent_and_served_while_another_edit_is_paused(worker, scene_and_mask):
     scene, mask = scene_and_mask
     other, other_parts, _ = two_part_scene(30)
