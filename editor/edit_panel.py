@@ -4,6 +4,8 @@ before/after.
 Run starts a job through the engine worker (editor.jobs) and then streams the session's job status to the page
 until the job ends, so the page (and a gradio_client call of `run_edit`) sees every preview. Pause and Cancel are
 separate events that run while Run is streaming. The worker owns the optimization; this panel only shows it.
+In Space mode Run instead calls the spaces.GPU-wrapped edit inside the request (editor.space.stream_gpu_edit);
+Pause does nothing there and Cancel sets that edit's stop flag.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import pandas as pd
 from .context import AppContext
 from .jobs import EditSettings
 from .session import JobStatus, Session
+from .space import cancel_gpu_edit, gpu_wrap, run_edit_on_gpu, stream_gpu_edit
 
 POLL_S = 0.2  # how often the streaming Run handler looks at the job status
 METHOD_LABELS = [("Masked SDS", "sds"), ("DDS (source → target)", "dds"), ("RoMaP (regularized SDS)", "romap")]
@@ -106,6 +109,7 @@ def build_edit_panel(ctx: AppContext) -> None:
                          elem_id="edit-loss")
     outputs = [progress, losses, preview, before, after, run, pause, cancel]
     ctx.shared.update(edit_outputs=outputs)
+    gpu_edit = gpu_wrap(run_edit_on_gpu) if ctx.config.space else None  # decorated once per app
 
     def start_and_stream(prompt_v, source_v, method_v, steps_v, guidance_v, res_v, seed_v, every_v, densify_v,
                          prior_v, lr_v, request: gr.Request):
@@ -116,6 +120,16 @@ def build_edit_panel(ctx: AppContext) -> None:
             preview_every=int(every_v), densify=bool(densify_v), prior_removal=bool(prior_v),
             lr_scale=float(lr_v or 1.0),
         )
+        if gpu_edit is not None:
+            updates = stream_gpu_edit(ctx, session, settings, gpu_edit)
+            try:
+                first = next(updates)
+            except ValueError as exc:
+                raise gr.Error(str(exc)) from exc
+            yield job_outputs(first, session)
+            for snapshot in updates:
+                yield job_outputs(snapshot, session)
+            return
         try:
             ctx.jobs.start(session, settings)
         except ValueError as exc:
@@ -144,13 +158,19 @@ def build_edit_panel(ctx: AppContext) -> None:
 
     def toggle_pause(request: gr.Request):
         session = ctx.session(request)
+        if gpu_edit is not None:
+            return  # a spaces.GPU edit cannot be paused
         if session.job.state == "paused":
             ctx.jobs.resume(session)
         else:
             ctx.jobs.pause(session)
 
     def do_cancel(request: gr.Request):
-        ctx.jobs.cancel(ctx.session(request))
+        session = ctx.session(request)
+        if gpu_edit is not None:
+            cancel_gpu_edit(session.id)
+        else:
+            ctx.jobs.cancel(session)
 
     pause.click(toggle_pause, None, None, api_name="pause_edit", concurrency_limit=None)
     cancel.click(do_cancel, None, None, api_name="cancel_edit", concurrency_limit=None)

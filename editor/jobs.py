@@ -201,6 +201,12 @@ class JobRunner:
         if session.viewer is not None:
             session.viewer.frame(session.view)
 
+    def adopt_result(self, session: Session, scene, mask, label: str) -> None:
+        """A result computed outside the worker (Space mode: editor.space's spaces.GPU edit) becomes one history
+        entry in the worker, and the session shows it (undo/redo/export then work as after a worker edit)."""
+        self._wait(self.worker.commit_result(session.id, scene, mask, label=label))
+        self._mirror(session)
+
     def undo(self, session: Session) -> None:
         self._step_history(session, self.worker.undo)
 

@@ -2,21 +2,33 @@
 
 A Space exposes a single port, so the per-session Viser servers are not started (AppConfig.use_viser is false);
 the Render tab (editor.render_panel) is the interactive view and the "3D model" tab shows the current scene as a
-splat .ply in Gradio's own viewer. On ZeroGPU hardware a GPU exists only inside functions decorated with
-`spaces.GPU`; `gpu_wrap` applies it to the edit job when the `spaces` package is importable (elsewhere it is a
-no-op). The Space's front-matter is at the top of the project's README.md.
+splat .ply in Gradio's own viewer. The Space's front-matter is at the top of the project's README.md.
+
+On ZeroGPU hardware a GPU exists only inside a function decorated with `spaces.GPU` and called from a Gradio
+request handler, and ZeroGPU may run that function in another process. So in Space mode the edit does not run
+on the engine worker's thread: the Edit panel's Run handler calls `run_edit_on_gpu` (wrapped once per app by
+`gpu_wrap`, which is a no-op where the `spaces` package is missing) with everything it needs as CPU arguments;
+it loads the model (cached per process), edits on CUDA when there is one and returns CPU tensors. The handler
+then records the result through the worker as ONE history entry (JobRunner.adopt_result), so undo, redo,
+export and autosave behave as after a worker edit. Cancel sets a per-session flag the edit polls before each
+step; that works when the function runs in this process (tests, a Space with a dedicated GPU) but a ZeroGPU
+child process does not see it. No live previews stream from inside the GPU function: the page shows "running
+on the GPU" and then the result. Generation (Scene panel) still runs on the worker thread.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import gradio as gr
+import torch
 
 from . import backend
 from .context import AppContext
+from .session import JobStatus, Session
 
 GPU_DURATION_S = 300  # longest edit a ZeroGPU slot is requested for
 FRONTMATTER_PATH = Path(__file__).resolve().parent.parent / "README.md"
@@ -29,6 +41,84 @@ def gpu_wrap(fn: Callable, duration: int = GPU_DURATION_S) -> Callable:
     except ImportError:
         return fn
     return spaces.GPU(duration=duration)(fn)
+
+
+_MODELS: dict[tuple[str, str], Any] = {}  # (model spec, device) -> guidance model, per process
+_CANCELLED: set[str] = set()  # session ids whose GPU edit should stop before its next step
+_CANCEL_LOCK = threading.Lock()
+
+
+def run_edit_on_gpu(scene, mask, config, session_id: str = ""):
+    """Edit `scene` ([N] `mask`) with engine.edit.run_edit on CUDA when available; what a Space decorates with
+    spaces.GPU. Takes and returns CPU data only: (scene, mask [N'], summary dict)."""
+    from engine.edit import run_edit
+    from engine.guidance import load_guidance
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    key = (config.model, str(device))
+    if key not in _MODELS:
+        _MODELS[key] = load_guidance(config.model, device=device)
+    result = run_edit(scene, mask, config, _MODELS[key], should_stop=lambda: session_id in _CANCELLED)
+    summary = {"cancelled": result.cancelled, "steps_done": result.steps_done, "device": str(device),
+               "losses": {k: float(v) for k, v in result.losses.items()}}
+    return result.scene.detach().to("cpu"), result.mask.detach().cpu(), summary
+
+
+def cancel_gpu_edit(session_id: str) -> None:
+    with _CANCEL_LOCK:
+        _CANCELLED.add(session_id)
+
+
+def stream_gpu_edit(ctx: AppContext, session: Session, settings, gpu_edit: Callable) -> Iterator[JobStatus]:
+    """Run one edit through `gpu_edit` (run_edit_on_gpu under spaces.GPU) inside the calling request handler;
+    yields the session's job status before and after. Bad input raises ValueError before anything runs."""
+    from engine.edit import check_edit_inputs
+
+    with session.lock:
+        if session.job.active:
+            raise ValueError("an edit is already running in this session")
+        scene, mask = session.scene, session.selection
+        config = settings.to_config(ctx.jobs.model_spec(session))
+        check_edit_inputs(scene, mask, config)
+        if not bool((mask > config.mask_threshold).any()):
+            raise ValueError("nothing is selected: select the part to edit first (Mask tab)")
+        view = session.view
+        session.job = JobStatus(state="running", total=config.steps, message="running on the GPU",
+                                started_at=time.time(), before=backend.render_view(scene, view.cameras(256, 256)))
+        session.job_view = view
+    with _CANCEL_LOCK:
+        _CANCELLED.discard(session.id)
+    yield _snapshot(session)
+    try:
+        new_scene, new_mask, summary = gpu_edit(scene.clone(), mask.clone(), config, session.id)
+        if summary["cancelled"]:
+            state, message = "cancelled", f"cancelled after {summary['steps_done']} steps"
+        else:
+            ctx.jobs.adopt_result(session, new_scene, new_mask, f"edit ({config.method}): {config.prompt}")
+            state, message = "done", f"{summary['steps_done']} steps on {summary['device']}"
+        with session.lock:
+            session.job.step = summary["steps_done"]
+            if "loss" in summary["losses"]:
+                session.job.losses.append((summary["steps_done"], summary["losses"]["loss"]))
+            session.job.preview = backend.render_view(session.scene, view.cameras(256, 256))
+            session.job.preview_count += 1
+    except Exception as exc:  # noqa: BLE001 - the page shows the error; the session is unchanged
+        state, message = "error", (str(exc).splitlines() or [type(exc).__name__])[0]
+    finally:
+        with _CANCEL_LOCK:
+            _CANCELLED.discard(session.id)
+    with session.lock:
+        session.job.state, session.job.message, session.job.eta_s = state, message, None
+        session.revision += 1
+    yield _snapshot(session)
+
+
+def _snapshot(session: Session) -> JobStatus:
+    with session.lock:
+        job = session.job
+        snapshot = JobStatus(**{k: getattr(job, k) for k in job.__dataclass_fields__})
+        snapshot.losses = list(job.losses)
+    return snapshot
 
 
 def build_model3d_tab(ctx: AppContext) -> None:
