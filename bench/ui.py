@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         span = updates[-1][0] - updates[0][0] if len(updates) > 1 else float("nan")
         distinct = len({p for _, p in updates})
         result = {
-            "machine": f"{platform.machine()} {os.cpu_count()} cpus (shared, loaded)",
+            "machine": f"{platform.machine()} {os.cpu_count()} cpus",
+            "load_avg_1min": round(os.getloadavg()[0], 2),
             "scene": "bundled default scene",
             "startup_s": {"page_answers": round(page_at - launched, 2),
                           "first_render": round(first_render_at - launched, 2)},
