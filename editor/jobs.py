@@ -201,11 +201,18 @@ class JobRunner:
         if session.viewer is not None:
             session.viewer.frame(session.view)
 
-    def adopt_result(self, session: Session, scene, mask, label: str) -> None:
-        """A result computed outside the worker (Space mode: editor.space's spaces.GPU edit) becomes one history
-        entry in the worker, and the session shows it (undo/redo/export then work as after a worker edit)."""
+    def adopt_result(self, session: Session, scene, mask, label: str, *, name: str | None = None) -> None:
+        """A result computed outside the worker (Space mode: editor.space's spaces.GPU edit or generation) becomes
+        one history entry in the worker, and the session shows it (undo/redo/export then work as after a worker
+        job). `name`: a new object (a generation) that opens like a loaded scene under that name."""
         self._wait(self.worker.commit_result(session.id, scene, mask, label=label))
-        self._mirror(session)
+        if name is None:
+            self._mirror(session)
+            return
+        current, _ = self._wait(self.worker.snapshot(session.id, copy=False))
+        self._mirror(session, bundle=SceneBundle(current, name))
+        if session.viewer is not None:
+            session.viewer.frame(session.view)
 
     def undo(self, session: Session) -> None:
         self._step_history(session, self.worker.undo)

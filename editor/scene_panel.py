@@ -1,5 +1,6 @@
 """The Scene panel: open a scene file (any format engine.io reads) or go back to the default; scene facts;
-generate a new object from text (engine.generate through the worker, with its own progress bar and preview).
+generate a new object from text (engine.generate through the worker, with its own progress bar and preview; in
+Space mode through editor.space's spaces.GPU function instead).
 
 Opening a file replaces the session's scene, clears its selection and restarts its history; the upload size is
 capped (by Gradio for the transfer, and here again with a message naming the limit).
@@ -16,6 +17,7 @@ from . import backend
 from .context import AppContext
 from .jobs import INIT_CURRENT, GenerateSettings
 from .session import JobStatus, Session
+from .space import cancel_gpu_edit, gpu_wrap, run_generate_on_gpu, stream_gpu_generate
 
 GENERATE_METHODS = [("SDS", "sds"), ("ISM (interval score matching, less noisy)", "ism")]
 GENERATE_INITS = [("Sphere", "sphere"), ("Ellipsoid", "ellipsoid"), ("Current scene", INIT_CURRENT)]
@@ -138,12 +140,24 @@ def build_generate_group(ctx: AppContext, info) -> None:
         preview = gr.Image(label="Live preview", interactive=False, elem_id="generate-preview", height=256,
                            format="jpeg")
 
+    gpu_generate = gpu_wrap(run_generate_on_gpu) if ctx.config.space else None  # decorated once per app
+
     def start_and_stream(prompt_v, model_v, method_v, init_v, steps_v, seed_v, res_v, count_v,
                          request: gr.Request):
         session = ctx.session(request)
         settings = GenerateSettings(prompt=prompt_v or "", model=model_v or "", method=method_v,
                                     steps=int(steps_v), init=init_v, seed=int(seed_v or 0),
                                     resolution=int(res_v), num_gaussians=int(count_v))
+        if gpu_generate is not None:
+            updates = stream_gpu_generate(ctx, session, settings, gpu_generate)
+            try:
+                first = next(updates)
+            except ValueError as exc:
+                raise gr.Error(str(exc)) from exc
+            yield generate_progress_html(first), session.image_file("generate", first.preview), gr.update()
+            for job in updates:
+                yield generate_progress_html(job), session.image_file("generate", job.preview), info_markdown(session)
+            return
         try:
             ctx.jobs.start_generate(session, settings)
         except ValueError as exc:
@@ -167,6 +181,10 @@ def build_generate_group(ctx: AppContext, info) -> None:
     ctx.changed(run.click(start_and_stream, inputs, [progress, preview, info], api_name="generate",
                           concurrency_limit=None, show_progress="hidden"))
     def do_cancel(request: gr.Request) -> None:
-        ctx.jobs.cancel(ctx.session(request))
+        session = ctx.session(request)
+        if gpu_generate is not None:
+            cancel_gpu_edit(session.id)
+        else:
+            ctx.jobs.cancel(session)
 
     cancel.click(do_cancel, None, None, api_name="cancel_generate", concurrency_limit=None)

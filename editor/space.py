@@ -13,7 +13,8 @@ then records the result through the worker as ONE history entry (JobRunner.adopt
 export and autosave behave as after a worker edit. Cancel sets a per-session flag the edit polls before each
 step; that works when the function runs in this process (tests, a Space with a dedicated GPU) but a ZeroGPU
 child process does not see it. No live previews stream from inside the GPU function: the page shows "running
-on the GPU" and then the result. Generation (Scene panel) still runs on the worker thread.
+on the GPU" and then the result. The Scene panel's "Generate from text" goes the same way (`run_generate_on_gpu`,
+`stream_gpu_generate`): its result opens as the session's scene in one history entry with an all-zero mask.
 """
 
 from __future__ import annotations
@@ -48,23 +49,52 @@ _CANCELLED: set[str] = set()  # session ids whose GPU edit should stop before it
 _CANCEL_LOCK = threading.Lock()
 
 
+def _model(spec: str):
+    """(device, guidance model for `spec`): CUDA when this process has it; loaded once per process."""
+    from engine.guidance import load_guidance
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    key = (spec, str(device))
+    if key not in _MODELS:
+        _MODELS[key] = load_guidance(spec, device=device)
+    return device, _MODELS[key]
+
+
 def run_edit_on_gpu(scene, mask, config, session_id: str = ""):
     """Edit `scene` ([N] `mask`) with engine.edit.run_edit on CUDA when available; what a Space decorates with
     spaces.GPU. Takes and returns CPU data only: (scene, mask [N'], summary dict)."""
     from engine.edit import run_edit
-    from engine.guidance import load_guidance
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    key = (config.model, str(device))
-    if key not in _MODELS:
-        _MODELS[key] = load_guidance(config.model, device=device)
-    result = run_edit(scene, mask, config, _MODELS[key], should_stop=lambda: session_id in _CANCELLED)
+    device, model = _model(config.model)
+    result = run_edit(scene, mask, config, model, should_stop=lambda: session_id in _CANCELLED)
     summary = {"cancelled": result.cancelled, "steps_done": result.steps_done, "device": str(device),
                "losses": {k: float(v) for k, v in result.losses.items()}}
     return result.scene.detach().to("cpu"), result.mask.detach().cpu(), summary
 
 
+def run_generate_on_gpu(initial, config, session_id: str = ""):
+    """Generate `config.prompt` with engine.generate.run_generate on CUDA when available, starting from `initial`
+    (a scene, or None for `config.init`); what a Space decorates with spaces.GPU. CPU data in and out:
+    (scene, summary dict). A cancelled run returns the scene so far with summary["cancelled"] set."""
+    from engine.generate import check_generate_config, initial_scene, run_generate
+
+    check_generate_config(config)
+    start = initial if initial is not None else initial_scene(config)
+    device, model = _model(config.model)
+    steps = [0]
+
+    def count_steps(event) -> None:
+        steps[0] = event.step
+
+    scene = run_generate(config, model, on_event=count_steps, should_stop=lambda: session_id in _CANCELLED,
+                         initial=start)
+    summary = {"cancelled": steps[0] < config.steps, "steps_done": steps[0], "device": str(device),
+               "gaussians": len(scene)}
+    return scene.detach().to("cpu"), summary
+
+
 def cancel_gpu_edit(session_id: str) -> None:
+    """Ask the session's running spaces.GPU edit or generation to stop before its next step."""
     with _CANCEL_LOCK:
         _CANCELLED.add(session_id)
 
@@ -101,6 +131,55 @@ def stream_gpu_edit(ctx: AppContext, session: Session, settings, gpu_edit: Calla
             if "loss" in summary["losses"]:
                 session.job.losses.append((summary["steps_done"], summary["losses"]["loss"]))
             session.job.preview = backend.render_view(session.scene, view.cameras(256, 256))
+            session.job.preview_count += 1
+    except Exception as exc:  # noqa: BLE001 - the page shows the error; the session is unchanged
+        state, message = "error", (str(exc).splitlines() or [type(exc).__name__])[0]
+    finally:
+        with _CANCEL_LOCK:
+            _CANCELLED.discard(session.id)
+    with session.lock:
+        session.job.state, session.job.message, session.job.eta_s = state, message, None
+        session.revision += 1
+    yield _snapshot(session)
+
+
+def stream_gpu_generate(ctx: AppContext, session: Session, settings, gpu_generate: Callable) -> Iterator[JobStatus]:
+    """Run one text-to-3D generation through `gpu_generate` (run_generate_on_gpu under spaces.GPU) inside the
+    calling request handler; the result opens as the session's scene in ONE history entry (all-zero mask), named
+    like the worker path's. Yields the job status before and after; bad input raises ValueError first."""
+    from engine.generate import check_generate_config
+    from engine.guidance import parse_model_spec
+
+    from .jobs import INIT_CURRENT, _normalise_colour_spec
+
+    spec = _normalise_colour_spec((settings.model or "").strip()) or ctx.jobs.model_spec(session)
+    parse_model_spec(spec)
+    config = settings.to_config(spec)
+    check_generate_config(config)
+    with session.lock:
+        if session.job.active:
+            raise ValueError("an edit or generation is already running in this session")
+        initial = session.scene.clone() if settings.init == INIT_CURRENT else None
+        view = session.view
+        session.job = JobStatus(state="running", total=config.steps, message="running on the GPU",
+                                started_at=time.time(), before=backend.render_view(session.scene, view.cameras(256, 256)))
+        session.job_view = view
+    with _CANCEL_LOCK:
+        _CANCELLED.discard(session.id)
+    yield _snapshot(session)
+    try:
+        scene, summary = gpu_generate(initial, config, session.id)
+        if summary["cancelled"]:
+            state, message = "cancelled", f"cancelled after {summary['steps_done']} steps"
+        else:
+            ctx.jobs.adopt_result(session, scene, torch.zeros(len(scene)),
+                                  f"generate ({config.method}): {config.prompt}",
+                                  name=f"generated: {config.prompt.strip()[:60]}")
+            state, message = "done", f"{summary['steps_done']} steps, {len(scene)} Gaussians on {summary['device']}"
+        with session.lock:
+            session.job.step = summary["steps_done"]
+            session.job_view = session.view
+            session.job.preview = backend.render_view(session.scene, session.view.cameras(256, 256))
             session.job.preview_count += 1
     except Exception as exc:  # noqa: BLE001 - the page shows the error; the session is unchanged
         state, message = "error", (str(exc).splitlines() or [type(exc).__name__])[0]

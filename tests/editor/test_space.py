@@ -86,6 +86,50 @@ def test_space_edit_runs_in_the_spaces_gpu_function_and_is_one_undoable_entry(tm
             assert torch.equal(getattr(restored, name), value), name
 
 
+def test_space_generate_runs_in_the_spaces_gpu_function_and_undo_restores_the_scene(tmp_path, monkeypatch):
+    fake = FakeSpaces()
+    monkeypatch.setitem(sys.modules, "spaces", fake)
+    with running_app(tmp_path, space=True) as app:
+        assert ("run_generate_on_gpu", 300) in fake.decorated
+        worker = app.ctx.jobs.worker
+        monkeypatch.setattr(worker, "start_generate",
+                            lambda *a, **k: (_ for _ in ()).throw(AssertionError("worker generate")))
+        client = Client(app.url, verbose=False)
+        original = load(client.predict("ply", api_name="/export"))
+
+        job = client.submit("a red ball", "closed-form:#d02020", "sds", "sphere", 3, 0, 32, 150,
+                            api_name="/generate")
+        outputs = list(job)
+        bar, _, info = outputs[-1]
+        assert 'data-state="done"' in bar, bar
+        assert len(fake.results) == 1  # the decorated function ran the generation...
+        generated = load(client.predict("ply", api_name="/export"))
+        assert torch.equal(generated.means, fake.results[0][0].means)  # ...and its result is the session's scene
+        assert len(generated) == 150 != len(original)
+        assert "generated: a red ball" in info and "150" in info
+        (session,) = app.ctx.registry.sessions()
+        assert session.selection.shape == (150,) and not session.selection.any()
+
+        assert "generate (sds): a red ball" in client.predict(api_name="/undo")  # one entry
+        restored = load(client.predict("ply", api_name="/export"))
+        for name, value in original.items():
+            assert torch.equal(getattr(restored, name), value), name
+
+
+def test_gpu_generate_stops_when_its_session_is_cancelled():
+    from editor.space import _CANCELLED, cancel_gpu_edit, run_generate_on_gpu
+    from engine.generate import GenerateConfig
+
+    config = GenerateConfig(prompt="a red ball", model="closed-form:#d02020", steps=20, resolution=32,
+                            num_gaussians=100)
+    cancel_gpu_edit("g1")
+    try:
+        scene, summary = run_generate_on_gpu(None, config, "g1")
+    finally:
+        _CANCELLED.discard("g1")
+    assert summary["cancelled"] and summary["steps_done"] == 0 and len(scene) == 100
+
+
 def test_gpu_wrap_is_transparent_outside_a_space():
     def job(x, *, y=1):
         return x + y
