@@ -134,13 +134,7 @@ def stream_gpu_edit(ctx: AppContext, session: Session, settings, gpu_edit: Calla
             session.job.preview_count += 1
     except Exception as exc:  # noqa: BLE001 - the page shows the error; the session is unchanged
         state, message = "error", (str(exc).splitlines() or [type(exc).__name__])[0]
-    finally:
-        with _CANCEL_LOCK:
-            _CANCELLED.discard(session.id)
-    with session.lock:
-        session.job.state, session.job.message, session.job.eta_s = state, message, None
-        session.revision += 1
-    yield _snapshot(session)
+    yield _end_job(session, state, message)
 
 
 def stream_gpu_generate(ctx: AppContext, session: Session, settings, gpu_generate: Callable) -> Iterator[JobStatus]:
@@ -183,13 +177,17 @@ def stream_gpu_generate(ctx: AppContext, session: Session, settings, gpu_generat
             session.job.preview_count += 1
     except Exception as exc:  # noqa: BLE001 - the page shows the error; the session is unchanged
         state, message = "error", (str(exc).splitlines() or [type(exc).__name__])[0]
-    finally:
-        with _CANCEL_LOCK:
-            _CANCELLED.discard(session.id)
+    yield _end_job(session, state, message)
+
+
+def _end_job(session: Session, state: str, message: str) -> JobStatus:
+    """Clear the session's cancel flag and record how its GPU job ended; returns the final status."""
+    with _CANCEL_LOCK:
+        _CANCELLED.discard(session.id)
     with session.lock:
         session.job.state, session.job.message, session.job.eta_s = state, message, None
         session.revision += 1
-    yield _snapshot(session)
+    return _snapshot(session)
 
 
 def _snapshot(session: Session) -> JobStatus:
