@@ -273,21 +273,38 @@ class JobRunner:
             self._model_state[spec] = {"spec": spec, "state": state, "source": source, "message": message}
 
     # ------------------------------------------------------------------ edit jobs
-    def start(self, session: Session, settings: EditSettings) -> None:
-        """Queue an edit of the session's selection; bad input raises ValueError before anything is queued."""
+    def checked_edit_config(self, session: Session, settings: EditSettings):
+        """The EditConfig for the session's selection, or ValueError saying why the edit cannot run.
+        Shared by the worker path and the Space GPU path; call it holding `session.lock`."""
         from engine.edit import check_edit_inputs
 
+        if session.job.active:
+            raise ValueError("an edit is already running in this session")
+        config = settings.to_config(self.model_spec(session))
+        check_edit_inputs(session.scene, session.selection, config)
+        if not bool((session.selection > config.mask_threshold).any()):
+            raise ValueError("nothing is selected: select the part to edit first (Mask tab)")
+        return config
+
+    def checked_generate_config(self, session: Session, settings: GenerateSettings):
+        """The GenerateConfig for these settings (model defaulting to the session's), or ValueError saying
+        what to fix. Shared by the worker path and the Space GPU path."""
+        from engine.generate import check_generate_config
+        from engine.guidance import parse_model_spec
+
+        spec = _normalise_colour_spec((settings.model or "").strip()) or self.model_spec(session)
+        parse_model_spec(spec)
+        config = settings.to_config(spec)
+        check_generate_config(config)
+        return config
+
+    def start(self, session: Session, settings: EditSettings) -> None:
+        """Queue an edit of the session's selection; bad input raises ValueError before anything is queued."""
         with session.lock:
-            if session.job.active:
-                raise ValueError("an edit is already running in this session")
-            scene, mask = session.scene, session.selection
-            config = settings.to_config(self.model_spec(session))
-            check_edit_inputs(scene, mask, config)
-            if not bool((mask > config.mask_threshold).any()):
-                raise ValueError("nothing is selected: select the part to edit first (Mask tab)")
+            config = self.checked_edit_config(session, settings)
             view = session.view
             session.job = JobStatus(state="queued", total=config.steps, message="waiting for the engine",
-                                    before=backend.render_view(scene, view.cameras(256, 256)))
+                                    before=backend.render_view(session.scene, view.cameras(256, 256)))
             session.job_view = view
             with self._lock:  # registered before the worker's first event can be matched against it
                 future = self.worker.start_edit(session.id, config)
@@ -303,13 +320,7 @@ class JobRunner:
     def start_generate(self, session: Session, settings: GenerateSettings) -> None:
         """Queue a text-to-3D generation; its result opens as the session's scene (undo goes back). Bad input
         raises ValueError before anything is queued."""
-        from engine.generate import check_generate_config
-        from engine.guidance import parse_model_spec
-
-        spec = _normalise_colour_spec((settings.model or "").strip()) or self.model_spec(session)
-        parse_model_spec(spec)
-        config = settings.to_config(spec)
-        check_generate_config(config)
+        config = self.checked_generate_config(session, settings)
         with session.lock:
             if session.job.active:
                 raise ValueError("an edit or generation is already running in this session")

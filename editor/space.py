@@ -102,16 +102,9 @@ def cancel_gpu_edit(session_id: str) -> None:
 def stream_gpu_edit(ctx: AppContext, session: Session, settings, gpu_edit: Callable) -> Iterator[JobStatus]:
     """Run one edit through `gpu_edit` (run_edit_on_gpu under spaces.GPU) inside the calling request handler;
     yields the session's job status before and after. Bad input raises ValueError before anything runs."""
-    from engine.edit import check_edit_inputs
-
     with session.lock:
-        if session.job.active:
-            raise ValueError("an edit is already running in this session")
+        config = ctx.jobs.checked_edit_config(session, settings)
         scene, mask = session.scene, session.selection
-        config = settings.to_config(ctx.jobs.model_spec(session))
-        check_edit_inputs(scene, mask, config)
-        if not bool((mask > config.mask_threshold).any()):
-            raise ValueError("nothing is selected: select the part to edit first (Mask tab)")
         view = session.view
         session.job = JobStatus(state="running", total=config.steps, message="running on the GPU",
                                 started_at=time.time(), before=backend.render_view(scene, view.cameras(256, 256)))
@@ -141,15 +134,9 @@ def stream_gpu_generate(ctx: AppContext, session: Session, settings, gpu_generat
     """Run one text-to-3D generation through `gpu_generate` (run_generate_on_gpu under spaces.GPU) inside the
     calling request handler; the result opens as the session's scene in ONE history entry (all-zero mask), named
     like the worker path's. Yields the job status before and after; bad input raises ValueError first."""
-    from engine.generate import check_generate_config
-    from engine.guidance import parse_model_spec
+    from .jobs import INIT_CURRENT
 
-    from .jobs import INIT_CURRENT, _normalise_colour_spec
-
-    spec = _normalise_colour_spec((settings.model or "").strip()) or ctx.jobs.model_spec(session)
-    parse_model_spec(spec)
-    config = settings.to_config(spec)
-    check_generate_config(config)
+    config = ctx.jobs.checked_generate_config(session, settings)
     with session.lock:
         if session.job.active:
             raise ValueError("an edit or generation is already running in this session")
