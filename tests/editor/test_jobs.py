@@ -45,6 +45,7 @@ def test_viewer_updates_in_place_during_an_edit(tmp_path):
         mask[: len(scene) // 3] = 1.0
         session.set_selection(mask, label="test")
         jobs.set_model(session, "closed-form:#00ff00")
+        client.wait_for(lambda: client.of_type("GaussianSplatsMessage"))  # the initial splats have arrived
         created = len(client.of_type("GaussianSplatsMessage"))
         updates_before = len(client.of_type("SceneNodeUpdateMessage"))
         jobs.start(session, EditSettings(prompt="green", steps=12, resolution=32, preview_every=1, densify=False,
