@@ -38,6 +38,7 @@ import torch
 from torch import Tensor
 
 from .guidance.base import Condition, DiffusionModel, LossOutput
+from .guidance.native_size import to_model_size
 from .guidance.sds import check_images, check_prompt, draw_timesteps, latent_mask_like, surrogate_output
 from .guidance.timesteps import TimestepSchedule
 
@@ -121,6 +122,7 @@ class ISMLoss:
         generator: torch.Generator | None = None,
     ) -> LossOutput:
         """Draws t (one per view) from `generator`; nothing else is random."""
+        images, mask2d = to_model_size(self.model, images, mask2d)
         check_images(images, self.model)
         latents = self.model.encode_images(images)
         t = draw_timesteps(self.timesteps, self.model, latents, step=step, total_steps=total_steps, generator=generator)

@@ -5,6 +5,7 @@ spec / error types. Then one module per job:
 
 - loading.py      `parse_model_spec`, `load_guidance` (the only way a model is made), `DiffusersModel`
 - closed_form.py  `ClosedFormPrior`: exact Gaussian-data denoiser in pixel space, no weights
+- native_size.py renders (and masks) resized to the model's native size (512 for SD 1.5) before the VAE
 - timesteps.py    `TimestepSchedule`: t in [t_min, t_max] with optional annealing of t_max
 - sds.py          `SDSLoss` (masked score distillation) and `sds_surrogate`
 - dds.py          `DDSLoss` (delta denoising score)

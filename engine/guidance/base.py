@@ -15,6 +15,9 @@ Conventions shared by every module of this package:
 - Latents are `[B, C, h, w]` float32, `h = H // model.latent_scale`. For Stable Diffusion `C = 4` and
   `latent_scale = 8`; for the closed-form prior the latent is the image itself, channels first, mapped to
   [-1, 1] (`C = 3`, `latent_scale = 1`).
+- Renders of any size go in: each loss resizes them (and their mask) to the model's native size before the
+  VAE (native_size.py). A model states that size as an optional `image_size` attribute in pixels (512 for SD
+  1.5: UNet sample_size x VAE factor); one without it (the closed-form prior) works at the render's size.
 - Timesteps are integer indices into `model.alphas_cumprod` (`[T]`, float32, on the model's device), with
   `x_t = sqrt(abar_t) * x_0 + sqrt(1 - abar_t) * eps`.
 - `predict_noise` always returns epsilon, whatever the network predicts (v- and x0-prediction are converted),

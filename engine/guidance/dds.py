@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .base import DiffusionModel, LossOutput, randn
+from .native_size import to_model_size
 from .sds import add_noise, check_images, check_prompt, draw_timesteps, latent_mask_like, sds_weight, surrogate_output
 from .timesteps import TimestepSchedule
 
@@ -81,9 +82,11 @@ class DDSLoss:
         """Draws t (one per view), then the noise, from `generator` in that order."""
         if originals is None:
             raise ValueError("DDS needs the original renders of the views (originals=...)")
-        check_images(images, self.model)
         if originals.shape != images.shape:
             raise ValueError(f"originals {tuple(originals.shape)} must match images {tuple(images.shape)}")
+        originals, _ = to_model_size(self.model, originals)
+        images, mask2d = to_model_size(self.model, images, mask2d)
+        check_images(images, self.model)
         latents = self.model.encode_images(images)
         with torch.no_grad():
             source_latents = self.model.encode_images(originals.detach())

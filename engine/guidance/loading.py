@@ -137,6 +137,9 @@ class DiffusersModel:
         self.prediction_type = prediction_type
         self.latent_channels = int(vae.config.latent_channels)
         self.latent_scale = 2 ** (len(vae.config.block_out_channels) - 1)
+        sample = unet.config.sample_size
+        sample = sample if isinstance(sample, int) else max(sample)  # some configs give (h, w)
+        self.image_size = int(sample) * self.latent_scale  # native size (512 for SD 1.5): see native_size.py
         self.scaling_factor = float(vae.config.scaling_factor)
         self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
         self._embeddings: dict[str, Tensor] = {}

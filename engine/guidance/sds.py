@@ -4,7 +4,8 @@ For a render x with latents z = E(x), noise eps and timestep t, SDS pushes z alo
     grad = w(t) * (eps_hat(z_t, t, prompt) - eps),   w(t) = 1 - abar_t,   z_t = sqrt(abar_t) z + sqrt(1-abar_t) eps
 without backpropagating through the denoiser. The surrogate loss 0.5 * ||z - (z - grad).detach()||^2 / B has
 exactly grad / B as its gradient w.r.t. z (per-view gradients averaged over the B views), so autograd carries
-it through the encoder and the renderer to the Gaussians. A 2D mask multiplies grad in latent space (the mask
+it through the encoder, the resize to the model's native size (native_size.py) and the renderer to the
+Gaussians. A 2D mask multiplies grad in latent space (the mask
 area-averaged down to the latent resolution), so nothing outside the mask is pushed.
 """
 
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import Condition, DiffusionModel, LossOutput, randn
+from .native_size import to_model_size
 from .timesteps import TimestepSchedule
 
 
@@ -134,7 +136,9 @@ class SDSLoss:
         anchors: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> LossOutput:
-        """Draws t (one per view), then the noise, from `generator` in that order."""
+        """Draws t (one per view), then the noise, from `generator` in that order. Renders of any size are
+        resized to the model's native size first (native_size.py), the mask with them."""
+        images, mask2d = to_model_size(self.model, images, mask2d)
         check_images(images, self.model)
         latents = self.model.encode_images(images)
         t = draw_timesteps(self.timesteps, self.model, latents, step=step, total_steps=total_steps, generator=generator)

@@ -15,7 +15,8 @@ only the masked part allowed to change. Their schedule is unpublished; ours (`SL
    anchor loss only looks inside the mask). With t_stop = 0 every step is mixed and the result equals the
    original outside the mask, up to the encoder/decoder round trip.
 
-The result has no autograd graph; it is a target, refreshed every K steps by the edit loop.
+The views are edited at the model's native size (native_size.py: 512 px for SD 1.5) and the result is resized
+back to the views' size. It has no autograd graph; it is a target, refreshed every K steps by the edit loop.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .base import DiffusionModel, randn
+from .native_size import to_model_size
 from .sds import check_images, check_prompt, latent_mask
 
 
@@ -89,9 +91,11 @@ def part_edit_images(
     generator: torch.Generator | None = None,
 ) -> Tensor:
     """Each view edited toward `prompt` inside its mask only, [B, H, W, 3] in [0, 1] (see module docstring)."""
-    check_images(originals, model, "originals")
     if mask2d.shape[:3] != originals.shape[:3]:
         raise ValueError(f"mask2d {tuple(mask2d.shape)} must match originals {tuple(originals.shape)}")
+    size = tuple(originals.shape[1:3])
+    originals, mask2d = to_model_size(model, originals, mask2d)
+    check_images(originals, model, "originals")
     cond = model.condition(check_prompt(prompt))
     z0 = model.encode_images(originals.float())
     mask = blur_mask(latent_mask(mask2d, z0.shape[-2:]).to(z0.device), config.mask_blur)
@@ -114,4 +118,9 @@ def part_edit_images(
         z = a_next.sqrt() * x0 + (1.0 - a_next).sqrt() * eps
         if t_next >= stop:
             z = mask * z + (1.0 - mask) * noised_original(a_next)
-    return model.decode_latents(z)
+    edited = model.decode_latents(z)
+    if tuple(edited.shape[1:3]) == size:
+        return edited
+    # Back to the render size; antialiased when shrinking (the anchor is a target, no gradient goes through).
+    back = F.interpolate(edited.permute(0, 3, 1, 2), size=size, mode="bilinear", align_corners=False, antialias=True)
+    return back.clamp(0.0, 1.0).permute(0, 2, 3, 1)

@@ -145,8 +145,9 @@ def test_images_round_trip_through_latents(tiny_model):
     assert latents.shape == (2, 4, 8, 8) and latents.dtype == torch.float32
     decoded = tiny_model.decode_latents(latents)
     assert decoded.shape == images.shape and 0 <= float(decoded.min()) and float(decoded.max()) <= 1
-    with pytest.raises(ValueError, match="multiple of 2"):
-        SDSLoss(tiny_model, "red")(torch.rand(1, 15, 16, 3), step=0, total_steps=1)
+    odd = torch.rand(1, 15, 16, 3, requires_grad=True)  # resized to the native 16x16 before the VAE
+    SDSLoss(tiny_model, "red")(odd, step=0, total_steps=1).loss.backward()
+    assert torch.isfinite(odd.grad).all() and odd.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("method", ["sds", "dds", "romap"])

@@ -1,8 +1,9 @@
 """Tiny random Stable-Diffusion-shaped pipelines for CPU tests (no weights, no network).
 
 `save_tiny_pipeline(path)` writes the diffusers folder layout (model_index.json, tokenizer/, text_encoder/,
-unet/, vae/, scheduler/) so tests can load it through the real `load_guidance(path)`. The VAE downsamples by 2
-(two blocks), so a 16x16 render has 8x8 latents; prompts are tokenized to 16 tokens.
+unet/, vae/, scheduler/) so tests can load it through the real `load_guidance(path)`. By default the VAE
+downsamples by 2 (two blocks) and the UNet's sample size is 8, so the native image size is 16 (a 16x16 render has
+8x8 latents; other sizes are resized to 16x16 by the losses); prompts are tokenized to 16 tokens.
 Reuse from other test folders: `from tests.guidance.tiny_models import save_tiny_pipeline`.
 """
 
@@ -29,8 +30,14 @@ def tiny_tokenizer():
     return CLIPTokenizer(vocab=vocab, merges=[], model_max_length=TOKEN_LENGTH)
 
 
-def tiny_parts(*, prediction_type: str = "epsilon", seed: int = 0) -> dict:
-    """The five parts with random weights: tokenizer, text_encoder, unet, vae, scheduler."""
+def tiny_parts(
+    *, prediction_type: str = "epsilon", seed: int = 0, unet_sample_size: int = 8, vae_levels: int = 2
+) -> dict:
+    """The five parts with random weights: tokenizer, text_encoder, unet, vae, scheduler.
+
+    The model's native image size is `unet_sample_size * 2 ** (vae_levels - 1)`: 16 by default; `vae_levels=4,
+    unet_sample_size=64` gives SD 1.5's shape (8x VAE, 512 px native) with tiny channel counts.
+    """
     from diffusers import AutoencoderKL, DDIMScheduler, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -44,14 +51,15 @@ def tiny_parts(*, prediction_type: str = "epsilon", seed: int = 0) -> dict:
         )
     )
     unet = UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
+        sample_size=unet_sample_size, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 64),
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
         cross_attention_dim=32, attention_head_dim=8, norm_num_groups=32,
     )
+    channels = (16, 32) if vae_levels == 2 else (8,) * vae_levels
     vae = AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(16, 32), latent_channels=4,
-        norm_num_groups=8, layers_per_block=1, sample_size=16,
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * vae_levels,
+        up_block_types=("UpDecoderBlock2D",) * vae_levels, block_out_channels=channels, latent_channels=4,
+        norm_num_groups=8, layers_per_block=1, sample_size=unet_sample_size * 2 ** (vae_levels - 1),
     )
     scheduler = DDIMScheduler(
         num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
@@ -60,7 +68,9 @@ def tiny_parts(*, prediction_type: str = "epsilon", seed: int = 0) -> dict:
     return {"tokenizer": tokenizer, "text_encoder": text_encoder, "unet": unet, "vae": vae, "scheduler": scheduler}
 
 
-def save_tiny_pipeline(path: str | Path, *, prediction_type: str = "epsilon", seed: int = 0) -> Path:
+def save_tiny_pipeline(
+    path: str | Path, *, prediction_type: str = "epsilon", seed: int = 0, unet_sample_size: int = 8, vae_levels: int = 2
+) -> Path:
     """Write a tiny random pipeline in the diffusers layout to `path` and return it.
 
     Each part is saved with its own save_pretrained; model_index.json is what StableDiffusionPipeline writes
@@ -70,7 +80,8 @@ def save_tiny_pipeline(path: str | Path, *, prediction_type: str = "epsilon", se
     import transformers
 
     path = Path(path)
-    parts = tiny_parts(prediction_type=prediction_type, seed=seed)
+    parts = tiny_parts(prediction_type=prediction_type, seed=seed, unet_sample_size=unet_sample_size,
+                       vae_levels=vae_levels)
     index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
              "safety_checker": [None, None], "feature_extractor": [None, None], "requires_safety_checker": False}
     for name, part in parts.items():
