@@ -27,6 +27,7 @@ import torch
 from ..scene import GaussianScene, rgb_to_sh0
 from .errors import FormatError
 from .files import check_readable
+from .mesh_guard import check_mesh_file
 
 POINT_CLOUD_SUFFIXES = (".pcd", ".xyz", ".xyzn", ".xyzrgb", ".pts")
 SAMPLES_PER_DIAGONAL_SQUARED = 50_000  # default mesh samples per (bounding-box diagonal)^2 of surface area
@@ -61,6 +62,7 @@ def load_mesh_or_points(
         if value is not None and not (isinstance(value, (int, np.integer)) and 1 <= value <= LIMIT):
             raise ValueError(f"{name} must be an integer in 1..{LIMIT}, got {value!r}")
     p = check_readable(path)
+    check_mesh_file(p)  # before open3d: it would allocate whatever a header declares
     o3d = _open3d(p)
     rng = np.random.default_rng(seed)
     suffix = p.suffix.lower()

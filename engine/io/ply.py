@@ -37,6 +37,7 @@ REQUIRED = ("x", "y", "z", "f_dc_0", "f_dc_1", "f_dc_2", "opacity",
 SIGNATURE = ("f_dc_0", "opacity", "scale_0", "rot_0")
 F_REST_COUNTS = {0: 0, 9: 1, 24: 2, 45: 3}  # number of f_rest_* properties -> SH degree
 _F_REST = re.compile(r"f_rest_(\d+)$")
+OPACITY_LOGIT_LIMIT = float(np.log((1 - 1e-6) / 1e-6))  # logit of opacity 1 - 1e-6 (13.8): where +/-Inf land
 
 
 def property_names(sh_degree: int) -> list[str]:
@@ -55,8 +56,15 @@ def is_gaussian_ply(header: PlyHeader) -> bool:
     return vertex is not None and any(name in vertex.property_names for name in SIGNATURE)
 
 
-def read_gaussian_ply(path: str | os.PathLike, header: PlyHeader | None = None) -> GaussianScene:
-    """Load a 3DGS .ply (INRIA layout) as a float32 CPU scene; FormatError on any malformed content."""
+def read_gaussian_ply(
+    path: str | os.PathLike, header: PlyHeader | None = None, notes: dict | None = None
+) -> GaussianScene:
+    """Load a 3DGS .ply (INRIA layout) as a float32 CPU scene; FormatError on any malformed content.
+
+    +Inf / -Inf opacity logits (what splat-transform writes for fully opaque / transparent splats) become
+    +/-OPACITY_LOGIT_LIMIT; their number goes to `notes["clamped_infinite_opacities"]` when `notes` is given.
+    NaN anywhere and non-finite positions, scales, rotations or colours are still errors.
+    """
     path = Path(path)
     header = header or read_ply_header(path)
     vertex = header.element("vertex")
@@ -67,7 +75,19 @@ def read_gaussian_ply(path: str | os.PathLike, header: PlyHeader | None = None) 
         columns = _read_binary(path, header, vertex, num_rest)
     else:
         columns = _read_ascii(path, header, vertex, num_rest)
+    clamped = clamp_infinite_opacities(columns["opacities"])
+    if notes is not None:
+        notes["clamped_infinite_opacities"] = clamped
     return _to_scene(path, columns)
+
+
+def clamp_infinite_opacities(logits: np.ndarray) -> int:
+    """Replace +/-Inf logits in place by +/-OPACITY_LOGIT_LIMIT (opacity 1 / 0 to 1e-6); return how many."""
+    infinite = np.isinf(logits)
+    count = int(infinite.sum())
+    if count:
+        logits[infinite] = np.copysign(OPACITY_LOGIT_LIMIT, logits[infinite])
+    return count
 
 
 def write_gaussian_ply(scene: GaussianScene, path: str | os.PathLike) -> None:

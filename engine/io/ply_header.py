@@ -134,10 +134,8 @@ def read_ply_header(path: str | os.PathLike) -> PlyHeader:
     end = _find_end_header(head)
     if end is None:
         raise FormatError(path, "PLY header has no 'end_header' line (file truncated or not a PLY file)")
-    try:
-        text = head[:end].decode("ascii")
-    except UnicodeDecodeError:
-        raise FormatError(path, "PLY header contains non-ASCII bytes") from None
+    # Other tools put UTF-8 (or Latin-1) text in comments: decode leniently, but keep every other line ASCII.
+    text = head[:end].decode("utf-8", errors="replace")
     lines = text.splitlines()
     if lines[0].strip() != "ply":
         raise FormatError(path, "not a PLY file (first line is not 'ply')")
@@ -151,6 +149,8 @@ def read_ply_header(path: str | os.PathLike) -> PlyHeader:
             continue
         keyword = words[0]
         where = f"PLY header line {number} ('{raw.strip()}')"
+        if keyword not in ("comment", "obj_info") and not raw.isascii():
+            raise FormatError(path, f"{where}: non-ASCII characters outside a comment")
         if keyword in ("comment", "obj_info"):
             comments.append(raw.strip()[len(keyword) :].strip())
         elif keyword == "format":

@@ -143,25 +143,61 @@ def _check_header(path: Path, version: int, n: int, sh_degree: int, fractional_b
         raise FormatError(path, f"invalid SPZ header: {fractional_bits} fractional bits (at most 24)")
 
 
-def _parse_gzip(path: Path, data: bytes) -> Packed:
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-    feed = [data]
+class _GzipReader:
+    """Concatenated gzip members read as one stream (what `gzip -c a b` and some writers produce).
 
-    def take(count: int) -> np.ndarray:
+    zlib checks each member's CRC-32 and length trailer; `finish` drains what is left (extension records)
+    without keeping it and refuses a stream whose last member has no trailer (a file cut by a few bytes).
+    """
+
+    def __init__(self, path: Path, data: bytes) -> None:
+        self.path = path
+        self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+        self.tail = data
+
+    def _piece(self, limit: int) -> bytes | None:
+        """Up to `limit` more bytes (b"" is fine: progress on headers); None at the end of the input."""
+        if self.inflater.eof:
+            rest = self.inflater.unused_data
+            if rest[:2] != b"\x1f\x8b":
+                return None  # no further member (trailing bytes that are not gzip are ignored, as gzip does)
+            self.inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            self.tail = rest
+        before = len(self.tail)
+        try:
+            piece = self.inflater.decompress(self.tail, limit)
+        except zlib.error as exc:
+            raise FormatError(self.path, f"corrupt gzip data in .spz: {exc}") from None
+        self.tail = self.inflater.unconsumed_tail
+        if not piece and len(self.tail) == before and not self.inflater.eof:
+            return None  # input exhausted inside a member
+        return piece
+
+    def take(self, count: int) -> np.ndarray:
         """Exactly `count` decompressed bytes, or fewer if the stream ends first."""
         out = np.empty(count, np.uint8)
         got = 0
         while got < count:
-            try:
-                piece = inflater.decompress(feed[0], min(count - got, 1 << 26))
-            except zlib.error as exc:
-                raise FormatError(path, f"corrupt gzip data in .spz: {exc}") from None
-            feed[0] = inflater.unconsumed_tail
-            if not piece:
+            piece = self._piece(min(count - got, 1 << 26))
+            if piece is None:
                 break
             out[got : got + len(piece)] = np.frombuffer(piece, np.uint8)
             got += len(piece)
         return out[:got]
+
+    def finish(self) -> None:
+        while self._piece(1 << 20) is not None:
+            pass
+        if not self.inflater.eof:
+            raise FormatError(
+                self.path,
+                "truncated .spz: the gzip stream ends before its CRC/length trailer (the file was cut short)",
+            )
+
+
+def _parse_gzip(path: Path, data: bytes) -> Packed:
+    reader = _GzipReader(path, data)
+    take = reader.take
 
     head = take(LEGACY_HEADER.size)
     if len(head) < LEGACY_HEADER.size:
@@ -184,6 +220,7 @@ def _parse_gzip(path: Path, data: bytes) -> Packed:
             path,
             f"truncated .spz: {n} Gaussians need {total} bytes after the header, the stream holds {len(body)}",
         )
+    reader.finish()
     arrays, start = {}, 0
     for name, size in sizes:
         arrays[name] = body[start : start + size]
