@@ -1,6 +1,6 @@
 """Time text-to-3D generation on the CPU and record the Gaussian count over the run; prints JSON.
 
-- closed-form reference prior (engine/generate_reference.py): generation from a sphere toward a known two-blob
+- closed-form reference prior (engine/reference_prior.py): generation from a sphere toward a known two-blob
   object, SDS and ISM, whole runs with densification: steps/s, Gaussian count every few steps, and the image
   error to the reference's views before and after (the proof that the run does something);
 - the tiny random SD-shaped pipeline (tests/guidance/tiny_models.py, built in memory): steps/s per method.
@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from engine.generate import GenerateConfig, ObjectOrbit, initial_scene, run_generate  # noqa: E402
-from engine.generate_reference import ReferencePrior, two_blob_reference  # noqa: E402
+from engine.reference_prior import ReferencePrior, two_blob_reference  # noqa: E402
 from engine.render import render  # noqa: E402
 
 

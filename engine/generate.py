@@ -38,7 +38,7 @@ from .camera import Cameras, framing_radius, orbit_cameras, sample_orbit_cameras
 from .densify import DensifyConfig, MaskedDensifier, remap_adam_state
 from .optimize import make_optimizer, to_uint8
 from .generate_init import PRIMITIVES, load_init_scene, primitive_scene
-from .generate_reference import ViewAwareModel
+from .reference_prior import ViewAwareModel
 from .render import render
 from .scene import PARAM_NAMES, GaussianScene, SceneError
 
@@ -362,7 +362,7 @@ def run_generate(
 
     `initial` overrides `config.init` (the CLI loads the init file before the model, to refuse a bad one early).
     `loss_fn` overrides the loss built from `config.method` (tests inject instrumented losses). A model with a
-    `set_views(cameras)` method (engine/generate_reference.py) is told the cameras before each loss.
+    `set_views(cameras)` method (engine/reference_prior.py) is told the cameras before each loss.
     `should_stop` is polled before every step; when it returns True the loop stops and the scene optimized so
     far is returned (the caller that asked to stop decides whether to keep it).
     """

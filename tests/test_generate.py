@@ -22,7 +22,7 @@ from engine.generate import (
     initial_scene,
     run_generate,
 )
-from engine.generate_reference import ReferencePrior, two_blob_reference
+from engine.reference_prior import ReferencePrior, two_blob_reference
 from engine.guidance import ClosedFormPrior, load_guidance
 from engine.io import save
 from engine.render import render
