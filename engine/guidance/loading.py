@@ -2,8 +2,9 @@
 
 A Stable-Diffusion-family model is five parts in the diffusers folder layout (`tokenizer/ text_encoder/ unet/
 vae/ scheduler/`), each loaded with `from_pretrained(source, subfolder=...)` from a hub id (the local Hugging
-Face cache; online unless HF_HUB_OFFLINE=1) or a local directory. fp16 on CUDA, fp32 on CPU. Only the noise
-schedule (alphas_cumprod) and prediction type are read from the scheduler: the losses unroll their own steps.
+Face cache; online unless HF_HUB_OFFLINE=1) or a local directory. fp16 on CUDA, fp32 on CPU; in fp16 the
+hub's fp16 weight files (`variant="fp16"`, half the download) are fetched where the model has them, else the
+plain ones. Only the noise schedule (alphas_cumprod) and prediction type are read from the scheduler: the losses unroll their own steps.
 diffusers and transformers are imported inside the loader, so importing this package stays fast.
 """
 
@@ -29,8 +30,10 @@ from .base import (
 )
 from .closed_form import ClosedFormPrior
 
+FP16_VARIANT = "fp16"  # weight-file variant fetched when the model runs in fp16 (CUDA), see load_weights
 SUBFOLDERS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")
 CLOSED_FORM_PREFIX = "closed-form:"
+REFERENCE_PREFIX = "reference:"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
@@ -59,6 +62,11 @@ def parse_model_spec(spec: str | os.PathLike | None = None) -> ModelSpec:
         if not text.lower().startswith(CLOSED_FORM_PREFIX) or not text[len(CLOSED_FORM_PREFIX):].strip():
             raise ModelSpecError(f"closed-form model needs a colour, e.g. closed-form:#d02020 (got {text!r})")
         return ModelSpec("closed-form", colour=parse_colour(text[len(CLOSED_FORM_PREFIX):]))
+    if text.lower().startswith(REFERENCE_PREFIX):
+        file = Path(text[len(REFERENCE_PREFIX):].strip()).expanduser()
+        if not file.is_file():
+            raise ModelSpecError(f"reference model needs an existing scene file, e.g. reference:edited.ply (got {text!r})")
+        return ModelSpec("reference", str(file.resolve()))
     path = Path(text).expanduser()
     if path.is_dir():
         return ModelSpec("local", str(path.resolve()))
@@ -101,6 +109,15 @@ def load_guidance(
     """
     spec = spec if isinstance(spec, ModelSpec) else parse_model_spec(spec)
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
+    if spec.kind == "reference":
+        from ..io import load
+        from ..reference_prior import ReferencePrior
+
+        try:
+            reference = load(spec.location)
+        except (OSError, ValueError) as exc:
+            raise ModelSpecError(f"cannot read the reference scene {spec.location}: {exc}") from exc
+        return ReferencePrior(reference, name=str(spec))
     if spec.is_closed_form:
         return ClosedFormPrior(spec.colour, device=device, name=str(spec))
     if dtype is None:
@@ -110,6 +127,19 @@ def load_guidance(
         if missing:
             raise _unavailable(spec, f"missing subfolder(s) {', '.join(s + '/' for s in missing)}")
     return DiffusersModel.from_pretrained(spec, device=device, dtype=dtype)
+
+
+def load_weights(cls, source: str, subfolder: str, *, variant: str | None, **kwargs):
+    """`cls.from_pretrained(source, subfolder=...)`, preferring the `variant` weight files (e.g. the hub's
+    `diffusion_pytorch_model.fp16.safetensors`: half the download of the fp32 files) and falling back to the
+    plain files when the repository, the cache or the local folder has no such variant. Offline and local rules
+    are from_pretrained's own (HF_HUB_OFFLINE, the cache, a directory path)."""
+    if variant is not None:
+        try:
+            return cls.from_pretrained(source, subfolder=subfolder, variant=variant, **kwargs)
+        except (OSError, ValueError):
+            pass  # no variant files there: the plain ones below (their error, if any, is the one reported)
+    return cls.from_pretrained(source, subfolder=subfolder, **kwargs)
 
 
 class DiffusersModel:
@@ -150,11 +180,12 @@ class DiffusersModel:
         from transformers import CLIPTextModel, CLIPTokenizer
 
         source = spec.location
+        variant = FP16_VARIANT if dtype == torch.float16 else None
         try:
             tokenizer = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer")
-            text_encoder = CLIPTextModel.from_pretrained(source, subfolder="text_encoder").to(dtype)
-            unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", torch_dtype=dtype)
-            vae = AutoencoderKL.from_pretrained(source, subfolder="vae", torch_dtype=dtype)
+            text_encoder = load_weights(CLIPTextModel, source, "text_encoder", variant=variant, torch_dtype=dtype)
+            unet = load_weights(UNet2DConditionModel, source, "unet", variant=variant, torch_dtype=dtype)
+            vae = load_weights(AutoencoderKL, source, "vae", variant=variant, torch_dtype=dtype)
             scheduler = DDPMScheduler.from_pretrained(source, subfolder="scheduler")
         except (OSError, ValueError) as exc:
             raise _unavailable(spec, " ".join(str(exc).split()) or type(exc).__name__) from exc

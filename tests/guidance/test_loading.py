@@ -106,11 +106,54 @@ def test_tiny_pipeline_loads_with_its_schedule(tiny_model, tiny_pipeline_dir):
 
 
 def test_text_embeddings_are_cached_and_prompt_dependent(tiny_model):
-    first = tiny_model.text_embeddings(["a red chair", "a chair"])
-    assert first.shape[0] == 2 and not torch.equal(first[0], first[1])
-    again = tiny_model.text_embeddings(["a chair"])
-    assert torch.equal(again[0], first[1]) and again.data_ptr() != 0
-    assert tiny_model._embeddings["a chair"] is tiny_model._embeddings["a chair"]
+    """The text encoder runs once per new prompt: repeated prompts (and conditions) come from the cache."""
+    batches = []  # prompts per text-encoder call
+    hook = tiny_model.text_encoder.register_forward_hook(lambda module, args, out: batches.append(args[0].shape[0]))
+    try:
+        first = tiny_model.text_embeddings(["a cached chair", "a cached red chair", "a cached chair"])
+        assert batches == [2]  # one call, the repeated prompt encoded once
+        assert first.shape[0] == 3 and torch.equal(first[0], first[2]) and not torch.equal(first[0], first[1])
+        again = tiny_model.text_embeddings(["a cached red chair"])
+        cond = tiny_model.condition("a cached chair")
+        assert batches == [2]  # nothing new: no encoder call
+        assert torch.equal(again[0], first[1]) and torch.equal(cond.embeddings[0], first[0])
+        tiny_model.text_embeddings(["a cached chair", "a new cached chair"])
+        assert batches == [2, 1]  # only the new prompt is encoded
+    finally:
+        hook.remove()
+
+
+def test_fp16_weight_variant_is_preferred_and_falls_back(tiny_pipeline_dir, tmp_path):
+    """In fp16 the loader takes the `fp16` variant files where the folder (or hub repo) has them, else the
+    plain files; in fp32 always the plain files."""
+    import shutil
+
+    from .tiny_models import tiny_parts
+
+    plain = load_guidance(tiny_pipeline_dir, device="cpu", dtype=torch.float16)  # no variant files: fallback
+    with_variant = tmp_path / "with-fp16"
+    shutil.copytree(tiny_pipeline_dir, with_variant)
+    other = tiny_parts(seed=7)  # different weights, so we can tell which files were read
+    for name in ("text_encoder", "unet", "vae"):
+        other[name].to(torch.float16).save_pretrained(with_variant / name, variant="fp16")
+    fp16 = load_guidance(with_variant, device="cpu", dtype=torch.float16)
+    fp32 = load_guidance(with_variant, device="cpu", dtype=torch.float32)
+    reference = load_guidance(tiny_pipeline_dir, device="cpu")
+    for name in ("text_encoder", "unet", "vae"):
+        want_variant = next(getattr(other[name], "parameters")()).to(torch.float16)
+        want_plain = next(getattr(reference, name).parameters())
+        assert next(getattr(fp16, name).parameters()).dtype == torch.float16
+        assert torch.equal(next(getattr(fp16, name).parameters()), want_variant), name
+        assert torch.equal(next(getattr(fp32, name).parameters()), want_plain), name
+        assert torch.equal(next(getattr(plain, name).parameters()), want_plain.to(torch.float16)), name
+
+
+def test_missing_hub_model_in_fp16_still_says_what_to_download(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hub"))
+    with pytest.raises(ModelUnavailableError, match="hf download nobody-here/no-such-model"):
+        load_guidance("nobody-here/no-such-model", device="cpu", dtype=torch.float16)
 
 
 def test_predict_noise_applies_classifier_free_guidance(tiny_model):
