@@ -12,7 +12,7 @@ import importlib
 import sys
 
 # Order shown in --help. A module missing from a partial checkout is simply not offered.
-COMMAND_MODULES = ("info", "convert", "render", "turntable", "mask", "edit", "generate")
+COMMAND_MODULES = ("info", "convert", "render", "turntable", "mask", "edit", "generate", "batch", "evaluate")
 
 
 def build_parser() -> argparse.ArgumentParser:
