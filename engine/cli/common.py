@@ -35,7 +35,7 @@ def check_scene_output(path: str) -> None:
 
     p = Path(path)
     name = p.name.lower()
-    if name.endswith(".compressed.ply") or not name.endswith(WRITABLE_EXTENSIONS):
+    if not name.endswith(WRITABLE_EXTENSIONS):
         raise UserError(f"{path}: cannot write this format (writable: {', '.join(WRITABLE_EXTENSIONS)})")
     parent = p.parent if str(p.parent) else Path(".")
     if not parent.is_dir():

@@ -1,9 +1,11 @@
 """Scene files in and out: `load(path)`, `save(scene, path)`, `detect_format(path)`.
 
-Readable: 3DGS .ply (INRIA layout), SuperSplat .compressed.ply, antimatter15 .splat, Niantic .spz, and (via
-engine.io.mesh, open3d) meshes .obj/.glb/.gltf/.off/.stl/mesh .ply and point clouds .ply/.pcd/.xyz.
-Writable: .ply (3DGS), .splat, .spz. The format is chosen by extension; a .ply is told apart by its header.
-Every problem with a file raises FormatError (a ValueError) whose message names the file and the problem.
+Readable: 3DGS .ply (INRIA layout), SuperSplat .compressed.ply, antimatter15 .splat, Niantic .spz, PlayCanvas
+SOG (.sog bundle, or an unbundled SOG's meta.json), mkkellogg .ksplat, and (via engine.io.mesh, open3d) meshes
+.obj/.glb/.gltf/.off/.stl/mesh .ply and point clouds .ply/.pcd/.xyz.
+Writable: .ply (3DGS), .compressed.ply, .splat, .spz, .sog and unbundled SOG (a path ending in .json).
+The format is chosen by extension; a .ply is told apart by its header. Every problem with a file raises
+FormatError (a ValueError) whose message names the file and the problem.
 """
 
 from __future__ import annotations
@@ -15,18 +17,26 @@ from ..scene import GaussianScene
 from .errors import FormatError
 from .files import atomic_write, check_readable
 
-__all__ = ["FormatError", "load", "save", "detect_format", "READABLE_EXTENSIONS", "WRITABLE_EXTENSIONS"]
+__all__ = ["FormatError", "load", "save", "detect_format", "check_writable", "READABLE_EXTENSIONS",
+           "WRITABLE_EXTENSIONS", "SPZ_FRAMES"]  # fmt: skip
 
 MESH_EXTENSIONS = (".obj", ".glb", ".gltf", ".off", ".stl")
 POINT_CLOUD_EXTENSIONS = (".pcd", ".xyz")
-READABLE_EXTENSIONS = (".ply", ".compressed.ply", ".splat", ".spz") + MESH_EXTENSIONS + POINT_CLOUD_EXTENSIONS
-WRITABLE_EXTENSIONS = (".ply", ".splat", ".spz")
+READABLE_EXTENSIONS = (".ply", ".compressed.ply", ".splat", ".spz", ".sog", ".json", ".ksplat")  # .json: SOG meta
+READABLE_EXTENSIONS += MESH_EXTENSIONS + POINT_CLOUD_EXTENSIONS
+WRITABLE_EXTENSIONS = (".ply", ".compressed.ply", ".splat", ".spz", ".sog", ".json")
+# .spz coordinate frame: "spec" converts from/to the RUB frame the spz format defines (Blender's importer,
+# the reference library given a frame); "raw" keeps the stored values (splat-transform, Niantic's
+# ply-to-spz tool). Nothing in an .spz file says which one wrote it.
+SPZ_FRAMES = ("spec", "raw")
 
 # Format names returned by detect_format (also shown by `python -m engine info`).
 PLY = "ply"  # 3DGS .ply, INRIA layout
 COMPRESSED_PLY = "compressed_ply"  # SuperSplat / PlayCanvas
 SPLAT = "splat"  # antimatter15
 SPZ = "spz"  # Niantic
+SOG = "sog"  # PlayCanvas, bundled or unbundled
+KSPLAT = "ksplat"  # mkkellogg GaussianSplats3D
 MESH = "mesh"  # sampled into Gaussians by engine.io.mesh
 POINT_CLOUD = "point_cloud"  # one Gaussian per point, by engine.io.mesh
 
@@ -57,6 +67,10 @@ def detect_format(path: str | os.PathLike) -> str:
         return SPLAT
     if name.endswith(".spz"):
         return SPZ
+    if name.endswith((".sog", ".json")):
+        return SOG
+    if name.endswith(".ksplat"):
+        return KSPLAT
     if name.endswith(MESH_EXTENSIONS):
         return MESH
     if name.endswith(POINT_CLOUD_EXTENSIONS):
@@ -66,14 +80,20 @@ def detect_format(path: str | os.PathLike) -> str:
     )
 
 
-def load(path: str | os.PathLike) -> GaussianScene:
-    """Read a scene file of any readable format into a float32 CPU GaussianScene."""
+def load(path: str | os.PathLike, *, spz_frame: str = "spec", notes: dict | None = None) -> GaussianScene:
+    """Read a scene file of any readable format into a float32 CPU GaussianScene.
+
+    spz_frame: "spec" or "raw", how an .spz is read (see SPZ_FRAMES); notes: a dict the reader fills with
+    what it changed on the way in (e.g. "clamped_infinite_opacities": how many +/-Inf opacity logits of a
+    .ply became finite).
+    """
+    _check_spz_frame(spz_frame)
     p = Path(path)
     fmt = detect_format(p)
     if fmt == PLY:
         from .ply import read_gaussian_ply
 
-        return read_gaussian_ply(p)
+        return read_gaussian_ply(p, notes=notes)
     if fmt == COMPRESSED_PLY:
         from .compressed_ply import read_compressed_ply
 
@@ -85,7 +105,15 @@ def load(path: str | os.PathLike) -> GaussianScene:
     if fmt == SPZ:
         from .spz import read_spz
 
-        return read_spz(p)
+        return read_spz(p, convert_frame=spz_frame == "spec")
+    if fmt == SOG:
+        from .sog import read_sog
+
+        return read_sog(p)
+    if fmt == KSPLAT:
+        from .ksplat import read_ksplat
+
+        return read_ksplat(p)
     try:
         from .mesh import load_mesh_or_points
 
@@ -94,37 +122,78 @@ def load(path: str | os.PathLike) -> GaussianScene:
         raise FormatError(p, f"mesh / point-cloud import is not available here ({exc})") from None
 
 
-def save(scene: GaussianScene, path: str | os.PathLike, *, spz_version: int | None = None) -> None:
-    """Write `scene` in the format named by the extension of `path` (.ply, .splat or .spz), atomically.
+def _check_spz_frame(spz_frame: str) -> None:
+    if spz_frame not in SPZ_FRAMES:
+        raise ValueError(f"spz_frame must be one of {', '.join(SPZ_FRAMES)}, got {spz_frame!r}")
 
-    The file appears complete or not at all: it is written to a temporary file in the same folder and renamed.
-    `.splat` keeps only the degree-0 colour; `.spz` quantizes (see engine.io.spz); `spz_version` picks the
-    .spz version to write (2, 3 or 4; default engine.io.spz.DEFAULT_VERSION).
-    """
-    if not isinstance(scene, GaussianScene):
-        raise TypeError(f"save() needs a GaussianScene, got {type(scene).__name__}")
+
+def check_writable(path: str | os.PathLike) -> str:
+    """The output format for `path` ("ply", "compressed_ply", "splat", "spz", "sog"), checked before any
+    work is done (extension and folder); FormatError otherwise."""
     p = Path(path)
     name = p.name.lower()
     if name.endswith(".compressed.ply"):
-        raise FormatError(p, "writing SuperSplat .compressed.ply is not supported (write .ply, .splat or .spz)")
-    if name.endswith(".ply"):
-        from .ply import write_gaussian_ply as writer
+        fmt = COMPRESSED_PLY
+    elif name.endswith(".ply"):
+        fmt = PLY
     elif name.endswith(".splat"):
-        from .splat import write_splat as writer
+        fmt = SPLAT
     elif name.endswith(".spz"):
+        fmt = SPZ
+    elif name.endswith((".sog", ".json")):
+        fmt = SOG
+    else:
+        raise FormatError(
+            p, f"cannot write '{p.suffix or p.name}' files (writable: {', '.join(WRITABLE_EXTENSIONS)}; "
+            ".json writes an unbundled SOG)"
+        )
+    parent = p.parent if str(p.parent) else Path(".")
+    if not parent.is_dir():
+        raise FormatError(p, f"cannot write: folder '{parent}' does not exist")
+    if p.is_dir():
+        raise FormatError(p, "cannot write: a directory exists at this path")
+    return fmt
+
+
+def save(
+    scene: GaussianScene, path: str | os.PathLike, *, spz_version: int | None = None, spz_frame: str = "spec"
+) -> None:
+    """Write `scene` in the format named by the extension of `path`, atomically.
+
+    The file appears complete or not at all: it is written to a temporary file in the same folder and renamed
+    (an unbundled SOG writes its images first, then meta.json). `.splat` keeps only the degree-0 colour;
+    `.spz`, `.sog` and `.compressed.ply` quantize (see their modules); `spz_version` picks the .spz version to
+    write (2, 3 or 4; default engine.io.spz.DEFAULT_VERSION) and `spz_frame` its frame (SPZ_FRAMES).
+    """
+    if not isinstance(scene, GaussianScene):
+        raise TypeError(f"save() needs a GaussianScene, got {type(scene).__name__}")
+    _check_spz_frame(spz_frame)
+    p = Path(path)
+    fmt = check_writable(p)
+    if spz_version is not None and fmt != SPZ:
+        raise FormatError(p, "spz_version only applies to .spz output")
+    if fmt == COMPRESSED_PLY:
+        from .compressed_ply import write_compressed_ply as writer
+    elif fmt == PLY:
+        from .ply import write_gaussian_ply as writer
+    elif fmt == SPLAT:
+        from .splat import write_splat as writer
+    elif fmt == SPZ:
         from .spz import DEFAULT_VERSION, write_spz
 
         version = DEFAULT_VERSION if spz_version is None else spz_version
 
         def writer(s, target):
-            write_spz(s, target, version=version)
+            write_spz(s, target, version=version, convert_frame=spz_frame == "spec")
 
     else:
-        raise FormatError(
-            p, f"cannot write '{p.suffix or p.name}' files (writable: {', '.join(WRITABLE_EXTENSIONS)})"
-        )
-    if spz_version is not None and not name.endswith(".spz"):
-        raise FormatError(p, "spz_version only applies to .spz output")
+        from .sog import write_sog
+
+        bundled = not p.name.lower().endswith(".json")
+
+        def writer(s, target):
+            write_sog(s, target, bundled=bundled)
+
     try:
         with atomic_write(p) as tmp:
             writer(scene, tmp)

@@ -17,7 +17,8 @@ from tests.io.ply_builders import gaussian_rows, write_ply
 
 def test_detects_every_written_format(tmp_path):
     scene = random_scene(20, sh_degree=1, seed=1)
-    for name, fmt in (("a.ply", "ply"), ("a.splat", "splat"), ("a.spz", "spz"), ("UPPER.SPZ", "spz")):
+    for name, fmt in (("a.ply", "ply"), ("a.splat", "splat"), ("a.spz", "spz"), ("UPPER.SPZ", "spz"),
+                      ("a.compressed.ply", "compressed_ply"), ("a.sog", "sog"), ("meta.json", "sog")):
         save(scene, tmp_path / name)
         assert detect_format(tmp_path / name) == fmt
         assert len(load(tmp_path / name)) == 20
@@ -80,10 +81,12 @@ def test_format_error_is_a_value_error_naming_the_file(tmp_path):
 
 def test_save_rejects_unwritable_formats(tmp_path):
     scene = random_scene(3)
-    with pytest.raises(FormatError, match=r"cannot write '\.obj' files \(writable: \.ply, \.splat, \.spz\)"):
+    with pytest.raises(FormatError, match=r"cannot write '\.obj' files \(writable: \.ply, \.compressed\.ply, \.splat"):
         save(scene, tmp_path / "x.obj")
-    with pytest.raises(FormatError, match=r"writing SuperSplat \.compressed\.ply is not supported"):
-        save(scene, tmp_path / "x.compressed.ply")
+    with pytest.raises(FormatError, match=r"spz_version only applies to \.spz output"):
+        save(scene, tmp_path / "x.sog", spz_version=3)
+    with pytest.raises(ValueError, match=r"spz_frame must be one of spec, raw"):
+        save(scene, tmp_path / "x.spz", spz_frame="rub")
     with pytest.raises(FormatError, match=r"folder .* does not exist"):
         save(scene, tmp_path / "no" / "such" / "x.ply")
     with pytest.raises(FormatError, match=r"cannot write SPZ version 1"):
