@@ -5,8 +5,13 @@
   (default scene, previews every step), next to the engine's own steps per second;
 - latency of a click (the mask tool applied at a pixel of the streamed view, answered with the new count)
   when idle and, from a second session, while that edit runs; latency of Pause/Resume during the edit.
+- `--selection`: click-to-feedback in headless Chromium, on the robot and on a 150k-Gaussian scene (the robot
+  resampled): for clicks on the streamed view and in the Viser view, the time from the click to the server's
+  answer (the click handler returned), to the new count on the page and to the tint (the streamed image
+  replaced; the Viser splat colours received by a second websocket client of the session's viewer).
 
     python bench/ui.py [--steps 40 --resolution 64 --clicks 8]
+    python bench/ui.py --selection [--clicks 6]
 """
 
 from __future__ import annotations
@@ -53,7 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=40, help="edit steps (default 40)")
     parser.add_argument("--resolution", type=int, default=64, help="edit render resolution (default 64)")
     parser.add_argument("--clicks", type=int, default=8, help="clicks timed when idle and during the edit")
+    parser.add_argument("--selection", action="store_true",
+                        help="time click-to-feedback in headless Chromium on the robot and a 150k scene instead")
+    parser.add_argument("--sizes", default="robot,150000", help="--selection scenes: robot and/or Gaussian counts")
     args = parser.parse_args(argv)
+    if args.selection:
+        from ui_selection import run_selection_bench  # bench/ui_selection.py
+
+        print(json.dumps(run_selection_bench(args.sizes.split(","), clicks=args.clicks), indent=1))
+        return 0
 
     from gradio_client import Client
 
