@@ -1,7 +1,7 @@
 """Run one job: its CLI command's own `run(args)` into a private staging folder, then metrics, then one rename.
 
-Every attempt writes into `DIR/.staging/<id>/work-<pid>-<n>/` and appends a line to
-`DIR/.staging/<id>/attempts.log` before it starts (so attempts are counted even when a worker dies). Only a
+Every attempt appends a line to `DIR/.staging/<id>/attempts.log` before it starts (`attempt_job`; so attempts
+are counted even when a worker dies) and writes into `DIR/.staging/<id>/work-<pid>-<n>/`. Only a
 finished attempt is moved to `DIR/<id>/` by a single directory rename: a job's outputs are all there or not at
 all, and a crash leaves nothing half-written where a reader looks.
 
@@ -40,6 +40,21 @@ def attempts_so_far(out_dir: Path, job_id: str) -> int:
         return 0
 
 
+def begin_attempt(out_dir: Path, job_id: str) -> int:
+    """Log that an attempt of `job_id` starts (before any work, so a worker that dies still counts); its number."""
+    stage = staging_dir(out_dir, job_id)
+    stage.mkdir(parents=True, exist_ok=True)
+    with open(stage / "attempts.log", "a") as log:
+        log.write(f"{os.getpid()} {time.time():.3f}\n")
+    return attempts_so_far(out_dir, job_id)
+
+
+def attempt_job(job_fn, job: Job, out_dir: str | Path, options: EvalOptions) -> dict[str, Any]:
+    """What a runner calls for one attempt: log it, then `job_fn(job, out_dir, options)` (normally `run_job`)."""
+    begin_attempt(Path(out_dir), job.id)
+    return job_fn(job, Path(out_dir), options)
+
+
 def reset_staging(out_dir: Path, job_id: str) -> None:
     """Forget earlier attempts of a job about to be (re)scheduled."""
     shutil.rmtree(staging_dir(out_dir, job_id), ignore_errors=True)
@@ -54,19 +69,18 @@ def one_line(exc: BaseException, *, user: bool = False) -> str:
 
 
 def run_job(job: Job, out_dir: str | Path, options: EvalOptions | None = None) -> dict[str, Any]:
-    """Run `job` and return its record: {"status", "outputs", "metrics", "error", "seconds", "attempts"}."""
+    """Run `job` and return its record: {"status", "outputs", "metrics", "error", "seconds", "attempts"}.
+
+    Runners call it through `attempt_job`, which counts the attempt first."""
     from engine.cli.common import UserError
 
     options = options or EvalOptions()
     out_dir = Path(out_dir)
     stage = staging_dir(out_dir, job.id)
-    stage.mkdir(parents=True, exist_ok=True)
-    with open(stage / "attempts.log", "a") as log:
-        log.write(f"{os.getpid()} {time.time():.3f}\n")
-    attempt = attempts_so_far(out_dir, job.id)
+    attempt = max(attempts_so_far(out_dir, job.id), 1)
     work = stage / f"work-{os.getpid()}-{attempt}"
     shutil.rmtree(work, ignore_errors=True)
-    work.mkdir()
+    work.mkdir(parents=True)
     start = time.perf_counter()
     try:
         target = job.evaluation.get("target")

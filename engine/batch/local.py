@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .execute import attempts_so_far, one_line, run_job
+from .execute import attempt_job, attempts_so_far, one_line, run_job
 from .jobs import Job
 from .metrics import EvalOptions
 
@@ -38,7 +38,7 @@ def run_local(
         record: Record | None = None
         for _ in range(retries + 1):
             try:
-                record = job_fn(job, out_dir, options)
+                record = attempt_job(job_fn, job, out_dir, options)
                 break
             except Exception as exc:  # noqa: BLE001 - any job error is reported, never ends the batch
                 record = failed_record(one_line(exc), attempts_so_far(out_dir, job.id))

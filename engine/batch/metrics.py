@@ -3,8 +3,13 @@ PSNR against a ground-truth edited scene when one is given. CLIP scores (clip.py
 
 All image metrics use one fixed ring of views around the part (`eval_cameras`): the edit's own `PartOrbit`
 framing, at mid elevation, offset by half a step from RoMaP's anchor ring so no view is one the edit trained
-on. The part's 2D region in a view is the union of the input's and the output's projected masks (the mask
-rendered as a colour), so "inside" covers where the part was and where it grew to; "outside" is the rest.
+on. The part's coverage of a pixel is the hard mask (weight > threshold: the Gaussians an edit may change)
+composited like a colour, the larger of the input's and the output's, so "inside" covers where the part was and
+where it grew to; "outside" is the rest (pixels weighted by coverage and 1 − coverage).
+
+Spill: a part that covers a pixel with weight c can change that pixel's colour by at most c (colours are in
+[0, 1] and compositing is linear in them), so a pixel whose colour moved by more than c + 2/255 changed for a
+reason other than the part; spill is the share of the pixels outside the part (c < 0.5) where that happened.
 
 PSNR is 10·log10(1 / MSE) over RGB in [0, 1], weighted per pixel; identical images give `PSNR_CAP` (100 dB)
 instead of infinity so the manifest stays plain JSON.
@@ -20,8 +25,8 @@ import torch
 from torch import Tensor
 
 PSNR_CAP = 100.0
-SPILL_TOLERANCE = 2.0 / 255.0  # a pixel "changed" when some channel moved by more than this
-OUTSIDE_LEVEL = 0.05  # a pixel is clearly outside the part when its projected mask is below this
+SPILL_TOLERANCE = 2.0 / 255.0  # colour change (max over channels) beyond the part's coverage that counts
+OUTSIDE_LEVEL = 0.5  # pixels with less coverage than this are "outside the part" for spill
 
 
 @dataclass(frozen=True)
@@ -116,9 +121,10 @@ def edit_metrics(
     background = tuple(config.background)
     before = render_views(original, cameras, background)
     after = render_views(edited, cameras, background)
-    region = torch.maximum(render_mask(original, mask, cameras), render_mask(edited, edited_mask, cameras))
+    region = torch.maximum(render_mask(original, (mask > threshold).float(), cameras),
+                           render_mask(edited, (edited_mask > threshold).float(), cameras))
     outside = region < OUTSIDE_LEVEL
-    moved = ((after - before).abs().amax(dim=-1, keepdim=True) > SPILL_TOLERANCE) & outside
+    moved = ((after - before).abs().amax(dim=-1, keepdim=True) > region + SPILL_TOLERANCE) & outside
     metrics: dict[str, Any] = {
         "gaussians_in": len(original),
         "gaussians_out": len(edited),

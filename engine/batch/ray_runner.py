@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .execute import attempts_so_far, run_job
+from .execute import attempt_job, attempts_so_far, run_job
 from .jobs import Job
 from .local import Record, failed_record
 from .metrics import EvalOptions
@@ -85,9 +85,6 @@ def _check_resources(ray, options: RayOptions) -> None:
                                  f"{float(have.get(name, 0.0)):g}; lower --{name.lower()}s-per-job")
 
 
-def _entry(job_fn, job: Job, out_dir: str, options: EvalOptions) -> Record:
-    return job_fn(job, Path(out_dir), options)
-
 
 def _error_of(ray, exc: Exception, job: Job, out_dir: Path) -> str:
     attempts = attempts_so_far(out_dir, job.id)
@@ -119,7 +116,7 @@ def run_ray(
     ray, started_here = connect(ray_options)
     try:
         _check_resources(ray, ray_options)
-        remote = ray.remote(_entry).options(
+        remote = ray.remote(attempt_job).options(
             num_cpus=ray_options.cpus_per_job, num_gpus=ray_options.gpus_per_job, max_retries=retries,
             retry_exceptions=True,
         )
