@@ -308,13 +308,13 @@ def to_scene(arrays: dict[str, np.ndarray]):
 
 
 def write_default_scene(out_dir: Path, seed: int = DEFAULT_SEED) -> dict[str, np.ndarray]:
-    """Build and write the .ply, the part-id .npy and the part-name .json into `out_dir`."""
-    from engine.io import save
+    """Build and write the .ply (its up axis in a header comment), the part-id .npy and the part-name .json."""
+    from engine.io.up import save_with_up
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     arrays = build_default_scene(seed)
-    save(to_scene(arrays), out_dir / "default_scene.ply")
+    save_with_up(to_scene(arrays), out_dir / "default_scene.ply", UP)
     np.save(out_dir / "default_scene_parts.npy", arrays["part_ids"])
     meta = {
         "names": list(arrays["names"]),

@@ -1,4 +1,5 @@
-"""Shared plumbing of the headless commands: one-line errors and exit codes, scene outputs, step progress."""
+"""Shared plumbing of the headless commands: one-line errors and exit codes, scene outputs, the --up option,
+step progress."""
 
 from __future__ import annotations
 
@@ -42,6 +43,35 @@ def check_scene_output(path: str) -> None:
         raise UserError(f"{path}: folder '{parent}' does not exist")
     if p.is_dir():
         raise UserError(f"{path}: is a directory")
+
+
+UP_HELP = ("world up axis the orbit cameras circle around: auto (default: the file's own, else its format's "
+           "convention, else a guess from geometry; see engine/io/up.py), +z, -y, +y, -z, +x, -x or x,y,z "
+           "(write a leading minus as --up=-y)")
+
+
+def add_up_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--up", default="auto", help=UP_HELP)
+
+
+def check_up_option(text: str):
+    """The --up value as a unit vector, or None for auto; UserError for anything else (checked before work)."""
+    from engine.up import parse_up
+
+    if str(text).strip().lower() == "auto":
+        return None
+    try:
+        return parse_up(text)
+    except ValueError as exc:
+        raise UserError(f"--up: {exc}") from None
+
+
+def resolve_up(text: str, path, scene=None) -> tuple[float, float, float]:
+    """The up axis to use for the scene file `path`: --up if given, else the one detected for the file."""
+    from engine.io.up import detect_up
+
+    up = check_up_option(text)
+    return up if up is not None else detect_up(path, scene).up
 
 
 @contextmanager

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import add_up_option
+
 HELP = "edit the masked part of a scene toward a text prompt (masked SDS / DDS / RoMaP)"
 DESCRIPTION = (
     "Edit the Gaussians selected by MASK toward PROMPT by masked score distillation; every other Gaussian is "
@@ -75,6 +77,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     for name, value in LR_DEFAULTS.items():
         p.add_argument(f"--lr-{name.lower()}", dest=f"lr_{name}", type=float, default=value,
                        help=f"Adam learning rate of {name} (default {value})")
+    add_up_option(p)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -115,12 +118,15 @@ def run(args: argparse.Namespace) -> int:
 
     from engine.edit import as_mask, check_edit_inputs, run_edit
     from engine.guidance import load_guidance, parse_model_spec
-    from engine.io import load, save
+    from engine.io import load
+    from engine.io.up import save_with_up
 
-    from .common import UserError, check_scene_output, step_progress
+    from .common import UserError, check_scene_output, check_up_option, resolve_up, step_progress
 
     config = config_from_args(args)
+    check_up_option(args.up)
     scene = load(args.scene)
+    config.up = resolve_up(args.up, args.scene, scene)
     mask_array = read_mask(args.mask)
     try:
         as_mask(mask_array, len(scene))
@@ -136,7 +142,7 @@ def run(args: argparse.Namespace) -> int:
 
     with step_progress(config.steps, f"edit ({config.method})", quiet=args.quiet) as on_event:
         result = run_edit(scene, mask_array, config, model, on_event=on_event)
-    save(result.scene, args.out)
+    save_with_up(result.scene, args.out, config.up)
     if args.mask_out:
         np.save(args.mask_out, result.mask.cpu().numpy())
     if not args.quiet:

@@ -60,6 +60,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                                                                  f"(default {d.t_max})")
     p.add_argument("--t-max-end", type=float, default=d.t_max_end,
                    help=f"t-max annealed to this by the last step (default {d.t_max_end}); equal to --t-max: none")
+    p.add_argument("--up", default="auto",
+                   help="world up axis of the orbit: auto (default: +z for the sphere/ellipsoid, the file's for a file "
+                        "init; see engine/io/up.py), +z, -y, +y, -z, +x, -x or x,y,z (write --up=-y)")
     p.add_argument("--no-densify", action="store_true", help="do not clone/split/prune (the count stays fixed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -81,14 +84,18 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from engine.generate import check_generate_config, initial_scene, run_generate
     from engine.guidance import load_guidance, parse_model_spec
-    from engine.io import save
+    from engine.io.up import detect_up, save_with_up
 
-    from .common import check_scene_output, step_progress
+    from .common import check_scene_output, check_up_option, step_progress
 
     config = config_from_args(args)
+    up = check_up_option(args.up)
     check_generate_config(config)
     spec = parse_model_spec(args.model)
     start = initial_scene(config)
+    if up is None:  # primitives are built +z up; a file init has its own up
+        up = config.up if config.init in ("sphere", "ellipsoid") else detect_up(config.init, start).up
+    config.up = tuple(up)
     check_scene_output(args.out)
     model = load_guidance(spec)
     check_generate_config(config, model)
@@ -96,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     with step_progress(config.steps, "generate", quiet=args.quiet,
                        fields=lambda event: {"res": event.resolution}) as on_event:
         scene = run_generate(config, model, on_event=on_event, initial=start)
-    save(scene, args.out)
+    save_with_up(scene, args.out, config.up)
     if not args.quiet:
         print(f"wrote {args.out}: {len(scene)} Gaussians ({config.method}, {config.steps} steps, model {model.name})")
     return 0

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import argparse
 
+from .common import UP_HELP
+
 HELP = "lift multi-view 2D masks (a views folder, or SAM from one click) to a 3D per-Gaussian mask"
 DESCRIPTION = (
     "Lift 2D masks to soft per-Gaussian weights and save them as MASK.npy (float32 [N]). "
@@ -19,7 +21,8 @@ DESCRIPTION = (
     "\"width\", \"height\"}) and the named 8-bit mask PNGs (0 = out, 255 = in). "
     "--click AZ,EL,X,Y --sam CHECKPOINT: render the scene from a framing orbit view at azimuth AZ / elevation "
     "EL degrees (--size), click pixel (X, Y), find the 3D point, segment it with SAM in that view and in "
-    "--num-views orbit views around the point (views where it is hidden are skipped), then lift. "
+    "--num-views orbit views around the point (views where it is hidden are skipped), then lift; the orbits "
+    "circle the scene's up axis (--up). "
     "SAM checkpoints: https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth (vit_b; also vit_l "
     "sam_vit_l_0b3195.pth and vit_h sam_vit_h_4b8939.pth at the same address). "
     "Methods: galp (3D-GALP, robust to wrong views; default) or vote (visibility-weighted voting)."
@@ -48,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sam.add_argument("--view-size", type=int, default=384, metavar="PX", help="size of the orbit views")
     sam.add_argument("--save-views", metavar="DIR", default=None,
                      help="also write the SAM masks as a views folder (readable by --views)")
+    sam.add_argument("--up", default="auto", help=UP_HELP)
     parser.set_defaults(func=run)
 
 
@@ -84,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 
     import numpy as np
 
-    from engine.cli.common import UserError
+    from engine.cli.common import UserError, check_up_option
     from engine.io import load
     from engine.masks.galp import GalpConfig, galp
     from engine.masks.lift_vote import vote
@@ -98,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--click needs a SAM checkpoint: pass --sam CHECKPOINT")
     if args.views is not None and (args.sam is not None or args.save_views is not None):
         raise UserError("--sam and --save-views go with --click, not with --views")
+    check_up_option(args.up)
 
     scene = load(args.scene)
     if len(scene) == 0:
@@ -134,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _views_from_click(scene, args):
     """SAM masks around the click (and optionally a views folder of them)."""
-    from engine.cli.common import UserError
+    from engine.cli.common import UserError, resolve_up
     from engine.masks.multiview import MultiViewConfig, parse_click, scene_camera, segment_click
     from engine.masks.sam import SamConfig, load_sam
     from engine.masks.views_io import write_views
@@ -147,9 +152,10 @@ def _views_from_click(scene, args):
         raise UserError("--num-views must be >= 0 and --view-size in [16, 4096]")
     config = SamConfig.from_json(args.sam_config) if args.sam_config else None
     segmenter = load_sam(args.sam, model_type=args.sam_type, config=config)
-    camera = scene_camera(scene, az, el, width=width, height=height)
+    up = resolve_up(args.up, args.scene, scene)
+    camera = scene_camera(scene, az, el, width=width, height=height, up=up)
     result = segment_click(scene, segmenter, camera, x, y,
-                           MultiViewConfig(num_views=args.num_views, size=args.view_size))
+                           MultiViewConfig(num_views=args.num_views, size=args.view_size, up=up))
     if args.save_views:
         write_views(args.save_views, result.views)
     info = {

@@ -2,13 +2,16 @@
 
 The camera orbits the centre of the scene's bounding box (1% outliers ignored) at the distance where the
 box's bounding sphere fills the vertical field of view; azimuth / elevation follow engine.camera's
-conventions (degrees; azimuth counter-clockwise around `up` from +x, elevation above the horizon).
+conventions (degrees; azimuth counter-clockwise around `up` from +x, elevation above the horizon). `up` is
+the file's (engine.io.detect_up: its metadata, else its format's convention, else geometry) unless --up says.
 The image is written atomically (temporary file, then rename), only after the render succeeded.
 """
 
 from __future__ import annotations
 
 import argparse
+
+from .common import add_up_option
 
 HELP = "render one orbit view of a scene to an image (PNG/JPEG)"
 DESCRIPTION = (
@@ -17,7 +20,6 @@ DESCRIPTION = (
     "up axis from +x, elevation above the horizon. Bad input prints one 'error:' line and exits 2."
 )
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-UP_AXES = {"z": (0.0, 0.0, 1.0), "y": (0.0, 1.0, 0.0), "-y": (0.0, -1.0, 0.0), "-z": (0.0, 0.0, -1.0)}
 NAMED_COLOURS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0), "gray": (0.5, 0.5, 0.5), "grey": (0.5, 0.5, 0.5)}
 MAX_SIZE = 8192
 
@@ -32,7 +34,7 @@ def add_view_options(parser: argparse.ArgumentParser, *, size_default: int = 512
                         help="camera distance from the scene centre (default: frame the whole scene)")
     parser.add_argument("--background", default="black",
                         help="black, white, gray, #rrggbb or r,g,b in [0, 1] (default black)")
-    parser.add_argument("--up", default="z", help="world up axis: z (default), y, -y, -z or x,y,z")
+    add_up_option(parser)
     parser.add_argument("--sh-degree", type=int, default=None, help="SH degree to render (default: the scene's)")
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "gsplat", "reference"),
                         help="renderer (default auto: gsplat on CUDA, else the CPU rasterizer)")
@@ -66,23 +68,9 @@ def parse_colour(text: str) -> tuple[float, float, float]:
     return parts  # type: ignore[return-value]
 
 
-def parse_up(text: str) -> tuple[float, float, float]:
-    from .common import UserError
-
-    if text in UP_AXES:
-        return UP_AXES[text]
-    try:
-        parts = tuple(float(p) for p in text.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or sum(p * p for p in parts) == 0.0:
-        raise UserError(f"--up {text!r}: use z, y, -y, -z or three numbers x,y,z (not all zero)")
-    return parts  # type: ignore[return-value]
-
-
 def check_view_options(args: argparse.Namespace) -> None:
     """Validate the shared options before any file is read (one clear error per problem)."""
-    from .common import UserError
+    from .common import UserError, check_up_option
 
     for name in ("width", "height"):
         value = getattr(args, name)
@@ -97,7 +85,7 @@ def check_view_options(args: argparse.Namespace) -> None:
     if args.sh_degree is not None and not 0 <= args.sh_degree <= 3:
         raise UserError(f"--sh-degree must be 0-3, got {args.sh_degree}")
     parse_colour(args.background)
-    parse_up(args.up)
+    check_up_option(args.up)
 
 
 def check_output(path: str, suffixes: tuple[str, ...], what: str) -> None:
@@ -129,8 +117,9 @@ def load_scene(path: str, sh_degree: int | None):
     return scene.to(device=device, dtype=torch.float32), scene.sh_degree if sh_degree is None else sh_degree
 
 
-def framed_cameras(scene, azimuths_deg, args: argparse.Namespace):
-    """Orbit cameras around the scene's robust bounding box centre, framed on it unless --distance is given."""
+def framed_cameras(scene, azimuths_deg, args: argparse.Namespace, up):
+    """Orbit cameras around the scene's robust bounding box centre and its `up` axis, framed on it unless
+    --distance is given."""
     from engine.camera import framing_radius, orbit_cameras
 
     lo, hi = scene.bounding_box(quantile=0.01 if len(scene) >= 100 else 0.0)
@@ -138,7 +127,7 @@ def framed_cameras(scene, azimuths_deg, args: argparse.Namespace):
     half_extent = max(float((hi - lo).norm()) / 2, 1e-6)
     distance = args.distance if args.distance is not None else framing_radius(half_extent, args.fov)
     cams = orbit_cameras(centre, distance, azimuths_deg, args.elevation, width=args.width, height=args.height,
-                         fov_y_deg=args.fov, up=parse_up(args.up))
+                         fov_y_deg=args.fov, up=up)
     return cams.to(scene.device)
 
 
@@ -179,10 +168,12 @@ def write_atomically(path: str, write) -> None:
 def run(args: argparse.Namespace) -> int:
     from PIL import Image
 
+    from .common import resolve_up
+
     check_output(args.out, IMAGE_SUFFIXES, "the image")
     check_view_options(args)
     scene, sh_degree = load_scene(args.scene, args.sh_degree)
-    cameras = framed_cameras(scene, [args.azimuth], args)
+    cameras = framed_cameras(scene, [args.azimuth], args, resolve_up(args.up, args.scene, scene))
     image = render_views(scene, cameras, args, sh_degree)[0]
     write_atomically(args.out, lambda tmp: Image.fromarray(image).save(tmp))
     print(f"wrote {args.out} ({args.width}x{args.height}, {len(scene)} Gaussians)")

@@ -1,6 +1,6 @@
 """`python -m engine turntable SCENE --out video.mp4`: a full orbit around a scene as an H.264 video.
 
-Frames are rendered like `render` (same framing and options), a few views per render call, and encoded
+Frames are rendered like `render` (same framing, up axis and options), a few views per render call, and encoded
 with imageio's bundled ffmpeg; the video is written atomically once every frame is done.
 """
 
@@ -35,7 +35,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .common import UserError
+    from .common import UserError, resolve_up
     from .render import check_output, check_view_options, framed_cameras, load_scene, render_views, write_atomically
 
     if args.size is not None:
@@ -51,7 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     scene, sh_degree = load_scene(args.scene, args.sh_degree)
     azimuths = args.start_azimuth + 360.0 * np.arange(args.frames) / args.frames
-    frames = render_views(scene, framed_cameras(scene, azimuths, args), args, sh_degree)
+    cameras = framed_cameras(scene, azimuths, args, resolve_up(args.up, args.scene, scene))
+    frames = render_views(scene, cameras, args, sh_degree)
 
     def write(path: str) -> None:
         import imageio.v2 as imageio

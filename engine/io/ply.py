@@ -90,16 +90,19 @@ def clamp_infinite_opacities(logits: np.ndarray) -> int:
     return count
 
 
-def write_gaussian_ply(scene: GaussianScene, path: str | os.PathLike) -> None:
+def write_gaussian_ply(scene: GaussianScene, path: str | os.PathLike, *, comments: tuple[str, ...] = ()) -> None:
     """Write `scene` as a binary little-endian INRIA .ply (float32, zero normals) that other viewers open.
 
-    A float64 scene is rounded to float32 (the format's type). Writes straight to `path`; callers wanting
+    A float64 scene is rounded to float32 (the format's type). `comments` become `comment ...` header lines
+    (engine.io.up.save_with_up records the up axis there). Writes straight to `path`; callers wanting
     atomicity use engine.io.save.
     """
     scene = scene.detach().to("cpu")
     n, degree = len(scene), scene.sh_degree
     names = property_names(degree)
-    lines = ["ply", "format binary_little_endian 1.0", f"element vertex {n}"]
+    if any("\n" in c or "\r" in c or not c.isascii() for c in comments):
+        raise ValueError("PLY header comments must be single-line ASCII")
+    lines = ["ply", "format binary_little_endian 1.0", *(f"comment {c}" for c in comments), f"element vertex {n}"]
     lines += [f"property float {name}" for name in names]
     lines += ["end_header"]
     header = ("\n".join(lines) + "\n").encode("ascii")

@@ -65,6 +65,7 @@ def test_click_with_sam(files, tmp_path, capsys, tiny_sam):
         capsys, root / "toy.ply", "--click", "30,15,32,20", "--size", "64x64", "--sam", path,
         "--sam-config", tmp_path / "tiny.json", "--num-views", "4", "--view-size", "48",
         "--save-views", tmp_path / "sam_views", "--out", tmp_path / "click.npy", "--steps", "10",
+        "--up", "z",  # the toy is +z up; a .ply without an up comment would be taken as -y up (3DGS convention)
     )
     assert code == 0, err
     summary = json.loads(out)
