@@ -1,7 +1,9 @@
 """`python -m engine info SCENE`: print what a scene file holds, as one JSON object.
 
-Output: {"path", "format", "count", "sh_degree", "bbox": {"min": [x, y, z], "max": [x, y, z]}} where format is
-one of ply (3DGS), compressed_ply, splat, spz, mesh, point_cloud, and bbox is null for an empty scene.
+Output: {"path", "format", "count", "sh_degree", "bbox": {"min": [x, y, z], "max": [x, y, z]}, "notes"} where
+format is one of ply (3DGS), compressed_ply, splat, spz, sog, ksplat, mesh, point_cloud; bbox is null for an
+empty scene; notes says what the reader changed on the way in (e.g. "clamped_infinite_opacities": how many
++/-Inf opacity logits of a .ply were read as fully opaque / transparent), {} when nothing.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ import argparse
 HELP = "print a scene file's format, Gaussian count, SH degree and bounding box as JSON"
 DESCRIPTION = (
     "Read a scene file and print one JSON object: "
-    '{"path", "format", "count", "sh_degree", "bbox": {"min": [x,y,z], "max": [x,y,z]}}. '
+    '{"path", "format", "count", "sh_degree", "bbox": {"min": [x,y,z], "max": [x,y,z]}, "notes": {...}}. '
     "Readable formats: 3DGS .ply (INRIA layout, binary or ascii), SuperSplat .compressed.ply, antimatter15 "
-    ".splat, Niantic .spz (versions 1-4), meshes (.obj .glb .gltf .off .stl, mesh .ply) and point clouds "
-    "(.ply .pcd .xyz), which are turned into Gaussians. A bad file prints one 'error:' line and exits 2."
+    ".splat, Niantic .spz (versions 1-4), PlayCanvas SOG (.sog or meta.json), .ksplat (modes 0-2), meshes "
+    "(.obj .glb .gltf .off .stl, mesh .ply) and point clouds (.ply .pcd .xyz), which are turned into Gaussians. "
+    "A bad file prints one 'error:' line and exits 2."
 )
 
 
@@ -22,24 +25,28 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help=HELP, description=DESCRIPTION)
     parser.add_argument("scene", metavar="SCENE", help="path of the scene file to inspect")
     parser.add_argument("--indent", type=int, default=None, metavar="N", help="pretty-print the JSON with N spaces")
+    parser.add_argument("--spz-frame", choices=("spec", "raw"), default="spec",
+                        help="how to read a .spz: 'spec' converts from the RUB frame, 'raw' keeps stored values")  # fmt: skip
     parser.set_defaults(func=run)
 
 
-def describe(path: str) -> dict:
+def describe(path: str, spz_frame: str = "spec") -> dict:
     """The info record of one scene file (what `info` prints)."""
     from engine.io import detect_format, load
 
     fmt = detect_format(path)
-    scene = load(path)
+    notes: dict = {}
+    scene = load(path, spz_frame=spz_frame, notes=notes)
     bbox = None
     if len(scene):
         lo, hi = scene.bounding_box()
         bbox = {"min": [float(v) for v in lo], "max": [float(v) for v in hi]}
-    return {"path": str(path), "format": fmt, "count": len(scene), "sh_degree": scene.sh_degree, "bbox": bbox}
+    return {"path": str(path), "format": fmt, "count": len(scene), "sh_degree": scene.sh_degree, "bbox": bbox,
+            "notes": {k: v for k, v in notes.items() if v}}  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
     import json
 
-    print(json.dumps(describe(args.scene), indent=args.indent))
+    print(json.dumps(describe(args.scene, args.spz_frame), indent=args.indent))
     return 0

@@ -214,6 +214,8 @@ def _check_gltf(path: Path) -> None:
                     path, f"truncated .glb: its buffer declares {declared} bytes, the binary chunk holds "
                     f"{binary_size}"
                 )
+    except FormatError:
+        raise
     except (TypeError, ValueError, IndexError, AttributeError):
         raise FormatError(path, "corrupt glTF: malformed accessors / bufferViews / buffers") from None
 

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -126,3 +127,47 @@ def test_subprocess_info_convert_help_and_errors(tmp_path):
     assert done.returncode == 0 and ".spz" in done.stdout and "--spz-version" in done.stdout
     done = run_module("info", "--help")
     assert done.returncode == 0 and "bbox" in done.stdout
+
+
+DATA = Path(__file__).resolve().parents[1] / "io" / "data"
+
+
+@pytest.mark.parametrize("target", ["out.sog", "meta.json", "out.compressed.ply"])
+def test_convert_to_sog_and_compressed_ply(tmp_path, capsys, target):
+    scene = random_scene(300, sh_degree=2, seed=5)
+    save(scene, tmp_path / "in.ply")
+    assert main(["convert", str(tmp_path / "in.ply"), str(tmp_path / target)]) == 0
+    assert f"wrote {tmp_path / target}: 300 Gaussians, SH degree 2" in capsys.readouterr().out
+    back = load(tmp_path / target)
+    # both writers store Morton order: compare the sets of positions
+    a = np.sort(scene.means.numpy(), axis=0)
+    b = np.sort(back.means.numpy(), axis=0)
+    assert back.sh_degree == 2 and np.abs(a - b).max() < 5e-3
+
+
+def test_convert_checks_the_output_before_reading_the_input(tmp_path, capsys):
+    (tmp_path / "huge.ply").write_bytes(b"not even read")
+    assert main(["convert", str(tmp_path / "huge.ply"), str(tmp_path / "out.docx")]) == 2
+    assert "cannot write '.docx' files" in capsys.readouterr().err
+    assert main(["convert", str(tmp_path / "huge.ply"), str(tmp_path / "no" / "out.ply")]) == 2
+    assert "folder" in capsys.readouterr().err
+
+
+def test_convert_spz_frame_raw(tmp_path, capsys):
+    src = DATA / "splat_transform_from_alpha_bytes.spz"  # written by splat-transform: raw stored values
+    assert main(["convert", str(src), str(tmp_path / "raw.ply"), "--spz-frame", "raw", "--quiet"]) == 0
+    assert main(["convert", str(src), str(tmp_path / "spec.ply"), "--quiet"]) == 0
+    raw, spec = load(tmp_path / "raw.ply"), load(tmp_path / "spec.ply")
+    assert torch.allclose(raw.means * torch.tensor([1.0, -1.0, -1.0]), spec.means)
+    from engine.io.splat import read_splat
+
+    assert (raw.means - read_splat(DATA / "alpha_bytes.splat").means).abs().max() < 1e-3
+
+
+def test_info_reports_clamped_infinite_opacities(capsys):
+    assert main(["info", str(DATA / "splat_transform_inf_opacity.ply")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["notes"] == {"clamped_infinite_opacities": 12} and info["count"] == 24
+    assert main(["info", str(DATA / "splat_transform_sh3.sog")]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["format"], info["count"], info["sh_degree"], info["notes"]) == ("sog", 96, 3, {})

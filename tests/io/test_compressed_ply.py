@@ -174,3 +174,41 @@ def test_nan_chunk_bounds(tmp_path):
     path = write_ply(tmp_path / "n.ply", [("chunk", chunk), ("vertex", vertex_rows(4, position=5 << 11))])
     with pytest.raises(FormatError, match=r"invalid Gaussian values: means has 4 Gaussian\(s\) with NaN/Inf"):
         load(path)
+
+
+# ---------------------------------------------------------------------------------------------- writing
+from engine.io import save  # noqa: E402
+from engine.io.morton import morton_order  # noqa: E402
+from engine.scene import random_scene  # noqa: E402
+from tests.io import oracle  # noqa: E402
+
+
+@pytest.mark.parametrize("degree", [0, 1, 3])
+def test_write_round_trip_within_chunk_quantization(tmp_path, degree):
+    scene = random_scene(700, sh_degree=degree, seed=degree)  # 3 chunks, the last partial
+    save(scene, tmp_path / "s.compressed.ply")
+    assert detect_format(tmp_path / "s.compressed.ply") == "compressed_ply"
+    back = load(tmp_path / "s.compressed.ply")
+    order = torch.from_numpy(morton_order(scene.means.double().numpy()))
+    src = scene.map(lambda t: t[order])
+    chunks = plyfile.PlyData.read(str(tmp_path / "s.compressed.ply"))["chunk"].data
+    ci = np.arange(700) // 256
+    for key, lo, hi, bits in (("means", "min_", "max_", (11, 10, 11)), ("scales", "min_scale_", "max_scale_", (11, 10, 11))):
+        for a, axis in enumerate("xyz"):
+            span = chunks[f"{hi}{axis}"][ci] - chunks[f"{lo}{axis}"][ci]
+            err = (getattr(back, key)[:, a] - getattr(src, key)[:, a]).abs().numpy()
+            assert (err <= 0.5 * span / (2 ** bits[a] - 1) + 1e-5).all(), (key, axis)
+    q = src.quats / src.quats.norm(dim=1, keepdim=True)
+    assert torch.minimum((q - back.quats).abs().amax(1), (q + back.quats).abs().amax(1)).max() < 0.003
+    assert (torch.sigmoid(src.opacities) - torch.sigmoid(back.opacities)).abs().max() <= 0.5 / 255 + 1e-6
+    rgb_src, rgb_back = src.sh0 * SH_C0 + 0.5, back.sh0 * SH_C0 + 0.5
+    assert (rgb_src - rgb_back).abs().max() <= 0.5 / 255 + 1e-5
+    if degree:
+        assert (src.shN.clamp(-4, 4) - back.shN).abs().max() <= 4 / 256 + 1e-6
+
+
+def test_splat_transform_reads_our_compressed_ply_as_we_do(tmp_path):
+    save(random_scene(600, sh_degree=2, seed=7), tmp_path / "ours.compressed.ply")
+    oracle.convert(tmp_path / "ours.compressed.ply", tmp_path / "theirs.ply")
+    for (key, a), (_, b) in zip(load(tmp_path / "ours.compressed.ply").items(), load(tmp_path / "theirs.ply").items()):
+        assert torch.allclose(a, b, atol=1e-6, rtol=0), key

@@ -171,3 +171,52 @@ def test_ascii_with_missing_rows(tmp_path):
     path.write_text("\n".join(lines[:-5]) + "\n")
     with pytest.raises(FormatError, match=r"a\.ply: malformed ascii PLY body"):
         load(path)
+
+
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+def test_infinite_opacities_from_splat_transform_are_clamped():
+    # alpha_bytes.splat (8 opacity bytes 255, 4 bytes 0) -> .compressed.ply -> .ply by splat-transform, which
+    # reorders the Gaussians and writes those opacities as +Inf / -Inf
+    path = DATA / "splat_transform_inf_opacity.ply"
+    stored = plyfile.PlyData.read(str(path))["vertex"].data["opacity"]
+    assert (stored == np.inf).sum() == 8 and (stored == -np.inf).sum() == 4
+    notes = {}
+    scene = load(path, notes=notes)
+    alpha = torch.sigmoid(scene.opacities).numpy()
+    assert notes["clamped_infinite_opacities"] == 12 and len(scene) == 24
+    assert (alpha[stored == np.inf] > 0.999999 - 1e-7).all() and (alpha[stored == -np.inf] < 1.01e-6).all()
+    finite = np.isfinite(stored)
+    assert np.array_equal(scene.opacities.numpy()[finite], stored[finite])
+
+
+@pytest.mark.parametrize("value, message", [
+    (np.nan, r"opacities has 1 Gaussian\(s\) with NaN/Inf values"),
+])  # fmt: skip
+def test_nan_opacity_is_still_an_error(tmp_path, value, message):
+    rows = _rows()
+    rows["opacity"][2] = value
+    with pytest.raises(FormatError, match=message):
+        load(write_ply(tmp_path / "nan.ply", [("vertex", rows)]))
+
+
+def test_inf_opacity_written_by_hand_is_clamped_and_counted(tmp_path):
+    rows = _rows()
+    rows["opacity"][:3] = [np.inf, -np.inf, np.inf]
+    notes = {}
+    scene = load(write_ply(tmp_path / "inf.ply", [("vertex", rows)]), notes=notes)
+    from engine.io.ply import OPACITY_LOGIT_LIMIT
+
+    assert notes == {"clamped_infinite_opacities": 3}
+    assert scene.opacities[:3].tolist() == pytest.approx([OPACITY_LOGIT_LIMIT, -OPACITY_LOGIT_LIMIT, OPACITY_LOGIT_LIMIT])
+
+
+def test_utf8_header_comment_is_accepted(tmp_path):
+    path = write_ply(tmp_path / "c.ply", [("vertex", _rows())])
+    data = path.read_bytes().replace(b"comment written by tests", "comment écrit par Åsa ✓".encode())
+    path.write_bytes(data)
+    assert len(load(path)) == len(_rows())
+    path.write_bytes(data.replace(b"property float x", "property float x\u00e9".encode()))
+    with pytest.raises(FormatError, match=r"non-ASCII characters outside a comment"):
+        load(path)

@@ -238,3 +238,56 @@ def test_block_processing_matches_one_block(tmp_path, monkeypatch):
     blocked = read_spz(tmp_path / "blocks.spz")
     for (name, a), (_, b) in zip(whole.items(), blocked.items()):
         assert torch.equal(a, b), name
+
+
+# ---------------------------------------------------------------------------------------------- gzip framing
+@pytest.mark.parametrize("cut", range(1, 9))
+def test_file_cut_inside_the_gzip_trailer_is_refused(tmp_path, cut):
+    write_spz(random_scene(30, sh_degree=1, seed=1), tmp_path / "ok.spz")
+    data = (tmp_path / "ok.spz").read_bytes()
+    _check(tmp_path, data[:-cut], r"truncated \.spz: the gzip stream ends before its CRC/length trailer", f"cut{cut}.spz")
+
+
+def test_two_concatenated_gzip_members_read_as_one_stream(tmp_path):
+    scene = random_scene(40, sh_degree=2, seed=3)
+    write_spz(scene, tmp_path / "one.spz")
+    raw = gzip.decompress((tmp_path / "one.spz").read_bytes())
+    split = 16 + 7 * 9  # inside the positions array
+    (tmp_path / "two.spz").write_bytes(gzip.compress(raw[:split]) + gzip.compress(raw[split:]))
+    a, b = read_spz(tmp_path / "one.spz"), read_spz(tmp_path / "two.spz")
+    assert all(torch.equal(x, y) for (_, x), (_, y) in zip(a.items(), b.items()))
+
+
+def test_corrupt_crc_is_refused(tmp_path):
+    write_spz(random_scene(10, seed=1), tmp_path / "ok.spz")
+    data = bytearray((tmp_path / "ok.spz").read_bytes())
+    data[-6] ^= 0xFF  # inside the CRC-32
+    _check(tmp_path, bytes(data), r"corrupt gzip data in \.spz: .*(incorrect data check|crc)", "crc.spz")
+
+
+# ---------------------------------------------------------------------------------------------- frames
+DATA = __import__("pathlib").Path(__file__).parent / "data"
+
+
+def test_splat_transform_spz_stores_raw_values():
+    # splat-transform wrote this from alpha_bytes.splat without a frame change: read it with spz_frame="raw"
+    from engine.io.splat import read_splat
+
+    source = read_splat(DATA / "alpha_bytes.splat")
+    raw = load(DATA / "splat_transform_from_alpha_bytes.spz", spz_frame="raw")
+    spec = load(DATA / "splat_transform_from_alpha_bytes.spz")
+    assert (raw.means - source.means).abs().max() < 1e-3
+    flipped = source.means * torch.tensor([1.0, -1.0, -1.0])
+    assert (spec.means - flipped).abs().max() < 1e-3  # "spec" turns it 180 degrees about x
+
+
+def test_raw_frame_round_trip_keeps_values(tmp_path):
+    scene = random_scene(50, sh_degree=1, seed=2)
+    save(scene, tmp_path / "raw.spz", spz_frame="raw")
+    save(scene, tmp_path / "spec.spz")
+    raw = load(tmp_path / "raw.spz", spz_frame="raw")
+    assert (raw.means - scene.means).abs().max() < 1e-3
+    assert (load(tmp_path / "spec.spz").means - scene.means).abs().max() < 1e-3
+    assert (load(tmp_path / "raw.spz").means - scene.means * torch.tensor([1.0, -1.0, -1.0])).abs().max() < 1e-3
+    with pytest.raises(ValueError, match="spz_frame must be one of spec, raw"):
+        load(tmp_path / "raw.spz", spz_frame="rub")
