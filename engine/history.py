@@ -11,6 +11,7 @@ Autosave layout (one folder per session):
       history.json        token, labels, cursor, state ids — written last, atomically: the commit point
       scene_<token>_<id>.pt  the parameters of each distinct scene {name: tensor} (mask changes share one)
       mask_<token>_<id>.pt   each state's mask weights {"mask": tensor or None}
+      parts_<token>_<id>.pt  each distinct set of named parts {name: weights [N]} (states that keep them share one)
       current.ply         the current scene for any viewer (when engine.io can write .ply)
       current_mask.npy    the current mask weights
 
@@ -40,19 +41,22 @@ META_NAME = "history.json"
 
 @dataclass(frozen=True)
 class State:
-    """One point in the history: the scene and the mask weights [N] (or None: nothing masked)."""
+    """One point in the history: the scene, the mask weights [N] (or None: nothing masked), the named parts
+    ((name, weights [N]) pairs, in order) and the scene's display name."""
 
     scene: GaussianScene
     mask: Tensor | None
     label: str
     id: int
+    parts: tuple[tuple[str, Tensor], ...] = ()
+    name: str = ""
 
 
 class History:
     """Linear undo/redo over `State`s; the newest `max_states` are kept."""
 
     def __init__(self, scene: GaussianScene, mask: Tensor | None = None, *, label: str = "load scene",
-                 max_states: int = 50) -> None:
+                 max_states: int = 50, parts=(), name: str = "") -> None:
         if max_states < 2:
             raise ValueError(f"max_states must be >= 2 (one undo step), got {max_states}")
         self.max_states = max_states
@@ -60,7 +64,7 @@ class History:
         self._next_id = 0
         self._states: list[State] = []
         self._cursor = -1
-        self._append(scene.clone(), _clone_mask(mask), label)
+        self._append(scene.clone(), _clone_mask(mask), label, _clone_parts(parts, len(scene)), str(name))
 
     # ------------------------------------------------------------------ reading
     @property
@@ -86,16 +90,22 @@ class History:
         return list(self._states)
 
     # ------------------------------------------------------------------ changing
-    def push(self, label: str, scene: GaussianScene | None = None, mask: Tensor | None | str = "keep") -> State:
+    def push(self, label: str, scene: GaussianScene | None = None, mask: Tensor | None | str = "keep", *,
+             parts="keep", name: str | None = None) -> State:
         """Record a finished action. `scene=None` keeps the current scene (a mask change); `mask="keep"`
-        keeps the current mask. Both are copied, so later in-place changes by the caller cannot leak in."""
+        keeps the current mask; `parts="keep"` the named parts (dropped when the count changes) and `name=None`
+        the scene name. All are copied, so later in-place changes by the caller cannot leak in."""
         now = self.current
         new_scene = now.scene if scene is None or scene is now.scene else scene.clone()
         new_mask = now.mask if isinstance(mask, str) else _clone_mask(mask)
         if new_mask is not None and new_mask.shape != (len(new_scene),):
             raise ValueError(f"mask has {new_mask.shape[0]} weights but the scene has {len(new_scene)} Gaussians")
+        if isinstance(parts, str):
+            new_parts = now.parts if len(new_scene) == len(now.scene) else ()
+        else:
+            new_parts = _clone_parts(parts, len(new_scene))
         del self._states[self._cursor + 1:]
-        state = self._append(new_scene, new_mask, label)
+        state = self._append(new_scene, new_mask, label, new_parts, now.name if name is None else str(name))
         if len(self._states) > self.max_states:
             drop = len(self._states) - self.max_states
             del self._states[:drop]
@@ -114,8 +124,8 @@ class History:
         self._cursor += 1
         return self.current
 
-    def _append(self, scene: GaussianScene, mask: Tensor | None, label: str) -> State:
-        state = State(scene=scene, mask=mask, label=str(label), id=self._next_id)
+    def _append(self, scene: GaussianScene, mask: Tensor | None, label: str, parts=(), name: str = "") -> State:
+        state = State(scene=scene, mask=mask, label=str(label), id=self._next_id, parts=parts, name=name)
         self._next_id += 1
         self._states.append(state)
         self._cursor = len(self._states) - 1
@@ -136,6 +146,18 @@ def _clone_mask(mask: Tensor | None) -> Tensor | None:
     return None if mask is None else mask.detach().clone()
 
 
+def _clone_parts(parts, count: int) -> tuple[tuple[str, Tensor], ...]:
+    """Named parts (a dict or (name, weights) pairs) as an immutable tuple of copies, each [count]."""
+    items = list(parts.items()) if isinstance(parts, dict) else list(parts or ())
+    out = []
+    for name, weights in items:
+        weights = torch.as_tensor(weights).detach().float().cpu().clone()
+        if weights.shape != (count,):
+            raise ValueError(f"part {name!r} has {tuple(weights.shape)} weights but the scene has {count} Gaussians")
+        out.append((str(name), weights))
+    return tuple(out)
+
+
 # ---------------------------------------------------------------------- autosave
 
 
@@ -150,6 +172,15 @@ def _atomic_write(path: Path, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _parts_ids(history: History) -> list[int]:
+    """For each state, the id of the first state holding the same parts tuple (shared while parts are kept)."""
+    ids: list[int] = []
+    states = history.states()
+    for i, state in enumerate(states):
+        ids.append(ids[-1] if i and state.parts is states[i - 1].parts else state.id)
+    return ids
 
 
 def _scene_ids(history: History) -> list[int]:
@@ -168,6 +199,12 @@ def autosave(history: History, workspace: str | os.PathLike) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     states = history.states()
     scene_ids = _scene_ids(history)
+    parts_ids = _parts_ids(history)
+    for state, pid in zip(states, parts_ids):
+        parts_path = folder / f"parts_{history.token}_{pid}.pt"
+        if state.parts and not parts_path.exists():
+            names, weights = [n for n, _ in state.parts], [w for _, w in state.parts]
+            _atomic_write(parts_path, lambda tmp, n=names, w=weights: torch.save({"names": n, "weights": w}, tmp))
     for state, sid in zip(states, scene_ids):
         scene_path = folder / f"scene_{history.token}_{sid}.pt"
         if not scene_path.exists():
@@ -187,13 +224,15 @@ def autosave(history: History, workspace: str | os.PathLike) -> Path:
         "cursor": history.cursor,
         "max_states": history.max_states,
         "states": [
-            {"id": s.id, "label": s.label, "scene": sid, "count": len(s.scene)} for s, sid in zip(states, scene_ids)
+            {"id": s.id, "label": s.label, "scene": sid, "count": len(s.scene), "name": s.name,
+             "parts": pid if s.parts else None} for s, sid, pid in zip(states, scene_ids, parts_ids)
         ],
     }
     _atomic_write(folder / META_NAME, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
     # Files no longer referenced (undone-then-overwritten or too old states) can go.
     live = {f"scene_{history.token}_{sid}.pt" for sid in scene_ids} | {f"mask_{history.token}_{s.id}.pt" for s in states}
-    for path in list(folder.glob("scene_*.pt")) + list(folder.glob("mask_*.pt")):
+    live |= {f"parts_{history.token}_{pid}.pt" for s, pid in zip(states, parts_ids) if s.parts}
+    for path in list(folder.glob("scene_*.pt")) + list(folder.glob("mask_*.pt")) + list(folder.glob("parts_*.pt")):
         if path.name not in live:
             path.unlink(missing_ok=True)
     # Conveniences for people and viewers; the exact store is above.
@@ -249,13 +288,20 @@ def restore(workspace: str | os.PathLike, device: torch.device | str = "cpu") ->
         raise ValueError(f"{meta_path} has autosave version {meta.get('version')}, expected {FORMAT_VERSION}")
     token = str(meta.get("token", ""))
     scenes: dict[int, GaussianScene] = {}
+    part_sets: dict[int, tuple] = {}
     states = []
     for entry in meta.get("states", []):
         sid = int(entry["scene"])
         if sid not in scenes:
             scenes[sid] = GaussianScene(**_load(folder / f"scene_{token}_{sid}.pt", device))
         mask = _load(folder / f"mask_{token}_{int(entry['id'])}.pt", device)["mask"]
-        states.append(State(scene=scenes[sid], mask=mask, label=str(entry["label"]), id=int(entry["id"])))
+        pid = entry.get("parts")
+        if pid is not None and int(pid) not in part_sets:
+            saved = _load(folder / f"parts_{token}_{int(pid)}.pt", "cpu")
+            part_sets[int(pid)] = tuple(zip(saved["names"], saved["weights"]))
+        states.append(State(scene=scenes[sid], mask=mask, label=str(entry["label"]), id=int(entry["id"]),
+                            parts=part_sets.get(int(pid), ()) if pid is not None else (),
+                            name=str(entry.get("name", ""))))
     if not states:
         raise ValueError(f"{meta_path} lists no states")
     cursor = int(meta["cursor"])

@@ -22,6 +22,14 @@ pause / resume / cancel act at once (they are flags read before every step, not 
 drops that session's queued edits. While a job is paused, the worker keeps serving other sessions' quick
 commands, but other edits wait.
 
+Mask work (SAM on many views, lifting to 3D) runs here too, as a *task*: `start_task(session, action, fn)`
+runs `fn(progress, should_stop)` on this thread between other sessions' edit steps, reports `TaskEvent`s and
+stops at the next `progress(...)` call after `cancel`.
+
+Models load on a loader thread, not on this one: a job whose model is not loaded yet waits aside ("parked",
+with a `NoticeEvent` saying so) while the worker keeps running other sessions' commands and jobs; it comes back
+to the front of the queue when the load ends, and Cancel ends it at once.
+
 Failures: an exception inside a command or job becomes an `ErrorEvent` (and the future's exception); the
 session's scene, mask and history are exactly as before (a job's result is adopted only when it finishes);
 the worker keeps serving. A model that cannot be loaded is an error event whose message says what to download.
@@ -111,6 +119,37 @@ class StateEvent(WorkerEvent):
 
 
 @dataclass(frozen=True)
+class TaskEvent(WorkerEvent):
+    """Progress of a task (SAM views segmented, lifting): `step` of `total`, and what is being done."""
+
+    action: str
+    step: int
+    total: int
+    message: str = ""
+
+
+@dataclass(frozen=True)
+class NoticeEvent(WorkerEvent):
+    """A job is waiting for something the user should know about (its model loading)."""
+
+    message: str
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """A session's current history state, as `current(session)` returns it (references, not copies)."""
+
+    scene: GaussianScene
+    mask: Tensor | None
+    parts: dict[str, Tensor]  # name -> weights [N], in order
+    name: str
+
+
+class TaskCancelled(Exception):
+    """Raised by a task's `progress(...)` once the task is cancelled; the worker ends the task quietly."""
+
+
+@dataclass(frozen=True)
 class GenerateResult:
     """What a generation job's future resolves to."""
 
@@ -142,6 +181,15 @@ class _Command:
     future: Future
     is_edit: bool = False
     control: _Control | None = None
+    parked_on: str | None = None  # the model spec this job waits for (loading on the loader thread)
+
+
+class _Parked(Exception):
+    """A job's model is loading: set the job aside until it is loaded."""
+
+    def __init__(self, spec: str) -> None:
+        super().__init__(spec)
+        self.spec = spec
 
 
 @dataclass
@@ -168,6 +216,9 @@ class EngineWorker:
         self.device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
         self._loader = model_loader
         self._models: dict[str, Any] = {}
+        self._loading: dict[str, threading.Thread] = {}  # spec -> its loader thread
+        self._load_errors: dict[str, BaseException] = {}  # spec -> why its last load failed (reported once)
+        self._parked: list[_Command] = []  # jobs waiting for their model
         self._sessions: dict[str, _Session] = {}
         self._controls: dict[int, tuple[str, _Control]] = {}  # command id -> (session, control) of live edits
         self._running: _Command | None = None
@@ -178,6 +229,7 @@ class EngineWorker:
         self._subscribers: list[tuple[str | None, Callable[[WorkerEvent], None]]] = []
         self._sub_lock = threading.Lock()
         self._closed = False
+        self._warming = False
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
 
@@ -212,9 +264,37 @@ class EngineWorker:
 
     # ------------------------------------------------------------------ commands in (any thread)
     def load_scene(self, session: str, scene: GaussianScene | str | os.PathLike, mask=None, *,
-                   label: str | None = None) -> Future:
-        """Open a scene (object or file path) in `session`; its history restarts there."""
-        return self._submit(session, "load", lambda cmd: self._do_load(cmd, scene, mask, label))
+                   label: str | None = None, parts=None, name: str = "") -> Future:
+        """Open a scene (object or file path) in `session`; its history restarts there. `parts`: named part
+        weights ({name: [N]}) and `name`: the scene's display name, both kept in the history."""
+        return self._submit(session, "load", lambda cmd: self._do_load(cmd, scene, mask, label, parts, name))
+
+    def set_parts(self, session: str, parts: dict, *, label: str) -> Future:
+        """Replace the session's named parts ({name: weights [N]}, in order): one history entry (undoable)."""
+        return self._submit(session, "parts", lambda cmd: self._do_set_parts(cmd, parts, label))
+
+    def current(self, session: str) -> Future:
+        """The session's current `SessionState` (scene, mask, parts, name; references to immutable values)."""
+        return self._submit(session, "current", self._do_current)
+
+    def start_task(self, session: str, action: str, fn: Callable[..., Any]) -> Future:
+        """Run `fn(progress, should_stop)` on the engine thread (mask work: SAM views, lifting). `progress(step,
+        total, message)` emits a TaskEvent and raises TaskCancelled after `cancel(session)`; the future resolves
+        to fn's result, or None when cancelled. Tasks run between other sessions' edit steps, like quick
+        commands, so a click is never stuck behind another session's long edit."""
+        control = _Control()
+        return self._submit(session, action, lambda cmd: self._do_task(cmd, fn), control=control)
+
+    def warm_up(self) -> Future:
+        """Compile and load what the first edit would (the CPU rasterizer's kernels, forward and backward), so
+        the first real edit does not wait for it; queued like any command."""
+        return self._submit("__warm-up__", "warm-up", self._do_warm_up)
+
+    @property
+    def warming_up(self) -> bool:
+        """A warm-up is queued or running."""
+        with self._cv:
+            return any(c.action == "warm-up" for c in self._pending) or self._warming
 
     def set_mask(self, session: str, mask, *, label: str = "mask") -> Future:
         """Replace the session's mask ([N] weights in [0, 1] or bool; None clears it): one history entry."""
@@ -289,12 +369,19 @@ class EngineWorker:
 
     def cancel(self, session: str) -> None:
         """Stop the session's running edit within one step and drop its queued edits (immediate); also ends
-        a pause."""
+        a pause, and a job waiting for its model."""
         with self._cv:
             self._paused.discard(session)
         for control in self._session_controls(session):
             control.cancel.set()
             control.unpaused.set()
+        with self._cv:
+            waiting = [c for c in self._parked if c.session == session]
+            for cmd in waiting:  # back to the front: it ends as "cancelled before start"
+                self._parked.remove(cmd)
+                self._pending.appendleft(cmd)
+            if waiting:
+                self._cv.notify_all()
 
     def saved_sessions(self) -> list[str]:
         """Session ids with an autosave in the workspace (what the app offers to restore)."""
@@ -337,21 +424,37 @@ class EngineWorker:
         with self._cv:
             return [c for s, c in self._controls.values() if s == session]
 
+    def _next_command(self, skip_session: str | None = None, quick_only: bool = False) -> _Command | None:
+        """The first pending command that may run now (call holding _cv): not of a session whose job waits
+        for its model (its own commands keep their order behind that job)."""
+        parked = {c.session for c in self._parked}
+        for cmd in self._pending:
+            if cmd.session in parked or cmd.session == skip_session or (quick_only and cmd.is_edit):
+                continue
+            self._pending.remove(cmd)
+            return cmd
+        return None
+
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not self._pending and not self._closed:
-                    self._cv.wait()
-                if not self._pending:
+                cmd = self._next_command()
+                while cmd is None and not (self._closed and not self._pending and not self._parked):
+                    self._cv.wait(0.5)
+                    cmd = self._next_command()
+                if cmd is None:
                     return
-                cmd = self._pending.popleft()
             self._execute(cmd)
 
     def _execute(self, cmd: _Command) -> None:
-        if not cmd.future.set_running_or_notify_cancel():
+        if cmd.parked_on is None and not cmd.future.set_running_or_notify_cancel():
             return
+        cmd.parked_on = None
         try:
             result = cmd.run(cmd)
+        except _Parked as parked:  # its model is loading: aside until it is loaded (the future stays open)
+            self._park(cmd, parked.spec)
+            return
         except Exception as exc:  # every failure becomes an event; the worker keeps serving
             log.debug("command %s failed", cmd.action, exc_info=True)
             self._emit(ErrorEvent(cmd.session, cmd.id, cmd.action, _user_message(exc)))
@@ -361,7 +464,7 @@ class EngineWorker:
         else:
             cmd.future.set_result(result)
         finally:
-            if cmd.control is not None:
+            if cmd.control is not None and cmd.parked_on is None:
                 with self._cv:
                     self._controls.pop(cmd.id, None)
 
@@ -369,11 +472,68 @@ class EngineWorker:
         """Between two steps of an edit: run queued quick commands of other sessions."""
         while True:
             with self._cv:
-                cmd = next((c for c in self._pending if not c.is_edit and c.session != running_session), None)
+                cmd = self._next_command(skip_session=running_session, quick_only=True)
                 if cmd is None:
                     return
-                self._pending.remove(cmd)
             self._execute(cmd)
+
+    # ------------------------------------------------------------------ models (loader threads)
+    def _model_or_park(self, spec: str | None):
+        """The loaded model for `spec`; raises _Parked (after starting its load) when it is not loaded yet,
+        or the load's error once when the last load failed."""
+        spec = self._resolve_spec(spec)
+        with self._cv:
+            if spec in self._models:
+                return self._models[spec]
+            if spec in self._load_errors:
+                raise self._load_errors.pop(spec)
+            if spec not in self._loading:
+                thread = threading.Thread(target=self._load_model, args=(spec,), name=f"load {spec}"[:60],
+                                          daemon=True)
+                self._loading[spec] = thread
+                thread.start()
+        raise _Parked(spec)
+
+    def _load_model(self, spec: str) -> None:
+        loader = self._loader
+        if loader is None:
+            from .guidance.loading import load_guidance as loader
+        try:
+            model, error = loader(spec, device=self.device), None
+        except Exception as exc:  # reported to the jobs that wait for it
+            model, error = None, exc
+        with self._cv:
+            if error is None:
+                self._models[spec] = model
+            else:
+                self._load_errors[spec] = error
+            self._loading.pop(spec, None)
+            waiting = [c for c in self._parked if c.parked_on == spec]
+            for cmd in reversed(waiting):  # back to the front of the queue, in their order
+                self._parked.remove(cmd)
+                self._pending.appendleft(cmd)
+            self._cv.notify_all()
+
+    def _park(self, cmd: _Command, spec: str) -> None:
+        with self._cv:
+            if spec in self._models or spec in self._load_errors:  # loaded meanwhile: run it next
+                self._pending.appendleft(cmd)
+                self._cv.notify_all()
+                return
+            cmd.parked_on = spec
+            self._parked.append(cmd)
+        self._emit(NoticeEvent(cmd.session, cmd.id, f"loading the model {spec} (first use; other sessions keep "
+                                                    "working meanwhile)…"))
+        if cmd.session in self._sessions:
+            self._emit(self._state(cmd.session))
+
+    @staticmethod
+    def _resolve_spec(spec: str | None) -> str:
+        if spec:
+            return spec
+        from .guidance.base import default_model_spec
+
+        return default_model_spec()
 
     # ------------------------------------------------------------------ command bodies (worker thread)
     def _session(self, session: str) -> _Session:
@@ -388,16 +548,18 @@ class EngineWorker:
             autosave(session.history, self.workspace / session.id)
         self._emit(self._state(session.id))
 
-    def _do_load(self, cmd: _Command, scene, mask, label) -> int:
+    def _do_load(self, cmd: _Command, scene, mask, label, parts=None, name: str = "") -> int:
         if not isinstance(scene, GaussianScene):
             from .io import load
 
             path = Path(scene)
             label = label or f"open {path.name}"
+            name = name or path.name
             scene = load(path)
         scene.validate()
         weights = None if mask is None else as_mask(mask, len(scene))
-        session = _Session(cmd.session, History(scene, weights, label=label or "load scene"))
+        session = _Session(cmd.session, History(scene, weights, label=label or "load scene", parts=parts or (),
+                                                name=name))
         self._sessions[cmd.session] = session
         self._changed(session)
         self._emit(DoneEvent(cmd.session, cmd.id, "load", message=f"{len(scene)} Gaussians"))
@@ -409,6 +571,56 @@ class EngineWorker:
         session.history.push(label, mask=weights)
         self._changed(session)
         self._emit(DoneEvent(cmd.session, cmd.id, "mask"))
+
+    def _do_set_parts(self, cmd: _Command, parts: dict, label: str) -> None:
+        session = self._session(cmd.session)
+        session.history.push(label, parts=parts)
+        self._changed(session)
+        self._emit(DoneEvent(cmd.session, cmd.id, "parts", message=label))
+
+    def _do_current(self, cmd: _Command) -> SessionState:
+        state = self._session(cmd.session).history.current
+        return SessionState(state.scene, state.mask, dict(state.parts), state.name)
+
+    def _do_task(self, cmd: _Command, fn):
+        control = cmd.control
+
+        def progress(step: int, total: int, message: str = "") -> None:
+            if control.cancel.is_set():
+                raise TaskCancelled()
+            self._emit(TaskEvent(cmd.session, cmd.id, cmd.action, int(step), int(total), message))
+
+        if control.cancel.is_set():
+            self._emit(DoneEvent(cmd.session, cmd.id, cmd.action, cancelled=True, message="cancelled before start"))
+            return None
+        try:
+            result = fn(progress, control.cancel.is_set)
+        except TaskCancelled:
+            self._emit(DoneEvent(cmd.session, cmd.id, cmd.action, cancelled=True, message="cancelled"))
+            return None
+        self._emit(DoneEvent(cmd.session, cmd.id, cmd.action))
+        return result
+
+    def _do_warm_up(self, cmd: _Command) -> float:
+        import time
+
+        from .render import render
+        from .scene import random_scene
+        from .camera import orbit_cameras
+
+        start = time.perf_counter()
+        with self._cv:
+            self._warming = True
+        try:
+            scene = random_scene(64, seed=0, extent=0.3)
+            params = {k: v.clone().requires_grad_(True) for k, v in scene.items()}
+            cams = orbit_cameras(torch.zeros(3), 2.0, [0.0], [20.0], width=32, height=32)
+            out = render(GaussianScene(**params), cams)
+            out.rgb.sum().backward()
+        finally:
+            with self._cv:
+                self._warming = False
+        return time.perf_counter() - start
 
     def _do_commit(self, cmd: _Command, scene: GaussianScene, mask, label: str) -> int:
         session = self._session(cmd.session)
@@ -467,17 +679,15 @@ class EngineWorker:
         return len(history.current.scene)
 
     def model(self, spec: str | None) -> Any:
-        """The model for a spec, loaded on first use and cached (worker thread only)."""
-        if not spec:
-            from .guidance.base import default_model_spec
-
-            spec = default_model_spec()
-        if spec not in self._models:
-            loader = self._loader
-            if loader is None:
-                from .guidance.loading import load_guidance as loader
-            self._models[spec] = loader(spec, device=self.device)
-        return self._models[spec]
+        """The model for a spec, loaded on first use and cached (blocks until loaded; jobs use the loader
+        thread instead, see _model_or_park)."""
+        spec = self._resolve_spec(spec)
+        while True:
+            try:
+                return self._model_or_park(spec)
+            except _Parked:
+                with self._cv:
+                    self._cv.wait_for(lambda: spec not in self._loading, timeout=1.0)
 
     def _do_edit(self, cmd: _Command, config: EditConfig, loss_fn) -> EditResult:
         control = cmd.control
@@ -489,7 +699,7 @@ class EngineWorker:
             return result
         if state.mask is None:
             raise ValueError("nothing is selected; mask the part to edit before starting an edit")
-        model = self.model(config.model)
+        model = self._model_or_park(config.model)
         with self._cv:
             self._running = cmd
         self._emit(self._state(cmd.session))
@@ -549,7 +759,7 @@ class EngineWorker:
             initial = self._session(cmd.session).history.current.scene
         else:
             initial = initial_scene(config)
-        model = self.model(config.model)
+        model = self._model_or_park(config.model)
         with self._cv:
             self._running = cmd
         if session is not None:

@@ -358,3 +358,98 @@ def test_generate_with_an_empty_prompt_is_an_error_and_the_worker_keeps_serving(
     assert params_equal(now, scene) and torch.equal(now_mask, mask)
     assert worker.start_generate("s", _gen_config(steps=1)).result(60).steps_done == 1
     assert worker.alive
+
+
+# ---------------------------------------------------------------------------------------------- model loading, tasks, parts
+
+
+def test_a_loading_model_blocks_no_other_session_and_cancel_ends_the_wait(tmp_path, scene_and_mask):
+    from engine.worker import NoticeEvent
+
+    scene, mask = scene_and_mask
+    release = __import__("threading").Event()
+
+    def slow_loader(spec, device=None):
+        if spec.startswith("slow"):
+            release.wait(60)  # a download that takes long (or hangs on a dead network)
+        return ClosedFormPrior((1.0, 0.0, 0.0))
+
+    w = EngineWorker(model_loader=slow_loader, device="cpu")
+    try:
+        _loaded(w, scene, mask, "a")
+        _loaded(w, scene, mask, "b")
+        notices = w.events("a")
+        waiting = w.start_edit("a", _config(steps=2, model="slow:sd"))
+        other = w.start_edit("b", _config(steps=2))  # another model: runs while a's model loads
+        assert other.result(60).steps_done == 2 and not waiting.done()
+        assert any(isinstance(e, NoticeEvent) and "loading the model slow:sd" in e.message for e in _drain(notices))
+        t = time.monotonic()
+        w.cancel("a")
+        assert waiting.result(10).cancelled and time.monotonic() - t < 5
+        release.set()
+        assert w.start_edit("a", _config(steps=1, model="slow:sd")).result(60).steps_done == 1  # loaded meanwhile
+    finally:
+        release.set()
+        w.shutdown()
+
+
+def test_task_reports_progress_runs_beside_another_edit_and_cancels(worker, scene_and_mask):
+    from engine.worker import TaskCancelled, TaskEvent
+
+    scene, mask = scene_and_mask
+    _loaded(worker, scene, mask, "a")
+    _loaded(worker, scene, mask, "b")
+    events = worker.events("b")
+
+    def work(progress, should_stop):
+        for i in range(3):
+            progress(i, 3, f"view {i + 1} of 3")
+        return "lifted"
+
+    long_edit = worker.start_edit("a", _config(steps=2000))
+    assert worker.start_task("b", "sam", work).result(60) == "lifted"  # between two steps of a's edit
+    assert not long_edit.done()
+    got = [e for e in _drain(events) if isinstance(e, TaskEvent)]
+    assert [(e.step, e.total, e.action) for e in got] == [(0, 3, "sam"), (1, 3, "sam"), (2, 3, "sam")]
+    worker.cancel("a")
+    assert long_edit.result(60).cancelled
+
+    started = __import__("threading").Event()
+
+    def endless(progress, should_stop):
+        started.set()
+        while True:
+            progress(0, 1)
+            time.sleep(0.01)
+
+    task = worker.start_task("b", "sam", endless)
+    started.wait(30)
+    worker.cancel("b")
+    assert task.result(10) is None
+    assert any(isinstance(e, DoneEvent) and e.cancelled and e.action == "sam" for e in _drain(events))
+    assert issubclass(TaskCancelled, Exception)
+
+
+def test_parts_are_undoable_history_entries_and_restore_keeps_parts_and_name(tmp_path, scene_and_mask):
+    scene, mask = scene_and_mask
+    w = EngineWorker(workspace=tmp_path / "ws", model_loader=_loader, device="cpu")
+    try:
+        parts = {"left": mask.clone(), "right": 1 - mask}
+        w.load_scene("s", scene, parts=parts, name="robot.ply").result(30)
+        w.set_parts("s", {"left": mask.clone()}, label="delete part right").result(30)
+        now = w.current("s").result(10)
+        assert list(now.parts) == ["left"] and now.name == "robot.ply"
+        assert w.undo("s").result(10) == "delete part right"
+        assert list(w.current("s").result(10).parts) == ["left", "right"]
+        w.redo("s").result(10)
+    finally:
+        w.shutdown()
+    fresh = EngineWorker(workspace=tmp_path / "ws", model_loader=_loader, device="cpu")
+    try:
+        fresh.restore_session("t", "s").result(30)
+        back = fresh.current("t").result(10)
+        assert list(back.parts) == ["left"] and back.name == "robot.ply" and torch.equal(back.parts["left"], mask)
+        fresh.undo("t").result(10)
+        assert list(fresh.current("t").result(10).parts) == ["left", "right"]
+    finally:
+        fresh.shutdown()
