@@ -59,13 +59,13 @@ def run_batch(
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.load(out_dir, str(Path(jobs_file).resolve()))
     todo, skip = manifest.plan(jobs)
-    for job in todo:
-        reset_staging(out_dir, job.id)
-    manifest.save()
     if options.clip and ray is None and any(job.kind == "edit" for job in todo):
         from .clip import cached_clip
 
-        cached_clip(options.clip)  # fail before any work when CLIP was asked for and cannot load
+        cached_clip(options.clip)  # fail before any work when CLIP was asked for and cannot load (reused later)
+    for job in todo:
+        reset_staging(out_dir, job.id)
+    manifest.save()
 
     progress = BatchProgress(len(todo), skipped=len(skip), quiet=quiet,
                              runner="in-process" if ray is None else f"ray {ray.address}")
