@@ -54,20 +54,6 @@ class EditCase:
                 "target_gaussians": len(self.target)}
 
 
-def _recoloured(scene, selected: torch.Tensor, colour) -> "object":
-    """`scene` with the selected Gaussians' base colour replaced by `colour`, keeping their baked shading
-    (each Gaussian's luminance relative to the part's mean luminance)."""
-    from engine.scene import rgb_to_sh0, sh0_to_rgb
-
-    rgb = sh0_to_rgb(scene.sh0[selected, 0])  # [M, 3]
-    lum = rgb @ torch.tensor([0.299, 0.587, 0.114])
-    shade = (lum / lum.mean()).clamp(0.4, 1.4)[:, None]
-    new = (torch.tensor(colour) * shade).clamp(0.0, 1.0)
-    sh0 = scene.sh0.clone()
-    sh0[selected, 0] = rgb_to_sh0(new)
-    return scene.replace(sh0=sh0)
-
-
 def _cone_hat(base_z: float, centre_xy, scale_like: torch.Tensor, sh_rest: int, seed: int):
     """Flat Gaussians on the lateral surface of a cone standing on z = base_z (apex up), shaded like the robot."""
     from engine.scene import GaussianScene
@@ -102,6 +88,7 @@ def edit_cases(names: tuple[str, ...] | None = None, seed: int = 0) -> list[Edit
     """The ground-truth cases (all, or those named), built from the bundled default scene."""
     from assets.default_scene import load_default_scene
     from engine.edit_region import Box
+    from engine.reference_prior import recolour_part
     from engine.scene import GaussianScene
 
     scene, part_ids, part_names = load_default_scene()
@@ -114,11 +101,11 @@ def edit_cases(names: tuple[str, ...] | None = None, seed: int = 0) -> list[Edit
     if want("recolour_scarf"):
         sel = part("scarf")
         cases.append(EditCase("recolour_scarf", "recolour", "a toy robot with a blue scarf", "a toy robot with a red scarf",
-                              scene, sel.float(), _recoloured(scene, sel, (0.15, 0.32, 0.88)), changed=sel))
+                              scene, sel.float(), recolour_part(scene, sel, (0.15, 0.32, 0.88)), changed=sel))
     if want("recolour_body"):
         sel = part("body")
         cases.append(EditCase("recolour_body", "recolour", "a toy robot with a green body", "a toy robot with a blue body",
-                              scene, sel.float(), _recoloured(scene, sel, (0.20, 0.72, 0.28)), changed=sel))
+                              scene, sel.float(), recolour_part(scene, sel, (0.20, 0.72, 0.28)), changed=sel))
     if want("reshape_antenna"):
         sel = part("antenna")
         z = scene.means[:, 2]

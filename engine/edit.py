@@ -2,17 +2,34 @@
 
 Follow one step of `run_edit`:
 
-1. sample orbit cameras around the masked part (`PartOrbit`);
-2. render the current scene — the frozen (unmasked) Gaussians concatenated with the trainable (masked) ones —
-   together with the mask as a fourth channel, which gives the projected 2D mask of those views for free;
-3. ask the guidance loss (SDS, DDS or RoMaP, from engine.guidance) for a loss on the renders, with the 2D mask,
-   the original renders of the same views (DDS / RoMaP) and RoMaP's part-edited anchor images;
-4. backpropagate, scale each trainable Gaussian's gradient and step by its soft mask weight, take an Adam step;
-5. densify/prune inside the mask on schedule (engine/densify.py); report progress and, every few steps, a
-   preview image.
+1. sample orbit cameras around the part (`PartOrbit`), redrawing views that see too little of it;
+2. project the job's fixed **edit region** into those views (engine/edit_region.py): that 2D mask is the same
+   for every loss (SDS's latent mask, RoMaP's anchor weight, SLaMP's mixing mask) and never follows where the
+   masked Gaussians have moved;
+3. render the current scene — the frozen (unmasked) Gaussians concatenated with the trainable (masked) ones;
+   the rendered image's gradient is multiplied by the region's mask, so no pixel outside the region pushes
+   anything (a latent-space mask alone does not confine the gradient: through a VAE about half of it leaks);
+4. ask the guidance loss (SDS, DDS or RoMaP, from engine.guidance) for a loss on the renders, with the 2D mask,
+   the original renders of the same views (DDS) and RoMaP's part-edited anchor images;
+5. backpropagate, scale each trainable Gaussian's gradient and step by its soft mask weight, take an Adam
+   step, then keep the trainable Gaussians inside the region: a step that would take a centre out of the region
+   is undone for that Gaussian, and scales are capped;
+6. densify/prune inside the mask on schedule (engine/densify.py), dropping children born outside the region;
+   report progress and, every few steps, a preview image (and, for the weight-free priors, the PSNR of the
+   preview against the ideal edit).
+
+Appearance vs shape (`EditConfig.edit`): an appearance edit keeps positions, scales, rotations and opacities
+exactly as they were and optimizes colour only; a shape edit optimizes everything, densifies, and seeds the
+empty space of the user's region boxes with faint Gaussians that the edit can grow into new geometry; `auto`
+(the default) runs the first `appearance_fraction` of the steps as an appearance edit and then unlocks shape, so
+a recolour is finished by colour before geometry can move, while a reshape/add/remove still gets its geometry.
 
 Why Gaussians outside the mask stay bit-identical: they are never optimizer parameters. `MaskedParams` keeps
 them as a detached copy and only the masked rows are leaf tensors; the result is assembled from that copy.
+
+The weight-free priors make the ideal edit known: `reference:SCENE` wants each view to look like SCENE's render,
+and `closed-form:<colour>` is turned here into "the masked part recoloured" (engine/reference_prior.py), so the
+demo mode shows what a clean edit looks like instead of a frame flooded with one colour.
 
 Before any work `check_edit_inputs` refuses bad input (empty mask, wrong length, empty prompt, DDS without a
 source prompt, NaN/Inf parameters, out-of-range resolution or steps, unknown method) with a ValueError that says
@@ -31,14 +48,17 @@ import torch
 from torch import Tensor
 
 from .camera import Cameras, framing_radius, orbit_cameras, sample_orbit_cameras
-from .densify import DensifyConfig, MaskedDensifier, remap_adam_state
+from .densify import DensifyConfig, MaskedDensifier, Refinement, remap_adam_state
+from .edit_region import Box, EditRegion
 from .optimize import make_optimizer, to_uint8
 from .prior_removal import PriorRemoval, remove_prior
+from .reference_prior import ReferencePrior, ViewAwareModel, recolour_part
 from .render import render
-from .render.projection import view_colors
 from .scene import PARAM_NAMES, GaussianScene, SceneError
 
 METHODS = ("sds", "dds", "romap")
+EDIT_KINDS = ("auto", "appearance", "shape")
+GEOMETRY = ("means", "scales", "quats", "opacities")
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 2048
 MAX_STEPS = 100_000
 
@@ -56,12 +76,26 @@ class LearningRates:
     opacities: float = 0.02
     """Opacity logits."""
     sh0: float = 0.03
-    """Degree-0 colour coefficients (colour = 0.282 * sh0 + 0.5): the group an appearance edit moves most."""
+    """Degree-0 colour coefficients (colour = 0.282 * sh0 + 0.5): the group an appearance edit moves most.
+    Under Adam 0.03 moves a colour by up to ~0.0085 per step: yellow -> blue (~2.8 units of sh0) fits in a
+    150-step edit. It is 3x DreamGaussian's 0.01 because an edit has far fewer steps than a generation; the
+    colour is not decayed: a part visible in a third of the views gets a gradient a third of the time, and
+    Adam's normalized steps are already smaller than the rate when the gradient's size varies with t."""
     shN: float = 0.0015
     """Higher SH bands (view-dependent colour)."""
 
+    means_final_fraction: float = 0.1
+    """The positions' rate decays exponentially to this fraction by the last step (as 3DGS does), so moved
+    Gaussians settle; the other groups keep their rates."""
+
     def as_dict(self) -> dict[str, float]:
         return {name: float(getattr(self, name)) for name in PARAM_NAMES}
+
+    def decay(self, name: str, step: int, total: int) -> float:
+        """The factor applied to group `name`'s rate at `step` of `total`."""
+        if name != "means":
+            return 1.0
+        return float(self.means_final_fraction) ** (step / max(total - 1, 1))
 
 
 @dataclass
@@ -125,6 +159,27 @@ class EditConfig:
     """Size (square) of preview images."""
     render_backend: str = "auto"
     """engine.render backend."""
+    edit: str = "auto"
+    """appearance: colour only, geometry kept exactly; shape: everything moves, densifies and may grow into the
+    region's boxes; auto: appearance for the first `appearance_fraction` of the steps, then shape."""
+    appearance_fraction: float = 0.3
+    """auto: the fraction of the steps run as an appearance edit before geometry is unlocked."""
+    region_margin: float = 0.5
+    """The edit region is the selected Gaussians dilated by their size plus this margin, as a fraction of the
+    part's radius (0.5: a part may grow by half its radius; engine/edit_region.py)."""
+    region_boxes: tuple = ()
+    """Extra volumes (engine.edit_region.Box, world units) the edit may fill, e.g. the empty space above a head
+    for a hat: a shape edit seeds their empty voxels with faint Gaussians."""
+    seed_opacity: float = 0.05
+    """Opacity of the Gaussians seeded in the region boxes' empty space (faint: they must earn their place)."""
+    max_seeds: int = 3000
+    """At most this many seeded Gaussians (spread evenly over the empty space)."""
+    max_scale_growth: float = 2.5
+    """Trainable Gaussians' largest axis is capped at this multiple of the selection's 98th-percentile size."""
+    min_visible_fraction: float = 0.25
+    """A sampled view is redrawn (up to 8 times) when less than this fraction of the part's silhouette is
+    visible in it (hidden behind the rest of the scene or out of frame): such views cost a model call and
+    push nothing useful."""
 
     def effective_guidance_scale(self) -> float:
         if self.guidance_scale is not None:
@@ -220,12 +275,28 @@ def check_edit_inputs(scene: GaussianScene, mask_weights, config: EditConfig, mo
     for name, value in config.lr.as_dict().items():
         if not (math.isfinite(value) and value >= 0):
             raise ValueError(f"learning rate for {name} must be a finite number >= 0, got {value}")
+    if not 0.0 < config.lr.means_final_fraction <= 1.0:
+        raise ValueError(f"lr.means_final_fraction must be in (0, 1], got {config.lr.means_final_fraction}")
     if not 0.0 <= config.mask_threshold < 1.0:
         raise ValueError(f"mask_threshold must be in [0, 1), got {config.mask_threshold}")
     if config.method == "romap" and (config.anchor_refresh < 1 or config.anchor_views < 1):
         raise ValueError("romap needs anchor_refresh >= 1 and anchor_views >= 1")
     if config.preview_every < 0:
         raise ValueError(f"preview_every must be >= 0, got {config.preview_every}")
+    if config.edit not in EDIT_KINDS:
+        raise ValueError(f"unknown edit kind {config.edit!r}; choose one of {', '.join(EDIT_KINDS)}")
+    if not 0.0 <= config.appearance_fraction <= 1.0:
+        raise ValueError(f"appearance_fraction must be in [0, 1], got {config.appearance_fraction}")
+    if not (math.isfinite(config.region_margin) and config.region_margin >= 0):
+        raise ValueError(f"region_margin must be a finite number >= 0, got {config.region_margin}")
+    if not all(isinstance(b, Box) for b in config.region_boxes):
+        raise ValueError("region_boxes must be engine.edit_region.Box volumes")
+    if not 0.0 < config.seed_opacity < 1.0:
+        raise ValueError(f"seed_opacity must be in (0, 1), got {config.seed_opacity}")
+    if not 0.0 <= config.min_visible_fraction < 1.0:
+        raise ValueError(f"min_visible_fraction must be in [0, 1), got {config.min_visible_fraction}")
+    if not config.max_scale_growth >= 1.0:
+        raise ValueError(f"max_scale_growth must be >= 1, got {config.max_scale_growth}")
     config.prior.check()
     if len(scene) == 0:
         raise ValueError("the scene is empty; load a scene with Gaussians first")
@@ -256,24 +327,30 @@ class PartOrbit:
     radius_range: tuple[float, float]
     up: tuple[float, float, float]
     resolution: int
+    half_extent: float = 0.0  # the part's radius (world units), before framing
 
     @classmethod
     def around(cls, scene: GaussianScene, mask: Tensor, config: EditConfig) -> "PartOrbit":
         """Centre: the mask-weighted mean of the selected centres; extent: their weighted spread (robust to a
-        few stray Gaussians), padded by their own sizes."""
+        few stray Gaussians), padded by their own sizes. Region boxes are framed too (an added hat is seen)."""
         sel = mask > config.mask_threshold
         means = scene.means.detach()[sel].double()
         w = mask[sel].double().to(means.device)
+        for box in config.region_boxes:  # eight corners and the centre of each box, at the mean weight
+            lo, hi = torch.tensor(box.lo, dtype=torch.float64), torch.tensor(box.hi, dtype=torch.float64)
+            corners = torch.stack([torch.where(torch.tensor([(i >> k) & 1 for k in range(3)], dtype=torch.bool), hi, lo)
+                                   for i in range(8)] + [(lo + hi) / 2]).to(means.device)
+            means = torch.cat([means, corners])
+            w = torch.cat([w, torch.full((9,), float(w.mean()) if w.numel() else 1.0, dtype=torch.float64,
+                                         device=means.device) * max(1.0, sel.sum().item() / 90.0)])
         center = (means * w[:, None]).sum(0) / w.sum()
         dist = (means - center).norm(dim=-1)
-        if dist.numel() > 20:
-            reach = float(torch.quantile(dist, 0.98))
-        else:
-            reach = float(dist.max())
-        size = float(torch.exp(scene.scales.detach()[sel]).max(dim=-1).values.double().median())
+        reach = float(torch.quantile(dist, 0.98)) if dist.numel() > 20 else float(dist.max())
+        size = float(torch.exp(scene.scales.detach()[sel]).max(dim=-1).values.double().median()) if sel.any() else 0.0
         half_extent = max(reach + 2 * size, 1e-3)
         return cls(center.cpu(), framing_radius(half_extent, config.fov_y_deg), config.fov_y_deg,
-                   tuple(config.elevation_range), tuple(config.radius_range), tuple(config.up), config.resolution)
+                   tuple(config.elevation_range), tuple(config.radius_range), tuple(config.up), config.resolution,
+                   half_extent)
 
     def sample(self, num: int, generator: torch.Generator) -> Cameras:
         lo, hi = self.radius_range
@@ -284,12 +361,61 @@ class PartOrbit:
         )
 
     def ring(self, num: int, *, resolution: int | None = None, offset_deg: float = 0.0) -> Cameras:
-        """`num` evenly spaced views at mid elevation and a middle distance (anchor pool, previews)."""
+        """`num` evenly spaced views at mid elevation and a middle distance (previews)."""
         res = resolution or self.resolution
         az = torch.arange(num, dtype=torch.float64) * (360.0 / num) + offset_deg
         el = torch.full((num,), sum(self.elevation_range) / 2, dtype=torch.float64)
         dist = self.radius * sum(self.radius_range) / 2
         return orbit_cameras(self.center, dist, az, el, width=res, height=res, fov_y_deg=self.fov_y_deg, up=self.up)
+
+
+class ViewPicker:
+    """Orbit views that see the part: candidates whose visible share of the part's silhouette is below
+    `min_fraction` are redrawn (up to `tries` times; then the best candidate is kept).
+
+    Visibility is measured on the *original* scene at 48 px: the part's silhouette alone vs the part's
+    indicator composited behind everything else (occlusion included). A part with no selected Gaussians (a
+    region made only of boxes) accepts every view.
+    """
+
+    SIZE = 48
+
+    def __init__(self, orbit: PartOrbit, original: GaussianScene, selected: Tensor, min_fraction: float,
+                 backend: str, tries: int = 8) -> None:
+        self.orbit, self.min_fraction, self.tries, self.backend = orbit, float(min_fraction), tries, backend
+        self.scene = original
+        self.indicator = selected.to(original.dtype)[:, None]
+        self.part = original.subset(selected)
+
+    def visible_fraction(self, cameras: Cameras) -> Tensor:  # [C]
+        if len(self.part) == 0:
+            return torch.ones(len(cameras))
+        small = cameras.with_size(self.SIZE, self.SIZE).to(self.scene.device, self.scene.dtype)
+        with torch.no_grad():
+            seen = render(self.scene, small, colors=self.indicator, backend=self.backend).rgb[..., 0]
+            alone = render(self.part, small, colors=torch.ones_like(self.indicator[: len(self.part)]),
+                           backend=self.backend).rgb[..., 0]
+        area = alone.flatten(1).sum(1)
+        return (seen.flatten(1).sum(1) / area.clamp_min(1e-6)).where(area > 0.5, torch.zeros_like(area)).cpu()
+
+    def sample(self, num: int, generator: torch.Generator) -> Cameras:
+        cameras = self.orbit.sample(num, generator)
+        if self.min_fraction <= 0:
+            return cameras
+        best = self.visible_fraction(cameras)
+        for _ in range(self.tries):
+            bad = (best < self.min_fraction).nonzero().flatten()
+            if bad.numel() == 0:
+                break
+            fresh = self.orbit.sample(int(bad.numel()), generator)
+            score = self.visible_fraction(fresh)
+            better = score > best[bad]
+            rows, take = bad[better], better.nonzero().flatten()
+            if rows.numel():
+                cameras = Cameras(cameras.viewmats.index_copy(0, rows, fresh.viewmats[take]),
+                                  cameras.Ks.index_copy(0, rows, fresh.Ks[take]), cameras.width, cameras.height)
+                best[rows] = score[take]
+        return cameras
 
 
 # ---------------------------------------------------------------------------------------------- masked params
@@ -320,7 +446,7 @@ class MaskedParams:
 
     def scene(self) -> GaussianScene:
         """Frozen rows first, then trainable rows: differentiable w.r.t. the trainable leaves."""
-        return GaussianScene(**{n: torch.cat([getattr(self.frozen, n), self.params[n]]) for n in PARAM_NAMES})
+        return GaussianScene.trusted(**{n: torch.cat([getattr(self.frozen, n), self.params[n]]) for n in PARAM_NAMES})
 
     def all_weights(self) -> Tensor:  # [F + M], in `scene()` order
         return torch.cat([self.frozen_weights, self.weights])
@@ -362,21 +488,91 @@ def build_loss(config: EditConfig, model):
     return SDSLoss(model, config.prompt, guidance_scale=scale, timesteps=timesteps)
 
 
-def _render_with_mask(scene: GaussianScene, weights: Tensor, cameras: Cameras, config: EditConfig):
-    """One render of colour + mask channel: (rgb [C,H,W,3], mask2d [C,H,W,1] detached, meta)."""
-    cams = cameras.to(scene.device, scene.dtype)
-    rgb = view_colors(scene.sh, scene.sh_degree, scene.means, cams.viewmats)  # [C, N, 3]
-    mask_col = weights.to(rgb.dtype)[None, :, None].expand(len(cams), -1, 1)
-    background = torch.tensor(tuple(config.background) + (0.0,), dtype=scene.dtype, device=scene.device)
-    out = render(scene, cams, colors=torch.cat([rgb, mask_col], dim=-1), background=background,
-                 backend=config.render_backend)
-    return out.rgb[..., :3], out.rgb[..., 3:].detach().clamp(0.0, 1.0), out
+def edit_prior(model, original: GaussianScene, selected: Tensor, config: EditConfig):
+    """The model the edit distils from. A constant-colour closed-form prior means "the part becomes this
+    colour": it becomes a reference prior on the original with the selected Gaussians recoloured, so its ideal
+    edit changes nothing outside the part. A reference prior is put on the edit's background."""
+    from .guidance.closed_form import ClosedFormPrior
+
+    if isinstance(model, ClosedFormPrior) and model.target.dim() == 1:
+        colour = tuple(float(c) for c in model.target.clamp(0, 1).cpu())
+        return ReferencePrior(recolour_part(original.to("cpu"), selected.cpu(), colour),
+                              background=tuple(config.background), data_std=model.data_std,
+                              render_backend=config.render_backend, name=model.name)
+    if isinstance(model, ReferencePrior):
+        return model.with_background(tuple(config.background))
+    return model
+
+
+def _render(scene: GaussianScene, cameras: Cameras, config: EditConfig):
+    return render(scene, cameras.to(scene.device, scene.dtype), background=tuple(config.background),
+                  backend=config.render_backend)
 
 
 def _render_plain(scene: GaussianScene, cameras: Cameras, config: EditConfig) -> Tensor:
     with torch.no_grad():
-        return render(scene, cameras.to(scene.device, scene.dtype), background=tuple(config.background),
-                      backend=config.render_backend).rgb
+        return _render(scene, cameras, config).rgb
+
+
+def psnr(a: Tensor, b: Tensor, weight: Tensor | None = None) -> float:
+    """PSNR in dB of images in [0, 1] ([..., 3]), optionally over the pixels weighted by `weight` ([..., 1])."""
+    err = (a.float() - b.float()).pow(2)
+    if weight is None:
+        mse = float(err.mean())
+    else:
+        w = weight.float().expand_as(err)
+        mse = float((err * w).sum() / w.sum().clamp_min(1e-8))
+    return 10.0 * math.log10(1.0 / max(mse, 1e-10))
+
+
+@dataclass
+class _Phase:
+    """Which parameter groups move this step, and whether densification may run."""
+
+    shape: bool
+
+    @staticmethod
+    def at(step: int, config: EditConfig) -> "_Phase":
+        if config.edit == "appearance":
+            return _Phase(False)
+        if config.edit == "shape":
+            return _Phase(True)
+        return _Phase(step >= int(round(config.appearance_fraction * config.steps)))
+
+
+def _seed_boxes(region: EditRegion, scene: GaussianScene, config: EditConfig) -> GaussianScene | None:
+    """Faint round Gaussians on the empty voxels of the region's boxes (evenly thinned to `max_seeds`), grey,
+    sized to touch their neighbours: raw material for an edit that adds something where nothing was."""
+    if not config.region_boxes or config.edit == "appearance" or config.max_seeds <= 0:
+        return None
+    centres = region.empty_voxel_centres(scene)
+    if centres.shape[0] == 0:
+        return None
+    in_box = torch.zeros(centres.shape[0], dtype=torch.bool)
+    for box in config.region_boxes:
+        lo, hi = torch.tensor(box.lo, dtype=torch.float64), torch.tensor(box.hi, dtype=torch.float64)
+        in_box |= ((centres >= lo) & (centres <= hi)).all(dim=-1)
+    centres = centres[in_box]
+    stride = 1
+    while centres.shape[0] > config.max_seeds * stride**3:
+        stride += 1
+    if stride > 1:  # keep every stride-th voxel along each axis
+        idx = torch.floor((centres - region.origin) / region.cell).long()
+        centres = centres[(idx % stride == 0).all(dim=-1)]
+    n = centres.shape[0]
+    if n == 0:
+        return None
+    dtype, device = scene.dtype, scene.device
+    k = scene.shN.shape[1]
+    return GaussianScene.create(
+        means=centres.to(device, dtype),
+        quats=torch.tensor([[1.0, 0.0, 0.0, 0.0]], dtype=dtype, device=device).expand(n, 4).clone(),
+        scales=torch.full((n, 3), math.log(0.6 * stride * region.cell), dtype=dtype, device=device),
+        opacities=torch.full((n,), math.log(config.seed_opacity / (1 - config.seed_opacity)), dtype=dtype,
+                             device=device),
+        sh0=torch.zeros(n, 1, 3, dtype=dtype, device=device),
+        shN=torch.zeros(n, k, 3, dtype=dtype, device=device),
+    )
 
 
 def run_edit(
@@ -401,23 +597,39 @@ def run_edit(
     generator = torch.Generator().manual_seed(int(config.seed))
     original = scene.detach().to(device)
     mask = mask_in.to(device)
+    selected = mask > config.mask_threshold
     orbit = PartOrbit.around(original, mask, config)
+    region = EditRegion.around(original, selected, margin=config.region_margin * orbit.half_extent,
+                               boxes=tuple(config.region_boxes))
+    model = edit_prior(guidance_model, original, selected, config)
+    view_aware = isinstance(model, ViewAwareModel)
+    picker = ViewPicker(orbit, original, selected, config.min_visible_fraction, config.render_backend)
 
     work, work_mask = original, mask
     if config.prior.active(config.method):
         work, work_mask = remove_prior(original, mask, config.prior, threshold=config.mask_threshold,
                                        generator=generator)
+    seeds = _seed_boxes(region, work, config)
+    if seeds is not None:
+        work = GaussianScene.concat([work, seeds])
+        work_mask = torch.cat([work_mask, torch.ones(len(seeds), dtype=work_mask.dtype, device=work_mask.device)])
     state = MaskedParams(work, work_mask, config.mask_threshold)
+    sizes = torch.exp(original.scales.detach()[selected]).amax(dim=-1)
+    max_log_scale = math.log(max(config.max_scale_growth * float(torch.quantile(sizes.float(), 0.98)),
+                                 1e-6)) if sizes.numel() else math.log(region.cell)
+    if seeds is not None:
+        max_log_scale = max(max_log_scale, float(seeds.scales.max()))
     lrs = config.lr.as_dict()
     lrs["means"] *= orbit.radius
     optimizer = make_optimizer(state.params, lrs)
     densifier = MaskedDensifier(config.densify, config.steps, state.num_trainable, scene_scale=orbit.radius)
-    loss = loss_fn if loss_fn is not None else build_loss(config, guidance_model)
-    needs_originals = config.method in ("dds", "romap")
+    loss = loss_fn if loss_fn is not None else build_loss(config, model)
+    needs_originals = config.method == "dds"
     preview_cam = orbit.ring(1, resolution=config.preview_resolution, offset_deg=30.0)
+    preview_mask = region.project(preview_cam, device=device, backend=config.render_backend) if view_aware else None
+    preview_ideal = model.target_images(preview_cam) if view_aware else None
 
-    anchor_pool = orbit.ring(config.anchor_views) if config.method == "romap" else None
-    anchors: Tensor | None = None
+    anchors = anchor_pool = anchor_masks = None
     losses: dict[str, float] = {}
     counts = {"num_cloned": 0, "num_split": 0, "num_pruned": 0}
     fallback_3d = False
@@ -425,22 +637,30 @@ def run_edit(
     for step in range(config.steps):
         if should_stop is not None and should_stop():
             return EditResult(scene=scene, mask=mask_in, cancelled=True, steps_done=step, losses=losses)
+        phase = _Phase.at(step, config)
 
         originals = step_anchors = None
-        if anchor_pool is not None:
-            if step % config.anchor_refresh == 0:
-                anchors = _make_anchors(loss, state, anchor_pool, config, generator)
+        if config.method == "romap":
+            if step % config.anchor_refresh == 0:  # a fresh pool of views, anchors from the current part
+                anchor_pool = picker.sample(config.anchor_views, generator)
+                anchor_masks = region.project(anchor_pool, device=device, backend=config.render_backend)
+                anchors = _make_anchors(loss, model, state, anchor_pool, anchor_masks, config, step, generator)
             pick = torch.randint(len(anchor_pool), (config.batch_size,), generator=generator)
-            cameras = Cameras(anchor_pool.viewmats[pick], anchor_pool.Ks[pick], anchor_pool.width,
-                              anchor_pool.height)
+            cameras = anchor_pool[pick]
+            mask2d = anchor_masks[pick.to(anchor_masks.device)]
             step_anchors = anchors[pick.to(anchors.device)]
         else:
-            cameras = orbit.sample(config.batch_size, generator)
-            if needs_originals:  # the same render path as the current views: equal scenes give equal images
-                with torch.no_grad():
-                    originals = _render_with_mask(original, mask, cameras, config)[0]
+            cameras = picker.sample(config.batch_size, generator)
+            mask2d = region.project(cameras, device=device, backend=config.render_backend)
+        if view_aware:
+            model.set_views(cameras)
+        if needs_originals:  # the same render path as the current views: equal scenes give equal images
+            originals = _render_plain(original, cameras, config)
 
-        images, mask2d, out = _render_with_mask(state.scene(), state.all_weights(), cameras, config)
+        out = _render(state.scene(), cameras, config)
+        images = out.rgb
+        if images.requires_grad:
+            images.register_hook(lambda grad, m=mask2d: grad * m.to(grad.dtype))
         means2d = out.meta.get("means2d")
         if isinstance(means2d, Tensor) and means2d.requires_grad:
             means2d.retain_grad()
@@ -451,15 +671,22 @@ def run_edit(
                                      "lower the learning rates or the guidance scale")
         optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
-        _gate_and_step(state, optimizer)
+        for group in optimizer.param_groups:
+            group["lr"] = lrs[group["name"]] * config.lr.decay(group["name"], step, config.steps)
+        if not phase.shape:
+            for name in GEOMETRY:
+                state.params[name].grad = None
+        _gate_and_step(state, optimizer, region, max_log_scale)
 
-        fallback_3d = _accumulate_densify_stats(densifier, state, means2d, out, cameras) or fallback_3d
-        if densifier.due(step):
-            refinement = densifier.refine(state.params, fallback_3d=fallback_3d, generator=generator)
-            if refinement.changed:
-                optimizer = _adopt_refinement(state, refinement, optimizer, lrs)
-                for key in counts:
-                    counts[key] += getattr(refinement, key)
+        if phase.shape:
+            fallback_3d = _accumulate_densify_stats(densifier, state, means2d, out, cameras) or fallback_3d
+            if densifier.due(step):
+                refinement = _inside(densifier.refine(state.params, fallback_3d=fallback_3d, generator=generator),
+                                     region)
+                if refinement.changed:
+                    optimizer = _adopt_refinement(state, refinement, optimizer, lrs)
+                    for key in counts:
+                        counts[key] += getattr(refinement, key)
 
         losses = {"loss": float(result.loss.detach()), **{k: float(v) for k, v in result.info.items()}}
         if on_event is not None:
@@ -467,13 +694,17 @@ def run_edit(
             elapsed = time.perf_counter() - start
             preview = snapshot = snapshot_mask = None
             if config.preview_every and (done % config.preview_every == 0 or done == config.steps):
-                preview = to_uint8(_render_plain(state.scene().detach(), preview_cam, config)[0])
+                rendered = _render_plain(state.scene().detach(), preview_cam, config)
+                preview = to_uint8(rendered[0])
+                if preview_ideal is not None:
+                    losses["psnr_ideal"] = psnr(rendered, preview_ideal.to(rendered.device), preview_mask)
                 snapshot, snapshot_mask = state.assemble()
                 snapshot, snapshot_mask = snapshot.to("cpu"), snapshot_mask.detach().cpu()
             on_event(EditEvent(step=done, total=config.steps, losses=losses, elapsed_s=elapsed,
                                eta_s=elapsed / done * (config.steps - done), num_gaussians=state.num_trainable,
                                preview=preview, scene=snapshot, mask=snapshot_mask))
 
+    counts["num_pruned"] += _drop_faint_seeds(state, config)
     edited, edited_mask = state.assemble()
     return EditResult(
         scene=edited.to(scene.device), mask=edited_mask.to(mask_in.device), steps_done=config.steps,
@@ -481,19 +712,35 @@ def run_edit(
     )
 
 
-def _make_anchors(loss, state: MaskedParams, pool: Cameras, config: EditConfig,
+def _make_anchors(loss, model, state: MaskedParams, pool: Cameras, masks: Tensor, config: EditConfig, step: int,
                   generator: torch.Generator) -> Tensor:
-    """RoMaP's part-edited images [P, H, W, 3] of the anchor pool, made from the *current* renders and their
-    projected mask: the first ones start from the scene after prior removal (so the old look does not anchor
-    the edit), later refreshes from the partly edited part (so the anchors follow the 3D edit and agree more
-    across views). Outside the mask the current renders are the original's, which SLaMP keeps."""
-    with torch.no_grad():
-        images, mask2d, _ = _render_with_mask(state.scene().detach(), state.all_weights(), pool, config)
-        return loss.make_anchors(images, mask2d, generator=generator).detach()
+    """RoMaP's part-edited images [P, H, W, 3] of a freshly drawn pool of views, made from the *current*
+    renders and the region's projected mask. The first ones start from the scene after prior removal (so the
+    old look does not anchor the edit); later refreshes start from the partly edited part at a lower SLaMP
+    strength (t_start falls linearly to half its value by the last step), so they refine what the 3D edit
+    already agrees on instead of re-inventing the part independently in every view."""
+    if isinstance(model, ViewAwareModel):
+        model.set_views(pool)
+    slamp = getattr(loss, "slamp", None)
+    if slamp is not None and step > 0:
+        from dataclasses import replace
+
+        strength = slamp.t_start * (1.0 - 0.5 * step / max(config.steps, 1))
+        loss.slamp = replace(slamp, t_start=max(strength, slamp.t_stop))
+    try:
+        with torch.no_grad():
+            images = _render_plain(state.scene().detach(), pool, config)
+            return loss.make_anchors(images, masks, generator=generator).detach()
+    finally:
+        if slamp is not None:
+            loss.slamp = slamp
 
 
-def _gate_and_step(state: MaskedParams, optimizer: torch.optim.Optimizer) -> None:
-    """Multiply gradients by the soft mask weight, step, and scale each row's step by its weight too.
+def _gate_and_step(state: MaskedParams, optimizer: torch.optim.Optimizer, region: EditRegion | None = None,
+                   max_log_scale: float | None = None) -> None:
+    """Multiply gradients by the soft mask weight, step, scale each row's step by its weight too, then keep
+    the rows inside the region: a row whose new centre left it takes back its old centre, and log-scales are
+    capped at `max_log_scale`.
 
     Adam divides out any constant gradient scale, so scaling the gradient alone would let a weight of 0.6 move
     as fast as 1.0; scaling the step makes a soft weight a true per-Gaussian step size.
@@ -504,14 +751,52 @@ def _gate_and_step(state: MaskedParams, optimizer: torch.optim.Optimizer) -> Non
     for name, p in state.params.items():
         if p.grad is not None and soft:
             p.grad.mul_(w.view(-1, *([1] * (p.dim() - 1))).to(p.grad.dtype))
-        if soft:
+        if soft and p.grad is not None:
             before[name] = p.detach().clone()
+    means = state.params["means"]
+    old_means = before.get("means")
+    if old_means is None and region is not None and means.grad is not None:
+        old_means = means.detach().clone()
     optimizer.step()
-    if soft:
-        with torch.no_grad():
+    with torch.no_grad():
+        if soft:
             for name, p in state.params.items():
-                wv = w.view(-1, *([1] * (p.dim() - 1))).to(p.dtype)
-                p.copy_(before[name] + wv * (p - before[name]))
+                if name in before:
+                    wv = w.view(-1, *([1] * (p.dim() - 1))).to(p.dtype)
+                    p.copy_(before[name] + wv * (p - before[name]))
+        if region is not None and old_means is not None:
+            out = ~region.contains(means)
+            if bool(out.any()):
+                means[out] = old_means[out]
+        if max_log_scale is not None and state.params["scales"].grad is not None:
+            state.params["scales"].clamp_(max=max_log_scale)
+
+
+def _inside(refinement: Refinement, region: EditRegion) -> Refinement:
+    """The refinement without the rows whose centres lie outside the region (children of a split near its
+    edge): they are pruned, never adopted."""
+    keep = region.contains(refinement.params["means"])
+    if bool(keep.all()):
+        return refinement
+    return Refinement(
+        params={n: t[keep] for n, t in refinement.params.items()}, parent=refinement.parent[keep],
+        appended=refinement.appended[keep], reset_state=refinement.reset_state[keep],
+        num_cloned=refinement.num_cloned, num_split=refinement.num_split,
+        num_pruned=refinement.num_pruned + int((~keep).sum()),
+    )
+
+
+def _drop_faint_seeds(state: MaskedParams, config: EditConfig, min_opacity: float = 0.02) -> int:
+    """At the end, remove the rows added by the edit (seeds, clones) that stayed nearly transparent: haze that
+    the last refinement did not reach. Original rows are never removed here."""
+    new = state.origin < 0
+    faint = new & (torch.sigmoid(state.params["opacities"].detach()) < min_opacity)
+    if not bool(faint.any()) or bool(faint.all()):
+        return 0
+    keep = ~faint
+    state.params = {n: t.detach()[keep].clone().requires_grad_(True) for n, t in state.params.items()}
+    state.weights, state.origin = state.weights[keep], state.origin[keep]
+    return int(faint.sum())
 
 
 def _accumulate_densify_stats(densifier: MaskedDensifier, state: MaskedParams, means2d, out,

@@ -93,6 +93,15 @@ class GaussianScene:
             shN = sh0.new_zeros((sh0.shape[0], 0, 3))
         return cls(means, quats, scales, opacities, sh0, shN)
 
+    @classmethod
+    def trusted(cls, **params: Tensor) -> "GaussianScene":
+        """A scene from tensors the caller has already checked, without validation (which costs several device
+        syncs and a pass over every value): for hot loops that rebuild a scene from validated parts each step."""
+        scene = object.__new__(cls)
+        for name in PARAM_NAMES:
+            object.__setattr__(scene, name, params[name])
+        return scene
+
     def validate(self, check_finite: bool = True) -> None:
         """Check shapes, dtypes, devices and (optionally) finiteness; raise SceneError naming the problem."""
         tensors = dict(self.items())

@@ -18,8 +18,9 @@ DESCRIPTION = (
     "needs --source-prompt describing the part as it is), romap (masked SDS + L1 anchor toward part-edited 2D "
     "images made by scheduled latent mixing, after resetting the part's colour: 'Gaussian prior removal'). "
     "MASK.npy holds one weight in [0, 1] per Gaussian (float) or a boolean array, in the scene's order. MODEL is "
-    "a Hugging Face hub id, a local diffusers folder, or closed-form:<colour> (the offline closed-form prior, "
-    "e.g. closed-form:#d02020). Bad input prints one 'error:' line and exits 2 before any work."
+    "a Hugging Face hub id, a local diffusers folder, closed-form:<colour> (the offline demo: the part becomes that "
+    "colour, e.g. closed-form:#d02020) or reference:SCENE (the ideal result is SCENE: ground-truth checks). "
+    "Edits stay in their region: the masked Gaussians dilated by --region-margin, plus any --region-box. Bad input prints one 'error:' line and exits 2 before any work."
 )
 
 # Defaults and limits, spelled out so that `--help` does not import torch; tests check they match engine.edit.
@@ -29,7 +30,9 @@ MIN_RESOLUTION, MAX_RESOLUTION = 16, 2048
 DEFAULTS = {
     "method": "sds", "steps": 500, "resolution": 512, "seed": 0, "batch_size": 1, "t_min": 0.02, "t_max": 0.98,
     "mask_threshold": 0.5, "anchor_weight": 1.0, "anchor_refresh": 100, "anchor_views": 8,
+    "edit": "auto", "region_margin": 0.5, "min_visible_fraction": 0.25,
 }
+EDIT_KINDS = ("auto", "appearance", "shape")
 LR_DEFAULTS = {"means": 0.0005, "scales": 0.005, "quats": 0.001, "opacities": 0.02, "sh0": 0.03, "shN": 0.0015}
 
 
@@ -74,6 +77,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"romap: remake the anchor images every K steps (default {d.anchor_refresh})")
     p.add_argument("--anchor-views", type=int, default=d.anchor_views,
                    help=f"romap: number of anchor views (default {d.anchor_views})")
+    p.add_argument("--edit", choices=EDIT_KINDS, default=d.edit,
+                   help="appearance: colour only, geometry kept exactly; shape: geometry moves, densifies and may "
+                        "fill --region-box volumes; auto: appearance first, then shape (default auto)")
+    p.add_argument("--region-margin", type=float, default=d.region_margin,
+                   help="the edit region is the masked Gaussians dilated by this fraction of the part's radius; "
+                        f"edited Gaussians stay inside it and no pixel outside it is pushed (default {d.region_margin})")
+    p.add_argument("--region-box", action="append", default=[], metavar="X0,Y0,Z0,X1,Y1,Z1",
+                   help="add an axis-aligned box (world units) to the edit region, e.g. empty space where something "
+                        "should be added; repeatable")
+    p.add_argument("--min-visible-fraction", type=float, default=d.min_visible_fraction,
+                   help="redraw sampled views that see less than this fraction of the part "
+                        f"(default {d.min_visible_fraction})")
     for name, value in LR_DEFAULTS.items():
         p.add_argument(f"--lr-{name.lower()}", dest=f"lr_{name}", type=float, default=value,
                        help=f"Adam learning rate of {name} (default {value})")
@@ -90,13 +105,33 @@ def config_from_args(args: argparse.Namespace):
         steps=args.steps, resolution=args.resolution, seed=args.seed, batch_size=args.batch_size,
         guidance_scale=args.guidance_scale, t_min=args.t_min, t_max=args.t_max, t_max_end=args.t_max_end,
         mask_threshold=args.mask_threshold, anchor_weight=args.anchor_weight, anchor_refresh=args.anchor_refresh,
-        anchor_views=args.anchor_views, preview_every=0,
+        anchor_views=args.anchor_views, preview_every=0, edit=args.edit, region_margin=args.region_margin,
+        region_boxes=tuple(parse_box(text) for text in args.region_box),
+        min_visible_fraction=args.min_visible_fraction,
         lr=LearningRates(**{name: getattr(args, f"lr_{name}") for name in LR_DEFAULTS}),
     )
     config.densify.enabled = not args.no_densify
     config.prior.enabled = {"auto": None, "on": True, "off": False}[args.prior_removal]
     config.prior.regrow = bool(args.regrow)
     return config
+
+
+def parse_box(text: str):
+    """'x0,y0,z0,x1,y1,z1' -> engine.edit_region.Box; UserError saying what is wrong otherwise."""
+    from engine.edit_region import Box
+
+    from .common import UserError
+
+    try:
+        values = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise UserError(f"--region-box {text!r}: six comma-separated numbers x0,y0,z0,x1,y1,z1 expected") from None
+    if len(values) != 6:
+        raise UserError(f"--region-box {text!r}: six numbers expected, got {len(values)}")
+    try:
+        return Box(tuple(values[:3]), tuple(values[3:]))
+    except ValueError as exc:
+        raise UserError(f"--region-box {text!r}: {exc}") from None
 
 
 def read_mask(path: str):

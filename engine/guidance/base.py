@@ -29,7 +29,10 @@ Model spec strings (the `--model` value of every command and of the app):
   overridden by the environment variable `SPLATEDIT_MODEL`, see `default_model_spec`);
 - a local directory in the diffusers layout (`unet/ vae/ text_encoder/ tokenizer/ scheduler/`);
 - `closed-form:<colour>`, e.g. `closed-form:#d02020` or `closed-form:red`: the closed-form prior whose target
-  prompt's distribution is centred on that constant colour.
+  prompt's distribution is centred on that constant colour (an edit turns it into "the masked part recoloured":
+  engine/reference_prior.py);
+- `reference:SCENE` (any readable scene file): the closed-form prior whose target for each view is the render of
+  SCENE from that camera, so the ideal result of an edit or a generation is that scene (engine/reference_prior.py).
 
 Errors: `ModelSpecError` (a `ValueError`) for a malformed spec, `ModelUnavailableError` (an `OSError`) when
 weights cannot be had; its message says what to download and where to put it.
@@ -69,18 +72,21 @@ def default_model_spec() -> str:
 class ModelSpec:
     """A parsed `--model` value (see `parse_model_spec` in loading.py)."""
 
-    kind: str  # "hub" | "local" | "closed-form"
-    location: str = ""  # the hub id or the directory ("" for closed-form)
+    kind: str  # "hub" | "local" | "closed-form" | "reference"
+    location: str = ""  # the hub id, the directory, or the reference scene's file ("" for closed-form)
     colour: tuple[float, float, float] | None = None  # closed-form target colour, RGB in [0, 1]
 
     @property
     def is_closed_form(self) -> bool:
-        return self.kind == "closed-form"
+        """True for the weight-free priors (a colour, or a reference scene): nothing to download."""
+        return self.kind in ("closed-form", "reference")
 
     def __str__(self) -> str:
         if self.colour is not None:
             r, g, b = (round(c * 255) for c in self.colour)
             return f"closed-form:#{r:02x}{g:02x}{b:02x}"
+        if self.kind == "reference":
+            return f"reference:{self.location}"
         return self.location
 
 

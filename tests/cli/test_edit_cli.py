@@ -4,7 +4,6 @@ exits 2 with one line before any work."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import subprocess
 import sys
@@ -16,7 +15,7 @@ import torch
 
 from engine.__main__ import main
 from engine.cli import edit as cli
-from engine.edit import MAX_RESOLUTION, MAX_STEPS, METHODS, MIN_RESOLUTION, EditConfig
+from engine.edit import EDIT_KINDS, MAX_RESOLUTION, MAX_STEPS, METHODS, MIN_RESOLUTION, EditConfig
 from engine.io import load, save
 from tests.edit_scenes import two_part_scene
 
@@ -129,7 +128,8 @@ def test_cli_defaults_match_the_engine():
     config = EditConfig()
     for name, value in cli.DEFAULTS.items():
         assert getattr(config, name) == value, name
-    assert cli.LR_DEFAULTS == dataclasses.asdict(config.lr)
+    assert cli.LR_DEFAULTS == config.lr.as_dict()
+    assert cli.EDIT_KINDS == EDIT_KINDS
     assert (cli.METHODS, cli.MAX_STEPS, cli.MIN_RESOLUTION, cli.MAX_RESOLUTION) == (
         METHODS, MAX_STEPS, MIN_RESOLUTION, MAX_RESOLUTION)
     args = cli_parser().parse_args(["s.ply", "--mask", "m.npy", "--prompt", "p", "--out", "o.ply", "--method", "romap",
@@ -137,3 +137,16 @@ def test_cli_defaults_match_the_engine():
     made = cli.config_from_args(args)
     assert (made.method, made.steps, made.densify.enabled, made.prior.enabled, made.lr.sh0) == (
         "romap", 7, False, False, 0.5)
+    boxed = cli.config_from_args(cli_parser().parse_args(
+        ["s.ply", "--mask", "m.npy", "--prompt", "p", "--out", "o.ply", "--edit", "shape", "--region-margin", "0.2",
+         "--region-box", "0,0,0,1,1,1", "--region-box", "-1,-1,-1,0,0,0.5"]))
+    assert (boxed.edit, boxed.region_margin) == ("shape", 0.2)
+    assert [(b.lo, b.hi) for b in boxed.region_boxes] == [((0, 0, 0), (1, 1, 1)), ((-1, -1, -1), (0, 0, 0.5))]
+
+
+@pytest.mark.parametrize("text", ["1,2,3", "a,b,c,d,e,f", "0,0,0,0,1,1", "0,0,0,1,1,nan"])
+def test_bad_region_box_is_one_line_error(text):
+    from engine.cli.common import UserError
+
+    with pytest.raises(UserError, match="--region-box"):
+        cli.parse_box(text)

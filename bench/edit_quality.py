@@ -1,0 +1,97 @@
+"""Edit quality against ground truth: case x method -> PSNR inside/outside the part, spill, floaters; prints JSON.
+
+The cases are assets/build_edit_cases.py's ground-truth edits of the bundled robot (recolour the scarf and the
+body, reshape the antenna ball, add a hat, remove the antenna). Each is edited with the reference prior of its
+target (the model spec `reference:TARGET`: the closed-form prior whose target for each sampled view is the
+target's render from that camera), so the ideal result is known; the metrics (engine/edit_quality.py) are taken
+on 12 held-out views at elevations and distances the edit never samples.
+
+    python bench/edit_quality.py [--steps 500] [--res 128] [--case NAME ...] [--method sds,dds,romap]
+                                 [--eval-res 128] [--loop new|before]
+
+`--loop before` runs a saved copy of an older edit loop (engine/_edit_before.py, if present: not part of the
+project) through the same cases, for before/after tables. On a busy machine set OMP_NUM_THREADS=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from assets.build_edit_cases import edit_cases  # noqa: E402
+from engine.edit_quality import edit_quality, held_out_cameras  # noqa: E402
+from engine.edit_region import EditRegion  # noqa: E402
+from engine.reference_prior import ReferencePrior  # noqa: E402
+
+
+def run_case(case, method: str, args, loop) -> dict:
+    config = loop.EditConfig(prompt=case.prompt, source_prompt=case.source_prompt, method=method, steps=args.steps,
+                             resolution=args.res, preview_every=0, seed=args.seed)
+    if hasattr(config, "region_boxes"):
+        config.region_boxes = tuple(case.boxes)
+    model = ReferencePrior(case.target)
+    if args.loop == "before":  # the old loop never told a view-aware prior its cameras: do it for it
+        inner = loop._render_with_mask
+
+        def told(scene, weights, cameras, cfg):
+            model.set_views(cameras)
+            return inner(scene, weights, cameras, cfg)
+
+        loop._render_with_mask = told
+    start = time.perf_counter()
+    result = loop.run_edit(case.scene, case.mask, config, model)
+    seconds = time.perf_counter() - start
+    if args.loop == "before":
+        loop._render_with_mask = inner
+    selected = case.mask > 0.5
+    orbit = loop.PartOrbit.around(case.scene, case.mask, config)
+    from engine.edit import PartOrbit as NewOrbit, EditConfig as NewConfig
+
+    new_config = NewConfig(prompt="x", region_boxes=tuple(case.boxes))
+    new_orbit = NewOrbit.around(case.scene, case.mask, new_config)
+    region = EditRegion.around(case.scene, selected, margin=new_config.region_margin * new_orbit.half_extent,
+                               boxes=tuple(case.boxes))
+    cameras = held_out_cameras(new_orbit.center, new_orbit.radius * 1.3, resolution=args.eval_res)
+    quality = edit_quality(case.scene, selected, result.scene, result.mask > 0.5, case.target, case.changed,
+                           region, cameras)
+    del orbit
+    return {"case": case.name, "kind": case.kind, "method": method, **quality.as_dict(),
+            "steps": args.steps, "seconds": round(seconds, 1), "steps_per_s": round(args.steps / seconds, 2)}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=500)
+    parser.add_argument("--res", type=int, default=128)
+    parser.add_argument("--eval-res", type=int, default=128)
+    parser.add_argument("--case", action="append")
+    parser.add_argument("--method", default="sds,dds,romap")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--loop", choices=("new", "before"), default="new")
+    args = parser.parse_args(argv)
+    loop = importlib.import_module("engine._edit_before" if args.loop == "before" else "engine.edit")
+    rows = []
+    for case in edit_cases(tuple(args.case) if args.case else None):
+        for method in args.method.split(","):
+            row = run_case(case, method, args, loop)
+            rows.append(row)
+            print(json.dumps(row), file=sys.stderr, flush=True)
+    print(json.dumps({"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                                  "torch_threads": torch.get_num_threads(), "cuda": torch.cuda.is_available(),
+                                  "load_avg": [round(x, 2) for x in os.getloadavg()]},
+                      "loop": args.loop, "resolution": args.res, "steps": args.steps, "rows": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
