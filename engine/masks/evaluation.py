@@ -1,11 +1,15 @@
 """Measuring lifting accuracy: ground-truth 2D masks from known parts, SAM-like corruptions, 3D IoU.
 
-Used by tests/masks/test_accuracy.py and bench/masks.py. The ground-truth masks are rendered from the parts
-(one-hot features composited like colours); the corruptions imitate how SAM fails on single views:
+Used by tests/masks/ and bench/masks.py. The ground-truth masks are rendered from the parts (one-hot features
+composited like colours); the corruptions imitate how SAM fails on single views:
 - "erode" / "dilate": the border is off by a few pixels;
-- "drop": the view gives an empty mask (the click missed);
+- "shift": the mask is displaced (a misregistered or stale mask);
+- "bleed": the mask spills into the neighbouring part (SAM picked a larger whole);
+- "drop": the view gives an empty mask (the click missed, the part is missing);
 - "flip": the complement is returned (SAM picked the background);
-- "bleed": the mask spills into the neighbouring part (SAM picked a larger whole).
+- "wrong": the whole view's mask is another part's (SAM segmented something else).
+`sphere_views` draws test views the way a user's capture would not be tuned for: from the whole sphere
+(below included), at varied distances, aims and resolutions.
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..camera import Cameras, framing_radius, orbit_cameras
+from ..camera import Cameras, framing_radius, intrinsics_from_fov, look_at, orbit_cameras
 from ..scene import GaussianScene, rgb_to_sh0
 from .contrib import ViewWeights
 
-CORRUPTIONS = ("erode", "dilate", "drop", "flip", "bleed")
+CORRUPTIONS = ("erode", "dilate", "shift", "bleed", "drop", "flip", "wrong")
 
 
 # ---------------------------------------------------------------------------------------------------- scenes
@@ -124,6 +128,42 @@ def orbit_views(
     return orbit_cameras(centre, radius, az, el, width=width, height=height, fov_y_deg=fov_y_deg)
 
 
+def sphere_views(
+    scene: GaussianScene,
+    num: int,
+    *,
+    sizes: tuple[int, ...] = (128, 192, 256),
+    distance: tuple[float, float] = (0.75, 1.6),
+    fov_y_deg: tuple[float, float] = (35.0, 60.0),
+    aim_jitter: float = 0.15,
+    up=(0.0, 0.0, 1.0),
+    seed: int = 0,
+) -> list[Cameras]:
+    """`num` random views grouped by image size (square, drawn from `sizes`): directions uniform over the
+    whole sphere (below the object included), distance a random multiple of the framing radius (below 1
+    the object is cropped), field of view random in `fov_y_deg`, aim off-centre by up to `aim_jitter` of the
+    object's half-extent. One `Cameras` per size that was drawn, in `sizes` order."""
+    rng = np.random.default_rng(seed)
+    lo, hi = scene.bounding_box(quantile=0.01)
+    centre, half = ((lo + hi) / 2).double(), float((hi - lo).norm() / 2)
+    direction = rng.normal(size=(num, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    fov = rng.uniform(*fov_y_deg, size=num)
+    radius = np.array([framing_radius(half, f, margin=1.0) for f in fov]) * rng.uniform(*distance, size=num)
+    target = centre.numpy() + aim_jitter * half * rng.uniform(-1, 1, size=(num, 3))
+    eyes = target + radius[:, None] * direction
+    size = rng.choice(np.asarray(sizes), size=num)
+    out = []
+    for s in sizes:
+        pick = np.nonzero(size == s)[0]
+        if len(pick) == 0:
+            continue
+        viewmats = look_at(torch.from_numpy(eyes[pick]), torch.from_numpy(target[pick]), up)
+        Ks = torch.stack([intrinsics_from_fov(int(s), int(s), float(fov[i])) for i in pick])
+        out.append(Cameras(viewmats, Ks, int(s), int(s)))
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------- masks
 def ground_truth_masks(view_weights: ViewWeights, part_ids: Tensor, num_parts: int) -> Tensor:
     """[C, H, W, P] {0, 1}: a pixel belongs to the part with the largest rendered share where alpha > 0.5."""
@@ -152,36 +192,79 @@ def corrupt_masks(
 ) -> tuple[Tensor, list[int]]:
     """Corrupt round(fraction * C) randomly chosen views: every part mask of a chosen view gets one randomly
     chosen corruption of `kinds`. Returns (corrupted masks, chosen view indices)."""
+    out, bad = corrupt_views([masks], fraction, seed=seed, kinds=kinds)
+    return out[0], bad
+
+
+def corrupt_views(
+    groups: list[Tensor],  # each [C_i, H_i, W_i, P]
+    fraction: float,
+    *,
+    seed: int = 0,
+    kinds: tuple[str, ...] = CORRUPTIONS,
+) -> tuple[list[Tensor], list[int]]:
+    """`corrupt_masks` over views of several sizes: round(fraction * total views) views are chosen among all
+    of them. Returns (corrupted masks per group, chosen indices into the concatenated views)."""
+    unknown = [k for k in kinds if k not in CORRUPTIONS]
+    if unknown:
+        raise ValueError(f"unknown corruption {unknown[0]!r}; choose from {CORRUPTIONS}")
     rng = np.random.default_rng(seed)
-    C, H, W, P = masks.shape
-    n_bad = int(round(fraction * C))
-    bad = sorted(rng.choice(C, size=n_bad, replace=False).tolist()) if n_bad else []
-    out = masks.clone()
+    sizes = [int(g.shape[0]) for g in groups]
+    total = sum(sizes)
+    n_bad = int(round(fraction * total))
+    bad = sorted(rng.choice(total, size=n_bad, replace=False).tolist()) if n_bad else []
+    outs = [g.clone() for g in groups]
+    offsets = np.cumsum([0] + sizes)
+    for v in bad:
+        gi = int(np.searchsorted(offsets, v, side="right") - 1)
+        c = v - int(offsets[gi])
+        outs[gi][c] = _corrupt_view(groups[gi][c], kinds, rng)
+    return outs, bad
+
+
+def _corrupt_view(masks: Tensor, kinds: tuple[str, ...], rng: np.random.Generator) -> Tensor:
+    """[H, W, P] -> [H, W, P]: each part's mask gets one corruption drawn from `kinds`."""
+    H, W, P = masks.shape
     border = max(2, round(0.05 * min(H, W)))
-    for c in bad:
-        for p in range(P):
-            kind = kinds[rng.integers(len(kinds))]
-            m = masks[c, :, :, p]
-            if kind == "erode":
-                out[c, :, :, p] = _erode(m, border)
-            elif kind == "dilate":
-                out[c, :, :, p] = _dilate(m, border)
-            elif kind == "drop":
-                out[c, :, :, p] = 0.0
-            elif kind == "flip":
-                out[c, :, :, p] = 1.0 - m
-            elif kind == "bleed":
-                ring = _dilate(m, border) * (1 - m)
-                touching = [(float((ring * masks[c, :, :, q]).sum()), q) for q in range(P) if q != p]
-                if touching and max(touching)[0] > 0:
-                    q = max(touching)[1]
-                    reach = _dilate(m, max(border, round(0.2 * min(H, W))))
-                    out[c, :, :, p] = torch.maximum(m, reach * masks[c, :, :, q])
-                else:
-                    out[c, :, :, p] = _dilate(m, border)
+    out = masks.clone()
+    for p in range(P):
+        kind = kinds[rng.integers(len(kinds))]
+        m = masks[:, :, p]
+        if kind == "erode":
+            out[:, :, p] = _erode(m, border)
+        elif kind == "dilate":
+            out[:, :, p] = _dilate(m, border)
+        elif kind == "shift":
+            angle = rng.uniform(0, 2 * math.pi)
+            reach = max(2, round(rng.uniform(0.04, 0.1) * min(H, W)))
+            out[:, :, p] = _shift(m, round(reach * math.cos(angle)), round(reach * math.sin(angle)))
+        elif kind == "drop":
+            out[:, :, p] = 0.0
+        elif kind == "flip":
+            out[:, :, p] = 1.0 - m
+        elif kind == "bleed":
+            ring = _dilate(m, border) * (1 - m)
+            touching = [(float((ring * masks[:, :, q]).sum()), q) for q in range(P) if q != p]
+            if touching and max(touching)[0] > 0:
+                q = max(touching)[1]
+                reach = _dilate(m, max(border, round(0.2 * min(H, W))))
+                out[:, :, p] = torch.maximum(m, reach * masks[:, :, q])
             else:
-                raise ValueError(f"unknown corruption {kind!r}; choose from {CORRUPTIONS}")
-    return out, bad
+                out[:, :, p] = _dilate(m, border)
+        elif kind == "wrong":
+            others = [q for q in range(P) if q != p and float(masks[:, :, q].sum()) > 0]
+            out[:, :, p] = masks[:, :, others[rng.integers(len(others))]] if others else 1.0 - m
+    return out
+
+
+def _shift(mask: Tensor, dx: int, dy: int) -> Tensor:
+    """[H, W] translated by (dx, dy) pixels, zero-filled."""
+    H, W = mask.shape
+    out = torch.zeros_like(mask)
+    ys, yd = (slice(0, H - dy), slice(dy, H)) if dy >= 0 else (slice(-dy, H), slice(0, H + dy))
+    xs, xd = (slice(0, W - dx), slice(dx, W)) if dx >= 0 else (slice(-dx, W), slice(0, W + dx))
+    out[yd, xd] = mask[ys, xs]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------- scores

@@ -1,28 +1,30 @@
-"""3D-GALP lifting (after RoMaP): per-Gaussian label features fitted to multi-view 2D masks, robustly.
+"""3D-GALP lifting (after RoMaP): per-Gaussian labels fitted to multi-view 2D masks, robustly and calibrated.
 
 Each Gaussian carries, for each part p, a label stored as degree-1 spherical harmonics: a view-independent
 value `dc[n, p]` plus three view-dependent coefficients `sh1[n, :, p]`. Seen from camera c the label is
     label_c(n, p) = dc[n, p] + sum_k Y1_k(direction c -> n) * sh1[n, k, p],
 composited into label images exactly like colours (engine/masks/contrib.py) and fitted to the 2D masks with
-a (smoothed) L1 loss over the pixels the scene covers. The final soft mask reads only `dc`.
+a (smoothed) L1 loss. Parts are independent channels: lifting P parts at once gives the same weights as
+lifting each alone.
 
-What makes it robust where voting (the views' mean) is not:
-- view trust: every `certainty_every` steps each view's mask of each part is compared with the rendered
-  consensus (IoU); views far below the median IoU (dropped, flipped, bled masks) are down-weighted;
-- the view-dependent terms can absorb what one side of the object claims and the other denies;
-- neighbour consistency: the least certain Gaussians' labels are pulled toward the mean label of their k
-  nearest neighbours. Certainty combines the entropy of a softmax over the label's closeness to the part
-  prototypes (background = zeros, part p = e_p), the variance across views of what the (trusted) masks say
-  about the Gaussian, and its visibility;
-- Gaussians that no view sees (interiors) take, at the end, the distance-weighted mean label of their nearest
-  seen Gaussians, so they follow the surface that encloses them.
-The step is a preconditioned gradient step: each Gaussian's gradient is divided by its own (trusted) total
-compositing weight, so that a Gaussian moves by about `lr` times the weighted average of its residual signs
-whatever its size; labels are kept in [0, 1].
-Output: soft weights clamp(dc, 0, 1) per part and a suggested threshold (Otsu's, kept within [0.3, 0.7]).
+The output is calibrated: weight 0.5 means "as likely in as out", so a hard mask is `weights > 0.5` with no
+suggested threshold. What makes it so:
+1. labels start from the (trusted) vote, i.e. from what the views say, never from the decision threshold;
+2. view trust: each view's mask of each part is compared with the rendered consensus (IoU); masks far below
+   the part's median IoU (dropped, flipped, shifted, bled, wrong-part masks) are down-weighted in the vote,
+   the fit and the evidence;
+3. the render fit (preconditioned gradient steps, each Gaussian moving by about `lr` times the weighted mean
+   of its residuals) sharpens what a vote blurs where Gaussians share pixels;
+4. certainty comes from observation only: a Gaussian's trusted compositing weight summed over views,
+   discounted where the trusted views disagree about it. Weakly seen Gaussians are filled from their
+   confidently labelled neighbours: u = (c * fitted + s * mean_kNN(u)) / (c + s), iterated, so a label
+   observed with certainty c stays and an unobserved one takes its neighbourhood's;
+5. Gaussians that no view sees (interiors) take the distance-weighted mean label of their nearest seen ones.
+Steps 2-5 can be switched off one by one (GalpConfig), which is how bench/masks.py measures what each buys.
 
 Choices that differ from RoMaP's code: one label channel per part instead of parts as colours; labels start
-at 0.5; only the least certain Gaussians are pulled (the certain ones anchor them); view trust is ours.
+from the vote; the neighbour term is a certainty-weighted fill after the fit instead of a loss; view trust
+is ours.
 """
 
 from __future__ import annotations
@@ -41,44 +43,58 @@ from .lift_vote import VISIBILITY_EPS
 from .ops import knn_graph
 from .views_io import MaskViews, as_view_list
 
+THRESHOLD = 0.5  # the calibrated cut: weight > 0.5 means "more likely in than out"
+
 
 @dataclass
 class GalpConfig:
-    """Settings of 3D-GALP (defaults tuned at 48-128 px views; see bench/masks.py)."""
+    """Settings of 3D-GALP (tuned on bench/masks.py's tuning seeds 100+, whole-sphere views of 128-256 px)."""
 
-    steps: int = 60
-    """Preconditioned gradient steps over all views at once (each is two sparse matrix products per view
-    batch); full-batch preconditioned steps converge in tens of steps where Adam on view batches needs hundreds."""
-    lr: float = 0.15
+    steps: int = 24
+    """Preconditioned gradient steps of the render fit over all views at once (0 = no fit: trusted vote)."""
+    lr: float = 0.3
     """Initial step size in label units (cosine-decayed to lr / 20); labels live in [0, 1]."""
     smooth_l1: float = 0.02
     """Width of the smoothed L1 (Charbonnier) loss, so that exactly fitted pixels give no gradient noise."""
+    view_dependent: bool = True
+    """Fit the three degree-1 SH coefficients too (they may absorb what one side claims and the other denies)."""
     sh_decay: float = 0.05
     """L2 weight on the view-dependent coefficients: they may explain view disagreement, not the label."""
-    knn: int = 16
-    """Neighbours used by the consistency loss and the fill of unseen Gaussians."""
-    consistency_start: int = 10
-    """Step at which the neighbour-consistency loss starts (labels first settle on the render loss)."""
-    certainty_every: int = 10
-    """Recompute certainty (and the set of uncertain Gaussians) every this many steps."""
-    consistency_weight: float = 2.0
-    """Weight of the consistency pull relative to the render loss, per Gaussian."""
-    uncertain_fraction: float = 0.15
-    """Fraction of the seen Gaussians treated as uncertain (the least certain ones)."""
-    temperature: float = 0.1
-    """Softmax temperature over the negative L1 distances to the part prototypes."""
+    robust_vote: bool = True
+    """Start from the weighted median of the views' shares instead of their weighted mean."""
     view_trust: bool = True
-    """Down-weight views whose mask disagrees with the current 3D consensus (dropped or flipped masks)."""
+    """Down-weight views whose mask disagrees with the current 3D consensus."""
+    trust_rounds: int = 3
+    """Rounds of (trust from the vote's consensus, trusted vote) before the fit."""
+    trust_width: float = 0.15
+    """IoU gap below the part's median at which a view's trust falls to exp(-1)."""
+    silhouette: bool = True
+    """Leave out pixels the scene covers only partly (alpha <= 0.5): a 2D mask says little about them."""
+    knn: int = 16
+    """Neighbours used by the fill of weakly seen and unseen Gaussians."""
+    fill: bool = True
+    """Fill weakly seen Gaussians from confidently labelled neighbours (certainty-weighted smoothing)."""
+    evidence_scale: float = 0.3
+    """Certainty = e / (e + evidence_scale * median e), e = trusted compositing weight summed over views."""
+    smoothing: float = 0.3
+    """Weight of the neighbours' mean against a certainty of 1 in the fill."""
+    fill_iters: int = 12
+    """Jacobi iterations of the fill (how many neighbour hops a label can travel)."""
+    prior: float = 0.01
+    """Weight of the prior "not the part" in the fill: what a Gaussian gets that neither it nor its
+    neighbours have observed with a certainty well above this."""
+    fill_unseen: bool = True
+    """Give never-seen Gaussians the labels of their nearest seen neighbours (else they get 0, as in voting)."""
 
 
 @dataclass
 class GalpResult:
-    weights: Tensor  # [P, N] soft weights in [0, 1]
-    threshold: float  # suggested cut: hard mask = weights > threshold
-    uncertainty: Tensor  # [N] in [0, 1], the last certainty estimate (1 = least certain)
+    weights: Tensor  # [P, N] soft weights in [0, 1], calibrated: > 0.5 = more likely in than out
+    uncertainty: Tensor  # [N] in [0, 1]: 1 - observation certainty (max over parts); 1 = never seen
     visibility: Tensor  # [N] summed compositing weight over all views (0 = never seen)
-    losses: list[float] = field(default_factory=list)  # render loss per step (per covered pixel)
+    losses: list[float] = field(default_factory=list)  # render loss per fit step (per counted pixel)
     view_trust: list[Tensor] = field(default_factory=list)  # [C, P] per view batch: final trust in each mask
+    threshold: float = THRESHOLD  # the calibrated cut (always 0.5; kept for callers that read it)
 
 
 @dataclass
@@ -89,27 +105,41 @@ class _Batch:
     gauss: Tensor  # [V] Gaussian of each visible (view, Gaussian) pair
     view: Tensor  # [V] view of each pair
     basis: Tensor  # [V, 3] degree-1 SH basis of the camera -> Gaussian direction
-    pair_totals: Tensor  # [V] the Gaussian's total compositing weight in that view
+    pair_totals: Tensor  # [V] the Gaussian's compositing weight in that view, over counted pixels
+    pair_area: Tensor  # [V] the same in world units (times (depth / focal)^2): views count alike at any size
+    share: Tensor  # [V, P] the share of that weight inside each part's mask
     row_view: Tensor  # [R] view of each covered pixel
     alpha: Tensor  # [R] accumulated opacity
     masks: Tensor  # [R, P]
-    loss_rows: Tensor  # [R] 1 where the pixel counts in the loss (alpha > 0.5)
+    loss_rows: Tensor  # [R] 1 where the pixel counts (alpha > 0.5 with `silhouette`, else every covered pixel)
 
 
-def _batch(group: MaskViews, vw: ViewWeights, means: Tensor) -> _Batch:
+def _batch(group: MaskViews, vw: ViewWeights, means: Tensor, cfg: GalpConfig) -> _Batch:
     centres = group.cameras.centers.float()
-    dirs = torch.nn.functional.normalize(means[vw.pair_gauss] - centres[vw.pair_view], dim=-1)
     alpha_rows = vw.rows_of(vw.alpha())[:, 0]
+    loss_rows = (alpha_rows > 0.5).float() if cfg.silhouette else torch.ones_like(alpha_rows)
+    masks = vw.rows_of(group.masks)
+    totals = vw.splat_rows(loss_rows[:, None])[:, 0]
+    share = vw.splat_rows(masks * loss_rows[:, None]) / totals.clamp_min(1e-12)[:, None]
+    viewmats, focal = group.cameras.viewmats.float(), group.cameras.Ks[:, 0, 0].float()
+    depth = (viewmats[vw.pair_view, 2, :3] * means[vw.pair_gauss]).sum(-1) + viewmats[vw.pair_view, 2, 3]
+    if cfg.view_dependent:
+        dirs = torch.nn.functional.normalize(means[vw.pair_gauss] - centres[vw.pair_view], dim=-1)
+        basis = sh_basis(1, dirs)[:, 1:]
+    else:
+        basis = torch.zeros(len(vw.pair_gauss), 3)
     return _Batch(
         weights=vw,
         gauss=vw.pair_gauss,
         view=vw.pair_view,
-        basis=sh_basis(1, dirs)[:, 1:],
-        pair_totals=vw.splat_rows(torch.ones(len(vw.row_index), 1))[:, 0],
+        basis=basis,
+        pair_totals=totals,
+        pair_area=totals * (depth / focal[vw.pair_view]) ** 2,
+        share=share.clamp(0.0, 1.0),
         row_view=torch.div(vw.row_index, vw.height * vw.width, rounding_mode="floor"),
         alpha=alpha_rows,
-        masks=vw.rows_of(group.masks),
-        loss_rows=(alpha_rows > 0.5).float(),
+        masks=masks,
+        loss_rows=loss_rows,
     )
 
 
@@ -120,133 +150,203 @@ def galp(
     config: GalpConfig | None = None,
     view_weights: list[ViewWeights] | None = None,
 ) -> GalpResult:
-    """Lift the masks of `views` ([C, H, W, P] per batch) to soft per-Gaussian weights [P, N] with 3D-GALP."""
+    """Lift the masks of `views` ([C, H, W, P] per batch) to calibrated soft weights [P, N] with 3D-GALP."""
     cfg = config or GalpConfig()
     groups = as_view_list(views)
     if view_weights is None:
         view_weights = [compositing_weights(scene, g.cameras) for g in groups]
     N, P = len(scene), groups[0].num_parts
     means = scene.means.detach().float().cpu()
-    batches = [_batch(g, vw, means) for g, vw in zip(groups, view_weights)]
-    coverage = max(1.0, sum(float(b.loss_rows.sum()) for b in batches))
-    trust = [torch.ones(len(g), P) for g in groups]  # [C, P] per batch: how much each view's mask is believed
-    evidence_var, part_vis = _evidence(batches, trust, N)
+    batches = [_batch(g, vw, means, cfg) for g, vw in zip(groups, view_weights)]
     visibility = torch.zeros(N)
     for b in batches:
-        visibility.index_add_(0, b.gauss, b.pair_totals)
+        visibility.index_add_(0, b.gauss, b.weights.splat_rows(torch.ones(len(b.alpha), 1))[:, 0])
     seen = visibility > VISIBILITY_EPS
-    floor = 0.05 * float(visibility[seen].median()) if seen.any() else 1.0
 
-    dc = torch.full((N, P), 0.5, requires_grad=True)
-    sh1 = torch.zeros(N, 3, P, requires_grad=True)
-    neighbours = knn_graph(means, cfg.knn)
-    uncertain = torch.zeros(0, dtype=torch.long)
-    uncertainty = torch.where(seen, torch.zeros(N), torch.ones(N))
+    trust = [torch.ones(len(g), P) for g in groups]  # [C, P] per batch: how much each view's mask is believed
+    vote, evidence, spread = _evidence(batches, trust, N, P, cfg.robust_vote)
+    for _ in range(cfg.trust_rounds if cfg.view_trust else 0):
+        certainty = _certainty(evidence, spread, seen, cfg.evidence_scale)
+        trust = _trust(batches, vote, certainty, cfg.trust_width)
+        vote, evidence, spread = _evidence(batches, trust, N, P, cfg.robust_vote)
+
+    labels, losses = vote, []
+    if cfg.steps > 0:
+        labels, trust, losses = _fit(batches, trust, vote, cfg)
+        vote, evidence, spread = _evidence(batches, trust, N, P, cfg.robust_vote)
+
+    certainty = _certainty(evidence, spread, seen, cfg.evidence_scale)
+    if cfg.fill_unseen:
+        labels = _fill_unseen(labels.clone(), seen, means, max(cfg.knn, 1))
+    if cfg.fill and cfg.knn > 0:
+        labels = _fill_weak(labels, certainty, knn_graph(means, cfg.knn), cfg.smoothing, cfg.fill_iters, cfg.prior)
+    if not cfg.fill_unseen:
+        labels = torch.where(seen[:, None], labels, torch.zeros_like(labels))
+    weights = labels.clamp(0.0, 1.0).T.contiguous()
+    uncertainty = 1.0 - certainty.max(dim=1).values
+    return GalpResult(weights, uncertainty, visibility, losses, trust)
+
+
+def _fit(
+    batches: list[_Batch], trust: list[Tensor], init: Tensor, cfg: GalpConfig
+) -> tuple[Tensor, list[Tensor], list[float]]:
+    """The render fit: labels [N, P] (view-independent part) starting from `init`, the final trust, losses."""
+    N, P = init.shape
+    dc = init.clone().requires_grad_(True)
+    sh1 = torch.zeros(N, 3, P, requires_grad=cfg.view_dependent)
+    pixel_weight = _pixel_weight(batches, trust, N, P)
+    positive = pixel_weight[pixel_weight > 0]
+    floor = 0.05 * float(positive.median()) if len(positive) else 1.0
+    coverage = max(1.0, sum(float(b.loss_rows.sum()) for b in batches))
     losses = []
     for step in range(cfg.steps):
-        if step >= cfg.consistency_start and (step - cfg.consistency_start) % cfg.certainty_every == 0:
-            if cfg.view_trust:
-                trust = [_view_agreement(b, dc.detach(), len(g)) for b, g in zip(batches, groups)]
-                evidence_var, part_vis = _evidence(batches, trust, N)
-            uncertainty = _uncertainty(dc.detach(), evidence_var, visibility, seen, cfg.temperature)
-            uncertain = _least_certain(uncertainty, seen, cfg.uncertain_fraction)
-        # Per-Gaussian, per-part preconditioner: the render-loss gradient is a sum over the pixels a Gaussian
-        # covers; dividing by its (trusted) weight turns it into a weighted average of residual signs.
-        precond = 1.0 / (part_vis + floor)  # [N, P]
+        # Per-Gaussian, per-part preconditioner: the gradient is a sum over the pixels a Gaussian covers;
+        # dividing by its (trusted) weight turns it into a weighted average of residual signs.
+        precond = 1.0 / (pixel_weight + floor)  # [N, P]
         render_loss = dc.new_zeros(())
         for b, omega in zip(batches, trust):
-            labels = dc[b.gauss] + (b.basis[:, :, None] * sh1[b.gauss]).sum(1)  # [V, P] label seen in that view
+            labels = dc[b.gauss]
+            if cfg.view_dependent:
+                labels = labels + (b.basis[:, :, None] * sh1[b.gauss]).sum(1)  # [V, P] label seen in that view
             residual = b.weights.render_pairs(labels) - b.masks * b.alpha[:, None]
             rho = torch.sqrt(residual * residual + cfg.smooth_l1**2) - cfg.smooth_l1
-            # Silhouette pixels (alpha <= 0.5) are left out: a 2D mask says little about a pixel that is
-            # mostly background, and fitting them would pull rim Gaussians out of their part.
             render_loss = render_loss + (omega[b.row_view] * b.loss_rows[:, None] * rho).sum()
-        loss = render_loss + cfg.sh_decay * (part_vis[:, None, :] * sh1 * sh1).sum()
-        if len(uncertain) and neighbours.shape[1]:
-            pull = dc.detach()[neighbours[uncertain]].mean(dim=1)  # [U, P]
-            gap = dc[uncertain] - pull
-            nc = torch.sqrt(gap * gap + cfg.smooth_l1**2)
-            # Weighted like the preconditioner below, so the pull moves a label by ~lr * weight per step.
-            loss = loss + cfg.consistency_weight * ((part_vis[uncertain] + floor) * nc).sum()
-        dc_grad, sh_grad = torch.autograd.grad(loss, [dc, sh1])
         lr = cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * step / max(cfg.steps, 1))))
+        if cfg.view_dependent:
+            loss = render_loss + cfg.sh_decay * (pixel_weight[:, None, :] * sh1 * sh1).sum()
+            dc_grad, sh_grad = torch.autograd.grad(loss, [dc, sh1])
+        else:
+            (dc_grad,) = torch.autograd.grad(render_loss, [dc])
         with torch.no_grad():
             dc -= lr * dc_grad * precond
-            sh1 -= lr * sh_grad * precond[:, None, :]
             dc.clamp_(0.0, 1.0)
+            if cfg.view_dependent:
+                sh1 -= lr * sh_grad * precond[:, None, :]
         losses.append(float(render_loss.detach()) / coverage)
-
-    labels = _fill_unseen(dc.detach().clone(), seen, means, cfg.knn)
-    weights = labels.clamp(0.0, 1.0).T.contiguous()
-    uncertainty = _uncertainty(labels, evidence_var, visibility, seen, cfg.temperature)
-    return GalpResult(weights, suggest_threshold(weights), uncertainty, visibility, losses, trust)
+    return dc.detach(), trust, losses
 
 
 @torch.no_grad()
-def _view_agreement(batch: _Batch, dc: Tensor, num_views: int) -> Tensor:
-    """[C, P] trust in each view's mask of each part: 1 when its IoU with the rendered consensus label
-    (view-independent part only) is near the part's median over views, ~0.02 when it is 0.3 lower."""
-    rendered = batch.weights.render_pairs(dc[batch.gauss]) / batch.alpha.clamp_min(1e-6)[:, None]
-    counted = batch.loss_rows[:, None] > 0
-    pred = (rendered > 0.5) & counted
-    mask = (batch.masks > 0.5) & counted
-    P = dc.shape[1]
-    inter = torch.zeros(num_views, P).index_add_(0, batch.row_view, (pred & mask).float())
-    union = torch.zeros(num_views, P).index_add_(0, batch.row_view, (pred | mask).float())
-    iou = inter / union.clamp_min(1)
-    # The typical agreement of a part is the median over the views where the part shows up at all (in the
-    # mask or in the rendered consensus); a view where both are empty has nothing to judge and keeps trust 1.
-    shows = union > 0
-    typical = torch.stack([
-        iou[shows[:, p], p].median() if shows[:, p].any() else iou.new_tensor(1.0) for p in range(P)
-    ])
-    gap = (typical[None] - iou).clamp_min(0)
-    trust = torch.exp(-((gap / 0.15) ** 2)).clamp_min(0.01)
-    return torch.where(shows, trust, torch.ones_like(trust))
+def _trust(batches: list[_Batch], labels: Tensor, certainty: Tensor, width: float) -> list[Tensor]:
+    """[C, P] per batch: trust in each view's mask of each part, from its agreement with the consensus
+    (labels [N, P]) on the Gaussians the consensus is certain of (weights: their seen area in the view times
+    their certainty [N, P]; a Gaussian most of whose few views are wrong does not get to judge the views).
+    Two measures, each relative to the part's median over all views:
+    - soft IoU of the view's shares with the labels: 1 at or above the median, exp(-1) at `width` below it;
+    - error rate (mean |share - label|): 1 up to the median, exp(-1) at median + 0.05.
+    A view is trusted if either says so (a correct empty view of a small part has IoU 0 with a consensus that
+    still shows a little of the part there, but a small error rate); at least 0.01. A view where neither the
+    mask nor the consensus shows the part has nothing to judge: 1."""
+    stats = [_view_agreement(b, labels, certainty) for b in batches]
+    ious, errors, shows = (torch.cat(t) for t in zip(*stats))
+    P = labels.shape[1]
+
+    def median(values: Tensor, p: int, empty: float) -> Tensor:
+        picked = values[shows[:, p], p]
+        return picked.median() if picked.numel() else values.new_tensor(empty)
+
+    typical_iou = torch.stack([median(ious, p, 1.0) for p in range(P)])
+    typical_err = torch.stack([median(errors, p, 0.0) for p in range(P)])
+    by_iou = torch.exp(-(((typical_iou[None] - ious).clamp_min(0) / width) ** 2))
+    by_err = torch.exp(-(((errors - typical_err[None]).clamp_min(0) / 0.05) ** 2))
+    trust = torch.where(shows, torch.maximum(by_iou, by_err).clamp_min(0.01), torch.ones_like(ious))
+    return list(trust.split([b.weights.num_views for b in batches]))
 
 
-def _evidence(batches: list[_Batch], trust: list[Tensor], N: int) -> tuple[Tensor, Tensor]:
-    """Per Gaussian: the trust- and visibility-weighted variance across views of what each view's masks say
-    about it (its share of weight inside the mask, summed over parts) [N], and its trusted visibility [N, P]."""
-    P = batches[0].masks.shape[-1]
-    w_sum, m1, m2 = torch.zeros(N, P), torch.zeros(N, P), torch.zeros(N, P)
+def _view_agreement(batch: _Batch, labels: Tensor, certainty: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """[C, P] each: soft IoU of each view's shares with the labels of the Gaussians it sees, the weighted
+    mean |share - label|, and whether the part shows in either (weight = seen area x certainty)."""
+    C = batch.weights.num_views
+    w = batch.pair_area[:, None] * certainty[batch.gauss]  # [V, P]
+    label = labels[batch.gauss]
+    inter = torch.zeros(C, labels.shape[1]).index_add_(0, batch.view, w * torch.minimum(label, batch.share))
+    union = torch.zeros(C, labels.shape[1]).index_add_(0, batch.view, w * torch.maximum(label, batch.share))
+    error = torch.zeros(C, labels.shape[1]).index_add_(0, batch.view, w * (label - batch.share).abs())
+    total = torch.zeros(C, labels.shape[1]).index_add_(0, batch.view, w).clamp_min(1e-12)
+    return inter / union.clamp_min(1e-12), error / total, union > 1e-3 * total
+
+
+def _pixel_weight(batches: list[_Batch], trust: list[Tensor], N: int, P: int) -> Tensor:
+    """[N, P] each Gaussian's trusted compositing weight summed over views, in pixels (the fit's scale)."""
+    out = torch.zeros(N, P)
     for b, omega in zip(batches, trust):
-        share = b.weights.splat_rows(b.masks) / b.pair_totals.clamp_min(1e-12)[:, None]  # [V, P]
-        w = b.pair_totals[:, None] * omega[b.view]
+        out.index_add_(0, b.gauss, b.pair_totals[:, None] * omega[b.view])
+    return out
+
+
+def _evidence(
+    batches: list[_Batch], trust: list[Tensor], N: int, P: int, robust: bool = True
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Per Gaussian and part [N, P] each: the trusted vote, the trusted weight behind it, and the weighted
+    mean absolute deviation of the views' shares from the vote (a share: the part of its weight inside the
+    mask, one per view that sees it).
+    The vote is the weighted median of the shares (`robust`; a minority of wrong views cannot move it) or
+    their weighted mean (plain voting with trust)."""
+    w_sum, m1 = torch.zeros(N, P), torch.zeros(N, P)
+    for b, omega in zip(batches, trust):
+        w = b.pair_area[:, None] * omega[b.view]
         w_sum.index_add_(0, b.gauss, w)
-        m1.index_add_(0, b.gauss, w * share)
-        m2.index_add_(0, b.gauss, w * share * share)
+        m1.index_add_(0, b.gauss, w * b.share)
     mean = m1 / w_sum.clamp_min(1e-12)
-    variance = (m2 / w_sum.clamp_min(1e-12) - mean * mean).clamp_min(0).sum(-1)
-    return variance, w_sum
+    if robust:
+        gauss = torch.cat([b.gauss for b in batches])
+        share = torch.cat([b.share for b in batches])
+        weight = torch.cat([b.pair_area[:, None] * omega[b.view] for b, omega in zip(batches, trust)])
+        mean = torch.stack([_weighted_median(gauss, share[:, p], weight[:, p], N) for p in range(P)], dim=1)
+    deviation = torch.zeros(N, P)
+    for b, omega in zip(batches, trust):
+        w = b.pair_area[:, None] * omega[b.view]
+        deviation.index_add_(0, b.gauss, w * (b.share - mean[b.gauss]).abs())
+    return mean.clamp(0.0, 1.0), w_sum, deviation / w_sum.clamp_min(1e-12)
 
 
-@torch.no_grad()
-def _uncertainty(dc: Tensor, evidence_var: Tensor, visibility: Tensor, seen: Tensor, temperature: float) -> Tensor:
-    """[N] in [0, 1]. Three signals: the normalized entropy of a softmax over the label's closeness to the part
-    prototypes (a label between prototypes), the normalized cross-view variance of the evidence (views
-    disagree), and low visibility (a Gaussian mostly hidden behind others has little evidence of its own):
-        1 - (1 - entropy * (0.1 + variance) / 1.1) * visibility / (visibility + 0.1 * median visibility).
-    Unseen Gaussians get 1."""
-    N, P = dc.shape
-    prototypes = torch.cat([torch.zeros(1, P), torch.eye(P)])  # background, then one per part
-    distance = (dc[:, None, :] - prototypes[None]).abs().sum(-1)  # [N, P+1]
-    prob = torch.softmax(-distance / temperature, dim=-1)
-    entropy = -(prob * prob.clamp_min(1e-12).log()).sum(-1) / math.log(P + 1)
-    if not seen.any():
-        return torch.ones(N)
-    variance = (evidence_var / evidence_var[seen].max().clamp_min(1e-12)).clamp(0, 1)
-    confidence = visibility / (visibility + 0.1 * visibility[seen].median())
-    score = 1.0 - (1.0 - entropy * (0.1 + variance) / 1.1) * confidence
-    return torch.where(seen, score, torch.ones_like(score))
+def _weighted_median(group: Tensor, value: Tensor, weight: Tensor, N: int) -> Tensor:
+    """[N]: per group (0..N-1) the weighted median of `value` (the smallest value whose cumulative weight
+    reaches half the group's total; 0 for empty groups). group, value, weight: [V]."""
+    order = torch.argsort(group.double() * 2.0 + value.double().clamp(0, 1))  # by group, then by value
+    g, v, w = group[order], value[order], weight[order].double()
+    cum = torch.cumsum(w, 0)
+    total = torch.zeros(N, dtype=torch.float64).index_add_(0, g, w)
+    first = torch.full((N,), float("inf"), dtype=torch.float64)
+    first = first.scatter_reduce(0, g, cum - w, reduce="amin")  # global cumulative weight where each group starts
+    reached = (cum - first[g]) >= 0.5 * total[g]  # within-group cumulative weight reaches half
+    pos = torch.where(reached, torch.arange(len(g)), torch.full_like(g, len(g)))
+    best = torch.full((N,), len(g), dtype=torch.long).scatter_reduce(0, g, pos, reduce="amin")
+    out = torch.zeros(N)
+    has = best < len(g)
+    out[has] = v[best[has]].float()
+    return out
 
 
-def _least_certain(uncertainty: Tensor, seen: Tensor, fraction: float) -> Tensor:
-    """Indices of all unseen Gaussians plus the `fraction` least certain seen ones."""
-    seen_idx = seen.nonzero().flatten()
-    count = int(round(fraction * len(seen_idx)))
-    worst = seen_idx[torch.topk(uncertainty[seen_idx], count).indices] if count else seen_idx[:0]
-    return torch.cat([(~seen).nonzero().flatten(), worst])
+def _certainty(evidence: Tensor, spread: Tensor, seen: Tensor, scale: float) -> Tensor:
+    """[N, P] in [0, 1): e / (e + scale * median e) for the trusted weight e, times (1 - 2 * deviation) (views
+    that split half and half about a Gaussian leave it uncertain however often they see it). Unseen: 0."""
+    positive = evidence[seen]
+    reference = float(positive.median()) if positive.numel() else 1.0
+    certainty = evidence / (evidence + scale * reference + 1e-12) * (1.0 - 2.0 * spread).clamp_min(0.0)
+    return torch.where(seen[:, None], certainty, torch.zeros_like(certainty))
+
+
+def _fill_weak(
+    labels: Tensor, certainty: Tensor, neighbours: Tensor, smoothing: float, iters: int, prior: float
+) -> Tensor:
+    """Certainty-weighted fill [N, P] (a normalized convolution on the kNN graph). Each Jacobi step
+        u = (c * labels + s * sum_j k_j u_j / K) / (c + s * sum_j k_j / K + prior)
+        k = (c + s * sum_j k_j / K) / (1 + s)
+    over the K neighbours j, from u = labels, k = c: a certain label barely moves; a weakly seen one takes the
+    labels of its confident neighbours, weighted by their confidence, a weakly seen cluster fills in from its
+    confident rim inwards (never from its own unreliable labels), and what nobody saw well tends to 0."""
+    K = neighbours.shape[1]
+    if K == 0:
+        return labels
+    u, conf = labels, certainty
+    anchor = certainty * labels
+    for _ in range(iters):
+        num = (conf * u)[neighbours].sum(dim=1) / K  # [N, P]
+        den = conf[neighbours].sum(dim=1) / K
+        u = (anchor + smoothing * num) / (certainty + smoothing * den + prior).clamp_min(1e-12)
+        conf = (certainty + smoothing * den) / (1.0 + smoothing)
+    return u
 
 
 def _fill_unseen(labels: Tensor, seen: Tensor, means: Tensor, k: int) -> Tensor:
@@ -266,21 +366,3 @@ def _fill_unseen(labels: Tensor, seen: Tensor, means: Tensor, k: int) -> Tensor:
     w = 1.0 / dist.clamp_min(1e-6)
     labels[unseen] = (w[..., None] * labels[seen_idx[idx]]).sum(1) / w.sum(1, keepdim=True)
     return labels
-
-
-def suggest_threshold(weights: Tensor, lo: float = 0.3, hi: float = 0.7) -> float:
-    """Otsu's threshold of the soft weights (all parts pooled), kept within [lo, hi]."""
-    values = weights.flatten().clamp(0, 1).numpy()
-    hist, edges = np.histogram(values, bins=64, range=(0.0, 1.0))
-    centres = (edges[:-1] + edges[1:]) / 2
-    total = hist.sum()
-    if total == 0:
-        return 0.5
-    w0 = np.cumsum(hist)
-    w1 = total - w0
-    s0 = np.cumsum(hist * centres)
-    m0 = s0 / np.maximum(w0, 1)
-    m1 = (s0[-1] - s0) / np.maximum(w1, 1)
-    between = w0 * w1 * (m0 - m1) ** 2
-    cut = float(edges[1:][int(np.argmax(between))])
-    return float(min(hi, max(lo, cut)))
