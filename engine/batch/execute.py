@@ -139,6 +139,15 @@ def job_metrics(job: Job, args, work: Path, options: EvalOptions, printed: str) 
             "suggested_threshold": summary.get("suggested_threshold")}
 
 
+def reference_target(model: str | None) -> str | None:
+    """The scene of a `reference:SCENE` model (the known ideal of the edit), else None."""
+    from .jobs import REFERENCE_PREFIX
+
+    if model and model.lower().startswith(REFERENCE_PREFIX):
+        return model[len(REFERENCE_PREFIX):].strip()
+    return None
+
+
 def edit_job_metrics(job: Job, args, options: EvalOptions) -> dict[str, Any]:
     """`edit_metrics` on the job's input and output files (+ CLIP when `options.clip`, if it loads)."""
     import numpy as np
@@ -154,7 +163,8 @@ def edit_job_metrics(job: Job, args, options: EvalOptions) -> dict[str, Any]:
     mask = as_mask(read_mask(args.mask), len(original))
     edited = load(args.out)
     edited_mask = torch.as_tensor(np.load(args.mask_out)).float()
-    target = load(job.evaluation["target"]) if job.evaluation.get("target") else None
+    target_path = job.evaluation.get("target") or reference_target(args.model)
+    target = load(target_path) if target_path else None
     clip, clip_error = None, None
     if options.clip:
         from engine.guidance.base import ModelUnavailableError

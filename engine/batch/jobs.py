@@ -4,7 +4,8 @@ A JOBS file is JSON Lines (one object a line; blank lines and lines starting wit
 list of mappings; `.yaml`/`.yml`). Each job names `id` (unique, used as its output folder name) and `job`
 (`edit`, `generate` or `mask`); every other key is a long option of that command with dashes as underscores
 (`source_prompt`, `no_densify`), or the positional `scene`. True/false flags are written as JSON booleans.
-Keys that only the evaluation reads (`target`: a ground-truth edited scene for PSNR) are kept apart.
+Keys that only the evaluation reads (`target`: a ground-truth edited scene for PSNR) are kept apart; an edit
+whose model is `reference:SCENE` (the weight-free prior whose ideal edit is SCENE) is scored against SCENE.
 
 Why the real CLI parsers: a job then means exactly what the same command line means — the same defaults,
 choices and types — and every check the command does before work (bad mask, bad model spec) runs unchanged.
@@ -120,9 +121,14 @@ def output_options(job: Job, folder: Path) -> dict[str, str]:
     return {"out": str(folder / "mask.npy")}
 
 
+REFERENCE_PREFIX = "reference:"
+
+
 def _resolve(key: str, value: Any, base: Path) -> Any:
     if not isinstance(value, str) or not value:
         return value
+    if key == "model" and value.lower().startswith(REFERENCE_PREFIX):  # reference:SCENE, a ground-truth prior
+        return REFERENCE_PREFIX + str(_resolve("scene", value[len(REFERENCE_PREFIX):].strip(), base))
     path = Path(value).expanduser()
     if path.is_absolute():
         return str(path)

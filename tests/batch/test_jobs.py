@@ -42,6 +42,11 @@ def test_model_folder_next_to_the_jobs_file_is_resolved(tmp_path):
     assert job.options["model"] == str((tmp_path / "models" / "sd").resolve())
 
 
+def test_reference_model_path_is_resolved(tmp_path):
+    job = read_jobs(_write(tmp_path / "jobs.jsonl", {**EDIT, "model": "reference:gt/target.ply"}))[0]
+    assert job.options["model"] == f"reference:{(tmp_path / 'gt' / 'target.ply').resolve()}"
+
+
 def test_yaml_list(tmp_path):
     path = tmp_path / "jobs.yaml"
     path.write_text("- id: g1\n  job: generate\n  prompt: a teapot\n  steps: 3\n  init: sphere\n"

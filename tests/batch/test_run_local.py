@@ -52,6 +52,7 @@ class Calls:
 def first_run(inputs, tmp_path_factory):
     jobs = [edit_job("broken"), edit_job("sds-0"), edit_job("sds-1", seed=1), edit_job("dds-0", "dds"), edit_job("dds-1", "dds", 1),
             edit_job("bad-mask", mask="bad.npy"), edit_job("gt", target="target.ply", steps=6),
+            edit_job("ref", model="reference:target.ply", steps=6),
             edit_job("flaky")]
     jobs_file = write_jobs(inputs / "jobs.jsonl", jobs)
     out = tmp_path_factory.mktemp("batch_out")
@@ -69,7 +70,7 @@ def test_good_jobs_done_with_outputs_that_load(first_run, inputs):
     records = _manifest(out)
     scene = load(inputs / "scene.ply")
     mask = np.load(inputs / "mask.npy") > 0.5
-    for job_id in ("sds-0", "sds-1", "dds-0", "dds-1", "gt"):
+    for job_id in ("sds-0", "sds-1", "dds-0", "dds-1", "gt", "ref"):
         record = records[job_id]
         assert record["status"] == "done" and record["error"] is None and record["attempts"] == 1
         edited = load(record["outputs"]["scene"])
@@ -83,7 +84,7 @@ def test_good_jobs_done_with_outputs_that_load(first_run, inputs):
         assert metrics["psnr_outside"] > metrics["psnr_inside"]
         assert record["seconds"] > 0
     assert not (out / ".staging" / "sds-0").exists()
-    assert report.done == 6 and report.failed == 2 and report.ran == 8 and not report.ok
+    assert report.done == 7 and report.failed == 2 and report.ran == 9 and not report.ok
 
 
 def test_seeds_give_different_edits(first_run):
@@ -92,10 +93,13 @@ def test_seeds_give_different_edits(first_run):
     assert not torch.equal(a.sh0, b.sh0)
 
 
-def test_target_psnr_rises_with_the_edit(first_run):
+def test_target_psnr_rises_with_the_edit(first_run, inputs):
     _, out, _, _ = first_run
-    metrics = _manifest(out)["gt"]["metrics"]
-    assert metrics["psnr_target"] > metrics["psnr_target_input"]
+    records = _manifest(out)
+    for job_id in ("gt", "ref"):  # an explicit target, and the reference:SCENE prior's own ideal
+        metrics = records[job_id]["metrics"]
+        assert metrics["psnr_target"] > metrics["psnr_target_input"], job_id
+    assert records["ref"]["job"]["model"] == f"reference:{inputs / 'target.ply'}"
 
 
 def test_bad_job_reported_with_its_error_and_not_retried(first_run, inputs):
@@ -124,10 +128,10 @@ def test_tables_have_one_row_per_method(first_run):
     assert header[:5] == ["method", "jobs", "done", "failed", "seconds"] and "psnr_inside" in header
     rows = {line.split(",")[0]: line.split(",") for line in lines[1:]}
     assert set(rows) == {"sds", "dds"}
-    assert rows["sds"][1:4] == ["6", "4", "2"] and rows["dds"][1:4] == ["2", "2", "0"]
+    assert rows["sds"][1:4] == ["7", "5", "2"] and rows["dds"][1:4] == ["2", "2", "0"]
     assert (out / "summary.md").read_text().startswith("| method | jobs | done | failed |")
     results = (out / "results.csv").read_text().splitlines()
-    assert len(results) == 9 and results[0].startswith("id,job,method,status,seconds,error")
+    assert len(results) == 10 and results[0].startswith("id,job,method,status,seconds,error")
 
 
 def test_second_run_skips_finished_and_redoes_the_rest(first_run):
@@ -136,7 +140,7 @@ def test_second_run_skips_finished_and_redoes_the_rest(first_run):
     calls = Calls()
     report = run_batch(jobs_file, out, options=OPTIONS, retries=0, quiet=True, job_fn=calls)
     assert sorted(calls.ran) == ["bad-mask", "broken"]
-    assert report.skipped == 6 and report.ran == 2
+    assert report.skipped == 7 and report.ran == 2
     after = _manifest(out)
     assert after["broken"]["status"] == "done"  # it no longer crashes
     assert after["bad-mask"]["status"] == "failed"
