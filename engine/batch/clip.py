@@ -139,6 +139,20 @@ def load_clip(spec: str = DEFAULT_CLIP, *, device: torch.device | str | None = N
     return ClipScorer(model.to(device), tokenizer, image_size=size, mean=mean, std=std, device=device, name=spec)
 
 
+def check_clip(spec: str) -> None:
+    """Cheap availability check (config and tokenizer files only), for a driver that will not score itself;
+    `ModelUnavailableError` like `load_clip`."""
+    from transformers import CLIPConfig, CLIPTokenizer
+
+    path = Path(str(spec)).expanduser()
+    source = str(path.resolve()) if path.is_dir() else str(spec)
+    try:
+        CLIPConfig.from_pretrained(source)
+        CLIPTokenizer.from_pretrained(source)
+    except (OSError, ValueError) as exc:
+        raise _unavailable(str(spec), " ".join(str(exc).split()) or type(exc).__name__) from exc
+
+
 _CACHE: dict[str, ClipScorer | ModelUnavailableError] = {}
 
 

@@ -59,10 +59,13 @@ def run_batch(
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = Manifest.load(out_dir, str(Path(jobs_file).resolve()))
     todo, skip = manifest.plan(jobs)
-    if options.clip and ray is None and any(job.kind == "edit" for job in todo):
-        from .clip import cached_clip
+    if options.clip and any(job.kind == "edit" for job in todo):  # fail before any work if CLIP cannot load
+        from .clip import cached_clip, check_clip
 
-        cached_clip(options.clip)  # fail before any work when CLIP was asked for and cannot load (reused later)
+        if ray is None:
+            cached_clip(options.clip)  # loaded once here, reused by every job of this process
+        else:
+            check_clip(options.clip)  # the workers load it; here only its config and tokenizer are checked
     for job in todo:
         reset_staging(out_dir, job.id)
     manifest.save()
