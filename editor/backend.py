@@ -20,9 +20,10 @@ from engine.scene import GaussianScene
 
 log = logging.getLogger(__name__)
 
-# Colour of the mask tint (a warm orange, readable on most scenes) and how strongly it replaces the colour.
-TINT_RGB = (1.0, 0.35, 0.05)
-TINT_STRENGTH = 0.65
+# Colour of the mask tint and how strongly it replaces the colour: a saturated magenta, the colour least likely
+# to be taken for an edit's result (an orange-red tint looked like a red edit).
+TINT_RGB = (1.0, 0.0, 1.0)
+TINT_STRENGTH = 0.6
 BACKGROUND = (1.0, 1.0, 1.0)
 
 

@@ -37,16 +37,24 @@ def progress_html(job: JobStatus) -> str:
         parts.append(f"{job.step / elapsed:.1f} it/s")
     if job.eta_s is not None and job.state in ("running", "paused"):
         parts.append(f"ETA {format_seconds(job.eta_s)}")
-    if job.message:
-        parts.append(html.escape(job.message))
+    first_line, _, rest = (job.message or "").partition("\n")
+    if first_line:
+        parts.append(html.escape(first_line))
+    if job.psnr_ideal is not None:
+        parts.append(f"PSNR vs ideal {job.psnr_ideal:.1f} dB")
     colour = {"error": "#c0392b", "cancelled": "#7f8c8d", "done": "#27ae60"}.get(job.state, "#2e86de")
-    return (
+    bar = (
         f'<div id="edit-progress" data-state="{job.state}" data-step="{job.step}" data-total="{job.total}" '
-        f'data-previews="{job.preview_count}" style="border:1px solid #ccc;border-radius:6px;height:26px;'
-        f'position:relative;overflow:hidden">'
+        f'data-previews="{job.preview_count}" data-psnr="{"" if job.psnr_ideal is None else f"{job.psnr_ideal:.2f}"}" '
+        f'style="border:1px solid #ccc;border-radius:6px;height:26px;position:relative;overflow:hidden">'
         f'<div style="width:{pct:.1f}%;height:100%;background:{colour};opacity:.35"></div>'
-        f'<span style="position:absolute;left:8px;top:3px;font-size:13px">{" · ".join(parts)}</span></div>'
+        f'<span style="position:absolute;left:8px;top:3px;font-size:13px;white-space:nowrap">'
+        f'{" · ".join(parts)}</span></div>'
     )
+    if job.state == "error" and job.message:  # the whole message, not cut to the bar's one line
+        bar += (f'<div id="edit-error" style="color:#c0392b;white-space:pre-wrap;font-size:13px;margin-top:4px">'
+                f"{html.escape(job.message)}</div>")
+    return bar
 
 
 def format_seconds(seconds: float) -> str:
@@ -55,10 +63,18 @@ def format_seconds(seconds: float) -> str:
 
 
 def loss_frame(job: JobStatus) -> pd.DataFrame:
-    """Typed columns (an untyped empty frame would make the plot treat its axes as categories)."""
-    steps = [s for s, _ in job.losses]
-    values = [v for _, v in job.losses]
+    """Typed columns (an untyped empty frame would make the plot treat its axes as categories). Before the
+    first step the frame holds one point at (0, 0) with a zero x range, not an empty table: the plot library
+    warns in the browser console about an empty data set."""
+    steps = [s for s, _ in job.losses] or [0]
+    values = [v for _, v in job.losses] or [0.0]
     return pd.DataFrame({"step": pd.Series(steps, dtype="int64"), "loss": pd.Series(values, dtype="float64")})
+
+
+def loss_update(job: JobStatus):
+    """The loss plot, labelled with the PSNR against the ideal edit when the edit reports one."""
+    label = "Loss" if job.psnr_ideal is None else f"Loss · PSNR vs ideal {job.psnr_ideal:.1f} dB"
+    return gr.update(value=loss_frame(job), label=label)
 
 
 def job_outputs(job: JobStatus, session: Session):
@@ -67,7 +83,7 @@ def job_outputs(job: JobStatus, session: Session):
     preview = session.image_file("preview", job.preview)
     return (
         progress_html(job),
-        loss_frame(job),
+        loss_update(job),
         preview,
         session.image_file("before", job.before),
         preview if job.state == "done" else None,
@@ -77,7 +93,15 @@ def job_outputs(job: JobStatus, session: Session):
     )
 
 
+def model_line(ctx: AppContext, session: Session) -> str:
+    """Which model Run uses in this session, and its state (the Model tab changes it)."""
+    status = ctx.jobs.model_status(session)
+    icon = {"loaded": "🟢", "available": "🟢", "loading": "🟡", "not downloaded": "🟡"}.get(status["state"], "🔴")
+    return f"Model: {icon} `{status['spec']}` — {status['state']} (change it in the Model tab)"
+
+
 def build_edit_panel(ctx: AppContext) -> None:
+    active_model = gr.Markdown(elem_id="edit-model")
     prompt = gr.Textbox(label="Prompt (what the selected part should become)", placeholder="a red scarf",
                         elem_id="edit-prompt")
     source = gr.Textbox(label="Source prompt (what it is now; needed by DDS)", placeholder="a blue scarf",
@@ -95,7 +119,8 @@ def build_edit_panel(ctx: AppContext) -> None:
                                       elem_id="edit-preview-every")
             lr_scale = gr.Slider(0.1, 20, value=1, step=0.1, label="Learning-rate scale", elem_id="edit-lr")
             densify = gr.Checkbox(value=True, label="Densify inside the mask")
-            prior_removal = gr.Checkbox(value=False, label="Gaussian prior removal (RoMaP always)")
+            prior_removal = gr.Checkbox(value=False, label="Gaussian prior removal (RoMaP always uses it)",
+                                        elem_id="edit-prior")
     with gr.Row():
         run = gr.Button("Run", variant="primary", elem_id="edit-run")
         pause = gr.Button("Pause", interactive=False, elem_id="edit-pause")
@@ -108,7 +133,16 @@ def build_edit_panel(ctx: AppContext) -> None:
     losses = gr.LinePlot(loss_frame(JobStatus()), x="step", y="loss", label="Loss", height=180,
                          elem_id="edit-loss")
     outputs = [progress, losses, preview, before, after, run, pause, cancel]
-    ctx.shared.update(edit_outputs=outputs)
+    ctx.shared.update(edit_outputs=outputs, edit_model=active_model,
+                      edit_model_text=lambda session: model_line(ctx, session))
+
+    def method_changed(method_v: str):
+        """RoMaP always removes the prior: the box says so (ticked, locked) while RoMaP is chosen."""
+        if method_v == "romap":
+            return gr.update(value=True, interactive=False)
+        return gr.update(value=False, interactive=True)
+
+    method.input(method_changed, method, prior_removal, show_progress="hidden", api_visibility="private")
     gpu_edit = gpu_wrap(run_edit_on_gpu) if ctx.config.space else None  # decorated once per app
 
     def start_and_stream(prompt_v, source_v, method_v, steps_v, guidance_v, res_v, seed_v, every_v, densify_v,
@@ -148,6 +182,8 @@ def build_edit_panel(ctx: AppContext) -> None:
                 seen = key
                 yield job_outputs(snapshot, session)
             if not snapshot.active:
+                if snapshot.state == "error":  # a popup with the whole message, besides the bar
+                    raise gr.Error(snapshot.message or "the edit failed", duration=None)
                 return
             time.sleep(POLL_S)
 

@@ -16,6 +16,7 @@ quick commands (mask, undo, export) of other sessions, so the UI stays responsiv
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -114,15 +115,19 @@ class JobRunner:
         self._generations: dict[int, str] = {}  # worker command id of a generation -> name of its scene
         self._mirroring: set[str] = set()  # sessions whose state is being set from the worker (do not echo)
         self._last_sent: dict[str, torch.Tensor] = {}  # session id -> the mask the worker has
+        self._last_parts: dict[str, dict] = {}  # session id -> the parts dict the worker has
+        self._task_ids: dict[int, str] = {}  # worker command id of a mask task -> session id
         worker.subscribe(self._on_event)
         registry.on_create.append(self.attach)
 
     # ------------------------------------------------------------------ sessions
     def attach(self, session: Session) -> None:
         """A new session: open its scene in the worker and send it every later selection change."""
-        self._wait(self.worker.load_scene(session.id, session.scene, label=f"open {session.bundle.name}"))
+        self._wait(self.worker.load_scene(session.id, session.scene, label=f"open {session.bundle.name}",
+                                          parts=session.parts, name=session.bundle.name))
         with self._lock:
             self._last_sent[session.id] = session.selection
+            self._last_parts[session.id] = session.parts
         session.add_listener(self._on_session_change)
 
     def forget(self, session_id: str) -> None:
@@ -130,32 +135,38 @@ class JobRunner:
         self.worker.close_session(session_id)
 
     def _on_session_change(self, session: Session) -> None:
-        """Selection changes made in the UI become history entries in the worker."""
+        """Selection and named-part changes made in the UI become history entries in the worker."""
         if session.id in self._mirroring or not session.record_change:
             return
         with session.lock:
-            mask = session.selection
-            label = f"mask: {session.last_action}"
+            mask, parts = session.selection, session.parts
+            label, parts_label = f"mask: {session.last_action}", session.parts_action
         with self._lock:
             last = self._last_sent.get(session.id)
-            if last is not None and last.shape == mask.shape and torch.equal(last, mask):
-                return  # nothing changed (a click on empty space, a parts-list change)
-            self._last_sent[session.id] = mask
-        self.worker.set_mask(session.id, mask.clone(), label=label)  # runs after earlier commands; no wait
+            parts_changed = self._last_parts.get(session.id) is not parts
+            self._last_parts[session.id] = parts
+            mask_changed = not (last is not None and last.shape == mask.shape and torch.equal(last, mask))
+            if mask_changed:
+                self._last_sent[session.id] = mask
+        if parts_changed:  # runs after earlier commands; no wait
+            self.worker.set_parts(session.id, dict(parts), label=parts_label or "parts")
+        if mask_changed:
+            self.worker.set_mask(session.id, mask.clone(), label=label)
 
     def _mirror(self, session: Session, *, bundle: SceneBundle | None = None) -> None:
-        """Make the session show the worker's current scene and mask."""
-        scene, mask = self._wait(self.worker.snapshot(session.id, copy=False))
+        """Make the session show the worker's current scene, mask and parts."""
+        now = self._wait(self.worker.current(session.id))
         self._mirroring.add(session.id)
         try:
             if bundle is not None:
                 session.set_bundle(bundle)
             else:
-                session.set_scene(scene, mask if mask is not None else torch.zeros(len(scene)))
+                session.show_state(now.scene, now.mask, now.parts, now.name or None)
         finally:
             self._mirroring.discard(session.id)
         with self._lock:
             self._last_sent[session.id] = session.selection
+            self._last_parts[session.id] = session.parts
 
     def load_scene(self, session: Session, bundle: SceneBundle) -> None:
         """Open a scene in the session; its history restarts there."""
@@ -204,7 +215,7 @@ class JobRunner:
     def adopt_result(self, session: Session, scene, mask, label: str, *, name: str | None = None) -> None:
         """A result computed outside the worker (Space mode: editor.space's spaces.GPU edit or generation) becomes
         one history entry in the worker, and the session shows it (undo/redo/export then work as after a worker
-        job). `name`: a new object (a generation) that opens like a loaded scene under that name."""
+        job). `name`: a new object (a generation) that opens like a loaded scene under that name, `up` its up."""
         self._wait(self.worker.commit_result(session.id, scene, mask, label=label))
         if name is None:
             self._mirror(session)
@@ -257,7 +268,8 @@ class JobRunner:
 
         closed-form: always available. A local folder in the diffusers layout, or a hub id already in the
         Hugging Face cache: available (loads with the first edit). A hub id not in the cache: downloaded by the
-        first edit when online; "unavailable" when HF_HUB_OFFLINE is set. Each message says what to do.
+        first edit when online; "unavailable" when HF_HUB_OFFLINE is set or the hub cannot be reached (one
+        connection attempt, at most a second). Each message says what to do.
         """
         with self._lock:
             if spec in self._model_state:
@@ -267,6 +279,21 @@ class JobRunner:
         except ValueError as exc:
             state = ("error", "", str(exc))
         self._set_model_state(spec, *state)
+
+    def require_model(self, spec: str) -> None:
+        """Refuse, before anything is queued, a model that cannot load now (ValueError with the whole message:
+        what is missing, the download command, the closed-form demo). Takes well under a second offline: the
+        file system, the Hugging Face cache and (for a hub id not in it) one connection attempt to the hub."""
+        with self._lock:
+            known = self._model_state.get(spec, {}).get("state")
+        if known not in ("loaded", "available"):
+            with self._lock:
+                self._model_state.pop(spec, None)  # the network or the cache may have changed: look again
+            self.probe_model(spec)
+        with self._lock:
+            status = dict(self._model_state[spec])
+        if status["state"] in ("unavailable", "error"):
+            raise ValueError(status["message"] or f"the model {spec} cannot be loaded")
 
     def _set_model_state(self, spec: str, state: str, source: str = "", message: str = "") -> None:
         with self._lock:
@@ -280,10 +307,13 @@ class JobRunner:
 
         if session.job.active:
             raise ValueError("an edit is already running in this session")
+        if session.mask_task.active:
+            raise ValueError("a SAM click is still being worked on: wait for its mask (or cancel it) first")
         config = settings.to_config(self.model_spec(session))
         check_edit_inputs(session.scene, session.selection, config)
         if not bool((session.selection > config.mask_threshold).any()):
             raise ValueError("nothing is selected: select the part to edit first (Mask tab)")
+        self.require_model(config.model)  # a missing model is refused here, before anything is queued
         return config
 
     def checked_generate_config(self, session: Session, settings: GenerateSettings):
@@ -294,6 +324,7 @@ class JobRunner:
 
         spec = _normalise_colour_spec((settings.model or "").strip()) or self.model_spec(session)
         parse_model_spec(spec)
+        self.require_model(spec)
         config = settings.to_config(spec)
         check_generate_config(config)
         return config
@@ -303,7 +334,7 @@ class JobRunner:
         with session.lock:
             config = self.checked_edit_config(session, settings)
             view = session.view
-            session.job = JobStatus(state="queued", total=config.steps, message="waiting for the engine",
+            session.job = JobStatus(state="queued", total=config.steps, message=self._queued_message(),
                                     before=backend.render_view(session.scene, view.cameras(256, 256)))
             session.job_view = view
             with self._lock:  # registered before the worker's first event can be matched against it
@@ -325,7 +356,7 @@ class JobRunner:
             if session.job.active:
                 raise ValueError("an edit or generation is already running in this session")
             view = session.view
-            session.job = JobStatus(state="queued", total=config.steps, message="waiting for the engine",
+            session.job = JobStatus(state="queued", total=config.steps, message=self._queued_message(),
                                     before=backend.render_view(session.scene, view.cameras(256, 256)))
             session.job_view = view
             with self._lock:  # registered before the worker's first event can be matched against it
@@ -335,6 +366,52 @@ class JobRunner:
             session.job.job_id = str(future.command_id)
         if session.viewer is not None:
             session.viewer.set_editing(True)
+
+    def _queued_message(self) -> str:
+        if getattr(self.worker, "warming_up", False):
+            return "waiting for the engine: warming up (the first start compiles the renderer)"
+        return "waiting for the engine"
+
+    # ------------------------------------------------------------------ mask tasks (SAM, lifting)
+    def start_mask_task(self, session: Session, action: str, work, on_result) -> None:
+        """Run `work(progress, should_stop)` on the engine thread; its progress shows in `session.mask_task`,
+        and `on_result(result)` runs when it ends (on the worker thread). One task per session at a time."""
+        with session.lock:
+            if session.mask_task.active:
+                raise ValueError("the previous SAM click is still being worked on; wait for it or cancel it")
+            session.check_mask_editable()
+            session.mask_task = JobStatus(state="queued", message="waiting for the engine", started_at=time.time())
+            session.notice = ""
+            session.revision += 1
+        with self._lock:
+            future = self.worker.start_task(session.id, action, work)
+            self._task_ids[future.command_id] = session.id
+
+        def finished(done) -> None:
+            with self._lock:
+                self._task_ids.pop(future.command_id, None)
+            try:
+                result = done.result()
+                if result is None:
+                    state, message = "cancelled", "cancelled"
+                else:
+                    on_result(result)
+                    state, message = "done", ""
+            except Exception as exc:  # noqa: BLE001 - shown in the Mask panel, like a gesture's warning
+                state, message = "error", str(exc) or type(exc).__name__
+            with session.lock:
+                session.mask_task.state, session.mask_task.message = state, message
+                if state == "error":
+                    session.notice = message
+                session.revision += 1
+            if session.viewer is not None and state == "error":
+                session.viewer.set_status(f"⚠️ {message}")
+
+        future.add_done_callback(finished)
+
+    def cancel_mask_task(self, session: Session) -> None:
+        if session.mask_task.active:
+            self.worker.cancel(session.id)
 
     def pause(self, session: Session) -> None:
         if session.job.state in ("queued", "running"):
@@ -360,7 +437,8 @@ class JobRunner:
 
     # ------------------------------------------------------------------ worker events (worker thread)
     def _on_event(self, event) -> None:
-        from engine.worker import DoneEvent, ErrorEvent, PreviewEvent, ProgressEvent, StateEvent
+        from engine.worker import (DoneEvent, ErrorEvent, NoticeEvent, PreviewEvent, ProgressEvent, StateEvent,
+                                   TaskEvent)
 
         session = self._session_for(event.session)
         if session is None:
@@ -370,9 +448,20 @@ class JobRunner:
                 session.history_labels, session.history_cursor = list(event.labels), event.cursor
                 session.revision += 1
             return
+        if isinstance(event, TaskEvent):
+            with session.lock:
+                task = session.mask_task
+                task.state, task.step, task.total, task.message = "running", event.step, event.total, event.message
+                session.revision += 1
+            if session.viewer is not None:
+                session.viewer.set_status(f"⏳ {event.message}")
+            return
         with self._lock:
             is_job = event.job is not None and self._job_ids.get(event.job) == session.id
         if not is_job:
+            return
+        if isinstance(event, NoticeEvent):
+            self._set_job(session, message=event.message)
             return
         if isinstance(event, ProgressEvent):
             self._model_loaded(session)
@@ -383,6 +472,8 @@ class JobRunner:
                 job.step, job.total, job.eta_s = event.step, event.total, event.eta_s
                 if "loss" in event.losses:
                     job.losses.append((event.step, float(event.losses["loss"])))
+                if "psnr_ideal" in event.losses:
+                    job.psnr_ideal = float(event.losses["psnr_ideal"])
         elif isinstance(event, PreviewEvent):
             with session.lock:
                 session.job.preview = event.image
@@ -397,7 +488,7 @@ class JobRunner:
         elif isinstance(event, ErrorEvent):
             if "load the diffusion model" in event.message or "cannot load" in event.message:
                 self._set_model_state(self.model_spec(session), "unavailable", "", event.message)
-            self._finish(session, event.job, "error", event.message.splitlines()[0] if event.message else "error")
+            self._finish(session, event.job, "error", event.message or "error")  # the whole message
 
     def _session_for(self, session_id: str) -> Session | None:
         return next((s for s in self.registry.sessions() if s.id == session_id), None)
@@ -465,9 +556,8 @@ SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
 def _probe(spec: str) -> tuple[str, str, str]:
-    """(state, source, message) of a model spec, from the file system only (see JobRunner.probe_model)."""
-    import os
-
+    """(state, source, message) of a model spec, from the file system, the hub cache and at most one quick
+    connection attempt (see JobRunner.probe_model)."""
     from engine.guidance import parse_model_spec
 
     parsed = parse_model_spec(spec)  # ValueError for a malformed spec
@@ -482,13 +572,58 @@ def _probe(spec: str) -> tuple[str, str, str]:
     cached = _hub_cache_path(parsed.location)
     if cached is not None:
         return "available", f"Hugging Face cache: {cached}", "loads with the first edit"
-    get_it = (f"Download it once while online: hf download {parsed.location} --local-dir models/"
-              f"{parsed.location.split('/')[-1]}, then start the app with --model models/"
-              f"{parsed.location.split('/')[-1]} (or set SPLATEDIT_MODEL).")
+    folder = f"models/{parsed.location.split('/')[-1]}"
+    get_it = (f"Download it once while online:\n  hf download {parsed.location} --local-dir {folder}\nthen start the "
+              f"app with --model {folder} (or set SPLATEDIT_MODEL, or enter the folder in the Model tab). "
+              "To try the editor without weights now: Model tab → \"Use closed-form demo (offline)\" "
+              "(model closed-form:#d02020), which moves the selected part toward a colour.")
     if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
-        return "unavailable", "", f"{parsed.location} is not in the Hugging Face cache and HF_HUB_OFFLINE is set. {get_it}"
+        return ("unavailable", "", f"The model {parsed.location} is not on this machine (not in the Hugging Face "
+                f"cache) and HF_HUB_OFFLINE is set, so it cannot be downloaded. {get_it}")
+    if not _hub_reachable():
+        return ("unavailable", "", f"The model {parsed.location} is not on this machine (not in the Hugging Face "
+                f"cache) and the hub ({_hub_address()[0]}) cannot be reached from here, so it cannot be downloaded "
+                f"now. {get_it}")
     return ("not downloaded", f"Hugging Face hub: {parsed.location}",
             f"Not in the local cache: the first edit downloads it (several GB; needs internet). {get_it}")
+
+
+_REACHABLE: dict = {}  # (host, port) -> (checked at, reachable): one connection attempt per half minute
+REACH_TIMEOUT_S = 1.0
+
+
+def _hub_address() -> tuple[str, int]:
+    """Where a download would connect first: the HTTPS proxy if one is set, else the hub (HF_ENDPOINT)."""
+    from urllib.parse import urlparse
+
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    url = urlparse(proxy or os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    return url.hostname or "huggingface.co", url.port or (443 if url.scheme != "http" else 80)
+
+
+def _hub_reachable() -> bool:
+    """Whether a TCP connection to the hub (or the proxy) opens within REACH_TIMEOUT_S, name lookup included
+    (done on a helper thread: an offline resolver can take many seconds to give up)."""
+    import socket
+
+    address = _hub_address()
+    checked = _REACHABLE.get(address)
+    if checked is not None and time.monotonic() - checked[0] < 30.0:
+        return checked[1]
+    outcome = [False]
+
+    def attempt() -> None:
+        try:
+            socket.create_connection(address, timeout=REACH_TIMEOUT_S).close()
+            outcome[0] = True
+        except OSError:
+            pass
+
+    thread = threading.Thread(target=attempt, name="hub-reachable", daemon=True)
+    thread.start()
+    thread.join(REACH_TIMEOUT_S + 0.2)
+    _REACHABLE[address] = (time.monotonic(), outcome[0])
+    return outcome[0]
 
 
 def _hub_cache_path(repo_id: str) -> str | None:

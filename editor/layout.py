@@ -1,8 +1,10 @@
 """The page: the views on the left (Viser iframe, streamed render, 3D model), the panels on the right; and launch.
 
 Cross-panel refresh has one place: `sync`. After every action that may change the scene, the selection or the
-view (and once a second from a timer, which catches clicks made in Viser and jobs that finish), `sync` compares
-the session's state with what this page last showed and re-renders only what changed.
+view (and twice a second from a timer, which catches clicks made in Viser, SAM tasks and jobs that finish),
+`sync` compares the session's revision with what this page last showed and sends the cheap parts at once (the
+count, parts, history, scene facts); `sync_stream` then re-renders the streamed view, only while the Render tab
+is shown (a CPU render of a big scene takes a while, and the count must not wait for it).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from .session import Session, SessionRegistry
 
 log = logging.getLogger(__name__)
 
-SYNC_EVERY_S = 1.0
+SYNC_EVERY_S = 0.5
 VISER_HEIGHT = 560
 CSS = """
 #history-list li.current { font-weight: bold; }
@@ -50,6 +52,7 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
     from .jobs import JobRunner
 
     masking = masking or Masking(str(config.sam_checkpoint) if config.sam_checkpoint else None)
+    own_masking = masking.tasks is None
     if registry is None:
         registry = SessionRegistry(
             lambda: backend.default_scene(config.scene), Path(config.workspace), ttl_s=config.session_ttl_s,
@@ -57,19 +60,25 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
             viewer_factory=_viewer_factory(config, masking) if config.use_viser else None,
         )
     ctx = AppContext(config, registry, jobs or JobRunner(registry, config), masking)
+    if own_masking:
+        masking.tasks = ctx.jobs  # SAM clicks and lifting run as tasks on the engine thread
 
     with gr.Blocks(title="Splat part editor", fill_width=True) as demo:
         gr.Markdown("### Part-level editing of 3D Gaussian splats — select a part, describe the change, watch it")
-        shown_key = gr.State(None)  # what this page last rendered: (revision, view, tint)
+        shown_key = gr.State(None)  # what this page's streamed view last rendered: (revision, view, tint)
+        state_key = gr.State(None)  # the session revision (and Edit-panel epoch) this page last showed
         ctx.shared["shown_key"] = shown_key
         with gr.Row(equal_height=False):
             with gr.Column(scale=3):
                 with gr.Tabs():
+                    view_tabs = []
                     if config.use_viser:
-                        with gr.Tab("3D view", id="tab-viser"):
+                        with gr.Tab("3D view", id="tab-viser") as viser_tab:
                             viser_frame = gr.HTML(elem_id="viser-frame")
-                    with gr.Tab("Render", id="tab-render"):
+                        view_tabs.append((viser_tab, False))
+                    with gr.Tab("Render", id="tab-render") as render_tab:
                         build_render_panel(ctx)
+                    view_tabs.append((render_tab, True))
                     if not config.use_viser:
                         from .space import build_model3d_tab
 
@@ -88,22 +97,51 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
                         build_model_panel(ctx)
 
         sh = ctx.shared
-        sync_outputs = [shown_key, sh["stream_image"], sh["mask_info"], sh["part_select"], sh["parts_shown"],
-                        sh["history_html"], sh["scene_info"], sh["mask_threshold"]]
+        edit_outputs = list(sh["edit_outputs"])
+        sync_outputs = [state_key, sh["mask_info"], sh["part_select"], sh["parts_shown"], sh["history_html"],
+                        sh["scene_info"], sh["mask_threshold"], sh["edit_model"], sh["stream_tint"], *edit_outputs]
 
-        def sync(last_key, request: gr.Request):
+        def sync(last_key, part_value, request: gr.Request):
+            session = ctx.session(request)
+            with session.lock:
+                key = (session.revision, session.job_epoch, session.tint)
+                epoch, job = session.job_epoch, session.job
+            if key == last_key:
+                return (gr.skip(),) * len(sync_outputs)
+            fresh_job = last_key is None or last_key[1] != epoch  # a new scene: the Edit panel starts over
+            edit = job_outputs(job, session) if fresh_job else (gr.skip(),) * len(edit_outputs)
+            return (key, mask_summary(session), *sh["parts_update"](session, part_value), history_html(session),
+                    info_markdown(session), session.threshold, sh["edit_model_text"](session), session.tint, *edit)
+
+        def sync_stream(last_key, request: gr.Request):
             session = ctx.session(request)
             with session.lock:
                 key = (session.revision, session.view, session.tint)
-            if key == last_key:
-                return (gr.skip(),) * len(sync_outputs)
-            return (key, render_stream(session), mask_summary(session), *sh["parts_update"](session),
-                    history_html(session), info_markdown(session), session.threshold)
+                visible = session.stream_visible
+            if key == last_key or not visible:
+                return gr.skip(), gr.skip()
+            return key, render_stream(session)
 
+        stream_outputs = [shown_key, sh["stream_image"]]
+        quick = dict(show_progress="hidden", api_visibility="private", concurrency_limit=None)
         for event in ctx.change_events:
-            event.then(sync, shown_key, sync_outputs, show_progress="hidden", api_visibility="private")
+            event.then(sync, [state_key, sh["part_select"]], sync_outputs, **quick).then(
+                sync_stream, shown_key, stream_outputs, show_progress="hidden", api_visibility="private")
         timer = gr.Timer(SYNC_EVERY_S)
-        timer.tick(sync, shown_key, sync_outputs, show_progress="hidden", api_visibility="private")
+        timer.tick(sync, [state_key, sh["part_select"]], sync_outputs, **quick).then(
+            sync_stream, shown_key, stream_outputs, show_progress="hidden", api_visibility="private")
+
+        def tab_shown(stream: bool):
+            def handler(last_key, request: gr.Request):
+                session = ctx.session(request)
+                with session.lock:
+                    session.stream_visible = stream
+                return sync_stream(last_key, request)
+
+            return handler
+
+        for tab, stream in view_tabs:
+            tab.select(tab_shown(stream), shown_key, stream_outputs, show_progress="hidden", api_visibility="private")
 
         def on_load(request: gr.Request):
             session = ctx.session(request)
@@ -114,16 +152,18 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
                          "<p>The 3D view is busy (too many sessions); use the Render tab.</p>")
             describe = sh["describe_model"](session)
             with session.lock:
+                session.stream_visible = not config.use_viser  # the Render tab comes first without Viser
                 job = session.job
-                key = (session.revision, session.view, session.tint)
-            outputs = [key, render_stream(session), mask_summary(session), *sh["parts_update"](session),
-                       history_html(session), info_markdown(session), session.threshold, *describe,
-                       *job_outputs(job, session)]
-            outputs.append(sh["saved_choices"](request))
+                key = (session.revision, session.job_epoch, session.tint)
+                stream_key = (session.revision, session.view, session.tint)
+            outputs = [key, mask_summary(session), *sh["parts_update"](session), history_html(session),
+                       info_markdown(session), session.threshold, sh["edit_model_text"](session), session.tint,
+                       *job_outputs(job, session), stream_key, render_stream(session), *describe,
+                       sh["saved_choices"](request)]
             return ([frame] if config.use_viser else []) + outputs
 
-        load_outputs = ([viser_frame] if config.use_viser else []) + sync_outputs + [
-            sh["model_status"], sh["model_spec"], *sh["edit_outputs"], sh["restore_select"]]
+        load_outputs = ([viser_frame] if config.use_viser else []) + sync_outputs + stream_outputs + [
+            sh["model_status"], sh["model_spec"], sh["restore_select"]]
         demo.load(on_load, None, load_outputs, api_visibility="private")
 
         def on_unload(request: gr.Request):
@@ -145,14 +185,26 @@ def _viewer_factory(config: AppConfig, masking: Masking):
             def gesture(event) -> None:
                 try:
                     fn(session, event)
-                    session.viewer.set_status("")
                 except (ValueError, OSError) as exc:  # shown in the viewer's panel (Viser has no error dialog)
+                    with session.lock:  # and under the page's count, until the next change
+                        session.notice = str(exc)
+                        session.revision += 1
                     session.viewer.set_status(f"⚠️ {exc}")
 
             return gesture
 
-        return SessionViewer(host=config.host, port=config.viser_port,
-                             on_click=report(masking.apply_click), on_rect=report(masking.apply_rect))
+        viewer = SessionViewer(host=config.host, port=config.viser_port,
+                               on_click=report(masking.apply_click), on_rect=report(masking.apply_rect))
+        viewer.tint_checkbox.value = session.tint
+
+        def tint_changed(_) -> None:  # the Viser box and the Render tab's box are one setting
+            with session.lock:
+                if session.tint != bool(viewer.tint_checkbox.value):
+                    session.tint = bool(viewer.tint_checkbox.value)
+                    session.revision += 1
+
+        viewer.tint_checkbox.on_update(tint_changed)
+        return viewer
 
     return make
 
@@ -168,6 +220,7 @@ def launch(config: AppConfig) -> None:
         port = int(os.environ.get("GRADIO_SERVER_PORT", port))
     demo.queue(default_concurrency_limit=8)
     _start_reaper(ctx)
+    ctx.jobs.worker.warm_up()  # the renderer's first-use compilation, before anyone presses Run
     # Read the default scene and probe the model while the server starts, so the first page is quick.
     threading.Thread(target=ctx.registry.base_bundle, name="preload-scene", daemon=True).start()
     ctx.jobs.probe_model(ctx.jobs.default_spec)

@@ -16,10 +16,19 @@ TOOL_LABELS = {"pick": "Pick (ray)", "brush": "Brush", "rect": "Rectangle", "sam
 
 
 def mask_summary(session: Session) -> str:
+    """The selected count, the SAM task's progress while one runs, and the latest gesture warning (cleared
+    by the next change)."""
     with session.lock:
         n, total = session.selected_count(), len(session.scene)
         lift = "" if session.lift is None else f" · lifted mask cut at {session.threshold:.2f}"
-    return f"**{n:,}** of {total:,} Gaussians selected{lift}"
+        task, notice = session.mask_task, session.notice
+        lines = [f"**{n:,}** of {total:,} Gaussians selected{lift}"]
+        if task.active:
+            share = f" ({task.step}/{task.total})" if task.total else ""
+            lines.append(f"⏳ SAM click: {task.message or task.state}{share}")
+        if notice:
+            lines.append(f"⚠️ {notice}")
+    return "  \n".join(lines)
 
 
 def part_choices(session: Session) -> list[str]:
@@ -39,6 +48,7 @@ def build_mask_panel(ctx: AppContext) -> None:
         threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="Threshold of the lifted mask",
                               elem_id="mask-threshold")
     info = gr.Markdown(elem_id="mask-info")
+    cancel_task = gr.Button("Cancel SAM click", size="sm", elem_id="mask-cancel-task")
     with gr.Row():
         invert = gr.Button("Invert", size="sm", elem_id="mask-invert")
         grow = gr.Button("Grow", size="sm", elem_id="mask-grow")
@@ -112,11 +122,18 @@ def build_mask_panel(ctx: AppContext) -> None:
 
     # --- parts
     def parts_update(session: Session, selected: str | None = None):
+        """Choices for the part dropdown and the shown-parts boxes; the dropdown keeps the user's choice while
+        that part exists."""
         names = part_choices(session)
         with session.lock:
             visible = [n for n in names if n not in session.hidden_parts]
         value = selected if selected in names else (names[0] if names else None)
         return gr.update(choices=names, value=value), gr.update(choices=names, value=visible)
+
+    def do_cancel_task(request: gr.Request) -> None:
+        ctx.jobs.cancel_mask_task(ctx.session(request))
+
+    cancel_task.click(do_cancel_task, None, None, api_name="cancel_sam", concurrency_limit=None)
 
     def do_select(name: str, request: gr.Request, op_value: str = "replace") -> int:
         session = ctx.session(request)
@@ -144,9 +161,16 @@ def build_mask_panel(ctx: AppContext) -> None:
     save_part.click(do_save_part, part_name, [part, shown, part_name], api_name="save_part")
 
     def do_delete(name: str, request: gr.Request):
-        ctx.masking.delete_part(ctx.session(request), name)
+        session = ctx.session(request)
+        if not name:
+            raise gr.Error("choose a part first")
+        try:
+            ctx.masking.delete_part(session, name)
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
+        return parts_update(session)
 
-    ctx.changed(delete_part.click(do_delete, part, None, api_visibility="private"))
+    ctx.changed(delete_part.click(do_delete, part, [part, shown], api_name="delete_part"))
 
     def do_show(names: list[str], request: gr.Request):
         ctx.masking.set_shown_parts(ctx.session(request), names)

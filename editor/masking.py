@@ -55,14 +55,15 @@ class Masking:
     """The selection tools; one instance serves every session (all state lives in the Session)."""
 
     def __init__(self, sam_checkpoint: str | None = None, *, segmenter=None) -> None:
-        """sam_checkpoint: path of a SAM checkpoint for the SAM tool (loaded on first use); `segmenter`: an
-        already loaded engine.masks.sam.SamSegmenter (tests pass a tiny random one)."""
+        """sam_checkpoint: path of a SAM checkpoint for the SAM tool (loaded on first use, on the engine thread);
+        `segmenter`: an already loaded engine.masks.sam.SamSegmenter (tests pass a tiny random one)."""
         self.sam_checkpoint = sam_checkpoint
         self._segmenter = segmenter
         self._sam_lock = threading.Lock()
+        self.tasks = None  # editor.jobs.JobRunner (set by editor.layout): SAM and lifting run on its worker
 
     def segmenter(self):
-        """The SAM segmenter, loaded once (on the GPU when there is one: inference only, beside the worker)."""
+        """The SAM segmenter, loaded once (called inside a worker task: the engine thread owns the device)."""
         with self._sam_lock:
             if self._segmenter is None:
                 from engine.masks.sam import load_sam, missing_checkpoint_message
@@ -76,7 +77,22 @@ class Masking:
 
     # ------------------------------------------------------------------ gestures
     def apply_click(self, session: Session, click: ViewClick) -> int:
-        """Apply the session's tool at a click; returns how many Gaussians are selected afterwards."""
+        """Apply the session's tool at a click; returns how many Gaussians are selected afterwards. A click on
+        empty space changes nothing and leaves a warning in `session.notice` (cleared by the next change)."""
+        from engine.masks.pick import NothingHit
+
+        try:
+            return self._apply_click(session, click)
+        except NothingHit as exc:
+            with session.lock:
+                session.notice = str(exc)
+                session.revision += 1
+                count = session.selected_count()
+            if session.viewer is not None:
+                session.viewer.set_status(f"⚠️ {exc}")
+            return count
+
+    def _apply_click(self, session: Session, click: ViewClick) -> int:
         session.check_mask_editable()
         with session.lock:
             tool, op, radius, scene = session.tool, session.op, session.brush_radius, session.scene
@@ -89,9 +105,10 @@ class Masking:
                                                      (click.pixel[0] + r, click.pixel[1] + r)))
         x, y = click.pixel
         if tool == "pick":
-            from engine.masks.pick import pick
+            from engine.masks.pick import pick_patch
 
-            new = pick(scene, click.camera[0:1], x, y)  # NothingHit (a ValueError) for empty space
+            # the surface patch under a disc of the radius slider's size; NothingHit (a ValueError) for empty space
+            new = pick_patch(scene, click.camera[0:1], x, y, radius=radius)
         else:
             from engine.masks.selection import brush
 
@@ -112,25 +129,50 @@ class Masking:
 
     def sam_click(self, session: Session, click: ViewClick) -> int:
         """SAM on the clicked view and on orbit views around the clicked point, lifted to 3D with the session's
-        lift method (voting or 3D-GALP); the threshold slider then re-cuts the soft result."""
-        from engine.masks.multiview import MultiViewConfig, segment_click
-
-        segmenter = self.segmenter()
+        lift method (voting or 3D-GALP), as a task on the engine thread: this returns at once (the current
+        count); the task reports its progress in the session's `mask_task` and, when it ends, the lifted weights
+        cut at the threshold slider's value (0.5 by default) become the selection."""
+        if not self.sam_checkpoint and self._segmenter is None:
+            self.segmenter()  # raises the "no checkpoint" message right away
+        if self.tasks is None:
+            raise ValueError("the SAM tool needs the engine worker (no JobRunner attached)")
         with session.lock:
             scene, op, method, num_views = session.scene, session.op, session.lift_method, session.sam_views
-        views = segment_click(scene, segmenter, click.camera[0:1], *click.pixel, MultiViewConfig(num_views=num_views))
-        if method == "galp":
-            from engine.masks.galp import galp
+        camera, (x, y) = click.camera[0:1], click.pixel
 
-            result = galp(scene, views.views)
-        else:
-            from engine.masks.lift_vote import vote
+        def work(progress, should_stop):
+            from engine.masks.multiview import MultiViewConfig, segment_click
 
-            result = vote(scene, views.views)
-        with session.lock:
-            session.check_mask_editable()
-            session.lift = LiftState(weights=result.weights[0].float().cpu(), base=session.selection, op=op)
-            return self.set_threshold(session, float(result.threshold))
+            total = num_views + 2  # the clicked view, its orbit views, lifting
+            if self._segmenter is None:
+                progress(0, total, "loading SAM")
+            segmenter = self.segmenter()
+            progress(0, total, "SAM on the clicked view")
+            cfg = MultiViewConfig(num_views=num_views, up=tuple(getattr(session, "up", (0.0, 0.0, 1.0))))
+            views = segment_click(scene, segmenter, camera, x, y, cfg,
+                                  on_view=lambda done, n: progress(done, n + 1, f"SAM: {done} of {n} views segmented"))
+            n = 1 + len(views.kept)
+            progress(n, n + 1, f"lifting {n} views to 3D ({'3D-GALP' if method == 'galp' else 'voting'})")
+            if method == "galp":
+                from engine.masks.galp import galp
+
+                result = galp(scene, views.views)
+            else:
+                from engine.masks.lift_vote import vote
+
+                result = vote(scene, views.views)
+            return result.weights[0].float().cpu()
+
+        def adopt(weights: Tensor) -> None:
+            with session.lock:
+                if session.scene is not scene:
+                    raise ValueError("the scene changed while SAM ran; click again")
+                session.check_mask_editable()
+                session.lift = LiftState(weights=weights, base=session.selection, op=op)
+                self.set_threshold(session, session.threshold)
+
+        self.tasks.start_mask_task(session, "sam", work, adopt)
+        return session.selected_count()
 
     def _apply(self, session: Session, new: Tensor, op: str, tool: str) -> int:
         with session.lock:
@@ -204,8 +246,9 @@ class Masking:
         with session.lock:
             if not bool((session.selection > 0.5).any()):
                 raise ValueError("nothing is selected; select the part first")
-            session.parts[name] = session.selection.clone()
-            session.revision += 1
+            parts = dict(session.parts)
+            parts[name] = session.selection.clone()
+            session.set_parts(parts, label=f"save part {name}")  # a history entry: undo brings the old parts back
             return list(session.parts)
 
     def select_part(self, session: Session, name: str, op: str = "replace") -> int:
@@ -218,11 +261,12 @@ class Masking:
             return session.selected_count()
 
     def delete_part(self, session: Session, name: str) -> list[str]:
+        """Remove the part `name` (a history entry: Undo brings it back)."""
         with session.lock:
-            session.parts.pop(name, None)
-            session.hidden_parts.discard(name)
-            session.revision += 1
-            session._changed()
+            if name not in session.parts:
+                raise ValueError(f"no part named {name!r}")
+            parts = {n: w for n, w in session.parts.items() if n != name}
+            session.set_parts(parts, label=f"delete part {name}")
             return list(session.parts)
 
     def set_shown_parts(self, session: Session, shown: list[str]) -> None:
@@ -292,9 +336,9 @@ class Masking:
             for meta in (p for p in paths if p.suffix.lower() == ".json"):
                 shutil.copy(meta, target.with_suffix(".json"))
             with session.lock:
-                parts = PartSet.load(target, num_gaussians=len(session.scene))  # PartsError is a ValueError
-                for name, weights in zip(parts.names, parts.weights):
-                    session.parts[name] = weights.float().clone()
-                session.revision += 1
-                session._changed()
+                loaded = PartSet.load(target, num_gaussians=len(session.scene))  # PartsError is a ValueError
+                parts = dict(session.parts)
+                for name, weights in zip(loaded.names, loaded.weights):
+                    parts[name] = weights.float().clone()
+                session.set_parts(parts, label=f"load parts {npy.name}")
                 return session.selected_count()

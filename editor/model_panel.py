@@ -53,11 +53,12 @@ def build_model_panel(ctx: AppContext) -> None:
             ctx.jobs.set_model(session, value)
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
-        return describe(session)
+        return (*describe(session), ctx.shared["edit_model_text"](session))
 
     def use_demo(value: str, request: gr.Request):
         return use_model(f"closed-form:{value}", request)
 
-    load.click(use_model, spec, [status, spec], api_name="set_model")
-    demo.click(use_demo, colour, [status, spec], api_name="use_demo")
+    outputs = [status, spec, ctx.shared["edit_model"]]
+    load.click(use_model, spec, outputs, api_name="set_model")
+    demo.click(use_demo, colour, outputs, api_name="use_demo")
     ctx.shared["describe_model"] = describe

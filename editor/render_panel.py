@@ -41,12 +41,12 @@ def build_render_panel(ctx: AppContext) -> None:
         format="jpeg", buttons=["download", "fullscreen"],
     )
     with gr.Row():
-        left = gr.Button("⟲", size="sm", elem_id="orbit-left", min_width=40)
-        right = gr.Button("⟳", size="sm", elem_id="orbit-right", min_width=40)
-        up = gr.Button("▲", size="sm", elem_id="orbit-up", min_width=40)
-        down = gr.Button("▼", size="sm", elem_id="orbit-down", min_width=40)
-        zoom_in = gr.Button("+", size="sm", elem_id="orbit-in", min_width=40)
-        zoom_out = gr.Button("−", size="sm", elem_id="orbit-out", min_width=40)
+        left = gr.Button("⟲ Turn left", size="sm", elem_id="orbit-left", min_width=40)
+        right = gr.Button("⟳ Turn right", size="sm", elem_id="orbit-right", min_width=40)
+        up = gr.Button("▲ Look from above", size="sm", elem_id="orbit-up", min_width=40)
+        down = gr.Button("▼ Look from below", size="sm", elem_id="orbit-down", min_width=40)
+        zoom_in = gr.Button("+ Zoom in", size="sm", elem_id="orbit-in", min_width=40)
+        zoom_out = gr.Button("− Zoom out", size="sm", elem_id="orbit-out", min_width=40)
         reset = gr.Button("Frame", size="sm", elem_id="orbit-reset", min_width=60)
     with gr.Row():
         azimuth = gr.Slider(-180, 180, value=30, step=1, label="Azimuth", elem_id="orbit-azimuth")
@@ -109,12 +109,15 @@ def build_render_panel(ctx: AppContext) -> None:
                        api_visibility="private")
 
     def set_tint(tint_on: bool, request: gr.Request):
+        """One switch for both views: the streamed view's tint and the Viser view's "Mask tint" box."""
         session = ctx.session(request)
         with session.lock:
             session.tint = bool(tint_on)
+        if session.viewer is not None and bool(session.viewer.tint_checkbox.value) != bool(tint_on):
+            session.viewer.tint_checkbox.value = bool(tint_on)
         return view_key(session), render_stream(session)
 
-    tint.change(set_tint, [tint], [shown_key, image], show_progress="hidden", api_name="set_tint")
+    tint.input(set_tint, [tint], [shown_key, image], show_progress="hidden", api_name="set_tint")
 
     def clicked(event: gr.SelectData, request: gr.Request):
         session = ctx.session(request)

@@ -11,6 +11,7 @@ tensors that are replaced, never modified in place; a snapshot handed to the vie
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -48,6 +49,7 @@ class JobStatus:
     preview_count: int = 0
     before: np.ndarray | None = None  # render of the scene before the edit, same view as `preview`
     message: str = ""
+    psnr_ideal: float | None = None  # latest PSNR against the ideal edit, when the edit's prior knows it
 
     @property
     def active(self) -> bool:
@@ -80,11 +82,16 @@ class Session:
         self.lift_method = "vote"  # "vote" | "galp": how SAM's multi-view masks become 3D weights
         self.sam_views = 8  # views SAM is run on for one click
         self.job = JobStatus()
+        self.job_epoch = 0  # bumped when `job` is reset (a new scene): the Edit panel then clears its outputs
+        self.mask_task = JobStatus()  # the last SAM click / lift task on the engine thread
+        self.notice = ""  # the latest warning of a gesture ("hits no Gaussian"), cleared by the next change
+        self.stream_visible = False  # the page shows the Render tab (the streamed view is worth re-rendering)
         self.live: tuple | None = None  # (scene, mask) of a running edit, shown instead of the scene
         self.history_labels: list[str] = []
         self.history_cursor = -1
         self.revision = 0  # bumped on every scene or mask change (the UI polls it)
         self.last_action = "open"  # label of the latest selection change (history entries use it)
+        self.parts_action = ""  # label of the latest change of the named parts (history entries use it)
         self.record_change = True  # False while a change is a live preview (not a history entry)
         self.model_spec: str | None = None  # guidance model chosen in this session (None: the app's default)
         self._listeners: list[Callable[["Session"], None]] = []
@@ -111,10 +118,44 @@ class Session:
         self.view = OrbitView.framing(lo, hi)
 
     def set_bundle(self, bundle: SceneBundle) -> None:
-        """A newly opened scene: selection, parts (ground truth if the bundle has them) and view restart."""
+        """A newly opened scene: selection, parts (ground truth if the bundle has them) and view restart; the
+        Edit panel forgets the previous scene's preview and before/after."""
         with self.lock:
             self.record_change = False
             self._set_bundle(bundle)
+            if not self.job.active:
+                self.job = JobStatus()
+                self.job_epoch += 1
+            self.notice = ""
+            self._changed()
+
+    def show_state(self, scene, selection: Tensor | None, parts: dict, name: str | None = None) -> None:
+        """Show a state of the engine's history (after undo/redo/restore): its scene, selection and named
+        parts (and name); not itself a new history entry."""
+        with self.lock:
+            self.record_change = False
+            same_count = len(scene) == len(self.bundle.scene)
+            self.bundle = dataclasses.replace(self.bundle, scene=scene, name=name or self.bundle.name,
+                                              part_ids=self.bundle.part_ids if same_count else None,
+                                              part_names=self.bundle.part_names if same_count else [])
+            self.selection = (selection.detach().float().cpu() if selection is not None
+                              else torch.zeros(len(scene)))
+            self.parts = {n: w.float() for n, w in parts.items()}
+            self.hidden_parts &= set(self.parts)
+            if not same_count:
+                self.lift = None
+            self.notice = ""
+            self._changed()
+
+    def set_parts(self, parts: dict, *, label: str) -> None:
+        """Replace the named parts (a history entry in the engine, so it can be undone)."""
+        with self.lock:
+            self.check_mask_editable()
+            self.parts = dict(parts)
+            self.hidden_parts &= set(self.parts)
+            self.parts_action = label
+            self.record_change = True
+            self.notice = ""
             self._changed()
 
     def set_scene(self, scene, selection: Tensor | None = None) -> None:
@@ -142,6 +183,7 @@ class Session:
             self.check_mask_editable()
             self.last_action = label
             self.record_change = record
+            self.notice = ""
             if selection.shape != (len(self.scene),):
                 raise ValueError(f"a mask for this scene must have shape [{len(self.scene)}], got {list(selection.shape)}")
             self.selection = selection.detach().float().clamp(0.0, 1.0).cpu()
@@ -203,6 +245,9 @@ class Session:
         """Send the current scene (or an in-progress preview `scene`) and the selection to the Viser view."""
         if self.viewer is not None:
             self.viewer.show(scene if scene is not None else self.display_scene(), self.display_mask())
+            with self.lock:  # the viewer's status line: the count, or the warning of the latest gesture
+                status = f"⚠️ {self.notice}" if self.notice else f"{self.selected_count():,} selected"
+            self.viewer.set_status(status)
 
     def image_file(self, slot: str, image: np.ndarray | None) -> str | None:
         """`image` (uint8 [H, W, 3]) as a JPEG under a unique name, for a Gradio image output.

@@ -120,9 +120,11 @@ def segment_click(
     x: float,
     y: float,
     config: MultiViewConfig | None = None,
+    on_view=None,
 ) -> ClickViews:
     """SAM masks of the part under pixel (x, y) of `camera`, from that view and from orbit views around it.
-    Raises pick.NothingHit when the click lands on empty space."""
+    Raises pick.NothingHit when the click lands on empty space. `on_view(done, total)` is called after each
+    view is segmented (a progress bar; raising from it stops the work)."""
     cfg = config or MultiViewConfig()
     point = click_point(scene, camera, x, y)
     distance = float((camera.centers[0].float().cpu() - point).norm())
@@ -132,16 +134,22 @@ def segment_click(
     skipped = [i for i in range(len(orbit)) if i not in kept]
 
     views, scores = [], []
+    total = 1 + len(kept)
     first = segmenter.segment(render_uint8(scene, camera, cfg.background)[0], points=[[x, y]])
+    if on_view is not None:
+        on_view(1, total)
     views.append(MaskViews(camera, torch.from_numpy(first.mask).float()[None]))
     scores.append(first.score)
     if kept:
         cams = Cameras(orbit.viewmats[kept], orbit.Ks[kept], orbit.width, orbit.height)
         masks = []
-        for image, pixel in zip(render_uint8(scene, cams, cfg.background), pixels[kept]):
+        for i, pixel in enumerate(pixels[kept]):
+            image = render_uint8(scene, cams[i], cfg.background)[0]
             result = segmenter.segment(image, points=[pixel.tolist()])
             masks.append(torch.from_numpy(result.mask).float())
             scores.append(result.score)
+            if on_view is not None:
+                on_view(2 + i, total)
         batch = MaskViews(cams, torch.stack(masks))
         if (cams.width, cams.height) == (camera.width, camera.height):
             views = [MaskViews(Cameras.concat([camera, cams]), torch.cat([views[0].masks, batch.masks]))]

@@ -95,6 +95,38 @@ def pick(
     return mask
 
 
+def pick_patch(
+    scene: GaussianScene, camera: Cameras, x: float, y: float, *, radius: float, min_weight: float = 0.05,
+    depth_band: float = 3.0,
+) -> Tensor:
+    """Mask [N] of the surface patch a click points at: the Gaussians seen (summed compositing weight at
+    least `min_weight`) in the disc of `radius` pixels around (x, y) whose depth lies within `depth_band`
+    patch radii (the disc's size in the world at the clicked depth) of the depth under the click, so the patch
+    stays on the clicked surface instead of taking what lies behind a silhouette. Raises NothingHit when the
+    clicked pixel is empty."""
+    camera = _single(camera)
+    if radius <= 0:
+        raise ValueError(f"the pick radius must be positive, got {radius}")
+    centre, centre_weight = pixel_contributions(scene, camera, x, y)
+    if centre.numel() == 0 or float(centre_weight.sum()) < EMPTY_ALPHA:
+        raise NothingHit(f"the click at pixel ({x:g}, {y:g}) hits no Gaussian")
+    viewmat = camera.viewmats[0].float().cpu()
+    means = scene.means.detach().float().cpu()
+
+    def depth_of(index: Tensor) -> Tensor:
+        return means[index] @ viewmat[2, :3] + viewmat[2, 3]
+
+    depth = float((centre_weight * depth_of(centre)).sum() / centre_weight.sum())
+    world_radius = radius * depth / float(camera.Ks[0, 0, 0])
+    index, weight = pixel_contributions(scene, camera, x, y, radius=int(math.ceil(radius)))
+    near = (depth_of(index) - depth).abs() <= depth_band * world_radius
+    keep = index[(weight >= min_weight) & near]
+    mask = torch.zeros(len(scene))
+    mask[keep] = 1.0
+    mask[centre[centre_weight >= 0.1 * centre_weight.max()]] = 1.0  # what the clicked pixel itself shows
+    return mask
+
+
 def pick_ray(scene: GaussianScene, origin, direction, *, pixel_angle: float = 1e-3, min_fraction: float = 0.1) -> Tensor:
     """`pick` for a world ray (origin [3], direction [3]), as a 3D viewer reports a click."""
     camera = ray_camera(origin, direction, pixel_angle=pixel_angle)

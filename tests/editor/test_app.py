@@ -159,6 +159,7 @@ def test_mask_file_round_trip_and_length_check(app, tmp_path):
 def test_restore_an_autosaved_session_into_a_new_page(app):
     first = _client(app)
     n = _select_blob(first)
+    first.predict("blob", api_name="/save_part")
     first.predict(RED, api_name="/use_demo")
     _run(first, 4)
     exported = load(first.predict("ply", api_name="/export"))
@@ -170,13 +171,14 @@ def test_restore_an_autosaved_session_into_a_new_page(app):
     second.predict(api_name="/saved_sessions")
     assert first_id in [value for _, value in app.ctx.jobs.saved_sessions()]
     info = second.predict(first_id, api_name="/restore_session")
-    assert "restored session" in info
+    assert "start.ply" in info  # the scene keeps its name
     restored = load(second.predict("ply", api_name="/export"))
     assert torch.equal(restored.sh0, exported.sh0) and torch.equal(restored.means, exported.means)
     # The whole history came back: one undo goes to the state before the edit, with the brushed mask.
     assert "edit (sds): make it red" in second.predict(api_name="/undo")
     mask = np.load(second.predict(api_name="/save_mask")[0])
     assert int((mask > 0.5).sum()) == n
+    assert int(second.predict("blob", api_name="/select_part")) == n  # the parts list came back too
 
 
 def test_export_every_format(app):

@@ -1,9 +1,11 @@
-"""The SAM click tool wired through the app: click -> multi-view SAM -> lifting (vote / 3D-GALP) -> the
-session's selection, re-cut by the threshold. SAM itself is replaced by a segmenter that is right by
-construction (the colour region under the prompt), so the test checks the app's plumbing, not SAM."""
+"""The SAM click tool wired through the app: click -> a task on the engine thread (multi-view SAM with progress,
+lifting by vote / 3D-GALP) -> the session's selection, re-cut by the threshold. SAM itself is replaced by a
+segmenter that is right by construction (the colour region under the prompt), so the test checks the app's
+plumbing, not SAM."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,27 +42,88 @@ def toy():
     return scene, ids, names
 
 
-@pytest.mark.parametrize("method", ["vote", "galp"])
-def test_sam_click_selects_the_clicked_part(toy, method, tmp_path):
+@pytest.fixture
+def app_session(toy, tmp_path):
+    """A session served by a real JobRunner + EngineWorker, with a Masking whose tasks run on that worker."""
+    from editor.config import AppConfig
+    from editor.jobs import JobRunner
+    from editor.session import SessionRegistry
+    from engine.worker import EngineWorker
+
     scene, ids, names = toy
-    session = Session("s", SceneBundle(scene, "toy", ids, names), tmp_path)
-    session.tool, session.lift_method, session.sam_views = "sam", method, 6
+    registry = SessionRegistry(lambda: SceneBundle(scene, "toy", ids, names), tmp_path)
+    worker = EngineWorker(device="cpu")
+    jobs = JobRunner(registry, AppConfig(workspace=tmp_path), worker=worker)
     segmenter = ColourRegion()
     masking = Masking(segmenter=segmenter)
+    masking.tasks = jobs
+    session = registry.get("s")
+    yield session, masking, segmenter, jobs
+    worker.shutdown()
+
+
+def _wait_task(session, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    seen = set()
+    while time.monotonic() < deadline:
+        with session.lock:
+            task = session.mask_task
+            seen.add(task.message)
+            if not task.active:
+                return task, seen
+        time.sleep(0.01)
+    raise TimeoutError("the SAM task did not end")
+
+
+@pytest.mark.parametrize("method", ["vote", "galp"])
+def test_sam_click_selects_the_clicked_part(toy, app_session, method):
+    scene, ids, names = toy
+    session, masking, segmenter, _ = app_session
+    session.tool, session.lift_method, session.sam_views = "sam", method, 6
     camera = session.view.cameras(160, 120)
     head = ids == names.index("head")
     # Click the pixel where the head's centre projects.
     centre = scene.means[head].mean(0)
     p = camera.viewmats[0] @ torch.cat([centre, torch.ones(1)])
     u, v = ((camera.Ks[0] @ p[:3]) / p[2])[:2].tolist()
-    count = masking.apply_click(session, click_from_pixel(camera, u, v))
+    t = time.monotonic()
+    assert masking.apply_click(session, click_from_pixel(camera, u, v)) == 0  # answers at once: work is queued
+    assert time.monotonic() - t < 1.0
+    task, messages = _wait_task(session)
+    assert task.state == "done", task.message
+    assert any("views segmented" in m for m in messages) and any("lifting" in m for m in messages)
     assert segmenter.calls >= 2  # the clicked view and orbit views around the point
     selected = session.selection > 0.5
     iou = float((selected & head).sum()) / float((selected | head).sum())
-    assert count == int(selected.sum()) and iou > 0.6, iou
-    assert session.lift is not None
+    assert iou > 0.6, iou
+    assert session.lift is not None and session.threshold == 0.5
+    count = session.selected_count()
     # The threshold slider re-cuts the same soft weights: everything at 0, less at 0.99.
     assert masking.set_threshold(session, 0.0) >= count >= masking.set_threshold(session, 0.99)
+
+
+def test_sam_click_can_be_cancelled_and_changes_nothing(toy, app_session):
+    scene, ids, names = toy
+    session, masking, segmenter, jobs = app_session
+    session.tool, session.sam_views = "sam", 6
+    slow = segmenter.segment
+
+    def slow_segment(*a, **k):
+        time.sleep(0.3)
+        return slow(*a, **k)
+
+    segmenter.segment = slow_segment
+    camera = session.view.cameras(160, 120)
+    centre = scene.means.mean(0)
+    p = camera.viewmats[0] @ torch.cat([centre, torch.ones(1)])
+    u, v = ((camera.Ks[0] @ p[:3]) / p[2])[:2].tolist()
+    masking.apply_click(session, click_from_pixel(camera, u, v))
+    deadline = time.monotonic() + 60
+    while session.mask_task.state != "running" and time.monotonic() < deadline:
+        time.sleep(0.01)
+    jobs.cancel_mask_task(session)
+    task, _ = _wait_task(session)
+    assert task.state == "cancelled" and session.selected_count() == 0 and session.lift is None
 
 
 def test_sam_without_a_checkpoint_says_what_to_download(toy, tmp_path):
