@@ -91,11 +91,14 @@ def build_scene_panel(ctx: AppContext) -> None:
         try:
             bundle = backend.open_scene(path)
         except (ValueError, OSError) as exc:
-            raise gr.Error(str(exc)) from exc
+            raise gr.Error(user_facing(str(exc), path)) from exc
         ctx.jobs.load_scene(session, bundle)
         return info_markdown(session)
 
-    ctx.changed(upload.upload(open_file, upload, info, api_name="open_scene"))
+    # The upload box empties after every upload (a rejected file must not stay there; the scene facts name
+    # the opened one).
+    ctx.changed(upload.upload(open_file, upload, info, api_name="open_scene")).then(
+        lambda: None, None, upload, show_progress="hidden", api_visibility="private")
 
     def open_default(request: gr.Request) -> str:
         session = ctx.session(request)

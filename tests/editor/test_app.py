@@ -127,8 +127,9 @@ def test_upload_cap_and_bad_files(app, tmp_path):
         client.predict(handle_file(str(big)), api_name="/open_scene")
     junk = tmp_path / "junk.ply"
     junk.write_bytes(b"ply\nformat ascii 1.0\nend_header\n")
-    with pytest.raises(AppError, match="junk.ply"):
+    with pytest.raises(AppError, match="junk.ply") as refused:
         client.predict(handle_file(str(junk)), api_name="/open_scene")
+    assert "/tmp/" not in str(refused.value) and "gradio" not in str(refused.value)  # the user's name, no temp path
     small = tmp_path / "small.ply"
     save(random_scene(50, seed=2), small)
     info = client.predict(handle_file(str(small)), api_name="/open_scene")
