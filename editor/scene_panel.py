@@ -40,6 +40,15 @@ def info_markdown(session: Session) -> str:
     return "\n".join(rows)
 
 
+def user_facing(message: str, path: str) -> str:
+    """An error about an uploaded file, naming the file the user chose instead of the server's temporary
+    path (Gradio stores uploads as /tmp/gradio/<hash>/<name>)."""
+    name = Path(path).name
+    for spelled in {str(Path(path)), str(Path(path).resolve()), path}:
+        message = message.replace(spelled, name)
+    return message.replace(str(Path(path).parent) + "/", "")
+
+
 def build_scene_panel(ctx: AppContext) -> None:
     exts = backend.readable_extensions()
     upload = gr.File(
