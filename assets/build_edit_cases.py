@@ -84,30 +84,45 @@ def _cone_hat(base_z: float, centre_xy, scale_like: torch.Tensor, sh_rest: int, 
     )
 
 
-def edit_cases(names: tuple[str, ...] | None = None, seed: int = 0) -> list[EditCase]:
-    """The ground-truth cases (all, or those named), built from the bundled default scene."""
+def _cropped(scene, ids: torch.Tensor, part_index: int, crop: float | None, above: float = 0.0):
+    """(scene, ids) cut down to the Gaussians within `crop` x the part's radius of its centre (raised by `above`
+    so a hat's space is kept), or unchanged when crop is None: small scenes for fast tests."""
+    if crop is None:
+        return scene, ids
+    means = scene.means[ids == part_index]
+    centre = means.mean(0) + torch.tensor([0.0, 0.0, above])
+    reach = float((means - means.mean(0)).norm(dim=-1).max()) + above
+    keep = (scene.means - centre).norm(dim=-1) <= crop * reach
+    return scene.subset(keep), ids[keep]
+
+
+def edit_cases(names: tuple[str, ...] | None = None, seed: int = 0, crop: float | None = None) -> list[EditCase]:
+    """The ground-truth cases (all, or those named), built from the bundled default scene. With `crop`, each
+    case's scene is cut down to its part's neighbourhood (see `_cropped`) — the same edit on fewer Gaussians."""
     from assets.default_scene import load_default_scene
     from engine.edit_region import Box
     from engine.reference_prior import recolour_part
     from engine.scene import GaussianScene
 
-    scene, part_ids, part_names = load_default_scene()
-    ids = torch.as_tensor(part_ids).long()
-    part = lambda n: ids == part_names.index(n)  # noqa: E731
-    n = len(scene)
+    full, part_ids, part_names = load_default_scene()
+    full_ids = torch.as_tensor(part_ids).long()
     cases: list[EditCase] = []
     want = lambda c: names is None or c in names  # noqa: E731
 
+    def around(part: str, above: float = 0.0):
+        scene, ids = _cropped(full, full_ids, part_names.index(part), crop, above)
+        return scene, ids == part_names.index(part)
+
     if want("recolour_scarf"):
-        sel = part("scarf")
+        scene, sel = around("scarf")
         cases.append(EditCase("recolour_scarf", "recolour", "a toy robot with a blue scarf", "a toy robot with a red scarf",
                               scene, sel.float(), recolour_part(scene, sel, (0.15, 0.32, 0.88)), changed=sel))
     if want("recolour_body"):
-        sel = part("body")
+        scene, sel = around("body")
         cases.append(EditCase("recolour_body", "recolour", "a toy robot with a green body", "a toy robot with a blue body",
                               scene, sel.float(), recolour_part(scene, sel, (0.20, 0.72, 0.28)), changed=sel))
     if want("reshape_antenna"):
-        sel = part("antenna")
+        scene, sel = around("antenna")
         z = scene.means[:, 2]
         top = float(z[sel].max())
         ball_radius = 0.035 / 1.08  # the builder's ball radius after scaling the robot to 1 unit tall
@@ -122,7 +137,7 @@ def edit_cases(names: tuple[str, ...] | None = None, seed: int = 0) -> list[Edit
                               "a toy robot with a small ball on its antenna", scene, sel.float(),
                               scene.replace(means=means, scales=scales), changed=ball))
     if want("add_hat"):
-        sel = part("head")
+        scene, sel = around("head", above=HAT_HEIGHT)
         head = scene.means[sel]
         top = float(head[:, 2].max())
         cx, cy = float(head[:, 0].mean()), float(head[:, 1].mean())
@@ -130,14 +145,14 @@ def edit_cases(names: tuple[str, ...] | None = None, seed: int = 0) -> list[Edit
         target = GaussianScene.concat([scene, hat])
         box = Box((cx - HAT_RADIUS - 0.03, cy - HAT_RADIUS - 0.03, top - 0.02),
                   (cx + HAT_RADIUS + 0.03, cy + HAT_RADIUS + 0.03, top + HAT_HEIGHT + 0.04))
-        changed = torch.cat([torch.zeros(n, dtype=torch.bool), torch.ones(len(hat), dtype=torch.bool)])
+        changed = torch.cat([torch.zeros(len(scene), dtype=torch.bool), torch.ones(len(hat), dtype=torch.bool)])
         cases.append(EditCase("add_hat", "add", "a toy robot wearing a purple cone hat", "a toy robot",
                               scene, sel.float(), target, boxes=(box,), changed=changed))
     if want("remove_antenna"):
-        sel = part("antenna")
+        scene, sel = around("antenna")
         cases.append(EditCase("remove_antenna", "remove", "a toy robot without an antenna",
                               "a toy robot with an antenna", scene, sel.float(), scene.subset(~sel),
-                              changed=torch.zeros(n - int(sel.sum()), dtype=torch.bool)))
+                              changed=torch.zeros(len(scene) - int(sel.sum()), dtype=torch.bool)))
     return cases
 
 

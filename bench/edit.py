@@ -8,6 +8,11 @@ at 512x512 on a random scene of --gaussians Gaussians (10% masked): ms per step 
 
     python bench/edit.py [--steps 10] [--warmup 2] [--gaussians 1000000] [--skip-cpu]
 
+Each method's entry also splits the steady-state step into render / encode / unet / backward / optimizer / other
+(ms per step; "encode" is the VAE forward, its backward is in "backward"; "other" is views, region masks,
+timestep draws, bookkeeping), measured by timing wrappers around engine.edit's render, the model's
+encode_images / predict_noise, Tensor.backward and the optimizer step (with CUDA syncs on a GPU).
+
 Steady-state figures: the first `--warmup` steps (JIT compiles, RoMaP's first anchors) are excluded and reported
 as `first_steps_s`; densification does not start within a short run. On a busy machine set OMP_NUM_THREADS=1.
 """
@@ -48,6 +53,28 @@ def bench_scene():
         return scene, (part_ids == 0).float(), "two-part test scene (300 Gaussians)"
 
 
+class PhaseTimer:
+    """Wraps callables so that their wall time (synced on CUDA) adds up per phase, for steps after `warmup`."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device, self.totals, self.active = device, {}, False
+
+    def wrap(self, phase: str, fn):
+        def timed(*args, **kwargs):
+            if not self.active:
+                return fn(*args, **kwargs)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            t0 = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize(self.device)
+                self.totals[phase] = self.totals.get(phase, 0.0) + time.perf_counter() - t0
+        return timed
+
+
 def time_edit(scene, mask, model, method: str, *, resolution: int, steps: int, warmup: int,
               anchor_views: int = 4) -> dict:
     config = EditConfig(prompt="a red part", source_prompt="a blue part", method=method, steps=warmup + steps,
@@ -58,18 +85,38 @@ def time_edit(scene, mask, model, method: str, *, resolution: int, steps: int, w
         torch.cuda.synchronize(device)
         torch.cuda.reset_peak_memory_stats(device)
 
+    timer = PhaseTimer(device)
+
     def on_event(event) -> None:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         marks[event.step] = time.perf_counter()
+        timer.active = event.step >= warmup
 
-    start = time.perf_counter()
-    run_edit(scene, mask, config, model, on_event=on_event)
+    import engine.edit as edit_module
+
+    saved = {"render": edit_module._render, "step": edit_module._gate_and_step, "backward": torch.Tensor.backward,
+             "encode": getattr(model, "encode_images"), "unet": getattr(model, "predict_noise")}
+    edit_module._render = timer.wrap("render", saved["render"])
+    edit_module._gate_and_step = timer.wrap("optimizer", saved["step"])
+    torch.Tensor.backward = timer.wrap("backward", saved["backward"])
+    model.encode_images = timer.wrap("encode", saved["encode"])
+    model.predict_noise = timer.wrap("unet", saved["unet"])
+    try:
+        start = time.perf_counter()
+        run_edit(scene, mask, config, model, on_event=on_event)
+    finally:
+        edit_module._render, edit_module._gate_and_step = saved["render"], saved["step"]
+        torch.Tensor.backward = saved["backward"]
+        del model.encode_images, model.predict_noise
     timed = marks[warmup + steps] - marks[warmup]
+    split = {k: round(1000 * v / steps, 2) for k, v in sorted(timer.totals.items())}
+    split["other"] = round(1000 * timed / steps - sum(split.values()), 2)
     entry = {
         "ms_per_step": round(1000 * timed / steps, 2),
         "steps_per_s": round(steps / timed, 3),
         "first_steps_s": round(marks[warmup] - start, 3),
+        "split_ms": split,
     }
     if device.type == "cuda":
         entry["peak_gpu_mem_gb"] = round(torch.cuda.max_memory_allocated(device) / 2**30, 2)

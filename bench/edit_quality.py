@@ -3,7 +3,8 @@
 The cases are assets/build_edit_cases.py's ground-truth edits of the bundled robot (recolour the scarf and the
 body, reshape the antenna ball, add a hat, remove the antenna). Each is edited with the reference prior of its
 target (the model spec `reference:TARGET`: the closed-form prior whose target for each sampled view is the
-target's render from that camera), so the ideal result is known; the metrics (engine/edit_quality.py) are taken
+target's render from that camera), so the ideal result is known; plus the demo a new user tries first (the
+robot's right half with `closed-form:#d02020`, whose ideal is that half recoloured); the metrics (engine/edit_quality.py) are taken
 on 12 held-out views at elevations and distances the edit never samples.
 
     python bench/edit_quality.py [--steps 500] [--res 128] [--case NAME ...] [--method sds,dds,romap]
@@ -40,8 +41,8 @@ def run_case(case, method: str, args, loop) -> dict:
                              resolution=args.res, preview_every=0, seed=args.seed)
     if hasattr(config, "region_boxes"):
         config.region_boxes = tuple(case.boxes)
-    model = ReferencePrior(case.target)
-    if args.loop == "before":  # the old loop never told a view-aware prior its cameras: do it for it
+    model = getattr(case, "model", None) or ReferencePrior(case.target)
+    if args.loop == "before" and isinstance(model, ReferencePrior):  # the old loop never told a view-aware prior its cameras: do it for it
         inner = loop._render_with_mask
 
         def told(scene, weights, cameras, cfg):
@@ -52,7 +53,7 @@ def run_case(case, method: str, args, loop) -> dict:
     start = time.perf_counter()
     result = loop.run_edit(case.scene, case.mask, config, model)
     seconds = time.perf_counter() - start
-    if args.loop == "before":
+    if args.loop == "before" and isinstance(model, ReferencePrior):
         loop._render_with_mask = inner
     selected = case.mask > 0.5
     orbit = loop.PartOrbit.around(case.scene, case.mask, config)
@@ -70,6 +71,23 @@ def run_case(case, method: str, args, loop) -> dict:
             "steps": args.steps, "seconds": round(seconds, 1), "steps_per_s": round(args.steps / seconds, 2)}
 
 
+def demo_case():
+    """What a new user tries first: the robot's right half (its -y side; it faces +x) with the demo prior
+    `closed-form:#d02020`. The ideal is that half recoloured red, nothing else changed."""
+    from assets.build_edit_cases import EditCase
+    from assets.default_scene import load_default_scene
+    from engine.guidance import load_guidance
+    from engine.reference_prior import recolour_part
+
+    scene, _, _ = load_default_scene()
+    half = scene.means[:, 1] < 0
+    model = load_guidance("closed-form:#d02020", device="cpu")
+    case = EditCase("demo_right_half_red", "recolour", "a robot whose right half is red", "a robot", scene,
+                    half.float(), recolour_part(scene, half, tuple(float(c) for c in model.target)), changed=half)
+    case.model = model
+    return case
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=500)
@@ -82,7 +100,11 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     loop = importlib.import_module("engine._edit_before" if args.loop == "before" else "engine.edit")
     rows = []
-    for case in edit_cases(tuple(args.case) if args.case else None):
+    names = tuple(args.case) if args.case else None
+    cases = edit_cases(tuple(n for n in names if n != "demo_right_half_red") if names else None)
+    if names is None or "demo_right_half_red" in names:
+        cases.append(demo_case())
+    for case in cases:
         for method in args.method.split(","):
             row = run_case(case, method, args, loop)
             rows.append(row)

@@ -67,14 +67,16 @@ MAX_STEPS = 100_000
 class LearningRates:
     """Adam learning rate of each parameter group (raw parameters; see engine/scene.py)."""
 
-    means: float = 0.0005
-    """Positions, as a fraction of the part's framing radius per step (scaled by it at the start)."""
-    scales: float = 0.005
-    """Log-scales."""
+    means: float = 0.0015
+    """Positions, as a fraction of the part's framing radius per step (scaled by it at the start). Larger
+    than a reconstruction's because a reshape must move Gaussians by a good part of the part's size within a
+    few hundred steps; the edit region bounds where they can go."""
+    scales: float = 0.01
+    """Log-scales (2x DreamGaussian's: a reshape that doubles a part's size needs log 2 = 0.69 of travel)."""
     quats: float = 0.001
     """Unnormalized quaternions."""
-    opacities: float = 0.02
-    """Opacity logits."""
+    opacities: float = 0.05
+    """Opacity logits (3DGS's and DreamGaussian's 0.05: removing a part takes its logits from ~4 to below -5)."""
     sh0: float = 0.03
     """Degree-0 colour coefficients (colour = 0.282 * sh0 + 0.5): the group an appearance edit moves most.
     Under Adam 0.03 moves a colour by up to ~0.0085 per step: yellow -> blue (~2.8 units of sh0) fits in a
@@ -152,7 +154,10 @@ class EditConfig:
     up: tuple[float, float, float] = (0.0, 0.0, 1.0)
     """World up direction for the orbit."""
     background: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    """Background colour of the renders."""
+    """Background colour of the renders (previews always use it)."""
+    random_background: float = 0.5
+    """Probability that a step (RoMaP: a refresh of the anchor pool) renders over a random colour instead: a
+    removed Gaussian must become transparent, not background-coloured (DreamFusion's augmentation)."""
     preview_every: int = 10
     """Emit a preview image every this many steps (0: never)."""
     preview_resolution: int = 256
@@ -285,6 +290,8 @@ def check_edit_inputs(scene: GaussianScene, mask_weights, config: EditConfig, mo
         raise ValueError(f"preview_every must be >= 0, got {config.preview_every}")
     if config.edit not in EDIT_KINDS:
         raise ValueError(f"unknown edit kind {config.edit!r}; choose one of {', '.join(EDIT_KINDS)}")
+    if not 0.0 <= config.random_background <= 1.0:
+        raise ValueError(f"random_background must be a probability in [0, 1], got {config.random_background}")
     if not 0.0 <= config.appearance_fraction <= 1.0:
         raise ValueError(f"appearance_fraction must be in [0, 1], got {config.appearance_fraction}")
     if not (math.isfinite(config.region_margin) and config.region_margin >= 0):
@@ -504,14 +511,32 @@ def edit_prior(model, original: GaussianScene, selected: Tensor, config: EditCon
     return model
 
 
-def _render(scene: GaussianScene, cameras: Cameras, config: EditConfig):
-    return render(scene, cameras.to(scene.device, scene.dtype), background=tuple(config.background),
-                  backend=config.render_backend)
+def _render(scene: GaussianScene, cameras: Cameras, config: EditConfig, background=None):
+    bg = tuple(config.background) if background is None else tuple(background)
+    return render(scene, cameras.to(scene.device, scene.dtype), background=bg, backend=config.render_backend)
 
 
-def _render_plain(scene: GaussianScene, cameras: Cameras, config: EditConfig) -> Tensor:
+def _render_plain(scene: GaussianScene, cameras: Cameras, config: EditConfig, background=None) -> Tensor:
     with torch.no_grad():
-        return _render(scene, cameras, config).rgb
+        return _render(scene, cameras, config, background).rgb
+
+
+def _draw_background(config: EditConfig, generator: torch.Generator) -> tuple[float, float, float]:
+    """`config.background`, or with probability `random_background` a uniformly random colour: over a
+    background of one known colour, "this Gaussian is gone" and "this Gaussian has the background's colour"
+    render the same, and a removal stalls at the second; a changing background tells them apart."""
+    u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+    if u[0] < config.random_background:
+        return (u[1], u[2], u[3])
+    return tuple(float(c) for c in config.background)
+
+
+def _tell_views(model, cameras: Cameras, background) -> None:
+    """A view-aware prior renders its targets from these cameras over this background."""
+    if isinstance(model, ViewAwareModel):
+        if hasattr(model, "set_background"):
+            model.set_background(background)
+        model.set_views(cameras)
 
 
 def psnr(a: Tensor, b: Tensor, weight: Tensor | None = None) -> float:
@@ -627,7 +652,7 @@ def run_edit(
     needs_originals = config.method == "dds"
     preview_cam = orbit.ring(1, resolution=config.preview_resolution, offset_deg=30.0)
     preview_mask = region.project(preview_cam, device=device, backend=config.render_backend) if view_aware else None
-    preview_ideal = model.target_images(preview_cam) if view_aware else None
+    preview_ideal = None  # the ideal preview image of a view-aware prior (made at the first preview)
 
     anchors = anchor_pool = anchor_masks = None
     losses: dict[str, float] = {}
@@ -642,25 +667,28 @@ def run_edit(
         originals = step_anchors = None
         if config.method == "romap":
             if step % config.anchor_refresh == 0:  # a fresh pool of views, anchors from the current part
+                background = _draw_background(config, generator)  # one per pool: the anchors are drawn on it
                 anchor_pool = picker.sample(config.anchor_views, generator)
                 anchor_masks = region.project(anchor_pool, device=device, backend=config.render_backend)
-                anchors = _make_anchors(loss, model, state, anchor_pool, anchor_masks, config, step, generator)
+                anchors = _make_anchors(loss, model, state, anchor_pool, anchor_masks, config, step, generator,
+                                        background)
             pick = torch.randint(len(anchor_pool), (config.batch_size,), generator=generator)
             cameras = anchor_pool[pick]
             mask2d = anchor_masks[pick.to(anchor_masks.device)]
             step_anchors = anchors[pick.to(anchors.device)]
         else:
+            background = _draw_background(config, generator)
             cameras = picker.sample(config.batch_size, generator)
             mask2d = region.project(cameras, device=device, backend=config.render_backend)
-        if view_aware:
-            model.set_views(cameras)
+        _tell_views(model, cameras, background)
         if needs_originals:  # the same render path as the current views: equal scenes give equal images
-            originals = _render_plain(original, cameras, config)
+            originals = _render_plain(original, cameras, config, background)
 
-        out = _render(state.scene(), cameras, config)
+        out = _render(state.scene(), cameras, config, background)
         images = out.rgb
+        image_grad: dict[str, Tensor] = {}
         if images.requires_grad:
-            images.register_hook(lambda grad, m=mask2d: grad * m.to(grad.dtype))
+            images.register_hook(lambda grad, m=mask2d: _confine(grad, m, image_grad))
         means2d = out.meta.get("means2d")
         if isinstance(means2d, Tensor) and means2d.requires_grad:
             means2d.retain_grad()
@@ -688,13 +716,17 @@ def run_edit(
                     for key in counts:
                         counts[key] += getattr(refinement, key)
 
-        losses = {"loss": float(result.loss.detach()), **{k: float(v) for k, v in result.info.items()}}
+        losses = {"loss": float(result.loss.detach()), **{k: float(v) for k, v in result.info.items()},
+                  **_term_gradient_norms(image_grad.get("grad"), images, step_anchors, mask2d, loss)}
         if on_event is not None:
             done = step + 1
             elapsed = time.perf_counter() - start
             preview = snapshot = snapshot_mask = None
             if config.preview_every and (done % config.preview_every == 0 or done == config.steps):
                 rendered = _render_plain(state.scene().detach(), preview_cam, config)
+                if view_aware and preview_ideal is None:
+                    _tell_views(model, preview_cam, tuple(config.background))
+                    preview_ideal = model.target_images(preview_cam)
                 preview = to_uint8(rendered[0])
                 if preview_ideal is not None:
                     losses["psnr_ideal"] = psnr(rendered, preview_ideal.to(rendered.device), preview_mask)
@@ -712,15 +744,38 @@ def run_edit(
     )
 
 
+def _confine(grad: Tensor, mask2d: Tensor, keep: dict) -> Tensor:
+    """Image-gradient hook: remember the gradient (for the per-term norms), pass on its part inside the region."""
+    keep["grad"] = grad.detach()
+    return grad * mask2d.to(grad.dtype)
+
+
+def _term_gradient_norms(grad: Tensor | None, images: Tensor, anchors: Tensor | None, mask2d: Tensor,
+                         loss) -> dict[str, float]:
+    """How hard each loss term pushes the rendered pixels: the norm of its gradient w.r.t. the images.
+
+    The anchor term sum(m |x - a|) / B has the closed-form gradient w m sign(x - a) / B, so the distillation
+    term's share is the total minus that, with no second backward. Shown beside the loss so the balance of
+    RoMaP's anchor against SDS is measured, not guessed."""
+    if grad is None:
+        return {}
+    weight = getattr(loss, "anchor_weight", None)
+    if anchors is None or weight is None:
+        return {"grad_image": float(grad.norm())}
+    with torch.no_grad():
+        g_anchor = weight * mask2d.to(images.dtype) * torch.sign(images.detach() - anchors.to(images)) / images.shape[0]
+        norms = torch.stack([(grad - g_anchor).norm(), g_anchor.norm()]).tolist()
+    return {"grad_distill": norms[0], "grad_anchor": norms[1]}
+
+
 def _make_anchors(loss, model, state: MaskedParams, pool: Cameras, masks: Tensor, config: EditConfig, step: int,
-                  generator: torch.Generator) -> Tensor:
+                  generator: torch.Generator, background) -> Tensor:
     """RoMaP's part-edited images [P, H, W, 3] of a freshly drawn pool of views, made from the *current*
     renders and the region's projected mask. The first ones start from the scene after prior removal (so the
     old look does not anchor the edit); later refreshes start from the partly edited part at a lower SLaMP
     strength (t_start falls linearly to half its value by the last step), so they refine what the 3D edit
     already agrees on instead of re-inventing the part independently in every view."""
-    if isinstance(model, ViewAwareModel):
-        model.set_views(pool)
+    _tell_views(model, pool, background)
     slamp = getattr(loss, "slamp", None)
     if slamp is not None and step > 0:
         from dataclasses import replace
@@ -729,7 +784,7 @@ def _make_anchors(loss, model, state: MaskedParams, pool: Cameras, masks: Tensor
         loss.slamp = replace(slamp, t_start=max(strength, slamp.t_stop))
     try:
         with torch.no_grad():
-            images = _render_plain(state.scene().detach(), pool, config)
+            images = _render_plain(state.scene().detach(), pool, config, background)
             return loss.make_anchors(images, masks, generator=generator).detach()
     finally:
         if slamp is not None:

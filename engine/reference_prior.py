@@ -72,6 +72,10 @@ class ReferencePrior:
     def set_views(self, cameras: Cameras) -> None:
         self._prior = self._prior.with_target(self.target_images(cameras))
 
+    def set_background(self, background: tuple[float, float, float]) -> None:
+        """Targets from now on are rendered over this background (the caller renders over the same one)."""
+        self.background = tuple(float(c) for c in background)
+
     def with_background(self, background: tuple[float, float, float]) -> "ReferencePrior":
         """The same reference rendered over another background (the caller's renders must use the same one)."""
         if tuple(float(c) for c in background) == self.background:

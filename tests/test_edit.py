@@ -12,6 +12,7 @@ import torch
 
 from engine.densify import DensifyConfig
 from engine.edit import EditConfig, EditEvent, PartOrbit, check_edit_inputs, run_edit
+from engine.edit_region import EditRegion
 from engine.guidance.closed_form import ClosedFormPrior
 from engine.prior_removal import PriorRemoval
 from tests.edit_scenes import default_scene_part, masked_colour_error, params_equal, two_part_scene
@@ -125,10 +126,9 @@ def test_densify_adds_gaussians_only_inside_the_mask(scene_and_mask, model):
     assert int((result.mask > 0.5).sum()) == num_masked + result.num_split + result.num_cloned - result.num_pruned
     assert _outside_unchanged(scene, mask, result)
     new = result.scene.means[len(scene):]
-    head = scene.means[mask > 0.5]
-    lo, hi = head.min(0).values, head.max(0).values
-    pad = 3 * torch.exp(scene.scales).max()
-    assert bool(((new >= lo - pad) & (new <= hi + pad)).all())
+    orbit = PartOrbit.around(scene, mask, config)
+    region = EditRegion.around(scene, mask > 0.5, margin=config.region_margin * orbit.half_extent)
+    assert bool(region.contains(new).all())  # every child was born inside the edit region
 
 
 def test_prior_removal_resets_only_masked_colour(scene_and_mask, model):

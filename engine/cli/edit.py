@@ -33,7 +33,7 @@ DEFAULTS = {
     "edit": "auto", "region_margin": 0.5, "min_visible_fraction": 0.25,
 }
 EDIT_KINDS = ("auto", "appearance", "shape")
-LR_DEFAULTS = {"means": 0.0005, "scales": 0.005, "quats": 0.001, "opacities": 0.02, "sh0": 0.03, "shN": 0.0015}
+LR_DEFAULTS = {"means": 0.0015, "scales": 0.01, "quats": 0.001, "opacities": 0.05, "sh0": 0.03, "shN": 0.0015}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
