@@ -29,12 +29,15 @@ BACKGROUND = (1.0, 1.0, 1.0)
 
 @dataclass
 class SceneBundle:
-    """A scene plus what the UI knows about it: a name, and ground-truth parts when the file has them."""
+    """A scene plus what the UI knows about it: a name, ground-truth parts when the file has them, and its up
+    axis (detected on load by engine.io.up.detect_up, changed in the Scene panel)."""
 
     scene: GaussianScene
     name: str
     part_ids: Tensor | None = None  # [N] int64, index into part_names (bundled scene only)
     part_names: list[str] = field(default_factory=list)
+    up: tuple[float, float, float] = (0.0, 0.0, 1.0)
+    up_source: str = "default"  # how `up` was found: file / format / geometry / user / default
 
 
 # ---------------------------------------------------------------------------------------------- files
@@ -62,33 +65,42 @@ def default_scene(path: Path | None = None) -> SceneBundle:
 
         log.warning("assets.default_scene is missing; showing a random scene")
         return SceneBundle(random_scene(300, seed=0, extent=0.5), "random scene (default asset missing)")
+    from assets.default_scene import SCENE_PATH
+    from engine.io.up import detect_up
+
     scene, part_ids, names = load_default_scene()
-    return SceneBundle(scene, "default scene (toy robot)", torch.as_tensor(part_ids).long(), list(names))
+    guess = detect_up(SCENE_PATH, scene)
+    return SceneBundle(scene, "default scene (toy robot)", torch.as_tensor(part_ids).long(), list(names),
+                       up=guess.up, up_source=guess.source)
 
 
 def open_scene(path: Path | str) -> SceneBundle:
     """Read any format engine.io knows; errors are ValueError/OSError with the file and the problem."""
     from engine.io import load
+    from engine.io.up import detect_up
 
     path = Path(path)
     scene = load(path)
     if len(scene) == 0:
         raise ValueError(f"{path.name}: the file holds no Gaussians")
-    return SceneBundle(scene.detach().to("cpu", torch.float32), path.name)
+    guess = detect_up(path, scene)
+    return SceneBundle(scene.detach().to("cpu", torch.float32), path.name, up=guess.up, up_source=guess.source)
 
 
-def save_scene(scene: GaussianScene, path: Path | str) -> Path:
-    """Write `scene` in the format named by the file ending (.ply / .splat / .spz)."""
-    from engine.io import save
+def save_scene(scene: GaussianScene, path: Path | str, up=None) -> Path:
+    """Write `scene` in the format named by the file ending (.ply / .splat / .spz); a .ply records `up`."""
+    from engine.io.up import save_with_up
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save(scene, path)
+    save_with_up(scene, path, up)
     return path
 
 
 def scene_info(bundle: SceneBundle) -> dict:
-    """The facts the Scene panel shows: name, count, SH degree, bounds."""
+    """The facts the Scene panel shows: name, count, SH degree, bounds, up axis."""
+    from engine.up import format_up
+
     scene = bundle.scene
     lo, hi = scene.bounding_box()
     return {
@@ -98,6 +110,8 @@ def scene_info(bundle: SceneBundle) -> dict:
         "bounds_min": [round(float(v), 4) for v in lo],
         "bounds_max": [round(float(v), 4) for v in hi],
         "parts": list(bundle.part_names),
+        "up": format_up(bundle.up),
+        "up_source": bundle.up_source,
     }
 
 
@@ -182,8 +196,8 @@ def hide_gaussians(scene: GaussianScene, hidden: Tensor) -> GaussianScene:
 
 
 def turntable(scene: GaussianScene, path: Path | str, *, frames: int = 48, size: int = 384, fps: int = 24,
-              elevation: float = 20.0) -> Path:
-    """An .mp4 orbiting the scene once (engine renders, written with imageio's ffmpeg)."""
+              elevation: float = 20.0, up=(0.0, 0.0, 1.0)) -> Path:
+    """An .mp4 orbiting the scene once around its `up` (engine renders, written with imageio's ffmpeg)."""
     import imageio.v2 as imageio
 
     from engine.camera import framing_radius, orbit_cameras
@@ -194,29 +208,22 @@ def turntable(scene: GaussianScene, path: Path | str, *, frames: int = 48, size:
     center = (lo + hi) / 2
     radius = framing_radius(float((hi - lo).norm()) / 2, 45.0)
     azimuths = torch.linspace(0.0, 360.0, frames + 1)[:-1]
-    cams = orbit_cameras(center, radius, azimuths, [elevation], width=size, height=size, fov_y_deg=45.0)
+    cams = orbit_cameras(center, radius, azimuths, [elevation], width=size, height=size, fov_y_deg=45.0, up=up)
     with imageio.get_writer(path, fps=fps, codec="libx264", quality=7, macro_block_size=16) as writer:
         for i in range(frames):
             writer.append_data(render_view(scene, cams[i]))
     return path
 
 
-# Web splat viewers (Gradio's Model3D uses gsplat.js) expect the 3DGS capture convention, -y up; our scenes are
-# +z up. A +90 degree turn about x maps +z to -y (and +y to +z).
-_Z_UP_TO_Y_DOWN = torch.tensor([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-_Z_UP_TO_Y_DOWN_QUAT = torch.tensor([0.5**0.5, 0.5**0.5, 0.0, 0.0])  # (w, x, y, z) of the same turn
+# Web splat viewers (Gradio's Model3D uses gsplat.js) expect the 3DGS capture convention, -y up.
+WEB_VIEWER_UP = (0.0, -1.0, 0.0)
 
 
-def for_web_viewer(scene: GaussianScene) -> GaussianScene:
-    """A copy of `scene` turned from +z up to the -y-up convention of web splat viewers (display only).
-    View-dependent colour is dropped (degree 0): rotating SH bands is not worth it for a preview."""
+def for_web_viewer(scene: GaussianScene, up=(0.0, 0.0, 1.0)) -> GaussianScene:
+    """A copy of `scene` turned from its `up` to the -y-up convention of web splat viewers (display only; a
+    -y-up capture is not turned at all). View-dependent colour is dropped (degree 0): the web viewer's file
+    stays small."""
+    from engine.rotate import turn_scene
+
     scene = scene.detach().to("cpu", torch.float32).with_sh_degree(0)
-    w1, x1, y1, z1 = _Z_UP_TO_Y_DOWN_QUAT
-    w2, x2, y2, z2 = scene.quats.unbind(-1)
-    quats = torch.stack([  # Hamilton product r * q: rotate each Gaussian's frame by r
-        w1 * w2 - x1 * x2 - y1 * y2 - z1 * z2,
-        w1 * x2 + x1 * w2 + y1 * z2 - z1 * y2,
-        w1 * y2 - x1 * z2 + y1 * w2 + z1 * x2,
-        w1 * z2 + x1 * y2 - y1 * x2 + z1 * w2,
-    ], dim=-1)
-    return scene.replace(means=scene.means @ _Z_UP_TO_Y_DOWN.T, quats=quats)
+    return turn_scene(scene, up, WEB_VIEWER_UP)

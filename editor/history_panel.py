@@ -76,8 +76,8 @@ def build_history_panel(ctx: AppContext) -> None:
                 from . import backend
 
                 with session.lock:
-                    scene = session.scene
-                return str(backend.turntable(scene, folder / f"turntable-{stamp}.mp4"))
+                    scene, up = session.scene, session.up
+                return str(backend.turntable(scene, folder / f"turntable-{stamp}.mp4", up=up))
             return str(ctx.jobs.export(session, folder / f"scene-{stamp}.{kind}"))
         except (ValueError, OSError) as exc:
             raise gr.Error(str(exc)) from exc

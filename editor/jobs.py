@@ -112,7 +112,7 @@ class JobRunner:
         self._lock = threading.RLock()
         self._model_state: dict[str, dict] = {}
         self._job_ids: dict[int, str] = {}  # worker command id -> session id
-        self._generations: dict[int, str] = {}  # worker command id of a generation -> name of its scene
+        self._generations: dict[int, tuple] = {}  # worker command id of a generation -> (scene name, up)
         self._mirroring: set[str] = set()  # sessions whose state is being set from the worker (do not echo)
         self._last_sent: dict[str, torch.Tensor] = {}  # session id -> the mask the worker has
         self._last_parts: dict[str, dict] = {}  # session id -> the parts dict the worker has
@@ -171,9 +171,47 @@ class JobRunner:
     def load_scene(self, session: Session, bundle: SceneBundle) -> None:
         """Open a scene in the session; its history restarts there."""
         self._wait(self.worker.load_scene(session.id, bundle.scene, label=f"open {bundle.name}"))
-        self._mirror(session, bundle=SceneBundle(bundle.scene, bundle.name, bundle.part_ids, list(bundle.part_names)))
+        self._mirror(session, bundle=SceneBundle(bundle.scene, bundle.name, bundle.part_ids, list(bundle.part_names),
+                                                 bundle.up, bundle.up_source))
+        self._save_up(session)
         if session.viewer is not None:
             session.viewer.frame(session.view)
+
+    # The scene's up axis is kept beside the worker's autosave (UP_FILE in the session's folder), so a restored
+    # session comes back upright; a .ply export records it in its header.
+    UP_FILE = "up.json"
+
+    def set_up(self, session: Session, up) -> None:
+        """The user's up axis for the session's scene (the Scene panel): views are framed upright for it."""
+        session.set_up(up)
+        self._save_up(session)
+        if session.viewer is not None:
+            session.viewer.frame(session.view)
+
+    def _save_up(self, session: Session) -> None:
+        folder = getattr(self.worker, "workspace", None)
+        if folder is None:
+            return
+        import json
+
+        path = Path(folder) / session.id / self.UP_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"up": list(session.up), "source": session.bundle.up_source}))
+        tmp.replace(path)
+
+    def _saved_up(self, session_id: str) -> tuple[tuple[float, float, float], str]:
+        """(up, source) saved for an autosaved session; +z ("default") when none was saved."""
+        import json
+
+        from engine.up import normalize_up
+
+        folder = getattr(self.worker, "workspace", None)
+        try:
+            saved = json.loads((Path(folder) / session_id / self.UP_FILE).read_text())
+            return normalize_up(saved["up"]), str(saved.get("source", "file"))
+        except (TypeError, OSError, ValueError, KeyError):
+            return (0.0, 0.0, 1.0), "default"
 
     def saved_sessions(self, exclude: set[str] = frozenset()) -> list[tuple[str, str]]:
         """(description, id) of autosaved sessions, newest first, that a page can restore."""
@@ -200,19 +238,22 @@ class JobRunner:
             raise ValueError("an edit is running; cancel it before restoring")
         self._wait(self.worker.restore_session(session.id, source))
         scene, mask = self._wait(self.worker.snapshot(session.id, copy=False))
+        up, up_source = self._saved_up(source)
         self._mirroring.add(session.id)
         try:
-            session.set_bundle(SceneBundle(scene, f"restored session {source[:8]}"))
+            session.set_bundle(SceneBundle(scene, f"restored session {source[:8]}", up=up, up_source=up_source))
             if mask is not None:
                 session.set_selection(mask, label="restore", record=False)
         finally:
             self._mirroring.discard(session.id)
         with self._lock:
             self._last_sent[session.id] = session.selection
+        self._save_up(session)
         if session.viewer is not None:
             session.viewer.frame(session.view)
 
-    def adopt_result(self, session: Session, scene, mask, label: str, *, name: str | None = None) -> None:
+    def adopt_result(self, session: Session, scene, mask, label: str, *, name: str | None = None,
+                     up=(0.0, 0.0, 1.0)) -> None:
         """A result computed outside the worker (Space mode: editor.space's spaces.GPU edit or generation) becomes
         one history entry in the worker, and the session shows it (undo/redo/export then work as after a worker
         job). `name`: a new object (a generation) that opens like a loaded scene under that name, `up` its up."""
@@ -221,7 +262,8 @@ class JobRunner:
             self._mirror(session)
             return
         current, _ = self._wait(self.worker.snapshot(session.id, copy=False))
-        self._mirror(session, bundle=SceneBundle(current, name))
+        self._mirror(session, bundle=SceneBundle(current, name, up=tuple(up), up_source="generated"))
+        self._save_up(session)
         if session.viewer is not None:
             session.viewer.frame(session.view)
 
@@ -238,7 +280,12 @@ class JobRunner:
         self._mirror(session)
 
     def export(self, session: Session, path) -> str:
+        """Write the current scene; a .ply records the scene's up axis in its header (engine.io.up)."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
+        name = Path(path).name.lower()
+        if name.endswith(".ply") and not name.endswith(".compressed.ply"):
+            scene, _ = self._wait(self.worker.snapshot(session.id, copy=False))  # queued after earlier commands
+            return str(backend.save_scene(scene, path, up=session.up))
         return str(self._wait(self.worker.export(session.id, Path(path))))
 
     def _wait(self, future, timeout: float = COMMAND_TIMEOUT_S):
@@ -310,6 +357,7 @@ class JobRunner:
         if session.mask_task.active:
             raise ValueError("a SAM click is still being worked on: wait for its mask (or cancel it) first")
         config = settings.to_config(self.model_spec(session))
+        config.up = tuple(session.up)  # the edit's orbit cameras circle the scene's up axis
         check_edit_inputs(session.scene, session.selection, config)
         if not bool((session.selection > config.mask_threshold).any()):
             raise ValueError("nothing is selected: select the part to edit first (Mask tab)")
@@ -326,6 +374,8 @@ class JobRunner:
         parse_model_spec(spec)
         self.require_model(spec)
         config = settings.to_config(spec)
+        if settings.init == INIT_CURRENT:  # the primitives are built +z up (config.up's default)
+            config.up = tuple(session.up)
         check_generate_config(config)
         return config
 
@@ -362,7 +412,7 @@ class JobRunner:
             with self._lock:  # registered before the worker's first event can be matched against it
                 future = self.worker.start_generate(session.id, config, from_current=settings.init == INIT_CURRENT)
                 self._job_ids[future.command_id] = session.id
-                self._generations[future.command_id] = f"generated: {config.prompt.strip()[:60]}"
+                self._generations[future.command_id] = (f"generated: {config.prompt.strip()[:60]}", config.up)
             session.job.job_id = str(future.command_id)
         if session.viewer is not None:
             session.viewer.set_editing(True)
@@ -522,7 +572,9 @@ class JobRunner:
                     self._mirror(session)
                 else:  # a new object: open it like a loaded scene (fresh parts and view)
                     scene, _ = self._wait(self.worker.snapshot(session.id, copy=False))
-                    self._mirror(session, bundle=SceneBundle(scene, generated))
+                    name, up = generated
+                    self._mirror(session, bundle=SceneBundle(scene, name, up=tuple(up), up_source="generated"))
+                    self._save_up(session)
                     session.job_view = session.view
                     if session.viewer is not None:
                         session.viewer.frame(session.view)

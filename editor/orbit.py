@@ -1,8 +1,8 @@
 """OrbitView: the streamed viewer's camera as four numbers the orbit buttons and sliders change.
 
 The page (Space mode, share mode, and the "Render" tab locally) cannot move a camera with the mouse, so the
-camera is an orbit around a target: azimuth / elevation in degrees (the conventions of engine.camera, +z up)
-and a distance. `cameras()` turns it into engine Cameras.
+camera is an orbit around a target: azimuth / elevation in degrees (the conventions of engine.camera, around
+the scene's up axis) and a distance. `cameras()` turns it into engine Cameras.
 """
 
 from __future__ import annotations
@@ -14,22 +14,23 @@ FOV_Y_DEG = 50.0
 
 @dataclass(frozen=True)
 class OrbitView:
-    azimuth: float = 30.0  # degrees counter-clockwise around +z from +x
-    elevation: float = 20.0  # degrees above the horizontal plane
+    azimuth: float = 30.0  # degrees counter-clockwise around `up` from +x
+    elevation: float = 20.0  # degrees above the plane orthogonal to `up`
     radius: float = 3.0  # distance from the target
     target: tuple[float, float, float] = (0.0, 0.0, 0.0)
     fov_y: float = FOV_Y_DEG
+    up: tuple[float, float, float] = (0.0, 0.0, 1.0)  # the scene's up axis (SceneBundle.up)
 
     @classmethod
-    def framing(cls, lo, hi, *, azimuth: float = 30.0, elevation: float = 20.0) -> "OrbitView":
-        """A view that looks at the centre of the box [lo, hi] from far enough to see all of it."""
+    def framing(cls, lo, hi, *, azimuth: float = 30.0, elevation: float = 20.0, up=(0.0, 0.0, 1.0)) -> "OrbitView":
+        """A view that looks at the centre of the box [lo, hi] from far enough to see all of it, upright for `up`."""
         from engine.camera import framing_radius
 
         lo = [float(v) for v in lo]
         hi = [float(v) for v in hi]
         center = tuple((a + b) / 2 for a, b in zip(lo, hi))
         half = max(1e-3, 0.5 * sum((b - a) ** 2 for a, b in zip(lo, hi)) ** 0.5)
-        return cls(azimuth, elevation, framing_radius(half, FOV_Y_DEG), center)
+        return cls(azimuth, elevation, framing_radius(half, FOV_Y_DEG), center, up=tuple(float(c) for c in up))
 
     def rotated(self, d_azimuth: float = 0.0, d_elevation: float = 0.0) -> "OrbitView":
         elevation = max(-89.0, min(89.0, self.elevation + d_elevation))
@@ -52,5 +53,5 @@ class OrbitView:
 
         return orbit_cameras(
             torch.tensor(self.target), self.radius, [self.azimuth], [self.elevation],
-            width=width, height=height, fov_y_deg=self.fov_y,
+            width=width, height=height, fov_y_deg=self.fov_y, up=self.up,
         )

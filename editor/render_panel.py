@@ -83,7 +83,7 @@ def build_render_panel(ctx: AppContext) -> None:
             from .orbit import OrbitView
 
             lo, hi = session.scene.bounding_box(quantile=0.01 if len(session.scene) > 200 else 0.0)
-            session.view = OrbitView.framing(lo, hi)
+            session.view = OrbitView.framing(lo, hi, up=session.up)
         return move(request)
 
     reset.click(frame, [], **common)

@@ -37,7 +37,21 @@ def info_markdown(session: Session) -> str:
     ]
     if info["parts"]:
         rows.append(f"- Parts: {', '.join(info['parts'])}")
+    rows.append(f"- Up axis: <span id='scene-up'>{info['up']}</span> ({UP_SOURCES.get(info['up_source'], info['up_source'])})")
     return "\n".join(rows)
+
+
+# How the up axis was found (engine/io/up.py has the rule), as the Scene panel says it.
+UP_SOURCES = {"file": "from the file", "format": "the format's convention", "geometry": "guessed from the shape",
+              "user": "set here", "generated": "generated", "default": "default"}
+
+
+def up_choice(session: Session) -> str:
+    """The up dropdown's value for the session's scene (an axis name, or x,y,z for another direction)."""
+    from engine.up import format_up
+
+    with session.lock:
+        return format_up(session.up)
 
 
 def user_facing(message: str, path: str) -> str:
@@ -59,6 +73,11 @@ def build_scene_panel(ctx: AppContext) -> None:
     with gr.Row():
         default = gr.Button("Open the default scene", size="sm", elem_id="scene-default")
     info = gr.Markdown(elem_id="scene-info")
+    from engine.up import CHOICES
+
+    up = gr.Dropdown(list(CHOICES), value="+z", label="Up axis (orbits, edits and masks turn around it)",
+                     allow_custom_value=True, elem_id="scene-up-select",
+                     info="detected on load; change it if the scene lies on its side")
     with gr.Accordion("Restore an autosaved session", open=False):
         saved = gr.Dropdown(choices=[], label="Autosaved sessions (newest first)", elem_id="restore-select",
                             allow_custom_value=True)
@@ -117,6 +136,27 @@ def build_scene_panel(ctx: AppContext) -> None:
         return info_markdown(session)
 
     ctx.changed(default.click(open_default, None, info, api_name="open_default"))
+
+    def set_up(value: str, request: gr.Request) -> str:
+        from engine.up import parse_up
+
+        session = ctx.session(request)
+        try:
+            axis = parse_up(value or "")
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
+        with session.lock:
+            unchanged = max(abs(a - b) for a, b in zip(axis, session.up)) < 1e-9
+        if not unchanged:
+            ctx.jobs.set_up(session, axis)
+        return info_markdown(session)
+
+    ctx.changed(up.input(set_up, up, info, api_name="set_up"))
+    # Whatever changes the scene (open, default, restore, generate) updates the info: the dropdown follows it.
+    def show_up(request: gr.Request) -> str:
+        return up_choice(ctx.session(request))
+
+    info.change(show_up, None, up, api_visibility="private", show_progress="hidden")
 
 
 def generate_progress_html(job: JobStatus) -> str:

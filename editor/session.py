@@ -104,6 +104,24 @@ class Session:
     def scene(self):
         return self.bundle.scene
 
+    @property
+    def up(self) -> tuple[float, float, float]:
+        """The scene's up axis: every orbit (views, SAM views, edits, turntables, the web copy) circles it."""
+        return self.bundle.up
+
+    def set_up(self, up) -> None:
+        """The user's up axis for this scene: the view is framed again, upright for it."""
+        from dataclasses import replace
+
+        from engine.up import normalize_up
+
+        with self.lock:
+            self.bundle = replace(self.bundle, up=normalize_up(up), up_source="user")
+            lo, hi = self.scene.bounding_box(quantile=0.01 if len(self.scene) > 200 else 0.0)
+            self.view = OrbitView.framing(lo, hi, up=self.bundle.up)
+            self.record_change = False
+            self._changed()
+
     def _set_bundle(self, bundle: SceneBundle) -> None:
         self.bundle = bundle
         n = len(bundle.scene)
@@ -115,7 +133,7 @@ class Session:
             for index, name in enumerate(bundle.part_names):
                 self.parts[name] = (bundle.part_ids == index).float()
         lo, hi = bundle.scene.bounding_box(quantile=0.01 if n > 200 else 0.0)
-        self.view = OrbitView.framing(lo, hi)
+        self.view = OrbitView.framing(lo, hi, up=bundle.up)
 
     def set_bundle(self, bundle: SceneBundle) -> None:
         """A newly opened scene: selection, parts (ground truth if the bundle has them) and view restart; the
@@ -167,6 +185,7 @@ class Session:
                 scene, self.bundle.name,
                 self.bundle.part_ids if same_count else None,
                 self.bundle.part_names if same_count else [],
+                up=self.bundle.up, up_source=self.bundle.up_source,
             )
             if selection is not None:
                 self.selection = selection.detach().float().cpu()
@@ -325,7 +344,7 @@ class SessionRegistry:
             session = self._sessions.get(session_id)
         if session is None:
             base = self.base_bundle()
-            bundle = SceneBundle(base.scene, base.name, base.part_ids, list(base.part_names))
+            bundle = SceneBundle(base.scene, base.name, base.part_ids, list(base.part_names), base.up, base.up_source)
             safe_id = "".join(c for c in session_id if c.isalnum())[:32] or "session"
             fresh = Session(session_id, bundle, self.workspace / safe_id)
             with self._lock:

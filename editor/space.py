@@ -155,7 +155,7 @@ def stream_gpu_generate(ctx: AppContext, session: Session, settings, gpu_generat
         else:
             ctx.jobs.adopt_result(session, scene, torch.zeros(len(scene)),
                                   f"generate ({config.method}): {config.prompt}",
-                                  name=f"generated: {config.prompt.strip()[:60]}")
+                                  name=f"generated: {config.prompt.strip()[:60]}", up=config.up)
             state, message = "done", f"{summary['steps_done']} steps, {len(scene)} Gaussians on {summary['device']}"
         with session.lock:
             session.job.step = summary["steps_done"]
@@ -187,7 +187,7 @@ def _snapshot(session: Session) -> JobStatus:
 
 def build_model3d_tab(ctx: AppContext) -> None:
     """A tab with gr.Model3D showing the session's current scene (written as a 3DGS .ply on demand, turned to
-    the web viewers' -y-up convention; the History tab exports the scene as it is)."""
+    the web viewers' -y-up convention from the scene's up; the History tab exports the scene as it is)."""
     with gr.Tab("3D model", id="tab-model3d"):
         model3d = gr.Model3D(label="Current scene (splat .ply)", elem_id="model3d", height=480,
                              clear_color=(1.0, 1.0, 1.0, 1.0))
@@ -196,8 +196,8 @@ def build_model3d_tab(ctx: AppContext) -> None:
     def show(request: gr.Request) -> str:
         session = ctx.session(request)
         with session.lock:
-            scene = session.scene
+            scene, up = session.scene, session.up
         path = session.workspace / "model3d" / f"scene-{time.strftime('%H%M%S')}-{session.revision}.ply"
-        return str(backend.save_scene(backend.for_web_viewer(scene), path))
+        return str(backend.save_scene(backend.for_web_viewer(scene, up), path, up=backend.WEB_VIEWER_UP))
 
     refresh.click(show, None, model3d, api_name="model3d")

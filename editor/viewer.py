@@ -72,6 +72,7 @@ class SessionViewer:
         self._closed = False
         self._splats = None
         self._splat_count = -1
+        self._geometry = None  # (scene, SplatArrays): centres/covariances/opacities reused while the scene is the same
         self._scene = None
         self._mask = None
         self._editing = False
@@ -106,14 +107,18 @@ class SessionViewer:
             self._lock.notify()
 
     def frame(self, view) -> None:
-        """Point new clients (and the connected ones) at an OrbitView of the scene."""
+        """Point new clients (and the connected ones) at an OrbitView of the scene; the view's up (the scene's
+        up axis) is Viser's up, so its orbit controls turn the scene upright."""
         camera = view.cameras(64, 64)
         eye = camera.centers[0].double().numpy()
         target = np.asarray(view.target, dtype=np.float64)
-        self.server.initial_camera.up = (0.0, 0.0, 1.0)
+        up = tuple(float(c) for c in view.up)
+        self.server.scene.set_up_direction(up)
+        self.server.initial_camera.up = up
         self.server.initial_camera.position = tuple(eye)
         self.server.initial_camera.look_at = tuple(target)
         for client in self.server.get_clients().values():
+            client.camera.up_direction = np.asarray(up)
             client.camera.position = eye
             client.camera.look_at = target
 
@@ -262,7 +267,15 @@ class SessionViewer:
 
     def _push_splats(self) -> None:
         scene = self._scene
-        arrays = backend.splat_arrays(scene, self._mask, tint=bool(self.tint_checkbox.value))
+        tint = bool(self.tint_checkbox.value)
+        cached = self._geometry
+        if cached is not None and cached[0] is scene:  # a mask change: only the colours are new
+            arrays = backend.SplatArrays(cached[1].centers, cached[1].covariances,
+                                         backend.display_colors(scene, self._mask if tint else None).float().cpu().numpy(),
+                                         cached[1].opacities)
+        else:
+            arrays = backend.splat_arrays(scene, self._mask, tint=tint)
+            self._geometry = (scene, arrays)
         visible = not self.server_render_active
         if self._splats is None or self._splat_count != len(arrays.centers):
             if self._splats is not None:

@@ -149,18 +149,23 @@ def test_space_front_matter_is_valid_yaml():
 def test_model3d_copy_is_turned_to_y_down_without_changing_shapes():
     import torch
 
-    from editor.backend import _Z_UP_TO_Y_DOWN, for_web_viewer
+    from editor.backend import for_web_viewer
     from engine.render.projection import covariances_3d
     from engine.scene import random_scene
+    from engine.up import rotation_between
 
     scene = random_scene(50, seed=1, sh_degree=1)
-    turned = for_web_viewer(scene)
-    R = _Z_UP_TO_Y_DOWN
+    turned = for_web_viewer(scene)  # a +z-up scene (the default)
+    R = rotation_between((0, 0, 1), (0, -1, 0)).float()
     assert torch.allclose(turned.means, scene.means @ R.T)
     assert torch.allclose(covariances_3d(turned.quats, turned.scales), R @ covariances_3d(scene.quats, scene.scales) @ R.T,
                           atol=1e-5)
     assert torch.equal(turned.sh0, scene.sh0) and turned.sh_degree == 0
     assert torch.allclose(R @ torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0.0, -1.0, 0.0]))  # up becomes -y
+    capture = for_web_viewer(scene, up=(0.0, -1.0, 0.0))  # a -y-up capture is already what web viewers expect
+    assert torch.allclose(capture.means, scene.means) and torch.allclose(capture.quats, scene.quats)
+    sideways = for_web_viewer(scene, up=(1.0, 0.0, 0.0))
+    assert torch.allclose(sideways.means, scene.means @ rotation_between((1, 0, 0), (0, -1, 0)).float().T)
 
 
 def test_gpu_edit_stops_when_its_session_is_cancelled_and_returns_the_input():
