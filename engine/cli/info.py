@@ -1,9 +1,11 @@
 """`python -m engine info SCENE`: print what a scene file holds, as one JSON object.
 
-Output: {"path", "format", "count", "sh_degree", "bbox": {"min": [x, y, z], "max": [x, y, z]}, "notes"} where
+Output: {"path", "format", "count", "sh_degree", "bbox": {"min": [x, y, z], "max": [x, y, z]}, "up", "up_source",
+"notes"} where
 format is one of ply (3DGS), compressed_ply, splat, spz, sog, ksplat, mesh, point_cloud; bbox is null for an
 empty scene; notes says what the reader changed on the way in (e.g. "clamped_infinite_opacities": how many
-+/-Inf opacity logits of a .ply were read as fully opaque / transparent), {} when nothing.
++/-Inf opacity logits of a .ply were read as fully opaque / transparent), {} when nothing; up is the detected up
+axis ("+z", "-y", ... or "x,y,z") and up_source how it was found (file / format / geometry, engine/io/up.py).
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import argparse
 HELP = "print a scene file's format, Gaussian count, SH degree and bounding box as JSON"
 DESCRIPTION = (
     "Read a scene file and print one JSON object: "
-    '{"path", "format", "count", "sh_degree", "bbox": {"min": [x,y,z], "max": [x,y,z]}, "notes": {...}}. '
+    '{"path", "format", "count", "sh_degree", "bbox": {"min": [x,y,z], "max": [x,y,z]}, "up", "up_source", '
+    '"notes": {...}}. '
     "Readable formats: 3DGS .ply (INRIA layout, binary or ascii), SuperSplat .compressed.ply, antimatter15 "
     ".splat, Niantic .spz (versions 1-4), PlayCanvas SOG (.sog or meta.json), .ksplat (modes 0-2), meshes "
     "(.obj .glb .gltf .off .stl, mesh .ply) and point clouds (.ply .pcd .xyz), which are turned into Gaussians. "
@@ -33,6 +36,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def describe(path: str, spz_frame: str = "spec") -> dict:
     """The info record of one scene file (what `info` prints)."""
     from engine.io import detect_format, load
+    from engine.io.up import detect_up
+    from engine.up import format_up
 
     fmt = detect_format(path)
     notes: dict = {}
@@ -41,7 +46,9 @@ def describe(path: str, spz_frame: str = "spec") -> dict:
     if len(scene):
         lo, hi = scene.bounding_box()
         bbox = {"min": [float(v) for v in lo], "max": [float(v) for v in hi]}
+    up = detect_up(path, scene)
     return {"path": str(path), "format": fmt, "count": len(scene), "sh_degree": scene.sh_degree, "bbox": bbox,
+            "up": format_up(up.up), "up_source": up.source,
             "notes": {k: v for k, v in notes.items() if v}}  # fmt: skip
 
 

@@ -5,9 +5,9 @@ The rule, first match wins:
 1. **The file says so.** A .ply header comment `up X Y Z` (what `save_with_up` writes, e.g.
    `comment up 0 0 1`; axis names such as `comment up -y` are read too). Other formats have no place for it.
    The bundled robot carries `comment up 0 0 1`.
-2. **The format's capture convention.** 3DGS .ply files (INRIA layout), antimatter15 .splat and SuperSplat /
-   PlayCanvas .compressed.ply files come from COLMAP-style captures (OpenCV camera axes, the first camera
-   upright) or keep their frame: -y up. Niantic .spz stores RUB (y up) and engine.io.spz turns it into our frame
+2. **The format's capture convention.** 3DGS .ply files (INRIA layout), antimatter15 .splat, SuperSplat /
+   PlayCanvas .compressed.ply and SOG, and mkkellogg .ksplat files come from COLMAP-style captures (OpenCV
+   camera axes, the first camera upright) or are converted from them keeping the frame: -y up. Niantic .spz stores RUB (y up) and engine.io.spz turns it into our frame
    on load, which makes it -y up too. glTF (.glb/.gltf) is +y up by its specification, and OBJ by the habit of
    the tools that write it (Blender, Maya); STL (3D printing) is +z up.
 3. **Geometry**, for the rest (.off, mesh / point-cloud .ply, .pcd, .xyz): `engine.up.up_from_geometry`, the
@@ -27,7 +27,8 @@ from pathlib import Path
 from ..up import NEG_Y_UP, Up, format_up, normalize_up, parse_up, up_from_geometry
 
 UP_COMMENT = "up"  # keyword of the header comment: `comment up X Y Z`
-FORMAT_UP: dict[str, Up] = {"ply": NEG_Y_UP, "compressed_ply": NEG_Y_UP, "splat": NEG_Y_UP, "spz": NEG_Y_UP}
+FORMAT_UP: dict[str, Up] = {"ply": NEG_Y_UP, "compressed_ply": NEG_Y_UP, "splat": NEG_Y_UP, "spz": NEG_Y_UP,
+                            "sog": NEG_Y_UP, "ksplat": NEG_Y_UP}
 SUFFIX_UP: dict[str, Up] = {".glb": (0.0, 1.0, 0.0), ".gltf": (0.0, 1.0, 0.0), ".obj": (0.0, 1.0, 0.0),
                             ".stl": (0.0, 0.0, 1.0)}
 

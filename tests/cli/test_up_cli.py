@@ -43,6 +43,17 @@ def test_a_minus_y_capture_renders_like_the_z_up_original(turned_robot, tmp_path
     assert np.abs(original - sideways).mean() > 5
 
 
+def test_info_reports_the_detected_up(turned_robot, capsys):
+    import json
+
+    assert main(["info", str(SCENE_PATH)]) == 0
+    robot = json.loads(capsys.readouterr().out)
+    assert (robot["up"], robot["up_source"]) == ("+z", "file")
+    assert main(["info", str(turned_robot)]) == 0
+    turned = json.loads(capsys.readouterr().out)
+    assert (turned["up"], turned["up_source"]) == ("-y", "format")
+
+
 def test_up_option_overrides_detection(turned_robot, tmp_path):
     auto = render(turned_robot, tmp_path / "auto.png")
     assert np.array_equal(auto, render(turned_robot, tmp_path / "minus_y.png", "--up=-y"))
