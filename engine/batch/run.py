@@ -82,7 +82,9 @@ def run_batch(
         progress.finish(job, record)
 
     try:
-        if ray is None:
+        if not todo:
+            pass  # everything finished earlier: no runner (and no Ray cluster) needed
+        elif ray is None:
             from .local import run_local
 
             run_local(todo, out_dir, options, retries=retries, on_start=on_start, on_finish=on_finish,

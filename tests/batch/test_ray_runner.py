@@ -14,6 +14,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install ray):
                                         "the in-process runner is tested in test_run_local.py")
 
 from assets.default_scene import PART_IDS_PATH, SCENE_PATH, load_default_scene_info  # noqa: E402
+from engine.__main__ import main  # noqa: E402
 from engine.batch.metrics import EvalOptions  # noqa: E402
 from engine.batch.ray_runner import RayOptions, connect  # noqa: E402
 from engine.batch.run import run_batch  # noqa: E402
@@ -99,13 +100,22 @@ def test_dead_worker_retried(first_run):
     assert "worker process died" in records["dies-always"]["error"]
 
 
-def test_second_run_skips_finished_jobs(first_run):
+def test_jobs_asking_for_more_than_the_cluster_has_are_refused(first_run, tmp_path):
+    jobs_file, _, _ = first_run
+    with pytest.raises(ValueError, match=r"asks for 1 GPU\(s\) but this machine's Ray cluster has 0"):
+        run_batch(jobs_file, tmp_path / "out", options=OPTIONS, ray=RayOptions(gpus_per_job=1), quiet=True)
+
+
+def test_second_run_from_the_cli_skips_finished_jobs(first_run, capsys):
     jobs_file, out, _ = first_run
     before = _records(out)
-    report = run_batch(jobs_file, out, options=OPTIONS, retries=0, ray=RayOptions(address="local"), quiet=True,
-                       job_fn=maybe_die)
+    code = main(["batch", str(jobs_file), "--out", str(out), "--ray", "local", "--retries", "0", "--eval-views",
+                 "2", "--eval-resolution", "32"])
+    assert code == 1  # bad-mask and overflow fail again
+    assert "6 done, 2 failed, 5 skipped" in capsys.readouterr().out
     after = _records(out)
-    assert report.skipped == 5 and report.ran == 3
     for job_id in (*GOOD, "dies-once"):
-        assert after[job_id] == before[job_id]
-    assert {k for k, v in after.items() if v["status"] == "failed"} == {"bad-mask", "overflow", "dies-always"}
+        assert after[job_id] == before[job_id]  # skipped: records untouched
+    # the rest ran again, with the plain job function: dies-always now finishes
+    assert after["dies-always"]["status"] == "done" and after["dies-always"]["attempts"] == 1
+    assert {k for k, v in after.items() if v["status"] == "failed"} == {"bad-mask", "overflow"}
