@@ -159,12 +159,13 @@ def edit_job_metrics(job: Job, args, options: EvalOptions) -> dict[str, Any]:
 
     from .metrics import edit_metrics
 
-    original = load(args.scene)
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # GPU jobs render their evaluation views there too
+    original = load(args.scene).to(device)
     mask = as_mask(read_mask(args.mask), len(original))
-    edited = load(args.out)
+    edited = load(args.out).to(device)
     edited_mask = torch.as_tensor(np.load(args.mask_out)).float()
     target_path = job.evaluation.get("target") or reference_target(args.model)
-    target = load(target_path) if target_path else None
+    target = load(target_path).to(device) if target_path else None
     clip, clip_error = None, None
     if options.clip:
         from engine.guidance.base import ModelUnavailableError

@@ -97,7 +97,7 @@ def job_argv(job: Job, outputs: dict[str, str], parser: argparse.ArgumentParser)
             continue
         if value is None:
             continue
-        argv += [flag, str(value)]
+        argv.append(f"{flag}={value}")  # one token: a value starting with '-' is not taken for an option
     return argv
 
 

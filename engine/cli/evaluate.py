@@ -60,7 +60,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--mask-threshold must be in [0, 1), got {args.mask_threshold}")
     if args.out and not (Path(args.out).parent if str(Path(args.out).parent) else Path(".")).is_dir():
         raise UserError(f"{args.out}: folder does not exist")
-    original, edited = load(args.original), load(args.edited)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    original, edited = load(args.original).to(device), load(args.edited).to(device)
     try:
         mask = as_mask(read_mask(args.mask), len(original))
     except ValueError as exc:
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
                         "(the edit's --mask-out)")
     if not bool((mask > args.mask_threshold).any()):
         raise UserError(f"{args.mask}: no Gaussian has weight above {args.mask_threshold}")
-    target = load(args.target) if args.target else None
+    target = load(args.target).to(device) if args.target else None
     clip = None
     if args.clip:
         from engine.batch.clip import load_clip

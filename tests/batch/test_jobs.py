@@ -36,6 +36,12 @@ def test_jsonl_paths_resolved_against_the_file_and_options_parsed_like_the_cli(t
     assert args.no_densify is True and args.steps == 7 and args.method == "sds"
 
 
+def test_values_that_look_like_options_stay_values(tmp_path):
+    job = read_jobs(_write(tmp_path / "jobs.jsonl", {**EDIT, "prompt": "--steps 9", "t_min": 0.0}))[0]
+    args = job_namespace(job, output_options(job, tmp_path))
+    assert args.prompt == "--steps 9" and args.steps == 7
+
+
 def test_model_folder_next_to_the_jobs_file_is_resolved(tmp_path):
     (tmp_path / "models" / "sd").mkdir(parents=True)
     job = read_jobs(_write(tmp_path / "jobs.jsonl", {**EDIT, "model": "models/sd"}))[0]
