@@ -70,7 +70,11 @@ def connect(options: RayOptions):
         try:
             ray.init(address=options.address, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise OSError(f"cannot join the Ray cluster at {options.address!r}: {' '.join(str(exc).split())}") \
+            hint = ""
+            if any("Authentication" in type(e).__name__ for e in (exc, exc.__cause__, exc.__context__) if e):
+                hint = (" (the cluster uses token authentication: set RAY_AUTH_MODE=token and give its token in "
+                        "RAY_AUTH_TOKEN or ~/.ray/auth_token; `ray get-auth-token` on the head prints it)")
+            raise OSError(f"cannot join the Ray cluster at {options.address!r}: {' '.join(str(exc).split())}{hint}") \
                 from None
     return ray, True
 
