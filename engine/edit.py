@@ -711,6 +711,7 @@ def run_edit(
             if densifier.due(step):
                 refinement = _inside(densifier.refine(state.params, fallback_3d=fallback_3d, generator=generator),
                                      region)
+                densifier.reset(refinement.parent.numel(), densifier.grad_sum.device)  # rows after the region filter
                 if refinement.changed:
                     optimizer = _adopt_refinement(state, refinement, optimizer, lrs)
                     for key in counts:

@@ -59,7 +59,7 @@ def test_an_edit_that_wants_to_spread_stays_in_its_region(scene_and_mask):
     edited = result.mask > 0.5
     assert _outside_unchanged(scene, mask, result)
     assert bool(region.contains(result.scene.means[edited]).all()), "a trainable centre left the region"
-    moved = (result.scene.means[edited][: int((mask > 0.5).sum())] - scene.means[mask > 0.5]).norm(dim=-1)
+    moved = torch.cdist(result.scene.means[edited], scene.means[mask > 0.5]).min(dim=1).values
     assert float(moved.max()) > 0.01  # the adversary did move them (inside the region)
     cap = math.log(2.5 * float(torch.quantile(torch.exp(scene.scales[mask > 0.5]).amax(-1), 0.98)))
     assert float(result.scene.scales[edited].max()) <= cap + 1e-5
@@ -67,10 +67,10 @@ def test_an_edit_that_wants_to_spread_stays_in_its_region(scene_and_mask):
 
 
 class _OutsideOnly:
-    """A loss on the pixels outside the region only: it must not move anything."""
+    """A loss on the pixels outside the region's silhouette only: it must not move anything."""
 
     def __call__(self, images, *, mask2d, **kw):
-        return LossOutput(((1.0 - mask2d) * images).sum(), {})
+        return LossOutput(((mask2d == 0).to(images.dtype) * images).sum(), {})
 
 
 def test_pixels_outside_the_region_push_nothing(scene_and_mask):
@@ -118,7 +118,7 @@ def _quality(case, result, config):
 def test_recolour_demo_reaches_the_ideal_on_held_out_views(antenna_cases):
     case = antenna_cases["remove_antenna"]  # its input scene: the antenna and its surroundings
     selected = case.mask > 0.5
-    config = EditConfig(prompt="a blue antenna", steps=120, resolution=64, preview_every=0)
+    config = EditConfig(prompt="a blue antenna", steps=250, resolution=64, preview_every=0)
     result = run_edit(case.scene, case.mask, config, ClosedFormPrior(BLUE))
     ideal = recolour_part(case.scene, selected, BLUE)
     q = _quality(type(case)("recolour", "recolour", "", "", case.scene, case.mask, ideal, changed=selected),

@@ -85,7 +85,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         f"edited Gaussians stay inside it and no pixel outside it is pushed (default {d.region_margin})")
     p.add_argument("--region-box", action="append", default=[], metavar="X0,Y0,Z0,X1,Y1,Z1",
                    help="add an axis-aligned box (world units) to the edit region, e.g. empty space where something "
-                        "should be added; repeatable")
+                        "should be added; repeatable (write --region-box=-1,... when the first number is negative)")
     p.add_argument("--min-visible-fraction", type=float, default=d.min_visible_fraction,
                    help="redraw sampled views that see less than this fraction of the part "
                         f"(default {d.min_visible_fraction})")

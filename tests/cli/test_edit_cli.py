@@ -139,7 +139,7 @@ def test_cli_defaults_match_the_engine():
         "romap", 7, False, False, 0.5)
     boxed = cli.config_from_args(cli_parser().parse_args(
         ["s.ply", "--mask", "m.npy", "--prompt", "p", "--out", "o.ply", "--edit", "shape", "--region-margin", "0.2",
-         "--region-box", "0,0,0,1,1,1", "--region-box", "-1,-1,-1,0,0,0.5"]))
+         "--region-box", "0,0,0,1,1,1", "--region-box=-1,-1,-1,0,0,0.5"]))
     assert (boxed.edit, boxed.region_margin) == ("shape", 0.2)
     assert [(b.lo, b.hi) for b in boxed.region_boxes] == [((0, 0, 0), (1, 1, 1)), ((-1, -1, -1), (0, 0, 0.5))]
 
