@@ -12,7 +12,7 @@ Per level, method and part, the IoU averaged over seeds:
 - "all": over all Gaussians (hidden ones included: voting gives them 0, GALP fills them from neighbours);
 - "oracle_gap": mean over parts of (best IoU over thresholds 0.05..0.95) - (IoU at 0.5) on visible
   Gaussians: near 0 means 0.5 is the right cut (the weights are calibrated).
-Ablations: galp with one piece off (no_median, no_fit, no_view_dependent, no_silhouette, no_fill,
+Ablations (on the first --ablation-seeds seeds): galp with one piece off (no_median, no_fit, no_view_dependent, no_silhouette, no_fill,
 no_fill_unseen). --before FILE adds "before": a galp.py of an earlier commit, cut at its own suggested
 threshold (`git show e0fa0ad:engine/masks/galp.py > /tmp/galp_before.py`).
 
@@ -112,6 +112,8 @@ def accuracy(scene, ids, names, args) -> dict:
             masks, _ = corrupt_views(gts, level, seed=seed * 7919 + li)
             views = [MaskViews(cams, m) for cams, m in zip(groups, masks)]
             for name, lift in lifters.items():
+                if name in ABLATIONS and seed >= args.seed0 + args.ablation_seeds:
+                    continue
                 t0 = time.perf_counter()
                 weights, cut = lift(scene, views, vws)
                 times[name].append(time.perf_counter() - t0)
@@ -122,6 +124,8 @@ def accuracy(scene, ids, names, args) -> dict:
     for level in args.levels:
         row = {}
         for name, runs in results[level].items():
+            if not runs:
+                continue
             vis = np.mean([r["visible"] for r in runs], axis=0)
             all_ = np.mean([r["all"] for r in runs], axis=0)
             best = np.mean([r["best"] for r in runs], axis=0)
@@ -143,6 +147,7 @@ def accuracy(scene, ids, names, args) -> dict:
         "views": args.views,
         "sizes": args.sizes,
         "seeds": list(range(args.seed0, args.seed0 + args.seeds)),
+        "ablation_seeds": list(range(args.seed0, args.seed0 + min(args.seeds, args.ablation_seeds))),
         "visible_fraction": round(float(np.mean(visible)), 4),
         "iou": table,
         "time_s": {
@@ -218,6 +223,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed0", type=int, default=0, help="first seed (tune on 100+, report 0..)")
     parser.add_argument("--levels", default="0,0.1,0.25,0.4")
     parser.add_argument("--ablations", default=",".join(ABLATIONS), help="comma list, or 'none'")
+    parser.add_argument("--ablation-seeds", type=int, default=1, help="run the ablations on the first N seeds")
     parser.add_argument("--before", default=None, metavar="FILE", help="an earlier galp.py to compare")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--large", type=int, default=0, help="also time lifting on a scene of N Gaussians")

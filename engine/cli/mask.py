@@ -3,9 +3,9 @@
     python -m engine mask scene.ply --views DIR --method galp --out part.npy
     python -m engine mask scene.ply --click 30,15,256,200 --sam sam_vit_b_01ec64.pth --out part.npy
 
-MASK.npy holds float32 soft weights [N] in [0, 1] (0/1 with --threshold). Every input is checked before any
-work is done and the output is written to a temporary file and renamed, so a failure leaves nothing behind.
-A one-line JSON summary is printed on success.
+MASK.npy holds float32 soft weights [N] in [0, 1] (0/1 with --threshold); 0.5 is the calibrated cut.
+Every input is checked before any work is done and the output is written to a temporary file and renamed,
+so a failure leaves nothing behind. A one-line JSON summary is printed on success.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 
 from .common import UP_HELP
+
+DEFAULT_THRESHOLD = 0.5  # both methods give calibrated weights: > 0.5 = more likely in than out
 
 HELP = "lift multi-view 2D masks (a views folder, or SAM from one click) to a 3D per-Gaussian mask"
 DESCRIPTION = (
@@ -38,7 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="MASK.npy", required=True, help="where to write the per-Gaussian weights")
     parser.add_argument("--method", choices=("galp", "vote"), default="galp", help="lifting method (default galp)")
     parser.add_argument("--threshold", type=float, default=None, metavar="T",
-                        help="write hard 0/1 weights (weight > T) instead of soft ones")
+                        help="write hard 0/1 weights (weight > T) instead of soft ones; the soft weights are "
+                             "calibrated, so 0.5 (as likely in as out) is the natural cut and the default "
+                             "for the 'selected' count")
     parser.add_argument("--steps", type=int, default=None, metavar="N", help="3D-GALP optimisation steps")
     sam = parser.add_argument_group("SAM (with --click)")
     sam.add_argument("--sam", metavar="CHECKPOINT", help="SAM checkpoint file (.pth)")
@@ -131,8 +135,8 @@ def run(args: argparse.Namespace) -> int:
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)
-    cut = result.threshold if args.threshold is None else args.threshold
-    summary.update({"suggested_threshold": round(float(result.threshold), 4), "selected": int((weights > cut).sum())})
+    cut = DEFAULT_THRESHOLD if args.threshold is None else args.threshold
+    summary.update({"threshold": cut, "selected": int((weights > cut).sum())})
     print(json.dumps(summary))
     return 0
 

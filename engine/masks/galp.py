@@ -50,7 +50,7 @@ THRESHOLD = 0.5  # the calibrated cut: weight > 0.5 means "more likely in than o
 class GalpConfig:
     """Settings of 3D-GALP (tuned on bench/masks.py's tuning seeds 100+, whole-sphere views of 128-256 px)."""
 
-    steps: int = 24
+    steps: int = 16
     """Preconditioned gradient steps of the render fit over all views at once (0 = no fit: trusted vote)."""
     lr: float = 0.3
     """Initial step size in label units (cosine-decayed to lr / 20); labels live in [0, 1]."""
@@ -61,7 +61,10 @@ class GalpConfig:
     sh_decay: float = 0.05
     """L2 weight on the view-dependent coefficients: they may explain view disagreement, not the label."""
     robust_vote: bool = True
-    """Start from the weighted median of the views' shares instead of their weighted mean."""
+    """Start from a robust vote (the mean of the views' shares within `outlier_width` of their weighted median)
+    instead of their weighted mean."""
+    outlier_width: float = 0.3
+    """Shares further than this from the median count exp(-(distance / width)^2) in the robust vote."""
     view_trust: bool = True
     """Down-weight views whose mask disagrees with the current 3D consensus."""
     trust_rounds: int = 3
@@ -74,7 +77,7 @@ class GalpConfig:
     """Neighbours used by the fill of weakly seen and unseen Gaussians."""
     fill: bool = True
     """Fill weakly seen Gaussians from confidently labelled neighbours (certainty-weighted smoothing)."""
-    evidence_scale: float = 0.3
+    evidence_scale: float = 0.05
     """Certainty = e / (e + evidence_scale * median e), e = trusted compositing weight summed over views."""
     smoothing: float = 0.3
     """Weight of the neighbours' mean against a certainty of 1 in the fill."""
@@ -164,24 +167,25 @@ def galp(
     seen = visibility > VISIBILITY_EPS
 
     trust = [torch.ones(len(g), P) for g in groups]  # [C, P] per batch: how much each view's mask is believed
-    vote, evidence, spread = _evidence(batches, trust, N, P, cfg.robust_vote)
+    orders = _median_orders(torch.cat([b.gauss for b in batches]), torch.cat([b.share for b in batches])) \
+        if cfg.robust_vote else None
+    vote, evidence, spread = _evidence(batches, trust, N, P, cfg.robust_vote, cfg.outlier_width, orders)
     for _ in range(cfg.trust_rounds if cfg.view_trust else 0):
         certainty = _certainty(evidence, spread, seen, cfg.evidence_scale)
         trust = _trust(batches, vote, certainty, cfg.trust_width)
-        vote, evidence, spread = _evidence(batches, trust, N, P, cfg.robust_vote)
+        vote, evidence, spread = _evidence(batches, trust, N, P, cfg.robust_vote, cfg.outlier_width, orders)
 
     labels, losses = vote, []
     if cfg.steps > 0:
         labels, trust, losses = _fit(batches, trust, vote, cfg)
-        vote, evidence, spread = _evidence(batches, trust, N, P, cfg.robust_vote)
+        vote, evidence, spread = _evidence(batches, trust, N, P, cfg.robust_vote, cfg.outlier_width, orders)
 
     certainty = _certainty(evidence, spread, seen, cfg.evidence_scale)
-    if cfg.fill_unseen:
-        labels = _fill_unseen(labels.clone(), seen, means, max(cfg.knn, 1))
-    if cfg.fill and cfg.knn > 0:
+    if cfg.fill and cfg.knn > 0:  # unseen Gaussians have certainty 0: they take no part as neighbours
         labels = _fill_weak(labels, certainty, knn_graph(means, cfg.knn), cfg.smoothing, cfg.fill_iters, cfg.prior)
-    if not cfg.fill_unseen:
-        labels = torch.where(seen[:, None], labels, torch.zeros_like(labels))
+    labels = torch.where(seen[:, None], labels, torch.zeros_like(labels))
+    if cfg.fill_unseen:
+        labels = _fill_unseen(labels, seen, means, max(cfg.knn, 1))
     weights = labels.clamp(0.0, 1.0).T.contiguous()
     uncertainty = 1.0 - certainty.max(dim=1).values
     return GalpResult(weights, uncertainty, visibility, losses, trust)
@@ -195,8 +199,7 @@ def _fit(
     dc = init.clone().requires_grad_(True)
     sh1 = torch.zeros(N, 3, P, requires_grad=cfg.view_dependent)
     pixel_weight = _pixel_weight(batches, trust, N, P)
-    positive = pixel_weight[pixel_weight > 0]
-    floor = 0.05 * float(positive.median()) if len(positive) else 1.0
+    floor = 0.05 * _column_median(pixel_weight, pixel_weight > 0)  # [P]
     coverage = max(1.0, sum(float(b.loss_rows.sum()) for b in batches))
     losses = []
     for step in range(cfg.steps):
@@ -275,7 +278,8 @@ def _pixel_weight(batches: list[_Batch], trust: list[Tensor], N: int, P: int) ->
 
 
 def _evidence(
-    batches: list[_Batch], trust: list[Tensor], N: int, P: int, robust: bool = True
+    batches: list[_Batch], trust: list[Tensor], N: int, P: int, robust: bool = True, outlier_width: float = 0.3,
+    orders: list[Tensor] | None = None,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per Gaussian and part [N, P] each: the trusted vote, the trusted weight behind it, and the weighted
     mean absolute deviation of the views' shares from the vote (a share: the part of its weight inside the
@@ -292,7 +296,17 @@ def _evidence(
         gauss = torch.cat([b.gauss for b in batches])
         share = torch.cat([b.share for b in batches])
         weight = torch.cat([b.pair_area[:, None] * omega[b.view] for b, omega in zip(batches, trust)])
-        mean = torch.stack([_weighted_median(gauss, share[:, p], weight[:, p], N) for p in range(P)], dim=1)
+        if orders is None:
+            orders = _median_orders(gauss, share)
+        median = torch.stack(
+            [_weighted_median(gauss, share[:, p], weight[:, p], N, orders[p]) for p in range(P)], dim=1
+        )
+        # One reweighting step from the median (an M-estimator): views close to it count fully, so that
+        # consistent views give their mean (which is sharper than the median at part borders).
+        keep = torch.exp(-(((share - median[gauss]) / outlier_width) ** 2)) * weight
+        mean = torch.zeros(N, P).index_add_(0, gauss, keep * share) / torch.zeros(N, P).index_add_(
+            0, gauss, keep).clamp_min(1e-12)
+        mean = torch.where(w_sum > 0, mean, median)
     deviation = torch.zeros(N, P)
     for b, omega in zip(batches, trust):
         w = b.pair_area[:, None] * omega[b.view]
@@ -300,10 +314,18 @@ def _evidence(
     return mean.clamp(0.0, 1.0), w_sum, deviation / w_sum.clamp_min(1e-12)
 
 
-def _weighted_median(group: Tensor, value: Tensor, weight: Tensor, N: int) -> Tensor:
+def _median_orders(gauss: Tensor, share: Tensor) -> list[Tensor]:
+    """Per part, the order of the pairs by Gaussian, then by share (the shares do not change during a lift,
+    only the views' trust: the sort is done once)."""
+    return [torch.argsort(gauss.double() * 2.0 + share[:, p].double().clamp(0, 1)) for p in range(share.shape[1])]
+
+
+def _weighted_median(group: Tensor, value: Tensor, weight: Tensor, N: int, order: Tensor | None = None) -> Tensor:
     """[N]: per group (0..N-1) the weighted median of `value` (the smallest value whose cumulative weight
-    reaches half the group's total; 0 for empty groups). group, value, weight: [V]."""
-    order = torch.argsort(group.double() * 2.0 + value.double().clamp(0, 1))  # by group, then by value
+    reaches half the group's total; 0 for empty groups). group, value, weight: [V]; order: the pairs sorted by
+    group then value, when the caller has it."""
+    if order is None:
+        order = _median_orders(group, value[:, None])[0]
     g, v, w = group[order], value[order], weight[order].double()
     cum = torch.cumsum(w, 0)
     total = torch.zeros(N, dtype=torch.float64).index_add_(0, g, w)
@@ -321,10 +343,17 @@ def _weighted_median(group: Tensor, value: Tensor, weight: Tensor, N: int) -> Te
 def _certainty(evidence: Tensor, spread: Tensor, seen: Tensor, scale: float) -> Tensor:
     """[N, P] in [0, 1): e / (e + scale * median e) for the trusted weight e, times (1 - 2 * deviation) (views
     that split half and half about a Gaussian leave it uncertain however often they see it). Unseen: 0."""
-    positive = evidence[seen]
-    reference = float(positive.median()) if positive.numel() else 1.0
+    reference = _column_median(evidence, seen[:, None] & (evidence > 0))  # [P]
     certainty = evidence / (evidence + scale * reference + 1e-12) * (1.0 - 2.0 * spread).clamp_min(0.0)
     return torch.where(seen[:, None], certainty, torch.zeros_like(certainty))
+
+
+def _column_median(values: Tensor, where: Tensor) -> Tensor:
+    """[P]: the median of each column of values [N, P] over the rows where `where` [N, P] holds (1 if none)."""
+    return torch.stack([
+        values[where[:, p], p].median() if where[:, p].any() else values.new_tensor(1.0)
+        for p in range(values.shape[1])
+    ])
 
 
 def _fill_weak(

@@ -1,19 +1,22 @@
 import numpy as np
 import torch
 
-from engine.masks.evaluation import corrupt_masks, orbit_views, part_ious
-from engine.masks.galp import GalpConfig, _fill_unseen, _uncertainty, galp, suggest_threshold
+from engine.masks.contrib import compositing_weights
+from engine.masks.evaluation import corrupt_masks, ground_truth_masks, orbit_views, part_ious
+from engine.masks.galp import THRESHOLD, GalpConfig, _fill_unseen, _fill_weak, _weighted_median, galp
 from engine.masks.views_io import MaskViews
 
 
 def test_interior_gaussians_follow_the_enclosing_surface(shell):
     scene, inner = shell
     cams = orbit_views(scene, 8, width=32, height=32)
-    result = galp(scene, MaskViews(cams, torch.ones(8, 32, 32)), config=GalpConfig(steps=40))
+    result = galp(scene, MaskViews(cams, torch.ones(8, 32, 32)), config=GalpConfig(steps=10))
     assert (result.visibility[inner] < 1e-3).all()
     assert result.weights[0, inner].min() > 0.8  # voting gives them 0 (see test_lift_vote)
     assert result.weights[0, ~inner].mean() > 0.9
     assert (result.uncertainty[inner] == 1).all()
+    without = galp(scene, MaskViews(cams, torch.ones(8, 32, 32)), config=GalpConfig(steps=0, fill_unseen=False))
+    assert (without.weights[0, inner] == 0).all()
 
 
 def test_a_flipped_view_loses_the_trust_of_the_others(toy, toy_views):
@@ -21,26 +24,35 @@ def test_a_flipped_view_loses_the_trust_of_the_others(toy, toy_views):
     cams, vw, gt = toy_views
     masks = gt.clone()
     masks[5] = 1.0 - masks[5]  # SAM picked the background in view 5
-    masks[9, :, :, 2] = 0.0  # and missed the head in view 9
-    result = galp(scene, MaskViews(cams, masks), view_weights=[vw], config=GalpConfig(steps=60))
+    masks[9, :, :, 2] = masks[9, :, :, 1]  # and the body instead of the head in view 9
+    result = galp(scene, MaskViews(cams, masks), view_weights=[vw], config=GalpConfig(steps=10))
     trust = result.view_trust[0]  # [C, P]
     assert trust[5].max() < 0.2 and trust[9, 2] < 0.2
     others = [c for c in range(len(cams)) if c not in (5, 9)]
     assert trust[others].median() > 0.9
-    assert np.mean(part_ious(result.weights, ids, result.threshold)) > 0.95
+    assert result.threshold == THRESHOLD == 0.5
+    assert np.mean(part_ious(result.weights, ids, 0.5)) > 0.95
+
+
+def test_parts_are_independent_channels(toy, toy_views):
+    """Lifting several parts at once gives each part the weights it gets alone (no hidden coupling)."""
+    scene, ids, names = toy
+    cams, vw, gt = toy_views
+    masks, _ = corrupt_masks(gt, 0.25, seed=210)
+    cfg = GalpConfig(steps=6)
+    together = galp(scene, MaskViews(cams, masks[..., [2, 4]]), view_weights=[vw], config=cfg).weights
+    alone = galp(scene, MaskViews(cams, masks[..., [4]]), view_weights=[vw], config=cfg).weights
+    torch.testing.assert_close(together[1], alone[0], atol=1e-4, rtol=0)
 
 
 def test_views_of_two_sizes_are_fitted_together(toy):
     scene, ids, names = toy
     big = orbit_views(scene, 6, width=40, height=40)
     small = orbit_views(scene, 6, width=24, height=20)
-    from engine.masks.contrib import compositing_weights
-    from engine.masks.evaluation import ground_truth_masks
-
     groups = [MaskViews(c, ground_truth_masks(compositing_weights(scene, c), ids, 5)) for c in (big, small)]
-    result = galp(scene, groups, config=GalpConfig(steps=40))
+    result = galp(scene, groups, config=GalpConfig(steps=10))
     assert result.weights.shape == (5, len(scene))
-    assert len(result.view_trust) == 2
+    assert [t.shape for t in result.view_trust] == [(6, 5), (6, 5)]
     assert np.mean(part_ious(result.weights, ids, 0.5)) > 0.85
 
 
@@ -48,19 +60,27 @@ def test_loss_decreases(toy, toy_views):
     scene, ids, names = toy
     cams, vw, gt = toy_views
     masks, _ = corrupt_masks(gt, 0.25, seed=4)
-    result = galp(scene, MaskViews(cams, masks), view_weights=[vw], config=GalpConfig(steps=30))
-    assert result.losses[-1] < 0.5 * result.losses[0]
+    result = galp(scene, MaskViews(cams, masks), view_weights=[vw], config=GalpConfig(steps=12))
+    assert len(result.losses) == 12 and result.losses[-1] < result.losses[0]
 
 
-def test_uncertainty_ranks_labels_between_prototypes_and_hidden_gaussians_first():
-    dc = torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.5, 0.5], [1.0, 0.0], [0.0, 1.0]])
-    evidence_var = torch.tensor([0.0, 0.0, 0.2, 0.0, 0.0])
-    visibility = torch.tensor([5.0, 5.0, 5.0, 0.01, 0.0])
-    seen = visibility > 1e-3
-    u = _uncertainty(dc, evidence_var, visibility, seen, temperature=0.1)
-    assert u[4] == 1.0  # unseen
-    assert u[0] < 0.15 and u[1] < 0.15
-    assert u[2] > 0.3 and u[3] > 0.8  # between prototypes / barely visible
+def test_weighted_median():
+    group = torch.tensor([0, 0, 0, 1, 1, 2, 0])
+    value = torch.tensor([0.1, 0.9, 0.5, 1.0, 0.0, 0.3, 0.95])
+    weight = torch.tensor([1.0, 1, 1, 1, 3, 2, 0.5])
+    out = _weighted_median(group, value, weight, 4)
+    torch.testing.assert_close(out, torch.tensor([0.5, 0.0, 0.3, 0.0]))  # group 3 is empty
+
+
+def test_weakly_seen_gaussians_take_their_confident_neighbours_label():
+    """A chain 0-1-2-3-4: 0 and 4 are certain (1 and 0), 1-3 barely seen with wrong labels. The weak ones near
+    a certain neighbour follow it; the certain ones keep their labels."""
+    labels = torch.tensor([[1.0], [0.0], [0.9], [0.9], [0.0]])
+    certainty = torch.tensor([[0.9], [0.001], [0.001], [0.001], [0.9]])
+    neighbours = torch.tensor([[1, 1], [0, 2], [1, 3], [2, 4], [3, 3]])
+    out = _fill_weak(labels, certainty, neighbours, smoothing=0.3, iters=12, prior=0.01)
+    assert out[0] > 0.95 and out[4] < 0.05
+    assert out[1] > 0.5 and out[3] < 0.5  # each takes the side of its certain neighbour
 
 
 def test_fill_unseen_takes_the_nearest_seen_labels():
@@ -70,13 +90,3 @@ def test_fill_unseen_takes_the_nearest_seen_labels():
     out = _fill_unseen(labels.clone(), seen, means, k=2)
     torch.testing.assert_close(out[4:], torch.tensor([[1.0], [0.0]]))
     torch.testing.assert_close(out[:4], labels[:4])
-
-
-def test_suggested_threshold_separates_two_modes_and_stays_in_bounds():
-    g = torch.Generator().manual_seed(0)
-    low = torch.rand(500, generator=g) * 0.15
-    high = 0.8 + torch.rand(200, generator=g) * 0.2
-    t = suggest_threshold(torch.cat([low, high])[None])
-    assert 0.3 <= t <= 0.7 and float(low.max()) < t < float(high.min())
-    assert 0.3 <= suggest_threshold(torch.full((1, 10), 0.95)) <= 0.7
-    assert suggest_threshold(torch.zeros(1, 0)) == 0.5
