@@ -64,7 +64,7 @@ def connect(options: RayOptions):
         return ray, False
     if options.address == "local":
         path = os.pathsep.join(p for p in (_project_root(), os.environ.get("PYTHONPATH", "")) if p)
-        ray.init(num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False,
+        ray.init(address="local", num_cpus=options.num_cpus, include_dashboard=False, log_to_driver=False,
                  runtime_env={"env_vars": {"PYTHONPATH": path}})
     else:
         try:

@@ -66,6 +66,21 @@ def run_batch(
             cached_clip(options.clip)  # loaded once here, reused by every job of this process
         else:
             check_clip(options.clip)  # the workers load it; here only its config and tokenizer are checked
+    ray_module = None
+    if ray is not None and todo:
+        from .ray_runner import connect
+
+        ray_module, started = connect(ray)  # a cluster that cannot be reached fails here, before any work
+        if not started:
+            ray_module = None  # a caller's Ray session: theirs to shut down
+    try:
+        return _run(jobs, todo, skip, manifest, out_dir, options, retries, ray, quiet, job_fn)
+    finally:
+        if ray_module is not None:
+            ray_module.shutdown()
+
+
+def _run(jobs, todo, skip, manifest, out_dir, options, retries, ray, quiet, job_fn) -> BatchReport:
     for job in todo:
         reset_staging(out_dir, job.id)
     manifest.save()
