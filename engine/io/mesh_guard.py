@@ -16,6 +16,8 @@ import re
 import struct
 from pathlib import Path
 
+import numpy as np
+
 from .errors import FormatError
 from .ply_header import PlyHeader, read_ply_header
 
@@ -73,6 +75,75 @@ def check_ply_counts(path: Path, header: PlyHeader) -> None:
     if need > body:
         declared = ", ".join(f"{e.count} '{e.name}'" for e in header.elements)
         raise _too_small(path, declared, need, body)
+    if header.is_binary:
+        _check_binary_faces(path, header)
+
+
+def _check_binary_faces(path: Path, header: PlyHeader) -> None:
+    """Walk the face lists of a binary mesh .ply: every row must lie inside the file and every index refer to
+    a declared vertex. open3d's PLY reader crashes (SIGSEGV) on faces whose indices run past the vertices,
+    e.g. a file whose vertex count was lowered so the face rows are read from vertex bytes."""
+    vertex, face = header.element("vertex"), header.element("face")
+    if vertex is None or face is None or face.count == 0:
+        return
+    offset = header.header_size
+    for element in header.elements:
+        if element.name == "face":
+            break
+        if not element.is_fixed_size:
+            raise FormatError(path, f"unsupported PLY layout: element '{element.name}' with lists comes before 'face'")
+        offset += element.count * element.row_dtype(header.byteorder).itemsize
+    lists = [p for p in face.properties if p.is_list]
+    if len(lists) != 1 or lists[0].name not in ("vertex_indices", "vertex_index"):
+        raise FormatError(path, "unsupported PLY faces: expected one list property 'vertex_indices'")
+    order = header.byteorder
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = np.frombuffer(f.read(), np.uint8)
+    # rows: scalars before the list, the list count, its items, scalars after; the common case (every face a
+    # triangle or every face a quad) is one fixed-size view, anything else is walked row by row
+    index = face.properties.index(lists[0])
+    before = sum(int(p.type[1]) for p in face.properties[:index])
+    after = sum(int(p.type[1]) for p in face.properties[index + 1 :])
+    count_type = np.dtype(order + lists[0].list_count_type)
+    item_type = np.dtype(order + lists[0].type)
+    if len(data) < before + count_type.itemsize:
+        raise FormatError(path, "truncated: the file ends before its first face")
+    first = int(data[before : before + count_type.itemsize].view(count_type)[0])
+    row = before + count_type.itemsize + first * item_type.itemsize + after
+    indices = None
+    if 3 <= first <= 64 and len(data) >= row * face.count:
+        rows = data[: row * face.count].reshape(face.count, row)
+        counts = np.ascontiguousarray(rows[:, before : before + count_type.itemsize]).view(count_type)[:, 0]
+        if (counts == first).all():
+            start = before + count_type.itemsize
+            indices = np.ascontiguousarray(rows[:, start : start + first * item_type.itemsize]).view(item_type)
+    if indices is None:
+        indices = _walk_faces(path, data, face.count, before, after, count_type, item_type)
+    if indices.size and (indices.min() < 0 or indices.max() >= vertex.count):
+        raise FormatError(
+            path, f"corrupt mesh: faces refer to vertex {int(indices.max()) if indices.max() >= vertex.count else int(indices.min())} "
+            f"but the file declares {vertex.count} vertices (0..{vertex.count - 1})"
+        )
+
+
+def _walk_faces(path: Path, data: np.ndarray, count: int, before: int, after: int, count_type, item_type) -> np.ndarray:
+    """Face indices of variable-length rows, walked one row at a time (polygons of mixed sizes)."""
+    raw = data.tobytes()
+    at, out = 0, []
+    for i in range(count):
+        at += before
+        if at + count_type.itemsize > len(raw):
+            raise FormatError(path, f"truncated: the file ends inside face {i} of {count}")
+        k = int(np.frombuffer(raw, count_type, 1, at)[0])
+        at += count_type.itemsize
+        if k < 3:
+            raise FormatError(path, f"corrupt mesh: face {i} of {count} has {k} vertices (a face needs at least 3)")
+        if at + k * item_type.itemsize + after > len(raw):
+            raise FormatError(path, f"truncated or corrupt: face {i} of {count} declares {k} vertices past the end")
+        out.append(np.frombuffer(raw, item_type, k, at))
+        at += k * item_type.itemsize + after
+    return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
 def _text_head(path: Path, size: int = 1 << 16) -> tuple[bytes, int]:
@@ -100,6 +171,41 @@ def _check_off(path: Path) -> None:
     need = (3 * nv + 4 * nf) * ASCII_VALUE_BYTES
     if need > size:
         raise _too_small(path, f"{nv} vertices and {nf} faces", need, size)
+    _check_off_faces(path, nv, nf)
+
+
+def _check_off_faces(path: Path, nv: int, nf: int) -> None:
+    """Every OFF face line must be 'k i1 .. ik' with k >= 3 and indices of declared vertices: open3d's OFF
+    reader crashes (SIGSEGV) on a face with 0 vertices or indices past the vertex list."""
+    def words():  # non-empty lines without comments, streamed (the file may be large)
+        with open(path, "rb") as f:
+            for line in f:
+                split = line.split(b"#", 1)[0].split()
+                if split:
+                    yield split
+
+    lines = words()
+    first = next(lines, None)
+    if first is None:
+        return
+    if first[0].upper().endswith(b"OFF"):
+        first = first[1:] or next(lines, [])  # counts on the 'OFF' line or the next
+    for _ in range(nv):  # vertex lines
+        if next(lines, None) is None:
+            raise FormatError(path, f"truncated: {nv} vertices declared, the file ends before them")
+    faces = (next(lines, None) for _ in range(nf))
+    for i, words in enumerate(faces):
+        if words is None:
+            raise FormatError(path, f"truncated: {nf} faces declared, the file ends after {i}")
+        try:
+            k = int(words[0])
+            indices = [int(w) for w in words[1 : 1 + k]]
+        except ValueError:
+            raise FormatError(path, f"corrupt OFF: face {i} is not 'count index index ...'") from None
+        if k < 3 or len(indices) < k:
+            raise FormatError(path, f"corrupt OFF: face {i} lists {k} vertices (a face needs at least 3, all given)")
+        if min(indices) < 0 or max(indices) >= nv:
+            raise FormatError(path, f"corrupt OFF: face {i} refers to a vertex outside 0..{nv - 1}")
 
 
 def _check_pcd(path: Path) -> None:

@@ -37,6 +37,7 @@ import json
 import math
 import os
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -51,7 +52,8 @@ VERSION = 2
 SH_COEFFS = {1: 3, 2: 8, 3: 15}  # SH bands -> coefficients per channel
 PALETTE_ROW = 64  # palette entries per row of shN_centroids
 MAX_PALETTE = 1 << 16  # labels are 16-bit
-DEFAULT_PALETTE = 16384  # SH palette size the writer uses for large scenes (k-means beyond that count)
+DEFAULT_PALETTE = 4096  # SH palette size the writer uses for larger scenes (k-means beyond that count)
+KMEANS_FIT_ROWS = 65536  # the palette is fitted on at most this many sampled rows, then every row assigned
 OPACITY_EPS = 1e-6
 MAX_COUNT = 200_000_000
 MAX_PIXELS_PER_FILE_BYTE = 1024  # a decoded image may be at most this many RGBA pixels per compressed byte
@@ -110,7 +112,7 @@ class _Files:
             raise FormatError(self.path, f"SOG bundle has no member '{name}'") from None
         except FileNotFoundError:
             raise FormatError(self.path, f"SOG file '{name}' is missing next to meta.json") from None
-        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, zlib.error) as exc:
             if isinstance(exc, FormatError):
                 raise
             raise FormatError(self.path, f"cannot read SOG file '{name}': {exc}") from None
@@ -402,19 +404,26 @@ def nearest_1d(book: np.ndarray, values: np.ndarray) -> np.ndarray:
 
 
 def kmeans(vectors: np.ndarray, k: int, iterations: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """(centroids [k, D], labels [N]) by Lloyd's algorithm from k distinct random rows; float32 distances
-    in row blocks so the [rows, k] distance matrix stays near 64 MB."""
+    """(centroids [k, D], labels [N]) by Lloyd's algorithm from k distinct random rows, fitted on at most
+    KMEANS_FIT_ROWS sampled rows (bounds the time on large scenes), then every row labelled; float32
+    distances in row blocks so the [rows, k] distance matrix stays near 64 MB."""
     rng = np.random.default_rng(seed)
-    data = vectors.astype(np.float32)
-    centroids = data[rng.choice(len(data), size=k, replace=False)].copy()
-    labels = np.zeros(len(data), np.int64)
-    block = max(1, (16 << 20) // k)
+    everything = vectors.astype(np.float32)
+    fit = everything if len(everything) <= KMEANS_FIT_ROWS else everything[rng.choice(len(everything), KMEANS_FIT_ROWS, replace=False)]
+    centroids = fit[rng.choice(len(fit), size=k, replace=False)].copy()
     for _ in range(max(1, iterations)):
-        norms = (centroids**2).sum(axis=1)
-        for a in range(0, len(data), block):
-            part = data[a : a + block]
-            labels[a : a + block] = np.argmin(norms[None, :] - 2.0 * part @ centroids.T, axis=1)
+        labels = _nearest(fit, centroids)
         counts = np.bincount(labels, minlength=k)
-        sums = np.stack([np.bincount(labels, weights=data[:, d], minlength=k) for d in range(data.shape[1])], 1)
+        sums = np.stack([np.bincount(labels, weights=fit[:, d], minlength=k) for d in range(fit.shape[1])], 1)
         centroids = np.where(counts[:, None] > 0, sums / np.maximum(counts, 1)[:, None], centroids).astype(np.float32)
-    return centroids.astype(np.float64), labels
+    return centroids.astype(np.float64), _nearest(everything, centroids)
+
+
+def _nearest(data: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of the nearest centroid [N] for every row of `data` [N, D]."""
+    labels = np.zeros(len(data), np.int64)
+    norms = (centroids**2).sum(axis=1)
+    block = max(1, (16 << 20) // len(centroids))
+    for a in range(0, len(data), block):
+        labels[a : a + block] = np.argmin(norms[None, :] - 2.0 * data[a : a + block] @ centroids.T, axis=1)
+    return labels
