@@ -66,6 +66,7 @@ def test_evaluate_gives_the_batch_numbers(inputs, tmp_path, capsys):
     (["--retries", "-1"], "--retries must be in [0, 100]"),
     (["--eval-views", "0"], "evaluation views must be"),
     (["--clip", "no/such-clip"], "cannot load the CLIP model no/such-clip"),
+    (["--clip", "no/such-clip", "--ray", "local"], "cannot load the CLIP model no/such-clip"),  # before Ray starts
 ])
 def test_batch_bad_options_exit_2_before_any_work(inputs, tmp_path, capsys, argv, message):
     jobs = write_jobs(inputs / "opts.jsonl", [edit_job("x")])
