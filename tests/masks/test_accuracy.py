@@ -1,52 +1,69 @@
-"""The issue's accuracy requirement: with 25% of the views' masks corrupted the way SAM fails, 3D-GALP must
-reach a 3D IoU >= 0.90 against the ground-truth parts and beat voting. IoU is over ALL Gaussians (the
-hidden ones included) and averaged over the parts. bench/masks.py prints the full table."""
+"""The issue's accuracy targets at test size: views from the whole sphere (below included) at random
+distances, aims and sizes; SAM-like corruption of 0 / 25 / 40% of the views; every method cut at 0.5 (GALP's
+weights are calibrated, no suggested threshold). IoU per part over the Gaussians some view sees.
+Targets (bench/masks.py measures them on the default scene, all parts, several seeds): GALP >= vote on every
+part, >= 0.85 up to 25% corrupted views, >= 0.75 at 40%. Seeds here (300+) are neither the bench's report seeds
+(0..) nor its tuning seeds (100+)."""
 
-import numpy as np
 import pytest
 import torch
 
 from engine.masks.contrib import compositing_weights
-from engine.masks.evaluation import corrupt_masks, ground_truth_masks, orbit_views, part_ious
+from engine.masks.evaluation import corrupt_views, ground_truth_masks, iou, sphere_views
 from engine.masks.galp import galp
-from engine.masks.lift_vote import vote
+from engine.masks.lift_vote import VISIBILITY_EPS, vote
 from engine.masks.views_io import MaskViews
 
 
-def _scores(scene, ids, cams, vw, masks):
-    views = MaskViews(cams, masks)
-    voted = vote(scene, views, view_weights=[vw])
-    lifted = galp(scene, views, view_weights=[vw])
-    return (
-        float(np.mean(part_ious(voted.weights, ids, voted.threshold))),
-        float(np.mean(part_ious(lifted.weights, ids, lifted.threshold))),
-    )
+def _lift_both(scene, groups, vws, masks):
+    views = [MaskViews(c, m) for c, m in zip(groups, masks)]
+    return vote(scene, views, view_weights=vws).weights, galp(scene, views, view_weights=vws).weights
 
 
-@pytest.mark.parametrize("seed", [1, 2])
-def test_toy_figure_with_a_quarter_of_the_views_corrupted(toy, toy_views, seed):
+def _ious(weights, ids, parts, seen):
+    return [iou(weights[i][seen] > 0.5, (ids == p)[seen]) for i, p in enumerate(parts)]
+
+
+@pytest.fixture(scope="module")
+def toy_sphere(toy):
+    """The toy figure seen by 24 whole-sphere views of 48 or 64 px: (groups, view weights, masks, seen)."""
     scene, ids, names = toy
-    cams, vw, gt = toy_views
-    masks, bad = corrupt_masks(gt, 0.25, seed=seed)
-    assert len(bad) == 6
-    voted, lifted = _scores(scene, ids, cams, vw, masks)
-    assert lifted >= 0.90 and lifted > voted, (voted, lifted)
+    groups = sphere_views(scene, 24, sizes=(48, 64), seed=300)
+    vws = [compositing_weights(scene, c) for c in groups]
+    gts = [ground_truth_masks(vw, ids, len(names)) for vw in vws]
+    seen = sum(vw.totals().sum(0) for vw in vws) > VISIBILITY_EPS
+    return groups, vws, gts, seen
 
 
-def test_toy_figure_clean_views(toy, toy_views):
+@pytest.mark.parametrize("level, floor", [(0.0, 0.95), (0.25, 0.85 + 0.05), (0.4, 0.75 + 0.05)])
+def test_toy_figure_every_part_beats_voting_and_the_target(toy, toy_sphere, level, floor):
     scene, ids, names = toy
-    cams, vw, gt = toy_views
-    voted, lifted = _scores(scene, ids, cams, vw, gt)
-    assert lifted >= 0.97 and voted >= 0.97
+    groups, vws, gts, seen = toy_sphere
+    masks, bad = corrupt_views(gts, level, seed=301)
+    assert len(bad) == round(level * 24)
+    voted, lifted = _lift_both(scene, groups, vws, masks)
+    parts = range(len(names))
+    v, g = _ious(voted, ids, parts, seen), _ious(lifted, ids, parts, seen)
+    for name, vi, gi in zip(names, v, g):
+        assert gi >= floor and gi >= vi - 0.005, (name, vi, gi)
+    if level > 0:
+        assert min(g) > min(v) + 0.1  # corruption is where voting breaks and GALP holds
 
 
-def test_default_scene_with_a_quarter_of_the_views_corrupted():
+def test_small_parts_of_the_default_scene_from_the_whole_sphere():
+    """The issue's report: clean whole-sphere views, one small part at a time; GALP at 0.5 had IoU 0.17 (eyes)
+    and 0.29 (antenna) where voting had 0.78 / 0.90."""
     from assets.default_scene import load_default_scene
 
     scene, ids, names = load_default_scene()
     ids = torch.as_tensor(ids).long()
-    cams = orbit_views(scene, 24, width=96, height=96)
-    vw = compositing_weights(scene, cams)
-    masks, _ = corrupt_masks(ground_truth_masks(vw, ids, len(names)), 0.25, seed=1)
-    voted, lifted = _scores(scene, ids, cams, vw, masks)
-    assert lifted >= 0.90 and lifted > voted + 0.05, (voted, lifted)
+    groups = sphere_views(scene, 16, sizes=(96, 128), seed=302)
+    vws = [compositing_weights(scene, c) for c in groups]
+    seen = sum(vw.totals().sum(0) for vw in vws) > VISIBILITY_EPS
+    parts = [names.index("eyes"), names.index("antenna")]
+    for p in parts:
+        masks = [ground_truth_masks(vw, ids, len(names))[..., [p]] for vw in vws]
+        voted, lifted = _lift_both(scene, groups, vws, masks)
+        v, g = _ious(voted, ids, [p], seen)[0], _ious(lifted, ids, [p], seen)[0]
+        # On clean views voting is near its best; GALP may trail it by a little (bench: <= 0.04 at 0%).
+        assert g >= 0.85 + 0.05 and g >= v - 0.03, (names[p], v, g)
