@@ -134,9 +134,8 @@ def job_metrics(job: Job, args, work: Path, options: EvalOptions, printed: str) 
 
     weights = np.load(args.out)
     summary = json.loads(printed.strip().splitlines()[-1]) if printed.strip() else {}
-    cut = summary.get("suggested_threshold", 0.5) if args.threshold is None else args.threshold
-    return {"gaussians_in": int(weights.shape[0]), "selected": int((weights > cut).sum()),
-            "suggested_threshold": summary.get("suggested_threshold")}
+    cut = summary.get("threshold", 0.5) if args.threshold is None else args.threshold  # calibrated: 0.5
+    return {"gaussians_in": int(weights.shape[0]), "selected": int((weights > cut).sum()), "threshold": cut}
 
 
 def reference_target(model: str | None) -> str | None:
@@ -159,8 +158,13 @@ def edit_job_metrics(job: Job, args, options: EvalOptions) -> dict[str, Any]:
 
     from .metrics import edit_metrics
 
+    from engine.cli.common import resolve_up
+
     device = "cuda" if torch.cuda.is_available() else "cpu"  # GPU jobs render their evaluation views there too
-    original = load(args.scene).to(device)
+    original = load(args.scene)
+    config = config_from_args(args)
+    config.up = resolve_up(getattr(args, "up", "auto"), args.scene, original)  # the up the edit itself used
+    original = original.to(device)
     mask = as_mask(read_mask(args.mask), len(original))
     edited = load(args.out).to(device)
     edited_mask = torch.as_tensor(np.load(args.mask_out)).float()
@@ -176,7 +180,7 @@ def edit_job_metrics(job: Job, args, options: EvalOptions) -> dict[str, Any]:
             clip = cached_clip(options.clip)
         except ModelUnavailableError as exc:
             clip_error = str(exc).splitlines()[0]
-    metrics, _ = edit_metrics(original, mask, edited, edited_mask, config_from_args(args), options, target=target,
+    metrics, _ = edit_metrics(original, mask, edited, edited_mask, config, options, target=target,
                               clip=clip, prompt=args.prompt, source_prompt=args.source_prompt)
     if clip_error:
         metrics["clip_error"] = clip_error

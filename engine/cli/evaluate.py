@@ -21,6 +21,8 @@ DESCRIPTION = (
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from .common import add_up_option
+
     p = subparsers.add_parser("evaluate", help=HELP, description=DESCRIPTION)
     p.add_argument("original", metavar="ORIGINAL", help="the scene before the edit")
     p.add_argument("edited", metavar="EDITED", help="the scene after the edit")
@@ -35,6 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--views", type=int, default=8, help="evaluation views (default 8)")
     p.add_argument("--resolution", type=int, default=224, help="evaluation render size (default 224)")
     p.add_argument("--out", default=None, metavar="JSON", help="also write the metrics to this file")
+    add_up_option(p)
     p.set_defaults(func=run)
 
 
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.edit import EditConfig, as_mask
     from engine.io import load
 
-    from .common import UserError
+    from .common import UserError, check_up_option, resolve_up
     from .edit import read_mask
 
     options = EvalOptions(views=args.views, resolution=args.resolution, clip=args.clip)
@@ -60,8 +63,11 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--mask-threshold must be in [0, 1), got {args.mask_threshold}")
     if args.out and not (Path(args.out).parent if str(Path(args.out).parent) else Path(".")).is_dir():
         raise UserError(f"{args.out}: folder does not exist")
+    check_up_option(args.up)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    original, edited = load(args.original).to(device), load(args.edited).to(device)
+    original, edited = load(args.original), load(args.edited).to(device)
+    up = resolve_up(args.up, args.original, original)  # the orbit's up, as the edit command chooses it
+    original = original.to(device)
     try:
         mask = as_mask(read_mask(args.mask), len(original))
     except ValueError as exc:
@@ -84,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
         from engine.batch.clip import load_clip
 
         clip = load_clip(args.clip)
-    config = EditConfig(mask_threshold=args.mask_threshold)
+    config = EditConfig(mask_threshold=args.mask_threshold, up=tuple(up))
     metrics, _ = edit_metrics(original, mask, edited, torch.as_tensor(np.asarray(edited_mask)), config, options,
                               target=target, clip=clip, prompt=args.prompt, source_prompt=args.source_prompt)
     text = json.dumps(metrics)
