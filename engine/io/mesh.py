@@ -99,6 +99,8 @@ def _mesh_scene(
     vertices = np.asarray(mesh.vertices, dtype=np.float64)
     triangles = np.asarray(mesh.triangles, dtype=np.int64)
     _check_finite(path, vertices, "vertices")
+    if len(vertices) and np.abs(vertices).max() > 1e15:  # beyond this the areas below overflow float64
+        raise FormatError(path, f"vertex coordinates up to {np.abs(vertices).max():.3g} are absurdly large")
     if triangles.min() < 0 or triangles.max() >= len(vertices):
         raise FormatError(path, f"triangles refer to vertices outside 0..{len(vertices) - 1}")
     a, b, c = (vertices[triangles[:, k]] for k in range(3))
