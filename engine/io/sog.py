@@ -150,6 +150,8 @@ def _decode(path: Path, meta, files: _Files) -> GaussianScene:
     if "lodLevels" in meta:
         raise FormatError(path, "this is a streamed-LOD SOG index (lod-meta.json); open one of its SOG files")
     version = meta.get("version")
+    if version is None and "means" not in meta:
+        raise FormatError(path, "not a SOG meta.json (it has neither 'version' nor 'means')")
     if version != VERSION:
         what = "no 'version' (a SOG version 1 file)" if version is None else f"version {version!r}"
         raise FormatError(path, f"unsupported SOG {what}: this reader handles SOG version {VERSION}")

@@ -30,8 +30,10 @@ y down, z forward, OpenCV). So we convert on both load and save: RUB <-> RDF is 
 x -- positions (x, -y, -z), quaternions (w, x, -y, -z), and a sign flip of the SH coefficients that are odd
 in y+z -- exact in floating point, and a .spz we write opens upright in three.js-based viewers. Caveat:
 the reference `ply_to_spz` tool writes with an UNSPECIFIED frame (no conversion), so .spz files made with
-it from an RDF .ply appear rotated 180 degrees about x here; pass `convert_frame=False` to read or write
-the stored values unchanged.
+it from an RDF .ply appear rotated 180 degrees about x here, and so do files from splat-transform, which
+stores raw values too; pass `convert_frame=False` (engine.io.load/save `spz_frame="raw"`, CLI `--spz-frame
+raw`) to read or write the stored values unchanged. The header has no field for the frame, so it cannot be
+detected from the file.
 
 Quantization (what a round trip through .spz costs; the tests check these bounds):
     positions 0.5 / 2^fractionalBits (we write 12 fractional bits, fewer only if |x| >= 2048),

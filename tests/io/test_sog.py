@@ -181,3 +181,9 @@ def test_image_far_larger_than_the_file_is_refused(tmp_path):
     path = _bundle(tmp_path, replace={"quats.webp": buffer.getvalue()})
     with pytest.raises(FormatError, match=r"SOG image 'quats.webp' declares 4096x4096 pixels in \d+ bytes|far larger"):
         load(path)
+
+
+def test_json_that_is_not_sog(tmp_path):
+    (tmp_path / "settings.json").write_text('{"camera": [0, 0, 1]}')
+    with pytest.raises(FormatError, match=r"settings\.json: not a SOG meta\.json"):
+        load(tmp_path / "settings.json")
