@@ -8,7 +8,7 @@ A mask is a float tensor [N] of per-Gaussian weights in [0, 1] (several named pa
 - parts.py        named parts, save / load (.npy + .json)
 - views_io.py     multi-view 2D masks in memory and on disk (cameras.json + PNGs)
 - lift_vote.py    2D -> 3D lifting by visibility-weighted voting (baseline)
-- galp.py         2D -> 3D lifting with 3D-GALP (robust to wrong views)
+- galp.py         2D -> 3D lifting with 3D-GALP (robust to wrong views; calibrated: cut at 0.5)
 - sam.py          segment-anything on rendered views; multiview.py: one click -> many views -> lift
 - evaluation.py   ground-truth masks, SAM-like corruptions, 3D IoU (tests and bench)
 """
