@@ -75,10 +75,10 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
                     if config.use_viser:
                         with gr.Tab("3D view", id="tab-viser") as viser_tab:
                             viser_frame = gr.HTML(elem_id="viser-frame")
-                        view_tabs.append((viser_tab, False))
+                        view_tabs.append(viser_tab)
                     with gr.Tab("Render", id="tab-render") as render_tab:
                         build_render_panel(ctx)
-                    view_tabs.append((render_tab, True))
+                    view_tabs.append(render_tab)
                     if not config.use_viser:
                         from .space import build_model3d_tab
 
@@ -99,7 +99,8 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
         sh = ctx.shared
         edit_outputs = list(sh["edit_outputs"])
         sync_outputs = [state_key, sh["mask_info"], sh["part_select"], sh["parts_shown"], sh["history_html"],
-                        sh["scene_info"], sh["mask_threshold"], sh["edit_model"], sh["stream_tint"], *edit_outputs]
+                        sh["scene_info"], sh["mask_threshold"], sh["edit_model"], sh["stream_tint"], sh["mask_cancel"],
+                        *edit_outputs]
 
         def sync(last_key, part_value, request: gr.Request):
             session = ctx.session(request)
@@ -111,37 +112,33 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
             fresh_job = last_key is None or last_key[1] != epoch  # a new scene: the Edit panel starts over
             edit = job_outputs(job, session) if fresh_job else (gr.skip(),) * len(edit_outputs)
             return (key, mask_summary(session), *sh["parts_update"](session, part_value), history_html(session),
-                    info_markdown(session), session.threshold, sh["edit_model_text"](session), session.tint, *edit)
+                    info_markdown(session), session.threshold, sh["edit_model_text"](session), session.tint,
+                    gr.update(visible=session.mask_task.active), *edit)
 
-        def sync_stream(last_key, request: gr.Request):
+        def sync_stream(last_key, shown: bool, request: gr.Request):
             session = ctx.session(request)
             with session.lock:
+                session.stream_visible = bool(shown)
                 key = (session.revision, session.view, session.tint)
-                visible = session.stream_visible
-            if key == last_key or not visible:
+            if key == last_key or not shown:
                 return gr.skip(), gr.skip()
             return key, render_stream(session)
 
+        # Whether the streamed view is on screen, read in the browser when the event fires (a hidden tab's
+        # image has no layout box); the server renders it only then.
+        stream_shown = gr.Checkbox(value=False, visible=False)
+        shown_js = ("(key) => { const el = document.querySelector('#stream-view');"
+                    " return [key, !!(el && el.getClientRects().length)]; }")
         stream_outputs = [shown_key, sh["stream_image"]]
         quick = dict(show_progress="hidden", api_visibility="private", concurrency_limit=None)
+        stream_event = dict(fn=sync_stream, inputs=[shown_key, stream_shown], outputs=stream_outputs, js=shown_js,
+                            show_progress="hidden", api_visibility="private")
         for event in ctx.change_events:
-            event.then(sync, [state_key, sh["part_select"]], sync_outputs, **quick).then(
-                sync_stream, shown_key, stream_outputs, show_progress="hidden", api_visibility="private")
+            event.then(sync, [state_key, sh["part_select"]], sync_outputs, **quick).then(**stream_event)
         timer = gr.Timer(SYNC_EVERY_S)
-        timer.tick(sync, [state_key, sh["part_select"]], sync_outputs, **quick).then(
-            sync_stream, shown_key, stream_outputs, show_progress="hidden", api_visibility="private")
-
-        def tab_shown(stream: bool):
-            def handler(last_key, request: gr.Request):
-                session = ctx.session(request)
-                with session.lock:
-                    session.stream_visible = stream
-                return sync_stream(last_key, request)
-
-            return handler
-
-        for tab, stream in view_tabs:
-            tab.select(tab_shown(stream), shown_key, stream_outputs, show_progress="hidden", api_visibility="private")
+        timer.tick(sync, [state_key, sh["part_select"]], sync_outputs, **quick).then(**stream_event)
+        for tab in view_tabs:
+            tab.select(**stream_event)
 
         def on_load(request: gr.Request):
             session = ctx.session(request)
@@ -152,13 +149,13 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
                          "<p>The 3D view is busy (too many sessions); use the Render tab.</p>")
             describe = sh["describe_model"](session)
             with session.lock:
-                session.stream_visible = not config.use_viser  # the Render tab comes first without Viser
                 job = session.job
                 key = (session.revision, session.job_epoch, session.tint)
                 stream_key = (session.revision, session.view, session.tint)
             outputs = [key, mask_summary(session), *sh["parts_update"](session), history_html(session),
                        info_markdown(session), session.threshold, sh["edit_model_text"](session), session.tint,
-                       *job_outputs(job, session), stream_key, render_stream(session), *describe,
+                       gr.update(visible=session.mask_task.active), *job_outputs(job, session), stream_key,
+                       render_stream(session), *describe,
                        sh["saved_choices"](request)]
             return ([frame] if config.use_viser else []) + outputs
 

@@ -48,7 +48,7 @@ def build_mask_panel(ctx: AppContext) -> None:
         threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="Threshold of the lifted mask",
                               elem_id="mask-threshold")
     info = gr.Markdown(elem_id="mask-info")
-    cancel_task = gr.Button("Cancel SAM click", size="sm", elem_id="mask-cancel-task")
+    cancel_task = gr.Button("Cancel SAM click", size="sm", elem_id="mask-cancel-task", visible=False)
     with gr.Row():
         invert = gr.Button("Invert", size="sm", elem_id="mask-invert")
         grow = gr.Button("Grow", size="sm", elem_id="mask-grow")
@@ -72,7 +72,8 @@ def build_mask_panel(ctx: AppContext) -> None:
             save_parts = gr.Button("Save parts (.npy + .json)", size="sm", elem_id="parts-save-file")
         mask_file = gr.File(label="Mask / parts files (download, or drop a .npy [+ .json] here to load)",
                             file_types=[".npy", ".json"], file_count="multiple", elem_id="mask-file")
-    ctx.shared.update(mask_info=info, part_select=part, parts_shown=shown, mask_threshold=threshold)
+    ctx.shared.update(mask_info=info, part_select=part, parts_shown=shown, mask_threshold=threshold,
+                      mask_cancel=cancel_task)
 
     # --- settings: stored in the session; the views read them at gesture time
     def set_tool(tool_value: str, op_value: str, radius: float, method: str, views: float, request: gr.Request):
