@@ -170,7 +170,11 @@ class JobRunner:
 
     def load_scene(self, session: Session, bundle: SceneBundle) -> None:
         """Open a scene in the session; its history restarts there."""
-        self._wait(self.worker.load_scene(session.id, bundle.scene, label=f"open {bundle.name}"))
+        parts = {}
+        if bundle.part_ids is not None:
+            parts = {name: (bundle.part_ids == i).float() for i, name in enumerate(bundle.part_names)}
+        self._wait(self.worker.load_scene(session.id, bundle.scene, label=f"open {bundle.name}", parts=parts,
+                                          name=bundle.name))
         self._mirror(session, bundle=SceneBundle(bundle.scene, bundle.name, bundle.part_ids, list(bundle.part_names),
                                                  bundle.up, bundle.up_source))
         self._save_up(session)
@@ -237,17 +241,18 @@ class JobRunner:
         if session.job.active:
             raise ValueError("an edit is running; cancel it before restoring")
         self._wait(self.worker.restore_session(session.id, source))
-        scene, mask = self._wait(self.worker.snapshot(session.id, copy=False))
+        now = self._wait(self.worker.current(session.id))
         up, up_source = self._saved_up(source)
         self._mirroring.add(session.id)
         try:
-            session.set_bundle(SceneBundle(scene, f"restored session {source[:8]}", up=up, up_source=up_source))
-            if mask is not None:
-                session.set_selection(mask, label="restore", record=False)
+            session.set_bundle(SceneBundle(now.scene, now.name or f"restored session {source[:8]}", up=up,
+                                           up_source=up_source))
+            session.show_state(now.scene, now.mask, now.parts)
         finally:
             self._mirroring.discard(session.id)
         with self._lock:
             self._last_sent[session.id] = session.selection
+            self._last_parts[session.id] = session.parts
         self._save_up(session)
         if session.viewer is not None:
             session.viewer.frame(session.view)
