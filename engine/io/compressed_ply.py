@@ -52,6 +52,7 @@ CHUNK_BOUNDS = ("min_x", "min_y", "min_z", "max_x", "max_y", "max_z",
 CHUNK_COLOR_BOUNDS = ("min_r", "min_g", "min_b", "max_r", "max_g", "max_b")
 PACKED = ("packed_position", "packed_rotation", "packed_scale", "packed_color")
 ALPHA_CLAMP = (0.25 / 255.0, 254.75 / 255.0)
+WRITE_BLOCK = 256 * CHUNK_SIZE  # Gaussians encoded at a time (whole chunks)
 
 
 def is_compressed_ply(header: PlyHeader) -> bool:
@@ -189,31 +190,25 @@ def _read_element(path: Path, header: PlyHeader, name: str) -> np.ndarray:
 
 
 def write_compressed_ply(scene: GaussianScene, path: str | os.PathLike) -> None:
-    """Write `scene` as a SuperSplat compressed .ply (Morton-ordered; quantization in the module docstring)."""
+    """Write `scene` as a SuperSplat compressed .ply (Morton-ordered; quantization in the module docstring).
+
+    Works through the Morton order WRITE_BLOCK Gaussians at a time (whole chunks), so the float64 temporaries
+    stay small next to the scene itself.
+    """
     scene = scene.detach().to("cpu")
-    p = {name: t.double().numpy() for name, t in scene.items()}
-    n, k1 = len(scene), p["shN"].shape[1]
-    order = morton_order(p["means"])
-    p = {name: v[order] for name, v in p.items()}
+    n, k1 = len(scene), scene.shN.shape[1]
+    order = torch.from_numpy(morton_order(scene.means.numpy()))
     chunks = math.ceil(n / CHUNK_SIZE)
-    rgb = p["sh0"][:, 0, :] * SH_C0 + 0.5
     table = np.zeros((chunks, len(CHUNK_BOUNDS) + len(CHUNK_COLOR_BOUNDS)), "<f4")
     packed = np.zeros((n, 4), "<u4")
-    for c in range(chunks):
-        a, b = c * CHUNK_SIZE, min(n, (c + 1) * CHUNK_SIZE)
-        pos_lo, pos_hi = _bounds(p["means"][a:b])
-        scl_lo, scl_hi = _bounds(p["scales"][a:b])
-        col_lo, col_hi = _bounds(rgb[a:b])
-        table[c] = np.concatenate([pos_lo, pos_hi, scl_lo, scl_hi, col_lo, col_hi])
-        # the float32 bounds are what a reader lerps with: quantize against them
-        pos_lo, pos_hi, scl_lo, scl_hi, col_lo, col_hi = (table[c, 3 * i : 3 * i + 3].astype(np.float64) for i in range(6))
-        packed[a:b, 0] = _pack_111011(_fraction(p["means"][a:b], pos_lo, pos_hi))
-        packed[a:b, 2] = _pack_111011(_fraction(p["scales"][a:b], scl_lo, scl_hi))
-        colour = np.round(_fraction(rgb[a:b], col_lo, col_hi) * 255.0)
-        alpha = np.round(255.0 / (1.0 + np.exp(-p["opacities"][a:b])))
-        bytes_ = np.concatenate([colour, alpha[:, None]], axis=1).astype(np.uint32)
-        packed[a:b, 3] = (bytes_[:, 0] << 24) | (bytes_[:, 1] << 16) | (bytes_[:, 2] << 8) | bytes_[:, 3]
-    packed[:, 1] = pack_rotation(p["quats"])
+    sh_bytes = np.zeros((n, 3 * k1), np.uint8)
+    for start in range(0, n, WRITE_BLOCK):
+        rows = order[start : start + WRITE_BLOCK]
+        p = {name: t[rows].double().numpy() for name, t in scene.items()}
+        _encode_block(p, start, table, packed)
+        if k1:  # file: channel-major (c * k1 + k)
+            sh = p["shN"].transpose(0, 2, 1).reshape(len(rows), 3 * k1)
+            sh_bytes[start : start + len(rows)] = np.clip(np.floor((sh / 8.0 + 0.5) * 256.0), 0, 255)
     lines = ["ply", "format binary_little_endian 1.0", f"element chunk {chunks}"]
     lines += [f"property float {name}" for name in CHUNK_BOUNDS + CHUNK_COLOR_BOUNDS]
     lines += [f"element vertex {n}"] + [f"property uint {name}" for name in PACKED]
@@ -224,9 +219,31 @@ def write_compressed_ply(scene: GaussianScene, path: str | os.PathLike) -> None:
         f.write(("\n".join(lines) + "\n").encode("ascii"))
         f.write(table.tobytes())
         f.write(packed.tobytes())
-        if k1:  # file: channel-major (c * k1 + k)
-            sh = p["shN"].transpose(0, 2, 1).reshape(n, 3 * k1)
-            f.write(np.clip(np.floor((sh / 8.0 + 0.5) * 256.0), 0, 255).astype(np.uint8).tobytes())
+        if k1:
+            f.write(sh_bytes.tobytes())
+
+
+def _encode_block(p: dict[str, np.ndarray], start: int, table: np.ndarray, packed: np.ndarray) -> None:
+    """Chunk bounds and packed words of the Gaussians [start, start + len) (whole chunks, float64 `p`)."""
+    rgb = p["sh0"][:, 0, :] * SH_C0 + 0.5
+    n = len(rgb)
+    for a in range(0, n, CHUNK_SIZE):
+        b = min(n, a + CHUNK_SIZE)
+        c = (start + a) // CHUNK_SIZE
+        pos_lo, pos_hi = _bounds(p["means"][a:b])
+        scl_lo, scl_hi = _bounds(p["scales"][a:b])
+        col_lo, col_hi = _bounds(rgb[a:b])
+        table[c] = np.concatenate([pos_lo, pos_hi, scl_lo, scl_hi, col_lo, col_hi])
+        # the float32 bounds are what a reader lerps with: quantize against them
+        pos_lo, pos_hi, scl_lo, scl_hi, col_lo, col_hi = (table[c, 3 * i : 3 * i + 3].astype(np.float64) for i in range(6))
+        rows = slice(start + a, start + b)
+        packed[rows, 0] = _pack_111011(_fraction(p["means"][a:b], pos_lo, pos_hi))
+        packed[rows, 2] = _pack_111011(_fraction(p["scales"][a:b], scl_lo, scl_hi))
+        colour = np.round(_fraction(rgb[a:b], col_lo, col_hi) * 255.0)
+        alpha = np.round(255.0 / (1.0 + np.exp(-p["opacities"][a:b])))
+        bytes_ = np.concatenate([colour, alpha[:, None]], axis=1).astype(np.uint32)
+        packed[rows, 3] = (bytes_[:, 0] << 24) | (bytes_[:, 1] << 16) | (bytes_[:, 2] << 8) | bytes_[:, 3]
+    packed[start : start + n, 1] = pack_rotation(p["quats"])
 
 
 def _bounds(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

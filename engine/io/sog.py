@@ -298,10 +298,9 @@ def write_sog(
 def encode_sog(scene: GaussianScene, *, palette_size: int = DEFAULT_PALETTE, iterations: int = 10, seed: int = 0) -> dict[str, bytes]:
     """The files of a SOG (name -> bytes; meta.json last) for `scene`, Gaussians in Morton order."""
     scene = scene.detach().to("cpu")
-    p = {name: t.double().numpy() for name, t in scene.items()}
     n = len(scene)
-    order = morton_order(p["means"])
-    p = {name: v[order] for name, v in p.items()}
+    order = torch.from_numpy(morton_order(scene.means.numpy()))
+    p = {name: t[order].numpy() for name, t in scene.items()}  # float32 (float64 only per field, below)
     width = max(4, math.ceil(math.sqrt(max(n, 1)) / 4) * 4)
     height = max(4, math.ceil(n / width / 4) * 4)
 
@@ -311,7 +310,8 @@ def encode_sog(scene: GaussianScene, *, palette_size: int = DEFAULT_PALETTE, ite
         full[:n] = pixels
         return _encode_webp(full.reshape(height, width, channels), mode)
 
-    t = np.sign(p["means"]) * np.log1p(np.abs(p["means"]))
+    means = p["means"].astype(np.float64)
+    t = np.sign(means) * np.log1p(np.abs(means))
     mins = t.min(axis=0) if n else np.zeros(3)
     maxs = t.max(axis=0) if n else np.zeros(3)
     span = np.where(maxs - mins == 0, 1.0, maxs - mins)
@@ -319,12 +319,12 @@ def encode_sog(scene: GaussianScene, *, palette_size: int = DEFAULT_PALETTE, ite
     files = {
         "means_l.webp": webp((q16 & 0xFF).astype(np.uint8), "RGB"),
         "means_u.webp": webp((q16 >> 8).astype(np.uint8), "RGB"),
-        "quats.webp": webp(pack_quats(p["quats"]), "RGBA"),
+        "quats.webp": webp(pack_quats(p["quats"].astype(np.float64)), "RGBA"),
     }
     scale_book = kmeans_1d(p["scales"].reshape(-1))
     files["scales.webp"] = webp(nearest_1d(scale_book, p["scales"]).astype(np.uint8), "RGB")
     sh0_book = kmeans_1d(p["sh0"].reshape(-1))
-    alpha = np.round(255.0 / (1.0 + np.exp(-p["opacities"])))
+    alpha = np.round(255.0 / (1.0 + np.exp(-p["opacities"].astype(np.float64))))
     sh0_px = np.concatenate([nearest_1d(sh0_book, p["sh0"][:, 0, :]), alpha[:, None]], axis=1)
     files["sh0.webp"] = webp(sh0_px.astype(np.uint8), "RGBA")
     meta = {

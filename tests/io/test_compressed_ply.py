@@ -212,3 +212,13 @@ def test_splat_transform_reads_our_compressed_ply_as_we_do(tmp_path):
     oracle.convert(tmp_path / "ours.compressed.ply", tmp_path / "theirs.ply")
     for (key, a), (_, b) in zip(load(tmp_path / "ours.compressed.ply").items(), load(tmp_path / "theirs.ply").items()):
         assert torch.allclose(a, b, atol=1e-6, rtol=0), key
+
+
+def test_block_encoding_matches_one_block(tmp_path, monkeypatch):
+    import engine.io.compressed_ply as module
+
+    scene = random_scene(1300, sh_degree=1, seed=9)
+    save(scene, tmp_path / "one.compressed.ply")
+    monkeypatch.setattr(module, "WRITE_BLOCK", 512)  # two chunks at a time, the last block partial
+    save(scene, tmp_path / "blocks.compressed.ply")
+    assert (tmp_path / "one.compressed.ply").read_bytes() == (tmp_path / "blocks.compressed.ply").read_bytes()
