@@ -10,8 +10,9 @@ on 12 held-out views at elevations and distances the edit never samples.
     python bench/edit_quality.py [--steps 500] [--res 128] [--case NAME ...] [--method sds,dds,romap]
                                  [--eval-res 128] [--loop new|before]
 
-`--loop before` runs a saved copy of an older edit loop (engine/_edit_before.py, if present: not part of the
-project) through the same cases, for before/after tables. On a busy machine set OMP_NUM_THREADS=1.
+`--loop before` runs a saved copy of an older edit loop through the same cases, for before/after tables: the
+loop before the edit region was `git show e0fa0ad:engine/edit.py > engine/_edit_before.py` (gitignored; it is
+told the reference prior's cameras, which it never did itself). On a busy machine set OMP_NUM_THREADS=1.
 """
 
 from __future__ import annotations

@@ -130,7 +130,11 @@ class EditConfig:
     t_max: float = 0.98
     """Highest diffusion timestep at the first step."""
     t_max_end: float | None = None
-    """If set, t_max is annealed linearly to this value by the last step (coarse first, then detail)."""
+    """t_max is annealed linearly to this value by the last step (coarse first, then detail). None: 0.5 for
+    sds/romap (large t sets the part's layout early, small t refines it; DreamTime/HiFA-style annealing, and
+    an edit must keep more of its input than a generation), no annealing for dds (its paper samples
+    [0.02, 0.98] throughout: the source term cancels what large t would destroy). Set it equal to t_max to
+    turn annealing off."""
     lr: LearningRates = field(default_factory=LearningRates)
     """Learning rates per parameter group."""
     densify: DensifyConfig = field(default_factory=DensifyConfig)
@@ -167,7 +171,7 @@ class EditConfig:
     edit: str = "auto"
     """appearance: colour only, geometry kept exactly; shape: everything moves, densifies and may grow into the
     region's boxes; auto: appearance for the first `appearance_fraction` of the steps, then shape."""
-    appearance_fraction: float = 0.3
+    appearance_fraction: float = 0.25
     """auto: the fraction of the steps run as an appearance edit before geometry is unlocked."""
     region_margin: float = 0.5
     """The edit region is the selected Gaussians dilated by their size plus this margin, as a fraction of the
@@ -185,6 +189,11 @@ class EditConfig:
     """A sampled view is redrawn (up to 8 times) when less than this fraction of the part's silhouette is
     visible in it (hidden behind the rest of the scene or out of frame): such views cost a model call and
     push nothing useful."""
+
+    def effective_t_max_end(self) -> float:
+        if self.t_max_end is not None:
+            return float(self.t_max_end)
+        return float(self.t_max) if self.method == "dds" else min(0.5, float(self.t_max))
 
     def effective_guidance_scale(self) -> float:
         if self.guidance_scale is not None:
@@ -485,7 +494,8 @@ def build_loss(config: EditConfig, model):
     from .guidance.sds import SDSLoss
     from .guidance.timesteps import TimestepSchedule
 
-    timesteps = TimestepSchedule(t_min=config.t_min, t_max=config.t_max, t_max_end=config.t_max_end)
+    timesteps = TimestepSchedule(t_min=config.t_min, t_max=config.t_max,
+                                 t_max_end=max(config.effective_t_max_end(), config.t_min))
     scale = config.effective_guidance_scale()
     if config.method == "dds":
         return DDSLoss(model, config.prompt, config.source_prompt, guidance_scale=scale, timesteps=timesteps)
@@ -685,7 +695,7 @@ def run_edit(
             originals = _render_plain(original, cameras, config, background)
 
         out = _render(state.scene(), cameras, config, background)
-        images = out.rgb
+        images = out.rgb.clamp(0.0, 1.0)  # what a VAE may see (SH colours are only clamped at 0)
         image_grad: dict[str, Tensor] = {}
         if images.requires_grad:
             images.register_hook(lambda grad, m=mask2d: _confine(grad, m, image_grad))
@@ -737,7 +747,7 @@ def run_edit(
                                eta_s=elapsed / done * (config.steps - done), num_gaussians=state.num_trainable,
                                preview=preview, scene=snapshot, mask=snapshot_mask))
 
-    counts["num_pruned"] += _drop_faint_seeds(state, config)
+    counts["num_pruned"] += _drop_faint(state, config)
     edited, edited_mask = state.assemble()
     return EditResult(
         scene=edited.to(scene.device), mask=edited_mask.to(mask_in.device), steps_done=config.steps,
@@ -842,11 +852,14 @@ def _inside(refinement: Refinement, region: EditRegion) -> Refinement:
     )
 
 
-def _drop_faint_seeds(state: MaskedParams, config: EditConfig, min_opacity: float = 0.02) -> int:
-    """At the end, remove the rows added by the edit (seeds, clones) that stayed nearly transparent: haze that
-    the last refinement did not reach. Original rows are never removed here."""
+def _drop_faint(state: MaskedParams, config: EditConfig, faded: float = 0.01) -> int:
+    """At the end, remove what the edit made transparent or never grew: rows it added (seeds, clones) whose
+    opacity stayed below `seed_opacity` (they did not earn their place; left in, they are haze), and
+    original masked rows faded below `faded` (a removal the last refinement did not reach). Frozen rows are
+    never touched. At least one trainable row is kept."""
+    opacity = torch.sigmoid(state.params["opacities"].detach())
     new = state.origin < 0
-    faint = new & (torch.sigmoid(state.params["opacities"].detach()) < min_opacity)
+    faint = (new & (opacity < config.seed_opacity)) | (~new & (opacity < faded))
     if not bool(faint.any()) or bool(faint.all()):
         return 0
     keep = ~faint

@@ -67,7 +67,8 @@ class ReferencePrior:
     def target_images(self, cameras: Cameras) -> Tensor:
         """[C, H, W, 3] renders of the reference from `cameras` (what generation should reproduce)."""
         with torch.no_grad():
-            return render(self.reference, cameras, background=self.background, backend=self.render_backend).rgb
+            rgb = render(self.reference, cameras, background=self.background, backend=self.render_backend).rgb
+        return rgb.clamp(0.0, 1.0)  # images in [0, 1], as the edit loop clamps its renders
 
     def set_views(self, cameras: Cameras) -> None:
         self._prior = self._prior.with_target(self.target_images(cameras))

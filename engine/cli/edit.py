@@ -62,8 +62,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"views per step (default {d.batch_size})")
     p.add_argument("--t-min", type=float, default=d.t_min, help=f"lowest timestep fraction (default {d.t_min})")
     p.add_argument("--t-max", type=float, default=d.t_max, help=f"highest timestep fraction (default {d.t_max})")
-    p.add_argument("--t-max-end", type=float, default=None, help="anneal t-max to this by the last step (default: no "
-                                                                 "annealing)")
+    p.add_argument("--t-max-end", type=float, default=None, help="anneal t-max to this by the last step (default: 0.5 "
+                                                                 "for sds/romap, none for dds)")
     p.add_argument("--mask-threshold", type=float, default=d.mask_threshold,
                    help=f"Gaussians with weight above this are edited (default {d.mask_threshold})")
     p.add_argument("--no-densify", action="store_true", help="do not clone/split/prune inside the mask")
