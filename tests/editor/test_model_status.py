@@ -43,3 +43,48 @@ def test_colour_picker_values_become_hex_specs():
     assert _normalise_colour_spec("closed-form:rgba(208, 32, 32, 1)") == "closed-form:#d02020"
     assert _normalise_colour_spec("closed-form:#00ff00") == "closed-form:#00ff00"
     assert _normalise_colour_spec("some/model") == "some/model"
+
+
+def test_uncached_hub_model_with_no_route_to_the_hub_is_refused_quickly(monkeypatch):
+    """Not offline by flag, but the hub cannot be reached (here: a closed local port): known in about a
+    second, with the whole message (download command and the closed-form demo), instead of a download that
+    retries for minutes."""
+    import socket
+    import time
+
+    import editor.jobs as jobs
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HTTPS_PROXY", raising=False)
+    monkeypatch.delenv("https_proxy", raising=False)
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
+    monkeypatch.setenv("HF_ENDPOINT", f"https://127.0.0.1:{port}")
+    monkeypatch.setattr(jobs, "_REACHABLE", {})
+    t = time.monotonic()
+    state, _, message = _probe("someone/not-a-cached-model")
+    assert time.monotonic() - t < 5
+    assert state == "unavailable" and "cannot be reached" in message
+    assert "hf download someone/not-a-cached-model" in message and "closed-form" in message
+
+
+def test_run_is_refused_before_queueing_when_the_model_cannot_load(monkeypatch, tmp_path):
+    from editor.jobs import EditSettings, JobRunner
+
+    class NoWorker:  # any command sent to the worker would be a bug here
+        def subscribe(self, fn):
+            pass
+
+        def __getattr__(self, name):
+            raise AssertionError(f"the worker was asked to {name}")
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
+    registry = type("R", (), {"on_create": []})()
+    config = type("C", (), {"model": "someone/not-a-cached-model", "space": False, "workspace": tmp_path})()
+    runner = JobRunner(registry, config, worker=NoWorker())
+    with pytest.raises(ValueError, match="hf download someone/not-a-cached-model"):
+        runner.require_model(runner.default_spec)
+    assert EditSettings(prompt="x").to_config("closed-form:red").model == "closed-form:red"
