@@ -114,7 +114,18 @@ def test_exception_mid_job_is_an_error_event_scene_unchanged_worker_keeps_servin
     scene, mask = scene_and_mask
     events = worker.events("s")
     _loaded(worker, scene, mask)
-    failing = worker.start_edit("s", _config(steps=10, model="failing:4"))
+    from engine.edit import build_loss
+
+    config = _config(steps=10)
+    inner, calls = build_loss(config, ClosedFormPrior((1.0, 0.0, 0.0))), [0]
+
+    def failing_loss(*args, **kwargs):  # the 4th step's loss raises, like a device failure mid-job
+        calls[0] += 1
+        if calls[0] == 4:
+            raise RuntimeError("the GPU caught fire")
+        return inner(*args, **kwargs)
+
+    failing = worker.start_edit("s", config, loss_fn=failing_loss)
     with pytest.raises(RuntimeError, match="caught fire"):
         failing.result(60)
     errors = [e for e in _drain(events) if isinstance(e, ErrorEvent)]
