@@ -219,16 +219,19 @@ def select_by_text(
     segmenter=None,  # a SamSegmenter to refine the attention masks, or None
     on_progress=None,  # on_progress(done, total, what)
     should_stop=None,  # () -> bool; True cancels (raises Stopped)
+    map_source=None,  # map_source(images [C, H, W, 3], cameras) -> maps [C, h, w]: replaces the attention
 ) -> TextMaskResult:
-    """A soft per-Gaussian mask [N] of the part named `part`, from the model's cross-attention in many views."""
-    check_attention_model(model)
+    """A soft per-Gaussian mask [N] of the part named `part`, from the model's cross-attention in many views.
+    `map_source` stands in for the model (tests plug an oracle segmenter into the same pipeline)."""
+    if map_source is None:
+        check_attention_model(model)
     cfg = config or TextMaskConfig()
     if cfg.num_views < 1 or cfg.size < 16 or not cfg.timesteps:
         raise ValueError("text selection needs at least 1 view, views of at least 16 px and a timestep")
     if len(scene) == 0:
         raise ValueError("the scene holds no Gaussians")
     prompt = (prompt or "").strip() or default_prompt(part)
-    tokens = token_positions(model.tokenizer, prompt, part)
+    tokens = token_positions(model.tokenizer, prompt, part) if map_source is None else []
     cameras = text_cameras(scene, cfg, region)
     images, alpha = render_views(scene, cameras, cfg.background)
 
@@ -236,7 +239,10 @@ def select_by_text(
         if on_progress is not None:
             on_progress(done, total + 1, "reading the model's attention")
 
-    raw = attention_maps(model, images, prompt, tokens, cfg, on_step=step, should_stop=should_stop)
+    if map_source is None:
+        raw = attention_maps(model, images, prompt, tokens, cfg, on_step=step, should_stop=should_stop)
+    else:
+        raw = map_source(images, cameras)
     maps, masks, cuts = masks_from_maps(raw, alpha)
     if segmenter is not None:
         masks = refine_with_sam(segmenter, images, maps, masks)
