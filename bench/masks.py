@@ -13,7 +13,7 @@ Per level, method and part, the IoU averaged over seeds:
 - "oracle_gap": mean over parts of (best IoU over thresholds 0.05..0.95) - (IoU at 0.5) on visible
   Gaussians: near 0 means 0.5 is the right cut (the weights are calibrated).
 Ablations (on the first --ablation-seeds seeds): galp with one piece off (no_median, no_fit, no_view_dependent, no_silhouette, no_fill,
-no_fill_unseen). --before FILE adds "before": a galp.py of an earlier commit, cut at its own suggested
+no_fill_unseen), to compare with "galp_on_ablation_seeds" (the full GALP on the same seeds). --before FILE adds "before": a galp.py of an earlier commit, cut at its own suggested
 threshold (`git show e0fa0ad:engine/masks/galp.py > /tmp/galp_before.py`).
 
 Seeds: the report uses seeds --seed0 .. --seed0 + --seeds - 1 (default 0..2); GalpConfig was tuned on seeds
@@ -97,7 +97,7 @@ def accuracy(scene, ids, names, args) -> dict:
     lifters = methods(args)
     P = len(names)
     # results[level][method] = list over seeds of score dicts
-    results = {lv: {m: [] for m in lifters} for lv in args.levels}
+    results = {lv: {m: [] for m in [*lifters, "galp_on_ablation_seeds"]} for lv in args.levels}
     times = {m: [] for m in lifters}
     t_weights, visible = [], []
     for seed in range(args.seed0, args.seed0 + args.seeds):
@@ -118,6 +118,8 @@ def accuracy(scene, ids, names, args) -> dict:
                 weights, cut = lift(scene, views, vws)
                 times[name].append(time.perf_counter() - t0)
                 results[level][name].append(score(weights, ids, cut, seen))
+                if name == "galp" and args.ablations and seed < args.seed0 + args.ablation_seeds:
+                    results[level]["galp_on_ablation_seeds"].append(results[level][name][-1])
         print(f"seed {seed} done, load {os.getloadavg()[0]:.2f}", file=sys.stderr, flush=True)
 
     table = {}
