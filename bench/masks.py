@@ -12,9 +12,10 @@ Per level, method and part, the IoU averaged over seeds:
 - "all": over all Gaussians (hidden ones included: voting gives them 0, GALP fills them from neighbours);
 - "oracle_gap": mean over parts of (best IoU over thresholds 0.05..0.95) - (IoU at 0.5) on visible
   Gaussians: near 0 means 0.5 is the right cut (the weights are calibrated).
-Ablations (on the first --ablation-seeds seeds): galp with one piece off (no_median, no_fit, no_view_dependent, no_silhouette, no_fill,
-no_fill_unseen), to compare with "galp_on_ablation_seeds" (the full GALP on the same seeds). --before FILE adds "before": a galp.py of an earlier commit, cut at its own suggested
-threshold (`git show e0fa0ad:engine/masks/galp.py > /tmp/galp_before.py`).
+Ablations (on the first --ablation-seeds seeds): galp with one piece off (no_median, no_trust, no_fit,
+no_view_dependent, no_silhouette, no_fill, no_fill_unseen), to compare with "galp_on_ablation_seeds" (the
+full GALP on the same seeds). --before FILE adds "before": a galp.py of an earlier commit, cut at its own
+suggested threshold (`git show e0fa0ad:engine/masks/galp.py > /tmp/galp_before.py`).
 
 Seeds: the report uses seeds --seed0 .. --seed0 + --seeds - 1 (default 0..2); GalpConfig was tuned on seeds
 100+ (`--seed0 100`), whose views and corruptions are different draws.
