@@ -8,19 +8,22 @@ a (smoothed) L1 loss. Parts are independent channels: lifting P parts at once gi
 lifting each alone.
 
 The output is calibrated: weight 0.5 means "as likely in as out", so a hard mask is `weights > 0.5` with no
-suggested threshold. What makes it so:
-1. labels start from the (trusted) vote, i.e. from what the views say, never from the decision threshold;
-2. view trust: each view's mask of each part is compared with the rendered consensus (IoU); masks far below
-   the part's median IoU (dropped, flipped, shifted, bled, wrong-part masks) are down-weighted in the vote,
-   the fit and the evidence;
+suggested threshold (bench/masks.py's "oracle_gap": the best cut beats 0.5 by <= 0.03 IoU). What makes it so:
+1. labels start from a robust vote (per Gaussian, the views' shares near their weighted median, each view
+   weighted by the Gaussian's seen area in it, so close-ups and big images do not outvote the others), i.e.
+   from what the views say, never from the decision threshold;
+2. view trust: each view's mask of each part is compared with the consensus on the Gaussians the consensus
+   is certain of (soft IoU and error rate, relative to the part's median view); flipped, shifted, bled and
+   wrong-part masks are down-weighted in the vote, the fit and the evidence;
 3. the render fit (preconditioned gradient steps, each Gaussian moving by about `lr` times the weighted mean
    of its residuals) sharpens what a vote blurs where Gaussians share pixels;
-4. certainty comes from observation only: a Gaussian's trusted compositing weight summed over views,
-   discounted where the trusted views disagree about it. Weakly seen Gaussians are filled from their
-   confidently labelled neighbours: u = (c * fitted + s * mean_kNN(u)) / (c + s), iterated, so a label
-   observed with certainty c stays and an unobserved one takes its neighbourhood's;
+4. certainty comes from observation only: a Gaussian's trusted seen area summed over views, discounted where
+   the trusted views disagree about it. Weakly seen Gaussians are filled from their confidently labelled
+   neighbours (a certainty-weighted normalized convolution on the kNN graph, with a faint prior "not the
+   part"), so a well observed label stays and e.g. a head Gaussian seen only through the eye in front of it
+   takes its head neighbours' label instead of the eye's;
 5. Gaussians that no view sees (interiors) take the distance-weighted mean label of their nearest seen ones.
-Steps 2-5 can be switched off one by one (GalpConfig), which is how bench/masks.py measures what each buys.
+Each piece can be switched off (GalpConfig), which is how bench/masks.py measures what each buys.
 
 Choices that differ from RoMaP's code: one label channel per part instead of parts as colours; labels start
 from the vote; the neighbour term is a certainty-weighted fill after the fit instead of a loss; view trust
@@ -70,7 +73,7 @@ class GalpConfig:
     trust_rounds: int = 3
     """Rounds of (trust from the vote's consensus, trusted vote) before the fit."""
     trust_width: float = 0.15
-    """IoU gap below the part's median at which a view's trust falls to exp(-1)."""
+    """Soft-IoU gap below the part's median view at which a view's trust falls to exp(-1)."""
     silhouette: bool = True
     """Leave out pixels the scene covers only partly (alpha <= 0.5): a 2D mask says little about them."""
     knn: int = 16
