@@ -1,0 +1,138 @@
+"""Select by text: the whole text -> views -> attention -> 2D masks -> 3D-GALP path on a tiny random pipeline,
+the same pipeline with an oracle segmenter in place of the attention (reaches the masks issue's IoU targets),
+and the errors (closed-form prior, missing part, cancel)."""
+
+import pytest
+import torch
+
+from engine.guidance import load_guidance
+from engine.masks.attention import (
+    NO_ATTENTION,
+    NoAttentionError,
+    Stopped,
+    TextMaskConfig,
+    masks_from_maps,
+    otsu_threshold,
+    select_by_text,
+    text_cameras,
+)
+from engine.masks.attention_maps import TokenError
+from engine.masks.contrib import compositing_weights
+from engine.masks.evaluation import corrupt_views, ground_truth_masks, iou
+from engine.masks.lift_vote import VISIBILITY_EPS
+from tests.guidance.tiny_models import save_tiny_pipeline
+
+SMALL = dict(num_views=4, size=32, timesteps=(0.3, 0.5), batch_size=2)
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    """The tiny random SD-shaped pipeline, loaded through the real `load_guidance` (as `--model DIR` is)."""
+    return load_guidance(save_tiny_pipeline(tmp_path_factory.mktemp("tiny") / "model"), device="cpu")
+
+
+def test_otsu_cuts_between_two_modes():
+    g = torch.Generator().manual_seed(0)
+    values = torch.cat([0.2 + 0.05 * torch.randn(700, generator=g), 0.8 + 0.05 * torch.randn(300, generator=g)])
+    cut = otsu_threshold(values.clamp(0, 1))
+    assert 0.35 < cut < 0.65
+    assert otsu_threshold(torch.empty(0)) == 0.5
+
+
+def test_masks_from_maps_never_select_the_background():
+    maps = torch.zeros(1, 2, 2)
+    maps[0, 0, 0] = 1.0  # the peak is top-left
+    alpha = torch.ones(1, 8, 8)
+    alpha[0, :, 4:] = 0.0  # right half is background
+    normed, masks, cuts = masks_from_maps(maps, alpha)
+    assert normed.shape == masks.shape == (1, 8, 8)
+    assert masks[0, :, 4:].sum() == 0 and masks[0, 0, 0] == 1 and masks[0, 7, 3] == 0
+    assert float(normed[alpha > 0.5].max()) == 1.0 and float(normed[alpha > 0.5].min()) == 0.0
+    empty = masks_from_maps(maps, torch.zeros(1, 8, 8))[1]
+    assert empty.sum() == 0
+
+
+def test_text_to_3d_mask_with_the_tiny_pipeline(tiny_model, toy):
+    scene, _, _ = toy
+    unet = tiny_model.unet
+    before = dict(unet.attn_processors)
+    progress = []
+    result = select_by_text(scene, tiny_model, "head", prompt="a robot head", config=TextMaskConfig(**SMALL),
+                            on_progress=lambda d, t, what: progress.append((d, t)))
+    assert result.weights.shape == (len(scene),) and result.weights.dtype == torch.float32
+    assert torch.isfinite(result.weights).all() and result.weights.min() >= 0 and result.weights.max() <= 1
+    assert result.prompt == "a robot head" and len(result.tokens) == 4  # h, e, a, d
+    assert result.views.masks.shape == (4, 32, 32, 1) and result.maps.shape == (4, 32, 32)
+    assert set(result.views.masks.unique().tolist()) <= {0.0, 1.0}
+    assert all(0 < c <= 1 for c in result.thresholds)
+    assert progress[-1][0] == progress[-1][1] and len(progress) == 2 * 2 + 1  # 2 batches x 2 timesteps + lift
+    assert all(unet.attn_processors[n] is p for n, p in before.items())
+    # the maps come from the model: another prompt word gives other maps
+    other = select_by_text(scene, tiny_model, "base", prompt="a robot base", config=TextMaskConfig(**SMALL))
+    assert not torch.allclose(other.maps, result.maps)
+    default = select_by_text(scene, tiny_model, "arm", config=TextMaskConfig(**SMALL, seed=1))
+    assert default.prompt == "a photo of a arm"
+
+
+def test_refinement_by_sam_replaces_the_attention_masks(tiny_model, toy, tiny_sam):
+    from engine.masks.sam import load_sam
+
+    scene, _, _ = toy
+    path, config = tiny_sam
+    segmenter = load_sam(path, config=config)
+    plain = select_by_text(scene, tiny_model, "head", config=TextMaskConfig(**SMALL))
+    refined = select_by_text(scene, tiny_model, "head", config=TextMaskConfig(**SMALL), segmenter=segmenter)
+    assert refined.views.masks.shape == plain.views.masks.shape
+    assert torch.equal(refined.maps, plain.maps)
+    assert not torch.equal(refined.views.masks, plain.views.masks)  # random SAM: different, still valid masks
+    assert refined.weights.min() >= 0 and refined.weights.max() <= 1
+
+
+def test_errors_are_one_line(tiny_model, toy):
+    from engine.guidance import ClosedFormPrior
+
+    scene, _, _ = toy
+    with pytest.raises(NoAttentionError) as info:
+        select_by_text(scene, ClosedFormPrior((0.8, 0.1, 0.1)), "head")
+    assert str(info.value) == NO_ATTENTION and "\n" not in NO_ATTENTION
+    with pytest.raises(TokenError, match="does not contain"):
+        select_by_text(scene, tiny_model, "head", prompt="a robot", config=TextMaskConfig(**SMALL))
+    with pytest.raises(Stopped):
+        select_by_text(scene, tiny_model, "head", config=TextMaskConfig(**SMALL), should_stop=lambda: True)
+    with pytest.raises(ValueError, match="region to search is empty"):
+        select_by_text(scene, tiny_model, "head", config=TextMaskConfig(**SMALL), region=torch.zeros(len(scene)))
+    assert all(type(p).__name__ != "CapturingProcessor" for p in tiny_model.unet.attn_processors.values())
+
+
+def test_a_region_frames_only_its_gaussians(toy):
+    scene, ids, names = toy
+    cfg = TextMaskConfig(num_views=3, size=32)
+    whole = text_cameras(scene, cfg)
+    head = text_cameras(scene, cfg, region=(ids == names.index("head")).float())
+    assert len(head) == 3 and head.width == 32
+    whole_dist = (whole.centers - whole.centers.mean(0)).norm(dim=-1)
+    head_dist = (head.centers - head.centers.mean(0)).norm(dim=-1)
+    assert head_dist.mean() < whole_dist.mean()  # a smaller thing is framed from closer
+
+
+@pytest.mark.parametrize("level, floor", [(0.25, 0.85), (0.4, 0.75)])
+def test_an_oracle_segmenter_in_the_same_pipeline_reaches_the_iou_targets(toy, level, floor):
+    """Ground-truth part masks with `level` of the views corrupted (eroded, dilated, shifted, dropped, wrong part)
+    stand in for the attention maps: the rest of the pipeline (views, normalisation, Otsu, GALP) reaches the masks
+    issue's targets on every part (IoU over the Gaussians seen; >= 0.85 with 25% bad views, >= 0.75 with 40%).
+    Coarse maps are another matter: bench/text_select.py measures what attention's 1/8 resolution costs."""
+    scene, ids, names = toy
+    cfg = TextMaskConfig(num_views=12, size=48, elevations=(-15.0, 20.0, 50.0))
+    for part, name in enumerate(names):
+
+        def oracle(images, cameras):
+            truth = ground_truth_masks(compositing_weights(scene, cameras), ids, len(names))[..., part:part + 1]
+            bad, chosen = corrupt_views([truth], level, seed=7)
+            assert len(chosen) == round(level * 12)
+            return bad[0][..., 0]
+
+        result = select_by_text(scene, None, name, config=cfg, map_source=oracle)
+        vw = compositing_weights(scene, result.views.cameras)
+        seen = vw.totals().sum(0) > VISIBILITY_EPS
+        score = iou(result.weights[seen] > 0.5, (ids == part)[seen])
+        assert score >= floor, (name, level, score)
