@@ -1,7 +1,8 @@
 """Scene files in and out: `load(path)`, `save(scene, path)`, `detect_format(path)`.
 
 Readable: 3DGS .ply (INRIA layout), SuperSplat .compressed.ply, antimatter15 .splat, Niantic .spz, PlayCanvas
-SOG (.sog bundle, or an unbundled SOG's meta.json), mkkellogg .ksplat, and (via engine.io.mesh, open3d) meshes
+SOG (.sog bundle, or an unbundled SOG's meta.json), mkkellogg .ksplat, KHR_gaussian_splatting .glb/.gltf,
+and (via engine.io.mesh, open3d) meshes
 .obj/.glb/.gltf/.off/.stl/mesh .ply and point clouds .ply/.pcd/.xyz.
 Writable: .ply (3DGS), .compressed.ply, .splat, .spz, .sog and unbundled SOG (a path ending in .json).
 The format is chosen by extension; a .ply is told apart by its header. Every problem with a file raises
@@ -37,6 +38,7 @@ SPLAT = "splat"  # antimatter15
 SPZ = "spz"  # Niantic
 SOG = "sog"  # PlayCanvas, bundled or unbundled
 KSPLAT = "ksplat"  # mkkellogg GaussianSplats3D
+GLTF_SPLAT = "gltf_splat"  # KHR_gaussian_splatting .glb / .gltf (splat-transform)
 MESH = "mesh"  # sampled into Gaussians by engine.io.mesh
 POINT_CLOUD = "point_cloud"  # one Gaussian per point, by engine.io.mesh
 
@@ -71,6 +73,11 @@ def detect_format(path: str | os.PathLike) -> str:
         return SOG
     if name.endswith(".ksplat"):
         return KSPLAT
+    if name.endswith((".glb", ".gltf")):
+        from .gltf_splat import is_gaussian_gltf
+
+        if is_gaussian_gltf(p):
+            return GLTF_SPLAT
     if name.endswith(MESH_EXTENSIONS):
         return MESH
     if name.endswith(POINT_CLOUD_EXTENSIONS):
@@ -114,6 +121,10 @@ def load(path: str | os.PathLike, *, spz_frame: str = "spec", notes: dict | None
         from .ksplat import read_ksplat
 
         return read_ksplat(p)
+    if fmt == GLTF_SPLAT:
+        from .gltf_splat import read_gltf_splat
+
+        return read_gltf_splat(p)
     try:
         from .mesh import load_mesh_or_points
 

@@ -290,8 +290,8 @@ def _check_gltf(path: Path) -> None:
     used = set(document.get("extensionsUsed", []) or []) if isinstance(document, dict) else set()
     if used & set(GAUSSIAN_EXTENSIONS) or _has_gaussian_primitive(document):
         raise FormatError(
-            path, "this glTF holds Gaussian splats (KHR_gaussian_splatting), not a mesh; reading it is not "
-            "supported: convert it to .ply, .sog or .spz (e.g. with splat-transform) first"
+            path, "this glTF holds Gaussian splats (KHR_gaussian_splatting), not a mesh: read it with "
+            "engine.io.load (engine.io.gltf_splat), not as a mesh"
         )
     buffers = document.get("buffers", []) if isinstance(document, dict) else []
     views = document.get("bufferViews", []) if isinstance(document, dict) else []

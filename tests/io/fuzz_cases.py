@@ -22,7 +22,7 @@ from tests.io.ksplat_builder import build_ksplat
 from tests.io.ply_builders import gaussian_rows, write_ply
 
 SPLAT_SEEDS = ("scene.ply", "ascii.ply", "scene.compressed.ply", "scene.splat", "v2.spz", "v3.spz", "v4.spz",
-               "scene.sog", "meta.json", "mode0.ksplat", "mode1.ksplat", "mode2.ksplat")  # fmt: skip
+               "scene.sog", "meta.json", "mode0.ksplat", "mode1.ksplat", "mode2.ksplat", "splats.glb")  # fmt: skip
 MESH_SEEDS = ("mesh.obj", "mesh.off", "mesh.stl", "mesh.ply", "cloud.ply", "cloud.pcd", "cloud.xyz", "mesh.glb")
 MUTATIONS = ("truncate", "flip", "absurd_count", "wrong_magic", "nan_inf")
 ABSURD = (0, 1, 2**31 - 1, 2**32 - 1, 10**9, 10**12)
@@ -44,6 +44,7 @@ def make_seeds(folder: Path) -> dict[str, Path]:
     for mode in (0, 1, 2):
         (folder / f"mode{mode}.ksplat").write_bytes(build_ksplat(random_scene(12, sh_degree=1, seed=mode), mode))
     _write_meshes(folder)
+    shutil.copyfile(Path(__file__).parent / "data" / "splat_transform_gaussians.glb", folder / "splats.glb")
     for name in SPLAT_SEEDS + MESH_SEEDS:
         paths[name] = folder / ("sog_parts/meta.json" if name == "meta.json" else name)
     return paths

@@ -72,9 +72,11 @@ def test_ascii_stl_and_real_meshes_pass(tmp_path):
     assert len(load(tmp_path / "t.off")) > 0
 
 
-def test_gaussian_glb_is_named_as_such():
+def test_gaussian_glb_is_not_sent_to_open3d():
+    from engine.io.mesh import load_mesh_or_points
+
     with pytest.raises(FormatError, match=r"this glTF holds Gaussian splats \(KHR_gaussian_splatting\), not a mesh"):
-        load(DATA / "splat_transform_gaussians.glb")
+        load_mesh_or_points(DATA / "splat_transform_gaussians.glb")
 
 
 def test_glb_accessor_larger_than_its_buffer(tmp_path):
