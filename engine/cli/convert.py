@@ -13,7 +13,8 @@ import sys
 HELP = "convert a scene file between formats (any readable -> .ply, .compressed.ply, .splat, .spz, .sog)"
 DESCRIPTION = (
     "Read IN in any readable format (3DGS .ply, SuperSplat .compressed.ply, .splat, .spz, PlayCanvas .sog or "
-    "an unbundled SOG's meta.json, .ksplat, meshes .obj .glb .gltf .off .stl and point clouds .ply .pcd .xyz) "
+    "an unbundled SOG's meta.json, .ksplat, KHR_gaussian_splatting .glb/.gltf, meshes .obj .glb .gltf .off .stl and "
+    "point clouds .ply .pcd .xyz) "
     "and write OUT as 3DGS .ply (lossless, INRIA layout), SuperSplat .compressed.ply (chunk-quantized), "
     "antimatter15 .splat (degree-0 colour only, 8-bit colour/opacity/rotation), Niantic .spz (quantized) or "
     "PlayCanvas SOG (.sog bundle, or OUT ending in .json: meta.json plus WebP images beside it). The format is "

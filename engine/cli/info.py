@@ -2,7 +2,7 @@
 
 Output: {"path", "format", "count", "sh_degree", "bbox": {"min": [x, y, z], "max": [x, y, z]}, "up", "up_source",
 "notes"} where
-format is one of ply (3DGS), compressed_ply, splat, spz, sog, ksplat, mesh, point_cloud; bbox is null for an
+format is one of ply (3DGS), compressed_ply, splat, spz, sog, ksplat, gltf_splat, mesh, point_cloud; bbox is null for an
 empty scene; notes says what the reader changed on the way in (e.g. "clamped_infinite_opacities": how many
 +/-Inf opacity logits of a .ply were read as fully opaque / transparent), {} when nothing; up is the detected up
 axis ("+z", "-y", ... or "x,y,z") and up_source how it was found (file / format / geometry, engine/io/up.py).
@@ -18,7 +18,7 @@ DESCRIPTION = (
     '{"path", "format", "count", "sh_degree", "bbox": {"min": [x,y,z], "max": [x,y,z]}, "up", "up_source", '
     '"notes": {...}}. '
     "Readable formats: 3DGS .ply (INRIA layout, binary or ascii), SuperSplat .compressed.ply, antimatter15 "
-    ".splat, Niantic .spz (versions 1-4), PlayCanvas SOG (.sog or meta.json), .ksplat (modes 0-2), meshes "
+    ".splat, Niantic .spz (versions 1-4), PlayCanvas SOG (.sog or meta.json), .ksplat (modes 0-2), Gaussian .glb, meshes "
     "(.obj .glb .gltf .off .stl, mesh .ply) and point clouds (.ply .pcd .xyz), which are turned into Gaussians. "
     "A bad file prints one 'error:' line and exits 2."
 )
