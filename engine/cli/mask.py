@@ -2,6 +2,7 @@
 
     python -m engine mask scene.ply --views DIR --method galp --out part.npy
     python -m engine mask scene.ply --click 30,15,256,200 --sam sam_vit_b_01ec64.pth --out part.npy
+    python -m engine mask scene.ply --text scarf --prompt "a toy robot with a red scarf" --model MODEL --out part.npy
 
 MASK.npy holds float32 soft weights [N] in [0, 1] (0/1 with --threshold); 0.5 is the calibrated cut.
 Every input is checked before any work is done and the output is written to a temporary file and renamed,
@@ -27,6 +28,10 @@ DESCRIPTION = (
     "circle the scene's up axis (--up). "
     "SAM checkpoints: https://dl.fbaipublicfiles.com/segment_anything/sam_vit_b_01ec64.pth (vit_b; also vit_l "
     "sam_vit_l_0b3195.pth and vit_h sam_vit_h_4b8939.pth at the same address). "
+    "--text PART [--prompt TEXT] --model MODEL: name the part; the editing model's cross-attention to the part's "
+    "word(s) in --num-views orbit views of --view-size px gives 2D masks (Otsu cut; refined by SAM when --sam is "
+    "given), lifted with the chosen method (engine/masks/attention.py). The prompt must contain the part's words "
+    "(default 'a photo of a PART'). The closed-form prior has no attention and is refused. "
     "Methods: galp (3D-GALP, robust to wrong views; default) or vote (visibility-weighted voting)."
 )
 
@@ -37,6 +42,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--views", metavar="DIR", help="folder with cameras.json and mask PNGs")
     source.add_argument("--click", metavar="AZ,EL,X,Y", help="a click in a framing orbit view (needs --sam)")
+    source.add_argument("--text", metavar="PART", help="name the part (e.g. scarf): read from the model's attention")
     parser.add_argument("--out", metavar="MASK.npy", required=True, help="where to write the per-Gaussian weights")
     parser.add_argument("--method", choices=("galp", "vote"), default="galp", help="lifting method (default galp)")
     parser.add_argument("--threshold", type=float, default=None, metavar="T",
@@ -56,6 +62,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     sam.add_argument("--save-views", metavar="DIR", default=None,
                      help="also write the SAM masks as a views folder (readable by --views)")
     sam.add_argument("--up", default="auto", help=UP_HELP)
+    text = parser.add_argument_group("text selection (with --text; also --num-views, --view-size, --up, --sam)")
+    text.add_argument("--prompt", default=None, help="a prompt containing the part's words (default 'a photo of a PART')")
+    text.add_argument("--model", default=None,
+                      help="the diffusion model used for editing: hub id or local diffusers folder (default "
+                           "$SPLATEDIT_MODEL or Stable Diffusion 1.5)")
     parser.set_defaults(func=run)
 
 
@@ -106,6 +117,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--click needs a SAM checkpoint: pass --sam CHECKPOINT")
     if args.views is not None and (args.sam is not None or args.save_views is not None):
         raise UserError("--sam and --save-views go with --click, not with --views")
+    if args.text is None and (args.prompt is not None or args.model is not None):
+        raise UserError("--prompt and --model go with --text")
+    if args.text is not None:
+        _check_text_options(args)
     check_up_option(args.up)
 
     scene = load(args.scene)
@@ -117,6 +132,9 @@ def run(args: argparse.Namespace) -> int:
 
         views = read_views(args.views)
         summary["views"] = sum(len(v) for v in views)
+    elif args.text is not None:
+        views, info = _views_from_text(scene, args)
+        summary.update(info)
     else:
         views, info = _views_from_click(scene, args)
         summary.update(info)
@@ -168,3 +186,40 @@ def _views_from_click(scene, args):
         "skipped_views": len(result.skipped),
     }
     return result.views, info
+
+
+def _check_text_options(args) -> None:
+    """--text inputs checked before the scene or the model is loaded (the closed-form prior has no attention)."""
+    from engine.cli.common import UserError
+    from engine.guidance import parse_model_spec
+    from engine.masks.attention import NO_ATTENTION
+
+    if not args.text.strip():
+        raise UserError("--text is empty: name the part, e.g. --text scarf")
+    if not 1 <= args.num_views <= 256 or not 16 <= args.view_size <= 4096:
+        raise UserError("with --text, --num-views must be in [1, 256] and --view-size in [16, 4096]")
+    if parse_model_spec(args.model).is_closed_form:
+        raise UserError(NO_ATTENTION)
+
+
+def _views_from_text(scene, args):
+    """Attention masks of the named part around the scene (and optionally a views folder of them)."""
+    from engine.cli.common import resolve_up
+    from engine.guidance import load_guidance
+    from engine.masks.attention import TextMaskConfig, select_by_text
+    from engine.masks.sam import SamConfig, load_sam
+    from engine.masks.views_io import write_views
+
+    segmenter = None
+    if args.sam is not None:
+        config = SamConfig.from_json(args.sam_config) if args.sam_config else None
+        segmenter = load_sam(args.sam, model_type=args.sam_type, config=config)
+    model = load_guidance(args.model)
+    up = resolve_up(args.up, args.scene, scene)
+    cfg = TextMaskConfig(num_views=args.num_views, size=args.view_size, up=up)
+    result = select_by_text(scene, model, args.text, prompt=args.prompt, config=cfg, segmenter=segmenter,
+                            lift=False)
+    if args.save_views:
+        write_views(args.save_views, result.views)
+    info = {"text": args.text, "prompt": result.prompt, "model": model.name, "views": len(result.views)}
+    return [result.views], info

@@ -68,13 +68,13 @@ class TextMaskConfig:
 
 @dataclass
 class TextMaskResult:
-    weights: Tensor  # [N] calibrated soft weights in [0, 1] (> 0.5 = selected)
+    weights: Tensor | None  # [N] calibrated soft weights in [0, 1] (> 0.5 = selected); None with lift=False
     views: MaskViews  # the 2D masks lifted ([C, H, W, 1])
     maps: Tensor  # [C, H, W] normalised attention maps in [0, 1]
     thresholds: list[float]  # Otsu cut of each view's map
     prompt: str
     tokens: list[int]  # positions of the part's tokens in the prompt
-    lifted: GalpResult
+    lifted: GalpResult | None
 
 
 def default_prompt(part: str) -> str:
@@ -220,6 +220,7 @@ def select_by_text(
     on_progress=None,  # on_progress(done, total, what)
     should_stop=None,  # () -> bool; True cancels (raises Stopped)
     map_source=None,  # map_source(images [C, H, W, 3], cameras) -> maps [C, h, w]: replaces the attention
+    lift: bool = True,  # False: stop at the 2D masks (a caller that lifts them its own way)
 ) -> TextMaskResult:
     """A soft per-Gaussian mask [N] of the part named `part`, from the model's cross-attention in many views.
     `map_source` stands in for the model (tests plug an oracle segmenter into the same pipeline)."""
@@ -249,6 +250,8 @@ def select_by_text(
     views = MaskViews(cameras, masks)
     if should_stop is not None and should_stop():
         raise Stopped("text selection cancelled")
+    if not lift:
+        return TextMaskResult(None, views, maps, cuts, prompt, tokens, None)
     lifted = galp(scene, views, config=cfg.galp)
     if on_progress is not None:
         total = math.ceil(cfg.num_views / cfg.batch_size) * len(cfg.timesteps) + 1

@@ -136,3 +136,61 @@ def test_an_oracle_segmenter_in_the_same_pipeline_reaches_the_iou_targets(toy, l
         seen = vw.totals().sum(0) > VISIBILITY_EPS
         score = iou(result.weights[seen] > 0.5, (ids == part)[seen])
         assert score >= floor, (name, level, score)
+
+
+@pytest.fixture(scope="module")
+def cli_files(tmp_path_factory, toy):
+    from engine.io import save
+
+    root = tmp_path_factory.mktemp("text_cli")
+    save(toy[0], root / "toy.ply")
+    return root, save_tiny_pipeline(root / "model")
+
+
+def _mask_cli(capsys, *argv):
+    from engine.__main__ import main
+
+    code = main(["mask", *map(str, argv)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_cli_text_selection_writes_a_valid_mask(cli_files, tmp_path, capsys):
+    import json
+
+    import numpy as np
+
+    root, model = cli_files
+    out = tmp_path / "head.npy"
+    code, stdout, err = _mask_cli(capsys, root / "toy.ply", "--text", "head", "--prompt", "a robot head",
+                                  "--model", model, "--num-views", 3, "--view-size", 32, "--up", "+z",
+                                  "--save-views", tmp_path / "views", "--out", out)
+    assert code == 0, err
+    weights = np.load(out)
+    assert weights.dtype == np.float32 and weights.shape == (2000,) and 0 <= weights.min() <= weights.max() <= 1
+    summary = json.loads(stdout)
+    assert summary["text"] == "head" and summary["prompt"] == "a robot head" and summary["views"] == 3
+    assert (tmp_path / "views" / "cameras.json").is_file()
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--model", "closed-form:#d02020"], "closed-form prior has none"),
+    (["--model", "no/such-model-here"], "hf download no/such-model-here"),
+    (["--prompt", "a robot"], "does not contain the part 'head'"),
+])
+def test_cli_text_errors_are_one_line_and_leave_nothing(cli_files, tmp_path, capsys, extra, message):
+    root, model = cli_files
+    argv = [root / "toy.ply", "--text", "head", "--num-views", 2, "--view-size", 32, "--up", "+z",
+            "--out", tmp_path / "m.npy"]
+    if "--model" not in extra:
+        argv += ["--model", model]
+    code, out, err = _mask_cli(capsys, *argv, *extra)
+    errors = [line for line in err.splitlines() if line.startswith("error:")]  # (weights load with a bar)
+    assert code == 2 and out == "" and len(errors) == 1 and message in errors[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_cli_prompt_and_model_need_text(cli_files, tmp_path, capsys):
+    root, _ = cli_files
+    code, _, err = _mask_cli(capsys, root / "toy.ply", "--views", root, "--prompt", "x", "--out", tmp_path / "m.npy")
+    assert code == 2 and "--prompt and --model go with --text" in err
