@@ -8,6 +8,7 @@ tensor work is turning a scene into what a screen shows (uint8 images, Viser's s
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -155,6 +156,67 @@ def render_view(
     colors = display_colors(scene, mask) if tint and mask is not None else None
     out = render(scene.detach(), camera[0:1], colors=colors, background=BACKGROUND)
     return to_uint8(out.rgb[0])
+
+
+class TintedViews:
+    """Mask-tinted images of one scene from one camera, re-coloured without re-rendering.
+
+    With tint on, every Gaussian shows its base colour blended toward the tint by its weight, and the image is
+    a fixed linear map of those colours: the compositing weights of the view (engine.masks.contrib). Keeping
+    that map for the current (scene, camera) turns a mask change into one sparse product (~20 ms for 150k
+    Gaussians) instead of a full render (~0.3-1 s on a CPU). `prepare` builds the map (call it off the
+    request path); `image` returns None until it is ready for exactly that scene and camera.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._key = None  # (scene, viewmat bytes, K bytes, width, height)
+        self._weights = None
+        self._building = None
+
+    @staticmethod
+    def _key_of(scene: GaussianScene, camera: Cameras):
+        return (scene, camera.viewmats.numpy().tobytes(), camera.Ks.numpy().tobytes(), camera.width,
+                camera.height)
+
+    @staticmethod
+    def _same(a, b) -> bool:  # the scene by identity (it is immutable), the camera by value
+        return a is not None and b is not None and a[0] is b[0] and a[1:] == b[1:]
+
+    def image(self, scene: GaussianScene, camera: Cameras, mask: Tensor | None) -> np.ndarray | None:
+        with self._lock:
+            weights = self._weights if self._same(self._key, self._key_of(scene, camera)) else None
+        if weights is None:
+            return None
+        with torch.no_grad():
+            rgb = weights.render(display_colors(scene, mask))[0]
+            alpha = weights.alpha()[0][..., None]
+            return to_uint8(rgb + torch.tensor(BACKGROUND) * (1.0 - alpha))
+
+    def prepare(self, scene: GaussianScene, camera: Cameras) -> None:
+        """Build the map for (scene, camera) on a helper thread, unless it is built or being built."""
+        key = self._key_of(scene, camera)
+        with self._lock:
+            if self._same(self._key, key) or self._same(self._building, key):
+                return
+            self._building = key
+
+        def build() -> None:
+            from engine.masks.contrib import compositing_weights
+
+            try:
+                with torch.no_grad():
+                    weights = compositing_weights(scene.detach(), camera[0:1])
+            except Exception:  # noqa: BLE001 - the plain render path still works
+                log.exception("building the tint map failed")
+                weights = None
+            with self._lock:
+                if self._building is key:
+                    self._building = None
+                    if weights is not None:
+                        self._key, self._weights = key, weights
+
+        threading.Thread(target=build, name="tint-map", daemon=True).start()
 
 
 def to_uint8(image: Tensor) -> np.ndarray:

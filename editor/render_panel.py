@@ -23,8 +23,16 @@ def render_stream(session: Session, *, low: bool = False) -> str:
     the page; `low`: quarter size (while a slider moves)."""
     with session.lock:
         scene, mask, view, tint = session.display_scene(), session.display_mask(), session.view, session.tint
+        plain = session.live is None and not session.hidden_parts  # the session's own scene object
+        tinted = session.__dict__.setdefault("_tinted_views", backend.TintedViews())
     s = LOW_SCALE if low else 1.0
     camera = view.cameras(max(8, int(WIDTH * s)), max(8, int(HEIGHT * s)))
+    if tint and plain and not low:
+        # A mask change seen from the same view re-colours the kept compositing map instead of rendering.
+        image = tinted.image(scene, camera, mask) if mask is not None else None
+        tinted.prepare(scene, camera)
+        if image is not None:
+            return session.image_file("stream", image)
     return session.image_file("stream", backend.render_view(scene, camera, mask=mask, tint=tint))
 
 

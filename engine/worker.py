@@ -444,10 +444,14 @@ class EngineWorker:
                     cmd = self._next_command()
                 if cmd is None:
                     return
-            self._execute(cmd)
+            try:
+                self._execute(cmd)
+            except Exception:  # a bug in the plumbing must not end the engine thread for every session
+                log.exception("the engine worker failed on %s", cmd.action)
 
     def _execute(self, cmd: _Command) -> None:
-        if cmd.parked_on is None and not cmd.future.set_running_or_notify_cancel():
+        # A job back from waiting for its model is already running (its future too).
+        if not cmd.future.running() and not cmd.future.set_running_or_notify_cancel():
             return
         cmd.parked_on = None
         try:
@@ -516,11 +520,11 @@ class EngineWorker:
 
     def _park(self, cmd: _Command, spec: str) -> None:
         with self._cv:
+            cmd.parked_on = spec  # (its control stays registered: Cancel still reaches it)
             if spec in self._models or spec in self._load_errors:  # loaded meanwhile: run it next
                 self._pending.appendleft(cmd)
                 self._cv.notify_all()
                 return
-            cmd.parked_on = spec
             self._parked.append(cmd)
         self._emit(NoticeEvent(cmd.session, cmd.id, f"loading the model {spec} (first use; other sessions keep "
                                                     "working meanwhile)…"))

@@ -464,3 +464,20 @@ def test_parts_are_undoable_history_entries_and_restore_keeps_parts_and_name(tmp
         assert list(fresh.current("t").result(10).parts) == ["left", "right"]
     finally:
         fresh.shutdown()
+
+
+def test_a_model_that_finishes_loading_before_the_job_is_set_aside_still_runs(tmp_path, scene_and_mask):
+    """The race between the loader thread and parking: the job must run once, not crash the engine."""
+    scene, mask = scene_and_mask
+
+    def instant_loader(spec, device=None):
+        return ClosedFormPrior((1.0, 0.0, 0.0))
+
+    w = EngineWorker(model_loader=instant_loader, device="cpu")
+    try:
+        _loaded(w, scene, mask)
+        for i in range(5):  # a new spec each time: each job starts a load that ends at once
+            assert w.start_edit("s", _config(steps=1, model=f"closed-form:#{i}0{i}0{i}0")).result(60).steps_done == 1
+        assert w.alive
+    finally:
+        w.shutdown()
