@@ -143,8 +143,9 @@ class EditConfig:
     """Gaussian prior removal before the edit (on by default for romap only)."""
     anchor_weight: float = 1.0
     """romap: weight of the L1 anchor loss toward the part-edited images (passed to the RoMaP loss)."""
-    anchor_refresh: int = 100
-    """romap: the part-edited anchor images are remade every this many steps (K)."""
+    anchor_refresh: int = 50
+    """romap: every this many steps (K) a fresh pool of views is drawn and its part-edited anchor images are made
+    from the current renders (50: ten pools of views over a 500-step edit, so every side of the part is anchored)."""
     anchor_views: int = 8
     """romap: size of the fixed pool of views that have anchor images (romap steps render these views)."""
     mask_threshold: float = 0.5
@@ -171,8 +172,11 @@ class EditConfig:
     edit: str = "auto"
     """appearance: colour only, geometry kept exactly; shape: everything moves, densifies and may grow into the
     region's boxes; auto: appearance for the first `appearance_fraction` of the steps, then shape."""
-    appearance_fraction: float = 0.25
-    """auto: the fraction of the steps run as an appearance edit before geometry is unlocked."""
+    appearance_fraction: float = 0.1
+    """auto: the fraction of the steps run as an appearance edit before geometry is unlocked. Short: a
+    colour change is mostly done within it, and a reshape or removal needs the remaining steps (0.1 vs 0.25
+    and 0.3 on bench/edit_quality.py's antenna cases: +2 dB reshape, +5 dB removal, -1.6 dB recolour, still
+    > 35 dB)."""
     region_margin: float = 0.5
     """The edit region is the selected Gaussians dilated by their size plus this margin, as a fraction of the
     part's radius (0.5: a part may grow by half its radius; engine/edit_region.py)."""
@@ -183,8 +187,10 @@ class EditConfig:
     """Opacity of the Gaussians seeded in the region boxes' empty space (faint: they must earn their place)."""
     max_seeds: int = 3000
     """At most this many seeded Gaussians (spread evenly over the empty space)."""
-    max_scale_growth: float = 2.5
-    """Trainable Gaussians' largest axis is capped at this multiple of the selection's 98th-percentile size."""
+    max_scale_growth: float = 1.5
+    """Trainable Gaussians' largest axis is capped at this multiple of the selection's 98th-percentile size:
+    a part that grows is covered by densification (splits), not by a few discs blown up past their
+    neighbours (1.5 vs 2.5: spill 0.8% -> 0.4% on the antenna reshape, whose target doubles every scale)."""
     min_visible_fraction: float = 0.25
     """A sampled view is redrawn (up to 8 times) when less than this fraction of the part's silhouette is
     visible in it (hidden behind the rest of the scene or out of frame): such views cost a model call and

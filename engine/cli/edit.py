@@ -29,7 +29,7 @@ MAX_STEPS = 100_000
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 2048
 DEFAULTS = {
     "method": "sds", "steps": 500, "resolution": 512, "seed": 0, "batch_size": 1, "t_min": 0.02, "t_max": 0.98,
-    "mask_threshold": 0.5, "anchor_weight": 1.0, "anchor_refresh": 100, "anchor_views": 8,
+    "mask_threshold": 0.5, "anchor_weight": 1.0, "anchor_refresh": 50, "anchor_views": 8,
     "edit": "auto", "region_margin": 0.5, "min_visible_fraction": 0.25,
 }
 EDIT_KINDS = ("auto", "appearance", "shape")
