@@ -481,3 +481,8 @@ def test_a_model_that_finishes_loading_before_the_job_is_set_aside_still_runs(tm
         assert w.alive
     finally:
         w.shutdown()
+
+
+def test_warm_up_runs_the_renderer_forward_and_backward_once(worker):
+    seconds = worker.warm_up().result(120)
+    assert seconds >= 0 and not worker.warming_up
