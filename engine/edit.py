@@ -147,7 +147,7 @@ class EditConfig:
     """romap: every this many steps (K) a fresh pool of views is drawn and its part-edited anchor images are made
     from the current renders (50: ten pools of views over a 500-step edit, so every side of the part is anchored)."""
     anchor_views: int = 8
-    """romap: size of the fixed pool of views that have anchor images (romap steps render these views)."""
+    """romap: views per pool (romap steps render only pool views: those that have anchor images)."""
     mask_threshold: float = 0.5
     """Gaussians with mask weight above this are optimized; all others are left bit-identical."""
     fov_y_deg: float = 45.0
