@@ -67,6 +67,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     text.add_argument("--model", default=None,
                       help="the diffusion model used for editing: hub id or local diffusers folder (default "
                            "$SPLATEDIT_MODEL or Stable Diffusion 1.5)")
+    text.add_argument("--region", metavar="MASK.npy", default=None,
+                      help="a rough per-Gaussian mask ([N], > 0.5 = in) the views frame instead of the whole scene")
     parser.set_defaults(func=run)
 
 
@@ -117,8 +119,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--click needs a SAM checkpoint: pass --sam CHECKPOINT")
     if args.views is not None and (args.sam is not None or args.save_views is not None):
         raise UserError("--sam and --save-views go with --click, not with --views")
-    if args.text is None and (args.prompt is not None or args.model is not None):
-        raise UserError("--prompt and --model go with --text")
+    if args.text is None and (args.prompt is not None or args.model is not None or args.region is not None):
+        raise UserError("--prompt, --model and --region go with --text")
     if args.text is not None:
         _check_text_options(args)
     check_up_option(args.up)
@@ -214,11 +216,22 @@ def _views_from_text(scene, args):
     if args.sam is not None:
         config = SamConfig.from_json(args.sam_config) if args.sam_config else None
         segmenter = load_sam(args.sam, model_type=args.sam_type, config=config)
+    region = None
+    if args.region is not None:
+        import numpy as np
+        import torch
+
+        from engine.cli.common import UserError
+
+        try:
+            region = torch.from_numpy(np.load(args.region).astype(np.float32).reshape(-1))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"--region {args.region} is not a readable .npy mask ({exc})") from None
     model = load_guidance(args.model)
     up = resolve_up(args.up, args.scene, scene)
     cfg = TextMaskConfig(num_views=args.num_views, size=args.view_size, up=up)
     result = select_by_text(scene, model, args.text, prompt=args.prompt, config=cfg, segmenter=segmenter,
-                            lift=False)
+                            region=region, lift=False)
     if args.save_views:
         write_views(args.save_views, result.views)
     info = {"text": args.text, "prompt": result.prompt, "model": model.name, "views": len(result.views)}

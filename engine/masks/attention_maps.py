@@ -38,8 +38,7 @@ def token_positions(tokenizer, prompt: str, part: str) -> list[int]:
     if not part:
         raise TokenError("the part to select is empty: name it, e.g. --text scarf")
     limit = int(tokenizer.model_max_length)
-    full = tokenizer(prompt, truncation=False).input_ids
-    ids = full[:limit]
+    ids = tokenizer(prompt, truncation=True, max_length=limit).input_ids
 
     def find(run: list[int], within: list[int]) -> list[int] | None:
         for start in range(1, len(within) - len(run) + 1):  # position 0 is the start-of-text token
@@ -54,7 +53,8 @@ def token_positions(tokenizer, prompt: str, part: str) -> list[int]:
         hits = [find(w, ids) for w in words if w]
         found = sorted({p for h in hits if h for p in h}) or None
     if found is None:
-        if run and find(run, full) is not None:
+        full = tokenizer(prompt, truncation=False).input_ids
+        if run and len(full) > len(ids) and find(run, full) is not None:
             raise TokenError(f"the part {part!r} comes after the first {limit} tokens of the prompt: shorten the prompt")
         raise TokenError(f"the prompt {prompt!r} does not contain the part {part!r}: name the part in the prompt")
     return found

@@ -144,6 +144,9 @@ def cli_files(tmp_path_factory, toy):
 
     root = tmp_path_factory.mktemp("text_cli")
     save(toy[0], root / "toy.ply")
+    import numpy as np
+
+    np.save(root / "half.npy", (np.arange(len(toy[0])) % 2).astype(np.float32))
     return root, save_tiny_pipeline(root / "model")
 
 
@@ -164,7 +167,7 @@ def test_cli_text_selection_writes_a_valid_mask(cli_files, tmp_path, capsys):
     out = tmp_path / "head.npy"
     code, stdout, err = _mask_cli(capsys, root / "toy.ply", "--text", "head", "--prompt", "a robot head",
                                   "--model", model, "--num-views", 3, "--view-size", 32, "--up", "+z",
-                                  "--save-views", tmp_path / "views", "--out", out)
+                                  "--save-views", tmp_path / "views", "--out", out, "--region", root / "half.npy")
     assert code == 0, err
     weights = np.load(out)
     assert weights.dtype == np.float32 and weights.shape == (2000,) and 0 <= weights.min() <= weights.max() <= 1
@@ -177,6 +180,7 @@ def test_cli_text_selection_writes_a_valid_mask(cli_files, tmp_path, capsys):
     (["--model", "closed-form:#d02020"], "closed-form prior has none"),
     (["--model", "no/such-model-here"], "hf download no/such-model-here"),
     (["--prompt", "a robot"], "does not contain the part 'head'"),
+    (["--region", "nowhere.npy"], "is not a readable .npy mask"),
 ])
 def test_cli_text_errors_are_one_line_and_leave_nothing(cli_files, tmp_path, capsys, extra, message):
     root, model = cli_files
@@ -193,4 +197,4 @@ def test_cli_text_errors_are_one_line_and_leave_nothing(cli_files, tmp_path, cap
 def test_cli_prompt_and_model_need_text(cli_files, tmp_path, capsys):
     root, _ = cli_files
     code, _, err = _mask_cli(capsys, root / "toy.ply", "--views", root, "--prompt", "x", "--out", tmp_path / "m.npy")
-    assert code == 2 and "--prompt and --model go with --text" in err
+    assert code == 2 and "--prompt, --model and --region go with --text" in err
