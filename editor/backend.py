@@ -75,13 +75,14 @@ def default_scene(path: Path | None = None) -> SceneBundle:
                        up=guess.up, up_source=guess.source)
 
 
-def open_scene(path: Path | str) -> SceneBundle:
-    """Read any format engine.io knows; errors are ValueError/OSError with the file and the problem."""
+def open_scene(path: Path | str, *, spz_frame: str = "spec") -> SceneBundle:
+    """Read any format engine.io knows (`spz_frame`: how an .spz is stored, engine.io.SPZ_FRAMES); errors are
+    ValueError/OSError with the file and the problem."""
     from engine.io import load
     from engine.io.up import detect_up
 
     path = Path(path)
-    scene = load(path)
+    scene = load(path, spz_frame=spz_frame)
     if len(scene) == 0:
         raise ValueError(f"{path.name}: the file holds no Gaussians")
     guess = detect_up(path, scene)

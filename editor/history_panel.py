@@ -17,7 +17,10 @@ from .session import Session
 EXPORT_CHOICES = [
     ("3DGS .ply", "ply"),
     ("antimatter15 .splat", "splat"),
-    ("Niantic .spz", "spz"),
+    ("Niantic .spz (spec frame)", "spz"),
+    ("Niantic .spz, raw frame (splat-transform, Niantic's converter)", "spz-raw"),
+    ("PlayCanvas .sog", "sog"),
+    ("SuperSplat .compressed.ply", "compressed.ply"),
     ("Mask .npy", "mask"),
     ("Turntable .mp4", "mp4"),
 ]
@@ -78,6 +81,8 @@ def build_history_panel(ctx: AppContext) -> None:
                 with session.lock:
                     scene, up = session.scene, session.up
                 return str(backend.turntable(scene, folder / f"turntable-{stamp}.mp4", up=up))
+            if kind == "spz-raw":
+                return str(ctx.jobs.export(session, folder / f"scene-{stamp}.spz", spz_frame="raw"))
             return str(ctx.jobs.export(session, folder / f"scene-{stamp}.{kind}"))
         except (ValueError, OSError) as exc:
             raise gr.Error(str(exc)) from exc

@@ -284,14 +284,15 @@ class JobRunner:
         self._wait(command(session.id))
         self._mirror(session)
 
-    def export(self, session: Session, path) -> str:
-        """Write the current scene; a .ply records the scene's up axis in its header (engine.io.up)."""
+    def export(self, session: Session, path, *, spz_frame: str = "spec") -> str:
+        """Write the current scene; a .ply records the scene's up axis in its header (engine.io.up); an .spz is
+        stored in `spz_frame` ("raw" for splat-transform and Niantic's converter)."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         name = Path(path).name.lower()
         if name.endswith(".ply") and not name.endswith(".compressed.ply"):
             scene, _ = self._wait(self.worker.snapshot(session.id, copy=False))  # queued after earlier commands
             return str(backend.save_scene(scene, path, up=session.up))
-        return str(self._wait(self.worker.export(session.id, Path(path))))
+        return str(self._wait(self.worker.export(session.id, Path(path), spz_frame=spz_frame)))
 
     def _wait(self, future, timeout: float = COMMAND_TIMEOUT_S):
         """The result of a quick worker command; its errors (ValueError/OSError) reach the caller as they are."""

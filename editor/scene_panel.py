@@ -70,6 +70,11 @@ def build_scene_panel(ctx: AppContext) -> None:
         file_types=sorted({e if e.count(".") == 1 else "." + e.rsplit(".", 1)[-1] for e in exts}),
         elem_id="scene-upload",
     )
+    spz_frame = gr.Radio([("as the spz spec says (RUB, converted)", "spec"),
+                          ("raw (files from splat-transform or Niantic's converter)", "raw")], value="spec",
+                         label=".spz files are stored", elem_id="scene-spz-frame",
+                         info="an .spz opened upside down was written the other way: open it again with the other "
+                              "choice (the header does not say which)")
     with gr.Row():
         default = gr.Button("Open the default scene", size="sm", elem_id="scene-default")
     info = gr.Markdown(elem_id="scene-info")
@@ -107,7 +112,7 @@ def build_scene_panel(ctx: AppContext) -> None:
 
     ctx.changed(restore.click(do_restore, saved, info, api_name="restore_session"))
 
-    def open_file(path: str | None, request: gr.Request) -> str:
+    def open_file(path: str | None, frame: str, request: gr.Request) -> str:
         session = ctx.session(request)
         if not path:
             return info_markdown(session)
@@ -117,7 +122,7 @@ def build_scene_panel(ctx: AppContext) -> None:
         if session.job.active:
             raise gr.Error("an edit is running; cancel it before opening another scene")
         try:
-            bundle = backend.open_scene(path)
+            bundle = backend.open_scene(path, spz_frame=frame or "spec")
         except (ValueError, OSError) as exc:
             raise gr.Error(user_facing(str(exc), path)) from exc
         ctx.jobs.load_scene(session, bundle)
@@ -125,7 +130,7 @@ def build_scene_panel(ctx: AppContext) -> None:
 
     # The upload box empties after every upload (a rejected file must not stay there; the scene facts name
     # the opened one).
-    ctx.changed(upload.upload(open_file, upload, info, api_name="open_scene")).then(
+    ctx.changed(upload.upload(open_file, [upload, spz_frame], info, api_name="open_scene")).then(
         lambda: None, None, upload, show_progress="hidden", api_visibility="private")
 
     def open_default(request: gr.Request) -> str:

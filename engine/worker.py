@@ -333,9 +333,10 @@ class EngineWorker:
     def redo(self, session: str) -> Future:
         return self._submit(session, "redo", lambda cmd: self._do_step_history(cmd, forward=True))
 
-    def export(self, session: str, path: str | os.PathLike) -> Future:
-        """Write the session's current scene (format from the extension, engine.io.save); resolves to the path."""
-        return self._submit(session, "export", lambda cmd: self._do_export(cmd, Path(path)))
+    def export(self, session: str, path: str | os.PathLike, *, spz_frame: str = "spec") -> Future:
+        """Write the session's current scene (format from the extension, engine.io.save; `spz_frame` says how
+        an .spz is stored: "spec" or "raw", see engine.io.SPZ_FRAMES); resolves to the path."""
+        return self._submit(session, "export", lambda cmd: self._do_export(cmd, Path(path), spz_frame))
 
     def snapshot(self, session: str, *, copy: bool = True) -> Future:
         """(scene, mask) of the session now; copies by default (the engine never changes them in place either)."""
@@ -652,11 +653,11 @@ class EngineWorker:
         self._emit(DoneEvent(cmd.session, cmd.id, cmd.action, message=label))
         return label
 
-    def _do_export(self, cmd: _Command, path: Path) -> Path:
+    def _do_export(self, cmd: _Command, path: Path, spz_frame: str = "spec") -> Path:
         from .io import save
 
         session = self._session(cmd.session)
-        save(session.history.current.scene, path)
+        save(session.history.current.scene, path, spz_frame=spz_frame)
         self._emit(DoneEvent(cmd.session, cmd.id, "export", message=str(path)))
         return path
 

@@ -136,6 +136,23 @@ def test_upload_cap_and_bad_files(app, tmp_path):
     assert "50" in info and "small.ply" in info
 
 
+def test_spz_frame_choice_on_open_and_export(app, tmp_path):
+    """An .spz written raw (as splat-transform and Niantic's converter do) opens upright with "raw", turned
+    180 degrees with "spec"; the raw export choice writes what such tools read."""
+    client = _client(app)
+    scene = random_scene(40, seed=3)
+    raw = tmp_path / "tool.spz"
+    save(scene, raw, spz_frame="raw")
+    client.predict(handle_file(str(raw)), "raw", api_name="/open_scene")
+    exported = client.predict("spz-raw", api_name="/export")
+    as_raw = load(exported, spz_frame="raw")
+    assert torch.allclose(as_raw.means, load(raw, spz_frame="raw").means, atol=1e-6)
+    client.predict(handle_file(str(raw)), "spec", api_name="/open_scene")
+    turned = load(client.predict("spz-raw", api_name="/export"), spz_frame="raw")
+    assert torch.allclose(turned.means[:, 0], as_raw.means[:, 0], atol=1e-3)  # 180 degrees about x
+    assert torch.allclose(turned.means[:, 1:], -as_raw.means[:, 1:], atol=1e-3)
+
+
 def test_mask_file_round_trip_and_length_check(app, tmp_path):
     client = _client(app)
     n = _select_blob(client)
