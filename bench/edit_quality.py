@@ -32,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from assets.build_edit_cases import edit_cases  # noqa: E402
+from engine.edit import EditConfig, edit_region  # noqa: E402
 from engine.edit_quality import edit_quality, held_out_cameras  # noqa: E402
-from engine.edit_region import EditRegion  # noqa: E402
 from engine.reference_prior import ReferencePrior  # noqa: E402
 
 
@@ -57,17 +57,11 @@ def run_case(case, method: str, args, loop) -> dict:
     if args.loop == "before" and isinstance(model, ReferencePrior):
         loop._render_with_mask = inner
     selected = case.mask > 0.5
-    orbit = loop.PartOrbit.around(case.scene, case.mask, config)
-    from engine.edit import PartOrbit as NewOrbit, EditConfig as NewConfig
-
-    new_config = NewConfig(prompt="x", region_boxes=tuple(case.boxes))
-    new_orbit = NewOrbit.around(case.scene, case.mask, new_config)
-    region = EditRegion.around(case.scene, selected, margin=new_config.region_margin * new_orbit.half_extent,
-                               boxes=tuple(case.boxes))
-    cameras = held_out_cameras(new_orbit.center, new_orbit.radius * 1.3, resolution=args.eval_res)
+    # Region and held-out views as today's loop defines them, whichever loop ran (same floaters for both).
+    region, orbit = edit_region(case.scene, case.mask, EditConfig(prompt="x", region_boxes=tuple(case.boxes)))
+    cameras = held_out_cameras(orbit.center, orbit.radius * 1.3, resolution=args.eval_res)
     quality = edit_quality(case.scene, selected, result.scene, result.mask > 0.5, case.target, case.changed,
                            region, cameras)
-    del orbit
     return {"case": case.name, "kind": case.kind, "method": method, **quality.as_dict(),
             "steps": args.steps, "seconds": round(seconds, 1), "steps_per_s": round(args.steps / seconds, 2)}
 

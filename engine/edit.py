@@ -616,6 +616,15 @@ def _seed_boxes(region: EditRegion, scene: GaussianScene, config: EditConfig) ->
     )
 
 
+def edit_region(scene: GaussianScene, mask: Tensor, config: EditConfig) -> tuple[EditRegion, PartOrbit]:
+    """The region an edit of `scene` with `mask` may change, and the orbit framing it: what `run_edit` fixes
+    before its first step (and what evaluations must use to count floaters the same way)."""
+    orbit = PartOrbit.around(scene, mask, config)
+    region = EditRegion.around(scene, mask > config.mask_threshold, margin=config.region_margin * orbit.half_extent,
+                               boxes=tuple(config.region_boxes))
+    return region, orbit
+
+
 def run_edit(
     scene: GaussianScene,
     mask_weights,  # [N] float weights in [0, 1] or bool
@@ -639,9 +648,7 @@ def run_edit(
     original = scene.detach().to(device)
     mask = mask_in.to(device)
     selected = mask > config.mask_threshold
-    orbit = PartOrbit.around(original, mask, config)
-    region = EditRegion.around(original, selected, margin=config.region_margin * orbit.half_extent,
-                               boxes=tuple(config.region_boxes))
+    region, orbit = edit_region(original, mask, config)
     model = edit_prior(guidance_model, original, selected, config)
     view_aware = isinstance(model, ViewAwareModel)
     picker = ViewPicker(orbit, original, selected, config.min_visible_fraction, config.render_backend)

@@ -11,8 +11,7 @@ import pytest
 import torch
 
 from engine.densify import DensifyConfig
-from engine.edit import EditConfig, EditEvent, PartOrbit, check_edit_inputs, run_edit
-from engine.edit_region import EditRegion
+from engine.edit import EditConfig, EditEvent, PartOrbit, check_edit_inputs, edit_region, run_edit
 from engine.guidance.closed_form import ClosedFormPrior
 from engine.prior_removal import PriorRemoval
 from tests.edit_scenes import default_scene_part, masked_colour_error, params_equal, two_part_scene
@@ -126,8 +125,7 @@ def test_densify_adds_gaussians_only_inside_the_mask(scene_and_mask, model):
     assert int((result.mask > 0.5).sum()) == num_masked + result.num_split + result.num_cloned - result.num_pruned
     assert _outside_unchanged(scene, mask, result)
     new = result.scene.means[len(scene):]
-    orbit = PartOrbit.around(scene, mask, config)
-    region = EditRegion.around(scene, mask > 0.5, margin=config.region_margin * orbit.half_extent)
+    region, _ = edit_region(scene, mask, config)
     assert bool(region.contains(new).all())  # every child was born inside the edit region
 
 

@@ -15,9 +15,8 @@ import torch
 
 from assets.build_edit_cases import edit_cases
 from engine.densify import DensifyConfig
-from engine.edit import EditConfig, PartOrbit, ViewPicker, edit_prior, run_edit
+from engine.edit import EditConfig, PartOrbit, ViewPicker, edit_prior, edit_region, run_edit
 from engine.edit_quality import edit_quality, held_out_cameras
-from engine.edit_region import EditRegion
 from engine.guidance.base import LossOutput
 from engine.guidance.closed_form import ClosedFormPrior
 from engine.reference_prior import ReferencePrior, recolour_part
@@ -36,12 +35,6 @@ def _outside_unchanged(before, mask_before, result) -> bool:
     return params_equal(before.subset(mask_before <= 0.5), result.scene.subset(result.mask <= 0.5))
 
 
-def _region_of(scene, mask, config):
-    orbit = PartOrbit.around(scene, mask, config)
-    return EditRegion.around(scene, mask > 0.5, margin=config.region_margin * orbit.half_extent,
-                             boxes=tuple(config.region_boxes)), orbit
-
-
 class _Spread:
     """A loss that wants dark pixels everywhere: Gaussians are rewarded for growing and moving outward."""
 
@@ -55,7 +48,7 @@ def test_an_edit_that_wants_to_spread_stays_in_its_region(scene_and_mask):
                         lr=type(EditConfig().lr)(means=0.02, scales=0.05),
                         densify=DensifyConfig(start_step=10, interval=10, grad_threshold=0.0, grow_fraction=0.3))
     result = run_edit(scene, mask, config, ClosedFormPrior(BLUE), loss_fn=_Spread())
-    region, _ = _region_of(scene, mask, config)
+    region, _ = edit_region(scene, mask, config)
     edited = result.mask > 0.5
     assert _outside_unchanged(scene, mask, result)
     assert bool(region.contains(result.scene.means[edited]).all()), "a trainable centre left the region"
@@ -109,7 +102,7 @@ def antenna_cases():
 
 
 def _quality(case, result, config):
-    region, orbit = _region_of(case.scene, case.mask, config)
+    region, orbit = edit_region(case.scene, case.mask, config)
     cameras = held_out_cameras(orbit.center, orbit.radius * 1.3, resolution=64)
     return edit_quality(case.scene, case.mask > 0.5, result.scene, result.mask > 0.5, case.target, case.changed,
                         region, cameras)
