@@ -16,12 +16,7 @@ from tests.edit_scenes import two_part_scene
 EVAL = ["--eval-views", "2", "--eval-resolution", "32"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -13,12 +13,9 @@ RED = (0.8, 0.1, 0.1)
 
 
 @pytest.fixture(autouse=True)
-def one_torch_thread():
-    """These tensors are tiny: one thread is faster, and far faster on a busy 2-core machine (no spin-waits)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _tiny_tensors_one_thread(one_torch_thread):
+    """These tensors are tiny: one thread (tests/conftest.py) for every guidance test."""
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

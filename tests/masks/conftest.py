@@ -8,13 +8,9 @@ from engine.masks.evaluation import ground_truth_masks, orbit_views, toy_parts_s
 
 
 @pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """The mask code is sparse gathers and scatters: on a shared 2-core machine torch's thread pool only
-    spins (tests ran 2x slower with 2 threads). Restored after each test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _one_torch_thread(one_torch_thread):
+    """The mask code is sparse gathers and scatters: one thread (tests/conftest.py) for every mask test."""
     yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
