@@ -67,6 +67,7 @@ class EditSettings:
         return config
 
 
+MASK_TASK_LABELS = {"sam": "SAM click", "text": "text selection"}  # what the Mask panel calls each task
 INIT_CURRENT = "current scene"  # GenerateSettings.init value: start from the session's current scene
 
 
@@ -429,18 +430,22 @@ class JobRunner:
         return "waiting for the engine"
 
     # ------------------------------------------------------------------ mask tasks (SAM, lifting)
-    def start_mask_task(self, session: Session, action: str, work, on_result) -> None:
+    def start_mask_task(self, session: Session, action: str, work, on_result, *, model: str | None = None) -> None:
         """Run `work(progress, should_stop)` on the engine thread; its progress shows in `session.mask_task`,
-        and `on_result(result)` runs when it ends (on the worker thread). One task per session at a time."""
+        and `on_result(result)` runs when it ends (on the worker thread). One task per session at a time.
+        model: the guidance model spec the task reads, loaded by the worker's loader thread (the task waits
+        aside meanwhile) and passed as `work(progress, should_stop, model)`."""
         with session.lock:
             if session.mask_task.active:
-                raise ValueError("the previous SAM click is still being worked on; wait for it or cancel it")
+                raise ValueError(f"the previous {session.mask_task.kind or 'mask task'} is still being worked "
+                                 "on; wait for it or cancel it")
             session.check_mask_editable()
-            session.mask_task = JobStatus(state="queued", message="waiting for the engine", started_at=time.time())
+            session.mask_task = JobStatus(kind=MASK_TASK_LABELS.get(action, action), state="queued",
+                                          message="waiting for the engine", started_at=time.time())
             session.notice = ""
             session.revision += 1
         with self._lock:
-            future = self.worker.start_task(session.id, action, work)
+            future = self.worker.start_task(session.id, action, work, model=model)
             self._task_ids[future.command_id] = session.id
 
         def finished(done) -> None:
@@ -514,6 +519,12 @@ class JobRunner:
             return
         with self._lock:
             is_job = event.job is not None and self._job_ids.get(event.job) == session.id
+            is_task = event.job is not None and self._task_ids.get(event.job) == session.id
+        if is_task and isinstance(event, NoticeEvent):  # a mask task waiting for its model to load
+            with session.lock:
+                session.mask_task.message = event.message
+                session.revision += 1
+            return
         if not is_job:
             return
         if isinstance(event, NoticeEvent):

@@ -25,7 +25,7 @@ def mask_summary(session: Session) -> str:
         lines = [f"**{n:,}** of {total:,} Gaussians selected{lift}"]
         if task.active:
             share = f" ({task.step}/{task.total})" if task.total else ""
-            lines.append(f"⏳ SAM click: {task.message or task.state}{share}")
+            lines.append(f"⏳ {task.kind or 'mask task'}: {task.message or task.state}{share}")
         if notice:
             lines.append(f"⚠️ {notice}")
     return "  \n".join(lines)
@@ -47,8 +47,19 @@ def build_mask_panel(ctx: AppContext) -> None:
         sam_views = gr.Slider(2, 32, value=8, step=1, label="Views SAM runs on per click")
         threshold = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="Threshold of the lifted mask",
                               elem_id="mask-threshold")
+    with gr.Accordion("Select by text", open=False):
+        with gr.Row():
+            text_part = gr.Textbox(label="Part to select", placeholder="e.g. scarf", elem_id="text-part", scale=2)
+            text_prompt = gr.Textbox(label="Prompt (optional; must contain the part)",
+                                     placeholder="e.g. a toy robot with a red scarf", elem_id="text-prompt", scale=3)
+        with gr.Row():
+            text_within = gr.Checkbox(False, label="Only around the current selection", elem_id="text-within")
+            text_sam = gr.Checkbox(False, label="Refine with SAM", elem_id="text-sam")
+            text_go = gr.Button("Select by text", size="sm", variant="primary", elem_id="text-select")
+        gr.Markdown("Reads the editing model's attention to the part's word in as many views as *Views SAM runs "
+                    "on*, lifted with 3D-GALP; uses the model of the Model tab (the closed-form demo has none).")
     info = gr.Markdown(elem_id="mask-info")
-    cancel_task = gr.Button("Cancel SAM click", size="sm", elem_id="mask-cancel-task", visible=False)
+    cancel_task = gr.Button("Cancel mask task", size="sm", elem_id="mask-cancel-task", visible=False)
     with gr.Row():
         invert = gr.Button("Invert", size="sm", elem_id="mask-invert")
         grow = gr.Button("Grow", size="sm", elem_id="mask-grow")
@@ -135,6 +146,20 @@ def build_mask_panel(ctx: AppContext) -> None:
         ctx.jobs.cancel_mask_task(ctx.session(request))
 
     cancel_task.click(do_cancel_task, None, None, api_name="cancel_sam", concurrency_limit=None)
+
+    def do_select_text(part_text: str, prompt: str, within: bool, sam: bool, request: gr.Request) -> str:
+        """Queue a text selection on the engine thread; the count and progress show in the panel's summary."""
+        session = ctx.session(request)
+        try:
+            ctx.masking.select_text(session, part_text, prompt, within_selection=bool(within),
+                                    refine_with_sam=bool(sam))
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
+        return mask_summary(session)
+
+    text_go.click(do_select_text, [text_part, text_prompt, text_within, text_sam], info, api_name="select_text")
+    text_part.submit(do_select_text, [text_part, text_prompt, text_within, text_sam], info,
+                     api_visibility="private")
 
     def do_select(name: str, request: gr.Request, op_value: str = "replace") -> int:
         session = ctx.session(request)

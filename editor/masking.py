@@ -174,6 +174,70 @@ class Masking:
         self.tasks.start_mask_task(session, "sam", work, adopt)
         return session.selected_count()
 
+    def select_text(self, session: Session, part: str, prompt: str = "", *, within_selection: bool = False,
+                    refine_with_sam: bool = False, num_views: int | None = None) -> int:
+        """Select the part named `part` from the editing model's cross-attention to its word in many views
+        (engine.masks.attention.select_by_text), lifted with 3D-GALP, as a task on the engine thread: returns at
+        once (the current count); progress shows in `session.mask_task`, and the lifted weights become the
+        selection through the session's operation, cut at the threshold slider (re-cut like a SAM click's).
+
+        within_selection: frame the views on the current selection (a rough region) instead of the whole scene.
+        Refused at once, with what to do, when the model has no attention (closed-form / reference prior) or
+        cannot be loaded (what to download: the same model as for editing)."""
+        from engine.guidance import parse_model_spec
+        from engine.masks.attention import NO_ATTENTION, TextMaskConfig
+
+        part, prompt = (part or "").strip(), (prompt or "").strip()
+        if not part:
+            raise ValueError("type the part to select, e.g. scarf")
+        if prompt and part.lower() not in prompt.lower():
+            raise ValueError(f"the prompt must contain the part's words ({part!r}), e.g. 'a toy robot with a {part}'")
+        if self.tasks is None:
+            raise ValueError("text selection needs the engine worker (no JobRunner attached)")
+        session.check_mask_editable()
+        spec = self.tasks.model_spec(session)
+        if parse_model_spec(spec).is_closed_form:
+            raise ValueError(f"{NO_ATTENTION} (the session uses {spec}; set one in the Model tab)")
+        self.tasks.require_model(spec)  # what to download, before anything is queued
+        with session.lock:
+            scene, op, up = session.scene, session.op, tuple(session.up)
+            region = session.selection.clone() if within_selection else None
+            views = int(num_views or session.sam_views)
+        if region is not None and not bool((region > 0.5).any()):
+            raise ValueError("'only around the selection' needs a selection: select a rough region first")
+        if refine_with_sam and not self.sam_checkpoint and self._segmenter is None:
+            self.segmenter()  # raises the "no checkpoint" message right away
+        config = TextMaskConfig(num_views=max(1, views), up=up)
+
+        def work(progress, should_stop, model):
+            from engine.masks.attention import Stopped, select_by_text
+
+            from engine.worker import TaskCancelled
+
+            segmenter = None
+            if refine_with_sam:
+                progress(0, 1, "loading SAM")
+                segmenter = self.segmenter()
+            progress(0, 1, f"rendering {config.num_views} views")
+            try:
+                result = select_by_text(scene, model, part, prompt=prompt or None, config=config, region=region,
+                                        segmenter=segmenter, should_stop=should_stop,
+                                        on_progress=lambda done, total, what: progress(done, total, what))
+            except Stopped as exc:
+                raise TaskCancelled() from exc
+            return result.weights.float().cpu()
+
+        def adopt(weights: Tensor) -> None:
+            with session.lock:
+                if session.scene is not scene:
+                    raise ValueError("the scene changed while the text selection ran; run it again")
+                session.check_mask_editable()
+                session.lift = LiftState(weights=weights, base=session.selection, op=op)
+                self.set_threshold(session, session.threshold)
+
+        self.tasks.start_mask_task(session, "text", work, adopt, model=spec)
+        return session.selected_count()
+
     def _apply(self, session: Session, new: Tensor, op: str, tool: str) -> int:
         with session.lock:
             session.set_selection(combine(session.selection, new.float().cpu(), op), label=f"{tool} {op}")

@@ -50,6 +50,7 @@ class JobStatus:
     before: np.ndarray | None = None  # render of the scene before the edit, same view as `preview`
     message: str = ""
     psnr_ideal: float | None = None  # latest PSNR against the ideal edit, when the edit's prior knows it
+    kind: str = ""  # what a mask task is ("SAM click", "text selection"): the Mask panel's progress line says it
 
     @property
     def active(self) -> bool:

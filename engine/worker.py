@@ -277,13 +277,17 @@ class EngineWorker:
         """The session's current `SessionState` (scene, mask, parts, name; references to immutable values)."""
         return self._submit(session, "current", self._do_current)
 
-    def start_task(self, session: str, action: str, fn: Callable[..., Any]) -> Future:
+    def start_task(self, session: str, action: str, fn: Callable[..., Any], *, model: str | None = None) -> Future:
         """Run `fn(progress, should_stop)` on the engine thread (mask work: SAM views, lifting). `progress(step,
         total, message)` emits a TaskEvent and raises TaskCancelled after `cancel(session)`; the future resolves
         to fn's result, or None when cancelled. Tasks run between other sessions' edit steps, like quick
-        commands, so a click is never stuck behind another session's long edit."""
+        commands, so a click is never stuck behind another session's long edit.
+
+        model: a guidance model spec the task reads (text selection reads the editing model's attention); it is
+        loaded on the loader thread like an edit's — the task waits aside meanwhile, the engine keeps serving —
+        and passed as `fn(progress, should_stop, model)`."""
         control = _Control()
-        return self._submit(session, action, lambda cmd: self._do_task(cmd, fn), control=control)
+        return self._submit(session, action, lambda cmd: self._do_task(cmd, fn, model), control=control)
 
     def warm_up(self) -> Future:
         """Compile and load what the first edit would (the CPU rasterizer's kernels, forward and backward), so
@@ -587,7 +591,7 @@ class EngineWorker:
         state = self._session(cmd.session).history.current
         return SessionState(state.scene, state.mask, dict(state.parts), state.name)
 
-    def _do_task(self, cmd: _Command, fn):
+    def _do_task(self, cmd: _Command, fn, model_spec: str | None = None):
         control = cmd.control
 
         def progress(step: int, total: int, message: str = "") -> None:
@@ -598,8 +602,9 @@ class EngineWorker:
         if control.cancel.is_set():
             self._emit(DoneEvent(cmd.session, cmd.id, cmd.action, cancelled=True, message="cancelled before start"))
             return None
+        args = () if model_spec is None else (self._model_or_park(model_spec),)  # may set the task aside
         try:
-            result = fn(progress, control.cancel.is_set)
+            result = fn(progress, control.cancel.is_set, *args)
         except TaskCancelled:
             self._emit(DoneEvent(cmd.session, cmd.id, cmd.action, cancelled=True, message="cancelled"))
             return None
