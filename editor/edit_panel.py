@@ -4,8 +4,10 @@ before/after.
 Run starts a job through the engine worker (editor.jobs) and then streams the session's job status to the page
 until the job ends, so the page (and a gradio_client call of `run_edit`) sees every preview. Pause and Cancel are
 separate events that run while Run is streaming. The worker owns the optimization; this panel only shows it.
-In Space mode Run instead calls the spaces.GPU-wrapped edit inside the request (editor.space.stream_gpu_edit);
-Pause does nothing there and Cancel sets that edit's stop flag.
+In Space mode Run instead calls the spaces.GPU-wrapped edit inside the request (editor.space.stream_gpu_edit),
+which streams the same progress and previews from the GPU process; Pause does nothing there and Cancel ends that
+stream (the GPU worker stops before its next step). Space mode also starts with fewer steps (SPACE_EDIT_STEPS),
+so a default edit fits a free GPU quota.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pandas as pd
 from .context import AppContext
 from .jobs import EditSettings
 from .session import JobStatus, Session
-from .space import cancel_gpu_edit, gpu_wrap, run_edit_on_gpu, stream_gpu_edit
+from .space import SPACE_EDIT_STEPS, cancel_gpu_job, edit_duration, gpu_wrap, run_edit_on_gpu, stream_gpu_edit
 
 POLL_S = 0.2  # how often the streaming Run handler looks at the job status
 METHOD_LABELS = [("Masked SDS", "sds"), ("DDS (source → target)", "dds"), ("RoMaP (regularized SDS)", "romap")]
@@ -108,7 +110,8 @@ def build_edit_panel(ctx: AppContext) -> None:
                         elem_id="edit-source")
     with gr.Row():
         method = gr.Dropdown(METHOD_LABELS, value="sds", label="Method", elem_id="edit-method")
-        steps = gr.Slider(1, 2000, value=300, step=1, label="Steps", elem_id="edit-steps")
+        steps = gr.Slider(1, 2000, value=SPACE_EDIT_STEPS if ctx.config.space else 300, step=1, label="Steps",
+                          elem_id="edit-steps")
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
             guidance = gr.Number(value=0, label="Guidance scale (0 = method default)", elem_id="edit-guidance")
@@ -143,7 +146,7 @@ def build_edit_panel(ctx: AppContext) -> None:
         return gr.update(value=False, interactive=True)
 
     method.input(method_changed, method, prior_removal, show_progress="hidden", api_visibility="private")
-    gpu_edit = gpu_wrap(run_edit_on_gpu) if ctx.config.space else None  # decorated once per app
+    gpu_edit = gpu_wrap(run_edit_on_gpu, edit_duration) if ctx.config.space else None  # decorated once per app
 
     def start_and_stream(prompt_v, source_v, method_v, steps_v, guidance_v, res_v, seed_v, every_v, densify_v,
                          prior_v, lr_v, request: gr.Request):
@@ -161,8 +164,11 @@ def build_edit_panel(ctx: AppContext) -> None:
             except ValueError as exc:
                 raise gr.Error(str(exc)) from exc
             yield job_outputs(first, session)
-            for snapshot in updates:
-                yield job_outputs(snapshot, session)
+            last = first
+            for last in updates:
+                yield job_outputs(last, session)
+            if last.state == "error":  # a popup with the whole message, besides the bar (as in local mode)
+                raise gr.Error(last.message or "the edit failed", duration=None)
             return
         try:
             ctx.jobs.start(session, settings)
@@ -204,7 +210,7 @@ def build_edit_panel(ctx: AppContext) -> None:
     def do_cancel(request: gr.Request):
         session = ctx.session(request)
         if gpu_edit is not None:
-            cancel_gpu_edit(session.id)
+            cancel_gpu_job(session.id)
         else:
             ctx.jobs.cancel(session)
 

@@ -2,7 +2,9 @@
 
 When no diffusion model can be loaded (offline, no weights) the panel says so with the engine's instructions
 and offers the closed-form prior (`closed-form:<colour>`: no weights; edits move the selected part toward the
-colour) as an offline demo mode.
+colour) as an offline demo mode. Below the model it says which renderer draws and why (gsplat only where it was
+found to work here, else our CPU rasterizer: engine/render/availability.py); in Space mode also what the GPU
+function reported from its own process.
 """
 
 from __future__ import annotations
@@ -45,7 +47,10 @@ def build_model_panel(ctx: AppContext) -> None:
     ctx.shared.update(model_status=status, model_spec=spec)
 
     def describe(session: Session):
-        return status_markdown(ctx.jobs.model_status(session)), ctx.jobs.model_spec(session)
+        from .space import renderer_report
+
+        text = status_markdown(ctx.jobs.model_status(session)) + "\n\n" + renderer_report(bool(ctx.config.space))
+        return text, ctx.jobs.model_spec(session)
 
     def use_model(value: str, request: gr.Request):
         session = ctx.session(request)

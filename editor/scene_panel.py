@@ -17,7 +17,8 @@ from . import backend
 from .context import AppContext
 from .jobs import INIT_CURRENT, GenerateSettings
 from .session import JobStatus, Session
-from .space import cancel_gpu_edit, gpu_wrap, run_generate_on_gpu, stream_gpu_generate
+from .space import (SPACE_GENERATE_STEPS, cancel_gpu_job, generate_duration, gpu_wrap, run_generate_on_gpu,
+                    stream_gpu_generate)
 
 GENERATE_METHODS = [("SDS", "sds"), ("ISM (interval score matching, less noisy)", "ism")]
 GENERATE_INITS = [("Sphere", "sphere"), ("Ellipsoid", "ellipsoid"), ("Current scene", INIT_CURRENT)]
@@ -183,7 +184,8 @@ def build_generate_group(ctx: AppContext, info) -> None:
             method = gr.Dropdown(GENERATE_METHODS, value="sds", label="Method", elem_id="generate-method")
             init = gr.Dropdown(GENERATE_INITS, value="sphere", label="Start from", elem_id="generate-init")
         with gr.Row():
-            steps = gr.Slider(1, 5000, value=500, step=1, label="Steps", elem_id="generate-steps")
+            steps = gr.Slider(1, 5000, value=SPACE_GENERATE_STEPS if ctx.config.space else 500, step=1, label="Steps",
+                              elem_id="generate-steps")
             seed = gr.Number(value=0, precision=0, label="Seed", elem_id="generate-seed")
         with gr.Row():
             resolution = gr.Slider(16, 1024, value=128, step=8, label="Render resolution",
@@ -197,7 +199,7 @@ def build_generate_group(ctx: AppContext, info) -> None:
         preview = gr.Image(label="Live preview", interactive=False, elem_id="generate-preview", height=256,
                            format="jpeg")
 
-    gpu_generate = gpu_wrap(run_generate_on_gpu) if ctx.config.space else None  # decorated once per app
+    gpu_generate = gpu_wrap(run_generate_on_gpu, generate_duration) if ctx.config.space else None  # once per app
 
     def start_and_stream(prompt_v, model_v, method_v, init_v, steps_v, seed_v, res_v, count_v,
                          request: gr.Request):
@@ -240,7 +242,7 @@ def build_generate_group(ctx: AppContext, info) -> None:
     def do_cancel(request: gr.Request) -> None:
         session = ctx.session(request)
         if gpu_generate is not None:
-            cancel_gpu_edit(session.id)
+            cancel_gpu_job(session.id)
         else:
             ctx.jobs.cancel(session)
 

@@ -4,7 +4,10 @@ Backends:
 - "gsplat": gsplat's CUDA rasterization (imported lazily, only when CUDA is available);
 - "torch": our CPU rasterizer with gsplat's conventions (see engine/render/cpu.py when present);
 - "reference": the dense, slow, readable oracle (small scenes only);
-- "auto": gsplat when CUDA is available, else torch.
+- "auto": gsplat for a scene on a CUDA device when gsplat has been found to work in this process (one probe,
+  cached: engine/render/availability.py), else torch. A torch render of a scene on a GPU runs on CPU copies and
+  hands the images back on the scene's device (gradients flow through the copies), so a Space without a
+  compiled gsplat still renders — more slowly — instead of failing at the first render.
 """
 
 from __future__ import annotations
@@ -48,7 +51,9 @@ def render(
     if backend not in BACKENDS:
         raise ValueError(f"unknown render backend {backend!r}; choose one of {BACKENDS}")
     if backend == "auto":
-        backend = "gsplat" if torch.cuda.is_available() and scene.device.type == "cuda" else "torch"
+        from .availability import gsplat_usable
+
+        backend = "gsplat" if scene.device.type == "cuda" and gsplat_usable() else "torch"
     if sh_degree is None:
         sh_degree = scene.sh_degree
     if not 0 <= sh_degree <= scene.sh_degree:
@@ -64,7 +69,9 @@ def render(
         except ImportError:
             render_cpu = None
         if render_cpu is not None:
-            return render_cpu(scene, cameras, sh_degree=sh_degree, background=background, colors=colors)
+            if scene.device.type == "cpu":
+                return render_cpu(scene, cameras, sh_degree=sh_degree, background=background, colors=colors)
+            return _on_cpu(render_cpu, scene, cameras, sh_degree=sh_degree, background=background, colors=colors)
     proj = project(
         scene.means, scene.quats, scene.scales, scene.opacities, cameras.viewmats, cameras.Ks,
         cameras.width, cameras.height,
@@ -72,6 +79,18 @@ def render(
     feats = _resolve_colors(scene, cameras, sh_degree, colors)
     out, alpha, acc_depth = rasterize_dense(proj, feats, cameras.width, cameras.height)
     return _finish(out, alpha, acc_depth, background, {"radii": proj.radii, "means2d": proj.means2d, "backend": "reference"})
+
+
+def _on_cpu(render_fn, scene: GaussianScene, cameras: Cameras, *, sh_degree: int, background, colors) -> RenderOutput:
+    """`render_fn` (a CPU renderer) on CPU copies of a scene held on another device; rgb, alpha and depth come
+    back on the scene's device (differentiable through the copies); meta stays on the CPU (the densifiers move
+    what they read)."""
+    device = scene.device
+    if isinstance(background, Tensor):
+        background = background.to("cpu")
+    out = render_fn(scene.to("cpu"), cameras.to("cpu", scene.dtype), sh_degree=sh_degree, background=background,
+                    colors=None if colors is None else colors.to("cpu"))
+    return RenderOutput(out.rgb.to(device), out.alpha.to(device), out.depth.to(device), out.meta)
 
 
 def _resolve_colors(scene: GaussianScene, cameras: Cameras, sh_degree: int, colors: Tensor | None) -> Tensor:

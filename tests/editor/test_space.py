@@ -1,110 +1,244 @@
-"""Hugging Face Space mode: one port (no Viser), streamed renders with orbit controls, gr.Model3D of the scene."""
+"""Hugging Face Space mode: one port (no Viser), streamed renders with orbit controls, gr.Model3D of the scene,
+and GPU work as ZeroGPU runs it: in another process (tests/editor/fake_zerogpu.py), streaming progress and
+previews from there, cancelled across the process boundary, with a duration computed from the inputs."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 import sys
-import types
+import time
 import urllib.request
 
+import numpy as np
+import pytest
 import torch
 from gradio_client import Client
 
-from editor.space import FRONTMATTER_PATH, gpu_wrap
+from editor import space
+from editor.space import FRONTMATTER_PATH, GPU_MAX_DURATION_S, GpuProgress, GpuResult, gpu_wrap
 from engine.io import load
-from tests.editor.apphelpers import running_app
+from engine.rotate import turn_scene
+from tests.editor import fake_zerogpu
+from tests.editor.apphelpers import running_app, small_scene
+from tests.editor.fake_zerogpu import FakeZeroGPU
 
 
-def test_space_mode_serves_one_port_with_model3d(tmp_path):
-    with running_app(tmp_path, space=True) as app:
+def _edit_config(steps: int, resolution: int = 32, preview_every: int = 2):
+    from engine.densify import DensifyConfig
+    from engine.edit import EditConfig
+
+    return EditConfig(prompt="red", model="closed-form:#d02020", steps=steps, resolution=resolution,
+                      preview_every=preview_every, densify=DensifyConfig(enabled=False))
+
+
+def _mask(n: int, selected: int) -> torch.Tensor:
+    mask = torch.zeros(n)
+    mask[:selected] = 1.0
+    return mask
+
+
+def _view_cameras():
+    """One 256² camera looking at small_scene's blob (what the handlers pass: the session's view)."""
+    from engine.camera import orbit_cameras
+
+    return orbit_cameras(torch.zeros(3), 1.5, [30.0], [20.0], width=256, height=256)
+
+
+# ------------------------------------------------------------------------------------ the test double itself
+def test_fake_zerogpu_runs_the_function_in_another_process_and_drops_its_globals():
+    fake = FakeZeroGPU()
+    wrapped = fake.GPU(duration=lambda value: 7 + value)(fake_zerogpu.touch_a_global)
+    pid, seen = list(wrapped(5))
+    assert pid != __import__("os").getpid()  # another process...
+    assert seen == [5] and fake_zerogpu.TOUCHED == []  # ...whose global change never comes back
+    assert fake.calls[0].duration == 12  # a callable duration gets the call's arguments, in the app's process
+    failing = fake.GPU(fake_zerogpu.fail_inside)
+    stream = failing()
+    assert next(stream) == 1
+    with pytest.raises(RuntimeError, match=r"ZeroGPU worker error: ValueError$"):  # the message is lost
+        next(stream)
+
+
+def test_gpu_edit_streams_previews_from_the_worker_and_stops_when_the_stream_is_closed():
+    fake = FakeZeroGPU()
+    gpu_edit = fake.GPU(duration=space.edit_duration)(space.run_edit_on_gpu)
+    scene = small_scene(60)
+    stream = gpu_edit(scene, _mask(60, 20), _edit_config(5000), _view_cameras(), None)  # no cancel file
+    records = []
+    for record in stream:
+        records.append(record)
+        if sum(r.preview is not None for r in records) >= 2:
+            break
+    stream.close()  # what the app does on Cancel: ZeroGPU then closes the function's generator in the worker
+    call = fake.calls[-1]
+    assert call.stopped(timeout=15)  # 5000 steps would take minutes: the worker stopped within a step or so
+    assert call.closed_early and all(isinstance(r, GpuProgress) for r in records)
+    assert [r.step for r in records] == list(range(1, len(records) + 1))  # every step reports
+    previews = [r.preview for r in records if r.preview is not None]
+    assert previews[0].shape == (256, 256, 3) and previews[0].dtype == np.uint8
+    assert records[-1].renderer == "torch" and "no CUDA" in records[-1].renderer_reason
+    assert 0 < call.duration <= GPU_MAX_DURATION_S
+
+
+def test_gpu_edit_stops_before_its_first_step_when_its_cancel_file_exists(tmp_path):
+    cancel = tmp_path / "cancel"
+    cancel.touch()
+    records = list(space.run_edit_on_gpu(small_scene(60), _mask(60, 20), _edit_config(50), _view_cameras(),
+                                         str(cancel)))
+    (result,) = records
+    assert isinstance(result, GpuResult) and result.cancelled and result.steps_done == 0 and result.scene is None
+    # without the file it runs, and its result is the edited scene on the CPU
+    *progress, result = space.run_edit_on_gpu(small_scene(60), _mask(60, 20), _edit_config(3), _view_cameras(),
+                                              str(tmp_path / "absent"))
+    assert len(progress) == 3 and not result.cancelled and result.steps_done == 3
+    assert result.scene.means.device.type == "cpu" and result.mask.shape == (60,)
+
+
+def test_gpu_generate_stops_when_its_cancel_file_exists(tmp_path):
+    from engine.generate import GenerateConfig
+
+    config = GenerateConfig(prompt="a red ball", model="closed-form:#d02020", steps=20, resolution=32,
+                            num_gaussians=100)
+    cancel = tmp_path / "cancel"
+    cancel.touch()
+    (result,) = space.run_generate_on_gpu(None, config, str(cancel))
+    assert result.cancelled and result.steps_done == 0 and result.scene is None
+
+
+def test_gpu_errors_come_back_as_a_message_not_an_exception():
+    bad = _edit_config(3)
+    bad.model = "closed-form:not-a-colour"
+    (result,) = space.run_edit_on_gpu(small_scene(60), _mask(60, 20), bad, _view_cameras(), None)
+    assert result.error and "closed-form" in result.error
+
+
+# ------------------------------------------------------------------------------------ duration
+def test_duration_grows_with_steps_resolution_and_model_and_the_space_default_fits_a_minute():
+    from engine.edit import EditConfig
+
+    robot = 33_839  # the default scene's Gaussians
+    sd = EditConfig(prompt="a red scarf", model="stable-diffusion-v1-5/stable-diffusion-v1-5", method="sds",
+                    steps=space.SPACE_EDIT_STEPS, resolution=256, preview_every=5)
+    seconds = space.estimate_edit_seconds(robot, sd, renderer="torch")
+    assert seconds < 60  # a default Space edit of the robot fits ZeroGPU's default minute
+    more_steps = space.estimate_edit_seconds(robot, EditConfig(**{**sd.__dict__, "steps": 400}), renderer="torch")
+    larger = space.estimate_edit_seconds(robot, EditConfig(**{**sd.__dict__, "resolution": 512}), renderer="torch")
+    dds = space.estimate_edit_seconds(robot, EditConfig(**{**sd.__dict__, "method": "dds"}), renderer="torch")
+    demo = space.estimate_edit_seconds(robot, EditConfig(**{**sd.__dict__, "model": "closed-form:#d02020"}),
+                                       renderer="torch")
+    fast = space.estimate_edit_seconds(robot, sd, renderer="gsplat")
+    assert more_steps > 3 * seconds and larger > seconds and dds > seconds and demo < seconds and fast < seconds
+    with pytest.raises(ValueError, match=r"GPU time.*lower Steps \(about \d+ fit"):
+        space.check_gpu_time(more_steps, 400, "edit")
+    assert space.check_gpu_time(seconds, 100, "edit") == int(np.ceil(seconds))
+    huge = EditConfig(**{**sd.__dict__, "steps": 5000})
+    assert space.edit_duration(small_scene(10), None, huge) == GPU_MAX_DURATION_S  # capped
+
+
+# ------------------------------------------------------------------------------------ through the real app
+def test_space_mode_serves_one_port_with_model3d_upright(tmp_path):
+    start = small_scene()  # saved as a 3DGS .ply without an up comment: a -y-up capture by convention
+    with running_app(tmp_path, scene=start, space=True) as app:
         assert app.ctx.registry.viewer_factory is None  # no Viser server in a Space
         html = urllib.request.urlopen(app.url, timeout=30).read().decode()
         assert "viser-frame" not in html
         client = Client(app.url, verbose=False)
         endpoints = client.view_api(return_format="dict", print_info=False)["named_endpoints"]
         assert "/model3d" in endpoints and "/click_view" in endpoints
-        path = client.predict(api_name="/model3d")
-        assert path.endswith(".ply")
-        assert len(load(path)) == len(load(app.scene_path))
+        copy = load(client.predict(api_name="/model3d"))
+        (session,) = app.ctx.registry.sessions()
+        assert session.up == (0.0, -1.0, 0.0)
+        assert torch.allclose(copy.means, load(app.scene_path).means, atol=1e-6)  # -y up: not turned again
+        client.predict("+z", api_name="/set_up")  # the user says +z: the web copy is turned to -y up
+        turned = load(client.predict(api_name="/model3d"))
+        expected = turn_scene(load(app.scene_path), (0, 0, 1), (0, -1, 0))
+        assert torch.allclose(turned.means, expected.means, atol=1e-5)
         # The streamed view is the interactive one: a click selects.
         client.predict("brush", "add", 60, "vote", 8, api_name="/set_tool")
         assert int(client.predict(256, 192, api_name="/click_view")) > 0
         assert not any(s.viewer for s in app.ctx.registry.sessions())
 
 
-class FakeSpaces(types.ModuleType):
-    """Stands in for the `spaces` package: records which functions spaces.GPU decorated and which ran."""
-
-    def __init__(self) -> None:
-        super().__init__("spaces")
-        self.decorated: list[tuple[str, int]] = []
-        self.results: list = []
-
-    def GPU(self, duration=None):  # noqa: N802 - the real package's name
-        def decorate(fn):
-            self.decorated.append((fn.__name__, duration))
-
-            def on_gpu(*args, **kwargs):
-                result = fn(*args, **kwargs)
-                self.results.append(result)
-                return result
-
-            return on_gpu
-
-        return decorate
+def _progress(bar: str) -> dict:
+    return {k: re.search(rf'data-{k}="([^"]*)"', bar).group(1) for k in ("state", "step", "total", "previews")}
 
 
-def test_space_edit_runs_in_the_spaces_gpu_function_and_is_one_undoable_entry(tmp_path, monkeypatch):
-    fake = FakeSpaces()
+def test_space_edit_streams_previews_from_the_gpu_process_cancels_and_undoes(tmp_path, monkeypatch):
+    fake = FakeZeroGPU()
     monkeypatch.setitem(sys.modules, "spaces", fake)
     with running_app(tmp_path, space=True) as app:
-        assert ("run_edit_on_gpu", 300) in fake.decorated
+        assert ("run_edit_on_gpu", space.edit_duration) in fake.decorated
         worker = app.ctx.jobs.worker
         monkeypatch.setattr(worker, "start_edit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("worker edit")))
         client = Client(app.url, verbose=False)
         client.predict("brush", "add", 60, "vote", 8, api_name="/set_tool")
         assert int(client.predict(256, 192, api_name="/click_view")) > 0
-        client.predict("#d02020", api_name="/use_demo")
+        status = client.predict("#d02020", api_name="/use_demo")[0]
+        assert "Renderer:" in status and "no CUDA" in status and "GPU jobs render with" in status
         (session,) = app.ctx.registry.sessions()
         selected = session.selection > 0.5
         original = load(client.predict("ply", api_name="/export"))
 
-        job = client.submit("make it red", "", "sds", 8, 0, 64, 0, 1, False, False, api_name="/run_edit")
-        bars = [out[0] for out in job]
-        assert re.search(r'data-state="done"', bars[-1]), bars[-1]
-        assert len(fake.results) == 1  # the decorated function ran the edit...
+        # An edit runs in the worker process and streams its previews to the page while it runs.
+        job = client.submit("make it red", "", "sds", 16, 0, 64, 0, 2, False, False, 1, api_name="/run_edit")
+        bars = [_progress(out[0]) for out in job]
+        assert bars[-1]["state"] == "done", bars[-1]
+        running = [b for b in bars if b["state"] == "running"]
+        assert len({b["previews"] for b in running if int(b["previews"]) > 0}) >= 2, running  # live previews
+        assert len({b["step"] for b in running if 0 < int(b["step"]) < 16}) >= 2, running  # the bar moved
+        call = fake.calls[-1]
+        assert call.name == "run_edit_on_gpu" and call.stopped() and 0 < call.duration <= GPU_MAX_DURATION_S
         edited = load(client.predict("ply", api_name="/export"))
-        assert torch.equal(edited.sh0, fake.results[0][0].sh0)  # ...and its result is the session's scene
         changed = (edited.sh0 != original.sh0).flatten(1).any(1)
         assert changed.any() and not (changed & ~selected).any()  # only inside the mask
         assert torch.equal(edited.means[~selected], original.means[~selected])
+        assert "GPU jobs render with:** torch" in client.predict("#d02020", api_name="/use_demo")[0]
 
+        # Cancel mid-run: the stream ends, the worker process stops, the scene stays as it was.
+        job = client.submit("make it blue", "", "sds", 2000, 0, 64, 0, 5, False, False, 1, api_name="/run_edit")
+        deadline = time.monotonic() + 60
+        while client.predict(api_name="/edit_status")["step"] < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        client.predict(api_name="/cancel_edit")
+        bars = [_progress(out[0]) for out in job]
+        assert bars[-1]["state"] == "cancelled" and int(bars[-1]["step"]) < 2000, bars[-1]
+        assert fake.calls[-1].stopped(timeout=10)
+        assert not list((session.workspace / "gpu-jobs").glob("cancel-*"))  # the cancel file is cleaned up
+        after_cancel = load(client.predict("ply", api_name="/export"))
+        for name, value in edited.items():
+            assert torch.equal(getattr(after_cancel, name), value), name
+
+        # Too long for one GPU call: refused before anything runs, saying what to lower.
+        calls = len(fake.calls)
+        with pytest.raises(Exception, match="GPU time"):
+            client.predict("make it red", "", "sds", 2000, 0, 1024, 0, 5, False, False, 1, api_name="/run_edit")
+        assert len(fake.calls) == calls
+
+        # The GPU edit is one history entry: undo restores the scene exactly.
         assert "edit (sds): make it red" in client.predict(api_name="/undo")
         restored = load(client.predict("ply", api_name="/export"))
         for name, value in original.items():
             assert torch.equal(getattr(restored, name), value), name
 
 
-def test_space_generate_runs_in_the_spaces_gpu_function_and_undo_restores_the_scene(tmp_path, monkeypatch):
-    fake = FakeSpaces()
+def test_space_generate_runs_in_the_gpu_process_and_undo_restores_the_scene(tmp_path, monkeypatch):
+    fake = FakeZeroGPU()
     monkeypatch.setitem(sys.modules, "spaces", fake)
     with running_app(tmp_path, space=True) as app:
-        assert ("run_generate_on_gpu", 300) in fake.decorated
+        assert ("run_generate_on_gpu", space.generate_duration) in fake.decorated
         worker = app.ctx.jobs.worker
         monkeypatch.setattr(worker, "start_generate",
                             lambda *a, **k: (_ for _ in ()).throw(AssertionError("worker generate")))
         client = Client(app.url, verbose=False)
         original = load(client.predict("ply", api_name="/export"))
 
-        job = client.submit("a red ball", "closed-form:#d02020", "sds", "sphere", 3, 0, 32, 150,
+        job = client.submit("a red ball", "closed-form:#d02020", "sds", "sphere", 12, 0, 32, 150,
                             api_name="/generate")
         outputs = list(job)
         bar, _, info = outputs[-1]
         assert 'data-state="done"' in bar, bar
-        assert len(fake.results) == 1  # the decorated function ran the generation...
+        assert fake.calls[-1].name == "run_generate_on_gpu" and fake.calls[-1].stopped()
         generated = load(client.predict("ply", api_name="/export"))
-        assert torch.equal(generated.means, fake.results[0][0].means)  # ...and its result is the session's scene
         assert len(generated) == 150 != len(original)
         assert "generated: a red ball" in info and "150" in info
         (session,) = app.ctx.registry.sessions()
@@ -116,25 +250,12 @@ def test_space_generate_runs_in_the_spaces_gpu_function_and_undo_restores_the_sc
             assert torch.equal(getattr(restored, name), value), name
 
 
-def test_gpu_generate_stops_when_its_session_is_cancelled():
-    from editor.space import _CANCELLED, cancel_gpu_edit, run_generate_on_gpu
-    from engine.generate import GenerateConfig
-
-    config = GenerateConfig(prompt="a red ball", model="closed-form:#d02020", steps=20, resolution=32,
-                            num_gaussians=100)
-    cancel_gpu_edit("g1")
-    try:
-        scene, summary = run_generate_on_gpu(None, config, "g1")
-    finally:
-        _CANCELLED.discard("g1")
-    assert summary["cancelled"] and summary["steps_done"] == 0 and len(scene) == 100
-
-
+# ------------------------------------------------------------------------------------ small pieces
 def test_gpu_wrap_is_transparent_outside_a_space():
     def job(x, *, y=1):
         return x + y
 
-    assert gpu_wrap(job)(1, y=2) == 3
+    assert gpu_wrap(job)(1, y=2) == 3  # the installed `spaces` package returns it unchanged off ZeroGPU
 
 
 def test_space_front_matter_is_valid_yaml():
@@ -147,8 +268,6 @@ def test_space_front_matter_is_valid_yaml():
 
 
 def test_model3d_copy_is_turned_to_y_down_without_changing_shapes():
-    import torch
-
     from editor.backend import for_web_viewer
     from engine.render.projection import covariances_3d
     from engine.scene import random_scene
@@ -166,25 +285,3 @@ def test_model3d_copy_is_turned_to_y_down_without_changing_shapes():
     assert torch.allclose(capture.means, scene.means) and torch.allclose(capture.quats, scene.quats)
     sideways = for_web_viewer(scene, up=(1.0, 0.0, 0.0))
     assert torch.allclose(sideways.means, scene.means @ rotation_between((1, 0, 0), (0, -1, 0)).float().T)
-
-
-def test_gpu_edit_stops_when_its_session_is_cancelled_and_returns_the_input():
-    from editor.space import _CANCELLED, cancel_gpu_edit, run_edit_on_gpu
-    from engine.densify import DensifyConfig
-    from engine.edit import EditConfig
-    from tests.editor.apphelpers import small_scene
-
-    scene = small_scene(60)
-    mask = torch.zeros(60)
-    mask[:20] = 1.0
-    config = EditConfig(prompt="red", model="closed-form:#d02020", steps=50, resolution=32,
-                        densify=DensifyConfig(enabled=False))
-    cancel_gpu_edit("s1")
-    try:
-        out, out_mask, summary = run_edit_on_gpu(scene, mask, config, "s1")
-    finally:
-        _CANCELLED.discard("s1")
-    assert summary["cancelled"] and summary["steps_done"] == 0
-    assert torch.equal(out.sh0, scene.sh0) and torch.equal(out_mask, mask)
-    _, _, summary = run_edit_on_gpu(scene, mask, replace(config, steps=2), "s2")  # other sessions run
-    assert not summary["cancelled"] and summary["steps_done"] == 2
