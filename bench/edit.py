@@ -76,9 +76,10 @@ class PhaseTimer:
 
 
 def time_edit(scene, mask, model, method: str, *, resolution: int, steps: int, warmup: int,
-              anchor_views: int = 4) -> dict:
+              anchor_views: int = 4, batch_size: int = 1) -> dict:
     config = EditConfig(prompt="a red part", source_prompt="a blue part", method=method, steps=warmup + steps,
-                        resolution=resolution, preview_every=0, anchor_views=anchor_views, anchor_refresh=10_000)
+                        resolution=resolution, batch_size=batch_size, preview_every=0, anchor_views=anchor_views,
+                        anchor_refresh=10_000)
     marks: dict[int, float] = {}
     device = getattr(model, "device", torch.device("cpu"))
     if device.type == "cuda":
