@@ -4,8 +4,9 @@ Each Gaussian carries, for each part p, a label stored as degree-1 spherical har
 value `dc[n, p]` plus three view-dependent coefficients `sh1[n, :, p]`. Seen from camera c the label is
     label_c(n, p) = dc[n, p] + sum_k Y1_k(direction c -> n) * sh1[n, k, p],
 composited into label images exactly like colours (engine/masks/contrib.py) and fitted to the 2D masks with
-a (smoothed) L1 loss. Parts are independent channels: lifting P parts at once gives the same weights as
-lifting each alone.
+a (smoothed) L1 loss. Parts are separate channels, coupled only through view trust when three or more are
+lifted together (a view wrong about most parts is a bad view); with one or two parts, lifting them at once
+gives the same weights as lifting each alone.
 
 The output is calibrated: weight 0.5 means "as likely in as out", so a hard mask is `weights > 0.5` with no
 suggested threshold (bench/masks.py's "oracle_gap": the best cut beats 0.5 by <= 0.03 IoU). What makes it so:
@@ -13,8 +14,9 @@ suggested threshold (bench/masks.py's "oracle_gap": the best cut beats 0.5 by <=
    weighted by the Gaussian's seen area in it, so close-ups and big images do not outvote the others), i.e.
    from what the views say, never from the decision threshold;
 2. view trust: each view's mask of each part is compared with the consensus on the Gaussians the consensus
-   is certain of (soft IoU and error rate, relative to the part's median view); flipped, shifted, bled and
-   wrong-part masks are down-weighted in the vote, the fit and the evidence;
+   is certain of (soft IoU, and the disagreeing area over the part's area in that view, each relative to the
+   part's median view), blended with the view's trust over the other parts; flipped, shifted, bled, dropped
+   and wrong-part masks are down-weighted in the vote, the fit and the evidence;
 3. the render fit (preconditioned gradient steps, each Gaussian moving by about `lr` times the weighted mean
    of its residuals) sharpens what a vote blurs where Gaussians share pixels;
 4. certainty comes from observation only: a Gaussian's trusted seen area summed over views, discounted where
@@ -74,6 +76,13 @@ class GalpConfig:
     """Rounds of (trust from the vote's consensus, trusted vote) before the fit."""
     trust_width: float = 0.15
     """Soft-IoU gap below the part's median view at which a view's trust falls to exp(-1)."""
+    relative_error: bool = True
+    """Judge a view's error against the part's area in it (floored), not against all it sees (see _trust)."""
+    error_width: float = 0.15
+    across_parts: float = 0.5
+    """With 3+ parts lifted together: a view's trust in a part is the geometric blend (this weight on the view's
+    side; 0 = parts judged alone) of its own and the view's median trust over the parts it shows."""
+    """Relative error above the part's median view at which a view's trust falls to exp(-1)."""
     silhouette: bool = True
     """Leave out pixels the scene covers only partly (alpha <= 0.5): a 2D mask says little about them."""
     knn: int = 16
@@ -175,7 +184,8 @@ def galp(
     vote, evidence, spread = _evidence(batches, trust, N, P, cfg.robust_vote, cfg.outlier_width, orders)
     for _ in range(cfg.trust_rounds if cfg.view_trust else 0):
         certainty = _certainty(evidence, spread, seen, cfg.evidence_scale)
-        trust = _trust(batches, vote, certainty, cfg.trust_width)
+        trust = _trust(batches, vote, certainty, cfg.trust_width, cfg.relative_error, cfg.error_width,
+                       cfg.across_parts)
         vote, evidence, spread = _evidence(batches, trust, N, P, cfg.robust_vote, cfg.outlier_width, orders)
 
     labels, losses = vote, []
@@ -233,18 +243,24 @@ def _fit(
 
 
 @torch.no_grad()
-def _trust(batches: list[_Batch], labels: Tensor, certainty: Tensor, width: float) -> list[Tensor]:
+def _trust(batches: list[_Batch], labels: Tensor, certainty: Tensor, width: float,
+           relative_error: bool = True, error_width: float = 0.15, across_parts: float = 0.5) -> list[Tensor]:
     """[C, P] per batch: trust in each view's mask of each part, from its agreement with the consensus
     (labels [N, P]) on the Gaussians the consensus is certain of (weights: their seen area in the view times
     their certainty [N, P]; a Gaussian most of whose few views are wrong does not get to judge the views).
     Two measures, each relative to the part's median over all views:
     - soft IoU of the view's shares with the labels: 1 at or above the median, exp(-1) at `width` below it;
-    - error rate (mean |share - label|): 1 up to the median, exp(-1) at median + 0.05.
-    A view is trusted if either says so (a correct empty view of a small part has IoU 0 with a consensus that
-    still shows a little of the part there, but a small error rate); at least 0.01. A view where neither the
-    mask nor the consensus shows the part has nothing to judge: 1."""
+    - error: the area where view and consensus disagree, over the part's area in that view (what either
+      claims), that area floored at a quarter of the part's median area over the views that show it:
+      1 up to the median, exp(-1) at median + `width`. A correct view that shows only a sliver of a small part
+      has IoU near 0 with a consensus that differs by a few Gaussians, but a small error over the floored area;
+      a view that drops a part it sees large has an error of 1. (`relative_error=False`: the error is the mean
+      |share - label| over everything the view sees, exp(-1) at median + 0.05 — which lets a view drop a small
+      part: its area is a small share of what the view sees.)
+    A view is trusted if either says so; at least 0.01. A view where neither the mask nor the consensus shows
+    the part has nothing to judge: 1."""
     stats = [_view_agreement(b, labels, certainty) for b in batches]
-    ious, errors, shows = (torch.cat(t) for t in zip(*stats))
+    ious, missed, area, total, shows = (torch.cat(t) for t in zip(*stats))
     P = labels.shape[1]
 
     def median(values: Tensor, p: int, empty: float) -> Tensor:
@@ -252,24 +268,41 @@ def _trust(batches: list[_Batch], labels: Tensor, certainty: Tensor, width: floa
         return picked.median() if picked.numel() else values.new_tensor(empty)
 
     typical_iou = torch.stack([median(ious, p, 1.0) for p in range(P)])
-    typical_err = torch.stack([median(errors, p, 0.0) for p in range(P)])
     by_iou = torch.exp(-(((typical_iou[None] - ious).clamp_min(0) / width) ** 2))
-    by_err = torch.exp(-(((errors - typical_err[None]).clamp_min(0) / 0.05) ** 2))
+    if relative_error:
+        floor = 0.25 * torch.stack([median(area, p, 0.0) for p in range(P)])
+        errors = missed / torch.maximum(area, floor[None]).clamp_min(1e-12)
+        err_width = error_width
+    else:
+        errors, err_width = missed / total, 0.05
+    typical_err = torch.stack([median(errors, p, 0.0) for p in range(P)])
+    by_err = torch.exp(-(((errors - typical_err[None]).clamp_min(0) / err_width) ** 2))
     trust = torch.where(shows, torch.maximum(by_iou, by_err).clamp_min(0.01), torch.ones_like(ious))
+    if across_parts > 0 and P >= 3:
+        # A view whose masks of most parts disagree with the consensus is a bad view (a wrong pose, a failed
+        # segmentation): its median trust over the parts it shows tempers its trust in each part.
+        counted = torch.where(shows, trust, torch.full_like(trust, float("nan")))
+        quality = counted.nanmedian(dim=1).values.nan_to_num(1.0)  # [C]
+        trust = trust ** (1.0 - across_parts) * quality[:, None] ** across_parts
     return list(trust.split([b.weights.num_views for b in batches]))
 
 
-def _view_agreement(batch: _Batch, labels: Tensor, certainty: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """[C, P] each: soft IoU of each view's shares with the labels of the Gaussians it sees, the weighted
-    mean |share - label|, and whether the part shows in either (weight = seen area x certainty)."""
+def _view_agreement(batch: _Batch, labels: Tensor, certainty: Tensor) -> tuple[Tensor, ...]:
+    """[C, P] each, weights = seen area x certainty: soft IoU of each view's shares with the labels of the
+    Gaussians it sees, the weighted area where they differ (sum |share - label|), the weighted area either
+    claims for the part (the soft union), the weighted area the view sees, and whether the part shows."""
     C = batch.weights.num_views
     w = batch.pair_area[:, None] * certainty[batch.gauss]  # [V, P]
     label = labels[batch.gauss]
-    inter = torch.zeros(C, labels.shape[1]).index_add_(0, batch.view, w * torch.minimum(label, batch.share))
-    union = torch.zeros(C, labels.shape[1]).index_add_(0, batch.view, w * torch.maximum(label, batch.share))
-    error = torch.zeros(C, labels.shape[1]).index_add_(0, batch.view, w * (label - batch.share).abs())
-    total = torch.zeros(C, labels.shape[1]).index_add_(0, batch.view, w).clamp_min(1e-12)
-    return inter / union.clamp_min(1e-12), error / total, union > 1e-3 * total
+
+    def per_view(values: Tensor) -> Tensor:
+        return torch.zeros(C, labels.shape[1]).index_add_(0, batch.view, values)
+
+    inter = per_view(w * torch.minimum(label, batch.share))
+    union = per_view(w * torch.maximum(label, batch.share))
+    error = per_view(w * (label - batch.share).abs())
+    total = per_view(w).clamp_min(1e-12)
+    return inter / union.clamp_min(1e-12), error, union, total, union > 1e-3 * total
 
 
 def _pixel_weight(batches: list[_Batch], trust: list[Tensor], N: int, P: int) -> Tensor:

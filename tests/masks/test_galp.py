@@ -90,3 +90,22 @@ def test_fill_unseen_takes_the_nearest_seen_labels():
     out = _fill_unseen(labels.clone(), seen, means, k=2)
     torch.testing.assert_close(out[4:], torch.tensor([[1.0], [0.0]]))
     torch.testing.assert_close(out[:4], labels[:4])
+
+
+def test_a_view_wrong_about_most_parts_is_trusted_less_in_each(toy, toy_views):
+    """With 3+ parts lifted together, a view whose other masks all disagree with the consensus loses trust in
+    the one mask that alone would pass (here: slightly shifted); with one or two parts nothing couples."""
+    scene, ids, names = toy
+    cams, vw, gt = toy_views
+    view, part = 7, 2
+    masks = gt.clone()
+    for p in range(gt.shape[-1]):
+        if p != part:
+            masks[view, :, :, p] = 1.0 - gt[view, :, :, p]
+    masks[view, :, :, part] = torch.roll(gt[view, :, :, part], shifts=1, dims=1)
+    coupled = galp(scene, MaskViews(cams, masks), view_weights=[vw], config=GalpConfig(steps=0)).view_trust[0]
+    alone = galp(scene, MaskViews(cams, masks), view_weights=[vw],
+                 config=GalpConfig(steps=0, across_parts=0.0)).view_trust[0]
+    assert alone[view, part] > 0.5 and coupled[view, part] < 0.5 * alone[view, part]
+    others = [c for c in range(len(cams)) if c != view]
+    assert coupled[others].median() > 0.9
