@@ -106,11 +106,14 @@ def test_quick_timing_and_sd_steps_cover_every_case(quick):
         assert case["ms_per_step"] > 0
         assert {"render", "encode", "unet", "backward", "optimizer", "other"} <= set(case["split_ms"])
     assert sd["targets_apply"] is False and isinstance(sd["sds_batch1_ms_pass"], bool)
+    assert sd["built_on"] == "cpu" and sd["renderer"].startswith("torch")
 
 
 def test_quick_masked_edit_keeps_unmasked_gaussians_bit_identical(quick):
     edit = quick[0]["masked_edit"]
+    assert edit["renderer"].startswith("torch")  # no CUDA here: run_edit's "auto" draws with the CPU renderer
     assert edit["steps_done"] == edit["steps"] == 20
+    assert edit["cloned"] + edit["split"] > 0  # densification ran: appended rows must not disturb the frozen ones
     assert edit["unmasked_bit_identical"] is True
     assert edit["no_nan"] is True
     assert edit["gaussians"] - edit["masked"] == edit["gaussians_after"] - edit["masked_after"]
@@ -171,6 +174,30 @@ def test_a_spent_budget_skips_the_remaining_cases():
     section = gpu_check.timing(plan)
     assert len(section["cases"]) == 8
     assert all(case == {"skipped": "section time budget of 0 s spent"} for case in section["cases"].values())
+
+    plan.budget_s["masked_edit"], plan.edit_steps = 0.0, 2  # the edit is stopped by run_edit's should_stop
+    edit = gpu_check.masked_edit(plan)
+    assert edit["skipped"] == "section time budget of 0 s spent"
+    assert edit["steps_done"] == 0 and edit["unmasked_bit_identical"] is None
+
+
+def test_the_sd_model_is_built_on_the_cpu_when_building_on_the_device_fails(monkeypatch):
+    import bench.guidance
+
+    real, calls = bench.guidance.random_sd_model, []
+
+    def fails_first(**kwargs):
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise RuntimeError("injected: a module wants CPU tensors")
+        return real(**kwargs)
+
+    monkeypatch.setattr(bench.guidance, "random_sd_model", fails_first)
+    monkeypatch.setattr(gpu_check, "_MODELS", {})
+    plan = gpu_check.quick_plan()
+    model = gpu_check.sd_model(plan)
+    assert len(calls) == 2 and model.built_on.startswith("cpu (RuntimeError")
+    assert gpu_check.sd_model(plan) is model  # built once per run
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-CUDA exit")
