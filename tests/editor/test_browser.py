@@ -245,3 +245,39 @@ def test_demo_recolours_the_right_half_cleanly(app, page, tmp_path):
     psnr = float(bar.get_attribute("data-psnr") or 0)
     assert psnr >= 24.0, bar.inner_text()
     shot(page, "09-demo-right-half-red")
+
+
+def test_select_by_text_from_the_mask_panel(app, page, tmp_path):
+    """The Mask panel's "Select by text": with the closed-form demo it says there is no attention to read; with
+    a diffusers model (the tiny random pipeline, saved to a folder and chosen in the Model tab as a user would)
+    the selection runs as an engine task with its progress line and ends as a selection."""
+    from tests.guidance.tiny_models import save_tiny_pipeline
+
+    model_dir = save_tiny_pipeline(tmp_path / "tiny-model")
+    page.get_by_role("tab", name="Model").click()
+    page.locator("#model-demo").click()
+    wait_until(lambda: "closed-form" in page.locator("#model-status").inner_text())
+    page.get_by_role("tab", name="Mask").click()
+    page.locator("#mask-clear").click()
+    wait_until(lambda: selected_count(page) == 0)
+    page.get_by_text("Select by text", exact=True).first.click()
+    page.locator("#text-part textarea").fill("robot")
+    page.locator("#text-select").click()
+    wait_until(lambda: "closed-form prior has none" in page.content(), timeout=30)
+
+    page.get_by_role("tab", name="Model").click()
+    page.locator("#model-spec textarea").fill(str(model_dir))
+    page.locator("#model-load").click()
+    wait_until(lambda: str(model_dir) in page.locator("#model-status").inner_text())
+    page.get_by_role("tab", name="Mask").click()
+    page.locator("#text-select").click()
+    session = next(s for s in app.ctx.registry.sessions() if s.viewer is not None)
+    wait_until(lambda: session.mask_task.kind == "text selection", timeout=30, interval=0.05)
+    wait_until(lambda: not session.mask_task.active, timeout=180, interval=0.2)
+    assert session.mask_task.state == "done", session.mask_task.message
+    assert session.lift is not None
+    wait_until(lambda: selected_count(page) == session.selected_count(), timeout=30)
+    shot(page, "10-select-by-text")
+    page.get_by_role("tab", name="Model").click()
+    page.locator("#model-demo").click()  # the module's later users expect the demo model
+    wait_until(lambda: "closed-form" in page.locator("#model-status").inner_text())
