@@ -6,6 +6,8 @@ back pickled through a queue, so a global it changes stays changed only over the
 streams each yield as it is made; when the app closes its generator, a stop event is set, and the worker, on
 its next yield, closes the function's generator (ZeroGPU checks the event after each `next`, as here). An
 exception in the worker comes back as "ZeroGPU worker error: <class name>" (the message is lost, as there).
+A ZeroGPU worker process lives on for the next call, so work a function leaves running would keep the GPU: here
+the worker reports the Python threads still alive when the function has ended (`Call.threads_left`).
 `duration` is evaluated in the app's process with the call's arguments, as ZeroGPU's scheduler does.
 
 Processes come from the "forkserver" context with editor.space preloaded: a fork of a clean, single-threaded
@@ -19,9 +21,10 @@ import multiprocessing
 import os
 import pickle
 import queue
+import threading
 import time
 import types
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 _CONTEXT = None
 
@@ -43,12 +46,27 @@ class Call:
     process: object = None
     yields: int = 0
     closed_early: bool = False
-    pids: list = field(default_factory=list)
+    threads_left: list | None = None  # names of threads the function left running (None: not reported yet)
+    results: object = None  # the worker's queue (read the rest of it after the app stopped reading)
 
     def stopped(self, timeout: float = 10.0) -> bool:
         """Whether the worker process has exited (waiting up to `timeout`)."""
         self.process.join(timeout)
         return self.process.exitcode is not None
+
+    def finished_cleanly(self, timeout: float = 10.0) -> bool:
+        """The worker exited and reported that the function left no thread running (its work really stopped)."""
+        deadline = time.monotonic() + timeout
+        while self.threads_left is None and time.monotonic() < deadline:  # what the app did not read
+            try:
+                kind, value = pickle.loads(self.results.get(timeout=0.1))
+            except queue.Empty:
+                if self.process.exitcode is not None:
+                    break
+                continue
+            if kind == "end":
+                self.threads_left = value
+        return self.stopped(max(0.0, deadline - time.monotonic())) and self.threads_left == []
 
 
 class FakeZeroGPU(types.ModuleType):
@@ -75,7 +93,7 @@ class FakeZeroGPU(types.ModuleType):
         ctx = _context()
         results, stop = ctx.Queue(), ctx.Event()
         process = ctx.Process(target=_worker, args=(payload, results, stop, generator), daemon=True)
-        call = Call(fn.__name__, requested, process)
+        call = Call(fn.__name__, requested, process, results=results)
         self.calls.append(call)
         process.start()
         return call, results, stop
@@ -97,6 +115,7 @@ class FakeZeroGPU(types.ModuleType):
                     elif kind == "error":
                         raise RuntimeError(f"ZeroGPU worker error: {value}")
                     elif kind == "end":
+                        call.threads_left = value
                         return
             finally:
                 stop.set()
@@ -155,12 +174,25 @@ def _worker(payload: bytes, results, stop, generator: bool) -> None:
                 gen.close()
                 break
             send("yield", value)
-        send("end")
+        send("end", _threads_left())
     except Exception as exc:  # noqa: BLE001
         send("error", type(exc).__name__)
     finally:
         results.close()
         results.join_thread()
+
+
+def _threads_left(grace_s: float = 0.5) -> list[str]:
+    """Names of the threads still alive after `grace_s`, besides this one, the queue's feeder and the idle workers
+    of thread pools (the CPU renderer keeps one)."""
+    deadline = time.monotonic() + grace_s
+    while True:
+        alive = [t.name for t in threading.enumerate()
+                 if t is not threading.current_thread() and t.is_alive() and "QueueFeeder" not in t.name
+                 and getattr(getattr(t, "_target", None), "__module__", "") != "concurrent.futures.thread"]
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.02)
 
 
 # ------------------------------------------------------------------ functions for the double's own tests

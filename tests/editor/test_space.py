@@ -71,7 +71,7 @@ def test_gpu_edit_streams_previews_from_the_worker_and_stops_when_the_stream_is_
             break
     stream.close()  # what the app does on Cancel: ZeroGPU then closes the function's generator in the worker
     call = fake.calls[-1]
-    assert call.stopped(timeout=15)  # 5000 steps would take minutes: the worker stopped within a step or so
+    assert call.finished_cleanly(timeout=15)  # 5000 steps take minutes: the edit stopped within a step or so
     assert call.closed_early and all(isinstance(r, GpuProgress) for r in records)
     assert [r.step for r in records] == list(range(1, len(records) + 1))  # every step reports
     previews = [r.preview for r in records if r.preview is not None]
@@ -187,7 +187,7 @@ def test_space_edit_streams_previews_from_the_gpu_process_cancels_and_undoes(tmp
         assert len({b["previews"] for b in running if int(b["previews"]) > 0}) >= 2, running  # live previews
         assert len({b["step"] for b in running if 0 < int(b["step"]) < 16}) >= 2, running  # the bar moved
         call = fake.calls[-1]
-        assert call.name == "run_edit_on_gpu" and call.stopped() and 0 < call.duration <= GPU_MAX_DURATION_S
+        assert call.name == "run_edit_on_gpu" and call.finished_cleanly() and 0 < call.duration <= GPU_MAX_DURATION_S
         edited = load(client.predict("ply", api_name="/export"))
         changed = (edited.sh0 != original.sh0).flatten(1).any(1)
         assert changed.any() and not (changed & ~selected).any()  # only inside the mask
@@ -202,7 +202,7 @@ def test_space_edit_streams_previews_from_the_gpu_process_cancels_and_undoes(tmp
         client.predict(api_name="/cancel_edit")
         bars = [_progress(out[0]) for out in job]
         assert bars[-1]["state"] == "cancelled" and int(bars[-1]["step"]) < 2000, bars[-1]
-        assert fake.calls[-1].stopped(timeout=10)
+        assert fake.calls[-1].finished_cleanly()  # the worker's edit stopped, nothing left running there
         assert not list((session.workspace / "gpu-jobs").glob("cancel-*"))  # the cancel file is cleaned up
         after_cancel = load(client.predict("ply", api_name="/export"))
         for name, value in edited.items():
@@ -237,7 +237,7 @@ def test_space_generate_runs_in_the_gpu_process_and_undo_restores_the_scene(tmp_
         outputs = list(job)
         bar, _, info = outputs[-1]
         assert 'data-state="done"' in bar, bar
-        assert fake.calls[-1].name == "run_generate_on_gpu" and fake.calls[-1].stopped()
+        assert fake.calls[-1].name == "run_generate_on_gpu" and fake.calls[-1].finished_cleanly()
         generated = load(client.predict("ply", api_name="/export"))
         assert len(generated) == 150 != len(original)
         assert "generated: a red ball" in info and "150" in info
