@@ -19,13 +19,14 @@ a sparse matrix product is ~100x cheaper than a full rasterization on CPU (and n
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import warnings
 
 import numba
 import numpy as np
-import scipy.sparse
 import torch
 from torch import Tensor
 
@@ -53,16 +54,18 @@ class ViewWeights:
     num_gaussians: int
 
     def __post_init__(self) -> None:
-        rows, row_of = torch.unique(self.view * (self.height * self.width) + self.pixel, return_inverse=True)
-        pairs, pair_of = torch.unique(self.view * self.num_gaussians + self.gauss, return_inverse=True)
+        rows, row_of = _compact(self.view * (self.height * self.width) + self.pixel,
+                                self.num_views * self.height * self.width)
+        pairs, pair_of = _compact(self.view * self.num_gaussians + self.gauss, self.num_views * self.num_gaussians)
         self.row_index = rows  # [R] flat c * H * W + pixel of each covered pixel
         self.pair_view = torch.div(pairs, self.num_gaussians, rounding_mode="floor")  # [V] visible pairs
         self.pair_gauss = pairs % self.num_gaussians  # [V]
-        coo = scipy.sparse.coo_matrix(
-            (self.weight.numpy(), (row_of.numpy(), pair_of.numpy())), shape=(len(rows), len(pairs))
-        )
-        self._matrix = _torch_csr(coo.tocsr())  # [R, V]
-        self._matrix_t = _torch_csr(coo.T.tocsr())  # [V, R]
+        # Counting sorts, the transpose first: a Gaussian's pixels come in raster order, so its rows are sorted;
+        # sorting those entries (already by pair) by pixel leaves each pixel's pairs sorted too.
+        ptr_t, rows_t, w_t = _csr(pair_of.numpy(), row_of.numpy(), self.weight.numpy(), len(pairs))
+        pair_t = np.repeat(np.arange(len(pairs), dtype=np.int64), np.diff(ptr_t))
+        self._matrix_t = _torch_csr(ptr_t, rows_t, w_t, (len(pairs), len(rows)))  # [V, R]
+        self._matrix = _torch_csr(*_csr(rows_t, pair_t, w_t, len(rows)), (len(rows), len(pairs)))  # [R, V]
 
     @property
     def nnz(self) -> int:
@@ -128,15 +131,47 @@ class ViewWeights:
         return out.reshape(self.num_views, self.height, self.width)
 
 
-def _torch_csr(matrix: "scipy.sparse.csr_matrix") -> Tensor:
+DENSE_KEYS = 64_000_000  # up to this many possible keys, _compact marks them in an array instead of sorting
+
+
+def _compact(keys: Tensor, num_keys: int) -> tuple[Tensor, Tensor]:
+    """(the distinct keys in increasing order [U], each key's position among them [K]) — torch.unique with
+    return_inverse, in O(K + num_keys) with a marker array when the key range is small enough (no sort of K)."""
+    if num_keys > DENSE_KEYS:
+        return torch.unique(keys, return_inverse=True)
+    present = torch.zeros(num_keys, dtype=torch.bool)
+    present[keys] = True
+    distinct = present.nonzero().flatten()
+    position = torch.full((num_keys,), -1, dtype=torch.long)
+    position[distinct] = torch.arange(len(distinct))
+    return distinct, position[keys]
+
+
+@numba.njit(cache=True, nogil=True)
+def _csr(rows, cols, data, num_rows):
+    """CSR arrays (indptr, indices, data) of the COO entries (rows, cols, data) by a counting sort on rows
+    (O(K), entries keep their order within a row; the entries here have no duplicates)."""
+    indptr = np.zeros(num_rows + 1, np.int64)
+    for r in rows:
+        indptr[r + 1] += 1
+    for i in range(num_rows):
+        indptr[i + 1] += indptr[i]
+    fill = indptr[:-1].copy()
+    indices = np.empty(rows.shape[0], np.int64)
+    values = np.empty(rows.shape[0], np.float32)
+    for k in range(rows.shape[0]):
+        at = fill[rows[k]]
+        indices[at] = cols[k]
+        values[at] = data[k]
+        fill[rows[k]] = at + 1
+    return indptr, indices, values
+
+
+def _torch_csr(indptr: np.ndarray, indices: np.ndarray, data: np.ndarray, shape: tuple[int, int]) -> Tensor:
     with warnings.catch_warnings():  # "sparse CSR support is in beta": the matmul we use is stable
         warnings.simplefilter("ignore")
-        return torch.sparse_csr_tensor(
-            torch.from_numpy(matrix.indptr.astype(np.int64)),
-            torch.from_numpy(matrix.indices.astype(np.int64)),
-            torch.from_numpy(matrix.data.astype(np.float32)),
-            size=matrix.shape,
-        )
+        return torch.sparse_csr_tensor(torch.from_numpy(indptr), torch.from_numpy(indices),
+                                       torch.from_numpy(data), size=shape)
 
 
 class _SparseMatmul(torch.autograd.Function):
@@ -160,7 +195,12 @@ def compositing_weights(
     """All non-zero compositing weights of `scene` seen from `cameras` (see the module docstring)."""
     scene = scene.detach().to("cpu", torch.float32)  # the splatting loop is a CPU (numba) kernel
     cameras = cameras.to("cpu", torch.float32)
-    parts = [_one_view(scene, cameras[c]) for c in range(len(cameras))]
+    workers = min(len(cameras), os.cpu_count() or 1)
+    if workers > 1:  # the splatting loop releases the GIL (numba nogil): views run side by side
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(lambda c: _one_view(scene, cameras[c]), range(len(cameras))))
+    else:
+        parts = [_one_view(scene, cameras[c]) for c in range(len(cameras))]
     view = torch.cat([torch.full_like(p[0], c) for c, p in enumerate(parts)])
     pixel, gauss, weight = (torch.cat([p[i] for p in parts]) for i in range(3))
     return ViewWeights(view, pixel, gauss, weight, len(cameras), cameras.height, cameras.width, len(scene))

@@ -1,3 +1,4 @@
+import numpy as np
 import torch
 
 from engine.camera import orbit_cameras
@@ -58,3 +59,19 @@ def test_hidden_gaussian_gets_no_weight():
     assert totals[1] > 10 and totals[2] < 1e-3
     below = orbit_cameras(torch.zeros(3), 3.0, [0.0], -89.9, width=16, height=16)
     assert compositing_weights(scene, below).totals()[0, 2] > 0.5  # seen from below it is in front
+
+
+def test_sparse_matrices_match_scipy_and_keep_rows_sorted(small_scene):
+    """The counting-sort construction gives the matrix scipy builds from the same entries, with sorted column
+    indices in every row of both the matrix and its transpose."""
+    import scipy.sparse
+
+    vw = compositing_weights(small_scene, _cams())
+    rows = torch.unique(vw.view * (vw.height * vw.width) + vw.pixel, return_inverse=True)[1]
+    pairs = torch.unique(vw.view * vw.num_gaussians + vw.gauss, return_inverse=True)[1]
+    expected = scipy.sparse.coo_matrix((vw.weight.numpy(), (rows.numpy(), pairs.numpy()))).toarray()
+    np.testing.assert_array_equal(vw._matrix.to_dense().numpy(), expected)
+    np.testing.assert_array_equal(vw._matrix_t.to_dense().numpy(), expected.T)
+    for matrix in (vw._matrix, vw._matrix_t):
+        ptr, idx = matrix.crow_indices().numpy(), matrix.col_indices().numpy()
+        assert all((np.diff(idx[a:b]) > 0).all() for a, b in zip(ptr[:-1], ptr[1:]))
