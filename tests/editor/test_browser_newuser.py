@@ -114,8 +114,12 @@ def test_pick_selects_a_patch_and_the_count_answers_quickly(app, browser):
     page.locator("#mask-radius input[type=number]").fill("60")
     page.locator("#mask-radius input[type=number]").press("Enter")
     wait_until(lambda: session.brush_radius == 60 and session.op == "add")
+    shown = page.locator("#stream-view img").first.get_attribute("src")
     click_render(page)
     wait_until(lambda: selected_count(page) > n, timeout=30)
+    # the tinted view replaces the image: a click while it is being swapped can be lost by the page
+    wait_until(lambda: page.locator("#stream-view img").first.get_attribute("src") != shown, timeout=30)
+    time.sleep(0.5)
     # A click into the empty background says so under the count, and the next change clears the warning.
     click_render(page, 0.02, 0.03)
     # The server records the warning at once; the page shows it at its next sync (polled up to 60 s: on a
