@@ -317,6 +317,12 @@ class JobRunner:
         with self._lock:
             return dict(self._model_state[spec])
 
+    def model_status_of(self, spec: str) -> str:
+        """The probed state of `spec` ("available", "loaded", "unavailable", ...; probed now if unknown)."""
+        self.probe_model(spec)
+        with self._lock:
+            return self._model_state[spec]["state"]
+
     def probe_model(self, spec: str) -> None:
         """Find out, without network or big weights, whether `spec` can load; the worker loads it for real.
 

@@ -221,6 +221,10 @@ def launch(config: AppConfig) -> None:
     # Read the default scene and probe the model while the server starts, so the first page is quick.
     threading.Thread(target=ctx.registry.base_bundle, name="preload-scene", daemon=True).start()
     ctx.jobs.probe_model(ctx.jobs.default_spec)
+    if config.space and ctx.jobs.model_status_of(ctx.jobs.default_spec) in ("available", "loaded"):
+        from .space import preload_gpu_model
+
+        preload_gpu_model(ctx.jobs.default_spec)  # before serving: the GPU workers inherit the loaded model
     demo.launch(
         server_name=host, server_port=port, share=config.share, max_file_size=int(config.max_upload_mb * 1_000_000),
         allowed_paths=[str(Path(config.workspace).resolve())], css=CSS, show_error=True,

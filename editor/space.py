@@ -260,6 +260,21 @@ def _model(spec: str):
     return device, _MODELS[key]
 
 
+def preload_gpu_model(spec: str) -> bool:
+    """Load `spec` into this process's model cache now (ZeroGPU's advice: load models at start-up — on ZeroGPU
+    `torch.cuda` is available to the main process and the forked GPU workers inherit what it loaded, so no GPU
+    call spends its seconds on loading). A model that cannot load (offline, no weights) is logged and left to
+    the first job, which reports it; returns whether the model is cached."""
+    import logging
+
+    try:
+        _model(spec)
+    except Exception as exc:  # noqa: BLE001 - the app starts anyway; the first edit says what is missing
+        logging.getLogger(__name__).warning("not preloading %s: %s", spec, (str(exc).splitlines() or [""])[0])
+        return False
+    return True
+
+
 class _Finished:
     def __init__(self, value) -> None:
         self.value = value

@@ -285,3 +285,21 @@ def test_model3d_copy_is_turned_to_y_down_without_changing_shapes():
     assert torch.allclose(capture.means, scene.means) and torch.allclose(capture.quats, scene.quats)
     sideways = for_web_viewer(scene, up=(1.0, 0.0, 0.0))
     assert torch.allclose(sideways.means, scene.means @ rotation_between((1, 0, 0), (0, -1, 0)).float().T)
+
+
+def test_the_space_preloads_its_model_once_and_starts_without_one(tmp_path, monkeypatch):
+    """ZeroGPU: models load at start-up in the main process, and the forked GPU workers inherit them; a model
+    that cannot load leaves the app starting (the first job reports it)."""
+    import editor.space as space
+    from tests.guidance.tiny_models import save_tiny_pipeline
+
+    monkeypatch.setattr(space, "_MODELS", {})
+    model_dir = str(save_tiny_pipeline(tmp_path / "tiny"))
+    assert space.preload_gpu_model(model_dir)
+    cached = dict(space._MODELS)
+    assert len(cached) == 1 and next(iter(cached))[0] == model_dir
+    device, model = space._model(model_dir)
+    assert model is next(iter(cached.values()))  # a job in this process (or a fork of it) reuses it
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert not space.preload_gpu_model(str(tmp_path / "no-such-model"))
+    assert len(space._MODELS) == 1
