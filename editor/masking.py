@@ -163,14 +163,7 @@ class Masking:
                 result = vote(scene, views.views)
             return result.weights[0].float().cpu()
 
-        def adopt(weights: Tensor) -> None:
-            with session.lock:
-                if session.scene is not scene:
-                    raise ValueError("the scene changed while SAM ran; click again")
-                session.check_mask_editable()
-                session.lift = LiftState(weights=weights, base=session.selection, op=op)
-                self.set_threshold(session, session.threshold)
-
+        adopt = self._lift_adopter(session, scene, op, "the scene changed while SAM ran; click again")
         self.tasks.start_mask_task(session, "sam", work, adopt)
         return session.selected_count()
 
@@ -227,16 +220,24 @@ class Masking:
                 raise TaskCancelled() from exc
             return result.weights.float().cpu()
 
+        adopt = self._lift_adopter(session, scene, op,
+                                   "the scene changed while the text selection ran; run it again")
+        self.tasks.start_mask_task(session, "text", work, adopt, model=spec)
+        return session.selected_count()
+
+    def _lift_adopter(self, session: Session, scene, op: str, changed: str):
+        """What a mask task's lifted weights [N] do when it ends: become the session's lift (combined with the
+        selection by `op`, cut at the threshold slider) — unless the scene changed meanwhile (`changed` says so)."""
+
         def adopt(weights: Tensor) -> None:
             with session.lock:
                 if session.scene is not scene:
-                    raise ValueError("the scene changed while the text selection ran; run it again")
+                    raise ValueError(changed)
                 session.check_mask_editable()
                 session.lift = LiftState(weights=weights, base=session.selection, op=op)
                 self.set_threshold(session, session.threshold)
 
-        self.tasks.start_mask_task(session, "text", work, adopt, model=spec)
-        return session.selected_count()
+        return adopt
 
     def _apply(self, session: Session, new: Tensor, op: str, tool: str) -> int:
         with session.lock:
