@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,3 +55,17 @@ def running_app(tmp_path: Path, *, scene: GaussianScene | None = None, use_defau
         demo.close()
         ctx.registry.close_all()
         ctx.jobs.worker.shutdown(timeout=10)
+
+
+def wait_mask_task(session, timeout: float = 120.0):
+    """(the session's mask task once it is no longer active, the set of progress messages seen meanwhile)."""
+    deadline = time.monotonic() + timeout
+    seen = set()
+    while time.monotonic() < deadline:
+        with session.lock:
+            task = session.mask_task
+            seen.add(task.message)
+            if not task.active:
+                return task, seen
+        time.sleep(0.01)
+    raise TimeoutError("the mask task did not end")

@@ -18,6 +18,7 @@ from editor.gestures import click_from_pixel
 from editor.masking import Masking
 from editor.session import Session
 from engine.masks.evaluation import toy_parts_scene
+from tests.editor.apphelpers import wait_mask_task
 
 
 class ColourRegion:
@@ -62,17 +63,6 @@ def app_session(toy, tmp_path):
     worker.shutdown()
 
 
-def _wait_task(session, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    seen = set()
-    while time.monotonic() < deadline:
-        with session.lock:
-            task = session.mask_task
-            seen.add(task.message)
-            if not task.active:
-                return task, seen
-        time.sleep(0.01)
-    raise TimeoutError("the SAM task did not end")
 
 
 @pytest.mark.parametrize("method", ["vote", "galp"])
@@ -89,7 +79,7 @@ def test_sam_click_selects_the_clicked_part(toy, app_session, method):
     t = time.monotonic()
     assert masking.apply_click(session, click_from_pixel(camera, u, v)) == 0  # answers at once: work is queued
     assert time.monotonic() - t < 1.0
-    task, messages = _wait_task(session)
+    task, messages = wait_mask_task(session)
     assert task.state == "done", task.message
     assert any("views segmented" in m for m in messages) and any("lifting" in m for m in messages)
     assert segmenter.calls >= 2  # the clicked view and orbit views around the point
@@ -122,7 +112,7 @@ def test_sam_click_can_be_cancelled_and_changes_nothing(toy, app_session):
     while session.mask_task.state != "running" and time.monotonic() < deadline:
         time.sleep(0.01)
     jobs.cancel_mask_task(session)
-    task, _ = _wait_task(session)
+    task, _ = wait_mask_task(session)
     assert task.state == "cancelled" and session.selected_count() == 0 and session.lift is None
 
 

@@ -15,7 +15,7 @@ from gradio_client import Client
 from editor.backend import SceneBundle
 from editor.masking import Masking
 from engine.masks.evaluation import toy_parts_scene
-from tests.editor.apphelpers import running_app
+from tests.editor.apphelpers import running_app, wait_mask_task
 from tests.guidance.tiny_models import save_tiny_pipeline
 
 
@@ -49,17 +49,6 @@ def app_session(toy, tmp_path):
     worker.shutdown()
 
 
-def _wait_task(session, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    seen = set()
-    while time.monotonic() < deadline:
-        with session.lock:
-            task = session.mask_task
-            seen.add(task.message)
-            if not task.active:
-                return task, seen
-        time.sleep(0.01)
-    raise TimeoutError("the text selection did not end")
 
 
 def test_text_selection_runs_on_the_engine_thread_with_the_sessions_model(app_session, tiny_model_dir):
@@ -69,7 +58,7 @@ def test_text_selection_runs_on_the_engine_thread_with_the_sessions_model(app_se
     assert masking.select_text(session, "head", "a robot head") == 0  # answers at once: the work is queued
     assert time.monotonic() - t < 2.0
     assert session.mask_task.kind == "text selection"
-    task, messages = _wait_task(session)
+    task, messages = wait_mask_task(session)
     assert task.state == "done", task.message
     assert any("attention" in m for m in messages), messages
     assert tiny_model_dir in worker._models  # loaded by the worker (on its loader thread), cached for edits
@@ -95,7 +84,7 @@ def test_text_selection_within_the_selection_and_subtract(app_session, tiny_mode
         session.set_selection(head.float(), label="rough")
         session.op = "subtract"
     masking.select_text(session, "head", within_selection=True)
-    task, _ = _wait_task(session)
+    task, _ = wait_mask_task(session)
     assert task.state == "done", task.message
     # subtracting from the rough region can only remove Gaussians from it
     selected = session.selection > 0.5
@@ -150,7 +139,7 @@ def test_cancel_while_the_model_loads_changes_nothing(app_session, tiny_model_di
     assert other.result(timeout=1.0) == len(session.scene)
     assert session.mask_task.active
     jobs.cancel_mask_task(session)
-    task, _ = _wait_task(session)
+    task, _ = wait_mask_task(session)
     assert task.state == "cancelled" and session.lift is None and session.selected_count() == 0
 
 
@@ -164,6 +153,6 @@ def test_select_text_endpoint_in_the_app(tmp_path, tiny_model_dir):
         info = client.predict("blob", "", False, False, api_name="/select_text")
         assert "text selection" in info or "selected" in info
         (session,) = app.ctx.registry.sessions()
-        task, _ = _wait_task(session)
+        task, _ = wait_mask_task(session)
         assert task.state == "done", task.message
         assert session.lift is not None and session.lift.weights.shape == (len(session.scene),)
