@@ -8,27 +8,19 @@ tests/artifacts/ (gitignored).
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 import torch
 
 from editor import backend
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+from tests.editor.browser_env import ARGS, ARTIFACTS, chromium_or_skip, wait_until
 
 pytestmark = pytest.mark.browser
 
-if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-    pytest.skip(f"chromium is not installed ({CHROMIUM}); browser tests need it", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+CHROMIUM_EXECUTABLE, sync_api = chromium_or_skip()
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +34,7 @@ def app(tmp_path_factory):
 @pytest.fixture(scope="module")
 def page(app):
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    executable = CHROMIUM_EXECUTABLE
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=ARGS)
         context = browser.new_context(viewport={"width": 1400, "height": 950}, accept_downloads=True)
@@ -56,16 +48,6 @@ def page(app):
 
 def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
-
-
-def wait_until(predicate, timeout: float = 60.0, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("condition not met in time")
 
 
 def selected_count(page) -> int:

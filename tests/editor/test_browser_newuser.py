@@ -9,24 +9,16 @@ user's file, no console errors from the viewer or the empty loss plot. Screensho
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+from tests.editor.browser_env import ARGS, ARTIFACTS, chromium_or_skip, wait_until
 
 pytestmark = pytest.mark.browser
 
-if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-    pytest.skip(f"chromium is not installed ({CHROMIUM}); browser tests need it", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+CHROMIUM_EXECUTABLE, sync_api = chromium_or_skip()
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +33,7 @@ def app(tmp_path_factory):
 @pytest.fixture(scope="module")
 def browser():
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    executable = CHROMIUM_EXECUTABLE
     with sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=ARGS)
         yield browser
@@ -63,16 +55,6 @@ def new_page(browser, app):
 
 def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"newuser-{name}.png"), full_page=True)
-
-
-def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("condition not met in time")
 
 
 def selected_count(page) -> int:

@@ -4,35 +4,17 @@ in the "3D model" tab's gr.Model3D. Screenshots go to tests/artifacts/ (gitignor
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+from tests.editor.browser_env import ARGS, ARTIFACTS, chromium_or_skip, wait_until
 
 pytestmark = pytest.mark.browser
 
-if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-    pytest.skip(f"chromium is not installed ({CHROMIUM}); browser tests need it", allow_module_level=True)
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-
-
-def wait_until(predicate, timeout: float = 60.0, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError("condition not met in time")
+CHROMIUM_EXECUTABLE, sync_api = chromium_or_skip()
 
 
 def fill(page, selector: str, value) -> None:
@@ -48,7 +30,7 @@ def test_space_edit_previews_update_live_and_the_result_shows_in_model3d(tmp_pat
     fake = FakeZeroGPU()
     monkeypatch.setitem(sys.modules, "spaces", fake)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    executable = CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")
+    executable = CHROMIUM_EXECUTABLE
     with running_app(tmp_path, space=True) as app, sync_api.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=executable, args=ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
