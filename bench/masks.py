@@ -12,9 +12,9 @@ Per level, method and part, the IoU averaged over seeds:
 - "all": over all Gaussians (hidden ones included: voting gives them 0, GALP fills them from neighbours);
 - "oracle_gap": mean over parts of (best IoU over thresholds 0.05..0.95) - (IoU at 0.5) on visible
   Gaussians: near 0 means 0.5 is the right cut (the weights are calibrated).
-Ablations (on the first --ablation-seeds seeds): galp with one piece off (no_median, no_trust, no_relative_error, no_across_parts, no_fit,
-no_view_dependent, no_silhouette, no_fill, no_fill_unseen), to compare with "galp_on_ablation_seeds" (the
-full GALP on the same seeds). --before FILE adds "before": a galp.py of an earlier commit, cut at its own
+Ablations (on the first --ablation-seeds seeds): galp with one piece changed (no_median, median_everywhere,
+no_trust, no_relative_error, no_across_parts, no_fit, with_view_dependent, no_silhouette, no_fill, no_support,
+no_fill_unseen), to compare with "galp_on_ablation_seeds" (the full GALP on the same seeds). --before FILE adds "before": a galp.py of an earlier commit, cut at its own
 suggested threshold (`git show e0fa0ad:engine/masks/galp.py > /tmp/galp_before.py`).
 
 Seeds: the report uses seeds --seed0 .. --seed0 + --seeds - 1 (default 0..2); GalpConfig was tuned on seeds
@@ -50,13 +50,15 @@ from engine.masks.views_io import MaskViews  # noqa: E402
 
 ABLATIONS = {
     "no_median": dict(robust_vote=False),
+    "median_everywhere": dict(median_from=0.0),
     "no_trust": dict(view_trust=False),
     "no_relative_error": dict(relative_error=False),
     "no_across_parts": dict(across_parts=0.0),
     "no_fit": dict(steps=0),
-    "no_view_dependent": dict(view_dependent=False),
+    "with_view_dependent": dict(view_dependent=True),
     "no_silhouette": dict(silhouette=False),
     "no_fill": dict(fill=False),
+    "no_support": dict(support=False),
     "no_fill_unseen": dict(fill_unseen=False),
 }
 ORACLE_CUTS = np.round(np.arange(0.05, 0.96, 0.05), 2)

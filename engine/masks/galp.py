@@ -61,13 +61,19 @@ class GalpConfig:
     """Initial step size in label units (cosine-decayed to lr / 20); labels live in [0, 1]."""
     smooth_l1: float = 0.02
     """Width of the smoothed L1 (Charbonnier) loss, so that exactly fitted pixels give no gradient noise."""
-    view_dependent: bool = True
-    """Fit the three degree-1 SH coefficients too (they may absorb what one side claims and the other denies)."""
+    view_dependent: bool = False
+    """Fit the three degree-1 SH coefficients too (they may absorb what one side claims and the other denies;
+    off: with the support prior they cost IoU at every corruption level on the tuning seeds)."""
     sh_decay: float = 0.05
     """L2 weight on the view-dependent coefficients: they may explain view disagreement, not the label."""
     robust_vote: bool = True
     """Start from a robust vote (the mean of the views' shares within `outlier_width` of their weighted median)
     instead of their weighted mean."""
+    median_from: float = 0.1
+    """How much of a Gaussian's view weight trust must have discounted for the robust vote to be used in full
+    (linearly blended with the trusted mean below; 0 = robust everywhere). Where every view of a Gaussian is
+    trusted the mean is the better estimate: at part borders the views' shares differ legitimately and the
+    median snaps to the majority."""
     outlier_width: float = 0.3
     """Shares further than this from the median count exp(-(distance / width)^2) in the robust vote."""
     view_trust: bool = True
@@ -79,10 +85,10 @@ class GalpConfig:
     relative_error: bool = True
     """Judge a view's error against the part's area in it (floored), not against all it sees (see _trust)."""
     error_width: float = 0.15
+    """Relative error above the part's median view at which a view's trust falls to exp(-1)."""
     across_parts: float = 0.5
     """With 3+ parts lifted together: a view's trust in a part is the geometric blend (this weight on the view's
     side; 0 = parts judged alone) of its own and the view's median trust over the parts it shows."""
-    """Relative error above the part's median view at which a view's trust falls to exp(-1)."""
     silhouette: bool = True
     """Leave out pixels the scene covers only partly (alpha <= 0.5): a 2D mask says little about them."""
     knn: int = 16
@@ -96,8 +102,14 @@ class GalpConfig:
     fill_iters: int = 12
     """Jacobi iterations of the fill (how many neighbour hops a label can travel)."""
     prior: float = 0.01
-    """Weight of the prior "not the part" in the fill: what a Gaussian gets that neither it nor its
-    neighbours have observed with a certainty well above this."""
+    """Weight of the prior in the fill: what a Gaussian gets that neither it nor its neighbours have observed
+    with a certainty well above this. The prior is its own label where the part is confidently present among
+    its `support_k` nearest confident Gaussians, else "not the part" (see _supported)."""
+    support: bool = True
+    """The fill's prior: a Gaussian's own vote where the part is confidently present nearby, else 0 (False: 0
+    everywhere, which drops the inside of thick parts seen only through their surface)."""
+    support_k: int = 8
+    """How many of the nearest confidently observed Gaussians (certainty > 0.5) judge whether the part is near."""
     fill_unseen: bool = True
     """Give never-seen Gaussians the labels of their nearest seen neighbours (else they get 0, as in voting)."""
 
@@ -181,21 +193,27 @@ def galp(
     trust = [torch.ones(len(g), P) for g in groups]  # [C, P] per batch: how much each view's mask is believed
     orders = _median_orders(torch.cat([b.gauss for b in batches]), torch.cat([b.share for b in batches])) \
         if cfg.robust_vote else None
-    vote, evidence, spread = _evidence(batches, trust, N, P, cfg.robust_vote, cfg.outlier_width, orders)
+
+    def evidence_of(trust: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        return _evidence(batches, trust, N, P, cfg.robust_vote, cfg.outlier_width, orders, cfg.median_from)
+
+    vote, evidence, spread = evidence_of(trust)
     for _ in range(cfg.trust_rounds if cfg.view_trust else 0):
         certainty = _certainty(evidence, spread, seen, cfg.evidence_scale)
         trust = _trust(batches, vote, certainty, cfg.trust_width, cfg.relative_error, cfg.error_width,
                        cfg.across_parts)
-        vote, evidence, spread = _evidence(batches, trust, N, P, cfg.robust_vote, cfg.outlier_width, orders)
+        vote, evidence, spread = evidence_of(trust)
 
     labels, losses = vote, []
     if cfg.steps > 0:
         labels, trust, losses = _fit(batches, trust, vote, cfg)
-        vote, evidence, spread = _evidence(batches, trust, N, P, cfg.robust_vote, cfg.outlier_width, orders)
+        vote, evidence, spread = evidence_of(trust)
 
     certainty = _certainty(evidence, spread, seen, cfg.evidence_scale)
     if cfg.fill and cfg.knn > 0:  # unseen Gaussians have certainty 0: they take no part as neighbours
-        labels = _fill_weak(labels, certainty, knn_graph(means, cfg.knn), cfg.smoothing, cfg.fill_iters, cfg.prior)
+        target = _supported(vote, labels, certainty, means, cfg.support_k) if cfg.support else None
+        labels = _fill_weak(labels, certainty, knn_graph(means, cfg.knn), cfg.smoothing, cfg.fill_iters, cfg.prior,
+                            target)
     labels = torch.where(seen[:, None], labels, torch.zeros_like(labels))
     if cfg.fill_unseen:
         labels = _fill_unseen(labels, seen, means, max(cfg.knn, 1))
@@ -315,19 +333,21 @@ def _pixel_weight(batches: list[_Batch], trust: list[Tensor], N: int, P: int) ->
 
 def _evidence(
     batches: list[_Batch], trust: list[Tensor], N: int, P: int, robust: bool = True, outlier_width: float = 0.3,
-    orders: list[Tensor] | None = None,
+    orders: list[Tensor] | None = None, median_from: float = 0.0,
 ) -> tuple[Tensor, Tensor, Tensor]:
     """Per Gaussian and part [N, P] each: the trusted vote, the trusted weight behind it, and the weighted
     mean absolute deviation of the views' shares from the vote (a share: the part of its weight inside the
     mask, one per view that sees it).
     The vote is the weighted median of the shares (`robust`; a minority of wrong views cannot move it) or
     their weighted mean (plain voting with trust)."""
-    w_sum, m1 = torch.zeros(N, P), torch.zeros(N, P)
+    w_sum, m1, w_raw = torch.zeros(N, P), torch.zeros(N, P), torch.zeros(N, 1)
     for b, omega in zip(batches, trust):
         w = b.pair_area[:, None] * omega[b.view]
         w_sum.index_add_(0, b.gauss, w)
+        w_raw.index_add_(0, b.gauss, b.pair_area[:, None])
         m1.index_add_(0, b.gauss, w * b.share)
     mean = m1 / w_sum.clamp_min(1e-12)
+    plain = mean
     if robust:
         gauss = torch.cat([b.gauss for b in batches])
         share = torch.cat([b.share for b in batches])
@@ -343,6 +363,10 @@ def _evidence(
         mean = torch.zeros(N, P).index_add_(0, gauss, keep * share) / torch.zeros(N, P).index_add_(
             0, gauss, keep).clamp_min(1e-12)
         mean = torch.where(w_sum > 0, mean, median)
+        if median_from > 0:  # the robust vote where trust found wrong views of this Gaussian, else the mean
+            discounted = 1.0 - w_sum / w_raw.clamp_min(1e-12)
+            robust_share = (discounted / median_from).clamp(0.0, 1.0)
+            mean = robust_share * mean + (1.0 - robust_share) * plain
     deviation = torch.zeros(N, P)
     for b, omega in zip(batches, trust):
         w = b.pair_area[:, None] * omega[b.view]
@@ -392,20 +416,46 @@ def _column_median(values: Tensor, where: Tensor) -> Tensor:
     ])
 
 
+def _supported(own: Tensor, labels: Tensor, certainty: Tensor, means: Tensor, k: int) -> Tensor:
+    """[N, P]: each Gaussian's own (voted) label [N, P] where the part is confidently present near it, capped
+    by the highest fitted label among its k nearest Gaussians of certainty > 0.5; 0 where none is: the fill's
+    prior, what a Gaussian that neither it nor its neighbours observed well tends to.
+    Weakly seen Gaussians mostly report the label of whatever covers them: a Gaussian inside the scarf, seen
+    only through the scarf, is scarf; one deep in the head, glimpsed through the eye, is not an eye. Masks
+    cannot tell these apart, the scene can: parts are contiguous, so a weak "eye" far from any confident eye
+    Gaussian is discounted, a weak "scarf" beside confident scarf is kept."""
+    from scipy.spatial import cKDTree
+
+    target = torch.zeros_like(labels)
+    points = means.numpy().astype(np.float64)
+    for p in range(labels.shape[1]):
+        confident = (certainty[:, p] > 0.5).nonzero().flatten()
+        if len(confident) == 0:
+            continue
+        kk = min(k, len(confident))
+        _, idx = cKDTree(points[confident.numpy()]).query(points, k=kk)
+        idx = torch.from_numpy(np.asarray(idx, dtype=np.int64).reshape(len(points), kk))
+        nearby = labels[confident[idx], p].max(dim=1).values
+        target[:, p] = torch.minimum(own[:, p], nearby)
+    return target
+
+
 def _fill_weak(
-    labels: Tensor, certainty: Tensor, neighbours: Tensor, smoothing: float, iters: int, prior: float
+    labels: Tensor, certainty: Tensor, neighbours: Tensor, smoothing: float, iters: int, prior: float,
+    target: Tensor | None = None,
 ) -> Tensor:
     """Certainty-weighted fill [N, P] (a normalized convolution on the kNN graph). Each Jacobi step
-        u = (c * labels + s * sum_j k_j u_j / K) / (c + s * sum_j k_j / K + prior)
+        u = (c * labels + s * sum_j k_j u_j / K + prior * target) / (c + s * sum_j k_j / K + prior)
         k = (c + s * sum_j k_j / K) / (1 + s)
     over the K neighbours j, from u = labels, k = c: a certain label barely moves; a weakly seen one takes the
     labels of its confident neighbours, weighted by their confidence, a weakly seen cluster fills in from its
-    confident rim inwards (never from its own unreliable labels), and what nobody saw well tends to 0."""
+    confident rim inwards (never from its own unreliable labels), and what nobody saw well tends to the prior
+    `target` (default 0, "not the part"; galp passes _supported)."""
     K = neighbours.shape[1]
     if K == 0:
         return labels
     u, conf = labels, certainty
-    anchor = certainty * labels
+    anchor = certainty * labels + (prior * target if target is not None else 0.0)
     for _ in range(iters):
         num = (conf * u)[neighbours].sum(dim=1) / K  # [N, P]
         den = conf[neighbours].sum(dim=1) / K
