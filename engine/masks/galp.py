@@ -1,8 +1,8 @@
 """3D-GALP lifting (after RoMaP): per-Gaussian labels fitted to multi-view 2D masks, robustly and calibrated.
 
-Each Gaussian carries, for each part p, a label stored as degree-1 spherical harmonics: a view-independent
-value `dc[n, p]` plus three view-dependent coefficients `sh1[n, :, p]`. Seen from camera c the label is
-    label_c(n, p) = dc[n, p] + sum_k Y1_k(direction c -> n) * sh1[n, k, p],
+Each Gaussian carries, for each part p, a label `dc[n, p]` (optionally, `view_dependent`, degree-1 spherical
+harmonics on top: three coefficients `sh1[n, :, p]`, so that seen from camera c the label is
+    label_c(n, p) = dc[n, p] + sum_k Y1_k(direction c -> n) * sh1[n, k, p]),
 composited into label images exactly like colours (engine/masks/contrib.py) and fitted to the 2D masks with
 a (smoothed) L1 loss. Parts are separate channels, coupled only through view trust when three or more are
 lifted together (a view wrong about most parts is a bad view); with one or two parts, lifting them at once
@@ -10,9 +10,10 @@ gives the same weights as lifting each alone.
 
 The output is calibrated: weight 0.5 means "as likely in as out", so a hard mask is `weights > 0.5` with no
 suggested threshold (bench/masks.py's "oracle_gap": the best cut beats 0.5 by <= 0.03 IoU). What makes it so:
-1. labels start from a robust vote (per Gaussian, the views' shares near their weighted median, each view
-   weighted by the Gaussian's seen area in it, so close-ups and big images do not outvote the others), i.e.
-   from what the views say, never from the decision threshold;
+1. labels start from a vote (per Gaussian, the views' shares, each view weighted by the Gaussian's seen area
+   in it, so close-ups and big images do not outvote the others), i.e. from what the views say, never from
+   the decision threshold: robust (the shares near their weighted median) for the Gaussians some of whose
+   views trust found wrong, the trusted mean for the others (on clean views the mean is the better estimate);
 2. view trust: each view's mask of each part is compared with the consensus on the Gaussians the consensus
    is certain of (soft IoU, and the disagreeing area over the part's area in that view, each relative to the
    part's median view), blended with the view's trust over the other parts; flipped, shifted, bled, dropped
@@ -21,9 +22,10 @@ suggested threshold (bench/masks.py's "oracle_gap": the best cut beats 0.5 by <=
    of its residuals) sharpens what a vote blurs where Gaussians share pixels;
 4. certainty comes from observation only: a Gaussian's trusted seen area summed over views, discounted where
    the trusted views disagree about it. Weakly seen Gaussians are filled from their confidently labelled
-   neighbours (a certainty-weighted normalized convolution on the kNN graph, with a faint prior "not the
-   part"), so a well observed label stays and e.g. a head Gaussian seen only through the eye in front of it
-   takes its head neighbours' label instead of the eye's;
+   neighbours (a certainty-weighted normalized convolution on the kNN graph), so a well observed label stays;
+   what neither a Gaussian nor its neighbours observed well tends to a faint prior: its own vote where the
+   part is confidently present among the nearest confident Gaussians, else "not the part" — the inside of
+   the scarf, seen only through it, stays scarf; a head Gaussian glimpsed through the eye is not an eye;
 5. Gaussians that no view sees (interiors) take the distance-weighted mean label of their nearest seen ones.
 Each piece can be switched off (GalpConfig), which is how bench/masks.py measures what each buys.
 

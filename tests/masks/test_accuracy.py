@@ -65,7 +65,8 @@ def test_small_parts_of_the_default_scene_from_the_whole_sphere():
         masks = [ground_truth_masks(vw, ids, len(names))[..., [p]] for vw in vws]
         voted, lifted = _lift_both(scene, groups, vws, masks)
         v, g = _ious(voted, ids, [p], seen)[0], _ious(lifted, ids, [p], seen)[0]
-        # On clean views voting is near its best; GALP may trail it by a little (bench: <= 0.04 at 0%).
+        # On clean views voting is near its best: the two differ by a few rim Gaussians (here <= 0.012, about
+        # 3 of the eyes' 255; bench at 128-256 px: within 0.002 on every part).
         assert g >= 0.85 + 0.05 and g >= v - 0.03, (names[p], v, g)
 
 
@@ -96,3 +97,29 @@ def test_views_that_drop_a_small_part_they_see_largest_lose_trust():
     assert (trust_rel[dropped] < 0.1).all() and (trust_abs[dropped] > 0.5).all()
     truth = (ids == p)[seen]
     assert iou(relative.weights[0][seen] > 0.5, truth) >= 0.85 > iou(absolute.weights[0][seen] > 0.5, truth)
+
+
+def test_the_inside_of_the_scarf_seen_only_through_it_stays_scarf():
+    """24 whole-sphere views of 128-256 px, clean and 10% corrupted, all 7 parts together. The scarf's inner
+    Gaussians are seen only through the scarf, a thousandth of a pixel each: with the fill's old prior ("not the
+    part" wherever nothing is confident) GALP lost them (scarf IoU 0.907 where voting has 0.951 on this seed);
+    the support prior keeps a weak vote where confident scarf is near and GALP matches voting on clean views."""
+    from assets.default_scene import load_default_scene
+    from engine.masks.galp import GalpConfig
+
+    scene, ids, names = load_default_scene()
+    ids = torch.as_tensor(ids).long()
+    groups = sphere_views(scene, 24, sizes=(128, 192, 256), seed=306)
+    vws = [compositing_weights(scene, c) for c in groups]
+    gts = [ground_truth_masks(vw, ids, len(names)) for vw in vws]
+    seen = sum(vw.totals().sum(0) for vw in vws) > VISIBILITY_EPS
+    scarf, parts = names.index("scarf"), range(len(names))
+    for level in (0.0, 0.1):
+        masks, _ = corrupt_views(gts, level, seed=307)
+        views = [MaskViews(c, m) for c, m in zip(groups, masks)]
+        voted, lifted = _lift_both(scene, groups, vws, masks)
+        old_prior = galp(scene, views, view_weights=vws, config=GalpConfig(support=False)).weights
+        v, g, o = (_ious(w, ids, parts, seen) for w in (voted, lifted, old_prior))
+        assert g[scarf] >= 0.85 + 0.05 and g[scarf] > o[scarf] + 0.02, (level, v[scarf], g[scarf], o[scarf])
+        for name, vi, gi in zip(names, v, g):
+            assert gi >= vi - 0.005, (level, name, vi, gi)

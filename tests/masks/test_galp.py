@@ -3,7 +3,15 @@ import torch
 
 from engine.masks.contrib import compositing_weights
 from engine.masks.evaluation import corrupt_masks, ground_truth_masks, orbit_views, part_ious
-from engine.masks.galp import THRESHOLD, GalpConfig, _fill_unseen, _fill_weak, _weighted_median, galp
+from engine.masks.galp import (
+    THRESHOLD,
+    GalpConfig,
+    _fill_unseen,
+    _fill_weak,
+    _supported,
+    _weighted_median,
+    galp,
+)
 from engine.masks.views_io import MaskViews
 
 
@@ -81,6 +89,30 @@ def test_weakly_seen_gaussians_take_their_confident_neighbours_label():
     out = _fill_weak(labels, certainty, neighbours, smoothing=0.3, iters=12, prior=0.01)
     assert out[0] > 0.95 and out[4] < 0.05
     assert out[1] > 0.5 and out[3] < 0.5  # each takes the side of its certain neighbour
+
+
+def test_the_fill_prior_keeps_a_weak_vote_only_near_its_part():
+    """Confident part Gaussians around x=0 (label 1), confident others around x=1 (label 0), and two clusters
+    of weakly seen Gaussians that all vote 0.9 for the part, each cluster its own neighbourhood: one beside the
+    part (the inside of the scarf, seen through it) keeps its vote; one beside the others (head Gaussians
+    glimpsed through the eye) gets 0. With the old prior ("not the part" everywhere) both got 0."""
+    g = torch.Generator().manual_seed(0)
+    part = torch.randn(40, 3, generator=g) * 0.05
+    other = torch.randn(40, 3, generator=g) * 0.05 + torch.tensor([1.0, 0, 0])
+    inside = torch.randn(12, 3, generator=g) * 0.02 + torch.tensor([0.0, 0.4, 0])
+    glimpsed = torch.randn(12, 3, generator=g) * 0.02 + torch.tensor([1.0, 0.4, 0])
+    means = torch.cat([part, other, inside, glimpsed])
+    labels = torch.cat([torch.ones(40), torch.zeros(40), torch.full((24,), 0.9)])[:, None]
+    certainty = torch.cat([torch.full((80,), 0.9), torch.full((24,), 0.005)])[:, None]
+    target = _supported(labels, labels, certainty, means, k=8)
+    torch.testing.assert_close(target[80:92, 0], torch.full((12,), 0.9))
+    torch.testing.assert_close(target[92:, 0], torch.zeros(12))
+    torch.testing.assert_close(target[:80], labels[:80])  # confident ones: their own label
+    neighbours = torch.cdist(means, means).topk(9, largest=False).indices[:, 1:]
+    out = _fill_weak(labels, certainty, neighbours, smoothing=0.3, iters=12, prior=0.01, target=target)
+    old = _fill_weak(labels, certainty, neighbours, smoothing=0.3, iters=12, prior=0.01)
+    assert (out[80:92] > 0.5).all() and (out[92:] < 0.5).all()
+    assert (old[80:] < 0.5).all()
 
 
 def test_fill_unseen_takes_the_nearest_seen_labels():
