@@ -26,7 +26,8 @@ suggested threshold (bench/masks.py's "oracle_gap": the best cut beats 0.5 by <=
    what neither a Gaussian nor its neighbours observed well tends to a faint prior: its own vote where the
    part is confidently present among the nearest confident Gaussians, else "not the part" — the inside of
    the scarf, seen only through it, stays scarf; a head Gaussian glimpsed through the eye is not an eye;
-5. Gaussians that no view sees (interiors) take the distance-weighted mean label of their nearest seen ones.
+5. Gaussians that no view sees (interiors) take the distance-weighted mean label of their nearest confidently
+   observed ones.
 Each piece can be switched off (GalpConfig), which is how bench/masks.py measures what each buys.
 
 Choices that differ from RoMaP's code: one label channel per part instead of parts as colours; labels start
@@ -113,7 +114,7 @@ class GalpConfig:
     support_k: int = 8
     """How many of the nearest confidently observed Gaussians (certainty > 0.5) judge whether the part is near."""
     fill_unseen: bool = True
-    """Give never-seen Gaussians the labels of their nearest seen neighbours (else they get 0, as in voting)."""
+    """Give never-seen Gaussians the labels of their nearest confidently seen Gaussians (else 0, as in voting)."""
 
 
 @dataclass
@@ -218,7 +219,8 @@ def galp(
                             target)
     labels = torch.where(seen[:, None], labels, torch.zeros_like(labels))
     if cfg.fill_unseen:
-        labels = _fill_unseen(labels, seen, means, max(cfg.knn, 1))
+        confident = seen & (certainty.max(dim=1).values > 0.5)
+        labels = _fill_unseen(labels, seen, means, max(cfg.knn, 1), confident if confident.any() else seen)
     weights = labels.clamp(0.0, 1.0).T.contiguous()
     uncertainty = 1.0 - certainty.max(dim=1).values
     return GalpResult(weights, uncertainty, visibility, losses, trust)
@@ -466,13 +468,15 @@ def _fill_weak(
     return u
 
 
-def _fill_unseen(labels: Tensor, seen: Tensor, means: Tensor, k: int) -> Tensor:
-    """Give every unseen Gaussian the inverse-distance-weighted mean label of its k nearest seen Gaussians
-    (an interior Gaussian takes the label of the surface around it)."""
+def _fill_unseen(labels: Tensor, seen: Tensor, means: Tensor, k: int, source: Tensor | None = None) -> Tensor:
+    """Give every unseen Gaussian the inverse-distance-weighted mean label of its k nearest `source` Gaussians
+    ([N] bool; default: the seen ones; galp passes the confidently observed ones, since the weakly seen
+    Gaussians next to an interior are themselves guesses): an interior Gaussian takes the label of the
+    surface around it."""
     from scipy.spatial import cKDTree
 
     unseen = (~seen).nonzero().flatten()
-    seen_idx = seen.nonzero().flatten()
+    seen_idx = (seen if source is None else source).nonzero().flatten()
     if len(unseen) == 0 or len(seen_idx) == 0:
         return labels
     k = min(k, len(seen_idx))

@@ -124,6 +124,17 @@ def test_fill_unseen_takes_the_nearest_seen_labels():
     torch.testing.assert_close(out[:4], labels[:4])
 
 
+def test_fill_unseen_from_a_source_ignores_the_weakly_seen():
+    """An interior Gaussian between a confident part surface (x=0) and weakly seen Gaussians with a wrong label
+    right beside it: from every seen Gaussian it takes the wrong label, from the confident ones the right one."""
+    means = torch.tensor([[0.0, 0, 0], [0.0, 0.1, 0], [0.5, 0, 0], [0.5, 0.1, 0], [0.4, 0.05, 0]])
+    labels = torch.tensor([[1.0], [1.0], [0.0], [0.0], [0.5]])
+    seen = torch.tensor([True, True, True, True, False])
+    confident = torch.tensor([True, True, False, False, False])
+    assert _fill_unseen(labels.clone(), seen, means, k=2)[4] < 0.5
+    assert _fill_unseen(labels.clone(), seen, means, k=2, source=confident)[4] == 1.0
+
+
 def test_a_view_wrong_about_most_parts_is_trusted_less_in_each(toy, toy_views):
     """With 3+ parts lifted together, a view whose other masks all disagree with the consensus loses trust in
     the one mask that alone would pass (here: slightly shifted); with one or two parts nothing couples."""
