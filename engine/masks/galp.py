@@ -343,7 +343,8 @@ def _evidence(
     mean absolute deviation of the views' shares from the vote (a share: the part of its weight inside the
     mask, one per view that sees it).
     The vote is the weighted median of the shares (`robust`; a minority of wrong views cannot move it) or
-    their weighted mean (plain voting with trust)."""
+    their weighted mean (plain voting with trust); with `median_from` > 0 the robust vote only where trust
+    discounted that much of the Gaussian's view weight, blended linearly toward the mean below it."""
     w_sum, m1, w_raw = torch.zeros(N, P), torch.zeros(N, P), torch.zeros(N, 1)
     for b, omega in zip(batches, trust):
         w = b.pair_area[:, None] * omega[b.view]
