@@ -14,8 +14,8 @@ Per level, method and part, the IoU averaged over seeds:
   Gaussians: near 0 means 0.5 is the right cut (the weights are calibrated).
 Ablations (on the first --ablation-seeds seeds): galp with one piece changed (no_median, median_everywhere,
 no_trust, no_relative_error, no_across_parts, no_fit, with_view_dependent, no_silhouette, no_fill, no_support,
-no_fill_unseen), to compare with "galp_on_ablation_seeds" (the full GALP on the same seeds). --before FILE adds "before": a galp.py of an earlier commit, cut at its own
-suggested threshold (`git show e0fa0ad:engine/masks/galp.py > /tmp/galp_before.py`).
+no_appearance, no_fill_unseen), to compare with "galp_on_ablation_seeds" (the full GALP on the same seeds).
+--before FILE adds "before": a galp.py of an earlier commit, cut at its own suggested threshold (`git show e0fa0ad:engine/masks/galp.py > /tmp/galp_before.py`).
 
 Seeds: the report uses seeds --seed0 .. --seed0 + --seeds - 1 (default 0..2); GalpConfig was tuned on seeds
 100+ (`--seed0 100`), whose views and corruptions are different draws.
@@ -59,6 +59,7 @@ ABLATIONS = {
     "no_silhouette": dict(silhouette=False),
     "no_fill": dict(fill=False),
     "no_support": dict(support=False),
+    "no_appearance": dict(appearance=0.0),
     "no_fill_unseen": dict(fill_unseen=False),
 }
 ORACLE_CUTS = np.round(np.arange(0.05, 0.96, 0.05), 2)

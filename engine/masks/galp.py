@@ -22,7 +22,8 @@ suggested threshold (bench/masks.py's "oracle_gap": the best cut beats 0.5 by <=
    of its residuals) sharpens what a vote blurs where Gaussians share pixels;
 4. certainty comes from observation only: a Gaussian's trusted seen area summed over views, discounted where
    the trusted views disagree about it. Weakly seen Gaussians are filled from their confidently labelled
-   neighbours (a certainty-weighted normalized convolution on the kNN graph), so a well observed label stays;
+   neighbours (a certainty-weighted normalized convolution on the kNN graph, where a neighbour of another
+   colour counts less, as in a dense CRF's appearance kernel), so a well observed label stays;
    what neither a Gaussian nor its neighbours observed well tends to a faint prior: its own vote where the
    part is confidently present among the nearest confident Gaussians, else "not the part" — the inside of
    the scarf, seen only through it, stays scarf; a head Gaussian glimpsed through the eye is not an eye;
@@ -31,8 +32,8 @@ suggested threshold (bench/masks.py's "oracle_gap": the best cut beats 0.5 by <=
 Each piece can be switched off (GalpConfig), which is how bench/masks.py measures what each buys.
 
 Choices that differ from RoMaP's code: one label channel per part instead of parts as colours; labels start
-from the vote; the neighbour term is a certainty-weighted fill after the fit instead of a loss; view trust
-is ours.
+from the vote; the neighbour term is a certainty-weighted fill after the fit instead of a loss; view trust,
+the support prior and the colour affinity are ours.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ import torch
 from torch import Tensor
 
 from ..render.sh import sh_basis
-from ..scene import GaussianScene
+from ..scene import GaussianScene, sh0_to_rgb
 from .contrib import ViewWeights, compositing_weights
 from .lift_vote import VISIBILITY_EPS
 from .ops import knn_graph
@@ -100,6 +101,9 @@ class GalpConfig:
     """Fill weakly seen Gaussians from confidently labelled neighbours (certainty-weighted smoothing)."""
     evidence_scale: float = 0.05
     """Certainty = e / (e + evidence_scale * median e), e = trusted compositing weight summed over views."""
+    appearance: float = 0.2
+    """Colour width (RGB in [0, 1]) of the fill's appearance kernel: a neighbour counts
+    exp(-1/2 (colour distance / width)^2) (0 = off, the purely spatial fill); see _colour_affinity."""
     smoothing: float = 0.3
     """Weight of the neighbours' mean against a certainty of 1 in the fill."""
     fill_iters: int = 12
@@ -215,8 +219,10 @@ def galp(
     certainty = _certainty(evidence, spread, seen, cfg.evidence_scale)
     if cfg.fill and cfg.knn > 0:  # unseen Gaussians have certainty 0: they take no part as neighbours
         target = _supported(vote, labels, certainty, means, cfg.support_k) if cfg.support else None
-        labels = _fill_weak(labels, certainty, knn_graph(means, cfg.knn), cfg.smoothing, cfg.fill_iters, cfg.prior,
-                            target)
+        neighbours = knn_graph(means, cfg.knn)
+        affinity = _colour_affinity(scene, neighbours, cfg.appearance) if cfg.appearance > 0 else None
+        labels = _fill_weak(labels, certainty, neighbours, cfg.smoothing, cfg.fill_iters, cfg.prior,
+                            target, affinity)
     labels = torch.where(seen[:, None], labels, torch.zeros_like(labels))
     if cfg.fill_unseen:
         confident = seen & (certainty.max(dim=1).values > 0.5)
@@ -445,25 +451,36 @@ def _supported(own: Tensor, labels: Tensor, certainty: Tensor, means: Tensor, k:
     return target
 
 
+def _colour_affinity(scene: GaussianScene, neighbours: Tensor, width: float) -> Tensor:
+    """[N, K]: exp(-1/2 (|rgb_n - rgb_j| / width)^2) between each Gaussian and its kNN neighbours, from the base
+    colours (degree-0 SH): the fill's appearance kernel, as in a dense CRF — a neighbour of another colour is
+    less likely the same part (the head under the scarf's rim is grey, the scarf red). Parts of one colour
+    get weight ~1 everywhere, i.e. the purely spatial fill."""
+    rgb = sh0_to_rgb(scene.sh0.detach().float().cpu().reshape(len(scene), -1)[:, :3])
+    diff = (rgb[:, None, :] - rgb[neighbours]).norm(dim=-1)
+    return torch.exp(-0.5 * (diff / width) ** 2)
+
+
 def _fill_weak(
     labels: Tensor, certainty: Tensor, neighbours: Tensor, smoothing: float, iters: int, prior: float,
-    target: Tensor | None = None,
+    target: Tensor | None = None, affinity: Tensor | None = None,
 ) -> Tensor:
     """Certainty-weighted fill [N, P] (a normalized convolution on the kNN graph). Each Jacobi step
-        u = (c * labels + s * sum_j k_j u_j / K + prior * target) / (c + s * sum_j k_j / K + prior)
-        k = (c + s * sum_j k_j / K) / (1 + s)
-    over the K neighbours j, from u = labels, k = c: a certain label barely moves; a weakly seen one takes the
-    labels of its confident neighbours, weighted by their confidence, a weakly seen cluster fills in from its
-    confident rim inwards (never from its own unreliable labels), and what nobody saw well tends to the prior
+        u = (c * labels + s * sum_j a_j k_j u_j / K + prior * target) / (c + s * sum_j a_j k_j / K + prior)
+        k = (c + s * sum_j a_j k_j / K) / (1 + s)
+    over the K neighbours j (a_j: `affinity` [N, K], default 1), from u = labels, k = c: a certain label
+    barely moves; a weakly seen one takes the labels of its confident neighbours, weighted by their confidence
+    (and affinity), a weakly seen cluster fills in from its confident rim inwards (never from its own unreliable labels), and what nobody saw well tends to the prior
     `target` (default 0, "not the part"; galp passes _supported)."""
     K = neighbours.shape[1]
     if K == 0:
         return labels
     u, conf = labels, certainty
     anchor = certainty * labels + (prior * target if target is not None else 0.0)
+    a = affinity[..., None] if affinity is not None else 1.0
     for _ in range(iters):
-        num = (conf * u)[neighbours].sum(dim=1) / K  # [N, P]
-        den = conf[neighbours].sum(dim=1) / K
+        num = (a * (conf * u)[neighbours]).sum(dim=1) / K  # [N, P]
+        den = (a * conf[neighbours]).sum(dim=1) / K
         u = (anchor + smoothing * num) / (certainty + smoothing * den + prior).clamp_min(1e-12)
         conf = (certainty + smoothing * den) / (1.0 + smoothing)
     return u

@@ -65,9 +65,8 @@ def test_small_parts_of_the_default_scene_from_the_whole_sphere():
         masks = [ground_truth_masks(vw, ids, len(names))[..., [p]] for vw in vws]
         voted, lifted = _lift_both(scene, groups, vws, masks)
         v, g = _ious(voted, ids, [p], seen)[0], _ious(lifted, ids, [p], seen)[0]
-        # On clean views voting is near its best: the two differ by a few rim Gaussians (here <= 0.012, about
-        # 3 of the eyes' 255; bench at 128-256 px: within 0.002 on every part).
-        assert g >= 0.85 + 0.05 and g >= v - 0.03, (names[p], v, g)
+        # On clean views voting is near its best; GALP holds it (tolerance: one or two rim Gaussians).
+        assert g >= 0.85 + 0.05 and g >= v - 0.008, (names[p], v, g)
 
 
 def test_views_that_drop_a_small_part_they_see_largest_lose_trust():
@@ -101,9 +100,10 @@ def test_views_that_drop_a_small_part_they_see_largest_lose_trust():
 
 def test_the_inside_of_the_scarf_seen_only_through_it_stays_scarf():
     """24 whole-sphere views of 128-256 px, clean and 10% corrupted, all 7 parts together. The scarf's inner
-    Gaussians are seen only through the scarf, a thousandth of a pixel each: with the fill's old prior ("not the
-    part" wherever nothing is confident) GALP lost them (scarf IoU 0.907 where voting has 0.951 on this seed);
-    the support prior keeps a weak vote where confident scarf is near and GALP matches voting on clean views."""
+    Gaussians are seen only through the scarf, a thousandth of a pixel each, and its rim meets the head and body:
+    with the fill's old prior ("not the part" wherever nothing is confident) and a purely spatial fill GALP lost
+    them (scarf IoU 0.907 where voting has 0.951 on this seed). The support prior keeps a weak vote where
+    confident scarf is near; the appearance kernel keeps the grey head under the red rim out of the scarf."""
     from assets.default_scene import load_default_scene
     from engine.masks.galp import GalpConfig
 
@@ -118,8 +118,12 @@ def test_the_inside_of_the_scarf_seen_only_through_it_stays_scarf():
         masks, _ = corrupt_views(gts, level, seed=307)
         views = [MaskViews(c, m) for c, m in zip(groups, masks)]
         voted, lifted = _lift_both(scene, groups, vws, masks)
-        old_prior = galp(scene, views, view_weights=vws, config=GalpConfig(support=False)).weights
-        v, g, o = (_ious(w, ids, parts, seen) for w in (voted, lifted, old_prior))
-        assert g[scarf] >= 0.85 + 0.05 and g[scarf] > o[scarf] + 0.02, (level, v[scarf], g[scarf], o[scarf])
+        v, g = _ious(voted, ids, parts, seen), _ious(lifted, ids, parts, seen)
         for name, vi, gi in zip(names, v, g):
-            assert gi >= vi - 0.005, (level, name, vi, gi)
+            assert gi >= vi, (level, name, vi, gi)
+        no_support, spatial = (
+            _ious(galp(scene, views, view_weights=vws, config=cfg).weights, ids, [scarf], seen)[0]
+            for cfg in (GalpConfig(support=False), GalpConfig(appearance=0.0))
+        )
+        assert g[scarf] >= 0.85 + 0.08 and g[scarf] > no_support + 0.02 and g[scarf] > spatial + 0.005, (
+            level, v[scarf], g[scarf], no_support, spatial)

@@ -124,6 +124,29 @@ def test_fill_unseen_takes_the_nearest_seen_labels():
     torch.testing.assert_close(out[:4], labels[:4])
 
 
+def test_a_weak_gaussian_follows_its_neighbours_of_its_own_colour():
+    """A weakly seen grey Gaussian at a junction: of its 8 neighbour slots 6 hold confident red Gaussians
+    labelled 1 (the scarf), 2 confident grey ones labelled 0 (the head). The spatial fill makes it scarf; with
+    the appearance kernel it takes the label of the neighbours that look like it."""
+    from engine.masks.galp import _colour_affinity
+    from engine.scene import GaussianScene, rgb_to_sh0
+
+    red, grey = torch.tensor([0.7, 0.1, 0.1]), torch.tensor([0.6, 0.6, 0.6])
+    colours = torch.stack([grey] + [red] * 4 + [grey] * 4)
+    means = torch.zeros(9, 3)
+    scene = GaussianScene.create(means=means, quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(9, 1),
+                                 scales=torch.full((9, 3), -4.0), opacities=torch.zeros(9),
+                                 sh0=rgb_to_sh0(colours))
+    neighbours = torch.tensor([[1, 2, 3, 4, 1, 2, 5, 6]] + [[0] * 8] * 8)
+    labels = torch.tensor([0.5, 1, 1, 1, 1, 0, 0, 0, 0])[:, None]
+    certainty = torch.tensor([0.005] + [0.9] * 8)[:, None]
+    spatial = _fill_weak(labels, certainty, neighbours, smoothing=0.3, iters=4, prior=0.01)
+    affinity = _colour_affinity(scene, neighbours, width=0.2)
+    assert affinity[0, 0] < 0.01 and affinity[0, 6] > 0.99
+    coloured = _fill_weak(labels, certainty, neighbours, smoothing=0.3, iters=4, prior=0.01, affinity=affinity)
+    assert spatial[0] > 0.5 > coloured[0]
+
+
 def test_fill_unseen_from_a_source_ignores_the_weakly_seen():
     """An interior Gaussian between a confident part surface (x=0) and weakly seen Gaussians with a wrong label
     right beside it: from every seen Gaussian it takes the wrong label, from the confident ones the right one."""
