@@ -15,7 +15,8 @@ Per level, method and part, the IoU averaged over seeds:
 Ablations (on the first --ablation-seeds seeds): galp with one piece changed (no_median, median_everywhere,
 no_trust, no_relative_error, no_across_parts, no_fit, with_view_dependent, no_silhouette, no_fill, no_support,
 no_appearance, no_fill_unseen), to compare with "galp_on_ablation_seeds" (the full GALP on the same seeds).
---before FILE adds "before": a galp.py of an earlier commit, cut at its own suggested threshold (`git show e0fa0ad:engine/masks/galp.py > /tmp/galp_before.py`).
+--before FILE adds "before": a galp.py of an earlier commit, cut at its own suggested threshold
+(`git show e0fa0ad:engine/masks/galp.py > /tmp/galp_before.py`).
 
 Seeds: the report uses seeds --seed0 .. --seed0 + --seeds - 1 (default 0..2); GalpConfig was tuned on seeds
 100+ (`--seed0 100`), whose views and corruptions are different draws.
@@ -59,7 +60,7 @@ ABLATIONS = {
     "no_silhouette": dict(silhouette=False),
     "no_fill": dict(fill=False),
     "no_support": dict(support=False),
-    "no_appearance": dict(appearance=0.0),
+    "no_appearance": dict(appearance=False),
     "no_fill_unseen": dict(fill_unseen=False),
 }
 ORACLE_CUTS = np.round(np.arange(0.05, 0.96, 0.05), 2)
@@ -165,6 +166,17 @@ def accuracy(scene, ids, names, args) -> dict:
     }
 
 
+def random_colours(scene, seed: int = 0):
+    """The scene with each Gaussian's base colour drawn uniformly at random: colour then says nothing about the
+    parts, which is what GALP's appearance kernel costs where parts do not differ in colour."""
+    from engine.scene import GaussianScene, rgb_to_sh0
+
+    g = torch.Generator().manual_seed(seed)
+    colours = torch.rand(len(scene), 3, generator=g)
+    return GaussianScene.create(means=scene.means.detach(), quats=scene.quats.detach(), scales=scene.scales.detach(),
+                                opacities=scene.opacities.detach(), sh0=rgb_to_sh0(colours))
+
+
 def densified_robot(num: int, seed: int = 0):
     """The default robot with each Gaussian split into about num / N smaller ones inside its ellipsoid."""
     from assets.default_scene import load_default_scene
@@ -251,6 +263,8 @@ def main(argv=None) -> None:
     parser.add_argument("--ablations", default=",".join(ABLATIONS), help="comma list, or 'none'")
     parser.add_argument("--ablation-seeds", type=int, default=1, help="run the ablations on the first N seeds")
     parser.add_argument("--before", default=None, metavar="FILE", help="an earlier galp.py to compare")
+    parser.add_argument("--colours", choices=("scene", "random"), default="scene",
+                        help="random: uniform random base colours (what the appearance kernel costs without cues)")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--large", type=int, default=0, help="also time lifting on a scene of N Gaussians")
     parser.add_argument("--large-scene", choices=("robot", "random"), default="robot")
@@ -275,6 +289,9 @@ def main(argv=None) -> None:
     }
     if not args.skip_accuracy:
         scene, ids, names = load_default_scene()
+        if args.colours == "random":
+            scene = random_colours(scene)
+        report["colours"] = args.colours
         report.update(accuracy(scene, torch.as_tensor(ids).long(), names, args))
     if args.large:
         report["large"] = large(args.large, args)

@@ -23,7 +23,8 @@ suggested threshold (bench/masks.py's "oracle_gap": the best cut beats 0.5 by <=
 4. certainty comes from observation only: a Gaussian's trusted seen area summed over views, discounted where
    the trusted views disagree about it. Weakly seen Gaussians are filled from their confidently labelled
    neighbours (a certainty-weighted normalized convolution on the kNN graph, where a neighbour of another
-   colour counts less, as in a dense CRF's appearance kernel), so a well observed label stays;
+   colour counts less as far as colour predicts the labels in this scene: a learned appearance kernel, as in
+   a dense CRF), so a well observed label stays;
    what neither a Gaussian nor its neighbours observed well tends to a faint prior: its own vote where the
    part is confidently present among the nearest confident Gaussians, else "not the part" — the inside of
    the scarf, seen only through it, stays scarf; a head Gaussian glimpsed through the eye is not an eye;
@@ -101,9 +102,9 @@ class GalpConfig:
     """Fill weakly seen Gaussians from confidently labelled neighbours (certainty-weighted smoothing)."""
     evidence_scale: float = 0.05
     """Certainty = e / (e + evidence_scale * median e), e = trusted compositing weight summed over views."""
-    appearance: float = 0.2
-    """Colour width (RGB in [0, 1]) of the fill's appearance kernel: a neighbour counts
-    exp(-1/2 (colour distance / width)^2) (0 = off, the purely spatial fill); see _colour_affinity."""
+    appearance: bool = True
+    """Weigh the fill's neighbours by colour likeness, as much as colour predicts the labels in this scene
+    (learned at the confidently labelled borders, see _colour_affinity; off: the purely spatial fill)."""
     smoothing: float = 0.3
     """Weight of the neighbours' mean against a certainty of 1 in the fill."""
     fill_iters: int = 12
@@ -220,7 +221,7 @@ def galp(
     if cfg.fill and cfg.knn > 0:  # unseen Gaussians have certainty 0: they take no part as neighbours
         target = _supported(vote, labels, certainty, means, cfg.support_k) if cfg.support else None
         neighbours = knn_graph(means, cfg.knn)
-        affinity = _colour_affinity(scene, neighbours, cfg.appearance) if cfg.appearance > 0 else None
+        affinity = _colour_affinity(scene, neighbours, labels, certainty) if cfg.appearance else None
         labels = _fill_weak(labels, certainty, neighbours, cfg.smoothing, cfg.fill_iters, cfg.prior,
                             target, affinity)
     labels = torch.where(seen[:, None], labels, torch.zeros_like(labels))
@@ -451,14 +452,30 @@ def _supported(own: Tensor, labels: Tensor, certainty: Tensor, means: Tensor, k:
     return target
 
 
-def _colour_affinity(scene: GaussianScene, neighbours: Tensor, width: float) -> Tensor:
-    """[N, K]: exp(-1/2 (|rgb_n - rgb_j| / width)^2) between each Gaussian and its kNN neighbours, from the base
-    colours (degree-0 SH): the fill's appearance kernel, as in a dense CRF — a neighbour of another colour is
-    less likely the same part (the head under the scarf's rim is grey, the scarf red). Parts of one colour
-    get weight ~1 everywhere, i.e. the purely spatial fill."""
+def _colour_affinity(scene: GaussianScene, neighbours: Tensor, labels: Tensor, certainty: Tensor,
+                     bins: int = 16) -> Tensor:
+    """[N, K, P]: how much each kNN neighbour's label should count, from the colour difference of the two
+    Gaussians (base colours, degree-0 SH) — the fill's appearance kernel, as in a dense CRF, but learned from
+    the scene rather than given a width: per part, over the neighbour pairs at a label border (a confidently
+    labelled Gaussian with a confident neighbour on the other side of 0.5), the share of pairs on the same
+    side, per bin of colour difference (quantile bins, Laplace-smoothed, scaled so the best bin is 1).
+    Where parts differ in colour (the grey head under the red scarf's rim) a neighbour of another colour
+    counts little; where colour says nothing about the parts, every bin is alike and the fill stays spatial."""
     rgb = sh0_to_rgb(scene.sh0.detach().float().cpu().reshape(len(scene), -1)[:, :3])
-    diff = (rgb[:, None, :] - rgb[neighbours]).norm(dim=-1)
-    return torch.exp(-0.5 * (diff / width) ** 2)
+    diff = (rgb[:, None, :] - rgb[neighbours]).norm(dim=-1)  # [N, K]
+    sample = diff.flatten()[:: max(1, diff.numel() // 200_000)]
+    which = torch.bucketize(diff, torch.quantile(sample, torch.linspace(0, 1, bins + 1)[1:-1]))  # [N, K]
+    out = torch.ones(*diff.shape, labels.shape[1])
+    for p in range(labels.shape[1]):
+        confident = certainty[:, p] > 0.5
+        pairs = confident[:, None] & confident[neighbours]
+        same = (labels[:, p, None] > 0.5) == (labels[neighbours, p] > 0.5)
+        pairs &= (pairs & ~same).any(dim=1, keepdim=True)  # only Gaussians at a border
+        agree = torch.zeros(bins).index_add_(0, which[pairs], same[pairs].float())
+        count = torch.zeros(bins).index_add_(0, which[pairs], torch.ones(int(pairs.sum())))
+        rate = (agree + 1.0) / (count + 1.0)
+        out[..., p] = (rate / rate.max())[which]
+    return out
 
 
 def _fill_weak(
@@ -468,16 +485,17 @@ def _fill_weak(
     """Certainty-weighted fill [N, P] (a normalized convolution on the kNN graph). Each Jacobi step
         u = (c * labels + s * sum_j a_j k_j u_j / K + prior * target) / (c + s * sum_j a_j k_j / K + prior)
         k = (c + s * sum_j a_j k_j / K) / (1 + s)
-    over the K neighbours j (a_j: `affinity` [N, K], default 1), from u = labels, k = c: a certain label
-    barely moves; a weakly seen one takes the labels of its confident neighbours, weighted by their confidence
-    (and affinity), a weakly seen cluster fills in from its confident rim inwards (never from its own unreliable labels), and what nobody saw well tends to the prior
+    over the K neighbours j (a_j: `affinity` [N, K] or [N, K, P], default 1), from u = labels, k = c: a
+    certain label barely moves; a weakly seen one takes the labels of its confident neighbours, weighted by their
+    confidence (and affinity), a weakly seen cluster fills in from its confident rim inwards (never from its own
+    unreliable labels), and what nobody saw well tends to the prior
     `target` (default 0, "not the part"; galp passes _supported)."""
     K = neighbours.shape[1]
     if K == 0:
         return labels
     u, conf = labels, certainty
     anchor = certainty * labels + (prior * target if target is not None else 0.0)
-    a = affinity[..., None] if affinity is not None else 1.0
+    a = (affinity if affinity.dim() == 3 else affinity[..., None]) if affinity is not None else 1.0
     for _ in range(iters):
         num = (a * (conf * u)[neighbours]).sum(dim=1) / K  # [N, P]
         den = (a * conf[neighbours]).sum(dim=1) / K

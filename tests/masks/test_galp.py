@@ -124,25 +124,49 @@ def test_fill_unseen_takes_the_nearest_seen_labels():
     torch.testing.assert_close(out[:4], labels[:4])
 
 
-def test_a_weak_gaussian_follows_its_neighbours_of_its_own_colour():
-    """A weakly seen grey Gaussian at a junction: of its 8 neighbour slots 6 hold confident red Gaussians
-    labelled 1 (the scarf), 2 confident grey ones labelled 0 (the head). The spatial fill makes it scarf; with
-    the appearance kernel it takes the label of the neighbours that look like it."""
-    from engine.masks.galp import _colour_affinity
+def _two_colour_border(colour_follows_part: bool):
+    """A grid plane: the part (label 1) is x < 0, confidently labelled; red where it is the part and grey
+    elsewhere, or colours at random. Returns (scene, neighbours, labels, certainty, means)."""
+    from engine.masks.ops import knn_graph
     from engine.scene import GaussianScene, rgb_to_sh0
 
+    xs, ys = torch.meshgrid(torch.linspace(-1, 1, 40), torch.linspace(-1, 1, 40), indexing="ij")
+    means = torch.stack([xs.flatten(), ys.flatten(), torch.zeros(1600)], dim=1)
+    labels = (means[:, :1] < 0).float()
     red, grey = torch.tensor([0.7, 0.1, 0.1]), torch.tensor([0.6, 0.6, 0.6])
-    colours = torch.stack([grey] + [red] * 4 + [grey] * 4)
-    means = torch.zeros(9, 3)
-    scene = GaussianScene.create(means=means, quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(9, 1),
-                                 scales=torch.full((9, 3), -4.0), opacities=torch.zeros(9),
-                                 sh0=rgb_to_sh0(colours))
+    if colour_follows_part:
+        colours = torch.where(labels > 0.5, red, grey)
+    else:
+        colours = torch.rand(1600, 3, generator=torch.Generator().manual_seed(0))
+    n = len(means)
+    scene = GaussianScene.create(means=means, quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
+                                 scales=torch.full((n, 3), -4.0), opacities=torch.zeros(n), sh0=rgb_to_sh0(colours))
+    return scene, knn_graph(means, 8), labels, torch.full((n, 1), 0.9), means
+
+
+def test_the_colour_kernel_is_learned_from_the_confident_borders():
+    """Where the part is red and the rest grey, a neighbour of the other colour counts little; where colours
+    are random, every neighbour counts alike (the fill stays spatial)."""
+    from engine.masks.galp import _colour_affinity
+
+    scene, neighbours, labels, certainty, _ = _two_colour_border(True)
+    affinity = _colour_affinity(scene, neighbours, labels, certainty)[..., 0]  # [N, K]
+    across = (labels[:, 0, None] != labels[neighbours, 0])
+    assert affinity[across].max() < 0.2 and affinity[~across].min() > 0.9
+    scene, neighbours, labels, certainty, _ = _two_colour_border(False)
+    affinity = _colour_affinity(scene, neighbours, labels, certainty)[..., 0]
+    assert affinity.min() > 0.5
+
+
+def test_a_weak_gaussian_follows_its_neighbours_of_its_own_colour():
+    """A weakly seen grey Gaussian at a junction: of its 8 neighbour slots 6 hold confident red Gaussians
+    labelled 1 (the scarf), 2 confident grey ones labelled 0 (the head). The spatial fill makes it scarf;
+    weighted by an affinity that discounts the other colour it takes the label of the ones that look like it."""
     neighbours = torch.tensor([[1, 2, 3, 4, 1, 2, 5, 6]] + [[0] * 8] * 8)
     labels = torch.tensor([0.5, 1, 1, 1, 1, 0, 0, 0, 0])[:, None]
     certainty = torch.tensor([0.005] + [0.9] * 8)[:, None]
+    affinity = torch.tensor([[0.05] * 6 + [1.0] * 2] + [[1.0] * 8] * 8)
     spatial = _fill_weak(labels, certainty, neighbours, smoothing=0.3, iters=4, prior=0.01)
-    affinity = _colour_affinity(scene, neighbours, width=0.2)
-    assert affinity[0, 0] < 0.01 and affinity[0, 6] > 0.99
     coloured = _fill_weak(labels, certainty, neighbours, smoothing=0.3, iters=4, prior=0.01, affinity=affinity)
     assert spatial[0] > 0.5 > coloured[0]
 
