@@ -87,8 +87,11 @@ def load_mesh_or_points(
 def _open3d(path: Path):
     try:
         import open3d
-    except ImportError:
+    except ModuleNotFoundError:
         raise FormatError(path, "reading meshes and point clouds needs open3d (pip install open3d)") from None
+    except (ImportError, OSError) as err:  # installed, but a shared library it needs is missing
+        raise FormatError(path, f"open3d is installed but cannot load ({err}); on Debian/Ubuntu "
+                          "`apt-get install libusb-1.0-0 libgomp1` provides what it needs") from None
     return open3d
 
 

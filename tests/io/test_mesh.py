@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-o3d = pytest.importorskip("open3d")
+o3d = pytest.importorskip("open3d", exc_type=ImportError)
 
 from engine.io import FormatError, load  # noqa: E402
 from engine.io.mesh import MESH_OPACITY, POINT_OPACITY, load_mesh_or_points  # noqa: E402

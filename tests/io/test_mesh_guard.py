@@ -65,6 +65,7 @@ def test_declared_counts_that_cannot_fit_are_refused_cheaply(tmp_path, name):
 
 
 def test_ascii_stl_and_real_meshes_pass(tmp_path):
+    pytest.importorskip("open3d", exc_type=ImportError, reason="open3d or a library it loads (libusb) is missing")
     stl = b"solid t\nfacet normal 0 0 1\nouter loop\nvertex 0 0 0\nvertex 1 0 0\nvertex 0 1 0\nendloop\nendfacet\nendsolid t\n"
     (tmp_path / "t.stl").write_bytes(stl)
     assert len(load(tmp_path / "t.stl")) > 0
@@ -91,3 +92,24 @@ def test_glb_accessor_larger_than_its_buffer(tmp_path):
     (tmp_path / "lie.glb").write_bytes(glb)
     with pytest.raises(FormatError, match=r"an accessor declares 100000000 elements"):
         load(tmp_path / "lie.glb")
+
+
+def test_an_open3d_that_cannot_load_its_libraries_is_named(tmp_path, monkeypatch):
+    """open3d installed but its shared library missing (libusb on a bare Debian): the error says so and how to
+    fix it, instead of "pip install open3d"."""
+    import importlib.abc
+    import sys
+
+    from engine.io.errors import FormatError
+
+    class BrokenOpen3d(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path=None, target=None):
+            if name == "open3d":
+                raise ImportError("libusb-1.0.so.0: cannot open shared object file: No such file or directory")
+            return None
+
+    monkeypatch.delitem(sys.modules, "open3d", raising=False)
+    monkeypatch.setattr(sys, "meta_path", [BrokenOpen3d(), *sys.meta_path])
+    (tmp_path / "t.off").write_bytes(b"OFF\n3 1 0\n0 0 0\n1 0 0\n0 1 0\n3 0 1 2\n")
+    with pytest.raises(FormatError, match="installed but cannot load.*libusb.*apt-get install libusb-1.0-0"):
+        load(tmp_path / "t.off")

@@ -59,7 +59,7 @@ def test_comments_other_tools_write_are_not_taken_for_an_up():
 
 
 def test_point_clouds_fall_back_to_geometry(tmp_path):
-    pytest.importorskip("open3d")
+    pytest.importorskip("open3d", exc_type=ImportError)
     g = torch.Generator().manual_seed(0)
     ground = torch.cat([torch.rand(3000, 2, generator=g) * 10, torch.rand(3000, 1, generator=g) * 0.1], dim=1)
     things = torch.cat([torch.rand(400, 2, generator=g) * 4 + 3, torch.rand(400, 1, generator=g) * 3], dim=1)
