@@ -29,7 +29,7 @@ suggested threshold (bench/masks.py's "oracle_gap": the best cut beats 0.5 by <=
    part is confidently present among the nearest confident Gaussians, else "not the part" — the inside of
    the scarf, seen only through it, stays scarf; a head Gaussian glimpsed through the eye is not an eye;
 5. Gaussians that no view sees (interiors) take the distance-weighted mean label of their nearest confidently
-   observed ones.
+   observed ones, weighted by the same colour kernel.
 Each piece can be switched off (GalpConfig), which is how bench/masks.py measures what each buys.
 
 Choices that differ from RoMaP's code: one label channel per part instead of parts as colours; labels start
@@ -103,8 +103,9 @@ class GalpConfig:
     evidence_scale: float = 0.05
     """Certainty = e / (e + evidence_scale * median e), e = trusted compositing weight summed over views."""
     appearance: bool = True
-    """Weigh the fill's neighbours by colour likeness, as much as colour predicts the labels in this scene
-    (learned at the confidently labelled borders, see _colour_affinity; off: the purely spatial fill)."""
+    """Weigh the fill's neighbours (and the unseen Gaussians' sources) by colour likeness, as much as colour
+    predicts the labels in this scene (learned at the confidently labelled borders, see _colour_kernel; off:
+    the purely spatial fill)."""
     smoothing: float = 0.3
     """Weight of the neighbours' mean against a certainty of 1 in the fill."""
     fill_iters: int = 12
@@ -119,7 +120,8 @@ class GalpConfig:
     support_k: int = 8
     """How many of the nearest confidently observed Gaussians (certainty > 0.5) judge whether the part is near."""
     fill_unseen: bool = True
-    """Give never-seen Gaussians the labels of their nearest confidently seen Gaussians (else 0, as in voting)."""
+    """Give never-seen Gaussians the labels of their nearest confidently seen Gaussians, weighted by colour likeness
+    with `appearance` (else 0, as in voting)."""
 
 
 @dataclass
@@ -218,16 +220,19 @@ def galp(
         vote, evidence, spread = evidence_of(trust)
 
     certainty = _certainty(evidence, spread, seen, cfg.evidence_scale)
+    kernel = None
     if cfg.fill and cfg.knn > 0:  # unseen Gaussians have certainty 0: they take no part as neighbours
         target = _supported(vote, labels, certainty, means, cfg.support_k) if cfg.support else None
         neighbours = knn_graph(means, cfg.knn)
-        affinity = _colour_affinity(scene, neighbours, labels, certainty) if cfg.appearance else None
+        kernel = _colour_kernel(scene, neighbours, labels, certainty) if cfg.appearance else None
+        affinity = kernel(torch.arange(N)[:, None], neighbours) if kernel is not None else None
         labels = _fill_weak(labels, certainty, neighbours, cfg.smoothing, cfg.fill_iters, cfg.prior,
                             target, affinity)
     labels = torch.where(seen[:, None], labels, torch.zeros_like(labels))
     if cfg.fill_unseen:
         confident = seen & (certainty.max(dim=1).values > 0.5)
-        labels = _fill_unseen(labels, seen, means, max(cfg.knn, 1), confident if confident.any() else seen)
+        labels = _fill_unseen(labels, seen, means, max(cfg.knn, 1), confident if confident.any() else seen,
+                              kernel)
     weights = labels.clamp(0.0, 1.0).T.contiguous()
     uncertainty = 1.0 - certainty.max(dim=1).values
     return GalpResult(weights, uncertainty, visibility, losses, trust)
@@ -452,20 +457,33 @@ def _supported(own: Tensor, labels: Tensor, certainty: Tensor, means: Tensor, k:
     return target
 
 
-def _colour_affinity(scene: GaussianScene, neighbours: Tensor, labels: Tensor, certainty: Tensor,
-                     bins: int = 16) -> Tensor:
-    """[N, K, P]: how much each kNN neighbour's label should count, from the colour difference of the two
-    Gaussians (base colours, degree-0 SH) — the fill's appearance kernel, as in a dense CRF, but learned from
-    the scene rather than given a width: per part, over the neighbour pairs at a label border (a confidently
-    labelled Gaussian with a confident neighbour on the other side of 0.5), the share of pairs on the same
-    side, per bin of colour difference (quantile bins, Laplace-smoothed, scaled so the best bin is 1).
+@dataclass
+class _ColourKernel:
+    """How much a Gaussian j's label should count for Gaussian i, from their colour difference, per part."""
+
+    rgb: Tensor  # [N, 3] base colours (degree-0 SH)
+    cuts: Tensor  # [bins - 1] edges of the colour-difference bins
+    rate: Tensor  # [bins, P] in (0, 1]: the learned weight of each bin
+
+    def __call__(self, i: Tensor, j: Tensor) -> Tensor:
+        """Indices i, j (broadcastable, e.g. [N, 1] and [N, K]) -> weights [..., P]."""
+        return self.rate[torch.bucketize((self.rgb[i] - self.rgb[j]).norm(dim=-1), self.cuts)]
+
+
+def _colour_kernel(scene: GaussianScene, neighbours: Tensor, labels: Tensor, certainty: Tensor,
+                   bins: int = 16) -> _ColourKernel:
+    """The fill's appearance kernel, as in a dense CRF, but learned from the scene rather than given a width:
+    per part, over the kNN pairs at a label border (a confidently labelled Gaussian with a confident neighbour
+    on the other side of 0.5), the share of pairs on the same side per bin of colour difference (quantile
+    bins of the base colours' distance, Laplace-smoothed, scaled so the best bin is 1).
     Where parts differ in colour (the grey head under the red scarf's rim) a neighbour of another colour
     counts little; where colour says nothing about the parts, every bin is alike and the fill stays spatial."""
     rgb = sh0_to_rgb(scene.sh0.detach().float().cpu().reshape(len(scene), -1)[:, :3])
     diff = (rgb[:, None, :] - rgb[neighbours]).norm(dim=-1)  # [N, K]
     sample = diff.flatten()[:: max(1, diff.numel() // 200_000)]
-    which = torch.bucketize(diff, torch.quantile(sample, torch.linspace(0, 1, bins + 1)[1:-1]))  # [N, K]
-    out = torch.ones(*diff.shape, labels.shape[1])
+    cuts = torch.quantile(sample, torch.linspace(0, 1, bins + 1)[1:-1])
+    which = torch.bucketize(diff, cuts)  # [N, K]
+    rate = torch.ones(bins, labels.shape[1])
     for p in range(labels.shape[1]):
         confident = certainty[:, p] > 0.5
         pairs = confident[:, None] & confident[neighbours]
@@ -473,9 +491,9 @@ def _colour_affinity(scene: GaussianScene, neighbours: Tensor, labels: Tensor, c
         pairs &= (pairs & ~same).any(dim=1, keepdim=True)  # only Gaussians at a border
         agree = torch.zeros(bins).index_add_(0, which[pairs], same[pairs].float())
         count = torch.zeros(bins).index_add_(0, which[pairs], torch.ones(int(pairs.sum())))
-        rate = (agree + 1.0) / (count + 1.0)
-        out[..., p] = (rate / rate.max())[which]
-    return out
+        share = (agree + 1.0) / (count + 1.0)
+        rate[:, p] = share / share.max()
+    return _ColourKernel(rgb, cuts, rate)
 
 
 def _fill_weak(
@@ -504,11 +522,12 @@ def _fill_weak(
     return u
 
 
-def _fill_unseen(labels: Tensor, seen: Tensor, means: Tensor, k: int, source: Tensor | None = None) -> Tensor:
+def _fill_unseen(labels: Tensor, seen: Tensor, means: Tensor, k: int, source: Tensor | None = None,
+                 kernel: _ColourKernel | None = None) -> Tensor:
     """Give every unseen Gaussian the inverse-distance-weighted mean label of its k nearest `source` Gaussians
     ([N] bool; default: the seen ones; galp passes the confidently observed ones, since the weakly seen
     Gaussians next to an interior are themselves guesses): an interior Gaussian takes the label of the
-    surface around it."""
+    surface around it — with `kernel`, of the surface that looks like it (the neck inside the scarf)."""
     from scipy.spatial import cKDTree
 
     unseen = (~seen).nonzero().flatten()
@@ -520,6 +539,8 @@ def _fill_unseen(labels: Tensor, seen: Tensor, means: Tensor, k: int, source: Te
     dist, idx = tree.query(means[unseen].numpy().astype(np.float64), k=k)
     dist = torch.from_numpy(np.asarray(dist, dtype=np.float32).reshape(len(unseen), k))
     idx = torch.from_numpy(np.asarray(idx, dtype=np.int64).reshape(len(unseen), k))
-    w = 1.0 / dist.clamp_min(1e-6)
-    labels[unseen] = (w[..., None] * labels[seen_idx[idx]]).sum(1) / w.sum(1, keepdim=True)
+    w = (1.0 / dist.clamp_min(1e-6))[..., None]  # [U, k, 1]
+    if kernel is not None:
+        w = w * kernel(unseen[:, None], seen_idx[idx])  # [U, k, P]
+    labels[unseen] = (w * labels[seen_idx[idx]]).sum(1) / w.sum(1).clamp_min(1e-12)
     return labels

@@ -121,6 +121,7 @@ def test_rectangle_only_while_rect_mode(viewer_and_client):
     def enables():
         return [m for m in client.of_type("ScenePointerEnableMessage") if m["event_type"] == "rect-select"]
 
+    client.wait_for(enables)  # the test client may send its drag before the enable message has arrived
     assert list(enables()[0]["modifiers"]) == [None]  # enabled for plain drags...
     client.wait_for(lambda: list(enables()[-1]["modifiers"]) == [])  # ...then off again: drags orbit
 
