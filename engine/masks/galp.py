@@ -42,7 +42,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -50,7 +49,7 @@ from ..render.sh import sh_basis
 from ..scene import GaussianScene, sh0_to_rgb
 from .contrib import ViewWeights, compositing_weights
 from .lift_vote import VISIBILITY_EPS
-from .ops import knn_graph
+from .ops import knn_graph, nearest
 from .views_io import MaskViews, as_view_list
 
 THRESHOLD = 0.5  # the calibrated cut: weight > 0.5 means "more likely in than out"
@@ -441,17 +440,13 @@ def _supported(own: Tensor, labels: Tensor, certainty: Tensor, means: Tensor, k:
     only through the scarf, is scarf; one deep in the head, glimpsed through the eye, is not an eye. Masks
     cannot tell these apart, the scene can: parts are contiguous, so a weak "eye" far from any confident eye
     Gaussian is discounted, a weak "scarf" beside confident scarf is kept."""
-    from scipy.spatial import cKDTree
-
     target = torch.zeros_like(labels)
-    points = means.numpy().astype(np.float64)
+    everyone = torch.arange(len(means))
     for p in range(labels.shape[1]):
         confident = (certainty[:, p] > 0.5).nonzero().flatten()
         if len(confident) == 0:
             continue
-        kk = min(k, len(confident))
-        _, idx = cKDTree(points[confident.numpy()]).query(points, k=kk)
-        idx = torch.from_numpy(np.asarray(idx, dtype=np.int64).reshape(len(points), kk))
+        _, idx = nearest(means, confident, everyone, min(k, len(confident)))
         nearby = labels[confident[idx], p].max(dim=1).values
         target[:, p] = torch.minimum(own[:, p], nearby)
     return target
@@ -528,17 +523,11 @@ def _fill_unseen(labels: Tensor, seen: Tensor, means: Tensor, k: int, source: Te
     ([N] bool; default: the seen ones; galp passes the confidently observed ones, since the weakly seen
     Gaussians next to an interior are themselves guesses): an interior Gaussian takes the label of the
     surface around it — with `kernel`, of the surface that looks like it (the neck inside the scarf)."""
-    from scipy.spatial import cKDTree
-
     unseen = (~seen).nonzero().flatten()
     seen_idx = (seen if source is None else source).nonzero().flatten()
     if len(unseen) == 0 or len(seen_idx) == 0:
         return labels
-    k = min(k, len(seen_idx))
-    tree = cKDTree(means[seen_idx].numpy().astype(np.float64))
-    dist, idx = tree.query(means[unseen].numpy().astype(np.float64), k=k)
-    dist = torch.from_numpy(np.asarray(dist, dtype=np.float32).reshape(len(unseen), k))
-    idx = torch.from_numpy(np.asarray(idx, dtype=np.int64).reshape(len(unseen), k))
+    dist, idx = nearest(means, seen_idx, unseen, min(k, len(seen_idx)))
     w = (1.0 / dist.clamp_min(1e-6))[..., None]  # [U, k, 1]
     if kernel is not None:
         w = w * kernel(unseen[:, None], seen_idx[idx])  # [U, k, P]

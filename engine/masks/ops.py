@@ -55,6 +55,18 @@ def knn_graph(means: Tensor, k: int) -> Tensor:
     return torch.from_numpy(np.asarray(idx).reshape(n, k + 1)[:, 1:].astype(np.int64))
 
 
+def nearest(means: Tensor, among: Tensor, queries: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """For each of the Gaussians `queries` [Q] (indices), its k nearest among the Gaussians `among` [A]
+    (indices, k <= A): distances [Q, k] and positions in `among` [Q, k] (long), nearest first."""
+    from scipy.spatial import cKDTree
+
+    pts = means.detach().float().cpu().numpy().astype(np.float64)
+    dist, idx = cKDTree(pts[among.numpy()]).query(pts[queries.numpy()], k=k)
+    shape = (len(queries), k)
+    return (torch.from_numpy(np.asarray(dist, dtype=np.float32).reshape(shape)),
+            torch.from_numpy(np.asarray(idx, dtype=np.int64).reshape(shape)))
+
+
 def grow(mask: Tensor, means: Tensor, *, k: int = 8, steps: int = 1, neighbours: Tensor | None = None) -> Tensor:
     """Soft dilation: each step a Gaussian takes the max of its own and its k nearest neighbours' weights."""
     return _morph(mask, means, k, steps, neighbours, torch.maximum, lambda v: v.max(dim=1).values)

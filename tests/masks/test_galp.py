@@ -163,21 +163,15 @@ def test_an_unseen_gaussian_takes_the_label_of_the_surface_that_looks_like_it():
     """On the red/grey border plane, an unseen grey Gaussian just on the red side: by distance alone it is
     the part; weighted by the learned colour kernel it is not."""
     from engine.masks.galp import _colour_kernel
-    from engine.scene import GaussianScene, rgb_to_sh0
 
     scene, neighbours, labels, certainty, means = _two_colour_border(True)
     kernel = _colour_kernel(scene, neighbours, labels, certainty)
-    grey = rgb_to_sh0(torch.tensor([[0.6, 0.6, 0.6]]))
-    inner = torch.tensor([[-0.03, 0.0, 0.01]])  # nearer the red (x < 0) Gaussians
-    n = len(means) + 1
-    scene = GaussianScene.create(means=torch.cat([means, inner]), quats=torch.tensor([[1.0, 0, 0, 0]]).repeat(n, 1),
-                                 scales=torch.full((n, 3), -4.0), opacities=torch.zeros(n),
-                                 sh0=torch.cat([scene.sh0.reshape(-1, 3), grey]))
-    kernel.rgb = torch.cat([kernel.rgb, torch.tensor([[0.6, 0.6, 0.6]])])
+    kernel.rgb = torch.cat([kernel.rgb, torch.tensor([[0.6, 0.6, 0.6]])])  # the unseen one is grey...
+    means = torch.cat([means, torch.tensor([[-0.03, 0.0, 0.01]])])  # ...and nearer the red (x < 0) Gaussians
     all_labels = torch.cat([labels, torch.zeros(1, 1)])
-    seen = torch.cat([torch.ones(n - 1, dtype=torch.bool), torch.zeros(1, dtype=torch.bool)])
-    spatial = _fill_unseen(all_labels.clone(), seen, scene.means, k=8)
-    coloured = _fill_unseen(all_labels.clone(), seen, scene.means, k=8, kernel=kernel)
+    seen = torch.cat([torch.ones(len(labels), dtype=torch.bool), torch.zeros(1, dtype=torch.bool)])
+    spatial = _fill_unseen(all_labels.clone(), seen, means, k=8)
+    coloured = _fill_unseen(all_labels.clone(), seen, means, k=8, kernel=kernel)
     assert spatial[-1] > 0.5 > coloured[-1], (spatial[-1], coloured[-1])
 
 
