@@ -20,7 +20,6 @@ DESCRIPTION = (
     "up axis from +x, elevation above the horizon. Bad input prints one 'error:' line and exits 2."
 )
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-NAMED_COLOURS = {"black": (0.0, 0.0, 0.0), "white": (1.0, 1.0, 1.0), "gray": (0.5, 0.5, 0.5), "grey": (0.5, 0.5, 0.5)}
 MAX_SIZE = 8192
 
 
@@ -33,7 +32,7 @@ def add_view_options(parser: argparse.ArgumentParser, *, size_default: int = 512
     parser.add_argument("--distance", type=float, default=None,
                         help="camera distance from the scene centre (default: frame the whole scene)")
     parser.add_argument("--background", default="black",
-                        help="black, white, gray, #rrggbb or r,g,b in [0, 1] (default black)")
+                        help="a colour name, #rrggbb, r,g,b in [0, 1] or rgb(r, g, b) in 0-255 (default black)")
     add_up_option(parser)
     parser.add_argument("--sh-degree", type=int, default=None, help="SH degree to render (default: the scene's)")
     parser.add_argument("--backend", default="auto", choices=("auto", "torch", "gsplat", "reference"),
@@ -50,22 +49,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ helpers
-def parse_colour(text: str) -> tuple[float, float, float]:
-    """'white', '#ff8800' or '1,0.5,0' -> RGB in [0, 1]."""
+def background_colour(text: str) -> tuple[float, float, float]:
+    """`--background` as RGB in [0, 1] (engine.colour's grammar); a bad value is the user's error."""
+    from engine.colour import parse_colour
+
     from .common import UserError
 
-    value = text.strip().lower()
-    if value in NAMED_COLOURS:
-        return NAMED_COLOURS[value]
     try:
-        if value.startswith("#") and len(value) == 7:
-            return tuple(int(value[i : i + 2], 16) / 255.0 for i in (1, 3, 5))  # type: ignore[return-value]
-        parts = tuple(float(p) for p in value.split(","))
-    except ValueError:
-        parts = ()
-    if len(parts) != 3 or not all(0.0 <= p <= 1.0 for p in parts):
-        raise UserError(f"--background {text!r}: use black, white, gray, #rrggbb or r,g,b with values in [0, 1]")
-    return parts  # type: ignore[return-value]
+        return parse_colour(text)
+    except ValueError as exc:
+        raise UserError(f"--background: {exc}") from None
 
 
 def check_view_options(args: argparse.Namespace) -> None:
@@ -84,7 +77,7 @@ def check_view_options(args: argparse.Namespace) -> None:
         raise UserError(f"--distance must be positive, got {args.distance}")
     if args.sh_degree is not None and not 0 <= args.sh_degree <= 3:
         raise UserError(f"--sh-degree must be 0-3, got {args.sh_degree}")
-    parse_colour(args.background)
+    background_colour(args.background)
     check_up_option(args.up)
 
 
@@ -137,7 +130,7 @@ def render_views(scene, cameras, args: argparse.Namespace, sh_degree: int, batch
 
     from engine.render import render
 
-    background = parse_colour(args.background)
+    background = background_colour(args.background)
     images = []
     with torch.no_grad():
         for start in range(0, len(cameras), batch):

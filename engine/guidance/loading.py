@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from ..colour import parse_colour
 from .base import (
     DEFAULT_MODEL,
     MODEL_ENV_VAR,
@@ -37,20 +38,12 @@ REFERENCE_PREFIX = "reference:"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
-def parse_colour(text: str) -> tuple[float, float, float]:
-    """'#d02020', '#f00', 'd02020', or a CSS colour name ('red', 'orange') -> RGB in [0, 1]."""
-    from PIL import ImageColor
-
-    text = text.strip()
-    if re.fullmatch(r"[0-9a-fA-F]{6}|[0-9a-fA-F]{3}", text):
-        text = "#" + text
+def _closed_form_colour(text: str) -> tuple[float, float, float]:
+    """The colour of `closed-form:<colour>` (engine.colour's grammar); a bad one is a malformed spec."""
     try:
-        rgb = ImageColor.getrgb(text)
-    except ValueError:
-        raise ModelSpecError(
-            f"unknown colour {text!r} in closed-form model: use #rrggbb (e.g. closed-form:#d02020) or a colour name"
-        ) from None
-    return tuple(c / 255.0 for c in rgb[:3])  # type: ignore[return-value]
+        return parse_colour(text)
+    except ValueError as exc:
+        raise ModelSpecError(f"closed-form model: {exc} (e.g. closed-form:#d02020)") from None
 
 
 def parse_model_spec(spec: str | os.PathLike | None = None) -> ModelSpec:
@@ -61,7 +54,7 @@ def parse_model_spec(spec: str | os.PathLike | None = None) -> ModelSpec:
     if text.lower().startswith("closed-form"):
         if not text.lower().startswith(CLOSED_FORM_PREFIX) or not text[len(CLOSED_FORM_PREFIX):].strip():
             raise ModelSpecError(f"closed-form model needs a colour, e.g. closed-form:#d02020 (got {text!r})")
-        return ModelSpec("closed-form", colour=parse_colour(text[len(CLOSED_FORM_PREFIX):]))
+        return ModelSpec("closed-form", colour=_closed_form_colour(text[len(CLOSED_FORM_PREFIX):]))
     if text.lower().startswith(REFERENCE_PREFIX):
         file = Path(text[len(REFERENCE_PREFIX):].strip()).expanduser()
         if not file.is_file():
