@@ -32,10 +32,16 @@ from .base import (
 from .closed_form import ClosedFormPrior
 
 FP16_VARIANT = "fp16"  # weight-file variant fetched when the model runs in fp16 (CUDA), see load_weights
-SUBFOLDERS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")
+SUBFOLDERS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")  # a local model's diffusers layout
 CLOSED_FORM_PREFIX = "closed-form:"
 REFERENCE_PREFIX = "reference:"
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
+
+
+def missing_subfolders(folder: str | os.PathLike) -> list[str]:
+    """The SUBFOLDERS `folder` lacks, in SUBFOLDERS' order; empty when it has the layout `load_guidance` reads.
+    The one layout check: the loader and the availability probe (availability.py) both ask it."""
+    return [s for s in SUBFOLDERS if not (Path(folder) / s).is_dir()]
 
 
 def _closed_form_colour(text: str) -> tuple[float, float, float]:
@@ -116,7 +122,7 @@ def load_guidance(
     if dtype is None:
         dtype = torch.float16 if device.type == "cuda" else torch.float32
     if spec.kind == "local":
-        missing = [s for s in SUBFOLDERS if not (Path(spec.location) / s).is_dir()]
+        missing = missing_subfolders(spec.location)
         if missing:
             raise _unavailable(spec, f"missing subfolder(s) {', '.join(s + '/' for s in missing)}")
     return DiffusersModel.from_pretrained(spec, device=device, dtype=dtype)
