@@ -45,7 +45,7 @@ def write_jobs(folder: Path, count: int) -> Path:
 
 
 def one_run(jobs_file: Path, out: Path, ray_cpus: int | None) -> dict:
-    from engine.batch.metrics import EvalOptions
+    from engine.evaluate import EvalOptions
     from engine.batch.ray_runner import RayOptions, connect
     from engine.batch.run import run_batch
 

@@ -4,7 +4,7 @@ The cases are assets/build_edit_cases.py's ground-truth edits of the bundled rob
 body, reshape the antenna ball, add a hat, remove the antenna). Each is edited with the reference prior of its
 target (the model spec `reference:TARGET`: the closed-form prior whose target for each sampled view is the
 target's render from that camera), so the ideal result is known; plus the demo a new user tries first (the
-robot's right half with `closed-form:#d02020`, whose ideal is that half recoloured); the metrics (engine/edit_quality.py) are taken
+robot's right half with `closed-form:#d02020`, whose ideal is that half recoloured); the metrics (engine/evaluate/ground_truth.py) are taken
 on 12 held-out views at elevations and distances the edit never samples.
 
     python bench/edit_quality.py [--steps 500] [--res 128] [--case NAME ...] [--method sds,dds,romap]
@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from assets.build_edit_cases import edit_cases  # noqa: E402
 from engine.edit import EditConfig, edit_region  # noqa: E402
-from engine.edit_quality import edit_quality, held_out_cameras  # noqa: E402
+from engine.evaluate import edit_quality, held_out_cameras  # noqa: E402
 from engine.reference_prior import ReferencePrior  # noqa: E402
 
 

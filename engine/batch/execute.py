@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .jobs import Job, job_namespace, output_options
-from .metrics import EvalOptions
+from ..evaluate import EvalOptions
 
 STAGING = ".staging"
 USER_ERRORS = (ValueError, OSError)  # UserError is a plain Exception subclass: added below
@@ -156,7 +156,7 @@ def edit_job_metrics(job: Job, args, options: EvalOptions) -> dict[str, Any]:
     from engine.edit import as_mask
     from engine.io import load
 
-    from .metrics import edit_metrics
+    from ..evaluate import edit_metrics
 
     from engine.cli.common import resolve_up
 
@@ -174,7 +174,7 @@ def edit_job_metrics(job: Job, args, options: EvalOptions) -> dict[str, Any]:
     if options.clip:
         from engine.guidance.base import ModelUnavailableError
 
-        from .clip import cached_clip
+        from ..evaluate.clip import cached_clip
 
         try:
             clip = cached_clip(options.clip)

@@ -13,7 +13,7 @@ from typing import Any
 
 from .execute import attempt_job, attempts_so_far, one_line, run_job
 from .jobs import Job
-from .metrics import EvalOptions
+from ..evaluate import EvalOptions
 
 Record = dict[str, Any]
 

@@ -8,8 +8,8 @@ from typing import Any
 from .jobs import Job
 
 # Metrics worth a glance on a job's line, in this order, when present.
-LINE_METRICS = ("psnr_inside", "psnr_outside", "spill", "psnr_target", "clip", "clip_direction", "gaussians_out",
-                "selected")
+LINE_METRICS = ("psnr_inside", "psnr_outside", "spill_vs_input", "psnr_target", "clip", "clip_direction",
+                "gaussians_out", "selected")
 
 
 class BatchProgress:

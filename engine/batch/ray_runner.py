@@ -22,7 +22,7 @@ from typing import Any
 from .execute import attempt_job, attempts_so_far, run_job
 from .jobs import Job
 from .local import Record, failed_record
-from .metrics import EvalOptions
+from ..evaluate import EvalOptions
 
 POLL_S = 0.5
 

@@ -14,7 +14,7 @@ from typing import Any
 from .execute import reset_staging, run_job
 from .jobs import Job, read_jobs
 from .manifest import Manifest
-from .metrics import EvalOptions
+from ..evaluate import EvalOptions
 from .progress import BatchProgress
 from .ray_runner import RayOptions
 
@@ -60,7 +60,7 @@ def run_batch(
     manifest = Manifest.load(out_dir, str(Path(jobs_file).resolve()))
     todo, skip = manifest.plan(jobs)
     if options.clip and any(job.kind == "edit" for job in todo):  # fail before any work if CLIP cannot load
-        from .clip import cached_clip, check_clip
+        from ..evaluate.clip import cached_clip, check_clip
 
         if ray is None:
             cached_clip(options.clip)  # loaded once here, reused by every job of this process

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     import sys
 
     from engine.batch.jobs import JobsFileError
-    from engine.batch.metrics import EvalOptions
+    from engine.evaluate import EvalOptions
     from engine.batch.ray_runner import RayOptions
     from engine.batch.run import run_batch
 

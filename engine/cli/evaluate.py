@@ -1,22 +1,24 @@
 """`python -m engine evaluate ORIGINAL EDITED --mask MASK.npy --prompt "..."`: the batch's edit metrics, for one
 edit made any way (prints one JSON object; `--out` also writes it).
 
-Same numbers as a batch edit job (engine/batch/metrics.py and clip.py): PSNR inside/outside the part vs the
-input, spill, Gaussian counts, `frozen_changed`; PSNR vs `--target`; CLIP score and CLIP direction with --clip.
+Same numbers as a batch edit job (engine.evaluate: report.py and clip.py): PSNR inside/outside the part vs the
+input, spill vs the input, Gaussian counts, `frozen_changed`; PSNR vs `--target`; CLIP score and CLIP direction
+with --clip.
 """
 
 from __future__ import annotations
 
 import argparse
 
-HELP = "measure an edit: PSNR inside/outside the part, spill, counts; CLIP score and direction with --clip"
+HELP = "measure an edit: PSNR inside/outside the part, spill vs the input, counts; CLIP scores with --clip"
 DESCRIPTION = (
-    "Render the input and the edited scene on a fixed ring of views around the masked part and measure the edit: "
-    "psnr_inside / psnr_outside (edited vs input, inside / outside the part's projected region), spill (share of "
-    "pixels clearly outside the part that changed), Gaussian counts and frozen_changed (unmasked Gaussians that "
-    "differ: 0 for our edits); with --target (a ground-truth edited scene) PSNR against it; with --clip MODEL the "
-    "CLIP score of the edited renders to PROMPT and the CLIP directional similarity (source prompt -> prompt), "
-    "as the editing papers report them (OpenAI CLIP ViT-L/14 at 224 px: openai/clip-vit-large-patch14)."
+    "Render the input and the edited scene on a fixed ring of held-out views around the masked part and measure "
+    "the edit: psnr_inside / psnr_outside (edited vs input, inside / outside the part's projected region), "
+    "spill_vs_input (share of pixels clearly outside the part that changed), Gaussian counts and frozen_changed "
+    "(unmasked Gaussians that differ: 0 for our edits); with --target (a ground-truth edited scene) PSNR against "
+    "it; with --clip MODEL the CLIP score of the edited renders to PROMPT and the CLIP directional similarity "
+    "(source prompt -> prompt), as the editing papers report them (OpenAI CLIP ViT-L/14 at 224 px: "
+    "openai/clip-vit-large-patch14)."
 )
 
 
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from engine.batch.metrics import EvalOptions, edit_metrics
+    from engine.evaluate import EvalOptions, edit_metrics
     from engine.edit import EditConfig, as_mask
     from engine.io import load
 
@@ -87,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     target = load(args.target).to(device) if args.target else None
     clip = None
     if args.clip:
-        from engine.batch.clip import load_clip
+        from engine.evaluate.clip import load_clip
 
         clip = load_clip(args.clip)
     config = EditConfig(mask_threshold=args.mask_threshold, up=tuple(up))

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import torch
 
-from engine.batch.metrics import EvalOptions
+from engine.evaluate import EvalOptions
 from engine.batch.run import run_batch
 from engine.io import load, save
 from engine.masks.contrib import compositing_weights

@@ -15,7 +15,7 @@ ray = pytest.importorskip("ray", reason="Ray is not installed (pip install ray):
 
 from assets.default_scene import PART_IDS_PATH, SCENE_PATH, load_default_scene_info  # noqa: E402
 from engine.__main__ import main  # noqa: E402
-from engine.batch.metrics import EvalOptions  # noqa: E402
+from engine.evaluate import EvalOptions  # noqa: E402
 from engine.batch.ray_runner import RayOptions, connect  # noqa: E402
 from engine.batch.run import run_batch  # noqa: E402
 from engine.io import load  # noqa: E402

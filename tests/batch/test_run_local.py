@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from engine.batch.execute import run_job
-from engine.batch.metrics import EvalOptions
+from engine.evaluate import EvalOptions
 from engine.batch.run import run_batch
 from engine.io import load
 from tests.batch.batch_files import edit_job, write_inputs, write_jobs

@@ -9,8 +9,8 @@ from engine.batch.summary import result_rows, summary_rows, to_csv, to_markdown,
 JOBS = [Job("a", "edit", {"method": "sds"}), Job("b", "edit", {}), Job("c", "edit", {"method": "dds"}),
         Job("d", "mask", {"method": "vote"}), Job("e", "edit", {"method": "dds"})]
 RECORDS = {
-    "a": {"status": "done", "seconds": 2.0, "metrics": {"psnr_inside": 20.0, "spill": 0.0, "eval_views": 8}},
-    "b": {"status": "done", "seconds": 4.0, "metrics": {"psnr_inside": 30.0, "spill": 0.5}},
+    "a": {"status": "done", "seconds": 2.0, "metrics": {"psnr_inside": 20.0, "spill_vs_input": 0.0, "eval_views": 8}},
+    "b": {"status": "done", "seconds": 4.0, "metrics": {"psnr_inside": 30.0, "spill_vs_input": 0.5}},
     "c": {"status": "failed", "seconds": 1.0, "error": "bad | mask", "metrics": {}},
     "d": {"status": "done", "seconds": 1.0, "metrics": {"selected": 12}},
     "e": {"status": "done", "seconds": 3.0, "metrics": {"psnr_inside": 10.0, "clip_direction": None}},
@@ -22,7 +22,7 @@ def test_summary_groups_by_method_and_averages_done_jobs():
     assert [r["method"] for r in rows] == ["sds", "dds", "mask:vote"]
     sds, dds, mask = rows
     assert (sds["jobs"], sds["done"], sds["failed"], sds["seconds"]) == (2, 2, 0, 3.0)
-    assert sds["psnr_inside"] == 25.0 and sds["spill"] == 0.25 and sds["selected"] is None
+    assert sds["psnr_inside"] == 25.0 and sds["spill_vs_input"] == 0.25 and sds["selected"] is None
     assert (dds["jobs"], dds["done"], dds["failed"], dds["psnr_inside"]) == (2, 1, 1, 10.0)
     assert mask["selected"] == 12.0
     assert "eval_views" not in sds and "clip_direction" not in sds
@@ -31,10 +31,10 @@ def test_summary_groups_by_method_and_averages_done_jobs():
 def test_tables_render(tmp_path):
     rows = summary_rows(JOBS, RECORDS)
     csv_text = to_csv(rows)
-    assert csv_text.splitlines()[0] == "method,jobs,done,failed,seconds,psnr_inside,spill,selected"
+    assert csv_text.splitlines()[0] == "method,jobs,done,failed,seconds,psnr_inside,spill_vs_input,selected"
     assert csv_text.splitlines()[1] == "sds,2,2,0,3.0,25.0,0.25,"
     md = to_markdown(rows).splitlines()
-    assert md[0] == "| method | jobs | done | failed | seconds | psnr_inside | spill | selected |"
+    assert md[0] == "| method | jobs | done | failed | seconds | psnr_inside | spill_vs_input | selected |"
     assert md[2] == "| sds | 2 | 2 | 0 | 3 | 25 | 0.25 |  |"
     per_job = result_rows(JOBS, RECORDS)
     assert per_job[2]["error"] == "bad | mask" and "bad \\| mask" in to_markdown(per_job)
@@ -44,5 +44,5 @@ def test_tables_render(tmp_path):
 
 
 def test_job_lines():
-    assert job_line(JOBS[0], RECORDS["a"]) == "done    a  2.0s  psnr_inside=20 spill=0"
+    assert job_line(JOBS[0], RECORDS["a"]) == "done    a  2.0s  psnr_inside=20 spill_vs_input=0"
     assert job_line(JOBS[2], {**RECORDS["c"], "attempts": 2}) == "failed  c  1.0s (attempts 2)  error: bad | mask"

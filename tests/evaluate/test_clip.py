@@ -10,9 +10,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from engine.batch.clip import ClipScorer, clip_direction, clip_metrics, clip_similarity, load_clip
+from engine.evaluate.clip import ClipScorer, clip_direction, clip_metrics, clip_similarity, load_clip
 from engine.guidance.base import ModelUnavailableError
-from tests.batch.tiny_clip import IMAGE_SIZE, save_tiny_clip
+from tests.evaluate.tiny_clip import IMAGE_SIZE, save_tiny_clip
 
 
 def test_direction_formula_on_hand_made_embeddings():
@@ -72,7 +72,11 @@ def test_folder_without_processor_config_uses_clips_normalisation(tmp_path):
     assert scorer.mean.flatten().tolist() == pytest.approx([0.48145466, 0.4578275, 0.40821073])
 
 
-def test_missing_weights_say_what_to_download(tmp_path):
+def test_missing_weights_say_what_to_download(tmp_path, monkeypatch):
+    # An empty, offline Hugging Face cache: a developer's cached copy of the real CLIP must not load here. The
+    # hub library reads HF_HOME once at import, so its constants are patched (what transformers reads per call).
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf-cache" / "hub"))
     with pytest.raises(ModelUnavailableError) as info:
         load_clip("openai/clip-vit-large-patch14")  # offline, not in the cache
     message = str(info.value)

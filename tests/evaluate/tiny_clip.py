@@ -1,4 +1,4 @@
-"""A tiny random CLIP (transformers layout) saved to a folder, for loading through engine.batch.clip.load_clip."""
+"""A tiny random CLIP (transformers layout) saved to a folder, for loading through engine.evaluate.clip.load_clip."""
 
 from __future__ import annotations
 
