@@ -294,7 +294,7 @@ def test_the_space_preloads_its_model_once_and_starts_without_one(tmp_path, monk
     that cannot load leaves the app starting (the first job reports it)."""
     from tests.guidance.tiny_models import save_tiny_pipeline
 
-    monkeypatch.setattr(space, "_MODELS", {})
+    monkeypatch.setattr(gpu_calls, "_MODELS", {})
     model_dir = str(save_tiny_pipeline(tmp_path / "tiny"))
     assert gpu_calls.preload_gpu_model(model_dir)
     cached = dict(gpu_calls._MODELS)
