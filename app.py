@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    from editor.layout import launch
+    from editor.page import launch
 
     launch(config)
     return 0

@@ -99,7 +99,7 @@ def run_selection_bench(sizes: list[str], *, clicks: int = 6) -> dict:
     from playwright.sync_api import sync_playwright
 
     from editor.config import AppConfig
-    from editor.layout import build_app
+    from editor.page import build_app
     from engine.io import save
     from tests.editor.apphelpers import free_port
     from tests.editor.viser_client import ViserTestClient
@@ -256,10 +256,10 @@ def run_selection_bench(sizes: list[str], *, clicks: int = 6) -> dict:
                         time.sleep(0.2)
                     time.sleep(3.0)
                     if browser_client is not None:
-                        from editor import backend
+                        from editor import drawing
 
                         cam = browser_client.camera
-                        bcam = backend.camera_from_pose(cam.wxyz, cam.position, cam.fov, cam.image_width,
+                        bcam = drawing.camera_from_pose(cam.wxyz, cam.position, cam.fov, cam.image_width,
                                                         cam.image_height)
                         frame = page.locator("#viser-iframe").bounding_box()
                         for u, v in _targets(session.scene, bcam, clicks):
@@ -279,7 +279,7 @@ def run_selection_bench(sizes: list[str], *, clicks: int = 6) -> dict:
         finally:
             demo.close()
             ctx.registry.close_all()
-            ctx.jobs.worker.shutdown(timeout=10)
+            ctx.link.worker.shutdown(timeout=10)
             shutil.rmtree(tmp, ignore_errors=True)
         results["scenes"][f"{size} ({count:,} Gaussians)"] = {
             path: {k: _summary(v) for k, v in row.items()} for path, row in rows.items()}

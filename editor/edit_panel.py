@@ -1,13 +1,11 @@
 """The Edit panel: prompt and settings, Run / Pause / Cancel, progress with ETA, loss plot, live preview,
 before/after.
 
-Run starts a job through the engine worker (editor.jobs) and then streams the session's job status to the page
-until the job ends, so the page (and a gradio_client call of `run_edit`) sees every preview. Pause and Cancel are
-separate events that run while Run is streaming. The worker owns the optimization; this panel only shows it.
-In Space mode Run instead calls the spaces.GPU-wrapped edit inside the request (editor.space.stream_gpu_edit),
-which streams the same progress and previews from the GPU process; Pause does nothing there and Cancel ends that
-stream (the GPU worker stops before its next step). Space mode also starts with fewer steps (SPACE_EDIT_STEPS),
-so a default edit fits a free GPU quota.
+Run hands the settings to the app's runner (editor.runners: the local engine worker, or a spaces.GPU call in Space
+mode) and streams the session's job status to the page until the job ends, so the page (and a gradio_client call
+of `run_edit`) sees every preview. Pause and Cancel are separate events that run while Run is streaming; Pause is
+shown only where the runner can pause. The runner owns the job; this panel only shows it. Space mode starts with
+fewer steps (SPACE_EDIT_STEPS), so a default edit fits a free GPU quota.
 """
 
 from __future__ import annotations
@@ -19,11 +17,11 @@ import gradio as gr
 import pandas as pd
 
 from .context import AppContext
-from .jobs import EditSettings
-from .session import JobStatus, Session
-from .space import SPACE_EDIT_STEPS, cancel_gpu_job, edit_duration, gpu_wrap, run_edit_on_gpu, stream_gpu_edit
+from .job_status import JobStatus
+from .runners.gpu_time import SPACE_EDIT_STEPS
+from .session import Session
+from .settings import EditSettings
 
-POLL_S = 0.2  # how often the streaming Run handler looks at the job status
 METHOD_LABELS = [("Masked SDS", "sds"), ("DDS (source → target)", "dds"), ("RoMaP (regularized SDS)", "romap")]
 
 
@@ -97,7 +95,7 @@ def job_outputs(job: JobStatus, session: Session):
 
 def model_line(ctx: AppContext, session: Session) -> str:
     """Which model Run uses in this session, and its state (the Model tab changes it)."""
-    status = ctx.jobs.model_status(session)
+    status = ctx.models.status(session)
     icon = {"loaded": "🟢", "available": "🟢", "loading": "🟡", "not downloaded": "🟡"}.get(status["state"], "🔴")
     return f"Model: {icon} `{status['spec']}` — {status['state']} (change it in the Model tab)"
 
@@ -126,7 +124,7 @@ def build_edit_panel(ctx: AppContext) -> None:
                                         elem_id="edit-prior")
     with gr.Row():
         run = gr.Button("Run", variant="primary", elem_id="edit-run")
-        pause = gr.Button("Pause", interactive=False, elem_id="edit-pause")
+        pause = gr.Button("Pause", interactive=False, elem_id="edit-pause", visible=bool(ctx.runner.can_pause))
         cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="edit-cancel")
     progress = gr.HTML(progress_html(JobStatus()), elem_id="edit-progress-box")
     preview = gr.Image(label="Live preview", interactive=False, elem_id="edit-preview", height=256, format="jpeg")
@@ -146,8 +144,6 @@ def build_edit_panel(ctx: AppContext) -> None:
         return gr.update(value=False, interactive=True)
 
     method.input(method_changed, method, prior_removal, show_progress="hidden", api_visibility="private")
-    gpu_edit = gpu_wrap(run_edit_on_gpu, edit_duration) if ctx.config.space else None  # decorated once per app
-
     def start_and_stream(prompt_v, source_v, method_v, steps_v, guidance_v, res_v, seed_v, every_v, densify_v,
                          prior_v, lr_v, request: gr.Request):
         session = ctx.session(request)
@@ -157,41 +153,16 @@ def build_edit_panel(ctx: AppContext) -> None:
             preview_every=int(every_v), densify=bool(densify_v), prior_removal=bool(prior_v),
             lr_scale=float(lr_v or 1.0),
         )
-        if gpu_edit is not None:
-            updates = stream_gpu_edit(ctx, session, settings, gpu_edit)
-            try:
-                first = next(updates)
-            except ValueError as exc:
-                raise gr.Error(str(exc)) from exc
-            yield job_outputs(first, session)
-            last = first
-            for last in updates:
-                yield job_outputs(last, session)
-            if last.state == "error":  # a popup with the whole message, besides the bar (as in local mode)
-                raise gr.Error(last.message or "the edit failed", duration=None)
-            return
+        updates = ctx.runner.run_edit(session, settings)
         try:
-            ctx.jobs.start(session, settings)
+            last = next(updates)  # bad input or a model that cannot load: refused before anything runs
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
-        yield from stream_job(session)
-
-    def stream_job(session: Session):
-        seen = None
-        while True:
-            with session.lock:
-                job = session.job
-                key = (job.state, job.step, job.preview_count, len(job.losses), job.message)
-                snapshot = JobStatus(**{k: getattr(job, k) for k in job.__dataclass_fields__})
-                snapshot.losses = list(job.losses)
-            if key != seen:
-                seen = key
-                yield job_outputs(snapshot, session)
-            if not snapshot.active:
-                if snapshot.state == "error":  # a popup with the whole message, besides the bar
-                    raise gr.Error(snapshot.message or "the edit failed", duration=None)
-                return
-            time.sleep(POLL_S)
+        yield job_outputs(last, session)
+        for last in updates:
+            yield job_outputs(last, session)
+        if last.state == "error":  # a popup with the whole message, besides the bar
+            raise gr.Error(last.message or "the edit failed", duration=None)
 
     inputs = [prompt, source, method, steps, guidance, resolution, seed, preview_every, densify, prior_removal,
               lr_scale]
@@ -200,19 +171,13 @@ def build_edit_panel(ctx: AppContext) -> None:
 
     def toggle_pause(request: gr.Request):
         session = ctx.session(request)
-        if gpu_edit is not None:
-            return  # a spaces.GPU edit cannot be paused
         if session.job.state == "paused":
-            ctx.jobs.resume(session)
+            ctx.runner.resume(session)
         else:
-            ctx.jobs.pause(session)
+            ctx.runner.pause(session)
 
     def do_cancel(request: gr.Request):
-        session = ctx.session(request)
-        if gpu_edit is not None:
-            cancel_gpu_job(session.id)
-        else:
-            ctx.jobs.cancel(session)
+        ctx.runner.cancel(ctx.session(request))
 
     pause.click(toggle_pause, None, None, api_name="pause_edit", concurrency_limit=None)
     cancel.click(do_cancel, None, None, api_name="cancel_edit", concurrency_limit=None)

@@ -65,8 +65,8 @@ def build_history_panel(ctx: AppContext) -> None:
 
         return handler
 
-    ctx.changed(undo.click(step(ctx.jobs.undo), None, listing, api_name="undo"))
-    ctx.changed(redo.click(step(ctx.jobs.redo), None, listing, api_name="redo"))
+    ctx.changed(undo.click(step(ctx.link.undo), None, listing, api_name="undo"))
+    ctx.changed(redo.click(step(ctx.link.redo), None, listing, api_name="redo"))
 
     def do_export(kind: str, request: gr.Request) -> str:
         session = ctx.session(request)
@@ -76,14 +76,14 @@ def build_history_panel(ctx: AppContext) -> None:
             if kind == "mask":
                 return str(ctx.masking.save_mask(session, folder / f"mask-{stamp}.npy"))
             if kind == "mp4":
-                from . import backend
+                from . import drawing
 
                 with session.lock:
                     scene, up = session.scene, session.up
-                return str(backend.turntable(scene, folder / f"turntable-{stamp}.mp4", up=up))
+                return str(drawing.turntable(scene, folder / f"turntable-{stamp}.mp4", up=up))
             if kind == "spz-raw":
-                return str(ctx.jobs.export(session, folder / f"scene-{stamp}.spz", spz_frame="raw"))
-            return str(ctx.jobs.export(session, folder / f"scene-{stamp}.{kind}"))
+                return str(ctx.link.export(session, folder / f"scene-{stamp}.spz", spz_frame="raw"))
+            return str(ctx.link.export(session, folder / f"scene-{stamp}.{kind}"))
         except (ValueError, OSError) as exc:
             raise gr.Error(str(exc)) from exc
 

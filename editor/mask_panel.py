@@ -2,7 +2,7 @@
 
 Gestures themselves happen in the views (Viser or the streamed image); this panel sets what they do and offers
 the whole-mask operations. `mask_info` (the selected count) refreshes after each action here and, for clicks
-made in Viser, from the page's sync timer (editor.layout).
+made in Viser, from the page's sync timer (editor.page).
 """
 
 from __future__ import annotations
@@ -143,7 +143,7 @@ def build_mask_panel(ctx: AppContext) -> None:
         return gr.update(choices=names, value=value), gr.update(choices=names, value=visible)
 
     def do_cancel_task(request: gr.Request) -> None:
-        ctx.jobs.cancel_mask_task(ctx.session(request))
+        ctx.link.cancel_mask_task(ctx.session(request))
 
     cancel_task.click(do_cancel_task, None, None, api_name="cancel_sam", concurrency_limit=None)
 

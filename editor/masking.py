@@ -60,7 +60,8 @@ class Masking:
         self.sam_checkpoint = sam_checkpoint
         self._segmenter = segmenter
         self._sam_lock = threading.Lock()
-        self.tasks = None  # editor.jobs.JobRunner (set by editor.layout): SAM and lifting run on its worker
+        self.tasks = None  # editor.engine_link.EngineLink (set by editor.page.connect): SAM and lifting run on its worker
+        self.models = None  # editor.models.ModelChoice (set by editor.page.connect): the model text selection reads
 
     def segmenter(self):
         """The SAM segmenter, loaded once (called inside a worker task: the engine thread owns the device)."""
@@ -135,7 +136,7 @@ class Masking:
         if not self.sam_checkpoint and self._segmenter is None:
             self.segmenter()  # raises the "no checkpoint" message right away
         if self.tasks is None:
-            raise ValueError("the SAM tool needs the engine worker (no JobRunner attached)")
+            raise ValueError("the SAM tool needs the engine worker (no engine link attached)")
         with session.lock:
             scene, op, method, num_views = session.scene, session.op, session.lift_method, session.sam_views
         camera, (x, y) = click.camera[0:1], click.pixel
@@ -186,12 +187,12 @@ class Masking:
         if prompt and part.lower() not in prompt.lower():
             raise ValueError(f"the prompt must contain the part's words ({part!r}), e.g. 'a toy robot with a {part}'")
         if self.tasks is None:
-            raise ValueError("text selection needs the engine worker (no JobRunner attached)")
+            raise ValueError("text selection needs the engine worker (no engine link attached)")
         session.check_mask_editable()
-        spec = self.tasks.model_spec(session)
+        spec = self.models.spec_for(session)
         if parse_model_spec(spec).is_closed_form:
             raise ValueError(f"{NO_ATTENTION} (the session uses {spec}; set one in the Model tab)")
-        self.tasks.require_model(spec)  # what to download, before anything is queued
+        self.models.require(spec)  # what to download, before anything is queued
         with session.lock:
             scene, op, up = session.scene, session.op, tuple(session.up)
             region = session.selection.clone() if within_selection else None

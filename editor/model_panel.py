@@ -47,15 +47,15 @@ def build_model_panel(ctx: AppContext) -> None:
     ctx.shared.update(model_status=status, model_spec=spec)
 
     def describe(session: Session):
-        from .space import renderer_report
+        from .runners.gpu_calls import renderer_report
 
-        text = status_markdown(ctx.jobs.model_status(session)) + "\n\n" + renderer_report(bool(ctx.config.space))
-        return text, ctx.jobs.model_spec(session)
+        text = status_markdown(ctx.models.status(session)) + "\n\n" + renderer_report(bool(ctx.config.space))
+        return text, ctx.models.spec_for(session)
 
     def use_model(value: str, request: gr.Request):
         session = ctx.session(request)
         try:
-            ctx.jobs.set_model(session, value)
+            ctx.models.choose(session, value)
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
         return (*describe(session), ctx.shared["edit_model_text"](session))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gradio as gr
 
-from . import backend
+from . import drawing
 from .context import AppContext
 from .gestures import click_from_pixel
 from .session import Session
@@ -24,7 +24,7 @@ def render_stream(session: Session, *, low: bool = False) -> str:
     with session.lock:
         scene, mask, view, tint = session.display_scene(), session.display_mask(), session.view, session.tint
         plain = session.live is None and not session.hidden_parts  # the session's own scene object
-        tinted = session.__dict__.setdefault("_tinted_views", backend.TintedViews())
+        tinted = session.__dict__.setdefault("_tinted_views", drawing.TintedViews())
     s = LOW_SCALE if low else 1.0
     camera = view.cameras(max(8, int(WIDTH * s)), max(8, int(HEIGHT * s)))
     if tint and plain and not low:
@@ -33,7 +33,7 @@ def render_stream(session: Session, *, low: bool = False) -> str:
         tinted.prepare(scene, camera)
         if image is not None:
             return session.image_file("stream", image)
-    return session.image_file("stream", backend.render_view(scene, camera, mask=mask, tint=tint))
+    return session.image_file("stream", drawing.render_view(scene, camera, mask=mask, tint=tint))
 
 
 def view_key(session: Session) -> tuple:

@@ -1,6 +1,6 @@
 """The Scene panel: open a scene file (any format engine.io reads) or go back to the default; scene facts;
-generate a new object from text (engine.generate through the worker, with its own progress bar and preview; in
-Space mode through editor.space's spaces.GPU function instead).
+generate a new object from text (engine.generate through the app's runner — the local worker, or a spaces.GPU
+call in Space mode — with its own progress bar and preview).
 
 Opening a file replaces the session's scene, clears its selection and restarts its history; the upload size is
 capped (by Gradio for the transfer, and here again with a message naming the limit).
@@ -13,21 +13,20 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import backend
+from . import scenes
 from .context import AppContext
-from .jobs import INIT_CURRENT, GenerateSettings
-from .session import JobStatus, Session
-from .space import (SPACE_GENERATE_STEPS, cancel_gpu_job, generate_duration, gpu_wrap, run_generate_on_gpu,
-                    stream_gpu_generate)
+from .job_status import JobStatus
+from .runners.gpu_time import SPACE_GENERATE_STEPS
+from .session import Session
+from .settings import INIT_CURRENT, GenerateSettings
 
 GENERATE_METHODS = [("SDS", "sds"), ("ISM (interval score matching, less noisy)", "ism")]
 GENERATE_INITS = [("Sphere", "sphere"), ("Ellipsoid", "ellipsoid"), ("Current scene", INIT_CURRENT)]
-POLL_S = 0.2
 
 
 def info_markdown(session: Session) -> str:
     with session.lock:
-        info = backend.scene_info(session.bundle)
+        info = scenes.scene_info(session.bundle)
     lo, hi = info["bounds_min"], info["bounds_max"]
     rows = [
         f"**{info['name']}**",
@@ -65,7 +64,7 @@ def user_facing(message: str, path: str) -> str:
 
 
 def build_scene_panel(ctx: AppContext) -> None:
-    exts = backend.readable_extensions()
+    exts = scenes.readable_extensions()
     upload = gr.File(
         label=f"Open a scene ({', '.join(exts)}; up to {ctx.config.max_upload_mb:g} MB)",
         file_types=sorted({e if e.count(".") == 1 else "." + e.rsplit(".", 1)[-1] for e in exts}),
@@ -95,7 +94,7 @@ def build_scene_panel(ctx: AppContext) -> None:
 
     def saved_choices(request: gr.Request):
         live = {s.id for s in ctx.registry.sessions()}
-        choices = ctx.jobs.saved_sessions(exclude=live)
+        choices = ctx.link.saved_sessions(exclude=live)
         return gr.update(choices=choices, value=choices[0][1] if choices else None)
 
     refresh.click(saved_choices, None, saved, api_name="saved_sessions")
@@ -106,7 +105,7 @@ def build_scene_panel(ctx: AppContext) -> None:
         if not source:
             raise gr.Error("choose an autosaved session first")
         try:
-            ctx.jobs.restore(session, source)
+            ctx.link.restore(session, source)
         except (ValueError, OSError) as exc:
             raise gr.Error(str(exc)) from exc
         return info_markdown(session)
@@ -123,10 +122,10 @@ def build_scene_panel(ctx: AppContext) -> None:
         if session.job.active:
             raise gr.Error("an edit is running; cancel it before opening another scene")
         try:
-            bundle = backend.open_scene(path, spz_frame=frame or "spec")
+            bundle = scenes.open_scene(path, spz_frame=frame or "spec")
         except (ValueError, OSError) as exc:
             raise gr.Error(user_facing(str(exc), path)) from exc
-        ctx.jobs.load_scene(session, bundle)
+        ctx.link.load_scene(session, bundle)
         return info_markdown(session)
 
     # The upload box empties after every upload (a rejected file must not stay there; the scene facts name
@@ -138,7 +137,7 @@ def build_scene_panel(ctx: AppContext) -> None:
         session = ctx.session(request)
         if session.job.active:
             raise gr.Error("an edit is running; cancel it before opening another scene")
-        ctx.jobs.load_scene(session, ctx.registry.base_bundle())
+        ctx.link.load_scene(session, ctx.registry.base_bundle())
         return info_markdown(session)
 
     ctx.changed(default.click(open_default, None, info, api_name="open_default"))
@@ -154,7 +153,7 @@ def build_scene_panel(ctx: AppContext) -> None:
         with session.lock:
             unchanged = max(abs(a - b) for a, b in zip(axis, session.up)) < 1e-9
         if not unchanged:
-            ctx.jobs.set_up(session, axis)
+            ctx.link.set_up(session, axis)
         return info_markdown(session)
 
     ctx.changed(up.input(set_up, up, info, api_name="set_up"))
@@ -178,8 +177,9 @@ def build_generate_group(ctx: AppContext, info) -> None:
     with gr.Accordion("Generate from text", open=False, elem_id="generate-group"):
         prompt = gr.Textbox(label="Prompt (the object to make)", placeholder="a ceramic mug with a blue glaze",
                             elem_id="generate-prompt")
-        model = gr.Textbox(value=ctx.jobs.default_spec, elem_id="generate-model",
-                           label="Model (hub id, local folder or closed-form:<colour> for the offline demo)")
+        model = gr.Textbox(value="", elem_id="generate-model", placeholder="the session's model (Model tab)",
+                           label="Model (empty: the session's model, as Edit uses; or a hub id, local folder, "
+                                 "closed-form:<colour>)")
         with gr.Row():
             method = gr.Dropdown(GENERATE_METHODS, value="sds", label="Method", elem_id="generate-method")
             init = gr.Dropdown(GENERATE_INITS, value="sphere", label="Start from", elem_id="generate-init")
@@ -199,51 +199,27 @@ def build_generate_group(ctx: AppContext, info) -> None:
         preview = gr.Image(label="Live preview", interactive=False, elem_id="generate-preview", height=256,
                            format="jpeg")
 
-    gpu_generate = gpu_wrap(run_generate_on_gpu, generate_duration) if ctx.config.space else None  # once per app
-
     def start_and_stream(prompt_v, model_v, method_v, init_v, steps_v, seed_v, res_v, count_v,
                          request: gr.Request):
         session = ctx.session(request)
         settings = GenerateSettings(prompt=prompt_v or "", model=model_v or "", method=method_v,
                                     steps=int(steps_v), init=init_v, seed=int(seed_v or 0),
                                     resolution=int(res_v), num_gaussians=int(count_v))
-        if gpu_generate is not None:
-            updates = stream_gpu_generate(ctx, session, settings, gpu_generate)
-            try:
-                first = next(updates)
-            except ValueError as exc:
-                raise gr.Error(str(exc)) from exc
-            yield generate_progress_html(first), session.image_file("generate", first.preview), gr.update()
-            for job in updates:
-                yield generate_progress_html(job), session.image_file("generate", job.preview), info_markdown(session)
-            return
+        updates = ctx.runner.run_generate(session, settings)
         try:
-            ctx.jobs.start_generate(session, settings)
+            job = next(updates)  # bad input or a model that cannot load: refused before anything runs
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
-        seen = None
-        while True:
-            with session.lock:
-                job = session.job
-                key = (job.state, job.step, job.preview_count, job.message)
-                state, image, active = job.state, job.preview, job.active
-                bar = generate_progress_html(job)
-            if key != seen:
-                seen = key
-                done = state in ("done", "cancelled", "error")
-                yield bar, session.image_file("generate", image), info_markdown(session) if done else gr.update()
-            if not active:
-                return
-            time.sleep(POLL_S)
+        yield generate_progress_html(job), session.image_file("generate", job.preview), gr.update()
+        for job in updates:
+            done = job.state in ("done", "cancelled", "error")
+            yield (generate_progress_html(job), session.image_file("generate", job.preview),
+                   info_markdown(session) if done else gr.update())
 
     inputs = [prompt, model, method, init, steps, seed, resolution, count]
     ctx.changed(run.click(start_and_stream, inputs, [progress, preview, info], api_name="generate",
                           concurrency_limit=None, show_progress="hidden"))
     def do_cancel(request: gr.Request) -> None:
-        session = ctx.session(request)
-        if gpu_generate is not None:
-            cancel_gpu_job(session.id)
-        else:
-            ctx.jobs.cancel(session)
+        ctx.runner.cancel(ctx.session(request))
 
     cancel.click(do_cancel, None, None, api_name="cancel_generate", concurrency_limit=None)

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from . import backend
-from .backend import SceneBundle
+from . import drawing
+from .scenes import SceneBundle
+from .job_status import JobStatus
 from .orbit import OrbitView
 
 log = logging.getLogger(__name__)
@@ -34,27 +35,13 @@ KEEP_FRAMES = 6  # image files kept per output slot
 OPS = ("add", "subtract")
 
 
-@dataclass
-class JobStatus:
-    """What the Edit panel shows about this session's current (or last) edit job."""
+@dataclass(frozen=True)
+class UserChange:
+    """A selection or named-parts change the user made (not one shown from the engine's history)."""
 
-    job_id: str | None = None
-    state: str = "idle"  # idle | queued | running | paused | done | cancelled | error
-    step: int = 0
-    total: int = 0
-    started_at: float | None = None
-    eta_s: float | None = None
-    losses: list[tuple[int, float]] = field(default_factory=list)  # (step, loss)
-    preview: np.ndarray | None = None  # latest preview render, uint8 [H, W, 3]
-    preview_count: int = 0
-    before: np.ndarray | None = None  # render of the scene before the edit, same view as `preview`
-    message: str = ""
-    psnr_ideal: float | None = None  # latest PSNR against the ideal edit, when the edit's prior knows it
-    kind: str = ""  # what a mask task is ("SAM click", "text selection"): the Mask panel's progress line says it
-
-    @property
-    def active(self) -> bool:
-        return self.state in ("queued", "running", "paused")
+    kind: str  # "mask" | "parts"
+    label: str  # the history entry's label
+    value: object  # the new selection [N] (a Tensor) or the parts ({name: weights [N]})
 
 
 @dataclass
@@ -91,11 +78,11 @@ class Session:
         self.history_labels: list[str] = []
         self.history_cursor = -1
         self.revision = 0  # bumped on every scene or mask change (the UI polls it)
-        self.last_action = "open"  # label of the latest selection change (history entries use it)
-        self.parts_action = ""  # label of the latest change of the named parts (history entries use it)
-        self.record_change = True  # False while a change is a live preview (not a history entry)
         self.model_spec: str | None = None  # guidance model chosen in this session (None: the app's default)
-        self._listeners: list[Callable[["Session"], None]] = []
+        # The user's own selection and part changes go to the engine's history through these (editor.engine_link);
+        # states shown FROM the engine (undo, restore, a finished edit) never call them, so nothing echoes back.
+        self.on_user_change: list[Callable[["Session", UserChange], None]] = []
+        self._recorded: Tensor | None = None  # the selection the engine's history holds (set in _set_bundle)
         self._frames: dict[str, list[Path]] = {}  # image files handed to the page, per slot (image_file)
         self._frame_counter = 0
         self._set_bundle(bundle)
@@ -120,7 +107,6 @@ class Session:
             self.bundle = replace(self.bundle, up=normalize_up(up), up_source="user")
             lo, hi = self.scene.bounding_box(quantile=0.01 if len(self.scene) > 200 else 0.0)
             self.view = OrbitView.framing(lo, hi, up=self.bundle.up)
-            self.record_change = False
             self._changed()
 
     def _set_bundle(self, bundle: SceneBundle) -> None:
@@ -135,12 +121,12 @@ class Session:
                 self.parts[name] = (bundle.part_ids == index).float()
         lo, hi = bundle.scene.bounding_box(quantile=0.01 if n > 200 else 0.0)
         self.view = OrbitView.framing(lo, hi, up=bundle.up)
+        self._recorded = self.selection
 
     def set_bundle(self, bundle: SceneBundle) -> None:
         """A newly opened scene: selection, parts (ground truth if the bundle has them) and view restart; the
         Edit panel forgets the previous scene's preview and before/after."""
         with self.lock:
-            self.record_change = False
             self._set_bundle(bundle)
             if not self.job.active:
                 self.job = JobStatus()
@@ -152,13 +138,13 @@ class Session:
         """Show a state of the engine's history (after undo/redo/restore): its scene, selection and named
         parts (and name); not itself a new history entry."""
         with self.lock:
-            self.record_change = False
             same_count = len(scene) == len(self.bundle.scene)
             self.bundle = dataclasses.replace(self.bundle, scene=scene, name=name or self.bundle.name,
                                               part_ids=self.bundle.part_ids if same_count else None,
                                               part_names=self.bundle.part_names if same_count else [])
             self.selection = (selection.detach().float().cpu() if selection is not None
                               else torch.zeros(len(scene)))
+            self._recorded = self.selection
             self.parts = {n: w.float() for n, w in parts.items()}
             self.hidden_parts &= set(self.parts)
             if not same_count:
@@ -172,15 +158,13 @@ class Session:
             self.check_mask_editable()
             self.parts = dict(parts)
             self.hidden_parts &= set(self.parts)
-            self.parts_action = label
-            self.record_change = True
             self.notice = ""
             self._changed()
+            self._tell(UserChange("parts", label, dict(parts)))
 
     def set_scene(self, scene, selection: Tensor | None = None) -> None:
         """Replace the scene with an edited version (same or different count); keeps the name and parts."""
         with self.lock:
-            self.record_change = False
             same_count = len(scene) == len(self.bundle.scene)
             self.bundle = SceneBundle(
                 scene, self.bundle.name,
@@ -194,15 +178,15 @@ class Session:
                 self.selection = torch.zeros(len(scene))
             if not same_count:
                 self.parts, self.lift, self.hidden_parts = {}, None, set()
+            self._recorded = self.selection
             self._changed()
 
     def set_selection(self, selection: Tensor, *, label: str = "edit selection", keep_lift: bool = False,
                       record: bool = True) -> None:
-        """Replace the selection; `record=False` for live previews that should not become history entries."""
+        """Replace the selection; `record=False` for live previews that should not become history entries. A
+        recorded change the engine's history does not hold yet becomes a history entry labelled `mask: <label>`."""
         with self.lock:
             self.check_mask_editable()
-            self.last_action = label
-            self.record_change = record
             self.notice = ""
             if selection.shape != (len(self.scene),):
                 raise ValueError(f"a mask for this scene must have shape [{len(self.scene)}], got {list(selection.shape)}")
@@ -210,6 +194,11 @@ class Session:
             if not keep_lift:
                 self.lift = None
             self._changed()
+            recorded = self._recorded
+            if record and not (recorded is not None and recorded.shape == self.selection.shape
+                               and torch.equal(recorded, self.selection)):
+                self._recorded = self.selection
+                self._tell(UserChange("mask", f"mask: {label}", self.selection))
 
     def set_live(self, scene=None, mask: Tensor | None = None) -> None:
         """Show an edit's in-progress scene (and its mask) until `set_live()` clears it. The revision is not
@@ -243,23 +232,28 @@ class Session:
             for name in self.hidden_parts:
                 if name in self.parts:
                     hidden |= self.parts[name] > 0.5
-            return backend.hide_gaussians(scene, hidden)
+            return drawing.hide_gaussians(scene, hidden)
 
     def selected_count(self, threshold: float = 0.5) -> int:
         with self.lock:
             return int((self.selection > threshold).sum())
 
-    # ------------------------------------------------------------------ listeners (the viewer)
-    def add_listener(self, fn: Callable[["Session"], None]) -> None:
-        self._listeners.append(fn)
-
+    # ------------------------------------------------------------------ changes
     def _changed(self) -> None:
+        """Something shown changed: the page's sync timer re-reads the session; the Viser view is sent it now."""
         self.revision += 1
-        for fn in list(self._listeners):
+        if self.viewer is not None:
             try:
-                fn(self)
+                self.push_to_viewer()
             except Exception:  # noqa: BLE001 - a broken viewer must not break the session
-                log.exception("session listener failed")
+                log.exception("updating the viewer failed")
+
+    def _tell(self, change: "UserChange") -> None:
+        for fn in list(self.on_user_change):
+            try:
+                fn(self, change)
+            except Exception:  # noqa: BLE001 - a broken link must not break the session
+                log.exception("user-change hook failed")
 
     def push_to_viewer(self, scene=None) -> None:
         """Send the current scene (or an in-progress preview `scene`) and the selection to the Viser view."""
@@ -329,7 +323,7 @@ class SessionRegistry:
         self.viewer_factory = viewer_factory
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
-        self.on_create: list[Callable[[Session], None]] = []  # e.g. JobRunner.attach (history per session)
+        self.on_create: list[Callable[[Session], None]] = []  # e.g. EngineLink.attach (history per session)
 
     def base_bundle(self) -> SceneBundle:
         """The default scene, read once and shared (scenes are immutable, so sharing is safe)."""
@@ -368,7 +362,6 @@ class SessionRegistry:
                 return None
             session.viewer = self.viewer_factory(session)
             session.viewer.frame(session.view)
-        session.add_listener(lambda s: s.push_to_viewer())
         session.push_to_viewer()
         return session.viewer
 

@@ -29,7 +29,7 @@ from typing import Callable
 
 import numpy as np
 
-from . import backend
+from . import drawing
 from .gestures import ViewClick, ViewRect
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ class SessionViewer:
         if max_side is not None:
             s = min(s, max_side / max(width, height))
         w, h = max(8, int(round(width * s))), max(8, int(round(height * s)))
-        return backend.camera_from_pose(cam.wxyz, cam.position, cam.fov, w, h)
+        return drawing.camera_from_pose(cam.wxyz, cam.position, cam.fov, w, h)
 
     # ------------------------------------------------------------------ the update thread
     def _mark_scene_dirty(self) -> None:
@@ -270,11 +270,11 @@ class SessionViewer:
         tint = bool(self.tint_checkbox.value)
         cached = self._geometry
         if cached is not None and cached[0] is scene:  # a mask change: only the colours are new
-            arrays = backend.SplatArrays(cached[1].centers, cached[1].covariances,
-                                         backend.display_colors(scene, self._mask if tint else None).float().cpu().numpy(),
+            arrays = drawing.SplatArrays(cached[1].centers, cached[1].covariances,
+                                         drawing.display_colors(scene, self._mask if tint else None).float().cpu().numpy(),
                                          cached[1].opacities)
         else:
-            arrays = backend.splat_arrays(scene, self._mask, tint=tint)
+            arrays = drawing.splat_arrays(scene, self._mask, tint=tint)
             self._geometry = (scene, arrays)
         visible = not self.server_render_active
         if self._splats is None or self._splat_count != len(arrays.centers):
@@ -297,7 +297,7 @@ class SessionViewer:
         if cam.image_width <= 0 or cam.update_timestamp == 0.0:
             return
         camera = self._client_camera(cam, 1.0 if full else MOVING_SCALE, MAX_RENDER_SIDE)
-        image = backend.render_view(self._scene, camera, mask=self._mask, tint=bool(self.tint_checkbox.value))
+        image = drawing.render_view(self._scene, camera, mask=self._mask, tint=bool(self.tint_checkbox.value))
         client.scene.set_background_image(image, format="jpeg", jpeg_quality=90 if full else 70)
         self._background_shown = True
         self.stats["renders_full" if full else "renders_low"] += 1

@@ -35,7 +35,7 @@ def running_app(tmp_path: Path, *, scene: GaussianScene | None = None, use_defau
                 **config_overrides):
     """The app on 127.0.0.1:<free port>, serving `scene` (saved as .ply) or the bundled default scene."""
     from editor.config import AppConfig
-    from editor.layout import build_app
+    from editor.page import build_app
     from engine.io import save
 
     scene_path = None
@@ -54,7 +54,7 @@ def running_app(tmp_path: Path, *, scene: GaussianScene | None = None, use_defau
     finally:
         demo.close()
         ctx.registry.close_all()
-        ctx.jobs.worker.shutdown(timeout=10)
+        ctx.link.worker.shutdown(timeout=10)
 
 
 def wait_mask_task(session, timeout: float = 120.0):

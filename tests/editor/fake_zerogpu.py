@@ -10,7 +10,7 @@ A ZeroGPU worker process lives on for the next call, so work a function leaves r
 the worker reports the Python threads still alive when the function has ended (`Call.threads_left`).
 `duration` is evaluated in the app's process with the call's arguments, as ZeroGPU's scheduler does.
 
-Processes come from the "forkserver" context with editor.space preloaded: a fork of a clean, single-threaded
+Processes come from the "forkserver" context with editor.runners.gpu_calls preloaded: a fork of a clean, single-threaded
 server (forking the test process itself, which runs torch and Gradio threads, can deadlock), started once.
 """
 
@@ -33,7 +33,7 @@ def _context():
     global _CONTEXT
     if _CONTEXT is None:
         _CONTEXT = multiprocessing.get_context("forkserver")
-        _CONTEXT.set_forkserver_preload(["torch", "editor.space", "engine.edit", "engine.generate", "engine.guidance"])
+        _CONTEXT.set_forkserver_preload(["torch", "editor.runners.gpu_calls", "engine.edit", "engine.generate", "engine.guidance"])
     return _CONTEXT
 
 

@@ -183,11 +183,11 @@ def test_restore_an_autosaved_session_into_a_new_page(app):
     exported = load(first.predict("ply", api_name="/export"))
     first_id = first.session_hash
     # The first page goes away (a closed tab, or a restarted app): its autosave stays on disk.
-    app.ctx.jobs.forget(first_id)
+    app.ctx.link.forget(first_id)
     app.ctx.registry.close(first_id)
     second = _client(app)
     second.predict(api_name="/saved_sessions")
-    assert first_id in [value for _, value in app.ctx.jobs.saved_sessions()]
+    assert first_id in [value for _, value in app.ctx.link.saved_sessions()]
     info = second.predict(first_id, api_name="/restore_session")
     assert "start.ply" in info  # the scene keeps its name
     restored = load(second.predict("ply", api_name="/export"))

@@ -14,7 +14,7 @@ import time
 import pytest
 import torch
 
-from editor import backend
+from editor import drawing
 
 from tests.editor.browser_env import ARGS, ARTIFACTS, chromium_or_skip, wait_until
 
@@ -110,7 +110,7 @@ def test_click_makes_a_mask(app, page):
     time.sleep(0.5)
     client = wait_until(lambda: next(iter(session.viewer.server.get_clients().values()), None))
     cam = client.camera
-    camera = backend.camera_from_pose(cam.wxyz, cam.position, cam.fov, cam.image_width, cam.image_height)
+    camera = drawing.camera_from_pose(cam.wxyz, cam.position, cam.fov, cam.image_width, cam.image_height)
     centre = session.scene.means[session.selection > 0.5].mean(0)
     p = camera.viewmats[0] @ torch.cat([centre, torch.ones(1)])
     u, v = ((camera.Ks[0] @ p[:3]) / p[2])[:2].tolist()

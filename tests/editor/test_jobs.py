@@ -1,4 +1,4 @@
-"""JobRunner + engine worker + Viser viewer: while an edit runs, the session's Viser view receives the scene in
+"""The local runner + engine worker + Viser viewer: while an edit runs, the session's Viser view receives the scene in
 place (splat buffer updates, same node) and server renders of it; afterwards the result is adopted and the
 history grows by one entry."""
 
@@ -9,10 +9,11 @@ import time
 import numpy as np
 import torch
 
-from editor.backend import SceneBundle
+from editor.scenes import SceneBundle
 from editor.config import AppConfig
-from editor.jobs import EditSettings, JobRunner
-from editor.layout import _viewer_factory
+from editor.page import connect
+from editor.settings import EditSettings
+from editor.page import _viewer_factory
 from editor.masking import Masking
 from editor.session import SessionRegistry
 from tests.editor.apphelpers import small_scene
@@ -34,7 +35,7 @@ def test_viewer_updates_in_place_during_an_edit(tmp_path):
     config = AppConfig(viser_port=0, workspace=tmp_path)
     registry = SessionRegistry(lambda: SceneBundle(scene, "small"), tmp_path, viewer_factory=_viewer_factory(
         config, Masking()))
-    jobs = JobRunner(registry, config)
+    ctx = connect(config, registry)
     try:
         session = registry.get("s")
         viewer = registry.ensure_viewer(session)
@@ -44,11 +45,11 @@ def test_viewer_updates_in_place_during_an_edit(tmp_path):
         mask = torch.zeros(len(scene))
         mask[: len(scene) // 3] = 1.0
         session.set_selection(mask, label="test")
-        jobs.set_model(session, "closed-form:#00ff00")
+        ctx.models.choose(session, "closed-form:#00ff00")
         client.wait_for(lambda: client.of_type("GaussianSplatsMessage"))  # the initial splats have arrived
         created = len(client.of_type("GaussianSplatsMessage"))
         updates_before = len(client.of_type("SceneNodeUpdateMessage"))
-        jobs.start(session, EditSettings(prompt="green", steps=12, resolution=32, preview_every=1, densify=False,
+        ctx.runner.start_edit(session, EditSettings(prompt="green", steps=12, resolution=32, preview_every=1, densify=False,
                                          lr_scale=5.0))
         _wait(lambda: session.job.state in ("done", "error", "cancelled"))
         assert session.job.state == "done", session.job.message
@@ -65,7 +66,7 @@ def test_viewer_updates_in_place_during_an_edit(tmp_path):
         assert torch.equal(edited.sh0[len(scene) // 3:], scene.sh0[len(scene) // 3:])
         assert session.history_labels[-1].startswith("edit (sds): green")
         # And the view ends on the adopted result, tinted by its mask.
-        from editor.backend import display_colors
+        from editor.drawing import display_colors
 
         want = display_colors(edited, session.display_mask()).numpy() * 255
 
@@ -78,4 +79,4 @@ def test_viewer_updates_in_place_during_an_edit(tmp_path):
         client.close()
     finally:
         registry.close_all()
-        jobs.worker.shutdown(timeout=10)
+        ctx.link.worker.shutdown(timeout=10)

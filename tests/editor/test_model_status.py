@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from editor.jobs import _normalise_colour_spec, _probe
+from editor.models import _probe, normalise_colour_spec
 from editor.model_panel import status_markdown
 
 
@@ -40,9 +40,9 @@ def test_malformed_spec_is_an_error():
 
 
 def test_colour_picker_values_become_hex_specs():
-    assert _normalise_colour_spec("closed-form:rgba(208, 32, 32, 1)") == "closed-form:#d02020"
-    assert _normalise_colour_spec("closed-form:#00ff00") == "closed-form:#00ff00"
-    assert _normalise_colour_spec("some/model") == "some/model"
+    assert normalise_colour_spec("closed-form:rgba(208, 32, 32, 1)") == "closed-form:#d02020"
+    assert normalise_colour_spec("closed-form:#00ff00") == "closed-form:#00ff00"
+    assert normalise_colour_spec("some/model") == "some/model"
 
 
 def test_uncached_hub_model_with_no_route_to_the_hub_is_refused_quickly(monkeypatch):
@@ -52,7 +52,7 @@ def test_uncached_hub_model_with_no_route_to_the_hub_is_refused_quickly(monkeypa
     import socket
     import time
 
-    import editor.jobs as jobs
+    import editor.models as models
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -62,7 +62,7 @@ def test_uncached_hub_model_with_no_route_to_the_hub_is_refused_quickly(monkeypa
     monkeypatch.delenv("https_proxy", raising=False)
     monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
     monkeypatch.setenv("HF_ENDPOINT", f"https://127.0.0.1:{port}")
-    monkeypatch.setattr(jobs, "_REACHABLE", {})
+    monkeypatch.setattr(models, "_REACHABLE", {})
     t = time.monotonic()
     state, _, message = _probe("someone/not-a-cached-model")
     assert time.monotonic() - t < 5
@@ -71,7 +71,14 @@ def test_uncached_hub_model_with_no_route_to_the_hub_is_refused_quickly(monkeypa
 
 
 def test_run_is_refused_before_queueing_when_the_model_cannot_load(monkeypatch, tmp_path):
-    from editor.jobs import EditSettings, JobRunner
+    import torch
+
+    from editor.models import ModelChoice
+    from editor.runners.local import LocalRunner
+    from editor.scenes import SceneBundle
+    from editor.session import Session
+    from editor.settings import EditSettings
+    from engine.scene import random_scene
 
     class NoWorker:  # any command sent to the worker would be a bug here
         def subscribe(self, fn):
@@ -81,10 +88,11 @@ def test_run_is_refused_before_queueing_when_the_model_cannot_load(monkeypatch, 
             raise AssertionError(f"the worker was asked to {name}")
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
-    registry = type("R", (), {"on_create": []})()
-    config = type("C", (), {"model": "someone/not-a-cached-model", "space": False, "workspace": tmp_path})()
-    runner = JobRunner(registry, config, worker=NoWorker())
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
+    models = ModelChoice("someone/not-a-cached-model")
+    runner = LocalRunner(type("Link", (), {"worker": NoWorker()})(), models)
+    session = Session("s", SceneBundle(random_scene(40, seed=0), "random"), tmp_path)
+    session.set_selection(torch.ones(40), label="all")
     with pytest.raises(ValueError, match="hf download someone/not-a-cached-model"):
-        runner.require_model(runner.default_spec)
-    assert EditSettings(prompt="x").to_config("closed-form:red").model == "closed-form:red"
+        next(runner.run_edit(session, EditSettings(prompt="a red part", steps=3)))
+    assert session.job.state == "idle"  # nothing was queued

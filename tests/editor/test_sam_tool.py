@@ -13,7 +13,7 @@ import pytest
 import torch
 from scipy import ndimage
 
-from editor.backend import SceneBundle
+from editor.scenes import SceneBundle
 from editor.gestures import click_from_pixel
 from editor.masking import Masking
 from editor.session import Session
@@ -45,21 +45,20 @@ def toy():
 
 @pytest.fixture
 def app_session(toy, tmp_path):
-    """A session served by a real JobRunner + EngineWorker, with a Masking whose tasks run on that worker."""
+    """A session served by a real engine link + EngineWorker, with a Masking whose tasks run on that worker."""
     from editor.config import AppConfig
-    from editor.jobs import JobRunner
+    from editor.page import connect
     from editor.session import SessionRegistry
     from engine.worker import EngineWorker
 
     scene, ids, names = toy
     registry = SessionRegistry(lambda: SceneBundle(scene, "toy", ids, names), tmp_path)
     worker = EngineWorker(device="cpu")
-    jobs = JobRunner(registry, AppConfig(workspace=tmp_path), worker=worker)
     segmenter = ColourRegion()
     masking = Masking(segmenter=segmenter)
-    masking.tasks = jobs
+    ctx = connect(AppConfig(workspace=tmp_path), registry, masking, worker=worker)
     session = registry.get("s")
-    yield session, masking, segmenter, jobs
+    yield session, masking, segmenter, ctx
     worker.shutdown()
 
 
@@ -94,7 +93,7 @@ def test_sam_click_selects_the_clicked_part(toy, app_session, method):
 
 def test_sam_click_can_be_cancelled_and_changes_nothing(toy, app_session):
     scene, ids, names = toy
-    session, masking, segmenter, jobs = app_session
+    session, masking, segmenter, ctx = app_session
     session.tool, session.sam_views = "sam", 6
     slow = segmenter.segment
 
@@ -111,7 +110,7 @@ def test_sam_click_can_be_cancelled_and_changes_nothing(toy, app_session):
     deadline = time.monotonic() + 60
     while session.mask_task.state != "running" and time.monotonic() < deadline:
         time.sleep(0.01)
-    jobs.cancel_mask_task(session)
+    ctx.link.cancel_mask_task(session)
     task, _ = wait_mask_task(session)
     assert task.state == "cancelled" and session.selected_count() == 0 and session.lift is None
 

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from editor.backend import SceneBundle
+from editor.scenes import SceneBundle
 from editor.config import AppConfig
-from editor.layout import _viewer_factory
+from editor.page import _viewer_factory
 from editor.masking import Masking, combine
 from editor.session import LiftState, SessionRegistry
 from tests.editor.apphelpers import small_scene

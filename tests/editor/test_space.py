@@ -14,8 +14,10 @@ import pytest
 import torch
 from gradio_client import Client
 
-from editor import space
-from editor.space import FRONTMATTER_PATH, GPU_MAX_DURATION_S, GpuProgress, GpuResult, gpu_wrap
+from editor.runners import gpu_calls, gpu_time
+from editor.runners.gpu_calls import GpuProgress, GpuResult
+from editor.runners.gpu_time import GPU_MAX_DURATION_S, gpu_wrap
+from editor.runners.zerogpu import FRONTMATTER_PATH
 from engine.io import load
 from engine.rotate import turn_scene
 from tests.editor import fake_zerogpu
@@ -61,7 +63,7 @@ def test_fake_zerogpu_runs_the_function_in_another_process_and_drops_its_globals
 
 def test_gpu_edit_streams_previews_from_the_worker_and_stops_when_the_stream_is_closed():
     fake = FakeZeroGPU()
-    gpu_edit = fake.GPU(duration=space.edit_duration)(space.run_edit_on_gpu)
+    gpu_edit = fake.GPU(duration=gpu_time.edit_duration)(gpu_calls.run_edit_on_gpu)
     scene = small_scene(60)
     stream = gpu_edit(scene, _mask(60, 20), _edit_config(5000), _view_cameras(), None)  # no cancel file
     records = []
@@ -83,12 +85,12 @@ def test_gpu_edit_streams_previews_from_the_worker_and_stops_when_the_stream_is_
 def test_gpu_edit_stops_before_its_first_step_when_its_cancel_file_exists(tmp_path):
     cancel = tmp_path / "cancel"
     cancel.touch()
-    records = list(space.run_edit_on_gpu(small_scene(60), _mask(60, 20), _edit_config(50), _view_cameras(),
+    records = list(gpu_calls.run_edit_on_gpu(small_scene(60), _mask(60, 20), _edit_config(50), _view_cameras(),
                                          str(cancel)))
     (result,) = records
     assert isinstance(result, GpuResult) and result.cancelled and result.steps_done == 0 and result.scene is None
     # without the file it runs, and its result is the edited scene on the CPU
-    *progress, result = space.run_edit_on_gpu(small_scene(60), _mask(60, 20), _edit_config(3), _view_cameras(),
+    *progress, result = gpu_calls.run_edit_on_gpu(small_scene(60), _mask(60, 20), _edit_config(3), _view_cameras(),
                                               str(tmp_path / "absent"))
     assert len(progress) == 3 and not result.cancelled and result.steps_done == 3
     assert result.scene.means.device.type == "cpu" and result.mask.shape == (60,)
@@ -101,14 +103,14 @@ def test_gpu_generate_stops_when_its_cancel_file_exists(tmp_path):
                             num_gaussians=100)
     cancel = tmp_path / "cancel"
     cancel.touch()
-    (result,) = space.run_generate_on_gpu(None, config, str(cancel))
+    (result,) = gpu_calls.run_generate_on_gpu(None, config, str(cancel))
     assert result.cancelled and result.steps_done == 0 and result.scene is None
 
 
 def test_gpu_errors_come_back_as_a_message_not_an_exception():
     bad = _edit_config(3)
     bad.model = "closed-form:not-a-colour"
-    (result,) = space.run_edit_on_gpu(small_scene(60), _mask(60, 20), bad, _view_cameras(), None)
+    (result,) = gpu_calls.run_edit_on_gpu(small_scene(60), _mask(60, 20), bad, _view_cameras(), None)
     assert result.error and "closed-form" in result.error
 
 
@@ -118,21 +120,21 @@ def test_duration_grows_with_steps_resolution_and_model_and_the_space_default_fi
 
     robot = 33_839  # the default scene's Gaussians
     sd = EditConfig(prompt="a red scarf", model="stable-diffusion-v1-5/stable-diffusion-v1-5", method="sds",
-                    steps=space.SPACE_EDIT_STEPS, resolution=256, preview_every=5)
-    seconds = space.estimate_edit_seconds(robot, sd, renderer="torch")
+                    steps=gpu_time.SPACE_EDIT_STEPS, resolution=256, preview_every=5)
+    seconds = gpu_time.estimate_edit_seconds(robot, sd, renderer="torch")
     assert seconds < 60  # a default Space edit of the robot fits ZeroGPU's default minute
-    more_steps = space.estimate_edit_seconds(robot, EditConfig(**{**sd.__dict__, "steps": 400}), renderer="torch")
-    larger = space.estimate_edit_seconds(robot, EditConfig(**{**sd.__dict__, "resolution": 512}), renderer="torch")
-    dds = space.estimate_edit_seconds(robot, EditConfig(**{**sd.__dict__, "method": "dds"}), renderer="torch")
-    demo = space.estimate_edit_seconds(robot, EditConfig(**{**sd.__dict__, "model": "closed-form:#d02020"}),
+    more_steps = gpu_time.estimate_edit_seconds(robot, EditConfig(**{**sd.__dict__, "steps": 400}), renderer="torch")
+    larger = gpu_time.estimate_edit_seconds(robot, EditConfig(**{**sd.__dict__, "resolution": 512}), renderer="torch")
+    dds = gpu_time.estimate_edit_seconds(robot, EditConfig(**{**sd.__dict__, "method": "dds"}), renderer="torch")
+    demo = gpu_time.estimate_edit_seconds(robot, EditConfig(**{**sd.__dict__, "model": "closed-form:#d02020"}),
                                        renderer="torch")
-    fast = space.estimate_edit_seconds(robot, sd, renderer="gsplat")
+    fast = gpu_time.estimate_edit_seconds(robot, sd, renderer="gsplat")
     assert more_steps > 3 * seconds and larger > seconds and dds > seconds and demo < seconds and fast < seconds
     with pytest.raises(ValueError, match=r"GPU time.*lower Steps \(about \d+ fit"):
-        space.check_gpu_time(more_steps, 400, "edit")
-    assert space.check_gpu_time(seconds, 100, "edit") == int(np.ceil(seconds))
+        gpu_time.check_gpu_time(more_steps, 400, "edit")
+    assert gpu_time.check_gpu_time(seconds, 100, "edit") == int(np.ceil(seconds))
     huge = EditConfig(**{**sd.__dict__, "steps": 5000})
-    assert space.edit_duration(small_scene(10), None, huge) == GPU_MAX_DURATION_S  # capped
+    assert gpu_time.edit_duration(small_scene(10), None, huge) == GPU_MAX_DURATION_S  # capped
 
 
 # ------------------------------------------------------------------------------------ through the real app
@@ -167,8 +169,8 @@ def test_space_edit_streams_previews_from_the_gpu_process_cancels_and_undoes(tmp
     fake = FakeZeroGPU()
     monkeypatch.setitem(sys.modules, "spaces", fake)
     with running_app(tmp_path, space=True) as app:
-        assert ("run_edit_on_gpu", space.edit_duration) in fake.decorated
-        worker = app.ctx.jobs.worker
+        assert ("run_edit_on_gpu", gpu_time.edit_duration) in fake.decorated
+        worker = app.ctx.link.worker
         monkeypatch.setattr(worker, "start_edit", lambda *a, **k: (_ for _ in ()).throw(AssertionError("worker edit")))
         client = Client(app.url, verbose=False)
         client.predict("brush", "add", 60, "vote", 8, api_name="/set_tool")
@@ -225,8 +227,8 @@ def test_space_generate_runs_in_the_gpu_process_and_undo_restores_the_scene(tmp_
     fake = FakeZeroGPU()
     monkeypatch.setitem(sys.modules, "spaces", fake)
     with running_app(tmp_path, space=True) as app:
-        assert ("run_generate_on_gpu", space.generate_duration) in fake.decorated
-        worker = app.ctx.jobs.worker
+        assert ("run_generate_on_gpu", gpu_time.generate_duration) in fake.decorated
+        worker = app.ctx.link.worker
         monkeypatch.setattr(worker, "start_generate",
                             lambda *a, **k: (_ for _ in ()).throw(AssertionError("worker generate")))
         client = Client(app.url, verbose=False)
@@ -268,7 +270,7 @@ def test_space_front_matter_is_valid_yaml():
 
 
 def test_model3d_copy_is_turned_to_y_down_without_changing_shapes():
-    from editor.backend import for_web_viewer
+    from editor.scenes import for_web_viewer
     from engine.render.projection import covariances_3d
     from engine.scene import random_scene
     from engine.up import rotation_between
@@ -290,16 +292,15 @@ def test_model3d_copy_is_turned_to_y_down_without_changing_shapes():
 def test_the_space_preloads_its_model_once_and_starts_without_one(tmp_path, monkeypatch):
     """ZeroGPU: models load at start-up in the main process, and the forked GPU workers inherit them; a model
     that cannot load leaves the app starting (the first job reports it)."""
-    import editor.space as space
     from tests.guidance.tiny_models import save_tiny_pipeline
 
-    monkeypatch.setattr(space, "_MODELS", {})
+    monkeypatch.setattr(gpu_calls, "_MODELS", {})
     model_dir = str(save_tiny_pipeline(tmp_path / "tiny"))
-    assert space.preload_gpu_model(model_dir)
-    cached = dict(space._MODELS)
+    assert gpu_calls.preload_gpu_model(model_dir)
+    cached = dict(gpu_calls._MODELS)
     assert len(cached) == 1 and next(iter(cached))[0] == model_dir
-    device, model = space._model(model_dir)
+    device, model = gpu_calls._model(model_dir)
     assert model is next(iter(cached.values()))  # a job in this process (or a fork of it) reuses it
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert not space.preload_gpu_model(str(tmp_path / "no-such-model"))
-    assert len(space._MODELS) == 1
+    assert not gpu_calls.preload_gpu_model(str(tmp_path / "no-such-model"))
+    assert len(gpu_calls._MODELS) == 1

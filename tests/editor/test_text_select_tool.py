@@ -12,7 +12,7 @@ import pytest
 import torch
 from gradio_client import Client
 
-from editor.backend import SceneBundle
+from editor.scenes import SceneBundle
 from editor.masking import Masking
 from engine.masks.evaluation import toy_parts_scene
 from tests.editor.apphelpers import running_app, wait_mask_task
@@ -31,29 +31,28 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture
 def app_session(toy, tmp_path):
-    """A session served by a real JobRunner + EngineWorker (real model loader), and a Masking on that worker."""
+    """A session served by a real engine link + EngineWorker (real model loader), and a Masking on that worker."""
     from editor.config import AppConfig
-    from editor.jobs import JobRunner
+    from editor.page import connect
     from editor.session import SessionRegistry
     from engine.worker import EngineWorker
 
     scene, ids, names = toy
     registry = SessionRegistry(lambda: SceneBundle(scene, "toy", ids, names), tmp_path)
     worker = EngineWorker(device="cpu")
-    jobs = JobRunner(registry, AppConfig(workspace=tmp_path), worker=worker)
     masking = Masking()
-    masking.tasks = jobs
+    ctx = connect(AppConfig(workspace=tmp_path), registry, masking, worker=worker)
     session = registry.get("s")
     session.sam_views = 3
-    yield session, masking, jobs, worker
+    yield session, masking, ctx, worker
     worker.shutdown()
 
 
 
 
 def test_text_selection_runs_on_the_engine_thread_with_the_sessions_model(app_session, tiny_model_dir):
-    session, masking, jobs, worker = app_session
-    jobs.set_model(session, tiny_model_dir)
+    session, masking, ctx, worker = app_session
+    ctx.models.choose(session, tiny_model_dir)
     t = time.monotonic()
     assert masking.select_text(session, "head", "a robot head") == 0  # answers at once: the work is queued
     assert time.monotonic() - t < 2.0
@@ -74,9 +73,9 @@ def test_text_selection_runs_on_the_engine_thread_with_the_sessions_model(app_se
 
 
 def test_text_selection_within_the_selection_and_subtract(app_session, tiny_model_dir, toy):
-    session, masking, jobs, _ = app_session
+    session, masking, ctx, _ = app_session
     scene, ids, names = toy
-    jobs.set_model(session, tiny_model_dir)
+    ctx.models.choose(session, tiny_model_dir)
     with pytest.raises(ValueError, match="select a rough region first"):
         masking.select_text(session, "head", within_selection=True)
     head = ids == names.index("head")
@@ -93,25 +92,25 @@ def test_text_selection_within_the_selection_and_subtract(app_session, tiny_mode
 
 
 def test_closed_form_prior_has_no_attention_and_nothing_is_queued(app_session):
-    session, masking, jobs, _ = app_session
-    jobs.set_model(session, "closed-form:#d02020")
+    session, masking, ctx, _ = app_session
+    ctx.models.choose(session, "closed-form:#d02020")
     with pytest.raises(ValueError, match="closed-form prior has none"):
         masking.select_text(session, "head")
     assert session.mask_task.state == "idle" and session.lift is None
 
 
 def test_missing_model_says_what_to_download_before_queueing(app_session, tmp_path, monkeypatch):
-    session, masking, jobs, _ = app_session
+    session, masking, ctx, _ = app_session
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    jobs.set_model(session, "someone/not-a-cached-model")
+    ctx.models.choose(session, "someone/not-a-cached-model")
     with pytest.raises(ValueError, match="download|not downloaded|cannot"):
         masking.select_text(session, "head")
     assert session.mask_task.state == "idle"
 
 
 def test_bad_part_and_prompt_are_refused(app_session, tiny_model_dir):
-    session, masking, jobs, _ = app_session
-    jobs.set_model(session, tiny_model_dir)
+    session, masking, ctx, _ = app_session
+    ctx.models.choose(session, tiny_model_dir)
     with pytest.raises(ValueError, match="type the part"):
         masking.select_text(session, "  ")
     with pytest.raises(ValueError, match="must contain the part"):
@@ -119,7 +118,7 @@ def test_bad_part_and_prompt_are_refused(app_session, tiny_model_dir):
 
 
 def test_cancel_while_the_model_loads_changes_nothing(app_session, tiny_model_dir, monkeypatch):
-    session, masking, jobs, worker = app_session
+    session, masking, ctx, worker = app_session
     import engine.guidance.loading as loading
 
     real = loading.load_guidance
@@ -129,7 +128,7 @@ def test_cancel_while_the_model_loads_changes_nothing(app_session, tiny_model_di
         return real(*a, **k)
 
     monkeypatch.setattr(loading, "load_guidance", slow_load)
-    jobs.set_model(session, tiny_model_dir)
+    ctx.models.choose(session, tiny_model_dir)
     masking.select_text(session, "head")
     deadline = time.monotonic() + 30
     while "loading the model" not in session.mask_task.message and time.monotonic() < deadline:
@@ -138,7 +137,7 @@ def test_cancel_while_the_model_loads_changes_nothing(app_session, tiny_model_di
     other = worker.load_scene("other", session.scene)  # the task waits aside: the engine keeps serving
     assert other.result(timeout=1.0) == len(session.scene)
     assert session.mask_task.active
-    jobs.cancel_mask_task(session)
+    ctx.link.cancel_mask_task(session)
     task, _ = wait_mask_task(session)
     assert task.state == "cancelled" and session.lift is None and session.selected_count() == 0
 

@@ -6,9 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from editor import backend
+from editor import drawing, scenes
 from editor.config import AppConfig
-from editor.jobs import EditSettings, GenerateSettings, INIT_CURRENT, JobRunner
+from editor.page import connect
+from editor.settings import (EditSettings, GenerateSettings, INIT_CURRENT, checked_edit_config,
+                             checked_generate_config)
 from editor.session import SessionRegistry
 from engine.io import save
 from engine.io.up import detect_up
@@ -17,12 +19,12 @@ from tests.editor.apphelpers import small_scene
 
 
 def test_bundles_carry_the_detected_up(tmp_path):
-    robot = backend.default_scene()
+    robot = scenes.default_scene()
     assert robot.up == (0.0, 0.0, 1.0) and robot.up_source == "file"
     save(small_scene(50), tmp_path / "capture.ply")
-    capture = backend.open_scene(tmp_path / "capture.ply")
+    capture = scenes.open_scene(tmp_path / "capture.ply")
     assert capture.up == (0.0, -1.0, 0.0) and capture.up_source == "format"
-    info = backend.scene_info(capture)
+    info = scenes.scene_info(capture)
     assert info["up"] == "-y" and info["up_source"] == "format"
 
 
@@ -30,42 +32,42 @@ def test_the_streamed_view_of_a_turned_scene_is_the_same_picture(tmp_path):
     """The robot turned to -y up and opened with its detected up looks exactly like the original."""
     from editor.session import Session
 
-    robot = backend.default_scene()
-    turned = backend.SceneBundle(turn_scene(robot.scene, (0, 0, 1), (0, -1, 0)), "turned", up=(0.0, -1.0, 0.0))
+    robot = scenes.default_scene()
+    turned = scenes.SceneBundle(turn_scene(robot.scene, (0, 0, 1), (0, -1, 0)), "turned", up=(0.0, -1.0, 0.0))
     a, b = Session("a", robot, tmp_path / "a"), Session("b", turned, tmp_path / "b")
     assert a.view.up == (0.0, 0.0, 1.0) and b.view.up == (0.0, -1.0, 0.0)
-    image_a = backend.render_view(a.scene, a.view.cameras(48, 48)).astype(int)
-    image_b = backend.render_view(b.scene, b.view.cameras(48, 48)).astype(int)
+    image_a = drawing.render_view(a.scene, a.view.cameras(48, 48)).astype(int)
+    image_b = drawing.render_view(b.scene, b.view.cameras(48, 48)).astype(int)
     assert np.abs(image_a - image_b).max() <= 3
     b.set_up((0.0, 0.0, 1.0))  # the user says otherwise: the view follows
     assert b.up == (0.0, 0.0, 1.0) and b.bundle.up_source == "user" and b.view.up == (0.0, 0.0, 1.0)
-    assert np.abs(backend.render_view(b.scene, b.view.cameras(48, 48)).astype(int) - image_a).mean() > 5
+    assert np.abs(drawing.render_view(b.scene, b.view.cameras(48, 48)).astype(int) - image_a).mean() > 5
 
 
 def test_edits_exports_and_restores_use_the_sessions_up(tmp_path):
     scene = small_scene(80)
     config = AppConfig(viser_port=0, workspace=tmp_path)
-    registry = SessionRegistry(lambda: backend.SceneBundle(scene, "small", up=(0.0, -1.0, 0.0)), tmp_path)
-    jobs = JobRunner(registry, config)
+    registry = SessionRegistry(lambda: scenes.SceneBundle(scene, "small", up=(0.0, -1.0, 0.0)), tmp_path)
+    ctx = connect(config, registry)
     try:
         session = registry.get("s")
         assert session.up == (0.0, -1.0, 0.0)
         session.set_selection(torch.ones(len(scene)), label="all")
-        jobs.set_model(session, "closed-form:#00ff00")
-        edit = jobs.checked_edit_config(session, EditSettings(prompt="red", steps=2, resolution=32))
+        ctx.models.choose(session, "closed-form:#00ff00")
+        edit = checked_edit_config(session, EditSettings(prompt="red", steps=2, resolution=32), ctx.models)
         assert tuple(edit.up) == (0.0, -1.0, 0.0)
-        assert tuple(jobs.checked_generate_config(session, GenerateSettings(prompt="a mug", init=INIT_CURRENT,
-                                                                            model="closed-form:red")).up) == session.up
-        assert tuple(jobs.checked_generate_config(session, GenerateSettings(
-            prompt="a mug", model="closed-form:red")).up) == (0.0, 0.0, 1.0)  # primitives are +z up
+        assert tuple(checked_generate_config(session, GenerateSettings(prompt="a mug", init=INIT_CURRENT,
+                                                                       model="closed-form:red"), ctx.models).up) == session.up
+        assert tuple(checked_generate_config(session, GenerateSettings(
+            prompt="a mug", model="closed-form:red"), ctx.models).up) == (0.0, 0.0, 1.0)  # primitives are +z up
 
-        jobs.set_up(session, (1.0, 0.0, 0.0))
-        out = jobs.export(session, tmp_path / "exports" / "scene.ply")
+        ctx.link.set_up(session, (1.0, 0.0, 0.0))
+        out = ctx.link.export(session, tmp_path / "exports" / "scene.ply")
         assert detect_up(out).up == (1.0, 0.0, 0.0) and detect_up(out).source == "file"
 
         other = registry.get("t")
-        jobs.restore(other, "s")
+        ctx.link.restore(other, "s")
         assert other.up == (1.0, 0.0, 0.0) and other.view.up == (1.0, 0.0, 0.0)
     finally:
         registry.close_all()
-        jobs.worker.shutdown(timeout=10)
+        ctx.link.worker.shutdown(timeout=10)

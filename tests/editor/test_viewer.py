@@ -9,7 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
-from editor import backend
+from editor import drawing
 from editor.gestures import click_from_pixel
 from editor.viewer import SessionViewer
 from engine.scene import random_scene
@@ -71,7 +71,7 @@ def test_mask_tint_updates_in_place_and_toggles(viewer_and_client):
     def tinted():
         buf = _latest_buffer(client, 30)
         rgba = buf[:, 7:8].copy().view(np.uint8).reshape(-1, 4)
-        want = backend.display_colors(scene, mask).numpy() * 255
+        want = drawing.display_colors(scene, mask).numpy() * 255
         return rgba if np.abs(rgba[:, :3] - want).max() <= 1.0 else None
 
     rgba = client.wait_for(tinted)
@@ -129,7 +129,7 @@ def test_rectangle_only_while_rect_mode(viewer_and_client):
 def test_server_render_low_then_full_resolution(viewer_and_client):
     viewer, client, _, _ = viewer_and_client
     scene = random_scene(60, seed=2, extent=0.5)
-    backend.render_view(scene, backend.camera_from_pose(LOOK_Y_WXYZ, EYE, 0.8, 40, 30))  # warm the renderer up
+    drawing.render_view(scene, drawing.camera_from_pose(LOOK_Y_WXYZ, EYE, 0.8, 40, 30))  # warm the renderer up
     viewer.show(scene)
     client.send_camera(LOOK_Y_WXYZ, EYE, fov=0.8, width=160, height=120)
     client.wait_for(lambda: viewer.server.get_clients())
@@ -174,7 +174,7 @@ def test_two_viewers_are_isolated():
 
 def test_click_ray_and_camera_agree():
     """click_from_pixel's ray passes through the pixel it came from (round trip through the camera)."""
-    camera = backend.camera_from_pose(LOOK_Y_WXYZ, EYE, 0.8, 320, 240)
+    camera = drawing.camera_from_pose(LOOK_Y_WXYZ, EYE, 0.8, 320, 240)
     click = click_from_pixel(camera, 70.0, 200.0)
     point = click.ray_origin + 2.5 * click.ray_direction
     p = camera.viewmats[0].double() @ torch.tensor([*point, 1.0], dtype=torch.float64)

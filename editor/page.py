@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from . import backend
+from . import scenes
 from .config import AppConfig
 from .context import AppContext
 from .edit_panel import build_edit_panel, job_outputs
@@ -46,22 +46,41 @@ def viser_iframe(host_header: str | None, port: int) -> str:
             f'title="3D view" style="width:100%;height:{VISER_HEIGHT}px;border:0;border-radius:8px"></iframe>')
 
 
-def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, jobs=None,
+def connect(config: AppConfig, registry: SessionRegistry, masking: Masking | None = None, *, worker=None,
+            runner=None) -> AppContext:
+    """The app's context: one engine worker (`worker`, else a new one autosaving under the workspace), the link
+    that shows its state in the sessions, the model choice, and the runner of the app's mode (`runner`: a
+    factory `(link, models) -> Runner`, for tests)."""
+    from .engine_link import EngineLink
+    from .models import ModelChoice
+    from .runners import make_runner
+
+    if worker is None:
+        from engine.worker import EngineWorker
+
+        worker = EngineWorker(workspace=Path(config.workspace) / "autosave")
+    masking = masking or Masking(str(config.sam_checkpoint) if getattr(config, "sam_checkpoint", None) else None)
+    link = EngineLink(registry, worker)
+    models = ModelChoice(config.model)
+    ctx = AppContext(config, registry, link, models,
+                     runner(link, models) if runner is not None else make_runner(config, link, models), masking)
+    if masking.tasks is None:
+        masking.tasks = link  # SAM clicks and lifting run as tasks on the engine thread
+    masking.models = models  # text selection reads the session's model, the one Edit and Generate use
+    return ctx
+
+
+def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, worker=None,
               masking: Masking | None = None) -> tuple[gr.Blocks, AppContext]:
     """The Gradio Blocks of the editor (not launched) and its context."""
-    from .jobs import JobRunner
-
     masking = masking or Masking(str(config.sam_checkpoint) if config.sam_checkpoint else None)
-    own_masking = masking.tasks is None
     if registry is None:
         registry = SessionRegistry(
-            lambda: backend.default_scene(config.scene), Path(config.workspace), ttl_s=config.session_ttl_s,
+            lambda: scenes.default_scene(config.scene), Path(config.workspace), ttl_s=config.session_ttl_s,
             max_viewers=config.max_viewers,
             viewer_factory=_viewer_factory(config, masking) if config.use_viser else None,
         )
-    ctx = AppContext(config, registry, jobs or JobRunner(registry, config), masking)
-    if own_masking:
-        masking.tasks = ctx.jobs  # SAM clicks and lifting run as tasks on the engine thread
+    ctx = connect(config, registry, masking, worker=worker)
 
     with gr.Blocks(title="Splat part editor", fill_width=True) as demo:
         gr.Markdown("### Part-level editing of 3D Gaussian splats — select a part, describe the change, watch it")
@@ -80,7 +99,7 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
                         build_render_panel(ctx)
                     view_tabs.append(render_tab)
                     if not config.use_viser:
-                        from .space import build_model3d_tab
+                        from .model3d_panel import build_model3d_tab
 
                         build_model3d_tab(ctx)
             with gr.Column(scale=2):
@@ -167,7 +186,7 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, job
             """The tab closed or reloaded: free its viewer port and memory (a running job is cancelled)."""
             session_id = getattr(request, "session_hash", None)
             if session_id:
-                ctx.jobs.forget(session_id)
+                ctx.link.forget(session_id)
                 ctx.registry.close(session_id)
 
         demo.unload(on_unload)
@@ -217,14 +236,14 @@ def launch(config: AppConfig) -> None:
         port = int(os.environ.get("GRADIO_SERVER_PORT", port))
     demo.queue(default_concurrency_limit=8)
     _start_reaper(ctx)
-    ctx.jobs.worker.warm_up()  # the renderer's first-use compilation, before anyone presses Run
+    ctx.link.worker.warm_up()  # the renderer's first-use compilation, before anyone presses Run
     # Read the default scene and probe the model while the server starts, so the first page is quick.
     threading.Thread(target=ctx.registry.base_bundle, name="preload-scene", daemon=True).start()
-    ctx.jobs.probe_model(ctx.jobs.default_spec)
-    if config.space and ctx.jobs.model_status_of(ctx.jobs.default_spec) in ("available", "loaded"):
-        from .space import preload_gpu_model
+    spec = ctx.models.default_spec
+    if config.space and ctx.models.status_of(spec)["state"] in ("available", "loaded"):
+        from .runners.gpu_calls import preload_gpu_model
 
-        preload_gpu_model(ctx.jobs.default_spec)  # before serving: the GPU workers inherit the loaded model
+        preload_gpu_model(spec)  # before serving: the GPU workers inherit the loaded model
     demo.launch(
         server_name=host, server_port=port, share=config.share, max_file_size=int(config.max_upload_mb * 1_000_000),
         allowed_paths=[str(Path(config.workspace).resolve())], css=CSS, show_error=True,

@@ -1,0 +1,47 @@
+"""How a job (an edit, a generation) runs, behind one `Runner` protocol the panels call.
+
+- `local.LocalRunner`: on the engine worker of this process (pause, resume, cancel); the default.
+- `zerogpu.ZeroGpuRunner`: in Space mode, inside a `spaces.GPU` call from the request (cancel, no pause).
+
+Both turn their progress records into the session's JobStatus through the one `editor.job_status.apply_progress`,
+check their input with `editor.settings` before anything runs, and put the result into the worker's history as
+one entry, so undo, redo, export and autosave do not care which ran it. A panel calls `ctx.runner.run_edit(...)`
+and iterates the statuses; it shows Pause only when `ctx.runner.can_pause`.
+
+Mask tasks (SAM clicks, select by text) are not jobs: they run on the engine worker in both modes
+(editor.engine_link.start_mask_task); see the README's Space section for why.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Protocol
+
+from ..job_status import JobStatus
+
+
+class Runner(Protocol):
+    can_pause: bool
+
+    def run_edit(self, session, settings) -> Iterator[JobStatus]:
+        """Start an edit of the session's selection and yield its status until it ends. The first `next()`
+        raises ValueError (nothing started) for bad input or a model that cannot load."""
+
+    def run_generate(self, session, settings) -> Iterator[JobStatus]:
+        """Start a text-to-3D generation whose result replaces the session's scene; statuses as run_edit."""
+
+    def pause(self, session) -> None: ...
+
+    def resume(self, session) -> None: ...
+
+    def cancel(self, session) -> None: ...
+
+
+def make_runner(config, link, models) -> Runner:
+    """The runner the app's mode calls for: ZeroGPU in Space mode, else the local worker."""
+    if getattr(config, "space", False):
+        from .zerogpu import ZeroGpuRunner
+
+        return ZeroGpuRunner(link, models)
+    from .local import LocalRunner
+
+    return LocalRunner(link, models)

@@ -1,0 +1,189 @@
+"""LocalRunner: jobs on this process's engine worker, which owns the device; pause, resume and cancel at once.
+
+    run_edit ─► worker.start_edit ─► ProgressEvent / PreviewEvent ─► session.job (apply_progress)
+                                 └► DoneEvent ─► the session shows the worker's new current state
+    run_generate ─► worker.start_generate ─► the same events ─► the result opens as a new scene
+
+The run_* generators poll the session's JobStatus (filled from the worker's events on the worker thread) and yield
+a snapshot whenever it changed, until the job ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Iterator
+
+from ..drawing import render_view
+from ..job_status import JobStatus, apply_progress
+from ..session import Session
+from ..settings import INIT_CURRENT, checked_edit_config, checked_generate_config
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2  # how often a streaming handler looks at the job status
+VIEW_SIZE = 256  # before / preview images are rendered at this size from the session's view
+
+
+class LocalRunner:
+    can_pause = True
+
+    def __init__(self, link, models) -> None:
+        self.link, self.models, self.worker = link, models, link.worker
+        self._lock = threading.RLock()
+        self._job_ids: dict[int, str] = {}  # worker command id -> session id
+        self._generations: dict[int, tuple] = {}  # worker command id of a generation -> (scene name, up)
+        self.worker.subscribe(self._on_event)
+
+    # ------------------------------------------------------------------ starting (UI threads)
+    def run_edit(self, session: Session, settings) -> Iterator[JobStatus]:
+        self.start_edit(session, settings)
+        yield from self.stream(session)
+
+    def run_generate(self, session: Session, settings) -> Iterator[JobStatus]:
+        self.start_generate(session, settings)
+        yield from self.stream(session)
+
+    def start_edit(self, session: Session, settings) -> None:
+        """Queue an edit of the session's selection; bad input raises ValueError before anything is queued."""
+        with session.lock:
+            config = checked_edit_config(session, settings, self.models)
+            self._queue(session, config, lambda: self.worker.start_edit(session.id, config))
+        self.models.mark_loading(config.model)
+
+    def start_generate(self, session: Session, settings) -> None:
+        """Queue a text-to-3D generation; its result opens as the session's scene (undo goes back)."""
+        with session.lock:
+            config = checked_generate_config(session, settings, self.models)
+            future = self._queue(session, config, lambda: self.worker.start_generate(
+                session.id, config, from_current=settings.init == INIT_CURRENT))
+            with self._lock:
+                self._generations[future.command_id] = (f"generated: {config.prompt.strip()[:60]}", config.up)
+        self.models.mark_loading(config.model)
+
+    def _queue(self, session: Session, config, submit):
+        """The job's status, then the worker command (registered before its first event can arrive)."""
+        view = session.view
+        session.job = JobStatus(state="queued", total=config.steps, message=self._queued_message(),
+                                before=render_view(session.scene, view.cameras(VIEW_SIZE, VIEW_SIZE)))
+        session.job_view = view
+        with self._lock:
+            future = submit()
+            self._job_ids[future.command_id] = session.id
+        session.job.job_id = str(future.command_id)
+        if session.viewer is not None:
+            session.viewer.set_editing(True)
+        return future
+
+    def _queued_message(self) -> str:
+        if getattr(self.worker, "warming_up", False):
+            return "waiting for the engine: warming up (the first start compiles the renderer)"
+        return "waiting for the engine"
+
+    @staticmethod
+    def stream(session: Session) -> Iterator[JobStatus]:
+        """Snapshots of the session's job whenever it changed, until it is no longer active."""
+        seen = None
+        while True:
+            with session.lock:
+                job = session.job
+                key = (job.state, job.step, job.preview_count, len(job.losses), job.message)
+                snapshot = job.copy()
+            if key != seen:
+                seen = key
+                yield snapshot
+            if not snapshot.active:
+                return
+            time.sleep(POLL_S)
+
+    # ------------------------------------------------------------------ controls (immediate)
+    def pause(self, session: Session) -> None:
+        if session.job.state in ("queued", "running"):
+            self.worker.pause(session.id)
+            self._set_job(session, state="paused")
+
+    def resume(self, session: Session) -> None:
+        if session.job.state == "paused":
+            self.worker.resume(session.id)
+            self._set_job(session, state="running")
+
+    def cancel(self, session: Session) -> None:
+        if session.job.active:
+            self.worker.resume(session.id)
+            self.worker.cancel(session.id)
+            self._set_job(session, message="cancelling…")
+
+    @staticmethod
+    def _set_job(session: Session, **changes) -> None:
+        with session.lock:
+            for key, value in changes.items():
+                setattr(session.job, key, value)
+
+    # ------------------------------------------------------------------ worker events (worker thread)
+    def _on_event(self, event) -> None:
+        from engine.worker import DoneEvent, ErrorEvent, NoticeEvent, PreviewEvent, ProgressEvent
+
+        with self._lock:
+            mine = event.job is not None and event.job in self._job_ids
+        if not mine:
+            return
+        session = self.link.session_for(event.session)
+        if session is None:
+            return
+        if isinstance(event, NoticeEvent):
+            self._set_job(session, message=event.message)
+        elif isinstance(event, ProgressEvent):
+            self.models.mark_loaded(self.models.spec_for(session), str(getattr(self.worker, "device", "")))
+            with session.lock:
+                apply_progress(session.job, step=event.step, total=event.total, elapsed_s=event.elapsed_s,
+                               eta_s=event.eta_s, losses=event.losses)
+        elif isinstance(event, PreviewEvent):
+            with session.lock:
+                session.job.preview = event.image
+                session.job.preview_count += 1
+            if event.scene is not None:  # the scene so far: both views show it live
+                session.set_live(event.scene, event.mask)
+                if session.viewer is not None:
+                    session.viewer.show(event.scene, session.display_mask())
+        elif isinstance(event, DoneEvent):
+            self._job_finished(session, event)
+        elif isinstance(event, ErrorEvent):
+            if getattr(event, "kind", "") == "model-unavailable" or "load the diffusion model" in event.message:  # TODO(merge)
+                self.models.set_state(self.models.spec_for(session), "unavailable", "", event.message)
+            self._finish(session, event.job, "error", event.message or "error")  # the whole message
+
+    def _job_finished(self, session: Session, event) -> None:
+        if event.cancelled:
+            self._finish(session, event.job, "cancelled", event.message or "cancelled")
+            return
+        with self._lock:
+            generated = self._generations.pop(event.job, None)
+
+        def adopt() -> None:  # not on the worker thread: showing the result asks the worker for it
+            try:
+                self.link.show_result(session, generated)
+                with session.lock:
+                    view = getattr(session, "job_view", session.view)
+                    session.job.preview = render_view(session.scene, view.cameras(VIEW_SIZE, VIEW_SIZE))
+                    session.job.preview_count += 1
+                self._finish(session, event.job, "done", event.message)
+            except Exception as exc:  # noqa: BLE001
+                log.exception("adopting the job's result failed")
+                self._finish(session, event.job, "error", str(exc))
+
+        threading.Thread(target=adopt, name="adopt-result", daemon=True).start()
+
+    def _finish(self, session: Session, job_id, state: str, message: str) -> None:
+        with self._lock:
+            self._job_ids.pop(job_id, None)
+            self._generations.pop(job_id, None)
+        with session.lock:
+            session.job.state = state
+            session.job.message = message
+            session.job.eta_s = None
+            session.live = None
+            session.revision += 1
+        if session.viewer is not None:
+            session.viewer.set_editing(False)
+            session.push_to_viewer()

@@ -1,0 +1,108 @@
+"""What the Edit and Generate panels collect, and its checked engine config (refused before anything runs).
+
+Shared by every runner (the local worker, a ZeroGPU call): a bad prompt, an empty selection or a model that cannot
+load is a ValueError here, before a job is queued or a GPU is asked for.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+@dataclass
+class EditSettings:
+    """What the Edit panel collects; `to_config` turns it into engine.edit.EditConfig."""
+
+    prompt: str
+    source_prompt: str = ""
+    method: str = "sds"
+    steps: int = 300
+    guidance_scale: float | None = None
+    resolution: int = 256
+    seed: int = 0
+    preview_every: int = 5
+    densify: bool = True
+    prior_removal: bool = False
+    lr_scale: float = 1.0  # multiplies every learning rate (the closed-form demo converges faster with > 1)
+
+    def to_config(self, model_spec: str):
+        from engine.edit import EditConfig
+
+        config = EditConfig(
+            prompt=self.prompt, source_prompt=self.source_prompt, method=self.method, model=model_spec,
+            steps=int(self.steps), resolution=int(self.resolution), guidance_scale=self.guidance_scale,
+            seed=int(self.seed), preview_every=int(self.preview_every), preview_resolution=256,
+        )
+        config.densify.enabled = bool(self.densify)
+        if self.lr_scale <= 0:
+            raise ValueError(f"the learning-rate scale must be positive, got {self.lr_scale}")
+        for name, value in config.lr.as_dict().items():
+            setattr(config.lr, name, value * float(self.lr_scale))
+        if self.prior_removal:
+            config.prior.enabled = True  # (unticked: the method's default — on for romap, off otherwise)
+        return config
+
+
+INIT_CURRENT = "current scene"  # GenerateSettings.init value: start from the session's current scene
+
+
+@dataclass
+class GenerateSettings:
+    """What the Scene panel's "Generate from text" group collects; `to_config` makes engine.generate's config."""
+
+    prompt: str
+    model: str = ""  # "" : the session's model
+    method: str = "sds"
+    steps: int = 300
+    init: str = "sphere"  # sphere | ellipsoid | INIT_CURRENT
+    seed: int = 0
+    resolution: int = 128
+    num_gaussians: int = 2000
+    preview_every: int = 5
+
+    def to_config(self, model_spec: str):
+        from engine.generate import GenerateConfig
+
+        return GenerateConfig(
+            prompt=self.prompt, model=model_spec, method=self.method, steps=int(self.steps),
+            resolution=int(self.resolution), seed=int(self.seed), num_gaussians=int(self.num_gaussians),
+            init="sphere" if self.init == INIT_CURRENT else self.init, preview_every=int(self.preview_every),
+            preview_resolution=256,
+        )
+
+
+def checked_edit_config(session, settings: EditSettings, models):
+    """The EditConfig for the session's selection with its model (`models`: editor.models.ModelChoice), or
+    ValueError saying why the edit cannot run. Call it holding `session.lock`."""
+    from engine.edit import check_edit_inputs
+
+    if session.job.active:
+        raise ValueError("an edit is already running in this session")
+    if session.mask_task.active:
+        raise ValueError("a SAM click is still being worked on: wait for its mask (or cancel it) first")
+    config = settings.to_config(models.spec_for(session))
+    config.up = tuple(session.up)  # the edit's orbit cameras circle the scene's up axis
+    check_edit_inputs(session.scene, session.selection, config)
+    if not bool((session.selection > config.mask_threshold).any()):
+        raise ValueError("nothing is selected: select the part to edit first (Mask tab)")
+    models.require(config.model)  # a missing model is refused here, before anything is queued
+    return config
+
+
+def checked_generate_config(session, settings: GenerateSettings, models):
+    """The GenerateConfig for these settings (model: the session's, unless the settings name one), or ValueError
+    saying what to fix."""
+    from engine.generate import check_generate_config
+    from engine.guidance import parse_model_spec
+
+    from .models import normalise_colour_spec
+
+    if session.job.active:
+        raise ValueError("an edit or generation is already running in this session")
+    spec = normalise_colour_spec((settings.model or "").strip()) or models.spec_for(session)
+    parse_model_spec(spec)
+    models.require(spec)
+    config = settings.to_config(spec)
+    if settings.init == INIT_CURRENT:  # the primitives are built +z up (config.up's default)
+        config.up = tuple(session.up)
+    check_generate_config(config)
+    return config
