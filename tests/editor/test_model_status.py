@@ -52,7 +52,7 @@ def test_uncached_hub_model_with_no_route_to_the_hub_is_refused_quickly(monkeypa
     import socket
     import time
 
-    import editor.models as models
+    from engine.guidance import availability
 
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
@@ -62,7 +62,7 @@ def test_uncached_hub_model_with_no_route_to_the_hub_is_refused_quickly(monkeypa
     monkeypatch.delenv("https_proxy", raising=False)
     monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
     monkeypatch.setenv("HF_ENDPOINT", f"https://127.0.0.1:{port}")
-    monkeypatch.setattr(models, "_REACHABLE", {})
+    monkeypatch.setattr(availability, "_REACHABLE", {})
     t = time.monotonic()
     state, _, message = _probe("someone/not-a-cached-model")
     assert time.monotonic() - t < 5
