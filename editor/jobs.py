@@ -286,7 +286,7 @@ class JobRunner:
         self._mirror(session)
 
     def export(self, session: Session, path, *, spz_frame: str = "spec") -> str:
-        """Write the current scene; a .ply records the scene's up axis in its header (engine.io.up); an .spz is
+        """Write the current scene; a .ply records the scene's up axis in its header (engine.io.detect_up); an .spz is
         stored in `spz_frame` ("raw" for splat-transform and Niantic's converter)."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         name = Path(path).name.lower()

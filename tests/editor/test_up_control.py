@@ -11,7 +11,7 @@ from editor.config import AppConfig
 from editor.jobs import EditSettings, GenerateSettings, INIT_CURRENT, JobRunner
 from editor.session import SessionRegistry
 from engine.io import save
-from engine.io.up import detect_up
+from engine.io.detect_up import detect_up
 from engine.rotate import turn_scene
 from tests.editor.apphelpers import small_scene
 
