@@ -45,8 +45,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..render.sh import sh_basis
 from ..scene import GaussianScene, sh0_to_rgb
+from ..sh import sh_basis
 from .contrib import ViewWeights, compositing_weights
 from .lift_vote import VISIBILITY_EPS
 from .ops import knn_graph, nearest
