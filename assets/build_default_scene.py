@@ -309,7 +309,7 @@ def to_scene(arrays: dict[str, np.ndarray]):
 
 def write_default_scene(out_dir: Path, seed: int = DEFAULT_SEED) -> dict[str, np.ndarray]:
     """Build and write the .ply (its up axis in a header comment), the part-id .npy and the part-name .json."""
-    from engine.io.up import save_with_up
+    from engine.io.detect_up import save_with_up
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

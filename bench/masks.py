@@ -43,7 +43,7 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.masks.contrib import compositing_weights  # noqa: E402
+from engine.masks.compositing import compositing_weights  # noqa: E402
 from engine.masks.evaluation import corrupt_views, ground_truth_masks, iou, sphere_views  # noqa: E402
 from engine.masks.galp import GalpConfig, galp  # noqa: E402
 from engine.masks.lift_vote import VISIBILITY_EPS, vote  # noqa: E402

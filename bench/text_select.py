@@ -83,7 +83,7 @@ def timing(scene, spec: str, args) -> dict:
 
 def oracle(scene, ids, names, args) -> dict:
     from engine.masks.attention import TextMaskConfig, select_by_text
-    from engine.masks.contrib import compositing_weights
+    from engine.masks.compositing import compositing_weights
     from engine.masks.evaluation import ground_truth_masks, iou
     from engine.masks.lift_vote import VISIBILITY_EPS
 

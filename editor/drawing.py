@@ -72,7 +72,7 @@ class TintedViews:
     """Mask-tinted images of one scene from one camera, re-coloured without re-rendering.
 
     With tint on, every Gaussian shows its base colour blended toward the tint by its weight, and the image is
-    a fixed linear map of those colours: the compositing weights of the view (engine.masks.contrib). Keeping
+    a fixed linear map of those colours: the compositing weights of the view (engine.masks.compositing). Keeping
     that map for the current (scene, camera) turns a mask change into one sparse product (~20 ms for 150k
     Gaussians) instead of a full render (~0.3-1 s on a CPU). `prepare` builds the map (call it off the
     request path); `image` returns None until it is ready for exactly that scene and camera.
@@ -112,7 +112,7 @@ class TintedViews:
             self._building = key
 
         def build() -> None:
-            from engine.masks.contrib import compositing_weights
+            from engine.masks.compositing import compositing_weights
 
             try:
                 with torch.no_grad():

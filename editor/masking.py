@@ -3,12 +3,14 @@
 The tool (pick / brush / rect / sam) and the operation (add / subtract) are the session's, chosen in the Mask
 panel; gestures arrive from either view as ViewClick / ViewRect. The geometry (which Gaussians a pixel, disc
 or rectangle covers; SAM; lifting; grow/shrink) is engine.masks' job — this module only routes and combines.
+The long tasks (a SAM click lifted to 3D, selecting a part by its name) are engine.masks.tasks functions run by
+the engine worker: this module gathers their inputs from the session, queues them, and applies their result.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -57,24 +59,19 @@ class Masking:
     def __init__(self, sam_checkpoint: str | None = None, *, segmenter=None) -> None:
         """sam_checkpoint: path of a SAM checkpoint for the SAM tool (loaded on first use, on the engine thread);
         `segmenter`: an already loaded engine.masks.sam.SamSegmenter (tests pass a tiny random one)."""
-        self.sam_checkpoint = sam_checkpoint
-        self._segmenter = segmenter
-        self._sam_lock = threading.Lock()
+        from engine.masks.sam import SamLoader
+
+        self.sam = SamLoader(sam_checkpoint, segmenter=segmenter)
         self.tasks = None  # editor.engine_link.EngineLink (set by editor.page.connect): SAM and lifting run on its worker
         self.models = None  # editor.models.ModelChoice (set by editor.page.connect): the model text selection reads
 
-    def segmenter(self):
-        """The SAM segmenter, loaded once (called inside a worker task: the engine thread owns the device)."""
-        with self._sam_lock:
-            if self._segmenter is None:
-                from engine.masks.sam import load_sam, missing_checkpoint_message
+    def _require_sam(self) -> None:
+        """Refuse at once, saying how to give one, when there is no SAM checkpoint to load."""
+        if not self.sam.available:
+            from engine.masks.sam import missing_checkpoint_message
 
-                if not self.sam_checkpoint:
-                    raise ValueError(missing_checkpoint_message("(none given)")
-                                     + " with python app.py --sam-checkpoint PATH (or set SPLATEDIT_SAM)")
-                device = "cuda" if torch.cuda.is_available() else "cpu"
-                self._segmenter = load_sam(self.sam_checkpoint, device=device)
-            return self._segmenter
+            raise ValueError(missing_checkpoint_message("(none given)")
+                             + " with python app.py --sam-checkpoint PATH (or set SPLATEDIT_SAM)")
 
     # ------------------------------------------------------------------ gestures
     def apply_click(self, session: Session, click: ViewClick) -> int:
@@ -130,56 +127,35 @@ class Masking:
 
     def sam_click(self, session: Session, click: ViewClick) -> int:
         """SAM on the clicked view and on orbit views around the clicked point, lifted to 3D with the session's
-        lift method (voting or 3D-GALP), as a task on the engine thread: this returns at once (the current
-        count); the task reports its progress in the session's `mask_task` and, when it ends, the lifted weights
-        cut at the threshold slider's value (0.5 by default) become the selection."""
-        if not self.sam_checkpoint and self._segmenter is None:
-            self.segmenter()  # raises the "no checkpoint" message right away
+        lift method (voting or 3D-GALP), as a task on the engine thread (engine.masks.tasks.lift_sam_click):
+        this returns at once (the current count); the task reports its progress in the session's `mask_task`
+        and, when it ends, the lifted weights cut at the threshold slider's value (0.5 by default) become the
+        selection."""
+        from engine.masks.tasks import lift_sam_click
+
+        self._require_sam()
         if self.tasks is None:
             raise ValueError("the SAM tool needs the engine worker (no engine link attached)")
         with session.lock:
             scene, op, method, num_views = session.scene, session.op, session.lift_method, session.sam_views
-        camera, (x, y) = click.camera[0:1], click.pixel
-
-        def work(progress, should_stop):
-            from engine.masks.multiview import MultiViewConfig, segment_click
-
-            total = num_views + 2  # the clicked view, its orbit views, lifting
-            if self._segmenter is None:
-                progress(0, total, "loading SAM")
-            segmenter = self.segmenter()
-            progress(0, total, "SAM on the clicked view")
-            cfg = MultiViewConfig(num_views=num_views, up=tuple(getattr(session, "up", (0.0, 0.0, 1.0))))
-            views = segment_click(scene, segmenter, camera, x, y, cfg,
-                                  on_view=lambda done, n: progress(done, n + 1, f"SAM: {done} of {n} views segmented"))
-            n = 1 + len(views.kept)
-            progress(n, n + 1, f"lifting {n} views to 3D ({'3D-GALP' if method == 'galp' else 'voting'})")
-            if method == "galp":
-                from engine.masks.galp import galp
-
-                result = galp(scene, views.views)
-            else:
-                from engine.masks.lift_vote import vote
-
-                result = vote(scene, views.views)
-            return result.weights[0].float().cpu()
-
+            up = tuple(getattr(session, "up", (0.0, 0.0, 1.0)))
+        work = partial(lift_sam_click, scene, click.camera[0:1], tuple(click.pixel), self.sam,
+                       method=method, num_views=num_views, up=up)
         adopt = self._lift_adopter(session, scene, op, "the scene changed while SAM ran; click again")
         self.tasks.start_mask_task(session, "sam", work, adopt)
         return session.selected_count()
 
     def select_text(self, session: Session, part: str, prompt: str = "", *, within_selection: bool = False,
                     refine_with_sam: bool = False, num_views: int | None = None) -> int:
-        """Select the part named `part` from the editing model's cross-attention to its word in many views
-        (engine.masks.attention.select_by_text), lifted with 3D-GALP, as a task on the engine thread: returns at
+        """Select the part named `part` from the editing model's cross-attention to its word in many views,
+        lifted with 3D-GALP, as a task on the engine thread (engine.masks.tasks.lift_text_selection): returns at
         once (the current count); progress shows in `session.mask_task`, and the lifted weights become the
         selection through the session's operation, cut at the threshold slider (re-cut like a SAM click's).
 
         within_selection: frame the views on the current selection (a rough region) instead of the whole scene.
         Refused at once, with what to do, when the model has no attention (closed-form / reference prior) or
         cannot be loaded (what to download: the same model as for editing)."""
-        from engine.guidance import parse_model_spec
-        from engine.masks.attention import NO_ATTENTION, TextMaskConfig
+        from engine.masks.tasks import lift_text_selection, text_selection_refusal
 
         part, prompt = (part or "").strip(), (prompt or "").strip()
         if not part:
@@ -190,8 +166,9 @@ class Masking:
             raise ValueError("text selection needs the engine worker (no engine link attached)")
         session.check_mask_editable()
         spec = self.models.spec_for(session)
-        if parse_model_spec(spec).is_closed_form:
-            raise ValueError(f"{NO_ATTENTION} (the session uses {spec}; set one in the Model tab)")
+        refusal = text_selection_refusal(spec)
+        if refusal:
+            raise ValueError(f"{refusal} (the session uses {spec}; set one in the Model tab)")
         self.models.require(spec)  # what to download, before anything is queued
         with session.lock:
             scene, op, up = session.scene, session.op, tuple(session.up)
@@ -199,28 +176,10 @@ class Masking:
             views = int(num_views or session.sam_views)
         if region is not None and not bool((region > 0.5).any()):
             raise ValueError("'only around the selection' needs a selection: select a rough region first")
-        if refine_with_sam and not self.sam_checkpoint and self._segmenter is None:
-            self.segmenter()  # raises the "no checkpoint" message right away
-        config = TextMaskConfig(num_views=max(1, views), up=up)
-
-        def work(progress, should_stop, model):
-            from engine.masks.attention import Stopped, select_by_text
-
-            from engine.worker import TaskCancelled
-
-            segmenter = None
-            if refine_with_sam:
-                progress(0, 1, "loading SAM")
-                segmenter = self.segmenter()
-            progress(0, 1, f"rendering {config.num_views} views")
-            try:
-                result = select_by_text(scene, model, part, prompt=prompt or None, config=config, region=region,
-                                        segmenter=segmenter, should_stop=should_stop,
-                                        on_progress=lambda done, total, what: progress(done, total, what))
-            except Stopped as exc:
-                raise TaskCancelled() from exc
-            return result.weights.float().cpu()
-
+        if refine_with_sam:
+            self._require_sam()
+        work = partial(lift_text_selection, scene, part, prompt=prompt, region=region, num_views=max(1, views),
+                       up=up, sam=self.sam if refine_with_sam else None)
         adopt = self._lift_adopter(session, scene, op,
                                    "the scene changed while the text selection ran; run it again")
         self.tasks.start_mask_task(session, "text", work, adopt, model=spec)

@@ -41,7 +41,7 @@ def info_markdown(session: Session) -> str:
     return "\n".join(rows)
 
 
-# How the up axis was found (engine/io/up.py has the rule), as the Scene panel says it.
+# How the up axis was found (engine/io/detect_up.py has the rule), as the Scene panel says it.
 UP_SOURCES = {"file": "from the file", "format": "the format's convention", "geometry": "guessed from the shape",
               "user": "set here", "generated": "generated", "default": "default"}
 

@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class SceneBundle:
     """A scene plus what the UI knows about it: a name, ground-truth parts when the file has them, and its up
-    axis (detected on load by engine.io.up.detect_up, changed in the Scene panel)."""
+    axis (detected on load by engine.io.detect_up.detect_up, changed in the Scene panel)."""
 
     scene: GaussianScene
     name: str
@@ -55,7 +55,7 @@ def default_scene(path: Path | None = None) -> SceneBundle:
         log.warning("assets.default_scene is missing; showing a random scene")
         return SceneBundle(random_scene(300, seed=0, extent=0.5), "random scene (default asset missing)")
     from assets.default_scene import SCENE_PATH
-    from engine.io.up import detect_up
+    from engine.io.detect_up import detect_up
 
     scene, part_ids, names = load_default_scene()
     guess = detect_up(SCENE_PATH, scene)
@@ -67,7 +67,7 @@ def open_scene(path: Path | str, *, spz_frame: str = "spec") -> SceneBundle:
     """Read any format engine.io knows (`spz_frame`: how an .spz is stored, engine.io.SPZ_FRAMES); errors are
     ValueError/OSError with the file and the problem."""
     from engine.io import load
-    from engine.io.up import detect_up
+    from engine.io.detect_up import detect_up
 
     path = Path(path)
     scene = load(path, spz_frame=spz_frame)
@@ -79,7 +79,7 @@ def open_scene(path: Path | str, *, spz_frame: str = "spec") -> SceneBundle:
 
 def save_scene(scene: GaussianScene, path: Path | str, up=None) -> Path:
     """Write `scene` in the format named by the file ending (.ply / .splat / .spz); a .ply records `up`."""
-    from engine.io.up import save_with_up
+    from engine.io.detect_up import save_with_up
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

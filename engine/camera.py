@@ -7,7 +7,7 @@ Conventions, the same as gsplat's `rasterization`:
   integer + 0.5 (pixel (0, 0) covers [0, 1) x [0, 1));
 - the world "up" used by look-at and orbits defaults to +z (our default scene and Viser's default);
   captures in the COLMAP convention are usually -y up: pass `up=(0, -1, 0)`. Callers pass the scene's up
-  (engine.io.up.detect_up for a file, the user's override; engine/up.py names and parses them).
+  (engine.io.detect_up.detect_up for a file, the user's override; engine/up.py names and parses them).
 Azimuth is measured in degrees counter-clockwise around `up` from the +x axis; elevation in degrees
 above the plane orthogonal to `up`.
 """

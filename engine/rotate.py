@@ -1,9 +1,8 @@
 """Rigid rotation of a whole scene: positions, Gaussian orientations and view-dependent colour.
 
 Used to turn a scene from one up axis to another (the web-viewer copy, tests that compare a scene with a turned
-copy). SH coefficients are rotated band by band: for each degree l the (2l+1) x (2l+1) matrix that maps the
-basis at R^T d to the basis at d is fitted by least squares on random directions (exact: the rotated band is
-spanned by the band), so colour seen from direction d after the turn equals colour seen from R^T d before.
+copy). SH coefficients are rotated band by band (engine/sh.py), so colour seen from direction d after the turn
+equals colour seen from R^T d before.
 """
 
 from __future__ import annotations
@@ -11,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .render.sh import sh_basis
 from .scene import GaussianScene
+from .sh import rotate_shN
 from .up import rotation_between
 
 
@@ -48,34 +47,13 @@ def quat_multiply(a: Tensor, b: Tensor) -> Tensor:
     ], dim=-1)
 
 
-def sh_rotation(degree: int, rot: Tensor, samples: int = 64) -> list[Tensor]:
-    """Per band l = 1..degree, the matrix X [2l+1, 2l+1] with new_coeffs = X @ old_coeffs (float64)."""
-    g = torch.Generator().manual_seed(0)
-    dirs = torch.nn.functional.normalize(torch.randn(samples, 3, generator=g, dtype=torch.float64), dim=-1)
-    before = sh_basis(degree, dirs @ rot.double())  # basis at R^T d, [S, K]
-    after = sh_basis(degree, dirs)  # basis at d
-    bands = []
-    for l in range(1, degree + 1):
-        sl = slice(l * l, (l + 1) * (l + 1))
-        # colour(d) = sum_j c'_j Y_j(d) must equal sum_j c_j Y_j(R^T d): Y(R^T d) = A Y(d) with A = X^T.
-        a_t = torch.linalg.lstsq(after[:, sl], before[:, sl]).solution  # [2l+1, 2l+1] = A^T
-        bands.append(a_t)
-    return bands
-
-
 def rotate_scene(scene: GaussianScene, rot: Tensor) -> GaussianScene:
     """`scene` turned by the rotation matrix `rot [3, 3]` about the origin (a new scene, same dtype/device)."""
     r = rot.to(torch.float64)
     dtype, device = scene.dtype, scene.device
     means = (scene.means.double() @ r.T.to(device)).to(dtype)
     quats = quat_multiply(matrix_to_quat(r).to(device), scene.quats.double()).to(dtype)
-    shN = scene.shN
-    if scene.sh_degree > 0:
-        rotated = []
-        for l, x in enumerate(sh_rotation(scene.sh_degree, r), start=1):
-            band = scene.shN[:, l * l - 1 : (l + 1) * (l + 1) - 1].double()  # [N, 2l+1, 3]
-            rotated.append(torch.einsum("ij,njc->nic", x.to(device), band))
-        shN = torch.cat(rotated, dim=1).to(dtype)
+    shN = rotate_shN(scene.shN, scene.sh_degree, r)
     return scene.replace(means=means, quats=quats, shN=shN)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.render.sh import eval_sh
+from engine.sh import eval_sh
 from engine.rotate import matrix_to_quat, quat_multiply, rotate_scene, turn_scene
 from engine.scene import random_scene
 from engine.up import rotation_between

@@ -46,7 +46,7 @@ def check_scene_output(path: str) -> None:
 
 
 UP_HELP = ("world up axis the orbit cameras circle around: auto (default: the file's own, else its format's "
-           "convention, else a guess from geometry; see engine/io/up.py), +z, -y, +y, -z, +x, -x or x,y,z "
+           "convention, else a guess from geometry; see engine/io/detect_up.py), +z, -y, +y, -z, +x, -x or x,y,z "
            "(write a leading minus as --up=-y)")
 
 
@@ -68,7 +68,7 @@ def check_up_option(text: str):
 
 def resolve_up(text: str, path, scene=None) -> tuple[float, float, float]:
     """The up axis to use for the scene file `path`: --up if given, else the one detected for the file."""
-    from engine.io.up import detect_up
+    from engine.io.detect_up import detect_up
 
     up = check_up_option(text)
     return up if up is not None else detect_up(path, scene).up

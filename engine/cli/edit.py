@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
     from engine.edit import as_mask, check_edit_inputs, run_edit
     from engine.guidance import load_guidance, parse_model_spec
     from engine.io import load
-    from engine.io.up import save_with_up
+    from engine.io.detect_up import save_with_up
 
     from .common import UserError, check_scene_output, check_up_option, resolve_up, step_progress
 

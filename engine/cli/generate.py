@@ -62,7 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"t-max annealed to this by the last step (default {d.t_max_end}); equal to --t-max: none")
     p.add_argument("--up", default="auto",
                    help="world up axis of the orbit: auto (default: +z for the sphere/ellipsoid, the file's for a file "
-                        "init; see engine/io/up.py), +z, -y, +y, -z, +x, -x or x,y,z (write --up=-y)")
+                        "init; see engine/io/detect_up.py), +z, -y, +y, -z, +x, -x or x,y,z (write --up=-y)")
     p.add_argument("--no-densify", action="store_true", help="do not clone/split/prune (the count stays fixed)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -84,7 +84,7 @@ def config_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from engine.generate import check_generate_config, initial_scene, run_generate
     from engine.guidance import load_guidance, parse_model_spec
-    from engine.io.up import detect_up, save_with_up
+    from engine.io.detect_up import detect_up, save_with_up
 
     from .common import check_scene_output, check_up_option, step_progress
 

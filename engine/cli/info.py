@@ -5,7 +5,7 @@ Output: {"path", "format", "count", "sh_degree", "bbox": {"min": [x, y, z], "max
 format is one of ply (3DGS), compressed_ply, splat, spz, sog, ksplat, gltf_splat, mesh, point_cloud; bbox is null for an
 empty scene; notes says what the reader changed on the way in (e.g. "clamped_infinite_opacities": how many
 +/-Inf opacity logits of a .ply were read as fully opaque / transparent), {} when nothing; up is the detected up
-axis ("+z", "-y", ... or "x,y,z") and up_source how it was found (file / format / geometry, engine/io/up.py).
+axis ("+z", "-y", ... or "x,y,z") and up_source how it was found (file / format / geometry, engine/io/detect_up.py).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def describe(path: str, spz_frame: str = "spec") -> dict:
     """The info record of one scene file (what `info` prints)."""
     from engine.io import detect_format, load
-    from engine.io.up import detect_up
+    from engine.io.detect_up import detect_up
     from engine.up import format_up
 
     fmt = detect_format(path)

@@ -94,7 +94,7 @@ def write_gaussian_ply(scene: GaussianScene, path: str | os.PathLike, *, comment
     """Write `scene` as a binary little-endian INRIA .ply (float32, zero normals) that other viewers open.
 
     A float64 scene is rounded to float32 (the format's type). `comments` become `comment ...` header lines
-    (engine.io.up.save_with_up records the up axis there). Writes straight to `path`; callers wanting
+    (engine.io.detect_up.save_with_up records the up axis there). Writes straight to `path`; callers wanting
     atomicity use engine.io.save.
     """
     scene = scene.detach().to("cpu")

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..camera import Cameras, framing_radius, intrinsics_from_fov, look_at, orbit_cameras
 from ..scene import GaussianScene, rgb_to_sh0
-from .contrib import ViewWeights
+from .compositing import ViewWeights
 
 CORRUPTIONS = ("erode", "dilate", "shift", "bleed", "drop", "flip", "wrong")
 

@@ -3,7 +3,7 @@
 Each Gaussian carries, for each part p, a label `dc[n, p]` (optionally, `view_dependent`, degree-1 spherical
 harmonics on top: three coefficients `sh1[n, :, p]`, so that seen from camera c the label is
     label_c(n, p) = dc[n, p] + sum_k Y1_k(direction c -> n) * sh1[n, k, p]),
-composited into label images exactly like colours (engine/masks/contrib.py) and fitted to the 2D masks with
+composited into label images exactly like colours (engine/masks/compositing.py) and fitted to the 2D masks with
 a (smoothed) L1 loss. Parts are separate channels, coupled only through view trust when three or more are
 lifted together (a view wrong about most parts is a bad view); with one or two parts, lifting them at once
 gives the same weights as lifting each alone.
@@ -45,9 +45,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..render.sh import sh_basis
 from ..scene import GaussianScene, sh0_to_rgb
-from .contrib import ViewWeights, compositing_weights
+from ..sh import sh_basis
+from .compositing import ViewWeights, compositing_weights
 from .lift_vote import VISIBILITY_EPS
 from .ops import knn_graph, nearest
 from .views_io import MaskViews, as_view_list

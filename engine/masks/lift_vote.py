@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..scene import GaussianScene
-from .contrib import ViewWeights, compositing_weights
+from .compositing import ViewWeights, compositing_weights
 from .views_io import MaskViews, as_view_list
 
 # A Gaussian whose summed compositing weight over all views is below this is treated as unseen.

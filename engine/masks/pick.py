@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ..camera import Cameras, look_at
 from ..scene import GaussianScene
-from .contrib import compositing_weights
+from .compositing import compositing_weights
 
 # Crop half-size (pixels) splatted around a click: big enough that gsplat's off-screen Jacobian clamp (at 1.3x
 # the crop's field of view) leaves the footprints of Gaussians hitting the clicked pixel unchanged in practice.

@@ -12,6 +12,7 @@ its weights and load them through exactly the same path (`load_sam(path, config=
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
@@ -164,6 +165,40 @@ def load_sam(
             f"SAM checkpoint {path} does not fit the {_describe(cfg)} architecture: {first[0].strip()}"
         ) from None
     return SamSegmenter(model.to(device))
+
+
+class SamLoader:
+    """One application's SAM segmenter, loaded from `checkpoint` on the first `get()` and kept.
+
+    The editor holds one and hands it to its mask tasks (engine/masks/tasks.py), which call `get()` on the
+    engine thread: the thread that owns the device loads the network there, once, however many tasks ask.
+    `segmenter` supplies an already loaded one (tests pass a stand-in); `config` the architecture, as in
+    `load_sam`; the device is CUDA when available."""
+
+    def __init__(self, checkpoint: str | Path | None = None, *, segmenter=None, config: SamConfig | None = None):
+        self.checkpoint = checkpoint
+        self.config = config
+        self._segmenter = segmenter
+        self._lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        """Whether there is something to load (a checkpoint path, not yet checked) or a segmenter already."""
+        return self._segmenter is not None or bool(self.checkpoint)
+
+    @property
+    def loaded(self) -> bool:
+        return self._segmenter is not None
+
+    def get(self) -> "SamSegmenter":
+        """The segmenter, loaded on first use; SamError when there is no checkpoint or it cannot be loaded."""
+        with self._lock:
+            if self._segmenter is None:
+                if not self.checkpoint:
+                    raise SamError(missing_checkpoint_message("(none given)"))
+                device = "cuda" if torch.cuda.is_available() else "cpu"
+                self._segmenter = load_sam(self.checkpoint, config=self.config, device=device)
+            return self._segmenter
 
 
 def _describe(cfg: SamConfig) -> str:

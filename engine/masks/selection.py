@@ -17,7 +17,7 @@ from torch import Tensor
 
 from ..camera import Cameras
 from ..scene import GaussianScene
-from .contrib import compositing_weights
+from .compositing import compositing_weights
 
 # A Gaussian whose total compositing weight in the view is below this counts as not visible there.
 MIN_VISIBILITY = 0.01

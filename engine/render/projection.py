@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .sh import eval_sh
+from ..sh import eval_sh
 
 EPS2D = 0.3
 NEAR_PLANE = 0.01

@@ -10,7 +10,7 @@ import torch
 from engine.evaluate import EvalOptions
 from engine.batch.run import run_batch
 from engine.io import load, save
-from engine.masks.contrib import compositing_weights
+from engine.masks.compositing import compositing_weights
 from engine.masks.evaluation import ground_truth_masks, orbit_views
 from engine.masks.views_io import MaskViews, write_views
 from tests.batch.batch_files import write_jobs

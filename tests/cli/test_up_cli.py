@@ -13,7 +13,7 @@ from PIL import Image
 from assets.default_scene import SCENE_PATH, load_default_scene
 from engine.__main__ import main
 from engine.io import save
-from engine.io.up import detect_up, save_with_up
+from engine.io.detect_up import detect_up, save_with_up
 from engine.rotate import turn_scene
 from engine.scene import random_scene
 

@@ -122,4 +122,4 @@ def test_sam_without_a_checkpoint_says_what_to_download(toy, tmp_path):
     with pytest.raises(ValueError, match="sam_vit_b_01ec64.pth.*--sam-checkpoint"):
         Masking().apply_click(session, click_from_pixel(session.view.cameras(64, 48), 32, 24))
     with pytest.raises(ValueError, match="does not exist"):
-        Masking(str(Path(tmp_path) / "missing.pth")).segmenter()
+        Masking(str(Path(tmp_path) / "missing.pth")).sam.get()

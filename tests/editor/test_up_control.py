@@ -13,7 +13,7 @@ from editor.settings import (EditSettings, GenerateSettings, INIT_CURRENT, check
                              checked_generate_config)
 from editor.session import SessionRegistry
 from engine.io import save
-from engine.io.up import detect_up
+from engine.io.detect_up import detect_up
 from engine.rotate import turn_scene
 from tests.editor.apphelpers import small_scene
 

@@ -10,7 +10,7 @@ import torch
 from assets.default_scene import SCENE_PATH
 from engine.io import FormatError, load, save
 from engine.io.ply_header import read_ply_header
-from engine.io.up import UpGuess, detect_up, save_with_up, up_comment, up_from_comments
+from engine.io.detect_up import UpGuess, detect_up, save_with_up, up_comment, up_from_comments
 from engine.scene import random_scene
 from engine.up import rotation_between
 

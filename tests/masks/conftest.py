@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from engine.masks.contrib import compositing_weights
+from engine.masks.compositing import compositing_weights
 from engine.masks.evaluation import ground_truth_masks, orbit_views, toy_parts_scene
 
 

@@ -8,7 +8,7 @@ part, >= 0.85 up to 25% corrupted views, >= 0.75 at 40%. Seeds here (300+) are n
 import pytest
 import torch
 
-from engine.masks.contrib import compositing_weights
+from engine.masks.compositing import compositing_weights
 from engine.masks.evaluation import corrupt_views, ground_truth_masks, iou, sphere_views
 from engine.masks.galp import galp
 from engine.masks.lift_vote import VISIBILITY_EPS, vote

@@ -17,7 +17,7 @@ from engine.masks.attention import (
     text_cameras,
 )
 from engine.masks.attention_maps import TokenError
-from engine.masks.contrib import compositing_weights
+from engine.masks.compositing import compositing_weights
 from engine.masks.evaluation import corrupt_views, ground_truth_masks, iou
 from engine.masks.lift_vote import VISIBILITY_EPS
 from tests.guidance.tiny_models import save_tiny_pipeline

@@ -9,7 +9,7 @@ from PIL import Image
 
 from engine.__main__ import main
 from engine.io import save
-from engine.masks.contrib import compositing_weights
+from engine.masks.compositing import compositing_weights
 from engine.masks.evaluation import ground_truth_masks, orbit_views, part_ious, toy_parts_scene
 from engine.masks.views_io import MaskViews, read_views, write_views
 

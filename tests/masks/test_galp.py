@@ -1,7 +1,7 @@
 import numpy as np
 import torch
 
-from engine.masks.contrib import compositing_weights
+from engine.masks.compositing import compositing_weights
 from engine.masks.evaluation import corrupt_masks, ground_truth_masks, orbit_views, part_ious
 from engine.masks.galp import (
     THRESHOLD,

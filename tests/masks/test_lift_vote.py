@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from engine.camera import orbit_cameras
-from engine.masks.contrib import compositing_weights
+from engine.masks.compositing import compositing_weights
 from engine.masks.evaluation import orbit_views, part_ious
 from engine.masks.lift_vote import vote
 from engine.masks.views_io import MaskViews

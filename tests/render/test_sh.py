@@ -8,7 +8,7 @@ import torch
 
 from engine.render import cpu
 from engine.render.projection import view_colors
-from engine.render.sh import sh_basis
+from engine.sh import sh_basis
 from render_scenes import orbit_pair, random_view_scene, with_grad
 
 

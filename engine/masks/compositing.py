@@ -11,7 +11,7 @@ reference rasterizer (engine/render/reference.py, gsplat 1.5's `rasterize_to_pix
 alpha = min(0.999, opacity * exp(-sigma)), skipped when sigma < 0 or alpha < 1/255, front to back by depth, a
 pixel stops before the Gaussian that would bring its transmittance to <= 1e-4. Gaussians are visited in depth
 order and splatted into the pixels of their opacity-aware radius box (outside it alpha < 1/255 by construction
-of the radius, so gsplat's 16x16-tile rule gives the same set), a numba loop that costs O(pairs). tests/masks/test_contrib.py checks `render` against engine.render.render.
+of the radius, so gsplat's 16x16-tile rule gives the same set), a numba loop that costs O(pairs). tests/masks/test_compositing.py checks `render` against engine.render.render.
 
 Why not re-render through `render()` for each optimisation step: geometry is frozen while masks are lifted, and
 a sparse matrix product is ~100x cheaper than a full rasterization on CPU (and needs no CUDA).

@@ -2,7 +2,7 @@ import numpy as np
 import torch
 
 from engine.camera import orbit_cameras
-from engine.masks.contrib import compositing_weights
+from engine.masks.compositing import compositing_weights
 from engine.render import render
 
 
