@@ -220,7 +220,7 @@ class JobRunner:
 
     def saved_sessions(self, exclude: set[str] = frozenset()) -> list[tuple[str, str]]:
         """(description, id) of autosaved sessions, newest first, that a page can restore."""
-        from engine.history import describe_autosave
+        from engine.worker import describe_autosave
 
         found = []
         for session_id in self.worker.saved_sessions():

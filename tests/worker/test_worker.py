@@ -18,7 +18,7 @@ from engine.guidance.closed_form import ClosedFormPrior
 from engine.worker import DoneEvent, EngineWorker, ErrorEvent, PreviewEvent, ProgressEvent, StateEvent
 from tests.edit_scenes import params_equal, two_part_scene
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class FailingPrior(ClosedFormPrior):
