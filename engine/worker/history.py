@@ -172,13 +172,12 @@ def remap_parts(parts: Parts, row_sources: Tensor, count_before: int, count_afte
     if sources.numel() and (int(sources.min()) < -1 or int(sources.max()) >= count_before):
         raise ValueError(f"row_sources must be input rows in [0, {count_before}) or -1 for new Gaussians")
     new = sources < 0
-    weight = None
-    if edited is not None and float(edited.sum()) > 0:
-        weight = edited.detach().float().cpu() / float(edited.sum())
+    edited = None if edited is None else edited.detach().float().cpu()
+    total = float(edited.sum()) if edited is not None else 0.0
     out = []
     for name, weights in parts:
         carried = weights[sources.clamp(min=0)].clone()
-        carried[new] = float(weights @ weight) if weight is not None else 0.0
+        carried[new] = float((weights * edited).sum()) / total if total > 0 else 0.0
         out.append((name, carried))
     return tuple(out)
 

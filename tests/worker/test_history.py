@@ -61,3 +61,94 @@ def test_push_refuses_mask_of_wrong_length():
     with pytest.raises(ValueError, match="mask has 3 weights but the scene has 10"):
         h.push("mask", mask=torch.ones(3))
     assert h.labels() == ["load scene"]
+
+
+# ---------------------------------------------------------------------------------------------- up axis
+
+
+def test_up_is_part_of_each_state_and_undo_brings_the_previous_one_back():
+    s0 = random_scene(10, seed=20)
+    h = History(s0, up=(0.0, -2.0, 0.0), up_source="format")
+    assert h.current.up == (0.0, -1.0, 0.0) and h.current.up_source == "format"  # made unit
+    h.push("up axis +z", up=(0, 0, 1), up_source="user")
+    assert h.current.up == (0.0, 0.0, 1.0) and h.current.up_source == "user"
+    assert h.current.scene is h.states()[0].scene  # an up change copies no scene
+    h.push("mask", mask=torch.ones(10))
+    assert h.current.up == (0.0, 0.0, 1.0)  # other changes keep it
+    h.undo()
+    h.undo()
+    assert h.current.up == (0.0, -1.0, 0.0) and h.current.up_source == "format"
+    h.redo()
+    assert h.current.up == (0.0, 0.0, 1.0) and h.current.up_source == "user"
+
+
+def test_a_history_without_an_up_is_plus_z_default_and_bad_ups_are_refused():
+    h = History(random_scene(5, seed=21))
+    assert h.current.up == (0.0, 0.0, 1.0) and h.current.up_source == "default"
+    with pytest.raises(ValueError, match="up source"):
+        h.push("up", up=(1, 0, 0), up_source="guessed")
+    with pytest.raises(ValueError, match="up source"):
+        h.push("up", up=(1, 0, 0))  # a new up needs its source
+    with pytest.raises(ValueError, match="usable direction"):
+        h.push("up", up=(0, 0, 0), up_source="user")
+    assert h.labels() == ["load scene"]
+
+
+# ---------------------------------------------------------------------------------------------- parts across an edit
+
+
+def _two_parts(n=6):
+    a = torch.tensor([1.0] * (n // 2) + [0.0] * (n - n // 2))
+    return {"a": a, "b": 1 - a}
+
+
+def test_parts_follow_an_edits_rows_children_stay_pruned_leave_new_ones_join_the_edited_part():
+    s0 = random_scene(6, seed=22)
+    h = History(s0, parts=_two_parts())
+    h.push("mask", mask=_two_parts()["a"])  # the edit works on part a
+    # The edit split row 0 in two, pruned row 1 and added one Gaussian in empty space (last).
+    row_sources = torch.tensor([0, 0, 2, 3, 4, 5, -1])
+    edited = s0.subset(torch.tensor([0, 0, 2, 3, 4, 5, 0]))
+    h.push("edit", scene=edited, mask=torch.ones(7), row_sources=row_sources)
+    parts = dict(h.current.parts)
+    assert list(parts) == ["a", "b"]
+    assert parts["a"].tolist() == [1, 1, 1, 0, 0, 0, 1] and parts["b"].tolist() == [0, 0, 0, 1, 1, 1, 0]
+    h.undo()
+    assert dict(h.current.parts)["a"].shape == (6,)  # undo brings the input's parts back
+
+
+def test_new_rows_take_each_parts_mask_weighted_share_and_no_mask_means_no_part():
+    s0 = random_scene(6, seed=23)
+    mask = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.0, 0.0])  # half in a, half in b
+    h = History(s0, mask, parts=_two_parts())
+    h.push("edit", scene=s0.subset(torch.arange(7) % 6), mask=torch.ones(7),
+           row_sources=torch.tensor([0, 1, 2, 3, 4, 5, -1]))
+    parts = dict(h.current.parts)
+    assert parts["a"][-1].item() == pytest.approx(0.5) and parts["b"][-1].item() == pytest.approx(0.5)
+    bare = History(s0, parts=_two_parts())  # nothing was masked: a new row belongs to no part
+    bare.push("edit", scene=s0.subset(torch.arange(7) % 6), mask=None, row_sources=torch.tensor([0, 1, 2, 3, 4, 5, -1]))
+    assert [w[-1].item() for _, w in bare.current.parts] == [0.0, 0.0]
+
+
+def test_without_a_row_map_parts_survive_only_a_change_that_keeps_the_count():
+    s0 = random_scene(6, seed=24)
+    h = History(s0, parts=_two_parts())
+    h.push("same count", scene=_edited(s0, 1))
+    assert [n for n, _ in h.current.parts] == ["a", "b"]
+    h.push("grown", scene=s0.subset(torch.arange(7) % 6))
+    assert h.current.parts == ()
+
+
+def test_bad_row_maps_are_refused_and_change_nothing():
+    s0 = random_scene(6, seed=25)
+    h = History(s0, parts=_two_parts())
+    grown = s0.subset(torch.arange(7) % 6)
+    for bad, match in [(torch.tensor([0, 1, 2]), "7 integer row indices"),
+                       (torch.tensor([0, 1, 2, 3, 4, 5, 6]), r"\[0, 6\)"),
+                       (torch.tensor([0, 1, 2, 3, 4, 5, -2]), r"\[0, 6\)"),
+                       (torch.zeros(7), "integer")]:
+        with pytest.raises(ValueError, match=match):
+            h.push("edit", scene=grown, row_sources=bad)
+    with pytest.raises(ValueError, match="not both"):
+        h.push("edit", scene=grown, parts={}, row_sources=torch.arange(7) % 6)
+    assert h.labels() == ["load scene"]

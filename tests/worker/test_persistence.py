@@ -116,3 +116,37 @@ def test_autosave_rewrites_current_ply_only_when_the_scene_changes(tmp_path, mon
     h.undo()
     autosave(h, tmp_path)
     assert exported == [30, 30, 30]  # the edit and its undo each change the current scene
+
+
+def test_up_survives_autosave_and_restore_per_state(tmp_path):
+    s0 = random_scene(8, seed=14)
+    h = History(s0, up=(0.0, -1.0, 0.0), up_source="format")
+    h.push("up axis +x", up=(1, 0, 0), up_source="user")
+    autosave(h, tmp_path)
+    r = restore(tmp_path)
+    assert r.current.up == (1.0, 0.0, 0.0) and r.current.up_source == "user"
+    r.undo()
+    assert r.current.up == (0.0, -1.0, 0.0) and r.current.up_source == "format"
+
+
+def _without_up(folder):
+    """Make the autosave in `folder` look like one written before the history held the up axis."""
+    meta = json.loads((folder / "history.json").read_text())
+    for entry in meta["states"]:
+        del entry["up"], entry["up_source"]
+    (folder / "history.json").write_text(json.dumps(meta))
+
+
+def test_an_older_autosave_takes_its_up_from_the_editors_sidecar_else_plus_z(tmp_path):
+    h = History(random_scene(8, seed=15), up=(0.0, 1.0, 0.0), up_source="user")
+    h.push("mask", mask=torch.ones(8))
+    with_sidecar, without = tmp_path / "a", tmp_path / "b"
+    for folder in (with_sidecar, without):
+        autosave(h, folder)
+        _without_up(folder)
+    (with_sidecar / "up.json").write_text(json.dumps({"up": [0, -2, 0], "source": "geometry"}))
+    r = restore(with_sidecar)
+    assert [(s.up, s.up_source) for s in r.states()] == [((0.0, -1.0, 0.0), "geometry")] * 2
+    assert restore(without).current.up == (0.0, 0.0, 1.0) and restore(without).current.up_source == "default"
+    (with_sidecar / "up.json").write_text("{broken")
+    assert restore(with_sidecar).current.up_source == "default"
