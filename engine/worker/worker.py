@@ -21,9 +21,9 @@ import torch
 from ..edit import EditConfig, as_mask
 from ..generate import GenerateConfig
 from ..scene import GaussianScene
-from ..up import Z_UP
+from ..up import Z_UP, format_up
 from .bus import EventBus
-from .events import DoneEvent, ErrorEvent, NoticeEvent, SessionState, WorkerEvent, error_kind, user_message
+from .events import DoneEvent, ErrorEvent, NoticeEvent, WorkerEvent, error_kind, user_message
 from .history import History
 from .jobs import Jobs
 from .models import ModelCache, Parked
@@ -73,7 +73,7 @@ class EngineWorker:
         Without `up`, a file's up is detected (engine.io.detect_up) and an object's is +z ("default")."""
 
         def run(cmd: Command) -> int:
-            loaded, shown, opened, found = scene, name, label, (up, up_source)
+            loaded, shown, opened, found_up, found_source = scene, name, label, up, up_source
             if not isinstance(scene, GaussianScene):
                 from ..io import load
                 from ..io.up import detect_up
@@ -82,12 +82,13 @@ class EngineWorker:
                 loaded, shown, opened = load(path), name or path.name, label or f"open {path.name}"
                 if up is None:
                     guess = detect_up(path, loaded)
-                    found = (guess.up, guess.source)
+                    found_up, found_source = guess.up, guess.source
+            if found_up is None:
+                found_up, found_source = Z_UP, "default"
             loaded.validate()
             weights = None if mask is None else as_mask(mask, len(loaded))
-            first_up, first_source = (Z_UP, "default") if found[0] is None else (found[0], found[1] or "user")
             self._sessions.open(cmd.session, History(loaded, weights, label=opened or "load scene", parts=parts or (),
-                                                     name=shown, up=first_up, up_source=first_source))
+                                                     name=shown, up=found_up, up_source=found_source or "user"))
             self._done(cmd, f"{len(loaded)} Gaussians")
             return len(loaded)
 
@@ -117,8 +118,6 @@ class EngineWorker:
         history entry, so undo brings the previous up back. Resolves to the unit up."""
 
         def run(cmd: Command):
-            from ..up import format_up
-
             state = self._sessions.get(cmd.session).push(label or f"up axis {format_up(up)}", up=up, up_source=source)
             self._changed(cmd, state.label)
             return state.up
@@ -152,13 +151,14 @@ class EngineWorker:
         return self._queue.submit(session, "redo", lambda cmd: self._step_history(cmd, forward=True))
 
     def _step_history(self, cmd: Command, forward: bool) -> str:
+        """Undo or redo one entry; the label is the entry's that was undone or redone."""
         history = self._sessions.get(cmd.session)
         if not (history.can_redo if forward else history.can_undo):
             raise ValueError(f"nothing to {'redo' if forward else 'undo'}")
-        label = history.states()[history.cursor + 1].label if forward else history.current.label
         if forward:
-            history.redo()
+            label = history.redo().label
         else:
+            label = history.current.label
             history.undo()
         self._changed(cmd, label)
         return label
