@@ -72,7 +72,8 @@ class Jobs:
         return self._run_job(cmd, config.model, history, prepare=prepare, run=run, adopt=adopt,
                              not_started=lambda: EditResult(scene=state.scene, mask=state.mask, cancelled=True))
 
-    def generate(self, cmd: Command, config: GenerateConfig, from_current: bool) -> GenerateResult:
+    def generate(self, cmd: Command, config: GenerateConfig, from_current: bool, name: str | None = None
+                 ) -> GenerateResult:
         history = self._sessions.find(cmd.session)
         initial: list[GaussianScene] = []
 
@@ -96,10 +97,11 @@ class Jobs:
             label = f"generate ({config.method}): {config.prompt}"
             zeros = torch.zeros(len(result.scene), dtype=torch.float32)
             if history is None:  # no scene before: the result starts the session's history
-                self._sessions.open(cmd.session, History(result.scene, zeros, label=label, up=result.up,
-                                                         up_source="generated"))
-            else:
-                history.push(label, scene=result.scene, mask=zeros, up=result.up, up_source="generated")
+                self._sessions.open(cmd.session, History(result.scene, zeros, label=label, name=name or "",
+                                                         up=result.up, up_source="generated"))
+            else:  # a new object has none of the replaced one's parts; refining the current one keeps them
+                history.push(label, scene=result.scene, mask=zeros, parts="keep" if from_current else (), name=name,
+                             up=result.up, up_source="generated")
             return f"{result.steps_done} steps, {len(result.scene)} Gaussians"
 
         current = history.current.scene if history is not None else None

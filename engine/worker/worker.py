@@ -125,18 +125,21 @@ class EngineWorker:
         return self._queue.submit(session, "up", run)
 
     def commit_result(self, session: str, scene: GaussianScene, mask, *, label: str, up=None,
-                      up_source: str = "generated", row_sources=None) -> Future:
+                      up_source: str = "generated", name: str | None = None, row_sources=None) -> Future:
         """Record a result computed outside the worker (a Space's spaces.GPU edit or generation) as ONE history
-        entry, so undo, redo and export treat it like the worker's own jobs. `up`: a generated object's up axis
-        (its source "generated" unless said otherwise; None keeps the session's); `row_sources` [N']: an edit's
-        row map, so named parts follow it (History.push). Resolves to the new scene's size."""
+        entry, so undo, redo and export treat it like the worker's own jobs. A generated object brings its
+        `up` (source "generated" unless said otherwise) and `name` and starts without parts; without `up` the
+        session's up, name and parts stay (`row_sources` [N']: an edit's row map, so the parts follow its rows;
+        History.push). Resolves to the new scene's size."""
 
         def run(cmd: Command) -> int:
             history = self._sessions.get(cmd.session)
             scene.validate()
             weights = None if mask is None else as_mask(mask, len(scene))
-            history.push(label, scene=scene, mask=weights, up=up, up_source=None if up is None else up_source,
-                         row_sources=row_sources)
+            if up is None:
+                history.push(label, scene=scene, mask=weights, name=name, row_sources=row_sources)
+            else:
+                history.push(label, scene=scene, mask=weights, parts=(), name=name, up=up, up_source=up_source)
             self._changed(cmd, label)
             return len(scene)
 
@@ -220,14 +223,16 @@ class EngineWorker:
         to the `EditResult` (cancelled or not)."""
         return self._queue.submit(session, "edit", lambda cmd: self._jobs.edit(cmd, config, loss_fn), JOB)
 
-    def start_generate(self, session: str, config: GenerateConfig, *, from_current: bool = False) -> Future:
+    def start_generate(self, session: str, config: GenerateConfig, *, from_current: bool = False,
+                       name: str | None = None) -> Future:
         """Queue a text-to-3D generation (engine.generate) whose result replaces the session's scene (one history
-        entry; the mask restarts all-zero, the up is the config's, source "generated"). `from_current`: start
-        from the session's current scene instead of `config.init`. The session need not have a scene yet (then
-        the result starts its history). The future's `command_id` tags its events; it resolves to a
-        `GenerateResult` (cancelled or not)."""
-        return self._queue.submit(session, "generate", lambda cmd: self._jobs.generate(cmd, config, from_current),
-                                  JOB)
+        entry; the mask restarts all-zero, the up is the config's, source "generated", the named parts restart
+        empty). `from_current`: start from the session's current scene instead of `config.init` (its parts
+        stay). `name`: the new scene's display name (None keeps the session's). The session need not have a
+        scene yet (then the result starts its history). The future's `command_id` tags its events; it resolves
+        to a `GenerateResult` (cancelled or not)."""
+        return self._queue.submit(session, "generate",
+                                  lambda cmd: self._jobs.generate(cmd, config, from_current, name), JOB)
 
     def start_task(self, session: str, action: str, fn: Callable[..., Any], *, model: str | None = None) -> Future:
         """Run `fn(progress, should_stop)` on the engine thread (mask work: SAM views, lifting). `progress(step,

@@ -301,8 +301,9 @@ def test_models_are_loaded_once_per_spec(tmp_path, scene_and_mask):
 def _gen_config(steps=3, prompt="a red ball", **kw):
     from engine.generate import GenerateConfig
 
-    return GenerateConfig(prompt=prompt, model="closed-form:#d02020", steps=steps, resolution=32, num_gaussians=150,
-                          preview_every=2, preview_resolution=16, densify=DensifyConfig(enabled=False), **kw)
+    kw.setdefault("num_gaussians", 150)
+    return GenerateConfig(prompt=prompt, model="closed-form:#d02020", steps=steps, resolution=32, preview_every=2,
+                          preview_resolution=16, densify=DensifyConfig(enabled=False), **kw)
 
 
 def test_generate_replaces_the_scene_as_one_history_entry_and_undo_restores_it(worker, scene_and_mask):
@@ -574,14 +575,16 @@ def test_a_generation_brings_its_up_and_undo_brings_the_previous_scenes_up_back(
 
 def test_a_committed_result_keeps_the_up_unless_it_brings_its_own(worker, scene_and_mask):
     scene, mask = scene_and_mask
-    worker.load_scene("s", scene, up=(0.0, -1.0, 0.0), up_source="format").result(30)
+    worker.load_scene("s", scene, up=(0.0, -1.0, 0.0), up_source="format", parts={"left": mask}, name="a").result(30)
     worker.commit_result("s", scene.replace(sh0=scene.sh0 + 0.1), mask, label="edit (gpu)").result(10)
-    assert worker.current("s").result(10).up_source == "format"
-    worker.commit_result("s", scene, None, label="generate (gpu)", up=(0.0, 0.0, 1.0)).result(10)
     now = worker.current("s").result(10)
-    assert now.up == (0.0, 0.0, 1.0) and now.up_source == "generated"
+    assert now.up_source == "format" and list(now.parts) == ["left"] and now.name == "a"
+    worker.commit_result("s", scene, None, label="generate (gpu)", up=(0.0, 0.0, 1.0), name="ball").result(10)
+    now = worker.current("s").result(10)
+    assert now.up == (0.0, 0.0, 1.0) and now.up_source == "generated" and now.parts == {} and now.name == "ball"
     worker.undo("s").result(10)
-    assert worker.current("s").result(10).up == (0.0, -1.0, 0.0)
+    now = worker.current("s").result(10)
+    assert now.up == (0.0, -1.0, 0.0) and list(now.parts) == ["left"] and now.name == "a"
 
 
 def test_a_committed_edit_with_a_row_map_keeps_the_named_parts(worker, scene_and_mask):
@@ -616,3 +619,18 @@ def test_error_events_say_their_kind_from_the_exception_type(worker, scene_and_m
     kinds = [(e.action, e.kind) for e in _drain(events) if isinstance(e, ErrorEvent)]
     assert kinds == [("edit", "internal"), ("generate", "invalid-input"), ("mask", "invalid-input"),
                      ("mask", "file")]
+
+
+def test_a_generated_object_has_its_name_and_no_parts_of_the_scene_it_replaced(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    worker.load_scene("s", scene, parts={"left": mask, "right": 1 - mask}, name="robot.ply").result(30)
+    same_size = _gen_config(steps=1, num_gaussians=len(scene))  # parts of the same length must not carry over
+    worker.start_generate("s", same_size, name="generated: a red ball").result(60)
+    now = worker.current("s").result(10)
+    assert now.name == "generated: a red ball" and now.parts == {}
+    worker.undo("s").result(10)
+    now = worker.current("s").result(10)
+    assert now.name == "robot.ply" and list(now.parts) == ["left", "right"]
+    worker.start_generate("s", _gen_config(steps=1), from_current=True).result(60)  # the same rows, refined
+    now = worker.current("s").result(10)
+    assert now.name == "robot.ply" and list(now.parts) == ["left", "right"]
