@@ -75,11 +75,11 @@ class Jobs:
     def generate(self, cmd: Command, config: GenerateConfig, from_current: bool, name: str | None = None
                  ) -> GenerateResult:
         history = self._sessions.find(cmd.session)
-        initial: list[GaussianScene] = []
+        initial: list[GaussianScene | None] = [None]  # what the generation starts from (made by prepare)
 
         def prepare() -> None:
             check_generate_config(config)
-            initial.append(self._sessions.get(cmd.session).current.scene if from_current else initial_scene(config))
+            initial[0] = self._sessions.get(cmd.session).current.scene if from_current else initial_scene(config)
 
         def run(model, should_stop: ShouldStop, on_event: OnEvent) -> GenerateResult:
             steps = [0]
