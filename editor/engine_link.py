@@ -43,8 +43,10 @@ class EngineLink:
     # ------------------------------------------------------------------ sessions
     def attach(self, session: Session) -> None:
         """A new session: open its scene in the worker and send it every later selection change."""
-        self.wait(self.worker.load_scene(session.id, session.scene, label=f"open {session.bundle.name}",
-                                         parts=session.parts, name=session.bundle.name))
+        bundle = session.bundle
+        self.wait(self.worker.load_scene(session.id, session.scene, label=f"open {bundle.name}",
+                                         parts=session.parts, name=bundle.name, up=bundle.up,
+                                         up_source=bundle.up_source))
         session.on_user_change.append(self._on_user_change)
 
     def forget(self, session_id: str) -> None:
@@ -59,13 +61,15 @@ class EngineLink:
         else:
             self.worker.set_mask(session.id, change.value.clone(), label=change.label)
 
-    def show_current(self, session: Session, *, bundle: SceneBundle | None = None) -> None:
-        """Make the session show the worker's current scene, mask and parts (`bundle`: a newly opened scene)."""
+    def show_current(self, session: Session, *, opened: bool = False) -> None:
+        """Make the session show the worker's current state: scene, mask, parts, name and up. `opened`: it is a
+        new scene (loaded, restored, generated), so the view, parts and Edit panel start over."""
         now = self.wait(self.worker.current(session.id))
-        if bundle is not None:
-            session.set_bundle(bundle)
-        else:
-            session.show_state(now.scene, now.mask, now.parts, now.name or None)
+        if opened:
+            session.set_bundle(SceneBundle(now.scene, now.name or "scene", up=now.up, up_source=now.up_source))
+        session.show_state(now.scene, now.mask, now.parts, now.name or None, up=now.up, up_source=now.up_source)
+        if opened:
+            self.reframe(session)
 
     def load_scene(self, session: Session, bundle: SceneBundle) -> None:
         """Open a scene in the session; its history restarts there."""
@@ -73,10 +77,10 @@ class EngineLink:
         if bundle.part_ids is not None:
             parts = {name: (bundle.part_ids == i).float() for i, name in enumerate(bundle.part_names)}
         self.wait(self.worker.load_scene(session.id, bundle.scene, label=f"open {bundle.name}", parts=parts,
-                                         name=bundle.name))
-        self.show_current(session, bundle=SceneBundle(bundle.scene, bundle.name, bundle.part_ids,
-                                                      list(bundle.part_names), bundle.up, bundle.up_source))
-        self._save_up(session)
+                                         name=bundle.name, up=bundle.up, up_source=bundle.up_source))
+        session.set_bundle(SceneBundle(bundle.scene, bundle.name, bundle.part_ids, list(bundle.part_names),
+                                       bundle.up, bundle.up_source))
+        self.show_current(session)
         self.reframe(session)
 
     @staticmethod
@@ -84,44 +88,16 @@ class EngineLink:
         if session.viewer is not None:
             session.viewer.frame(session.view)
 
-    # The scene's up axis is kept beside the worker's autosave (UP_FILE in the session's folder), so a restored
-    # session comes back upright; a .ply export records it in its header.
-    UP_FILE = "up.json"
-
     def set_up(self, session: Session, up) -> None:
-        """The user's up axis for the session's scene (the Scene panel): views are framed upright for it."""
-        session.set_up(up)
-        self._save_up(session)
+        """The user's up axis for the session's scene (the Scene panel): a history entry in the worker (undo
+        brings the previous one back; autosaved, and written into a .ply export); views are framed upright."""
+        self.wait(self.worker.set_up(session.id, up, "user"))
+        self.show_current(session)
         self.reframe(session)
-
-    def _save_up(self, session: Session) -> None:
-        import json
-
-        folder = getattr(self.worker, "workspace", None)
-        if folder is None:
-            return
-        path = Path(folder) / session.id / self.UP_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"up": list(session.up), "source": session.bundle.up_source}))
-        tmp.replace(path)
-
-    def _saved_up(self, session_id: str) -> tuple[tuple[float, float, float], str]:
-        """(up, source) saved for an autosaved session; +z ("default") when none was saved."""
-        import json
-
-        from engine.up import normalize_up
-
-        folder = getattr(self.worker, "workspace", None)
-        try:
-            saved = json.loads((Path(folder) / session_id / self.UP_FILE).read_text())
-            return normalize_up(saved["up"]), str(saved.get("source", "file"))
-        except (TypeError, OSError, ValueError, KeyError):
-            return (0.0, 0.0, 1.0), "default"
 
     def saved_sessions(self, exclude: set[str] = frozenset()) -> list[tuple[str, str]]:
         """(description, id) of autosaved sessions, newest first, that a page can restore."""
-        from engine.history import describe_autosave
+        from engine.worker import describe_autosave
 
         found = []
         for session_id in self.worker.saved_sessions():
@@ -143,34 +119,23 @@ class EngineLink:
         if session.job.active:
             raise ValueError("an edit is running; cancel it before restoring")
         self.wait(self.worker.restore_session(session.id, source))
-        now = self.wait(self.worker.current(session.id))
-        up, up_source = self._saved_up(source)
-        session.set_bundle(SceneBundle(now.scene, now.name or f"restored session {source[:8]}", up=up,
-                                       up_source=up_source))
-        session.show_state(now.scene, now.mask, now.parts)
-        self._save_up(session)
-        self.reframe(session)
+        self.show_current(session, opened=True)
 
-    def adopt_result(self, session: Session, scene, mask, label: str, *, name: str | None = None,
-                     up=(0.0, 0.0, 1.0)) -> None:
+    def adopt_result(self, session: Session, scene, mask, label: str, *, name: str | None = None, up=None,
+                     row_sources=None) -> None:
         """A result computed outside the worker (a Space's spaces.GPU edit or generation) becomes one history
-        entry in the worker, and the session shows it. `name`: a new object (a generation) that opens like a
-        loaded scene under that name, `up` its up axis."""
-        self.wait(self.worker.commit_result(session.id, scene, mask, label=label))
-        self.show_result(session, generated=None if name is None else (name, up))
+        entry in the worker, and the session shows it. A new object (a generation) brings its `name` and `up`
+        and opens like a loaded scene; an edit's `row_sources` [N'] lets the named parts follow its rows."""
+        self.wait(self.worker.commit_result(session.id, scene, mask, label=label, name=name, up=up,
+                                            row_sources=row_sources))
+        self.show_result(session, generated=up is not None)
 
-    def show_result(self, session: Session, generated: tuple | None = None) -> None:
-        """After a job's result entered the history: show it (`generated`: (name, up) of a new object, which
-        opens like a loaded scene with fresh parts and view)."""
-        if generated is None:
-            self.show_current(session)
-            return
-        scene, _ = self.wait(self.worker.snapshot(session.id, copy=False))
-        name, up = generated
-        self.show_current(session, bundle=SceneBundle(scene, name, up=tuple(up), up_source="generated"))
-        self._save_up(session)
-        session.job_view = session.view
-        self.reframe(session)
+    def show_result(self, session: Session, generated: bool = False) -> None:
+        """After a job's result entered the history: show it (`generated`: a new object, which opens like a
+        loaded scene with fresh parts and view)."""
+        self.show_current(session, opened=generated)
+        if generated:
+            session.job_view = session.view
 
     def undo(self, session: Session) -> None:
         self._step_history(session, self.worker.undo)

@@ -97,17 +97,21 @@ class Session:
         """The scene's up axis: every orbit (views, SAM views, edits, turntables, the web copy) circles it."""
         return self.bundle.up
 
-    def set_up(self, up) -> None:
-        """The user's up axis for this scene: the view is framed again, upright for it."""
-        from dataclasses import replace
-
+    def set_up(self, up, source: str = "user") -> None:
+        """Show the scene with this up axis (the engine's history holds it): the view is framed again, upright
+        for it."""
         from engine.up import normalize_up
 
         with self.lock:
-            self.bundle = replace(self.bundle, up=normalize_up(up), up_source="user")
+            self._show_up(normalize_up(up), source)
+            self._changed()
+
+    def _show_up(self, up, source: str) -> None:
+        changed = tuple(up) != tuple(self.bundle.up)
+        self.bundle = dataclasses.replace(self.bundle, up=tuple(up), up_source=source)
+        if changed:
             lo, hi = self.scene.bounding_box(quantile=0.01 if len(self.scene) > 200 else 0.0)
             self.view = OrbitView.framing(lo, hi, up=self.bundle.up)
-            self._changed()
 
     def _set_bundle(self, bundle: SceneBundle) -> None:
         self.bundle = bundle
@@ -134,9 +138,10 @@ class Session:
             self.notice = ""
             self._changed()
 
-    def show_state(self, scene, selection: Tensor | None, parts: dict, name: str | None = None) -> None:
-        """Show a state of the engine's history (after undo/redo/restore): its scene, selection and named
-        parts (and name); not itself a new history entry."""
+    def show_state(self, scene, selection: Tensor | None, parts: dict, name: str | None = None, up=None,
+                   up_source: str = "default") -> None:
+        """Show a state of the engine's history (after undo/redo/restore): its scene, selection, named parts,
+        name and up axis (a changed up re-frames the view); not itself a new history entry."""
         with self.lock:
             same_count = len(scene) == len(self.bundle.scene)
             self.bundle = dataclasses.replace(self.bundle, scene=scene, name=name or self.bundle.name,
@@ -149,6 +154,8 @@ class Session:
             self.hidden_parts &= set(self.parts)
             if not same_count:
                 self.lift = None
+            if up is not None:
+                self._show_up(up, up_source)
             self.notice = ""
             self._changed()
 

@@ -122,18 +122,17 @@ class GpuResult:
     losses: dict[str, float] = field(default_factory=dict)
 
 
-_MODELS: dict[tuple[str, str], Any] = {}  # (model spec, device) -> guidance model, per process
+_MODELS: dict[str, Any] = {}  # device -> this process's engine.worker.ModelCache (the worker's own cache kind)
 
 
 def _model(spec: str):
-    """(device, guidance model for `spec`): CUDA when this process has it; loaded once per process."""
-    from engine.guidance import load_guidance
+    """(device, guidance model for `spec`): CUDA when this process has it; loaded once per process (a GPU call
+    runs one job at a time, so it waits for the load)."""
+    from engine.worker import ModelCache
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    key = (spec, str(device))
-    if key not in _MODELS:
-        _MODELS[key] = load_guidance(spec, device=device)
-    return device, _MODELS[key]
+    cache = _MODELS.setdefault(str(device), ModelCache(device=device))
+    return device, cache.get(spec)
 
 
 def preload_gpu_model(spec: str) -> bool:

@@ -33,7 +33,7 @@ class LocalRunner:
         self.link, self.models, self.worker = link, models, link.worker
         self._lock = threading.RLock()
         self._job_ids: dict[int, str] = {}  # worker command id -> session id
-        self._generations: dict[int, tuple] = {}  # worker command id of a generation -> (scene name, up)
+        self._generations: set[int] = set()  # worker command ids of generations (their result opens as a new scene)
         self.worker.subscribe(self._on_event)
 
     # ------------------------------------------------------------------ starting (UI threads)
@@ -57,9 +57,10 @@ class LocalRunner:
         with session.lock:
             config = checked_generate_config(session, settings, self.models)
             future = self._queue(session, config, lambda: self.worker.start_generate(
-                session.id, config, from_current=settings.init == INIT_CURRENT))
+                session.id, config, from_current=settings.init == INIT_CURRENT,
+                name=f"generated: {config.prompt.strip()[:60]}"))
             with self._lock:
-                self._generations[future.command_id] = (f"generated: {config.prompt.strip()[:60]}", config.up)
+                self._generations.add(future.command_id)
         self.models.mark_loading(config.model)
 
     def _queue(self, session: Session, config, submit):
@@ -149,7 +150,7 @@ class LocalRunner:
         elif isinstance(event, DoneEvent):
             self._job_finished(session, event)
         elif isinstance(event, ErrorEvent):
-            if getattr(event, "kind", "") == "model-unavailable" or "load the diffusion model" in event.message:  # TODO(merge)
+            if event.kind == "model-unavailable":
                 self.models.set_state(self.models.spec_for(session), "unavailable", "", event.message)
             self._finish(session, event.job, "error", event.message or "error")  # the whole message
 
@@ -158,7 +159,8 @@ class LocalRunner:
             self._finish(session, event.job, "cancelled", event.message or "cancelled")
             return
         with self._lock:
-            generated = self._generations.pop(event.job, None)
+            generated = event.job in self._generations
+            self._generations.discard(event.job)
 
         def adopt() -> None:  # not on the worker thread: showing the result asks the worker for it
             try:
@@ -177,7 +179,7 @@ class LocalRunner:
     def _finish(self, session: Session, job_id, state: str, message: str) -> None:
         with self._lock:
             self._job_ids.pop(job_id, None)
-            self._generations.pop(job_id, None)
+            self._generations.discard(job_id)
         with session.lock:
             session.job.state = state
             session.job.message = message

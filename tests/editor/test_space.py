@@ -297,10 +297,12 @@ def test_the_space_preloads_its_model_once_and_starts_without_one(tmp_path, monk
     monkeypatch.setattr(gpu_calls, "_MODELS", {})
     model_dir = str(save_tiny_pipeline(tmp_path / "tiny"))
     assert gpu_calls.preload_gpu_model(model_dir)
-    cached = dict(gpu_calls._MODELS)
-    assert len(cached) == 1 and next(iter(cached))[0] == model_dir
+    (cache,) = gpu_calls._MODELS.values()  # one cache for this process's device
+    assert model_dir in cache
+    first = cache.get(model_dir)
     device, model = gpu_calls._model(model_dir)
-    assert model is next(iter(cached.values()))  # a job in this process (or a fork of it) reuses it
+    assert model is first  # a job in this process (or a fork of it) reuses it
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    assert not gpu_calls.preload_gpu_model(str(tmp_path / "no-such-model"))
-    assert len(gpu_calls._MODELS) == 1
+    missing = str(tmp_path / "no-such-model")
+    assert not gpu_calls.preload_gpu_model(missing)
+    assert missing not in cache and model_dir in cache

@@ -1,14 +1,10 @@
-"""Undo/redo of finished edits and mask changes, and crash-safe autosave to a workspace folder.
+"""Crash-safe autosave of a session's History to a workspace folder, and its restore.
 
-The history is a list of *states* (scene + mask), each labelled by the action that produced it, and a cursor.
-Undo moves the cursor back, redo forward, a new action drops everything after the cursor. States hold the
-exact parameter tensors (undo restores bit-identical values); consecutive states share a scene object when
-only the mask changed, so a mask change costs no scene copy.
-
-Autosave layout (one folder per session):
+Layout (one folder per session):
 
     workspace/
-      history.json        token, labels, cursor, state ids — written last, atomically: the commit point
+      history.json        token, labels, cursor, per state its ids, name and up — written last, atomically: the
+                          commit point
       scene_<token>_<id>.pt  the parameters of each distinct scene {name: tensor} (mask changes share one)
       mask_<token>_<id>.pt   each state's mask weights {"mask": tensor or None}
       parts_<token>_<id>.pt  each distinct set of named parts {name: weights [N]} (states that keep them share one)
@@ -17,6 +13,9 @@ Autosave layout (one folder per session):
 
 Each file is written to a temporary name and renamed into place, so a crash mid-save leaves the previous
 autosave intact. State files are immutable once written: a save writes only the new ones.
+
+Autosaves written before the history held the up axis have no "up" in history.json; their states restore with
+the up the editor kept beside them then (`up.json`: {"up": [x, y, z], "source": ...}), else +z ("default").
 """
 
 from __future__ import annotations
@@ -25,140 +24,18 @@ import json
 import os
 import tempfile
 import time
-import uuid
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from .scene import GaussianScene
+from ..scene import GaussianScene
+from ..up import Up, Z_UP, normalize_up
+from .history import UP_SOURCES, History, State
 
 FORMAT_VERSION = 1
 META_NAME = "history.json"
-
-
-@dataclass(frozen=True)
-class State:
-    """One point in the history: the scene, the mask weights [N] (or None: nothing masked), the named parts
-    ((name, weights [N]) pairs, in order) and the scene's display name."""
-
-    scene: GaussianScene
-    mask: Tensor | None
-    label: str
-    id: int
-    parts: tuple[tuple[str, Tensor], ...] = ()
-    name: str = ""
-
-
-class History:
-    """Linear undo/redo over `State`s; the newest `max_states` are kept."""
-
-    def __init__(self, scene: GaussianScene, mask: Tensor | None = None, *, label: str = "load scene",
-                 max_states: int = 50, parts=(), name: str = "") -> None:
-        if max_states < 2:
-            raise ValueError(f"max_states must be >= 2 (one undo step), got {max_states}")
-        self.max_states = max_states
-        self.token = uuid.uuid4().hex[:12]  # names this history's files, so two histories never mix
-        self._next_id = 0
-        self._states: list[State] = []
-        self._cursor = -1
-        self._append(scene.clone(), _clone_mask(mask), label, _clone_parts(parts, len(scene)), str(name))
-
-    # ------------------------------------------------------------------ reading
-    @property
-    def current(self) -> State:
-        return self._states[self._cursor]
-
-    @property
-    def can_undo(self) -> bool:
-        return self._cursor > 0
-
-    @property
-    def can_redo(self) -> bool:
-        return self._cursor < len(self._states) - 1
-
-    def labels(self) -> list[str]:
-        return [s.label for s in self._states]
-
-    @property
-    def cursor(self) -> int:
-        return self._cursor
-
-    def states(self) -> list[State]:
-        return list(self._states)
-
-    # ------------------------------------------------------------------ changing
-    def push(self, label: str, scene: GaussianScene | None = None, mask: Tensor | None | str = "keep", *,
-             parts="keep", name: str | None = None) -> State:
-        """Record a finished action. `scene=None` keeps the current scene (a mask change); `mask="keep"`
-        keeps the current mask; `parts="keep"` the named parts (dropped when the count changes) and `name=None`
-        the scene name. All are copied, so later in-place changes by the caller cannot leak in."""
-        now = self.current
-        new_scene = now.scene if scene is None or scene is now.scene else scene.clone()
-        new_mask = now.mask if isinstance(mask, str) else _clone_mask(mask)
-        if new_mask is not None and new_mask.shape != (len(new_scene),):
-            raise ValueError(f"mask has {new_mask.shape[0]} weights but the scene has {len(new_scene)} Gaussians")
-        if isinstance(parts, str):
-            new_parts = now.parts if len(new_scene) == len(now.scene) else ()
-        else:
-            new_parts = _clone_parts(parts, len(new_scene))
-        del self._states[self._cursor + 1:]
-        state = self._append(new_scene, new_mask, label, new_parts, now.name if name is None else str(name))
-        if len(self._states) > self.max_states:
-            drop = len(self._states) - self.max_states
-            del self._states[:drop]
-            self._cursor -= drop
-        return state
-
-    def undo(self) -> State:
-        if not self.can_undo:
-            raise IndexError("nothing to undo")
-        self._cursor -= 1
-        return self.current
-
-    def redo(self) -> State:
-        if not self.can_redo:
-            raise IndexError("nothing to redo")
-        self._cursor += 1
-        return self.current
-
-    def _append(self, scene: GaussianScene, mask: Tensor | None, label: str, parts=(), name: str = "") -> State:
-        state = State(scene=scene, mask=mask, label=str(label), id=self._next_id, parts=parts, name=name)
-        self._next_id += 1
-        self._states.append(state)
-        self._cursor = len(self._states) - 1
-        return state
-
-    @classmethod
-    def _from_states(cls, states: list[State], cursor: int, max_states: int, token: str) -> "History":
-        history = cls.__new__(cls)
-        history.token = token
-        history.max_states = max_states
-        history._states = list(states)
-        history._cursor = cursor
-        history._next_id = max(s.id for s in states) + 1
-        return history
-
-
-def _clone_mask(mask: Tensor | None) -> Tensor | None:
-    return None if mask is None else mask.detach().clone()
-
-
-def _clone_parts(parts, count: int) -> tuple[tuple[str, Tensor], ...]:
-    """Named parts (a dict or (name, weights) pairs) as an immutable tuple of copies, each [count]."""
-    items = list(parts.items()) if isinstance(parts, dict) else list(parts or ())
-    out = []
-    for name, weights in items:
-        weights = torch.as_tensor(weights).detach().float().cpu().clone()
-        if weights.shape != (count,):
-            raise ValueError(f"part {name!r} has {tuple(weights.shape)} weights but the scene has {count} Gaussians")
-        out.append((str(name), weights))
-    return tuple(out)
-
-
-# ---------------------------------------------------------------------- autosave
+LEGACY_UP_NAME = "up.json"  # the editor's up sidecar of older autosaves (read on restore, never written)
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -225,7 +102,8 @@ def autosave(history: History, workspace: str | os.PathLike) -> Path:
         "max_states": history.max_states,
         "states": [
             {"id": s.id, "label": s.label, "scene": sid, "count": len(s.scene), "name": s.name,
-             "parts": pid if s.parts else None} for s, sid, pid in zip(states, scene_ids, parts_ids)
+             "parts": pid if s.parts else None, "up": list(s.up), "up_source": s.up_source}
+            for s, sid, pid in zip(states, scene_ids, parts_ids)
         ],
     }
     _atomic_write(folder / META_NAME, lambda tmp: tmp.write_text(json.dumps(meta, indent=1)))
@@ -256,7 +134,7 @@ def _read_meta(folder: Path) -> dict:
 def _export_ply(scene: GaussianScene, path: Path) -> None:
     """The current scene as .ply when engine.io can write one (absent in partial checkouts)."""
     try:
-        from .io import save as save_scene
+        from ..io import save as save_scene
     except ImportError:
         return
     _atomic_write(path, lambda tmp: save_scene(scene, tmp))
@@ -289,6 +167,7 @@ def restore(workspace: str | os.PathLike, device: torch.device | str = "cpu") ->
     token = str(meta.get("token", ""))
     scenes: dict[int, GaussianScene] = {}
     part_sets: dict[int, tuple] = {}
+    legacy_up: tuple[Up, str] | None = None  # read once, for states saved without an up
     states = []
     for entry in meta.get("states", []):
         sid = int(entry["scene"])
@@ -299,18 +178,35 @@ def restore(workspace: str | os.PathLike, device: torch.device | str = "cpu") ->
         if pid is not None and int(pid) not in part_sets:
             saved = _load(folder / f"parts_{token}_{int(pid)}.pt", "cpu")
             part_sets[int(pid)] = tuple(zip(saved["names"], saved["weights"]))
+        if "up" in entry:
+            up, up_source = normalize_up(entry["up"]), str(entry.get("up_source", "file"))
+        else:
+            legacy_up = legacy_up or _legacy_up(folder)
+            up, up_source = legacy_up
         states.append(State(scene=scenes[sid], mask=mask, label=str(entry["label"]), id=int(entry["id"]),
                             parts=part_sets.get(int(pid), ()) if pid is not None else (),
-                            name=str(entry.get("name", ""))))
+                            name=str(entry.get("name", "")), up=up, up_source=up_source))
     if not states:
         raise ValueError(f"{meta_path} lists no states")
     cursor = int(meta["cursor"])
     if not 0 <= cursor < len(states):
         raise ValueError(f"{meta_path} has cursor {cursor} outside its {len(states)} states")
-    return History._from_states(states, cursor, int(meta.get("max_states", 50)), token)
+    return History.from_states(states, cursor, int(meta.get("max_states", 50)), token)
 
 
 def _load(path: Path, device) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"autosave file {path} is missing")
     return torch.load(path, map_location=device, weights_only=True)
+
+
+def _legacy_up(folder: Path) -> tuple[Up, str]:
+    """(up, source) from an older autosave's up.json sidecar; +z "default" when there is none (or it is
+    unreadable). A source the history does not know is taken as the file's ("file", the sidecar's default)."""
+    try:
+        saved = json.loads((folder / LEGACY_UP_NAME).read_text())
+        up = normalize_up(saved["up"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return Z_UP, "default"
+    source = saved.get("source", "file")
+    return up, source if source in UP_SOURCES else "file"

@@ -18,7 +18,7 @@ from engine.guidance.closed_form import ClosedFormPrior
 from engine.worker import DoneEvent, EngineWorker, ErrorEvent, PreviewEvent, ProgressEvent, StateEvent
 from tests.edit_scenes import params_equal, two_part_scene
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 class FailingPrior(ClosedFormPrior):
@@ -147,6 +147,7 @@ def test_missing_model_is_an_error_with_instructions_and_the_worker_keeps_runnin
             job.result(60)
         error = next(e for e in _drain(events) if isinstance(e, ErrorEvent))
         assert "no-such-model" in error.message and "closed-form" in error.message
+        assert error.kind == "model-unavailable"  # typed: the UI marks the model, never matching the text
         assert w.start_edit("s", _config(steps=1, model="closed-form:#d02020")).result(60).steps_done == 1
     finally:
         w.shutdown()
@@ -300,8 +301,9 @@ def test_models_are_loaded_once_per_spec(tmp_path, scene_and_mask):
 def _gen_config(steps=3, prompt="a red ball", **kw):
     from engine.generate import GenerateConfig
 
-    return GenerateConfig(prompt=prompt, model="closed-form:#d02020", steps=steps, resolution=32, num_gaussians=150,
-                          preview_every=2, preview_resolution=16, densify=DensifyConfig(enabled=False), **kw)
+    kw.setdefault("num_gaussians", 150)
+    return GenerateConfig(prompt=prompt, model="closed-form:#d02020", steps=steps, resolution=32, preview_every=2,
+                          preview_resolution=16, densify=DensifyConfig(enabled=False), **kw)
 
 
 def test_generate_replaces_the_scene_as_one_history_entry_and_undo_restores_it(worker, scene_and_mask):
@@ -483,6 +485,152 @@ def test_a_model_that_finishes_loading_before_the_job_is_set_aside_still_runs(tm
         w.shutdown()
 
 
-def test_warm_up_runs_the_renderer_forward_and_backward_once(worker):
+def test_warm_up_runs_the_renderer_forward_and_backward_once(worker, monkeypatch):
+    import engine.render
+
+    real_render, rendered = engine.render.render, []
+
+    def spy(scene, cameras, **kwargs):
+        rendered.append((scene, worker.warming_up))
+        return real_render(scene, cameras, **kwargs)
+
+    monkeypatch.setattr(engine.render, "render", spy)
     seconds = worker.warm_up().result(120)
-    assert seconds >= 0 and not worker.warming_up
+    assert len(rendered) == 1 and rendered[0][1]  # one render, while the worker said it was warming up
+    scene = rendered[0][0]
+    assert scene.means.grad is not None and bool(scene.means.grad.abs().sum() > 0)  # the backward pass ran
+    assert seconds > 0 and not worker.warming_up
+
+
+# ---------------------------------------------------------------------------------------------- up axis
+
+
+def test_up_is_a_history_entry_in_the_state_events_and_undo_brings_it_back(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    events = worker.events("s")
+    worker.load_scene("s", scene, up=(0.0, -1.0, 0.0), up_source="format").result(30)
+    now = worker.current("s").result(10)
+    assert now.up == (0.0, -1.0, 0.0) and now.up_source == "format"
+    assert worker.set_up("s", (0, 0, 2)).result(10) == (0.0, 0.0, 1.0)
+    state = [e for e in _drain(events) if isinstance(e, StateEvent)][-1]
+    assert state.up == (0.0, 0.0, 1.0) and state.up_source == "user" and state.labels[-1] == "up axis +z"
+    assert worker.undo("s").result(10) == "up axis +z"
+    now = worker.current("s").result(10)
+    assert now.up == (0.0, -1.0, 0.0) and now.up_source == "format"
+    worker.redo("s").result(10)
+    assert worker.current("s").result(10).up == (0.0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="up source"):
+        worker.set_up("s", (1, 0, 0), "sideways").result(10)
+
+
+def test_a_scene_opened_without_an_up_is_plus_z_default_and_a_file_gets_its_detected_up(worker, tmp_path):
+    from engine.io import save
+    from engine.io.detect_up import detect_up
+
+    scene, _, _ = two_part_scene(40)
+    worker.load_scene("s", scene).result(30)
+    assert (worker.current("s").result(10).up, worker.current("s").result(10).up_source) == ((0.0, 0.0, 1.0),
+                                                                                           "default")
+    path = tmp_path / "capture.ply"
+    save(scene, path)
+    guess = detect_up(path)
+    worker.load_scene("f", path).result(30)
+    now = worker.current("f").result(10)
+    assert (now.up, now.up_source) == (guess.up, guess.source) and now.name == "capture.ply"
+
+
+def test_up_survives_autosave_and_restore(tmp_path, scene_and_mask):
+    scene, mask = scene_and_mask
+    w = EngineWorker(workspace=tmp_path / "ws", model_loader=_loader, device="cpu")
+    try:
+        w.load_scene("s", scene, up=(0.0, -1.0, 0.0), up_source="geometry").result(30)
+        w.set_up("s", (1.0, 0.0, 0.0), label="up axis +x").result(10)
+    finally:
+        w.shutdown()
+    fresh = EngineWorker(workspace=tmp_path / "ws", model_loader=_loader, device="cpu")
+    try:
+        fresh.restore_session("t", "s").result(30)
+        back = fresh.current("t").result(10)
+        assert back.up == (1.0, 0.0, 0.0) and back.up_source == "user"
+        fresh.undo("t").result(10)
+        back = fresh.current("t").result(10)
+        assert back.up == (0.0, -1.0, 0.0) and back.up_source == "geometry"
+    finally:
+        fresh.shutdown()
+
+
+def test_a_generation_brings_its_up_and_undo_brings_the_previous_scenes_up_back(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    worker.load_scene("s", scene, up=(0.0, -1.0, 0.0), up_source="format").result(30)
+    result = worker.start_generate("s", _gen_config(steps=1, up=(0.0, 1.0, 0.0))).result(60)
+    assert result.up == (0.0, 1.0, 0.0)
+    now = worker.current("s").result(10)
+    assert now.up == (0.0, 1.0, 0.0) and now.up_source == "generated"
+    worker.undo("s").result(10)
+    now = worker.current("s").result(10)
+    assert now.up == (0.0, -1.0, 0.0) and now.up_source == "format" and len(now.scene) == len(scene)
+    worker.start_generate("new", _gen_config(steps=1)).result(60)  # a session without a scene before
+    assert worker.current("new").result(10).up_source == "generated"
+
+
+def test_a_committed_result_keeps_the_up_unless_it_brings_its_own(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    worker.load_scene("s", scene, up=(0.0, -1.0, 0.0), up_source="format", parts={"left": mask}, name="a").result(30)
+    worker.commit_result("s", scene.replace(sh0=scene.sh0 + 0.1), mask, label="edit (gpu)").result(10)
+    now = worker.current("s").result(10)
+    assert now.up_source == "format" and list(now.parts) == ["left"] and now.name == "a"
+    worker.commit_result("s", scene, None, label="generate (gpu)", up=(0.0, 0.0, 1.0), name="ball").result(10)
+    now = worker.current("s").result(10)
+    assert now.up == (0.0, 0.0, 1.0) and now.up_source == "generated" and now.parts == {} and now.name == "ball"
+    worker.undo("s").result(10)
+    now = worker.current("s").result(10)
+    assert now.up == (0.0, -1.0, 0.0) and list(now.parts) == ["left"] and now.name == "a"
+
+
+def test_a_committed_edit_with_a_row_map_keeps_the_named_parts(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    worker.load_scene("s", scene, parts={"left": mask, "right": 1 - mask}).result(30)
+    worker.set_mask("s", mask).result(10)
+    rows = torch.cat([torch.arange(len(scene)), torch.tensor([-1])])  # one Gaussian added by the edit
+    grown = scene.subset(rows.clamp(min=0))
+    worker.commit_result("s", grown, torch.cat([mask, torch.ones(1)]), label="edit (gpu)", row_sources=rows).result(10)
+    parts = worker.current("s").result(10).parts
+    assert torch.equal(parts["left"], torch.cat([mask, torch.ones(1)]))
+    assert torch.equal(parts["right"], torch.cat([1 - mask, torch.zeros(1)]))
+
+
+# ---------------------------------------------------------------------------------------------- error kinds
+
+
+def test_error_events_say_their_kind_from_the_exception_type(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    events = worker.events("s")
+    _loaded(worker, scene, mask)
+
+    def broken_loss(*args, **kwargs):
+        raise RuntimeError("the GPU caught fire")
+
+    worker.start_edit("s", _config(steps=3), loss_fn=broken_loss).exception(60)
+    worker.start_generate("s", _gen_config(prompt=" ")).exception(60)  # ValueError: empty prompt
+    worker.set_mask("s", torch.ones(3)).exception(60)  # ValueError: the wrong size
+    (worker.workspace / "s").rename(worker.workspace / "moved")
+    (worker.workspace / "s").write_text("")  # a file where the session's autosave folder should be
+    worker.set_mask("s", None).exception(60)  # OSError: the autosave cannot be written
+    kinds = [(e.action, e.kind) for e in _drain(events) if isinstance(e, ErrorEvent)]
+    assert kinds == [("edit", "internal"), ("generate", "invalid-input"), ("mask", "invalid-input"),
+                     ("mask", "file")]
+
+
+def test_a_generated_object_has_its_name_and_no_parts_of_the_scene_it_replaced(worker, scene_and_mask):
+    scene, mask = scene_and_mask
+    worker.load_scene("s", scene, parts={"left": mask, "right": 1 - mask}, name="robot.ply").result(30)
+    same_size = _gen_config(steps=1, num_gaussians=len(scene))  # parts of the same length must not carry over
+    worker.start_generate("s", same_size, name="generated: a red ball").result(60)
+    now = worker.current("s").result(10)
+    assert now.name == "generated: a red ball" and now.parts == {}
+    worker.undo("s").result(10)
+    now = worker.current("s").result(10)
+    assert now.name == "robot.ply" and list(now.parts) == ["left", "right"]
+    worker.start_generate("s", _gen_config(steps=1), from_current=True).result(60)  # the same rows, refined
+    now = worker.current("s").result(10)
+    assert now.name == "robot.ply" and list(now.parts) == ["left", "right"]

@@ -1,4 +1,4 @@
-"""Undo/redo restores exact parameters; autosave survives a crash and restores the same history."""
+"""Autosave survives a crash and restores the same history (parameters, labels, cursor, parts, name, up)."""
 
 import json
 import os
@@ -6,8 +6,9 @@ import os
 import pytest
 import torch
 
-from engine.history import History, autosave, describe_autosave, has_autosave, restore
 from engine.scene import random_scene
+from engine.worker.persistence import autosave, describe_autosave, has_autosave, restore
+from engine.worker.history import History
 
 
 def _equal(a, b) -> bool:
@@ -17,53 +18,6 @@ def _equal(a, b) -> bool:
 def _edited(scene, seed):
     g = torch.Generator().manual_seed(seed)
     return scene.replace(sh0=scene.sh0 + torch.randn(scene.sh0.shape, generator=g))
-
-
-def test_undo_redo_round_trip_is_exact():
-    s0 = random_scene(50, sh_degree=1, seed=1)
-    h = History(s0)
-    m1 = torch.rand(50)
-    h.push("mask", mask=m1)
-    s2 = _edited(s0, 2)
-    h.push("edit", scene=s2)
-    assert h.labels() == ["load scene", "mask", "edit"]
-    assert h.current.mask is not None and torch.equal(h.current.mask, m1)  # an edit keeps the mask
-    assert _equal(h.undo().scene, s0) and torch.equal(h.current.mask, m1)
-    assert _equal(h.undo().scene, s0) and h.current.mask is None
-    assert not h.can_undo
-    with pytest.raises(IndexError, match="nothing to undo"):
-        h.undo()
-    assert _equal(h.redo().scene, s0) and _equal(h.redo().scene, s2)
-    with pytest.raises(IndexError, match="nothing to redo"):
-        h.redo()
-
-
-def test_history_copies_inputs_and_shares_scene_on_mask_changes():
-    s0 = random_scene(20, seed=3)
-    h = History(s0)
-    original = s0.clone()
-    s0.means.add_(1.0)  # the caller mutates its tensor after handing it over
-    assert _equal(h.current.scene, original)
-    h.push("mask a", mask=torch.ones(20))
-    assert h.current.scene is h.states()[0].scene
-
-
-def test_new_action_drops_redo_and_old_states_are_trimmed():
-    s0 = random_scene(10, seed=4)
-    h = History(s0, max_states=3)
-    for i in range(4):
-        h.push(f"edit {i}", scene=_edited(s0, i))
-    assert h.labels() == ["edit 1", "edit 2", "edit 3"]
-    h.undo()
-    h.push("other", scene=_edited(s0, 9))
-    assert h.labels() == ["edit 1", "edit 2", "other"] and not h.can_redo
-
-
-def test_push_refuses_mask_of_wrong_length():
-    h = History(random_scene(10, seed=5))
-    with pytest.raises(ValueError, match="mask has 3 weights but the scene has 10"):
-        h.push("mask", mask=torch.ones(3))
-    assert h.labels() == ["load scene"]
 
 
 def test_autosave_restore_is_exact_including_cursor(tmp_path):
@@ -145,11 +99,11 @@ def test_restore_errors_name_the_problem(tmp_path):
 
 
 def test_autosave_rewrites_current_ply_only_when_the_scene_changes(tmp_path, monkeypatch):
-    import engine.history as history_module
+    import engine.worker.persistence as persistence
 
     exported = []
-    real_export = history_module._export_ply
-    monkeypatch.setattr(history_module, "_export_ply", lambda scene, path: (exported.append(len(scene)), real_export(scene, path)))
+    real_export = persistence._export_ply
+    monkeypatch.setattr(persistence, "_export_ply", lambda scene, path: (exported.append(len(scene)), real_export(scene, path)))
     s0 = random_scene(30, seed=4)
     h = History(s0)
     autosave(h, tmp_path)
@@ -162,3 +116,37 @@ def test_autosave_rewrites_current_ply_only_when_the_scene_changes(tmp_path, mon
     h.undo()
     autosave(h, tmp_path)
     assert exported == [30, 30, 30]  # the edit and its undo each change the current scene
+
+
+def test_up_survives_autosave_and_restore_per_state(tmp_path):
+    s0 = random_scene(8, seed=14)
+    h = History(s0, up=(0.0, -1.0, 0.0), up_source="format")
+    h.push("up axis +x", up=(1, 0, 0), up_source="user")
+    autosave(h, tmp_path)
+    r = restore(tmp_path)
+    assert r.current.up == (1.0, 0.0, 0.0) and r.current.up_source == "user"
+    r.undo()
+    assert r.current.up == (0.0, -1.0, 0.0) and r.current.up_source == "format"
+
+
+def _without_up(folder):
+    """Make the autosave in `folder` look like one written before the history held the up axis."""
+    meta = json.loads((folder / "history.json").read_text())
+    for entry in meta["states"]:
+        del entry["up"], entry["up_source"]
+    (folder / "history.json").write_text(json.dumps(meta))
+
+
+def test_an_older_autosave_takes_its_up_from_the_editors_sidecar_else_plus_z(tmp_path):
+    h = History(random_scene(8, seed=15), up=(0.0, 1.0, 0.0), up_source="user")
+    h.push("mask", mask=torch.ones(8))
+    with_sidecar, without = tmp_path / "a", tmp_path / "b"
+    for folder in (with_sidecar, without):
+        autosave(h, folder)
+        _without_up(folder)
+    (with_sidecar / "up.json").write_text(json.dumps({"up": [0, -2, 0], "source": "geometry"}))
+    r = restore(with_sidecar)
+    assert [(s.up, s.up_source) for s in r.states()] == [((0.0, -1.0, 0.0), "geometry")] * 2
+    assert restore(without).current.up == (0.0, 0.0, 1.0) and restore(without).current.up_source == "default"
+    (with_sidecar / "up.json").write_text("{broken")
+    assert restore(with_sidecar).current.up_source == "default"

@@ -1,0 +1,196 @@
+"""What the worker runs for jobs (edits, generations), tasks (mask work) and the warm-up, on its thread.
+
+Every job has one shape, `Jobs._run_job`:
+
+1. cancelled while queued: end as "cancelled before start";
+2. refuse bad input before its model loads (`prepare`);
+3. its model, or set the job aside while the model loads (`ModelCache.get_or_park` raises `Parked`);
+4. run the work (`run(model, should_stop, on_event)`, the one place an edit or a generation happens), with
+   pause/cancel and other sessions' commands between its steps, and its progress and previews as events;
+5. adopt the result as a history entry — only if the session is still as it was when the job started.
+
+Only `run` differs between local and remote execution, so a `run_job(spec, model, should_stop)` iterator shared
+with the ZeroGPU path replaces it without touching the rest.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable, TypeVar
+
+import torch
+
+from ..edit import EditConfig, EditEvent, EditResult, run_edit
+from ..generate import GenerateConfig, GenerateEvent, check_generate_config, initial_scene, run_generate
+from ..scene import GaussianScene
+from ..up import normalize_up
+from .bus import EventBus
+from .events import DoneEvent, GenerateResult, PreviewEvent, ProgressEvent, TaskCancelled, TaskEvent
+from .history import History
+from .models import ModelCache
+from .queue import Command, CommandQueue
+from .sessions import SessionStore
+
+R = TypeVar("R")  # a job's result: it has `cancelled` and `steps_done`
+ShouldStop = Callable[[], bool]
+OnEvent = Callable[[EditEvent | GenerateEvent], None]
+
+
+class Jobs:
+    """The bodies of the worker's long commands; see the module docstring."""
+
+    def __init__(self, queue: CommandQueue, models: ModelCache, sessions: SessionStore, bus: EventBus,
+                 execute: Callable[[Command], None]) -> None:
+        """execute(command): how the worker runs a command (used to serve other sessions between steps)."""
+        self._queue = queue
+        self._models = models
+        self._sessions = sessions
+        self._bus = bus
+        self._execute = execute
+        self.warming = False  # a warm-up is running
+
+    # ------------------------------------------------------------------ jobs
+    def edit(self, cmd: Command, config: EditConfig, loss_fn=None) -> EditResult:
+        history = self._sessions.get(cmd.session)
+        state = history.current
+
+        def prepare() -> None:
+            if state.mask is None:
+                raise ValueError("nothing is selected; mask the part to edit before starting an edit")
+
+        def run(model, should_stop: ShouldStop, on_event: OnEvent) -> EditResult:
+            return run_edit(state.scene, state.mask, config, model, on_event=on_event, should_stop=should_stop,
+                            loss_fn=loss_fn)
+
+        def adopt(result: EditResult, history: History) -> str:
+            # (once EditResult carries `row_sources`, the named parts follow the edit's rows; until then they
+            # survive only an edit that keeps the Gaussian count)
+            history.push(f"edit ({config.method}): {config.prompt}", scene=result.scene, mask=result.mask,
+                         row_sources=getattr(result, "row_sources", None))
+            return f"{result.steps_done} steps"
+
+        return self._run_job(cmd, config.model, history, prepare=prepare, run=run, adopt=adopt,
+                             not_started=lambda: EditResult(scene=state.scene, mask=state.mask, cancelled=True))
+
+    def generate(self, cmd: Command, config: GenerateConfig, from_current: bool, name: str | None = None
+                 ) -> GenerateResult:
+        history = self._sessions.find(cmd.session)
+        initial: list[GaussianScene | None] = [None]  # what the generation starts from (made by prepare)
+
+        def prepare() -> None:
+            check_generate_config(config)
+            initial[0] = self._sessions.get(cmd.session).current.scene if from_current else initial_scene(config)
+
+        def run(model, should_stop: ShouldStop, on_event: OnEvent) -> GenerateResult:
+            steps = [0]
+
+            def count_steps(event: GenerateEvent) -> None:
+                steps[0] = event.step
+                on_event(event)
+
+            scene = run_generate(config, model, on_event=count_steps, should_stop=should_stop, initial=initial[0])
+            # run_generate ends early only when should_stop said so
+            return GenerateResult(scene=scene, steps_done=steps[0], cancelled=steps[0] < config.steps,
+                                  up=normalize_up(config.up))
+
+        def adopt(result: GenerateResult, history: History | None) -> str:
+            label = f"generate ({config.method}): {config.prompt}"
+            zeros = torch.zeros(len(result.scene), dtype=torch.float32)
+            if history is None:  # no scene before: the result starts the session's history
+                self._sessions.open(cmd.session, History(result.scene, zeros, label=label, name=name or "",
+                                                         up=result.up, up_source="generated"))
+            else:  # a new object has none of the replaced one's parts; refining the current one keeps them
+                history.push(label, scene=result.scene, mask=zeros, parts="keep" if from_current else (), name=name,
+                             up=result.up, up_source="generated")
+            return f"{result.steps_done} steps, {len(result.scene)} Gaussians"
+
+        current = history.current.scene if history is not None else None
+        return self._run_job(cmd, config.model, history, prepare=prepare, run=run, adopt=adopt,
+                             not_started=lambda: GenerateResult(scene=current, steps_done=0, cancelled=True))
+
+    def _run_job(self, cmd: Command, spec: str | None, history: History | None, *, prepare: Callable[[], None],
+                 run: Callable[[Any, ShouldStop, OnEvent], R], adopt: Callable[[R, History | None], str],
+                 not_started: Callable[[], R]) -> R:
+        """The steps of the module docstring. `history`: the session's when the job started (None: it has
+        none yet); `adopt(result, history)` records a finished result there and returns the Done message."""
+        state = history.current if history is not None else None
+        if cmd.control.cancel.is_set():  # cancelled while queued
+            self._done(cmd, cancelled=True, message="cancelled before start")
+            return not_started()
+        prepare()
+        model = self._models.get_or_park(spec)  # Parked: the worker sets the job aside until the model loads
+        with self._queue.running(cmd):
+            self._sessions.announce(cmd.session)
+            result = run(model, *self._hooks(cmd))
+        if result.cancelled:
+            self._done(cmd, cancelled=True, message=f"cancelled after {result.steps_done} steps")
+            self._sessions.announce(cmd.session)
+            return result
+        # The session may have been closed or reloaded while the job ran: adopt the result only if unchanged.
+        now = self._sessions.find(cmd.session)
+        if now is history and (history is None or history.current is state):
+            message = adopt(result, history)
+            self._sessions.changed(cmd.session)
+        else:
+            message = "finished, but the session changed meanwhile; result discarded"
+        self._done(cmd, message=message)
+        return result
+
+    def _hooks(self, cmd: Command) -> tuple[ShouldStop, OnEvent]:
+        """(should_stop, on_event) for a job: the pause/cancel flags and other sessions' commands between
+        steps, and the job's progress and previews as events."""
+
+        def should_stop() -> bool:
+            return self._queue.between_steps(cmd, self._execute)
+
+        def on_event(event: EditEvent | GenerateEvent) -> None:
+            self._bus.emit(ProgressEvent(cmd.session, cmd.id, event.step, event.total, dict(event.losses),
+                                         event.elapsed_s, event.eta_s, event.num_gaussians))
+            if event.preview is not None:
+                self._bus.emit(PreviewEvent(cmd.session, cmd.id, event.step, event.preview,
+                                            getattr(event, "scene", None), getattr(event, "mask", None)))
+
+        return should_stop, on_event
+
+    def _done(self, cmd: Command, *, cancelled: bool = False, message: str = "") -> None:
+        self._bus.emit(DoneEvent(cmd.session, cmd.id, cmd.action, cancelled=cancelled, message=message))
+
+    # ------------------------------------------------------------------ tasks and the warm-up
+    def task(self, cmd: Command, fn: Callable[..., Any], model_spec: str | None = None) -> Any:
+        """Run `fn(progress, should_stop[, model])`; None when cancelled (before or during)."""
+        control = cmd.control
+
+        def progress(step: int, total: int, message: str = "") -> None:
+            if control.cancel.is_set():
+                raise TaskCancelled()
+            self._bus.emit(TaskEvent(cmd.session, cmd.id, cmd.action, int(step), int(total), message))
+
+        if control.cancel.is_set():
+            self._done(cmd, cancelled=True, message="cancelled before start")
+            return None
+        args = () if model_spec is None else (self._models.get_or_park(model_spec),)  # may set the task aside
+        try:
+            result = fn(progress, control.cancel.is_set, *args)
+        except TaskCancelled:
+            self._done(cmd, cancelled=True, message="cancelled")
+            return None
+        self._done(cmd)
+        return result
+
+    def warm_up(self, cmd: Command) -> float:
+        """Render a small scene forward and backward once (compiles the CPU rasterizer's kernels); seconds."""
+        from ..camera import orbit_cameras
+        from ..render import render
+        from ..scene import random_scene
+
+        start = time.perf_counter()
+        self.warming = True
+        try:
+            scene = random_scene(64, seed=0, extent=0.3)
+            params = {k: v.clone().requires_grad_(True) for k, v in scene.items()}
+            cams = orbit_cameras(torch.zeros(3), 2.0, [0.0], [20.0], width=32, height=32)
+            out = render(GaussianScene(**params), cams)
+            out.rgb.sum().backward()
+        finally:
+            self.warming = False
+        return time.perf_counter() - start
