@@ -183,19 +183,26 @@ def test_commit_result_is_one_history_entry_that_undo_reverts(worker, scene_and_
 
 
 def test_sessions_are_independent_and_served_while_another_edit_is_paused(worker, scene_and_mask):
+    """No sleep decides this: commands run in order and the model is loaded beforehand, so b's commands below
+    are served only once a's job has started (nothing parks it). Each b command goes out after the one before
+    has answered, and the worker serves it between two of a's steps: a job that ignored the pause would have
+    taken a step, and reported it (on the worker thread, before answering), by the next answer."""
     scene, mask = scene_and_mask
     other, other_parts, _ = two_part_scene(30)
     _loaded(worker, scene, mask, "a")
     worker.load_scene("b", other).result(30)
+    assert worker.start_edit("a", _config(steps=1)).result(60).steps_done == 1  # loads the model
     started = []
     worker.subscribe(lambda e: started.append(e.step) if isinstance(e, ProgressEvent) else None, "a")
     worker.pause("a")
     job = worker.start_edit("a", _config(steps=5))
     # a's edit is held before its first step; b's commands still run in the meantime
     worker.set_mask("b", (other_parts == 1).float()).result(30)
-    assert worker.snapshot("b").result(30)[1] is not None
+    for _ in range(10):
+        assert worker.snapshot("b").result(30)[1] is not None
     a_mask_cmd = worker.set_mask("a", None)  # a's own command waits for a's job
-    time.sleep(0.3)
+    for _ in range(10):
+        worker.snapshot("b").result(30)
     assert not job.done() and started == [] and not a_mask_cmd.done()
     worker.resume("a")
     assert job.result(60).steps_done == 5 and started == [1, 2, 3, 4, 5]
@@ -483,6 +490,26 @@ def test_a_model_that_finishes_loading_before_the_job_is_set_aside_still_runs(tm
         w.shutdown()
 
 
-def test_warm_up_runs_the_renderer_forward_and_backward_once(worker):
+def test_warm_up_runs_the_renderer_forward_and_backward_once(worker, monkeypatch):
+    """A spy on the renderer the worker calls: one render, and a backward pass through its image (what compiles
+    the CPU rasterizer's kernels both ways). A warm-up that did nothing, or only the forward pass, fails."""
+    import engine.render
+
+    real = engine.render.render
+    renders = []
+
+    def spy(*args, **kwargs):
+        out = real(*args, **kwargs)
+        record = {"backward": False}
+        renders.append(record)
+        if out.rgb.requires_grad:
+            out.rgb.register_hook(lambda grad: record.update(backward=True))
+        return out
+
+    # the worker imports `render` from engine.render when it warms up; patch a module-level import too, if any
+    for module in {engine.render, sys.modules[EngineWorker.__module__]}:
+        if getattr(module, "render", None) is real:
+            monkeypatch.setattr(module, "render", spy)
     seconds = worker.warm_up().result(120)
-    assert seconds >= 0 and not worker.warming_up
+    assert renders == [{"backward": True}]
+    assert seconds > 0 and not worker.warming_up
