@@ -1,5 +1,7 @@
-"""Test-wide settings: no network for model hubs, a small thread count so the 2-core CI stays predictable."""
+"""Test-wide settings: no network for model hubs, a small thread count so the 2-core CI stays predictable, one
+scale for every timing bound."""
 
+import math
 import os
 
 import pytest
@@ -21,3 +23,34 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def empty_hf_cache(monkeypatch, tmp_path):
+    """An empty Hugging Face cache and offline mode for this test, so a hub id is "not on this machine" whatever
+    this machine has cached. Setting HF_HOME would do nothing: huggingface_hub reads it once, at import; its
+    module constants are what huggingface_hub and transformers read at call time. The env var HF_HUB_OFFLINE is
+    set too, for code that reads it (editor.jobs). Returns the cache folder (not created)."""
+    cache = tmp_path / "hf-cache" / "hub"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    return cache
+
+
+TIME_SCALE_VAR = "SPLATEDIT_TIME_SCALE"
+
+
+@pytest.fixture(scope="session")
+def time_limit():
+    """`time_limit(seconds)`: a timing bound ("answers at once", "refused quickly") times SPLATEDIT_TIME_SCALE
+    (default 1). Each bound guards a real responsiveness promise, so it keeps asserting; a slow or loaded machine
+    scales all of them at once (SPLATEDIT_TIME_SCALE=3) instead of each test growing its own headroom."""
+    raw = os.environ.get(TIME_SCALE_VAR, "1")
+    try:
+        scale = float(raw)
+    except ValueError:
+        scale = math.nan
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"{TIME_SCALE_VAR} must be a positive number, got {raw!r}")
+    return lambda seconds: seconds * scale

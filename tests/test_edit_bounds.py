@@ -54,7 +54,7 @@ def test_an_edit_that_wants_to_spread_stays_in_its_region(scene_and_mask):
     assert bool(region.contains(result.scene.means[edited]).all()), "a trainable centre left the region"
     moved = torch.cdist(result.scene.means[edited], scene.means[mask > 0.5]).min(dim=1).values
     assert float(moved.max()) > 0.01  # the adversary did move them (inside the region)
-    cap = math.log(2.5 * float(torch.quantile(torch.exp(scene.scales[mask > 0.5]).amax(-1), 0.98)))
+    cap = math.log(config.max_scale_growth * float(torch.quantile(torch.exp(scene.scales[mask > 0.5]).amax(-1), 0.98)))
     assert float(result.scene.scales[edited].max()) <= cap + 1e-5
     assert result.num_split + result.num_cloned > 0
 

@@ -40,3 +40,17 @@ def edit_job(job_id: str, method: str = "sds", seed: int = 0, **extra) -> dict:
 def write_jobs(path: Path, jobs: list[dict]) -> Path:
     path.write_text("".join(json.dumps(job) + "\n" for job in jobs))
     return path
+
+
+def copy_of_run(out: Path, dest: Path) -> Path:
+    """A copy of a finished batch folder whose manifest points at the copy's own outputs: a test that runs a batch
+    into it again leaves `out` (a module fixture other tests read) as the first run wrote it."""
+    import shutil
+
+    shutil.copytree(out, dest)
+    manifest_path = dest / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for record in manifest["jobs"].values():
+        record["outputs"] = {k: str(dest / Path(v).relative_to(out)) for k, v in (record.get("outputs") or {}).items()}
+    manifest_path.write_text(json.dumps(manifest, indent=1))
+    return dest

@@ -19,7 +19,7 @@ from engine.evaluate import EvalOptions  # noqa: E402
 from engine.batch.ray_runner import RayOptions, connect  # noqa: E402
 from engine.batch.run import run_batch  # noqa: E402
 from engine.io import load  # noqa: E402
-from tests.batch.batch_files import edit_job, write_jobs  # noqa: E402
+from tests.batch.batch_files import copy_of_run, edit_job, write_jobs  # noqa: E402
 from tests.batch.dying import maybe_die  # noqa: E402
 
 OPTIONS = EvalOptions(views=2, resolution=32)
@@ -106,8 +106,9 @@ def test_jobs_asking_for_more_than_the_cluster_has_are_refused(first_run, tmp_pa
         run_batch(jobs_file, tmp_path / "out", options=OPTIONS, ray=RayOptions(gpus_per_job=1), quiet=True)
 
 
-def test_second_run_from_the_cli_skips_finished_jobs(first_run, capsys):
-    jobs_file, out, _ = first_run
+def test_second_run_from_the_cli_skips_finished_jobs(first_run, capsys, tmp_path):
+    jobs_file, first_out, _ = first_run
+    out = copy_of_run(first_out, tmp_path / "again")  # the other tests read first_out as the first run left it
     before = _records(out)
     code = main(["batch", str(jobs_file), "--out", str(out), "--ray", "local", "--retries", "0", "--eval-views",
                  "2", "--eval-resolution", "32"])

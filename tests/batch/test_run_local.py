@@ -13,7 +13,7 @@ from engine.batch.execute import run_job
 from engine.evaluate import EvalOptions
 from engine.batch.run import run_batch
 from engine.io import load
-from tests.batch.batch_files import edit_job, write_inputs, write_jobs
+from tests.batch.batch_files import copy_of_run, edit_job, write_inputs, write_jobs
 from tests.edit_scenes import two_part_scene
 
 OPTIONS = EvalOptions(views=2, resolution=32)
@@ -129,8 +129,9 @@ def test_tables_have_one_row_per_method(first_run):
     assert len(results) == 10 and results[0].startswith("id,job,method,status,seconds,error")
 
 
-def test_second_run_skips_finished_and_redoes_the_rest(first_run):
-    jobs_file, out, _, _ = first_run
+def test_second_run_skips_finished_and_redoes_the_rest(first_run, tmp_path):
+    jobs_file, first_out, _, _ = first_run
+    out = copy_of_run(first_out, tmp_path / "again")  # the other tests read first_out as the first run left it
     before = _manifest(out)
     calls = Calls()
     report = run_batch(jobs_file, out, options=OPTIONS, retries=0, quiet=True, job_fn=calls)

@@ -17,7 +17,7 @@ from engine.io.detect_up import detect_up, save_with_up
 from engine.rotate import turn_scene
 from engine.scene import random_scene
 
-SAMPLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "supersplat-64.compressed.ply"
+SAMPLE = Path(__file__).resolve().parents[1] / "io" / "data" / "supersplat-64.compressed.ply"
 VIEW = ["--width", "48", "--height", "48", "--azimuth", "60", "--elevation", "25", "--backend", "torch"]
 
 
@@ -68,7 +68,6 @@ def test_bad_up_is_one_error_line(turned_robot, tmp_path, capsys):
     assert not (tmp_path / "x.png").exists()
 
 
-@pytest.mark.skipif(not SAMPLE.is_file(), reason="../shared/data/supersplat-64.compressed.ply is not here")
 def test_a_real_supersplat_capture_is_orbited_around_minus_y(tmp_path):
     auto = render(SAMPLE, tmp_path / "auto.png")
     assert np.array_equal(auto, render(SAMPLE, tmp_path / "minus_y.png", "--up=-y"))

@@ -8,7 +8,7 @@ import shutil
 import time
 from pathlib import Path
 
-import pytest
+from tests.required import BROWSER, skip_unless_required
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -17,10 +17,15 @@ ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
 
 
 def chromium_or_skip():
-    """(the Chromium executable, playwright.sync_api); skips the calling test module when either is missing."""
+    """(the Chromium executable, playwright.sync_api); skips the calling test module when either is missing
+    (fails it under SPLATEDIT_REQUIRE_BROWSER=1, which .ci/run sets: it installs both)."""
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.skip(f"chromium is not installed ({CHROMIUM}); browser tests need it", allow_module_level=True)
-    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+        skip_unless_required(f"chromium is not installed ({CHROMIUM}); browser tests need it", BROWSER,
+                             allow_module_level=True)
+    try:
+        from playwright import sync_api
+    except ImportError:
+        skip_unless_required("the playwright package is not installed", BROWSER, allow_module_level=True)
     return (CHROMIUM if Path(CHROMIUM).exists() else shutil.which("chromium")), sync_api
 
 

@@ -2,8 +2,10 @@
 
 One page walks the whole story: the default scene shows (streamed render and the Viser view), a click makes a
 mask, a short closed-form edit runs with the progress bar moving and the preview changing, a second run is
-cancelled, undo restores the scene, and an exported file downloads and loads. Screenshots go to
-tests/artifacts/ (gitignored).
+cancelled, undo restores the scene, and an exported file downloads and loads; then the demo recolours a loaded
+mask and text selection runs from the Mask panel. Each step builds on the page the one before left (the mask the
+edit needs, the edit that undo reverts, the Advanced panel the demo fills in), so the story is ONE test: run
+alone or in any order, no step finds its precondition missing. Screenshots go to tests/artifacts/ (gitignored).
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ def stream_src(page) -> str:
     return page.locator("#stream-view img").first.get_attribute("src") or ""
 
 
-def test_default_scene_shows(app, page):
+def default_scene_shows(app, page):
     count = len(app.ctx.registry.base_bundle().scene)
     page.get_by_role("tab", name="Scene").click()
     wait_until(lambda: f"{count:,}" in page.locator("#scene-info").inner_text())
@@ -85,7 +87,7 @@ def test_default_scene_shows(app, page):
     shot(page, "02-default-scene-render")
 
 
-def test_click_makes_a_mask(app, page):
+def click_makes_a_mask(app, page):
     page.get_by_role("tab", name="Mask").click()
     page.locator("#mask-tool").get_by_text("Brush").click()
     page.locator("#mask-radius input[type=number]").fill("40")
@@ -123,7 +125,7 @@ def test_click_makes_a_mask(app, page):
     shot(page, "04-mask-after-viser-click")
 
 
-def test_edit_runs_with_progress_and_preview(app, page):
+def edit_runs_with_progress_and_preview(app, page):
     page.get_by_role("tab", name="Render").click()  # software WebGL of the Viser tab would compete for the CPU
     page.get_by_role("tab", name="Model").click()
     page.locator("#model-demo").click()
@@ -162,7 +164,7 @@ def test_edit_runs_with_progress_and_preview(app, page):
     shot(page, "06-edit-done")
 
 
-def test_cancel_a_run(app, page):
+def cancel_a_run(app, page):
     page.locator("#edit-steps input[type=number]").fill("2000")
     page.locator("#edit-steps input[type=number]").press("Enter")
     time.sleep(0.5)
@@ -174,7 +176,7 @@ def test_cancel_a_run(app, page):
     shot(page, "07-cancelled")
 
 
-def test_undo_and_export_download(app, page, tmp_path):
+def undo_and_export_download(app, page, tmp_path):
     from engine.io import load
 
     original = app.ctx.registry.base_bundle().scene
@@ -197,7 +199,7 @@ def test_undo_and_export_download(app, page, tmp_path):
     shot(page, "08-undo-export")
 
 
-def test_demo_recolours_the_right_half_cleanly(app, page, tmp_path):
+def demo_recolours_the_right_half_cleanly(app, page, tmp_path):
     """What a new user tries first: the robot's right half with the closed-form:#d02020 demo (Model tab's
     default colour), 150 steps at 64 px. The live PSNR against the ideal (that half recoloured, nothing else
     changed) must be high: a flood of red flakes over the robot scores ~13 dB."""
@@ -229,7 +231,7 @@ def test_demo_recolours_the_right_half_cleanly(app, page, tmp_path):
     shot(page, "09-demo-right-half-red")
 
 
-def test_select_by_text_from_the_mask_panel(app, page, tmp_path):
+def select_by_text_from_the_mask_panel(app, page, tmp_path):
     """The Mask panel's "Select by text": with the closed-form demo it says there is no attention to read; with
     a diffusers model (the tiny random pipeline, saved to a folder and chosen in the Model tab as a user would)
     the selection runs as an engine task with its progress line and ends as a selection."""
@@ -263,3 +265,14 @@ def test_select_by_text_from_the_mask_panel(app, page, tmp_path):
     page.get_by_role("tab", name="Model").click()
     page.locator("#model-demo").click()  # the module's later users expect the demo model
     wait_until(lambda: "closed-form" in page.locator("#model-status").inner_text())
+
+
+def test_the_story_on_one_page(app, page, tmp_path):
+    """The steps above, in order, on one page (each step's name shows in a failure's traceback)."""
+    default_scene_shows(app, page)
+    click_makes_a_mask(app, page)
+    edit_runs_with_progress_and_preview(app, page)
+    cancel_a_run(app, page)
+    undo_and_export_download(app, page, tmp_path)
+    demo_recolours_the_right_half_cleanly(app, page, tmp_path)
+    select_by_text_from_the_mask_panel(app, page, tmp_path)

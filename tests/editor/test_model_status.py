@@ -25,9 +25,7 @@ def test_complete_local_folder_is_available(tmp_path):
     assert _probe(str(tmp_path))[0] == "available"
 
 
-def test_uncached_hub_model_offline_says_how_to_get_it(monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
+def test_uncached_hub_model_offline_says_how_to_get_it(empty_hf_cache):
     state, _, message = _probe("someone/not-a-cached-model")
     assert state == "unavailable" and "hf download someone/not-a-cached-model" in message
     text = status_markdown({"spec": "someone/not-a-cached-model", "state": state, "message": message})
@@ -45,7 +43,7 @@ def test_colour_picker_values_become_hex_specs():
     assert normalise_colour_spec("some/model") == "some/model"
 
 
-def test_uncached_hub_model_with_no_route_to_the_hub_is_refused_quickly(monkeypatch):
+def test_uncached_hub_model_with_no_route_to_the_hub_is_refused_quickly(monkeypatch, empty_hf_cache, time_limit):
     """Not offline by flag, but the hub cannot be reached (here: a closed local port): known in about a
     second, with the whole message (download command and the closed-form demo), instead of a download that
     retries for minutes."""
@@ -57,20 +55,19 @@ def test_uncached_hub_model_with_no_route_to_the_hub_is_refused_quickly(monkeypa
     with socket.socket() as s:  # a port nothing listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)  # not offline by flag: the probe must find out itself
     monkeypatch.delenv("HTTPS_PROXY", raising=False)
     monkeypatch.delenv("https_proxy", raising=False)
-    monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
     monkeypatch.setenv("HF_ENDPOINT", f"https://127.0.0.1:{port}")
     monkeypatch.setattr(availability, "_REACHABLE", {})
     t = time.monotonic()
     state, _, message = _probe("someone/not-a-cached-model")
-    assert time.monotonic() - t < 5
+    assert time.monotonic() - t < time_limit(5)
     assert state == "unavailable" and "cannot be reached" in message
     assert "hf download someone/not-a-cached-model" in message and "closed-form" in message
 
 
-def test_run_is_refused_before_queueing_when_the_model_cannot_load(monkeypatch, tmp_path):
+def test_run_is_refused_before_queueing_when_the_model_cannot_load(tmp_path, empty_hf_cache):
     import torch
 
     from editor.models import ModelChoice
@@ -87,8 +84,6 @@ def test_run_is_refused_before_queueing_when_the_model_cannot_load(monkeypatch, 
         def __getattr__(self, name):
             raise AssertionError(f"the worker was asked to {name}")
 
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "empty-hf-cache"))
     models = ModelChoice("someone/not-a-cached-model")
     runner = LocalRunner(type("Link", (), {"worker": NoWorker()})(), models)
     session = Session("s", SceneBundle(random_scene(40, seed=0), "random"), tmp_path)

@@ -12,8 +12,7 @@ from editor.orbit import OrbitView
 from tests.editor.apphelpers import small_scene
 
 
-def test_recoloured_view_matches_the_tinted_render_and_only_for_its_scene_and_camera():
-    torch.set_num_threads(1)
+def test_recoloured_view_matches_the_tinted_render_and_only_for_its_scene_and_camera(one_torch_thread):
     scene = small_scene(300, seed=4)
     lo, hi = scene.bounding_box()
     view = OrbitView.framing(lo, hi)

@@ -72,13 +72,9 @@ def test_folder_without_processor_config_uses_clips_normalisation(tmp_path):
     assert scorer.mean.flatten().tolist() == pytest.approx([0.48145466, 0.4578275, 0.40821073])
 
 
-def test_missing_weights_say_what_to_download(tmp_path, monkeypatch):
-    # An empty, offline Hugging Face cache: a developer's cached copy of the real CLIP must not load here. The
-    # hub library reads HF_HOME once at import, so its constants are patched (what transformers reads per call).
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
-    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(tmp_path / "hf-cache" / "hub"))
+def test_missing_weights_say_what_to_download(tmp_path, empty_hf_cache):
     with pytest.raises(ModelUnavailableError) as info:
-        load_clip("openai/clip-vit-large-patch14")  # offline, not in the cache
+        load_clip("openai/clip-vit-large-patch14")  # offline, and not in this test's empty cache
     message = str(info.value)
     assert "cannot load the CLIP model openai/clip-vit-large-patch14" in message
     assert "hf download openai/clip-vit-large-patch14" in message and "--clip" in message

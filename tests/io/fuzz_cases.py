@@ -141,7 +141,8 @@ def write_case(seed: Path, data: bytes, folder: Path) -> Path:
 
 
 def outcome(path: Path) -> str:
-    """Load `path`: "loaded" or "refused" (a clean one-line FormatError naming it); re-raises anything else."""
+    """Load `path`: "loaded" (a valid scene) or "refused" (a clean one-line FormatError naming it); re-raises
+    anything else, an invalid loaded scene's SceneError included."""
     try:
         scene = load(path)
     except FormatError as exc:
@@ -149,7 +150,7 @@ def outcome(path: Path) -> str:
         if "\n" in message or str(path) not in message:
             raise AssertionError(f"unclear error for {path.name}: {message!r}") from exc
         return "refused"
-    assert len(scene) >= 0
+    scene.validate(check_finite=True)  # shapes, dtypes, finite values: however the reader built the scene
     return "loaded"
 
 

@@ -14,7 +14,7 @@ from engine.io import FormatError, detect_format, load
 from engine.scene import SH_C0
 from tests.io.ply_builders import write_ply
 
-SAMPLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "supersplat-64.compressed.ply"
+SAMPLE = Path(__file__).resolve().parent / "data" / "supersplat-64.compressed.ply"
 BOUNDS = ["min_x", "min_y", "min_z", "max_x", "max_y", "max_z",
           "min_scale_x", "min_scale_y", "min_scale_z", "max_scale_x", "max_scale_y", "max_scale_z"]  # fmt: skip
 COLOR_BOUNDS = ["min_r", "min_g", "min_b", "max_r", "max_g", "max_b"]
@@ -111,7 +111,6 @@ def _independent_decode(path: Path) -> dict[str, np.ndarray]:
     return {k: np.array(v) for k, v in out.items()}
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="../shared/data/supersplat-64.compressed.ply is not present (only in the dev workspace)")
 def test_real_supersplat_sample():
     s = load(SAMPLE)
     assert len(s) == 64 and s.sh_degree == 3

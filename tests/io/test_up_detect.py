@@ -14,7 +14,7 @@ from engine.io.detect_up import UpGuess, detect_up, save_with_up, up_comment, up
 from engine.scene import random_scene
 from engine.up import rotation_between
 
-SAMPLE = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "supersplat-64.compressed.ply"
+SAMPLE = Path(__file__).resolve().parent / "data" / "supersplat-64.compressed.ply"
 
 
 def test_the_bundled_robot_is_z_up_from_its_own_header():
@@ -69,6 +69,5 @@ def test_point_clouds_fall_back_to_geometry(tmp_path):
     assert detect_up(path) == UpGuess((0.0, -1.0, 0.0), "geometry")
 
 
-@pytest.mark.skipif(not SAMPLE.is_file(), reason="../shared/data/supersplat-64.compressed.ply is not here")
 def test_a_real_supersplat_file_is_minus_y_up():
     assert detect_up(SAMPLE) == UpGuess((0.0, -1.0, 0.0), "format")

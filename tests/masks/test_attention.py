@@ -74,17 +74,46 @@ def test_text_to_3d_mask_with_the_tiny_pipeline(tiny_model, toy):
     assert default.prompt == "a photo of a arm"
 
 
+class _Recording:
+    """A segmenter that passes each call on and keeps (image, prompts, the mask it returned)."""
+
+    def __init__(self, segmenter):
+        self.segmenter, self.calls = segmenter, []
+
+    def segment(self, image, **prompts):
+        out = self.segmenter.segment(image, **prompts)
+        self.calls.append((image.copy(), prompts, out.mask.copy()))
+        return out
+
+
 def test_refinement_by_sam_replaces_the_attention_masks(tiny_model, toy, tiny_sam):
+    """Each view with an attention mask gets exactly what SAM returned for that view's image, prompted inside
+    that mask; a view without one stays empty."""
+    import numpy as np
+
+    from engine.masks.attention import render_views
     from engine.masks.sam import load_sam
 
     scene, _, _ = toy
     path, config = tiny_sam
-    segmenter = load_sam(path, config=config)
-    plain = select_by_text(scene, tiny_model, "head", config=TextMaskConfig(**SMALL))
-    refined = select_by_text(scene, tiny_model, "head", config=TextMaskConfig(**SMALL), segmenter=segmenter)
+    segmenter = _Recording(load_sam(path, config=config))
+    cfg = TextMaskConfig(**SMALL)
+    plain = select_by_text(scene, tiny_model, "head", config=cfg)
+    refined = select_by_text(scene, tiny_model, "head", config=cfg, segmenter=segmenter)
     assert refined.views.masks.shape == plain.views.masks.shape
     assert torch.equal(refined.maps, plain.maps)
-    assert not torch.equal(refined.views.masks, plain.views.masks)  # random SAM: different, still valid masks
+    attention = plain.views.masks[..., 0]  # [C, H, W]
+    prompted = [c for c in range(len(attention)) if attention[c].any()]
+    assert prompted and len(segmenter.calls) == len(prompted)
+    views, _ = render_views(scene, refined.views.cameras, cfg.background)
+    for c, (image, prompts, returned) in zip(prompted, segmenter.calls):
+        assert np.abs(image.astype(int) - (views[c].numpy() * 255).round().astype(int)).max() <= 1  # view c
+        ys, xs = attention[c].nonzero(as_tuple=True)
+        x0, y0, x1, y1 = prompts["box"]
+        assert x0 <= int(xs.min()) and y0 <= int(ys.min()) and int(xs.max()) < x1 and int(ys.max()) < y1
+        assert torch.equal(refined.views.masks[c, ..., 0], torch.from_numpy(returned).float())
+    for c in set(range(len(attention))) - set(prompted):
+        assert not refined.views.masks[c].any()
     assert refined.weights.min() >= 0 and refined.weights.max() <= 1
 
 

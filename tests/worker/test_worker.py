@@ -184,19 +184,26 @@ def test_commit_result_is_one_history_entry_that_undo_reverts(worker, scene_and_
 
 
 def test_sessions_are_independent_and_served_while_another_edit_is_paused(worker, scene_and_mask):
+    """No sleep decides this: commands run in order and the model is loaded beforehand, so b's commands below
+    are served only once a's job has started (nothing parks it). Each b command goes out after the one before
+    has answered, and the worker serves it between two of a's steps: a job that ignored the pause would have
+    taken a step, and reported it (on the worker thread, before answering), by the next answer."""
     scene, mask = scene_and_mask
     other, other_parts, _ = two_part_scene(30)
     _loaded(worker, scene, mask, "a")
     worker.load_scene("b", other).result(30)
+    assert worker.start_edit("a", _config(steps=1)).result(60).steps_done == 1  # loads the model
     started = []
     worker.subscribe(lambda e: started.append(e.step) if isinstance(e, ProgressEvent) else None, "a")
     worker.pause("a")
     job = worker.start_edit("a", _config(steps=5))
     # a's edit is held before its first step; b's commands still run in the meantime
     worker.set_mask("b", (other_parts == 1).float()).result(30)
-    assert worker.snapshot("b").result(30)[1] is not None
+    for _ in range(10):
+        assert worker.snapshot("b").result(30)[1] is not None
     a_mask_cmd = worker.set_mask("a", None)  # a's own command waits for a's job
-    time.sleep(0.3)
+    for _ in range(10):
+        worker.snapshot("b").result(30)
     assert not job.done() and started == [] and not a_mask_cmd.done()
     worker.resume("a")
     assert job.result(60).steps_done == 5 and started == [1, 2, 3, 4, 5]
@@ -376,7 +383,7 @@ def test_generate_with_an_empty_prompt_is_an_error_and_the_worker_keeps_serving(
 # ---------------------------------------------------------------------------------------------- model loading, tasks, parts
 
 
-def test_a_loading_model_blocks_no_other_session_and_cancel_ends_the_wait(tmp_path, scene_and_mask):
+def test_a_loading_model_blocks_no_other_session_and_cancel_ends_the_wait(tmp_path, scene_and_mask, time_limit):
     from engine.worker import NoticeEvent
 
     scene, mask = scene_and_mask
@@ -398,7 +405,7 @@ def test_a_loading_model_blocks_no_other_session_and_cancel_ends_the_wait(tmp_pa
         assert any(isinstance(e, NoticeEvent) and "loading the model slow:sd" in e.message for e in _drain(notices))
         t = time.monotonic()
         w.cancel("a")
-        assert waiting.result(10).cancelled and time.monotonic() - t < 5
+        assert waiting.result(10).cancelled and time.monotonic() - t < time_limit(5)
         release.set()
         assert w.start_edit("a", _config(steps=1, model="slow:sd")).result(60).steps_done == 1  # loaded meanwhile
     finally:
