@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from .camera import Cameras, orbit_cameras
-from .edit_region import EditRegion
+from .edit.region import EditRegion
 from .render import render
 from .scene import GaussianScene
 

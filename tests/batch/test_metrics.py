@@ -11,7 +11,7 @@ import torch
 from engine.batch.metrics import PSNR_CAP, EvalOptions, edit_metrics, frozen_rows_changed, weighted_psnr
 from engine.edit import EditConfig
 from engine.scene import rgb_to_sh0
-from tests.edit_scenes import two_part_scene
+from tests.edit.scenes import two_part_scene
 
 OPTIONS = EvalOptions(views=3, resolution=32)
 

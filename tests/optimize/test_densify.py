@@ -4,7 +4,8 @@ import math
 
 import torch
 
-from engine.densify import DensifyConfig, MaskedDensifier, remap_adam_state
+from engine.optimize.adam import remap_adam_state
+from engine.optimize.densify import DensifyConfig, MaskedDensifier
 
 
 def _params(num=6, scale=0.001, opacity=0.9):

@@ -16,17 +16,19 @@ import torch
 from engine.generate import (
     GenerateConfig,
     GenerateLearningRates,
-    ObjectOrbit,
     check_generate_config,
     default_densify,
     initial_scene,
+    object_orbit,
     run_generate,
 )
-from engine.reference_prior import ReferencePrior, two_blob_reference
 from engine.guidance import ClosedFormPrior, load_guidance
+from engine.guidance.reference import ReferencePrior
 from engine.io import save
 from engine.render import render
+from engine.render.images import rgb_renderer
 from engine.scene import GaussianScene, random_scene
+from tests.generate.scenes import two_blob_reference
 
 RED = (0.8, 0.1, 0.1)
 
@@ -50,9 +52,9 @@ def reference_error(scene: GaussianScene, cameras, target) -> float:
 @pytest.mark.parametrize("method", ["sds", "ism"])
 def test_generation_from_a_sphere_reproduces_the_reference_views(method):
     config = fast_config(method=method)
-    prior = ReferencePrior(two_blob_reference())
+    prior = ReferencePrior(two_blob_reference(), render_fn=rgb_renderer())
     start = initial_scene(config)
-    views = ObjectOrbit.around(start, config).ring(6, 48, offset_deg=10.0)  # fixed views, not the training ones
+    views = object_orbit(start, config).ring(6, resolution=48, offset_deg=10.0)  # fixed views, not the training ones
     target = prior.target_images(views)
     before = reference_error(start, views, target)
     counts = []
@@ -67,7 +69,7 @@ def test_generation_from_a_sphere_reproduces_the_reference_views(method):
 def test_sds_with_a_closed_form_colour_turns_the_sphere_that_colour():
     config = fast_config(prompt="a red ball", steps=30, resolution=32, num_gaussians=200)
     start = initial_scene(config)
-    views = ObjectOrbit.around(start, config).ring(4, 32)
+    views = object_orbit(start, config).ring(4, resolution=32, offset_deg=30.0)
 
     def colour_error(scene):  # alpha-weighted mean colour of the object's pixels vs RED
         with torch.no_grad():
