@@ -210,3 +210,37 @@ def test_romap_anchors_are_made_for_the_pool_and_refreshed_every_k_steps(scene_a
 
     run_edit(scene, mask, config, model, loss_fn=Recording())
     assert made == [3, 3, 3] and len(anchors_seen) == 10 and all(anchors_seen)
+
+
+def test_iterating_iter_edit_gives_what_run_edit_gives(scene_and_mask, model):
+    """The generator and the callback runner are one loop: same seed, bit-identical scene, mask, losses and
+    events (densification and previews included); the result comes last."""
+    from engine.edit import EditResult, iter_edit
+
+    scene, mask = scene_and_mask
+    config = _config(steps=8, seed=5, preview_every=4, preview_resolution=24, edit="shape",
+                     densify=DensifyConfig(start_step=4, interval=4, grad_threshold=0.0, grow_fraction=0.3))
+    events: list[EditEvent] = []
+    ran = run_edit(scene, mask, config, model, on_event=events.append)
+    records = list(iter_edit(scene, mask, config, model, should_stop=None))
+    iterated = records[-1]
+    assert isinstance(iterated, EditResult) and all(isinstance(r, EditEvent) for r in records[:-1])
+    assert ran.num_split > 0  # the rows changed on the way
+    assert params_equal(ran.scene, iterated.scene) and torch.equal(ran.mask, iterated.mask)
+    assert ran.losses == iterated.losses and "psnr_ideal" in ran.losses
+    assert [(e.step, e.losses, e.num_gaussians) for e in events] == [
+        (e.step, e.losses, e.num_gaussians) for e in records[:-1]]
+    assert all(np.array_equal(a.preview, b.preview) for a, b in zip(events, records) if a.preview is not None)
+
+
+def test_iter_edit_refuses_bad_input_at_the_call_and_ends_with_the_input_when_stopped(scene_and_mask, model):
+    from engine.edit import EditResult, iter_edit
+
+    scene, mask = scene_and_mask
+    with pytest.raises(ValueError, match="prompt is empty"):
+        iter_edit(scene, mask, _config(prompt=""), _Untouchable())  # before anything is iterated
+    seen = []
+    for record in iter_edit(scene, mask, _config(steps=10), model, should_stop=lambda: len(seen) >= 2):
+        seen.append(record)
+    assert [type(r) for r in seen] == [EditEvent, EditEvent, EditResult]
+    assert seen[-1].cancelled and seen[-1].steps_done == 2 and seen[-1].scene is scene

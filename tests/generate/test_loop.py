@@ -231,3 +231,24 @@ def test_a_mesh_is_a_usable_starting_scene(tmp_path):
     assert len(start) > 0 and float(lo.min()) > -0.35 and float(hi.max()) < 0.35
     result = run_generate(config, ClosedFormPrior(RED), initial=start)
     assert len(result) > 0 and all(torch.isfinite(t).all() for _, t in result.items())
+
+
+def test_iterating_iter_generate_gives_what_run_generate_gives():
+    """One loop behind both: same seed, bit-identical scene and events (densification and previews included),
+    and the scene comes last; bad input is refused at the call."""
+    from engine.generate import GenerateEvent, iter_generate
+
+    config = fast_config(steps=8, resolution=16, num_gaussians=60, seed=2, preview_every=4, preview_resolution=16)
+    config.densify.start_step, config.densify.interval = 4, 4
+    prior = ClosedFormPrior(RED)
+    events = []
+    ran = run_generate(config, prior, on_event=events.append)
+    records = list(iter_generate(config, prior, should_stop=None))
+    assert isinstance(records[-1], GaussianScene) and all(isinstance(r, GenerateEvent) for r in records[:-1])
+    assert len(ran) != config.num_gaussians  # densification changed the rows on the way
+    assert all(torch.equal(x, y) for (_, x), (_, y) in zip(ran.items(), records[-1].items()))
+    assert [(e.step, e.losses, e.num_gaussians, e.resolution) for e in events] == [
+        (e.step, e.losses, e.num_gaussians, e.resolution) for e in records[:-1]]
+    assert all(np.array_equal(a.preview, b.preview) for a, b in zip(events, records) if a.preview is not None)
+    with pytest.raises(ValueError, match="prompt is empty"):
+        iter_generate(fast_config(prompt=""), SpyModel())
