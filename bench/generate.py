@@ -61,7 +61,7 @@ def reference_runs(args) -> dict:
     for method in ("sds", "ism"):
         config = GenerateConfig(
             prompt="two blobs", method=method, steps=args.steps, resolution=args.resolution,
-            num_gaussians=args.num_gaussians, preview_every=0, t_max_end=None,
+            num_gaussians=args.num_gaussians, preview_every=0, t_max_end=0.98,  # = t_max: no annealing
         )
         config.densify.start_step, config.densify.interval = args.steps // 10, args.steps // 10
         start = initial_scene(config)

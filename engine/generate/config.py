@@ -81,8 +81,10 @@ class GenerateConfig:
     """Lowest diffusion timestep, as a fraction of the model's training timesteps."""
     t_max: float = 0.98
     """Highest diffusion timestep at the first step."""
-    t_max_end: float | None = 0.5
-    """t_max is annealed linearly to this by the last step (coarse shape first, then detail); None: no annealing."""
+    t_max_end: float | None = None
+    """t_max is annealed linearly to this by the last step (coarse shape first, then detail). None: the
+    method's default, 0.5 for sds and ism (at most t_max), as `EditConfig.t_max_end`'s None is the edit
+    method's default. Set it equal to t_max to turn annealing off."""
     ism_interval: float = 0.05
     """ism: the interval t - s between the two compared timesteps, as a fraction (LucidDreamer: 50 of 1000)."""
     ism_inversion_step: float = 0.2
@@ -120,6 +122,12 @@ class GenerateConfig:
     """Size (square) of preview images."""
     render_backend: str = "auto"
     """engine.render backend."""
+
+    def effective_t_max_end(self) -> float:
+        """`t_max_end`, or for None the method's default: 0.5 (at most t_max) for both methods."""
+        if self.t_max_end is not None:
+            return float(self.t_max_end)
+        return min(0.5, float(self.t_max))
 
     def effective_guidance_scale(self) -> float:
         if self.guidance_scale is not None:

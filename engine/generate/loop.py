@@ -76,7 +76,8 @@ def build_loss(config: GenerateConfig, model):
     from ..guidance.sds import SDSLoss
     from ..guidance.timesteps import TimestepSchedule
 
-    timesteps = TimestepSchedule(t_min=config.t_min, t_max=config.t_max, t_max_end=config.t_max_end)
+    timesteps = TimestepSchedule(t_min=config.t_min, t_max=config.t_max,
+                                 t_max_end=max(config.effective_t_max_end(), config.t_min))
     scale = config.effective_guidance_scale()
     if config.method == "ism":
         return ISMLoss(model, config.prompt, guidance_scale=scale, timesteps=timesteps,

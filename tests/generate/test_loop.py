@@ -34,12 +34,12 @@ RED = (0.8, 0.1, 0.1)
 
 
 def fast_config(**overrides) -> GenerateConfig:
-    """Small renders, a small sphere, 5x the default learning rates, densify every 20 steps."""
+    """Small renders, a small sphere, 5x the default learning rates, densify every 20 steps, no annealing."""
     lr = GenerateLearningRates(means=0.01, scales=0.025, quats=0.025, opacities=0.25, sh0=0.05)
     densify = default_densify()
     densify.start_step, densify.interval = 20, 20
     settings = dict(prompt="two blobs", steps=60, resolution=48, num_gaussians=250, lr=lr, densify=densify,
-                    preview_every=0, t_max_end=None)
+                    preview_every=0, t_max_end=0.98)
     settings.update(overrides)
     return GenerateConfig(**settings)
 
