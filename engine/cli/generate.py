@@ -1,7 +1,7 @@
 """`python -m engine generate --prompt "..." --model MODEL --steps N --out scene.ply`: text-to-3D, headless.
 
 Order of work, so that bad input costs nothing: check the options, read the init file (a bad or empty mesh is
-refused here), check the output path, and only then load the diffusion model and optimize (engine/generate.py).
+refused here), check the output path, and only then load the diffusion model and optimize (engine/generate/).
 """
 
 from __future__ import annotations
