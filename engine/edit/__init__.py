@@ -20,7 +20,7 @@ from .config import (
     as_mask,
     check_edit_inputs,
 )
-from .loop import EditEvent, EditResult, build_loss, edit_prior, iter_edit, psnr, run_edit
+from .loop import EditEvent, EditResult, build_loss, edit_prior, iter_edit, run_edit
 from .prior_removal import PriorRemoval, remove_prior
 from .region import Box, EditRegion, plan_region
 from .views import PartOrbit, ViewPicker, part_orbit
@@ -28,5 +28,5 @@ from .views import PartOrbit, ViewPicker, part_orbit
 __all__ = [
     "EDIT_KINDS", "MAX_RESOLUTION", "MAX_STEPS", "METHODS", "MIN_RESOLUTION", "Box", "EditConfig", "EditEvent",
     "EditRegion", "EditResult", "LearningRates", "PartOrbit", "PriorRemoval", "ViewPicker", "as_mask", "build_loss",
-    "check_edit_inputs", "edit_prior", "iter_edit", "part_orbit", "plan_region", "psnr", "remove_prior", "run_edit",
+    "check_edit_inputs", "edit_prior", "iter_edit", "part_orbit", "plan_region", "remove_prior", "run_edit",
 ]
