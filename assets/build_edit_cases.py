@@ -45,7 +45,7 @@ class EditCase:
     scene: object  # GaussianScene (the input)
     mask: torch.Tensor  # [N] float weights
     target: object  # GaussianScene (the ideal result)
-    boxes: tuple = field(default_factory=tuple)  # engine.edit_region.Box volumes added to the region
+    boxes: tuple = field(default_factory=tuple)  # engine.edit.Box volumes added to the region
     changed: torch.Tensor | None = None  # [N_target] bool: target rows that belong to the edited part
 
     def describe(self) -> dict:
@@ -100,8 +100,8 @@ def edit_cases(names: tuple[str, ...] | None = None, seed: int = 0, crop: float 
     """The ground-truth cases (all, or those named), built from the bundled default scene. With `crop`, each
     case's scene is cut down to its part's neighbourhood (see `_cropped`) — the same edit on fewer Gaussians."""
     from assets.default_scene import load_default_scene
-    from engine.edit_region import Box
-    from engine.reference_prior import recolour_part
+    from engine.edit.region import Box
+    from engine.guidance.reference import recolour_part
     from engine.scene import GaussianScene
 
     full, part_ids, part_names = load_default_scene()

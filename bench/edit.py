@@ -10,7 +10,7 @@ at 512x512 on a random scene of --gaussians Gaussians (10% masked): ms per step 
 
 Each method's entry also splits the steady-state step into render / encode / unet / backward / optimizer / other
 (ms per step; "encode" is the VAE forward, its backward is in "backward"; "other" is views, region masks,
-timestep draws, bookkeeping), measured by timing wrappers around engine.edit's render, the model's
+timestep draws, bookkeeping), measured by timing wrappers around engine.edit.loop's render, the model's
 encode_images / predict_noise, Tensor.backward and the optimizer step (with CUDA syncs on a GPU).
 
 Steady-state figures: the first `--warmup` steps (JIT compiles, RoMaP's first anchors) are excluded and reported
@@ -47,7 +47,7 @@ def bench_scene():
         index = list(names).index("head") if "head" in names else 0
         return scene, (part_ids == index).float(), f"default scene, part {names[index]!r}"
     except (ImportError, FileNotFoundError, OSError):
-        from tests.edit_scenes import two_part_scene
+        from tests.edit.scenes import two_part_scene
 
         scene, part_ids, names = two_part_scene(150)
         return scene, (part_ids == 0).float(), "two-part test scene (300 Gaussians)"
@@ -94,12 +94,12 @@ def time_edit(scene, mask, model, method: str, *, resolution: int, steps: int, w
         marks[event.step] = time.perf_counter()
         timer.active = event.step >= warmup
 
-    import engine.edit as edit_module
+    import engine.edit.loop as edit_module
 
-    saved = {"render": edit_module._render, "step": edit_module._gate_and_step, "backward": torch.Tensor.backward,
+    saved = {"render": edit_module._render, "step": edit_module.gate_and_step, "backward": torch.Tensor.backward,
              "encode": getattr(model, "encode_images"), "unet": getattr(model, "predict_noise")}
     edit_module._render = timer.wrap("render", saved["render"])
-    edit_module._gate_and_step = timer.wrap("optimizer", saved["step"])
+    edit_module.gate_and_step = timer.wrap("optimizer", saved["step"])
     torch.Tensor.backward = timer.wrap("backward", saved["backward"])
     model.encode_images = timer.wrap("encode", saved["encode"])
     model.predict_noise = timer.wrap("unet", saved["unet"])
@@ -107,7 +107,7 @@ def time_edit(scene, mask, model, method: str, *, resolution: int, steps: int, w
         start = time.perf_counter()
         run_edit(scene, mask, config, model, on_event=on_event)
     finally:
-        edit_module._render, edit_module._gate_and_step = saved["render"], saved["step"]
+        edit_module._render, edit_module.gate_and_step = saved["render"], saved["step"]
         torch.Tensor.backward = saved["backward"]
         del model.encode_images, model.predict_noise
     timed = marks[warmup + steps] - marks[warmup]

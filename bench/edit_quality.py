@@ -32,9 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from assets.build_edit_cases import edit_cases  # noqa: E402
-from engine.edit import EditConfig, edit_region  # noqa: E402
+from engine.edit import EditConfig, plan_region  # noqa: E402
 from engine.evaluate import edit_quality, held_out_cameras  # noqa: E402
-from engine.reference_prior import ReferencePrior  # noqa: E402
+from engine.guidance.reference import ReferencePrior  # noqa: E402
+from engine.render.images import rgb_renderer  # noqa: E402
 
 
 def run_case(case, method: str, args, loop) -> dict:
@@ -42,7 +43,7 @@ def run_case(case, method: str, args, loop) -> dict:
                              resolution=args.res, preview_every=0, seed=args.seed)
     if hasattr(config, "region_boxes"):
         config.region_boxes = tuple(case.boxes)
-    model = getattr(case, "model", None) or ReferencePrior(case.target)
+    model = getattr(case, "model", None) or ReferencePrior(case.target, render_fn=rgb_renderer())
     if args.loop == "before" and isinstance(model, ReferencePrior):  # the old loop never told a view-aware prior its cameras: do it for it
         inner = loop._render_with_mask
 
@@ -58,7 +59,7 @@ def run_case(case, method: str, args, loop) -> dict:
         loop._render_with_mask = inner
     selected = case.mask > 0.5
     # Region and held-out views as today's loop defines them, whichever loop ran (same floaters for both).
-    region, orbit = edit_region(case.scene, case.mask, EditConfig(prompt="x", region_boxes=tuple(case.boxes)))
+    region, orbit = plan_region(case.scene, case.mask, EditConfig(prompt="x", region_boxes=tuple(case.boxes)))
     cameras = held_out_cameras(orbit.center, orbit.radius * 1.3, resolution=args.eval_res)
     quality = edit_quality(case.scene, selected, result.scene, result.mask > 0.5, case.target, case.changed,
                            region, cameras)
@@ -72,7 +73,7 @@ def demo_case():
     from assets.build_edit_cases import EditCase
     from assets.default_scene import load_default_scene
     from engine.guidance import load_guidance
-    from engine.reference_prior import recolour_part
+    from engine.guidance.reference import recolour_part
 
     scene, _, _ = load_default_scene()
     half = scene.means[:, 1] < 0

@@ -1,6 +1,6 @@
 """Time text-to-3D generation on the CPU and record the Gaussian count over the run; prints JSON.
 
-- closed-form reference prior (engine/reference_prior.py): generation from a sphere toward a known two-blob
+- closed-form reference prior (engine/guidance/reference.py): generation from a sphere toward a known two-blob
   object, SDS and ISM, whole runs with densification: steps/s, Gaussian count every few steps, and the image
   error to the reference's views before and after (the proof that the run does something);
 - the tiny random SD-shaped pipeline (tests/guidance/tiny_models.py, built in memory): steps/s per method.
@@ -24,9 +24,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from engine.generate import GenerateConfig, ObjectOrbit, initial_scene, run_generate  # noqa: E402
-from engine.reference_prior import ReferencePrior, two_blob_reference  # noqa: E402
+from engine.generate import GenerateConfig, initial_scene, object_orbit, run_generate  # noqa: E402
+from engine.guidance.reference import ReferencePrior  # noqa: E402
 from engine.render import render  # noqa: E402
+from engine.render.images import rgb_renderer  # noqa: E402
+from tests.generate.scenes import two_blob_reference  # noqa: E402
 
 
 def timed_run(config: GenerateConfig, model, *, every: int) -> dict:
@@ -54,16 +56,16 @@ def timed_run(config: GenerateConfig, model, *, every: int) -> dict:
 
 
 def reference_runs(args) -> dict:
-    prior = ReferencePrior(two_blob_reference())
+    prior = ReferencePrior(two_blob_reference(), render_fn=rgb_renderer())
     out = {}
     for method in ("sds", "ism"):
         config = GenerateConfig(
             prompt="two blobs", method=method, steps=args.steps, resolution=args.resolution,
-            num_gaussians=args.num_gaussians, preview_every=0, t_max_end=None,
+            num_gaussians=args.num_gaussians, preview_every=0, t_max_end=0.98,  # = t_max: no annealing
         )
         config.densify.start_step, config.densify.interval = args.steps // 10, args.steps // 10
         start = initial_scene(config)
-        views = ObjectOrbit.around(start, config).ring(6, args.resolution, offset_deg=10.0)
+        views = object_orbit(start, config).ring(6, resolution=args.resolution, offset_deg=10.0)
         target = prior.target_images(views)
 
         def error(scene) -> float:

@@ -473,7 +473,7 @@ def _finite(scene: GaussianScene) -> bool:
 def masked_edit(plan: Plan, part: str = "head") -> dict:
     from dataclasses import replace
 
-    from engine.densify import DensifyConfig
+    from engine.optimize import DensifyConfig
     from engine.edit import EditConfig, run_edit
 
     device = torch.device(plan.device)

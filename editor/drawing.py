@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from engine.camera import Cameras, intrinsics_from_fov
+from engine.render.images import to_uint8
 from engine.scene import GaussianScene
 
 log = logging.getLogger(__name__)
@@ -127,11 +128,6 @@ class TintedViews:
                         self._key, self._weights = key, weights
 
         threading.Thread(target=build, name="tint-map", daemon=True).start()
-
-
-def to_uint8(image: Tensor) -> np.ndarray:
-    """[H, W, 3] float in [0, 1] -> uint8 numpy."""
-    return (image.detach().clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
 
 
 @dataclass

@@ -117,8 +117,8 @@ def config_from_args(args: argparse.Namespace):
 
 
 def parse_box(text: str):
-    """'x0,y0,z0,x1,y1,z1' -> engine.edit_region.Box; UserError saying what is wrong otherwise."""
-    from engine.edit_region import Box
+    """'x0,y0,z0,x1,y1,z1' -> engine.edit.Box; UserError saying what is wrong otherwise."""
+    from engine.edit import Box
 
     from .common import UserError
 

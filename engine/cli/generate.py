@@ -1,7 +1,7 @@
 """`python -m engine generate --prompt "..." --model MODEL --steps N --out scene.ply`: text-to-3D, headless.
 
 Order of work, so that bad input costs nothing: check the options, read the init file (a bad or empty mesh is
-refused here), check the output path, and only then load the diffusion model and optimize (engine/generate.py).
+refused here), check the output path, and only then load the diffusion model and optimize (engine/generate/).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ MAX_STEPS = 100_000
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 2048
 DEFAULTS = {
     "steps": 1000, "init": "sphere", "num_gaussians": 2000, "method": "sds", "resolution": 512, "seed": 0,
-    "batch_size": 1, "t_min": 0.02, "t_max": 0.98, "t_max_end": 0.5,
+    "batch_size": 1, "t_min": 0.02, "t_max": 0.98, "t_max_end": None,
 }
 
 
@@ -59,7 +59,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--t-max", type=float, default=d.t_max, help=f"highest timestep fraction at the start "
                                                                  f"(default {d.t_max})")
     p.add_argument("--t-max-end", type=float, default=d.t_max_end,
-                   help=f"t-max annealed to this by the last step (default {d.t_max_end}); equal to --t-max: none")
+                   help="t-max annealed to this by the last step (default 0.5); equal to --t-max: none")
     p.add_argument("--up", default="auto",
                    help="world up axis of the orbit: auto (default: +z for the sphere/ellipsoid, the file's for a file "
                         "init; see engine/io/detect_up.py), +z, -y, +y, -z, +x, -x or x,y,z (write --up=-y)")

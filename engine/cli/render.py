@@ -126,9 +126,11 @@ def framed_cameras(scene, azimuths_deg, args: argparse.Namespace, up):
 
 def render_views(scene, cameras, args: argparse.Namespace, sh_degree: int, batch: int = 8):
     """uint8 images [C, H, W, 3], rendered `batch` views at a time."""
+    import numpy as np
     import torch
 
     from engine.render import render
+    from engine.render.images import to_uint8
 
     background = background_colour(args.background)
     images = []
@@ -136,8 +138,8 @@ def render_views(scene, cameras, args: argparse.Namespace, sh_degree: int, batch
         for start in range(0, len(cameras), batch):
             out = render(scene, cameras[start : start + batch], sh_degree=sh_degree, background=background,
                          backend=args.backend)
-            images.append((out.rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu())
-    return torch.cat(images).numpy()
+            images.append(to_uint8(out.rgb))
+    return np.concatenate(images)
 
 
 def write_atomically(path: str, write) -> None:

@@ -42,7 +42,7 @@ def edit_quality(
     result_edited: Tensor,  # [N_result] bool: rows the edit optimized or created
     target: GaussianScene,
     target_changed: Tensor,  # [N_target] bool: the target's rows that make up the edited part
-    region,  # EditRegion the edit was confined to (engine.edit.edit_region)
+    region,  # EditRegion the edit was confined to (engine.edit.plan_region)
     cameras: Cameras,
     *,
     background=(1.0, 1.0, 1.0),

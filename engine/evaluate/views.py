@@ -40,9 +40,9 @@ def held_out_cameras(center: Tensor, distance: float, *, resolution: int, views:
 def part_cameras(scene, mask: Tensor, config, *, views: int, resolution: int) -> Cameras:
     """The held-out ring around the masked part of `scene` ([N] weights), framed as the edit with `config` (an
     EditConfig: threshold, region boxes, field of view, distance range, up) frames it."""
-    from ..edit import PartOrbit
+    from ..edit import part_orbit
 
-    orbit = PartOrbit.around(scene.detach(), mask.to(scene.device), config)
+    orbit = part_orbit(scene.detach(), mask.to(scene.device), config)
     middle = orbit.radius * sum(orbit.radius_range) / 2
     return held_out_cameras(orbit.center, middle, resolution=resolution, views=views, fov_y_deg=orbit.fov_y_deg,
                             up=orbit.up)

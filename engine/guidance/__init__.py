@@ -11,6 +11,9 @@ spec / error types. Then one module per job:
 - dds.py          `DDSLoss` (delta denoising score)
 - slamp.py        `part_edit_images` (scheduled latent mixing) and `SLaMPConfig`
 - romap.py        `RoMaPLoss` (masked SDS + L1 anchor toward SLaMP part edits)
+- ism.py          `ISMLoss` (interval score matching, LucidDreamer: text-to-3D without the noise term)
+- reference.py    `ReferencePrior` (the closed-form prior whose target per view is a scene's render, drawn by a
+                  render function its user hands over: nothing here imports the renderer), `recolour_part`
 """
 
 from .base import (

@@ -30,9 +30,9 @@ Model spec strings (the `--model` value of every command and of the app):
 - a local directory in the diffusers layout (`unet/ vae/ text_encoder/ tokenizer/ scheduler/`);
 - `closed-form:<colour>`, e.g. `closed-form:#d02020` or `closed-form:red`: the closed-form prior whose target
   prompt's distribution is centred on that constant colour (an edit turns it into "the masked part recoloured":
-  engine/reference_prior.py);
+  engine/guidance/reference.py);
 - `reference:SCENE` (any readable scene file): the closed-form prior whose target for each view is the render of
-  SCENE from that camera, so the ideal result of an edit or a generation is that scene (engine/reference_prior.py).
+  SCENE from that camera, so the ideal result of an edit or a generation is that scene (engine/guidance/reference.py).
 
 Errors: `ModelSpecError` (a `ValueError`) for a malformed spec, `ModelUnavailableError` (an `OSError`) when
 weights cannot be had; its message says what to download and where to put it.

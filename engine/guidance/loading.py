@@ -110,13 +110,13 @@ def load_guidance(
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
     if spec.kind == "reference":
         from ..io import load
-        from ..reference_prior import ReferencePrior
+        from .reference import ReferencePrior
 
         try:
             reference = load(spec.location)
         except (OSError, ValueError) as exc:
             raise ModelSpecError(f"cannot read the reference scene {spec.location}: {exc}") from exc
-        return ReferencePrior(reference, name=str(spec))
+        return ReferencePrior(reference, name=str(spec))  # no render_fn: the loop that runs it hands one over
     if spec.is_closed_form:
         return ClosedFormPrior(spec.colour, device=device, name=str(spec))
     if dtype is None:

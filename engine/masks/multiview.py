@@ -21,6 +21,7 @@ from torch import Tensor
 
 from ..camera import Cameras, framing_radius, orbit_cameras
 from ..render import render
+from ..render.images import to_uint8
 from ..scene import GaussianScene
 from .pick import click_point, pixel_contributions
 from .sam import SamSegmenter
@@ -109,7 +110,7 @@ def render_uint8(scene: GaussianScene, cameras: Cameras, background) -> list[np.
     for c in range(len(cameras)):
         with torch.no_grad():
             rgb = render(scene, cameras[c], background=torch.tensor(background)).rgb[0]
-        images.append((rgb.clamp(0, 1) * 255).round().byte().cpu().numpy())
+        images.append(to_uint8(rgb))
     return images
 
 

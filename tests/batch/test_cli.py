@@ -11,7 +11,7 @@ import torch
 from engine.__main__ import main
 from tests.batch.batch_files import edit_job, write_inputs, write_jobs
 from tests.evaluate.tiny_clip import save_tiny_clip
-from tests.edit_scenes import two_part_scene
+from tests.edit.scenes import two_part_scene
 
 EVAL = ["--eval-views", "2", "--eval-resolution", "32"]
 

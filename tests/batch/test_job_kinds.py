@@ -14,7 +14,7 @@ from engine.masks.compositing import compositing_weights
 from engine.masks.evaluation import ground_truth_masks, orbit_views
 from engine.masks.views_io import MaskViews, write_views
 from tests.batch.batch_files import write_jobs
-from tests.edit_scenes import two_part_scene
+from tests.edit.scenes import two_part_scene
 
 
 def test_generate_and_mask_jobs(tmp_path):

@@ -14,7 +14,7 @@ from engine.evaluate import EvalOptions
 from engine.batch.run import run_batch
 from engine.io import load
 from tests.batch.batch_files import copy_of_run, edit_job, write_inputs, write_jobs
-from tests.edit_scenes import two_part_scene
+from tests.edit.scenes import two_part_scene
 
 OPTIONS = EvalOptions(views=2, resolution=32)
 

@@ -17,7 +17,7 @@ from engine.__main__ import main
 from engine.cli import edit as cli
 from engine.edit import EDIT_KINDS, MAX_RESOLUTION, MAX_STEPS, METHODS, MIN_RESOLUTION, EditConfig
 from engine.io import load, save
-from tests.edit_scenes import two_part_scene
+from tests.edit.scenes import two_part_scene
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ["--model", "closed-form:#d02020", "--steps", "3", "--resolution", "32", "--quiet"]

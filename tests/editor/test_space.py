@@ -26,7 +26,7 @@ from tests.editor.fake_zerogpu import FakeZeroGPU
 
 
 def _edit_config(steps: int, resolution: int = 32, preview_every: int = 2):
-    from engine.densify import DensifyConfig
+    from engine.optimize import DensifyConfig
     from engine.edit import EditConfig
 
     return EditConfig(prompt="red", model="closed-form:#d02020", steps=steps, resolution=resolution,

@@ -9,10 +9,10 @@ import json
 import pytest
 import torch
 
-from engine.edit import EditConfig, edit_region
+from engine.edit import EditConfig, plan_region
 from engine.evaluate import PSNR_CAP, edit_quality, held_out_cameras
 from engine.scene import rgb_to_sh0
-from tests.edit_scenes import two_part_scene
+from tests.edit.scenes import two_part_scene
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -27,7 +27,7 @@ def _recolour(scene, rows, rgb):
 def case():
     scene, part_ids, _ = two_part_scene(40)
     head = part_ids == 0
-    region, orbit = edit_region(scene, head.float(), EditConfig())
+    region, orbit = plan_region(scene, head.float(), EditConfig())
     cameras = held_out_cameras(orbit.center, orbit.radius * 1.3, resolution=24, views=4)
     target = _recolour(scene, head, (0.9, 0.1, 0.1))
     return scene, head, target, region, cameras

@@ -21,7 +21,7 @@ from engine.evaluate.metrics import (
     spill_vs_input,
     spill_vs_target,
 )
-from tests.edit_scenes import two_part_scene
+from tests.edit.scenes import two_part_scene
 
 
 def _images():

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.edit import EditConfig, edit_region
+from engine.edit import EditConfig, plan_region
 from engine.evaluate import PSNR_CAP, EvalOptions, edit_metrics, held_out_cameras, part_cameras
 from engine.scene import rgb_to_sh0
-from tests.edit_scenes import two_part_scene
+from tests.edit.scenes import two_part_scene
 
 OPTIONS = EvalOptions(views=3, resolution=32)
 
@@ -80,7 +80,7 @@ def test_the_batch_measures_on_the_benchs_held_out_ring():
     scene, part_ids, _ = two_part_scene(40)
     mask = (part_ids == 0).float()
     config = EditConfig()
-    _, orbit = edit_region(scene, mask, config)
+    _, orbit = plan_region(scene, mask, config)
     bench = held_out_cameras(orbit.center, orbit.radius * 1.3, resolution=32)
     batch = part_cameras(scene, mask, config, views=5, resolution=32)
     assert len(bench) == 12 and len(batch) == 5

@@ -10,7 +10,7 @@ import torch
 
 from engine.edit import EditConfig
 from engine.evaluate.views import coverage, held_out_cameras, seen
-from tests.edit_scenes import two_part_scene
+from tests.edit.scenes import two_part_scene
 
 CENTER = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
 

@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from engine.densify import DensifyConfig
+from engine.optimize import DensifyConfig
 from engine.edit import EditConfig
 from engine.guidance.closed_form import ClosedFormPrior
 from engine.worker import DoneEvent, EngineWorker, ErrorEvent, PreviewEvent, ProgressEvent, StateEvent
-from tests.edit_scenes import params_equal, two_part_scene
+from tests.edit.scenes import params_equal, two_part_scene
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -237,9 +237,9 @@ CRASHING_SCRIPT = textwrap.dedent("""
     import sys, torch
     from engine.worker import EngineWorker, ProgressEvent
     from engine.edit import EditConfig
-    from engine.densify import DensifyConfig
+    from engine.optimize import DensifyConfig
     from engine.guidance.closed_form import ClosedFormPrior
-    from tests.edit_scenes import two_part_scene
+    from tests.edit.scenes import two_part_scene
     workspace, expected = sys.argv[1], sys.argv[2]
     w = EngineWorker(workspace=workspace, model_loader=lambda spec, device=None: ClosedFormPrior((1.0, 0.0, 0.0)))
     scene, parts, _ = two_part_scene(60)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.generate_losses import ISMLoss, ddim_step
+from engine.guidance.ism import ISMLoss, ddim_step
 from engine.guidance import ClosedFormPrior, SDSLoss
 from engine.guidance.timesteps import TimestepSchedule
 

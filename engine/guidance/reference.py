@@ -1,15 +1,20 @@
 """A closed-form prior that "knows" a reference scene: its target for each view is the scene's render.
 
 Neither text-to-3D nor a text-prompted edit has a ground truth, so a prior that wants a *known* 3D result is
-how both are proven offline: `ReferencePrior` is the closed-form prior (engine/guidance/closed_form.py) in its
-per-view target mode, where the target of each view is the render of a reference scene from that very camera.
-Generation from a sphere, or an edit of a part, must then move the Gaussians until their renders match the
-reference's, which tests and the benches measure. The same class serves both loops:
+how both are proven offline: `ReferencePrior` is the closed-form prior (closed_form.py) in its per-view target
+mode, where the target of each view is the render of a reference scene from that very camera. Generation from
+a sphere, or an edit of a part, must then move the Gaussians until their renders match the reference's, which
+tests and the benches measure. The same class serves both loops:
 
-- `reference:PATH` (the `--model` spec, any readable scene format) loads PATH as the reference;
+- `reference:PATH` (the `--model` spec, any readable scene format) loads PATH as the reference (loading.py);
 - the edit demo `closed-form:<colour>` becomes "the part, recoloured": `recolour_part` builds the scene whose
   masked Gaussians have that colour (their shading kept) and nothing else changed, and the edit loop wraps the
   prior around it, so the ideal edit is a clean recolour of the part, not a frame flooded with one colour.
+
+Drawing the reference needs the renderer, which guidance/ never imports (losses take images, not scenes). So
+the prior is handed a render function (`RenderFn`, engine/render/images.py's `rgb_renderer`): by whoever
+constructs it, or, for one the loader built without one, by the loop that runs it (`with_renderer`; the edit
+and generate loops do it with their config's render backend). The loader cannot: it sits inside guidance/.
 
 Both loops tell a view-aware model which cameras the coming images are rendered from by calling
 `set_views(cameras)` (see `ViewAwareModel`) before every loss; everything else is the `DiffusionModel`
@@ -18,16 +23,18 @@ protocol, delegated to a `ClosedFormPrior` rebuilt around the new targets.
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Callable, Protocol, runtime_checkable
 
 import torch
 from torch import Tensor
 
-from .camera import Cameras
-from .guidance.base import Condition
-from .guidance.closed_form import ClosedFormPrior
-from .render import render
-from .scene import GaussianScene, rgb_to_sh0, sh0_to_rgb
+from ..camera import Cameras
+from ..scene import GaussianScene, rgb_to_sh0, sh0_to_rgb
+from .base import Condition
+from .closed_form import ClosedFormPrior
+
+RenderFn = Callable[[GaussianScene, Cameras, tuple[float, float, float]], Tensor]
+"""(scene, cameras [C], background RGB) -> images [C, H, W, 3] (engine/render/images.py's `rgb_renderer`)."""
 
 
 @runtime_checkable
@@ -39,7 +46,9 @@ class ViewAwareModel(Protocol):
 
 class ReferencePrior:
     """`DiffusionModel` whose every prompt is centred, per view, on the render of `reference` (white background
-    by default, like generation's renders). Call `set_views(cameras)` before scoring images of those cameras."""
+    by default, like generation's renders). Call `set_views(cameras)` before scoring images of those cameras.
+
+    `render_fn` draws the reference; None until someone hands one over (`with_renderer`)."""
 
     latent_scale = 1
     latent_channels = 3
@@ -51,12 +60,12 @@ class ReferencePrior:
         *,
         background: tuple[float, float, float] = (1.0, 1.0, 1.0),
         data_std: float = 0.05,
-        render_backend: str = "auto",
+        render_fn: RenderFn | None = None,
         name: str = "closed-form:reference-object",
     ) -> None:
         self.reference = reference.detach()
         self.background = tuple(float(c) for c in background)
-        self.render_backend = render_backend
+        self.render_fn = render_fn
         self._prior = ClosedFormPrior(tuple(self.background), data_std=data_std, name="closed-form:reference")
         self.name = name
         self.device = self._prior.device
@@ -66,8 +75,11 @@ class ReferencePrior:
 
     def target_images(self, cameras: Cameras) -> Tensor:
         """[C, H, W, 3] renders of the reference from `cameras` (what generation should reproduce)."""
+        if self.render_fn is None:
+            raise RuntimeError(f"{self.name} has no render function to draw its reference: build it with "
+                               "render_fn=engine.render.images.rgb_renderer() or call with_renderer(...) first")
         with torch.no_grad():
-            rgb = render(self.reference, cameras, background=self.background, backend=self.render_backend).rgb
+            rgb = self.render_fn(self.reference, cameras, self.background)
         return rgb.clamp(0.0, 1.0)  # images in [0, 1], as the edit loop clamps its renders
 
     def set_views(self, cameras: Cameras) -> None:
@@ -82,7 +94,15 @@ class ReferencePrior:
         if tuple(float(c) for c in background) == self.background:
             return self
         return ReferencePrior(self.reference, background=background, data_std=self._prior.data_std,
-                              render_backend=self.render_backend, name=self.name)
+                              render_fn=self.render_fn, name=self.name)
+
+    def with_renderer(self, render_fn: RenderFn) -> "ReferencePrior":
+        """This prior, drawing its reference with `render_fn` unless it already has a render function (the
+        caller's own prior object is never changed)."""
+        if self.render_fn is not None:
+            return self
+        return ReferencePrior(self.reference, background=self.background, data_std=self._prior.data_std,
+                              render_fn=render_fn, name=self.name)
 
     # --- the DiffusionModel protocol, delegated ---------------------------------------------------------
     def encode_images(self, images: Tensor) -> Tensor:
@@ -114,14 +134,3 @@ def recolour_part(scene: GaussianScene, selected: Tensor, colour) -> GaussianSce
     sh0[selected, 0] = rgb_to_sh0(new)
     return scene.detach().replace(sh0=sh0)
 
-
-def two_blob_reference() -> GaussianScene:
-    """A small known object for tests and benchmarks: a red blob and a smaller blue one beside and above it,
-    240 opaque Gaussians within 0.4 of the origin."""
-    from .generate_init import primitive_scene
-
-    red = primitive_scene("sphere", 120, radius=0.18, center=(-0.2, 0.0, 0.0), opacity=0.9, seed=1)
-    blue = primitive_scene("sphere", 120, radius=0.14, center=(0.22, 0.05, 0.12), opacity=0.9, seed=2)
-    red = red.replace(sh0=rgb_to_sh0(torch.tensor([0.85, 0.15, 0.1])).expand(len(red), 1, 3).clone())
-    blue = blue.replace(sh0=rgb_to_sh0(torch.tensor([0.1, 0.3, 0.9])).expand(len(blue), 1, 3).clone())
-    return GaussianScene.concat([red, blue])

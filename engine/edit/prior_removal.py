@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .scene import GaussianScene, rgb_to_sh0
+from ..scene import GaussianScene, rgb_to_sh0
 
 
 @dataclass

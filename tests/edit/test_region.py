@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from engine.camera import orbit_cameras
-from engine.edit_region import Box, EditRegion
+from engine.edit.region import Box, EditRegion
 from engine.render import render
-from tests.edit_scenes import two_part_scene
+from tests.edit.scenes import two_part_scene
 
 
 @pytest.fixture(scope="module")

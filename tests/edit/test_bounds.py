@@ -14,13 +14,14 @@ import pytest
 import torch
 
 from assets.build_edit_cases import edit_cases
-from engine.densify import DensifyConfig
-from engine.edit import EditConfig, PartOrbit, ViewPicker, edit_prior, edit_region, run_edit
+from engine.edit import EditConfig, ViewPicker, edit_prior, part_orbit, plan_region, run_edit
 from engine.evaluate import edit_quality, held_out_cameras
 from engine.guidance.base import LossOutput
 from engine.guidance.closed_form import ClosedFormPrior
-from engine.reference_prior import ReferencePrior, recolour_part
-from tests.edit_scenes import params_equal, two_part_scene
+from engine.guidance.reference import ReferencePrior, recolour_part
+from engine.optimize import DensifyConfig
+from engine.render.images import rgb_renderer
+from tests.edit.scenes import params_equal, two_part_scene
 
 BLUE = (0.15, 0.3, 0.9)
 
@@ -48,7 +49,7 @@ def test_an_edit_that_wants_to_spread_stays_in_its_region(scene_and_mask):
                         lr=type(EditConfig().lr)(means=0.02, scales=0.05),
                         densify=DensifyConfig(start_step=10, interval=10, grad_threshold=0.0, grow_fraction=0.3))
     result = run_edit(scene, mask, config, ClosedFormPrior(BLUE), loss_fn=_Spread())
-    region, _ = edit_region(scene, mask, config)
+    region, _ = plan_region(scene, mask, config)
     edited = result.mask > 0.5
     assert _outside_unchanged(scene, mask, result)
     assert bool(region.contains(result.scene.means[edited]).all()), "a trainable centre left the region"
@@ -102,7 +103,7 @@ def antenna_cases():
 
 
 def _quality(case, result, config):
-    region, orbit = edit_region(case.scene, case.mask, config)
+    region, orbit = plan_region(case.scene, case.mask, config)
     cameras = held_out_cameras(orbit.center, orbit.radius * 1.3, resolution=64)
     return edit_quality(case.scene, case.mask > 0.5, result.scene, result.mask > 0.5, case.target, case.changed,
                         region, cameras)
@@ -125,7 +126,7 @@ def test_removal_reaches_its_target_on_held_out_views(antenna_cases):
     case = antenna_cases["remove_antenna"]
     config = EditConfig(prompt=case.prompt, steps=200, resolution=64, preview_every=0)
     before = _quality(case, type("R", (), {"scene": case.scene, "mask": case.mask})(), config)
-    result = run_edit(case.scene, case.mask, config, ReferencePrior(case.target))
+    result = run_edit(case.scene, case.mask, config, ReferencePrior(case.target, render_fn=rgb_renderer()))
     q = _quality(case, result, config)
     assert _outside_unchanged(case.scene, case.mask, result)
     assert q.psnr_inside >= before.psnr_inside + 8.0, (before, q)
@@ -139,7 +140,7 @@ def test_sampled_views_see_the_part():
     scene, part_ids, names = load_default_scene()
     eyes = torch.as_tensor(part_ids) == names.index("eyes")
     config = EditConfig(prompt="x", resolution=64)
-    orbit = PartOrbit.around(scene, eyes.float(), config)
+    orbit = part_orbit(scene, eyes.float(), config)
     picker = ViewPicker(orbit, scene, eyes, 0.25, "auto")
     generator = torch.Generator().manual_seed(0)
     plain = picker.visible_fraction(orbit.sample(24, generator))

@@ -13,12 +13,31 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
-from .scene import GaussianScene, SceneError, rgb_to_sh0
+from ..scene import GaussianScene, SceneError, rgb_to_sh0
+
+if TYPE_CHECKING:
+    from .config import GenerateConfig
 
 PRIMITIVES = ("sphere", "ellipsoid")
+
+
+def is_primitive(init: str) -> bool:
+    """Whether `init` names a built-in primitive (else it is a file path)."""
+    return init in PRIMITIVES
+
+
+def initial_scene(config: GenerateConfig) -> GaussianScene:
+    """The starting scene of `config.init`: a primitive (seeded by `config.seed`) or the file's Gaussians."""
+    if is_primitive(config.init):
+        return primitive_scene(
+            config.init, config.num_gaussians, radius=config.init_radius, axes=config.ellipsoid_axes,
+            opacity=config.init_opacity, sh_degree=config.sh_degree, seed=config.seed,
+        )
+    return load_init_scene(Path(config.init).expanduser())
 
 
 def primitive_scene(
@@ -72,7 +91,7 @@ def load_init_scene(path: str | os.PathLike) -> GaussianScene:
     Raises ValueError (engine.io's FormatError, or ours) naming the file when it cannot be read, holds no
     Gaussians (an empty mesh or point cloud), or holds NaN/Inf values.
     """
-    from .io import load
+    from ..io import load
 
     p = Path(path)
     scene = load(p)

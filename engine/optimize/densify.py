@@ -1,22 +1,24 @@
-"""Densify and prune inside the edit mask: gradient-based clone/split, low-opacity prune.
+"""Densify and prune the trainable Gaussians (an edit's masked subset, or a whole generated scene).
 
-The same rules as gsplat's `DefaultStrategy`, restricted to the rows an edit optimizes (the masked subset):
+The same rules as gsplat's `DefaultStrategy`, applied to the rows a loop optimizes (an edit's masked subset;
+every row of a generation):
 
 - after every backward, `accumulate()` adds each trainable Gaussian's screen-space positional gradient norm
   (normalized to NDC units and by the batch size, as gsplat does) and counts the views it was visible in;
 - every `interval` steps between `start_step` and `stop_step`, `refine()` looks at the average gradient:
-  above `grad_threshold` (and among the top `grow_fraction`), small Gaussians (largest axis <= `scale_threshold` x scene scale) are *cloned*
-  (a copy appended at the same place: the two then drift apart) and large ones are *split* (two children
-  sampled inside the parent, each `split_factor` times smaller); then Gaussians with opacity below
-  `prune_opacity` are removed.
+  above `grad_threshold` (and among the top `grow_fraction`), small Gaussians (largest axis <= `scale_threshold`
+  x scene scale) are *cloned* (a copy appended at the same place: the two then drift apart) and large ones are
+  *split* (two children sampled inside the parent, each `split_factor` times smaller); then Gaussians with
+  opacity below `prune_opacity` are removed.
 
-Because only the trainable subset is passed in, Gaussians outside the mask can never be cloned, split or
+Because only the trainable subset is passed in, Gaussians outside an edit's mask can never be cloned, split or
 pruned. New rows inherit their parent's mask weight (the caller gathers weights with `Refinement.parent`).
 
-Gradient source: the renderer's `meta["means2d"]` ([C, N, 2] pixels) when the backend keeps it in the
-autograd graph (the edit loop calls `retain_grad()` on it). When a backend's means2d carries no gradient,
-the loop falls back to `accumulate_3d()` with the norm of d loss / d means (world units) and the separate
-`grad_threshold_3d`; the rules are otherwise identical.
+Gradient source (`accumulate_gradients`, what both loops call after backward): the renderer's
+`meta["means2d"]` ([C, N, 2] pixels) when the backend keeps it in the autograd graph (the loops call
+`retain_grad()` on it). When a backend's means2d carries no gradient, it falls back to `accumulate_3d()` with
+the norm of d loss / d means (world units) and the separate `grad_threshold_3d`; the rules are otherwise
+identical. After a refinement, engine/optimize/adam.py's `adopt_rows` carries the optimizer over.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .render.projection import quat_to_rotmat
+from ..render.projection import quat_to_rotmat
 
 
 @dataclass
@@ -200,25 +202,27 @@ class MaskedDensifier:
         return result
 
 
-def remap_adam_state(
-    old: torch.optim.Optimizer,
-    new: torch.optim.Optimizer,
-    old_params: dict[str, Tensor],
-    new_params: dict[str, Tensor],
-    parent: Tensor,  # [M'] long
-    reset_state: Tensor,  # [M'] bool
-) -> None:
-    """Carry Adam's moments from `old` to `new` row by row (gsplat's rule: zero for new/split rows)."""
-    for name, new_p in new_params.items():
-        state = old.state.get(old_params[name])
-        if not state:
-            continue
-        moved = {}
-        for key, value in state.items():
-            if isinstance(value, Tensor) and value.dim() > 0 and value.shape[0] == old_params[name].shape[0]:
-                gathered = value[parent].clone()
-                gathered[reset_state] = 0
-                moved[key] = gathered
-            else:
-                moved[key] = value.clone() if isinstance(value, Tensor) else value
-        new.state[new_p] = moved
+
+def accumulate_gradients(
+    densifier: MaskedDensifier,
+    params: dict[str, Tensor],  # the trainable rows, each [M, ...]
+    means2d,  # the render's meta["means2d"] [C, F + M, 2] (its .grad after backward), or None
+    meta: dict,  # the render's meta (for "radii")
+    cameras,  # the rendered Cameras (their width and height normalize the gradient)
+    *,
+    skip: int = 0,  # F: leading rendered rows that are not trainable (an edit's frozen Gaussians)
+) -> bool:
+    """Feed this step's positional gradients of the trainable rows to the densifier; True when it had to use
+    the 3D fallback statistic (the renderer's means2d carried no gradient)."""
+    if not densifier.config.enabled:
+        return False
+    radii = meta.get("radii")
+    if isinstance(means2d, Tensor) and means2d.grad is not None and isinstance(radii, Tensor):
+        grad = means2d.grad[:, skip:]
+        visible = (radii[:, skip:] > 0).all(dim=-1) if radii.dim() == 3 else radii[:, skip:] > 0
+        densifier.accumulate(grad, visible, cameras.width, cameras.height)
+        return False
+    if params["means"].grad is not None:
+        densifier.accumulate_3d(params["means"].grad)
+        return True
+    return False

@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .guidance.base import Condition, DiffusionModel, LossOutput
-from .guidance.native_size import to_model_size
-from .guidance.sds import check_images, check_prompt, draw_timesteps, latent_mask_like, surrogate_output
-from .guidance.timesteps import TimestepSchedule
+from .base import Condition, DiffusionModel, LossOutput
+from .native_size import to_model_size
+from .sds import check_images, check_prompt, draw_timesteps, latent_mask_like, surrogate_output
+from .timesteps import TimestepSchedule
 
 
 def _per_sample(values: Tensor, like: Tensor) -> Tensor:

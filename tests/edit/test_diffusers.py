@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-from engine.densify import DensifyConfig
 from engine.edit import EditConfig, run_edit
 from engine.guidance import load_guidance
-from tests.edit_scenes import params_equal, two_part_scene
+from engine.optimize import DensifyConfig
+from tests.edit.scenes import params_equal, two_part_scene
 from tests.guidance.tiny_models import save_tiny_pipeline
 
 

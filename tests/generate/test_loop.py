@@ -16,28 +16,30 @@ import torch
 from engine.generate import (
     GenerateConfig,
     GenerateLearningRates,
-    ObjectOrbit,
     check_generate_config,
     default_densify,
     initial_scene,
+    object_orbit,
     run_generate,
 )
-from engine.reference_prior import ReferencePrior, two_blob_reference
 from engine.guidance import ClosedFormPrior, load_guidance
+from engine.guidance.reference import ReferencePrior
 from engine.io import save
 from engine.render import render
+from engine.render.images import rgb_renderer
 from engine.scene import GaussianScene, random_scene
+from tests.generate.scenes import two_blob_reference
 
 RED = (0.8, 0.1, 0.1)
 
 
 def fast_config(**overrides) -> GenerateConfig:
-    """Small renders, a small sphere, 5x the default learning rates, densify every 20 steps."""
+    """Small renders, a small sphere, 5x the default learning rates, densify every 20 steps, no annealing."""
     lr = GenerateLearningRates(means=0.01, scales=0.025, quats=0.025, opacities=0.25, sh0=0.05)
     densify = default_densify()
     densify.start_step, densify.interval = 20, 20
     settings = dict(prompt="two blobs", steps=60, resolution=48, num_gaussians=250, lr=lr, densify=densify,
-                    preview_every=0, t_max_end=None)
+                    preview_every=0, t_max_end=0.98)
     settings.update(overrides)
     return GenerateConfig(**settings)
 
@@ -50,9 +52,9 @@ def reference_error(scene: GaussianScene, cameras, target) -> float:
 @pytest.mark.parametrize("method", ["sds", "ism"])
 def test_generation_from_a_sphere_reproduces_the_reference_views(method):
     config = fast_config(method=method)
-    prior = ReferencePrior(two_blob_reference())
+    prior = ReferencePrior(two_blob_reference(), render_fn=rgb_renderer())
     start = initial_scene(config)
-    views = ObjectOrbit.around(start, config).ring(6, 48, offset_deg=10.0)  # fixed views, not the training ones
+    views = object_orbit(start, config).ring(6, resolution=48, offset_deg=10.0)  # fixed views, not the training ones
     target = prior.target_images(views)
     before = reference_error(start, views, target)
     counts = []
@@ -67,7 +69,7 @@ def test_generation_from_a_sphere_reproduces_the_reference_views(method):
 def test_sds_with_a_closed_form_colour_turns_the_sphere_that_colour():
     config = fast_config(prompt="a red ball", steps=30, resolution=32, num_gaussians=200)
     start = initial_scene(config)
-    views = ObjectOrbit.around(start, config).ring(4, 32)
+    views = object_orbit(start, config).ring(4, resolution=32, offset_deg=30.0)
 
     def colour_error(scene):  # alpha-weighted mean colour of the object's pixels vs RED
         with torch.no_grad():
@@ -229,3 +231,24 @@ def test_a_mesh_is_a_usable_starting_scene(tmp_path):
     assert len(start) > 0 and float(lo.min()) > -0.35 and float(hi.max()) < 0.35
     result = run_generate(config, ClosedFormPrior(RED), initial=start)
     assert len(result) > 0 and all(torch.isfinite(t).all() for _, t in result.items())
+
+
+def test_iterating_iter_generate_gives_what_run_generate_gives():
+    """One loop behind both: same seed, bit-identical scene and events (densification and previews included),
+    and the scene comes last; bad input is refused at the call."""
+    from engine.generate import GenerateEvent, iter_generate
+
+    config = fast_config(steps=8, resolution=16, num_gaussians=60, seed=2, preview_every=4, preview_resolution=16)
+    config.densify.start_step, config.densify.interval = 4, 4
+    prior = ClosedFormPrior(RED)
+    events = []
+    ran = run_generate(config, prior, on_event=events.append)
+    records = list(iter_generate(config, prior, should_stop=None))
+    assert isinstance(records[-1], GaussianScene) and all(isinstance(r, GenerateEvent) for r in records[:-1])
+    assert len(ran) != config.num_gaussians  # densification changed the rows on the way
+    assert all(torch.equal(x, y) for (_, x), (_, y) in zip(ran.items(), records[-1].items()))
+    assert [(e.step, e.losses, e.num_gaussians, e.resolution) for e in events] == [
+        (e.step, e.losses, e.num_gaussians, e.resolution) for e in records[:-1]]
+    assert all(np.array_equal(a.preview, b.preview) for a, b in zip(events, records) if a.preview is not None)
+    with pytest.raises(ValueError, match="prompt is empty"):
+        iter_generate(fast_config(prompt=""), SpyModel())

@@ -11,20 +11,30 @@ It is stored as a boolean voxel grid (`cell` world units per voxel) so that "is 
 lookup per point whatever the part's shape, and projected to 2D by rendering one opaque round Gaussian per
 surface voxel: the projected mask of a view is that render's alpha, a soft silhouette of the region that
 does not depend on what the edit has done so far.
+
+`plan_region` fixes the region and the orbit that frames it before an edit's first step (evaluations call it
+too, to count floaters the way the edit bounded them); `seed_boxes` fills the empty space of the user's boxes
+with faint Gaussians a shape edit can grow into.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from .camera import Cameras
-from .render import render
-from .scene import GaussianScene
+from ..camera import Cameras
+from ..optimize.orbit import Orbit
+from ..render import render
+from ..scene import GaussianScene
+from .views import part_orbit
+
+if TYPE_CHECKING:
+    from .config import EditConfig
 
 MAX_VOXELS_PER_AXIS = 64
 """Grid resolution cap: the finest grid covers the region's box with at most this many cells per axis."""
@@ -159,3 +169,47 @@ class EditRegion:
             out = render(proxy, cams, colors=torch.ones(len(cams), len(proxy), 1, device=proxy.device),
                          background=torch.zeros(1, device=proxy.device), backend=backend)
         return out.alpha.clamp(0.0, 1.0) if out.alpha.dim() == 4 else out.alpha[..., None].clamp(0.0, 1.0)
+
+
+def seed_boxes(region: EditRegion, scene: GaussianScene, config: EditConfig) -> GaussianScene | None:
+    """Faint round Gaussians on the empty voxels of the region's boxes (evenly thinned to `max_seeds`), grey,
+    sized to touch their neighbours: raw material for an edit that adds something where nothing was."""
+    if not config.region_boxes or config.edit == "appearance" or config.max_seeds <= 0:
+        return None
+    centres = region.empty_voxel_centres(scene)
+    if centres.shape[0] == 0:
+        return None
+    in_box = torch.zeros(centres.shape[0], dtype=torch.bool)
+    for box in config.region_boxes:
+        lo, hi = torch.tensor(box.lo, dtype=torch.float64), torch.tensor(box.hi, dtype=torch.float64)
+        in_box |= ((centres >= lo) & (centres <= hi)).all(dim=-1)
+    centres = centres[in_box]
+    stride = 1
+    while centres.shape[0] > config.max_seeds * stride**3:
+        stride += 1
+    if stride > 1:  # keep every stride-th voxel along each axis
+        idx = torch.floor((centres - region.origin) / region.cell).long()
+        centres = centres[(idx % stride == 0).all(dim=-1)]
+    n = centres.shape[0]
+    if n == 0:
+        return None
+    dtype, device = scene.dtype, scene.device
+    k = scene.shN.shape[1]
+    return GaussianScene.create(
+        means=centres.to(device, dtype),
+        quats=torch.tensor([[1.0, 0.0, 0.0, 0.0]], dtype=dtype, device=device).expand(n, 4).clone(),
+        scales=torch.full((n, 3), math.log(0.6 * stride * region.cell), dtype=dtype, device=device),
+        opacities=torch.full((n,), math.log(config.seed_opacity / (1 - config.seed_opacity)), dtype=dtype,
+                             device=device),
+        sh0=torch.zeros(n, 1, 3, dtype=dtype, device=device),
+        shN=torch.zeros(n, k, 3, dtype=dtype, device=device),
+    )
+
+
+def plan_region(scene: GaussianScene, mask: Tensor, config: EditConfig) -> tuple[EditRegion, Orbit]:
+    """The region an edit of `scene` with `mask` may change, and the orbit framing it: what `run_edit` fixes
+    before its first step (and what evaluations must use to count floaters the same way)."""
+    orbit = part_orbit(scene, mask, config)
+    region = EditRegion.around(scene, mask > config.mask_threshold, margin=config.region_margin * orbit.half_extent,
+                               boxes=tuple(config.region_boxes))
+    return region, orbit

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from engine.prior_removal import PriorRemoval, remove_prior
-from tests.edit_scenes import params_equal, two_part_scene
+from engine.edit.prior_removal import PriorRemoval, remove_prior
+from tests.edit.scenes import params_equal, two_part_scene
 
 
 @pytest.fixture(scope="module")

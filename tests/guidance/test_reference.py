@@ -1,5 +1,10 @@
 """The reference prior: `reference:SCENE` loads SCENE as the ideal, its per-view targets are SCENE's renders over
-the background it is told, and `recolour_part` changes the selected colours only."""
+the background it is told (drawn by the render function it is handed: guidance/ never imports the renderer),
+and `recolour_part` changes the selected colours only."""
+
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -8,9 +13,10 @@ from engine.camera import orbit_cameras
 from engine.guidance import load_guidance, parse_model_spec
 from engine.guidance.base import ModelSpecError
 from engine.io import save
-from engine.reference_prior import ReferencePrior, recolour_part
+from engine.guidance.reference import ReferencePrior, recolour_part
 from engine.render import render
-from tests.edit_scenes import params_equal, two_part_scene
+from engine.render.images import rgb_renderer
+from tests.edit.scenes import params_equal, two_part_scene
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +36,13 @@ def test_reference_spec_loads_the_scene_and_targets_its_renders(tmp_path, scene_
     save(scene, path)
     spec = parse_model_spec(f"reference:{path}")
     assert spec.kind == "reference" and spec.is_closed_form and str(spec) == f"reference:{path.resolve()}"
-    model = load_guidance(f"reference:{path}")
-    assert isinstance(model, ReferencePrior)
+    loaded = load_guidance(f"reference:{path}")
+    assert isinstance(loaded, ReferencePrior)
     cams = _cams()
+    with pytest.raises(RuntimeError, match="no render function"):  # the loader cannot draw: it sits in guidance/
+        loaded.set_views(cams)
+    model = loaded.with_renderer(rgb_renderer())
+    assert loaded.render_fn is None and model.with_renderer(None) is model  # the caller's prior is not changed
     model.set_background((0.2, 0.4, 0.6))
     model.set_views(cams)
     want = render(scene, cams, background=(0.2, 0.4, 0.6)).rgb
@@ -57,3 +67,14 @@ def test_recolour_part_changes_only_the_selected_colours(scene_and_head):
     for name in ("means", "quats", "scales", "opacities", "shN"):
         assert torch.equal(getattr(out, name), getattr(scene, name))
     assert torch.allclose(out.base_colors()[head].mean(0), torch.tensor([0.9, 0.1, 0.1]), atol=0.05)
+
+
+def test_guidance_never_imports_the_renderer():
+    """Losses take images, not scenes: loading every guidance module (the reference prior and ISM included)
+    leaves engine.render unimported."""
+    code = ("import sys, engine.guidance, engine.guidance.reference, engine.guidance.ism, engine.guidance.loading; "
+            "print(sorted(m for m in sys.modules if m.startswith('engine.render')))")
+    root = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=120,
+                         check=True)
+    assert out.stdout.strip() == "[]"

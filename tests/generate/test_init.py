@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from engine.generate_init import load_init_scene, primitive_scene
+from engine.generate.init import load_init_scene, primitive_scene
 from engine.io import save
 from engine.scene import random_scene
 

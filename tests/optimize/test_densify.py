@@ -4,7 +4,8 @@ import math
 
 import torch
 
-from engine.densify import DensifyConfig, MaskedDensifier, remap_adam_state
+from engine.optimize.adam import remap_adam_state
+from engine.optimize.densify import DensifyConfig, MaskedDensifier
 
 
 def _params(num=6, scale=0.001, opacity=0.9):
@@ -126,3 +127,31 @@ def test_adam_moments_follow_their_rows_and_new_rows_start_at_zero():
     assert torch.equal(state["step"], before["step"])
     new["means"].grad = torch.ones(4, 3)
     new_opt.step()  # the carried state is usable
+
+
+def test_accumulate_gradients_counts_only_the_trainable_rows_or_falls_back_to_3d():
+    """The one adapter both loops call: an edit renders F frozen rows before its M trainable ones (`skip=F`);
+    without a screen-space gradient it uses |d loss / d means| and says so."""
+    from types import SimpleNamespace
+
+    from engine.optimize.densify import accumulate_gradients
+
+    frozen, trainable = 3, 4
+    means2d = torch.zeros(1, frozen + trainable, 2, requires_grad=True)
+    means2d.grad = torch.zeros(1, frozen + trainable, 2)
+    means2d.grad[0, :, 0] = torch.arange(1.0, 8.0)  # row i pushed with i + 1 pixels
+    radii = torch.ones(1, frozen + trainable, dtype=torch.int32)
+    radii[0, frozen + 1] = 0  # culled in this view
+    cams = SimpleNamespace(width=2, height=2)
+    params = {"means": torch.zeros(trainable, 3, requires_grad=True)}
+    d = _densifier(trainable)
+    assert accumulate_gradients(d, params, means2d, {"radii": radii}, cams, skip=frozen) is False
+    assert d.grad_sum.tolist() == [4.0, 0.0, 6.0, 7.0] and d.count.tolist() == [1.0, 0.0, 1.0, 1.0]
+
+    params["means"].grad = torch.tensor([[3.0, 4.0, 0.0]] * trainable)
+    d3 = _densifier(trainable)
+    assert accumulate_gradients(d3, params, None, {}, cams) is True
+    assert d3.grad_sum.tolist() == [5.0] * trainable
+    off = MaskedDensifier(DensifyConfig(enabled=False), total_steps=10, initial_count=trainable, scene_scale=1.0)
+    assert accumulate_gradients(off, params, means2d, {"radii": radii}, cams, skip=frozen) is False
+    assert off.grad_sum.sum() == 0

@@ -2,7 +2,7 @@
 
 Convergence and "DDS with equal prompts changes nothing" run on the bundled default scene (the robot) with its
 yellow antenna masked, cut down to the antenna and the Gaussians around it (~1.6k of ~34k, for speed), at
-64x64, toward a constant blue. The other tests use tests/edit_scenes.py's two-part scene (a blue "head" on a
+64x64, toward a constant blue. The other tests use tests/edit/scenes.py's two-part scene (a blue "head" on a
 green "body", 150 Gaussians each, the head masked) toward red.
 """
 
@@ -10,11 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from engine.densify import DensifyConfig
-from engine.edit import EditConfig, EditEvent, PartOrbit, check_edit_inputs, edit_region, run_edit
+from engine.edit import EditConfig, EditEvent, PriorRemoval, check_edit_inputs, part_orbit, plan_region, run_edit
 from engine.guidance.closed_form import ClosedFormPrior
-from engine.prior_removal import PriorRemoval
-from tests.edit_scenes import default_scene_part, masked_colour_error, params_equal, two_part_scene
+from engine.optimize import DensifyConfig
+from tests.edit.scenes import default_scene_part, masked_colour_error, params_equal, two_part_scene
 
 TARGET = (0.85, 0.1, 0.1)
 BLUE = (0.1, 0.2, 0.9)
@@ -52,7 +51,7 @@ def test_masked_part_moves_to_target_and_nothing_else_changes(robot_antenna, met
     snapshot = scene.clone()
     config = _config(prompt="a blue antenna", method=method,
                      source_prompt="a yellow antenna" if method == "dds" else "", anchor_refresh=50, anchor_views=4)
-    views = PartOrbit.around(scene, mask, config).ring(4, resolution=64, offset_deg=10.0)
+    views = part_orbit(scene, mask, config).ring(4, resolution=64, offset_deg=10.0)
     before = masked_colour_error(scene, mask, BLUE, views)
     result = run_edit(scene, mask, config, ClosedFormPrior(BLUE))
     after = masked_colour_error(result.scene, result.mask, BLUE, views)
@@ -125,7 +124,7 @@ def test_densify_adds_gaussians_only_inside_the_mask(scene_and_mask, model):
     assert int((result.mask > 0.5).sum()) == num_masked + result.num_split + result.num_cloned - result.num_pruned
     assert _outside_unchanged(scene, mask, result)
     new = result.scene.means[len(scene):]
-    region, _ = edit_region(scene, mask, config)
+    region, _ = plan_region(scene, mask, config)
     assert bool(region.contains(new).all())  # every child was born inside the edit region
 
 
@@ -211,3 +210,37 @@ def test_romap_anchors_are_made_for_the_pool_and_refreshed_every_k_steps(scene_a
 
     run_edit(scene, mask, config, model, loss_fn=Recording())
     assert made == [3, 3, 3] and len(anchors_seen) == 10 and all(anchors_seen)
+
+
+def test_iterating_iter_edit_gives_what_run_edit_gives(scene_and_mask, model):
+    """The generator and the callback runner are one loop: same seed, bit-identical scene, mask, losses and
+    events (densification and previews included); the result comes last."""
+    from engine.edit import EditResult, iter_edit
+
+    scene, mask = scene_and_mask
+    config = _config(steps=8, seed=5, preview_every=4, preview_resolution=24, edit="shape",
+                     densify=DensifyConfig(start_step=4, interval=4, grad_threshold=0.0, grow_fraction=0.3))
+    events: list[EditEvent] = []
+    ran = run_edit(scene, mask, config, model, on_event=events.append)
+    records = list(iter_edit(scene, mask, config, model, should_stop=None))
+    iterated = records[-1]
+    assert isinstance(iterated, EditResult) and all(isinstance(r, EditEvent) for r in records[:-1])
+    assert ran.num_split > 0  # the rows changed on the way
+    assert params_equal(ran.scene, iterated.scene) and torch.equal(ran.mask, iterated.mask)
+    assert ran.losses == iterated.losses and "psnr_ideal" in ran.losses
+    assert [(e.step, e.losses, e.num_gaussians) for e in events] == [
+        (e.step, e.losses, e.num_gaussians) for e in records[:-1]]
+    assert all(np.array_equal(a.preview, b.preview) for a, b in zip(events, records) if a.preview is not None)
+
+
+def test_iter_edit_refuses_bad_input_at_the_call_and_ends_with_the_input_when_stopped(scene_and_mask, model):
+    from engine.edit import EditResult, iter_edit
+
+    scene, mask = scene_and_mask
+    with pytest.raises(ValueError, match="prompt is empty"):
+        iter_edit(scene, mask, _config(prompt=""), _Untouchable())  # before anything is iterated
+    seen = []
+    for record in iter_edit(scene, mask, _config(steps=10), model, should_stop=lambda: len(seen) >= 2):
+        seen.append(record)
+    assert [type(r) for r in seen] == [EditEvent, EditEvent, EditResult]
+    assert seen[-1].cancelled and seen[-1].steps_done == 2 and seen[-1].scene is scene

@@ -1,0 +1,382 @@
+"""One edit job: masked score distillation of the part of a scene selected by a per-Gaussian mask.
+
+Follow one step of `iter_edit` (the body carries the same numbers):
+
+1. sample orbit cameras around the part (views.py), redrawing views that see too little of it;
+2. project the job's fixed **edit region** into those views (region.py): that 2D mask is the same for every
+   loss (SDS's latent mask, RoMaP's anchor weight, SLaMP's mixing mask) and never follows where the masked
+   Gaussians have moved;
+3. render the current scene — the frozen (unmasked) Gaussians concatenated with the trainable (masked) ones;
+   the rendered image's gradient is multiplied by the region's mask, so no pixel outside the region pushes
+   anything (a latent-space mask alone does not confine the gradient: through a VAE about half of it leaks);
+4. ask the guidance loss (SDS, DDS or RoMaP, from engine.guidance) for a loss on the renders, with the 2D mask,
+   the original renders of the same views (DDS) and RoMaP's part-edited anchor images;
+5. backpropagate, scale each trainable Gaussian's gradient and step by its soft mask weight, take an Adam
+   step, then keep the trainable Gaussians inside the region: a step that would take a centre out of the region
+   is undone for that Gaussian, and scales are capped (params.py);
+6. densify/prune inside the mask on schedule (engine/optimize/densify.py), dropping children born outside the
+   region; report progress and, every few steps, a preview image (and, for the weight-free priors, the PSNR of
+   the preview against the ideal edit).
+
+Appearance vs shape (`EditConfig.edit`): an appearance edit keeps positions, scales, rotations and opacities
+exactly as they were and optimizes colour only; a shape edit optimizes everything, densifies, and seeds the
+empty space of the user's region boxes with faint Gaussians that the edit can grow into new geometry; `auto`
+(the default) runs the first `appearance_fraction` of the steps as an appearance edit and then unlocks shape, so
+a recolour is finished by colour before geometry can move, while a reshape/add/remove still gets its geometry.
+
+The weight-free priors make the ideal edit known: `reference:SCENE` wants each view to look like SCENE's render,
+and `closed-form:<colour>` is turned here into "the masked part recoloured" (engine/guidance/reference.py), so
+the demo mode shows what a clean edit looks like instead of a frame flooded with one colour.
+
+Two ways to drive it. `iter_edit` is a generator: it yields one `EditEvent` per step and, as its last item, the
+`EditResult` (yielded, not returned, so a consumer across a process boundary, e.g. a ZeroGPU generator, gets
+it like any other record). `run_edit` consumes it with an `on_event` callback and returns the result. Bad input
+is refused before any work (config.py's `check_edit_inputs`), by `iter_edit` at the call, not at the first
+step. Cancelling (`should_stop()` returns True, checked before every step) ends with the input unchanged.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field, replace
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ..camera import Cameras
+from ..evaluate.metrics import psnr
+from ..guidance.reference import ReferencePrior, ViewAwareModel, recolour_part
+from ..optimize.adam import make_optimizer, set_position_rate
+from ..optimize.densify import MaskedDensifier, accumulate_gradients
+from ..render import render
+from ..render.images import rgb_renderer, to_uint8
+from ..scene import GaussianScene
+from .config import GEOMETRY, EditConfig, check_edit_inputs
+from .params import MaskedParams, confine, drop_faint, gate_and_step, inside, scale_cap
+from .prior_removal import remove_prior
+from .region import plan_region, seed_boxes
+from .views import ViewPicker
+
+
+@dataclass
+class EditEvent:
+    """Progress of a running edit, reported after every step."""
+
+    step: int  # steps done (1-based)
+    total: int
+    losses: dict[str, float]
+    elapsed_s: float
+    eta_s: float
+    num_gaussians: int  # trainable (masked) Gaussians now
+    preview: np.ndarray | None = None  # [H, W, 3] uint8, every `preview_every` steps
+    scene: GaussianScene | None = None  # with each preview: the scene so far (detached CPU copy, for viewers)
+    mask: Tensor | None = None  # [N'] the mask of `scene` (densification changes N)
+
+
+@dataclass
+class EditResult:
+    """The edited scene and its mask (densification adds/removes masked rows, so the mask changes with it).
+
+    When cancelled, `scene` and `mask` are the inputs, untouched.
+    """
+
+    scene: GaussianScene
+    mask: Tensor  # [N'] float weights
+    cancelled: bool = False
+    steps_done: int = 0
+    losses: dict[str, float] = field(default_factory=dict)
+    num_cloned: int = 0
+    num_split: int = 0
+    num_pruned: int = 0
+
+
+def run_edit(
+    scene: GaussianScene,
+    mask_weights,  # [N] float weights in [0, 1] or bool
+    config: EditConfig,
+    guidance_model,
+    *,
+    on_event: Callable[[EditEvent], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    loss_fn=None,
+) -> EditResult:
+    """Edit the masked part of `scene` toward `config.prompt`; see the module docstring.
+
+    `guidance_model` is an engine.guidance model (load it with engine.guidance's loader); `loss_fn` overrides
+    the loss built from `config.method` (tests inject failing or instrumented losses). `should_stop` is polled
+    before every step; when it returns True the job stops and the input scene is returned unchanged. Without
+    `on_event` no preview is rendered (nobody would see it).
+    """
+    if on_event is None:
+        config = replace(config, preview_every=0)
+    for record in iter_edit(scene, mask_weights, config, guidance_model, should_stop=should_stop, loss_fn=loss_fn):
+        if isinstance(record, EditResult):
+            return record
+        if on_event is not None:
+            on_event(record)
+    raise RuntimeError("the edit ended without a result")  # iter_edit always yields one last
+
+
+def iter_edit(
+    scene: GaussianScene,
+    mask_weights,  # [N] float weights in [0, 1] or bool
+    config: EditConfig,
+    guidance_model,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+    loss_fn=None,
+) -> Iterator[EditEvent | EditResult]:
+    """The edit as a generator: an `EditEvent` after every step, then the `EditResult` as the last item.
+
+    Validates at the call (a ValueError before any work); the steps run as the caller iterates. The same
+    arguments and seed give the same result as `run_edit`.
+    """
+    mask_in = check_edit_inputs(scene, mask_weights, config, guidance_model)
+    return _edit_steps(scene, mask_in, config, guidance_model, should_stop, loss_fn)
+
+
+def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidance_model,
+                should_stop: Callable[[], bool] | None, loss_fn) -> Iterator[EditEvent | EditResult]:
+    device = getattr(guidance_model, "device", scene.device)
+    start = time.perf_counter()
+    generator = torch.Generator().manual_seed(int(config.seed))
+    original = scene.detach().to(device)
+    mask = mask_in.to(device)
+    selected = mask > config.mask_threshold
+    region, orbit = plan_region(original, mask, config)
+    model = edit_prior(guidance_model, original, selected, config)
+    view_aware = isinstance(model, ViewAwareModel)
+    picker = ViewPicker(orbit, original, selected, config.min_visible_fraction, config.render_backend)
+
+    work, work_mask = original, mask
+    if config.prior.active(config.method):
+        work, work_mask = remove_prior(original, mask, config.prior, threshold=config.mask_threshold,
+                                       generator=generator)
+    seeds = seed_boxes(region, work, config)
+    if seeds is not None:
+        work = GaussianScene.concat([work, seeds])
+        work_mask = torch.cat([work_mask, torch.ones(len(seeds), dtype=work_mask.dtype, device=work_mask.device)])
+    state = MaskedParams(work, work_mask, config.mask_threshold)
+    max_log_scale = scale_cap(original, selected, region, seeds, config)
+    lrs = config.lr.as_dict()
+    lrs["means"] *= orbit.radius
+    optimizer = make_optimizer(state.params, lrs)
+    densifier = MaskedDensifier(config.densify, config.steps, state.num_trainable, scene_scale=orbit.radius)
+    loss = loss_fn if loss_fn is not None else build_loss(config, model)
+    needs_originals = config.method == "dds"
+    preview_cam = orbit.ring(1, resolution=config.preview_resolution, offset_deg=30.0)
+    preview_mask = region.project(preview_cam, device=device, backend=config.render_backend) if view_aware else None
+    preview_ideal = None  # the ideal preview image of a view-aware prior (made at the first preview)
+
+    anchors = anchor_pool = anchor_masks = None
+    losses: dict[str, float] = {}
+    counts = {"num_cloned": 0, "num_split": 0, "num_pruned": 0}
+    fallback_3d = False
+
+    for step in range(config.steps):
+        if should_stop is not None and should_stop():
+            yield EditResult(scene=scene, mask=mask_in, cancelled=True, steps_done=step, losses=losses)
+            return
+        shape = _shape_unlocked(step, config)
+
+        # 1. views of the part (RoMaP: from its anchor pool, redrawn with fresh anchors every anchor_refresh steps)
+        # 2. and the fixed region's 2D mask in each of them
+        originals = step_anchors = None
+        if config.method == "romap":
+            if step % config.anchor_refresh == 0:
+                background = _draw_background(config, generator)  # one per pool: the anchors are drawn on it
+                anchor_pool = picker.sample(config.anchor_views, generator)
+                anchor_masks = region.project(anchor_pool, device=device, backend=config.render_backend)
+                anchors = _make_anchors(loss, model, state, anchor_pool, anchor_masks, config, step, generator,
+                                        background)
+            pick = torch.randint(len(anchor_pool), (config.batch_size,), generator=generator)
+            cameras = anchor_pool[pick]
+            mask2d = anchor_masks[pick.to(anchor_masks.device)]
+            step_anchors = anchors[pick.to(anchors.device)]
+        else:
+            background = _draw_background(config, generator)
+            cameras = picker.sample(config.batch_size, generator)
+            mask2d = region.project(cameras, device=device, backend=config.render_backend)
+        _tell_views(model, cameras, background)
+        if needs_originals:  # the same render path as the current views: equal scenes give equal images
+            originals = _render_plain(original, cameras, config, background)
+
+        # 3. render frozen + trainable rows; the image gradient is confined to the region
+        out = _render(state.scene(), cameras, config, background)
+        images = out.rgb.clamp(0.0, 1.0)  # what a VAE may see (SH colours are only clamped at 0)
+        image_grad: dict[str, Tensor] = {}
+        if images.requires_grad:
+            images.register_hook(lambda grad, m=mask2d: confine(grad, m, image_grad))
+        means2d = out.meta.get("means2d")
+        if isinstance(means2d, Tensor) and means2d.requires_grad:
+            means2d.retain_grad()
+
+        # 4. the guidance loss on the renders
+        result = loss(images, step=step, total_steps=config.steps, mask2d=mask2d, originals=originals,
+                      anchors=step_anchors, generator=generator)
+        if not torch.isfinite(result.loss):
+            raise FloatingPointError(f"the edit loss became {float(result.loss)} at step {step + 1}; "
+                                     "lower the learning rates or the guidance scale")
+
+        # 5. backward; the masked, weighted Adam step that keeps the rows inside the region
+        optimizer.zero_grad(set_to_none=True)
+        result.loss.backward()
+        set_position_rate(optimizer, lrs["means"], config.lr.means_final_fraction, step, config.steps)
+        if not shape:
+            for name in GEOMETRY:
+                state.params[name].grad = None
+        gate_and_step(state, optimizer, region, max_log_scale)
+
+        # 6. densify / prune inside the region on schedule; report progress (and a preview every few steps)
+        if shape:
+            fallback_3d = accumulate_gradients(densifier, state.params, means2d, out.meta, cameras,
+                                               skip=len(state.frozen)) or fallback_3d
+            if densifier.due(step):
+                refinement = inside(densifier.refine(state.params, fallback_3d=fallback_3d, generator=generator),
+                                    region)
+                densifier.reset(refinement.parent.numel(), densifier.grad_sum.device)  # rows after the region filter
+                if refinement.changed:
+                    optimizer = state.adopt(refinement, optimizer, lrs)
+                    for key in counts:
+                        counts[key] += getattr(refinement, key)
+
+        losses = {"loss": float(result.loss.detach()), **{k: float(v) for k, v in result.info.items()},
+                  **_term_gradient_norms(image_grad.get("grad"), images, step_anchors, mask2d, loss)}
+        done = step + 1
+        elapsed = time.perf_counter() - start
+        preview = snapshot = snapshot_mask = None
+        if config.preview_every and (done % config.preview_every == 0 or done == config.steps):
+            rendered = _render_plain(state.scene().detach(), preview_cam, config)
+            if view_aware and preview_ideal is None:
+                _tell_views(model, preview_cam, tuple(config.background))
+                preview_ideal = model.target_images(preview_cam)
+            preview = to_uint8(rendered[0])
+            if preview_ideal is not None:
+                score = psnr(rendered, preview_ideal.to(rendered.device), preview_mask)
+                if score is not None:  # None: the part is not in the preview's view, nothing to measure
+                    losses["psnr_ideal"] = score
+            snapshot, snapshot_mask = state.assemble()
+            snapshot, snapshot_mask = snapshot.to("cpu"), snapshot_mask.detach().cpu()
+        yield EditEvent(step=done, total=config.steps, losses=losses, elapsed_s=elapsed,
+                        eta_s=elapsed / done * (config.steps - done), num_gaussians=state.num_trainable,
+                        preview=preview, scene=snapshot, mask=snapshot_mask)
+
+    counts["num_pruned"] += drop_faint(state, config)
+    edited, edited_mask = state.assemble()
+    yield EditResult(scene=edited.to(scene.device), mask=edited_mask.to(mask_in.device), steps_done=config.steps,
+                     losses=losses, **counts)
+
+
+def build_loss(config: EditConfig, model):
+    """The guidance loss object (engine.guidance) for `config.method`, with the config's timesteps and scale."""
+    from ..guidance.dds import DDSLoss
+    from ..guidance.romap import RoMaPLoss
+    from ..guidance.sds import SDSLoss
+    from ..guidance.timesteps import TimestepSchedule
+
+    timesteps = TimestepSchedule(t_min=config.t_min, t_max=config.t_max,
+                                 t_max_end=max(config.effective_t_max_end(), config.t_min))
+    scale = config.effective_guidance_scale()
+    if config.method == "dds":
+        return DDSLoss(model, config.prompt, config.source_prompt, guidance_scale=scale, timesteps=timesteps)
+    if config.method == "romap":
+        return RoMaPLoss(model, config.prompt, guidance_scale=scale, timesteps=timesteps,
+                         anchor_weight=config.anchor_weight)
+    return SDSLoss(model, config.prompt, guidance_scale=scale, timesteps=timesteps)
+
+
+def edit_prior(model, original: GaussianScene, selected: Tensor, config: EditConfig):
+    """The model the edit distils from. A constant-colour closed-form prior means "the part becomes this
+    colour": it becomes a reference prior on the original with the selected Gaussians recoloured, so its ideal
+    edit changes nothing outside the part. A reference prior is put on the edit's background, and given the
+    edit's renderer if it has none (guidance/ cannot draw a scene itself)."""
+    from ..guidance.closed_form import ClosedFormPrior
+
+    render_fn = rgb_renderer(config.render_backend)
+    if isinstance(model, ClosedFormPrior) and model.target.dim() == 1:
+        colour = tuple(float(c) for c in model.target.clamp(0, 1).cpu())
+        return ReferencePrior(recolour_part(original.to("cpu"), selected.cpu(), colour),
+                              background=tuple(config.background), data_std=model.data_std,
+                              render_fn=render_fn, name=model.name)
+    if isinstance(model, ReferencePrior):
+        return model.with_background(tuple(config.background)).with_renderer(render_fn)
+    return model
+
+
+def _shape_unlocked(step: int, config: EditConfig) -> bool:
+    """Whether geometry moves (and densification may run) at `step`: never for an appearance edit, always for
+    a shape edit, after the first `appearance_fraction` of the steps for auto."""
+    if config.edit == "appearance":
+        return False
+    if config.edit == "shape":
+        return True
+    return step >= int(round(config.appearance_fraction * config.steps))
+
+
+def _render(scene: GaussianScene, cameras: Cameras, config: EditConfig, background=None):
+    bg = tuple(config.background) if background is None else tuple(background)
+    return render(scene, cameras.to(scene.device, scene.dtype), background=bg, backend=config.render_backend)
+
+
+def _render_plain(scene: GaussianScene, cameras: Cameras, config: EditConfig, background=None) -> Tensor:
+    with torch.no_grad():
+        return _render(scene, cameras, config, background).rgb
+
+
+def _draw_background(config: EditConfig, generator: torch.Generator) -> tuple[float, float, float]:
+    """`config.background`, or with probability `random_background` a uniformly random colour: over a
+    background of one known colour, "this Gaussian is gone" and "this Gaussian has the background's colour"
+    render the same, and a removal stalls at the second; a changing background tells them apart."""
+    u = torch.rand(4, generator=generator, dtype=torch.float64).tolist()
+    if u[0] < config.random_background:
+        return (u[1], u[2], u[3])
+    return tuple(float(c) for c in config.background)
+
+
+def _tell_views(model, cameras: Cameras, background) -> None:
+    """A view-aware prior renders its targets from these cameras over this background."""
+    if isinstance(model, ViewAwareModel):
+        if hasattr(model, "set_background"):
+            model.set_background(background)
+        model.set_views(cameras)
+
+
+def _term_gradient_norms(grad: Tensor | None, images: Tensor, anchors: Tensor | None, mask2d: Tensor,
+                         loss) -> dict[str, float]:
+    """How hard each loss term pushes the rendered pixels: the norm of its gradient w.r.t. the images.
+
+    The anchor term sum(m |x - a|) / B has the closed-form gradient w m sign(x - a) / B, so the distillation
+    term's share is the total minus that, with no second backward. Shown beside the loss so the balance of
+    RoMaP's anchor against SDS is measured, not guessed."""
+    if grad is None:
+        return {}
+    weight = getattr(loss, "anchor_weight", None)
+    if anchors is None or weight is None:
+        return {"grad_image": float(grad.norm())}
+    with torch.no_grad():
+        g_anchor = weight * mask2d.to(images.dtype) * torch.sign(images.detach() - anchors.to(images)) / images.shape[0]
+        norms = torch.stack([(grad - g_anchor).norm(), g_anchor.norm()]).tolist()
+    return {"grad_distill": norms[0], "grad_anchor": norms[1]}
+
+
+def _make_anchors(loss, model, state: MaskedParams, pool: Cameras, masks: Tensor, config: EditConfig, step: int,
+                  generator: torch.Generator, background) -> Tensor:
+    """RoMaP's part-edited images [P, H, W, 3] of a freshly drawn pool of views, made from the *current*
+    renders and the region's projected mask. The first ones start from the scene after prior removal (so the
+    old look does not anchor the edit); later refreshes start from the partly edited part at a lower SLaMP
+    strength (t_start falls linearly to half its value by the last step), so they refine what the 3D edit
+    already agrees on instead of re-inventing the part independently in every view."""
+    _tell_views(model, pool, background)
+    slamp = getattr(loss, "slamp", None)
+    if slamp is not None and step > 0:
+        strength = slamp.t_start * (1.0 - 0.5 * step / max(config.steps, 1))
+        loss.slamp = replace(slamp, t_start=max(strength, slamp.t_stop))
+    try:
+        with torch.no_grad():
+            images = _render_plain(state.scene().detach(), pool, config, background)
+            return loss.make_anchors(images, masks, generator=generator).detach()
+    finally:
+        if slamp is not None:
+            loss.slamp = slamp

@@ -1,0 +1,169 @@
+"""The edit's parameters and the rules every optimizer step obeys.
+
+Why Gaussians outside the mask stay bit-identical: they are never optimizer parameters. `MaskedParams` keeps
+them as a detached copy and only the masked rows are leaf tensors; the result is assembled from that copy.
+
+The step rules, in the order the loop applies them:
+
+- `confine`: the rendered image's gradient is multiplied by the region's 2D mask (an image hook), so no pixel
+  outside the region pushes anything;
+- `gate_and_step`: each row's gradient and step are scaled by its soft mask weight, Adam steps, a row whose
+  centre left the region takes back its old centre, and log-scales are capped (`scale_cap`);
+- `inside`: densification children born outside the region are pruned, never adopted (`MaskedParams.adopt`);
+- `drop_faint`: at the end, rows the edit made transparent or never grew are removed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import torch
+from torch import Tensor
+
+from ..optimize.adam import adopt_rows
+from ..optimize.densify import Refinement
+from ..scene import PARAM_NAMES, GaussianScene
+from .region import EditRegion
+
+if TYPE_CHECKING:
+    from .config import EditConfig
+
+
+class MaskedParams:
+    """The masked Gaussians as leaf tensors; the unmasked ones as a frozen copy in their original order.
+
+    Each trainable row remembers `origin`, its row in the scene the edit started from (-1 for rows added by
+    densification), so `assemble()` puts every row back where it was and appends the new ones.
+    """
+
+    def __init__(self, scene: GaussianScene, mask: Tensor, threshold: float) -> None:
+        selected = mask > threshold
+        index = torch.arange(len(scene), device=scene.device)
+        self.num_start = len(scene)
+        self.frozen = scene.subset(~selected).detach()
+        self.frozen_index = index[~selected]
+        self.frozen_weights = mask[~selected]
+        trainable = scene.subset(selected)
+        self.params: dict[str, Tensor] = {n: t.detach().clone().requires_grad_(True) for n, t in trainable.items()}
+        self.weights = mask[selected].clone()  # [M]
+        self.origin = index[selected]  # [M]
+
+    @property
+    def num_trainable(self) -> int:
+        return int(self.weights.shape[0])
+
+    def scene(self) -> GaussianScene:
+        """Frozen rows first, then trainable rows: differentiable w.r.t. the trainable leaves."""
+        return GaussianScene.trusted(**{n: torch.cat([getattr(self.frozen, n), self.params[n]]) for n in PARAM_NAMES})
+
+    def all_weights(self) -> Tensor:  # [F + M], in `scene()` order
+        return torch.cat([self.frozen_weights, self.weights])
+
+    def replace_rows(self, params: dict[str, Tensor], parent: Tensor, appended: Tensor) -> None:
+        """Adopt a densification result: new leaves; weights and origins follow each row's parent."""
+        self.params = {n: t.detach().clone().requires_grad_(True) for n, t in params.items()}
+        self.weights = self.weights[parent]
+        self.origin = torch.where(appended, torch.full_like(parent, -1), self.origin[parent])
+
+    def assemble(self) -> tuple[GaussianScene, Tensor]:
+        """The edited scene and mask: rows at their original positions (pruned ones gone), new rows last."""
+        with torch.no_grad():
+            full = self.scene().detach()
+            new = self.origin < 0
+            key = torch.cat([self.frozen_index, self.origin]).clone()
+            key[len(self.frozen_index):][new] = self.num_start + torch.arange(int(new.sum()), device=key.device)
+            order = torch.argsort(key)
+            return full.subset(order), self.all_weights()[order]
+
+
+    def adopt(self, refinement: Refinement, optimizer: torch.optim.Optimizer,
+              lrs: dict[str, float]) -> torch.optim.Optimizer:
+        """Swap in a densification's rows; returns a new optimizer that carries the surviving rows' moments."""
+        old_params = self.params
+        self.replace_rows(refinement.params, refinement.parent, refinement.appended)
+        return adopt_rows(optimizer, old_params, self.params, refinement.parent, refinement.reset_state, lrs)
+
+
+def scale_cap(original: GaussianScene, selected: Tensor, region: EditRegion, seeds: GaussianScene | None,
+              config: EditConfig) -> float:
+    """The largest log-scale a trainable row may take: `max_scale_growth` x the selection's 98th-percentile
+    size (a part that grows is covered by splits, not by a few discs blown up), at least the seeds' size."""
+    sizes = torch.exp(original.scales.detach()[selected]).amax(dim=-1)
+    cap = math.log(max(config.max_scale_growth * float(torch.quantile(sizes.float(), 0.98)),
+                       1e-6)) if sizes.numel() else math.log(region.cell)
+    if seeds is not None:
+        cap = max(cap, float(seeds.scales.max()))
+    return cap
+
+
+def confine(grad: Tensor, mask2d: Tensor, keep: dict) -> Tensor:
+    """Image-gradient hook: remember the gradient (for the per-term norms), pass on its part inside the region."""
+    keep["grad"] = grad.detach()
+    return grad * mask2d.to(grad.dtype)
+
+
+def gate_and_step(state: MaskedParams, optimizer: torch.optim.Optimizer, region: EditRegion | None = None,
+                   max_log_scale: float | None = None) -> None:
+    """Multiply gradients by the soft mask weight, step, scale each row's step by its weight too, then keep
+    the rows inside the region: a row whose new centre left it takes back its old centre, and log-scales are
+    capped at `max_log_scale`.
+
+    Adam divides out any constant gradient scale, so scaling the gradient alone would let a weight of 0.6 move
+    as fast as 1.0; scaling the step makes a soft weight a true per-Gaussian step size.
+    """
+    w = state.weights
+    soft = bool((w < 1).any())
+    before = {}
+    for name, p in state.params.items():
+        if p.grad is not None and soft:
+            p.grad.mul_(w.view(-1, *([1] * (p.dim() - 1))).to(p.grad.dtype))
+        if soft and p.grad is not None:
+            before[name] = p.detach().clone()
+    means = state.params["means"]
+    old_means = before.get("means")
+    if old_means is None and region is not None and means.grad is not None:
+        old_means = means.detach().clone()
+    optimizer.step()
+    with torch.no_grad():
+        if soft:
+            for name, p in state.params.items():
+                if name in before:
+                    wv = w.view(-1, *([1] * (p.dim() - 1))).to(p.dtype)
+                    p.copy_(before[name] + wv * (p - before[name]))
+        if region is not None and old_means is not None:
+            out = ~region.contains(means)
+            if bool(out.any()):
+                means[out] = old_means[out]
+        if max_log_scale is not None and state.params["scales"].grad is not None:
+            state.params["scales"].clamp_(max=max_log_scale)
+
+
+def inside(refinement: Refinement, region: EditRegion) -> Refinement:
+    """The refinement without the rows whose centres lie outside the region (children of a split near its
+    edge): they are pruned, never adopted."""
+    keep = region.contains(refinement.params["means"])
+    if bool(keep.all()):
+        return refinement
+    return Refinement(
+        params={n: t[keep] for n, t in refinement.params.items()}, parent=refinement.parent[keep],
+        appended=refinement.appended[keep], reset_state=refinement.reset_state[keep],
+        num_cloned=refinement.num_cloned, num_split=refinement.num_split,
+        num_pruned=refinement.num_pruned + int((~keep).sum()),
+    )
+
+
+def drop_faint(state: MaskedParams, config: EditConfig, faded: float = 0.01) -> int:
+    """At the end, remove what the edit made transparent or never grew: rows it added (seeds, clones) whose
+    opacity stayed below `seed_opacity` (they did not earn their place; left in, they are haze), and
+    original masked rows faded below `faded` (a removal the last refinement did not reach). Frozen rows are
+    never touched. At least one trainable row is kept."""
+    opacity = torch.sigmoid(state.params["opacities"].detach())
+    new = state.origin < 0
+    faint = (new & (opacity < config.seed_opacity)) | (~new & (opacity < faded))
+    if not bool(faint.any()) or bool(faint.all()):
+        return 0
+    keep = ~faint
+    state.params = {n: t.detach()[keep].clone().requires_grad_(True) for n, t in state.params.items()}
+    state.weights, state.origin = state.weights[keep], state.origin[keep]
+    return int(faint.sum())
