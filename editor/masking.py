@@ -5,38 +5,30 @@ panel; gestures arrive from either view as ViewClick / ViewRect. The geometry (w
 or rectangle covers; SAM; lifting; grow/shrink) is engine.masks' job — this module only routes and combines.
 The long tasks (a SAM click lifted to 3D, selecting a part by its name) are engine.masks.tasks functions run by
 the engine worker: this module gathers their inputs from the session, queues them, and applies their result.
+The Mask panel's buttons (editor/mask_edits.py) and named parts and mask files (editor/mask_parts.py) are
+Masking's too, by inheritance, so the panels reach every selection tool through one `ctx.masking`.
 """
 
 from __future__ import annotations
 
 import logging
 from functools import partial
-from pathlib import Path
 
-import numpy as np
-import torch
 from torch import Tensor
 
 from .gestures import ViewClick, ViewRect
+from .mask_edits import SelectionEdits, combine
+from .mask_parts import PartsAndFiles
 from .session import LiftState, Session
 
 log = logging.getLogger(__name__)
+
+__all__ = ["Masking", "combine"]  # combine lives in editor.mask_edits; tests and callers import it from here
 
 
 # Pixels of context kept around a brush or rectangle when only that window of the view is rasterized: a
 # Gaussian straddling the window edge still has most of its compositing weight inside the window.
 WINDOW_MARGIN = 16
-
-
-def combine(selection: Tensor, new: Tensor, op: str) -> Tensor:
-    """add: union (max of weights); subtract: `selection` without `new` (engine.masks.ops' fuzzy algebra)."""
-    from engine.masks import ops
-
-    if op == "add":
-        return ops.add(selection, new)
-    if op == "subtract":
-        return ops.subtract(selection, new)
-    raise ValueError(f"unknown selection operation {op!r} (add or subtract)")
 
 
 def _window(camera, x0: float, y0: float, x1: float, y1: float):
@@ -53,8 +45,10 @@ def _window(camera, x0: float, y0: float, x1: float, y1: float):
     return crop_camera(camera[0:1], ax, ay, bx - ax, by - ay), (ax, ay)
 
 
-class Masking:
-    """The selection tools; one instance serves every session (all state lives in the Session)."""
+class Masking(SelectionEdits, PartsAndFiles):
+    """The selection tools; one instance serves every session (all state lives in the Session). Its own methods
+    are the gestures and the long mask tasks; the buttons on the selection come from SelectionEdits
+    (editor/mask_edits.py), named parts and mask files from PartsAndFiles (editor/mask_parts.py)."""
 
     def __init__(self, sam_checkpoint: str | None = None, *, segmenter=None) -> None:
         """sam_checkpoint: path of a SAM checkpoint for the SAM tool (loaded on first use, on the engine thread);
@@ -73,7 +67,6 @@ class Masking:
             raise ValueError(missing_checkpoint_message("(none given)")
                              + " with python app.py --sam-checkpoint PATH (or set SPLATEDIT_SAM)")
 
-    # ------------------------------------------------------------------ gestures
     def apply_click(self, session: Session, click: ViewClick) -> int:
         """Apply the session's tool at a click; returns how many Gaussians are selected afterwards. A click on
         empty space changes nothing and leaves a warning in `session.notice` (cleared by the next change)."""
@@ -203,167 +196,3 @@ class Masking:
         with session.lock:
             session.set_selection(combine(session.selection, new.float().cpu(), op), label=f"{tool} {op}")
             return session.selected_count()
-
-    # ------------------------------------------------------------------ buttons
-    def set_threshold(self, session: Session, threshold: float, *, live: bool = False) -> int:
-        """Re-cut the last lift at `threshold`; `live` (while the slider moves) is not a history entry."""
-        with session.lock:
-            session.threshold = float(threshold)
-            lift = session.lift
-            if lift is None:
-                return session.selected_count()
-            cut = (lift.weights > session.threshold).float()
-            session.set_selection(combine(lift.base, cut, lift.op), label=f"lift cut at {threshold:.2f}",
-                                  keep_lift=True, record=not live)
-            return session.selected_count()
-
-    def invert(self, session: Session) -> int:
-        from engine.masks import ops
-
-        with session.lock:
-            session.set_selection(ops.invert(session.selection), label="invert")
-            return session.selected_count()
-
-    def clear(self, session: Session) -> int:
-        with session.lock:
-            session.set_selection(torch.zeros_like(session.selection), label="clear")
-            return 0
-
-    def grow(self, session: Session, steps: int = 1) -> int:
-        from engine.masks import ops
-
-        with session.lock:
-            session.set_selection(ops.grow(session.selection, session.scene.means, steps=steps,
-                                           neighbours=self._neighbours(session)), label="grow")
-            return session.selected_count()
-
-    def shrink(self, session: Session, steps: int = 1) -> int:
-        from engine.masks import ops
-
-        with session.lock:
-            session.set_selection(ops.shrink(session.selection, session.scene.means, steps=steps,
-                                             neighbours=self._neighbours(session)), label="shrink")
-            return session.selected_count()
-
-    def remove_islands(self, session: Session) -> int:
-        from engine.masks import ops
-
-        with session.lock:
-            session.set_selection(ops.remove_islands(session.selection, session.scene.means), label="remove islands")
-            return session.selected_count()
-
-    @staticmethod
-    def _neighbours(session: Session) -> Tensor:
-        """The k-nearest-neighbour graph of the session's scene, computed once per scene."""
-        from engine.masks import ops
-
-        cached = getattr(session, "_knn", None)
-        if cached is None or cached[0] is not session.scene:
-            cached = (session.scene, ops.knn_graph(session.scene.means, 8))
-            session._knn = cached
-        return cached[1]
-
-    # ------------------------------------------------------------------ parts
-    def save_part(self, session: Session, name: str) -> list[str]:
-        name = (name or "").strip()
-        if not name:
-            raise ValueError("give the part a name")
-        with session.lock:
-            if not bool((session.selection > 0.5).any()):
-                raise ValueError("nothing is selected; select the part first")
-            parts = dict(session.parts)
-            parts[name] = session.selection.clone()
-            session.set_parts(parts, label=f"save part {name}")  # a history entry: undo brings the old parts back
-            return list(session.parts)
-
-    def select_part(self, session: Session, name: str, op: str = "replace") -> int:
-        with session.lock:
-            if name not in session.parts:
-                raise ValueError(f"no part named {name!r}")
-            part = session.parts[name]
-            new = part.clone() if op == "replace" else combine(session.selection, part, op)
-            session.set_selection(new, label=f"part {name}")
-            return session.selected_count()
-
-    def delete_part(self, session: Session, name: str) -> list[str]:
-        """Remove the part `name` (a history entry: Undo brings it back)."""
-        with session.lock:
-            if name not in session.parts:
-                raise ValueError(f"no part named {name!r}")
-            parts = {n: w for n, w in session.parts.items() if n != name}
-            session.set_parts(parts, label=f"delete part {name}")
-            return list(session.parts)
-
-    def set_shown_parts(self, session: Session, shown: list[str]) -> None:
-        with session.lock:
-            session.hidden_parts = set(session.parts) - set(shown or [])
-            session._changed()
-
-    # ------------------------------------------------------------------ files
-    def save_mask(self, session: Session, path: Path) -> Path:
-        """The selection as .npy float32 [N] (the format `python -m engine edit --mask` reads)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with session.lock:
-            np.save(path, session.selection.numpy().astype(np.float32))
-        return path
-
-    def load_mask(self, session: Session, path: Path) -> int:
-        """Load a .npy of per-Gaussian weights (float in [0, 1] or bool) as the selection."""
-        path = Path(path)
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{path.name}: not a readable .npy mask ({exc})") from exc
-        from engine.edit import as_mask
-
-        with session.lock:
-            try:
-                mask = as_mask(data, len(session.scene))
-            except ValueError as exc:
-                raise ValueError(f"{path.name}: {exc}") from exc
-            session.set_selection(mask, label=f"load {path.name}")
-            return session.selected_count()
-
-    def save_parts(self, session: Session, path: Path) -> tuple[Path, Path]:
-        """All named parts as MASKS.npy ([P, N] float32) + MASKS.json (names), engine.masks.parts' format."""
-        from engine.masks.parts import PartSet
-
-        with session.lock:
-            if not session.parts:
-                raise ValueError("there are no parts to save; save a selection as a part first")
-            names = tuple(session.parts)
-            weights = torch.stack([session.parts[n].float() for n in names])
-        return PartSet(names, weights).save(path)
-
-    def load_files(self, session: Session, paths: list) -> int:
-        """Uploaded mask files: a [N] .npy becomes the selection; a [P, N] .npy (with its .json for names, if
-        uploaded too) becomes named parts. Returns the selected count."""
-        import shutil
-        import tempfile
-
-        from engine.masks.parts import PartSet
-
-        paths = [Path(p) for p in paths or []]
-        arrays = [p for p in paths if p.suffix.lower() == ".npy"]
-        if len(arrays) != 1:
-            raise ValueError(f"upload one .npy mask (and optionally its .json of part names), got {len(arrays)} .npy")
-        npy = arrays[0]
-        try:
-            shape = np.load(npy, mmap_mode="r", allow_pickle=False).shape
-        except (OSError, ValueError) as exc:
-            raise ValueError(f"{npy.name}: not a readable .npy mask ({exc})") from exc
-        if len(shape) == 1:
-            return self.load_mask(session, npy)
-        with tempfile.TemporaryDirectory() as folder:  # the json must sit beside the npy, with the same stem
-            target = Path(folder) / "parts.npy"
-            shutil.copy(npy, target)
-            for meta in (p for p in paths if p.suffix.lower() == ".json"):
-                shutil.copy(meta, target.with_suffix(".json"))
-            with session.lock:
-                loaded = PartSet.load(target, num_gaussians=len(session.scene))  # PartsError is a ValueError
-                parts = dict(session.parts)
-                for name, weights in zip(loaded.names, loaded.weights):
-                    parts[name] = weights.float().clone()
-                session.set_parts(parts, label=f"load parts {npy.name}")
-                return session.selected_count()

@@ -9,6 +9,8 @@ A mask is a float tensor [N] of per-Gaussian weights in [0, 1] (several named pa
 - views_io.py     multi-view 2D masks in memory and on disk (cameras.json + PNGs)
 - lift_vote.py    2D -> 3D lifting by visibility-weighted voting (baseline)
 - galp.py         2D -> 3D lifting with 3D-GALP (robust to wrong views; calibrated: cut at 0.5)
+- galp_evidence.py  3D-GALP's vote, certainty and view trust (which views' masks to believe)
+- galp_fill.py    3D-GALP's fill of weakly seen and unseen Gaussians (support prior, colour kernel)
 - sam.py          segment-anything on rendered views; multiview.py: one click -> many views -> lift
 - attention_maps.py  a diffusion UNet's cross-attention to chosen prompt words, captured per view
 - attention.py    select a part by naming it: those attention maps in many views, lifted with 3D-GALP

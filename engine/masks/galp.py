@@ -35,6 +35,10 @@ Each piece can be switched off (GalpConfig), which is how bench/masks.py measure
 Choices that differ from RoMaP's code: one label channel per part instead of parts as colours; labels start
 from the vote; the neighbour term is a certainty-weighted fill after the fit instead of a loss; view trust,
 the support prior and the colour affinity are ours.
+
+Where each piece lives: this module holds the settings, the order of the steps (galp) and the render fit (3);
+galp_evidence.py the vote, certainty and view trust (1, 2, 4's certainty); galp_fill.py the support prior, the
+colour kernel and the fills of weakly seen and unseen Gaussians (4, 5).
 """
 
 from __future__ import annotations
@@ -45,11 +49,14 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from ..scene import GaussianScene, sh0_to_rgb
-from ..sh import sh_basis
+from ..scene import GaussianScene
 from .compositing import ViewWeights, compositing_weights
+from .galp_evidence import (
+    _batch, _Batch, _certainty, _column_median, _evidence, _median_orders, _pixel_weight, _trust,
+)
+from .galp_fill import _colour_kernel, _fill_unseen, _fill_weak, _supported
 from .lift_vote import VISIBILITY_EPS
-from .ops import knn_graph, nearest
+from .ops import knn_graph
 from .views_io import MaskViews, as_view_list
 
 THRESHOLD = 0.5  # the calibrated cut: weight > 0.5 means "more likely in than out"
@@ -87,7 +94,8 @@ class GalpConfig:
     trust_width: float = 0.15
     """Soft-IoU gap below the part's median view at which a view's trust falls to exp(-1)."""
     relative_error: bool = True
-    """Judge a view's error against the part's area in it (floored), not against all it sees (see _trust)."""
+    """Judge a view's error against the part's area in it (floored), not against all it sees
+    (see galp_evidence._trust)."""
     error_width: float = 0.15
     """Relative error above the part's median view at which a view's trust falls to exp(-1)."""
     across_parts: float = 0.5
@@ -103,8 +111,8 @@ class GalpConfig:
     """Certainty = e / (e + evidence_scale * median e), e = trusted compositing weight summed over views."""
     appearance: bool = True
     """Weigh the fill's neighbours (and the unseen Gaussians' sources) by colour likeness, as much as colour
-    predicts the labels in this scene (learned at the confidently labelled borders, see _colour_kernel; off:
-    the purely spatial fill)."""
+    predicts the labels in this scene (learned at the confidently labelled borders, see
+    galp_fill._colour_kernel; off: the purely spatial fill)."""
     smoothing: float = 0.3
     """Weight of the neighbours' mean against a certainty of 1 in the fill."""
     fill_iters: int = 12
@@ -112,7 +120,7 @@ class GalpConfig:
     prior: float = 0.01
     """Weight of the prior in the fill: what a Gaussian gets that neither it nor its neighbours have observed
     with a certainty well above this. The prior is its own label where the part is confidently present among
-    its `support_k` nearest confident Gaussians, else "not the part" (see _supported)."""
+    its `support_k` nearest confident Gaussians, else "not the part" (see galp_fill._supported)."""
     support: bool = True
     """The fill's prior: a Gaussian's own vote where the part is confidently present nearby, else 0 (False: 0
     everywhere, which drops the inside of thick parts seen only through their surface)."""
@@ -133,52 +141,6 @@ class GalpResult:
     threshold: float = THRESHOLD  # the calibrated cut (always 0.5; kept for callers that read it)
 
 
-@dataclass
-class _Batch:
-    """Fixed data of one batch of views, in the compact form of `ViewWeights` (covered pixels x visible pairs)."""
-
-    weights: ViewWeights
-    gauss: Tensor  # [V] Gaussian of each visible (view, Gaussian) pair
-    view: Tensor  # [V] view of each pair
-    basis: Tensor  # [V, 3] degree-1 SH basis of the camera -> Gaussian direction
-    pair_totals: Tensor  # [V] the Gaussian's compositing weight in that view, over counted pixels
-    pair_area: Tensor  # [V] the same in world units (times (depth / focal)^2): views count alike at any size
-    share: Tensor  # [V, P] the share of that weight inside each part's mask
-    row_view: Tensor  # [R] view of each covered pixel
-    alpha: Tensor  # [R] accumulated opacity
-    masks: Tensor  # [R, P]
-    loss_rows: Tensor  # [R] 1 where the pixel counts (alpha > 0.5 with `silhouette`, else every covered pixel)
-
-
-def _batch(group: MaskViews, vw: ViewWeights, means: Tensor, cfg: GalpConfig) -> _Batch:
-    centres = group.cameras.centers.float()
-    alpha_rows = vw.rows_of(vw.alpha())[:, 0]
-    loss_rows = (alpha_rows > 0.5).float() if cfg.silhouette else torch.ones_like(alpha_rows)
-    masks = vw.rows_of(group.masks)
-    totals = vw.splat_rows(loss_rows[:, None])[:, 0]
-    share = vw.splat_rows(masks * loss_rows[:, None]) / totals.clamp_min(1e-12)[:, None]
-    viewmats, focal = group.cameras.viewmats.float(), group.cameras.Ks[:, 0, 0].float()
-    depth = (viewmats[vw.pair_view, 2, :3] * means[vw.pair_gauss]).sum(-1) + viewmats[vw.pair_view, 2, 3]
-    if cfg.view_dependent:
-        dirs = torch.nn.functional.normalize(means[vw.pair_gauss] - centres[vw.pair_view], dim=-1)
-        basis = sh_basis(1, dirs)[:, 1:]
-    else:
-        basis = torch.zeros(len(vw.pair_gauss), 3)
-    return _Batch(
-        weights=vw,
-        gauss=vw.pair_gauss,
-        view=vw.pair_view,
-        basis=basis,
-        pair_totals=totals,
-        pair_area=totals * (depth / focal[vw.pair_view]) ** 2,
-        share=share.clamp(0.0, 1.0),
-        row_view=torch.div(vw.row_index, vw.height * vw.width, rounding_mode="floor"),
-        alpha=alpha_rows,
-        masks=masks,
-        loss_rows=loss_rows,
-    )
-
-
 def galp(
     scene: GaussianScene,
     views: MaskViews | list[MaskViews],
@@ -193,7 +155,7 @@ def galp(
         view_weights = [compositing_weights(scene, g.cameras) for g in groups]
     N, P = len(scene), groups[0].num_parts
     means = scene.means.detach().float().cpu()
-    batches = [_batch(g, vw, means, cfg) for g, vw in zip(groups, view_weights)]
+    batches = [_batch(g, vw, means, cfg.silhouette, cfg.view_dependent) for g, vw in zip(groups, view_weights)]
     visibility = torch.zeros(N)
     for b in batches:
         visibility.index_add_(0, b.gauss, b.weights.splat_rows(torch.ones(len(b.alpha), 1))[:, 0])
@@ -274,262 +236,3 @@ def _fit(
         losses.append(float(render_loss.detach()) / coverage)
     return dc.detach(), trust, losses
 
-
-@torch.no_grad()
-def _trust(batches: list[_Batch], labels: Tensor, certainty: Tensor, width: float,
-           relative_error: bool = True, error_width: float = 0.15, across_parts: float = 0.5) -> list[Tensor]:
-    """[C, P] per batch: trust in each view's mask of each part, from its agreement with the consensus
-    (labels [N, P]) on the Gaussians the consensus is certain of (weights: their seen area in the view times
-    their certainty [N, P]; a Gaussian most of whose few views are wrong does not get to judge the views).
-    Two measures, each relative to the part's median over all views:
-    - soft IoU of the view's shares with the labels: 1 at or above the median, exp(-1) at `width` below it;
-    - error: the area where view and consensus disagree, over the part's area in that view (what either
-      claims), that area floored at a quarter of the part's median area over the views that show it:
-      1 up to the median, exp(-1) at median + `width`. A correct view that shows only a sliver of a small part
-      has IoU near 0 with a consensus that differs by a few Gaussians, but a small error over the floored area;
-      a view that drops a part it sees large has an error of 1. (`relative_error=False`: the error is the mean
-      |share - label| over everything the view sees, exp(-1) at median + 0.05 — which lets a view drop a small
-      part: its area is a small share of what the view sees.)
-    A view is trusted if either says so; at least 0.01. A view where neither the mask nor the consensus shows
-    the part has nothing to judge: 1."""
-    stats = [_view_agreement(b, labels, certainty) for b in batches]
-    ious, missed, area, total, shows = (torch.cat(t) for t in zip(*stats))
-    P = labels.shape[1]
-
-    def median(values: Tensor, p: int, empty: float) -> Tensor:
-        picked = values[shows[:, p], p]
-        return picked.median() if picked.numel() else values.new_tensor(empty)
-
-    typical_iou = torch.stack([median(ious, p, 1.0) for p in range(P)])
-    by_iou = torch.exp(-(((typical_iou[None] - ious).clamp_min(0) / width) ** 2))
-    if relative_error:
-        floor = 0.25 * torch.stack([median(area, p, 0.0) for p in range(P)])
-        errors = missed / torch.maximum(area, floor[None]).clamp_min(1e-12)
-        err_width = error_width
-    else:
-        errors, err_width = missed / total, 0.05
-    typical_err = torch.stack([median(errors, p, 0.0) for p in range(P)])
-    by_err = torch.exp(-(((errors - typical_err[None]).clamp_min(0) / err_width) ** 2))
-    trust = torch.where(shows, torch.maximum(by_iou, by_err).clamp_min(0.01), torch.ones_like(ious))
-    if across_parts > 0 and P >= 3:
-        # A view whose masks of most parts disagree with the consensus is a bad view (a wrong pose, a failed
-        # segmentation): its median trust over the parts it shows tempers its trust in each part.
-        counted = torch.where(shows, trust, torch.full_like(trust, float("nan")))
-        quality = counted.nanmedian(dim=1).values.nan_to_num(1.0)  # [C]
-        trust = trust ** (1.0 - across_parts) * quality[:, None] ** across_parts
-    return list(trust.split([b.weights.num_views for b in batches]))
-
-
-def _view_agreement(batch: _Batch, labels: Tensor, certainty: Tensor) -> tuple[Tensor, ...]:
-    """[C, P] each, weights = seen area x certainty: soft IoU of each view's shares with the labels of the
-    Gaussians it sees, the weighted area where they differ (sum |share - label|), the weighted area either
-    claims for the part (the soft union), the weighted area the view sees, and whether the part shows."""
-    C = batch.weights.num_views
-    w = batch.pair_area[:, None] * certainty[batch.gauss]  # [V, P]
-    label = labels[batch.gauss]
-
-    def per_view(values: Tensor) -> Tensor:
-        return torch.zeros(C, labels.shape[1]).index_add_(0, batch.view, values)
-
-    inter = per_view(w * torch.minimum(label, batch.share))
-    union = per_view(w * torch.maximum(label, batch.share))
-    error = per_view(w * (label - batch.share).abs())
-    total = per_view(w).clamp_min(1e-12)
-    return inter / union.clamp_min(1e-12), error, union, total, union > 1e-3 * total
-
-
-def _pixel_weight(batches: list[_Batch], trust: list[Tensor], N: int, P: int) -> Tensor:
-    """[N, P] each Gaussian's trusted compositing weight summed over views, in pixels (the fit's scale)."""
-    out = torch.zeros(N, P)
-    for b, omega in zip(batches, trust):
-        out.index_add_(0, b.gauss, b.pair_totals[:, None] * omega[b.view])
-    return out
-
-
-def _evidence(
-    batches: list[_Batch], trust: list[Tensor], N: int, P: int, robust: bool = True, outlier_width: float = 0.3,
-    orders: list[Tensor] | None = None, median_from: float = 0.0,
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Per Gaussian and part [N, P] each: the trusted vote, the trusted weight behind it, and the weighted
-    mean absolute deviation of the views' shares from the vote (a share: the part of its weight inside the
-    mask, one per view that sees it).
-    The vote is the weighted median of the shares (`robust`; a minority of wrong views cannot move it) or
-    their weighted mean (plain voting with trust); with `median_from` > 0 the robust vote only where trust
-    discounted that much of the Gaussian's view weight, blended linearly toward the mean below it."""
-    w_sum, m1, w_raw = torch.zeros(N, P), torch.zeros(N, P), torch.zeros(N, 1)
-    for b, omega in zip(batches, trust):
-        w = b.pair_area[:, None] * omega[b.view]
-        w_sum.index_add_(0, b.gauss, w)
-        w_raw.index_add_(0, b.gauss, b.pair_area[:, None])
-        m1.index_add_(0, b.gauss, w * b.share)
-    mean = m1 / w_sum.clamp_min(1e-12)
-    plain = mean
-    if robust:
-        gauss = torch.cat([b.gauss for b in batches])
-        share = torch.cat([b.share for b in batches])
-        weight = torch.cat([b.pair_area[:, None] * omega[b.view] for b, omega in zip(batches, trust)])
-        if orders is None:
-            orders = _median_orders(gauss, share)
-        median = torch.stack(
-            [_weighted_median(gauss, share[:, p], weight[:, p], N, orders[p]) for p in range(P)], dim=1
-        )
-        # One reweighting step from the median (an M-estimator): views close to it count fully, so that
-        # consistent views give their mean (which is sharper than the median at part borders).
-        keep = torch.exp(-(((share - median[gauss]) / outlier_width) ** 2)) * weight
-        mean = torch.zeros(N, P).index_add_(0, gauss, keep * share) / torch.zeros(N, P).index_add_(
-            0, gauss, keep).clamp_min(1e-12)
-        mean = torch.where(w_sum > 0, mean, median)
-        if median_from > 0:  # the robust vote where trust found wrong views of this Gaussian, else the mean
-            discounted = 1.0 - w_sum / w_raw.clamp_min(1e-12)
-            robust_share = (discounted / median_from).clamp(0.0, 1.0)
-            mean = robust_share * mean + (1.0 - robust_share) * plain
-    deviation = torch.zeros(N, P)
-    for b, omega in zip(batches, trust):
-        w = b.pair_area[:, None] * omega[b.view]
-        deviation.index_add_(0, b.gauss, w * (b.share - mean[b.gauss]).abs())
-    return mean.clamp(0.0, 1.0), w_sum, deviation / w_sum.clamp_min(1e-12)
-
-
-def _median_orders(gauss: Tensor, share: Tensor) -> list[Tensor]:
-    """Per part, the order of the pairs by Gaussian, then by share (the shares do not change during a lift,
-    only the views' trust: the sort is done once)."""
-    return [torch.argsort(gauss.double() * 2.0 + share[:, p].double().clamp(0, 1)) for p in range(share.shape[1])]
-
-
-def _weighted_median(group: Tensor, value: Tensor, weight: Tensor, N: int, order: Tensor | None = None) -> Tensor:
-    """[N]: per group (0..N-1) the weighted median of `value` (the smallest value whose cumulative weight
-    reaches half the group's total; 0 for empty groups). group, value, weight: [V]; order: the pairs sorted by
-    group then value, when the caller has it."""
-    if order is None:
-        order = _median_orders(group, value[:, None])[0]
-    g, v, w = group[order], value[order], weight[order].double()
-    cum = torch.cumsum(w, 0)
-    total = torch.zeros(N, dtype=torch.float64).index_add_(0, g, w)
-    first = torch.full((N,), float("inf"), dtype=torch.float64)
-    first = first.scatter_reduce(0, g, cum - w, reduce="amin")  # global cumulative weight where each group starts
-    reached = (cum - first[g]) >= 0.5 * total[g]  # within-group cumulative weight reaches half
-    pos = torch.where(reached, torch.arange(len(g)), torch.full_like(g, len(g)))
-    best = torch.full((N,), len(g), dtype=torch.long).scatter_reduce(0, g, pos, reduce="amin")
-    out = torch.zeros(N)
-    has = best < len(g)
-    out[has] = v[best[has]].float()
-    return out
-
-
-def _certainty(evidence: Tensor, spread: Tensor, seen: Tensor, scale: float) -> Tensor:
-    """[N, P] in [0, 1): e / (e + scale * median e) for the trusted weight e, times (1 - 2 * deviation) (views
-    that split half and half about a Gaussian leave it uncertain however often they see it). Unseen: 0."""
-    reference = _column_median(evidence, seen[:, None] & (evidence > 0))  # [P]
-    certainty = evidence / (evidence + scale * reference + 1e-12) * (1.0 - 2.0 * spread).clamp_min(0.0)
-    return torch.where(seen[:, None], certainty, torch.zeros_like(certainty))
-
-
-def _column_median(values: Tensor, where: Tensor) -> Tensor:
-    """[P]: the median of each column of values [N, P] over the rows where `where` [N, P] holds (1 if none)."""
-    return torch.stack([
-        values[where[:, p], p].median() if where[:, p].any() else values.new_tensor(1.0)
-        for p in range(values.shape[1])
-    ])
-
-
-def _supported(own: Tensor, labels: Tensor, certainty: Tensor, means: Tensor, k: int) -> Tensor:
-    """[N, P]: each Gaussian's own (voted) label [N, P] where the part is confidently present near it, capped
-    by the highest fitted label among its k nearest Gaussians of certainty > 0.5; 0 where none is: the fill's
-    prior, what a Gaussian that neither it nor its neighbours observed well tends to.
-    Weakly seen Gaussians mostly report the label of whatever covers them: a Gaussian inside the scarf, seen
-    only through the scarf, is scarf; one deep in the head, glimpsed through the eye, is not an eye. Masks
-    cannot tell these apart, the scene can: parts are contiguous, so a weak "eye" far from any confident eye
-    Gaussian is discounted, a weak "scarf" beside confident scarf is kept."""
-    target = torch.zeros_like(labels)
-    everyone = torch.arange(len(means))
-    for p in range(labels.shape[1]):
-        confident = (certainty[:, p] > 0.5).nonzero().flatten()
-        if len(confident) == 0:
-            continue
-        _, idx = nearest(means, confident, everyone, min(k, len(confident)))
-        nearby = labels[confident[idx], p].max(dim=1).values
-        target[:, p] = torch.minimum(own[:, p], nearby)
-    return target
-
-
-@dataclass
-class _ColourKernel:
-    """How much a Gaussian j's label should count for Gaussian i, from their colour difference, per part."""
-
-    rgb: Tensor  # [N, 3] base colours (degree-0 SH)
-    cuts: Tensor  # [bins - 1] edges of the colour-difference bins
-    rate: Tensor  # [bins, P] in (0, 1]: the learned weight of each bin
-
-    def __call__(self, i: Tensor, j: Tensor) -> Tensor:
-        """Indices i, j (broadcastable, e.g. [N, 1] and [N, K]) -> weights [..., P]."""
-        return self.rate[torch.bucketize((self.rgb[i] - self.rgb[j]).norm(dim=-1), self.cuts)]
-
-
-def _colour_kernel(scene: GaussianScene, neighbours: Tensor, labels: Tensor, certainty: Tensor,
-                   bins: int = 16) -> _ColourKernel:
-    """The fill's appearance kernel, as in a dense CRF, but learned from the scene rather than given a width:
-    per part, over the kNN pairs at a label border (a confidently labelled Gaussian with a confident neighbour
-    on the other side of 0.5), the share of pairs on the same side per bin of colour difference (quantile
-    bins of the base colours' distance, Laplace-smoothed, scaled so the best bin is 1).
-    Where parts differ in colour (the grey head under the red scarf's rim) a neighbour of another colour
-    counts little; where colour says nothing about the parts, every bin is alike and the fill stays spatial."""
-    rgb = sh0_to_rgb(scene.sh0.detach().float().cpu().reshape(len(scene), -1)[:, :3])
-    diff = (rgb[:, None, :] - rgb[neighbours]).norm(dim=-1)  # [N, K]
-    sample = diff.flatten()[:: max(1, diff.numel() // 200_000)]
-    cuts = torch.quantile(sample, torch.linspace(0, 1, bins + 1)[1:-1])
-    which = torch.bucketize(diff, cuts)  # [N, K]
-    rate = torch.ones(bins, labels.shape[1])
-    for p in range(labels.shape[1]):
-        confident = certainty[:, p] > 0.5
-        pairs = confident[:, None] & confident[neighbours]
-        same = (labels[:, p, None] > 0.5) == (labels[neighbours, p] > 0.5)
-        pairs &= (pairs & ~same).any(dim=1, keepdim=True)  # only Gaussians at a border
-        agree = torch.zeros(bins).index_add_(0, which[pairs], same[pairs].float())
-        count = torch.zeros(bins).index_add_(0, which[pairs], torch.ones(int(pairs.sum())))
-        share = (agree + 1.0) / (count + 1.0)
-        rate[:, p] = share / share.max()
-    return _ColourKernel(rgb, cuts, rate)
-
-
-def _fill_weak(
-    labels: Tensor, certainty: Tensor, neighbours: Tensor, smoothing: float, iters: int, prior: float,
-    target: Tensor | None = None, affinity: Tensor | None = None,
-) -> Tensor:
-    """Certainty-weighted fill [N, P] (a normalized convolution on the kNN graph). Each Jacobi step
-        u = (c * labels + s * sum_j a_j k_j u_j / K + prior * target) / (c + s * sum_j a_j k_j / K + prior)
-        k = (c + s * sum_j a_j k_j / K) / (1 + s)
-    over the K neighbours j (a_j: `affinity` [N, K] or [N, K, P], default 1), from u = labels, k = c: a
-    certain label barely moves; a weakly seen one takes the labels of its confident neighbours, weighted by their
-    confidence (and affinity), a weakly seen cluster fills in from its confident rim inwards (never from its own
-    unreliable labels), and what nobody saw well tends to the prior
-    `target` (default 0, "not the part"; galp passes _supported)."""
-    K = neighbours.shape[1]
-    if K == 0:
-        return labels
-    u, conf = labels, certainty
-    anchor = certainty * labels + (prior * target if target is not None else 0.0)
-    a = (affinity if affinity.dim() == 3 else affinity[..., None]) if affinity is not None else 1.0
-    for _ in range(iters):
-        num = (a * (conf * u)[neighbours]).sum(dim=1) / K  # [N, P]
-        den = (a * conf[neighbours]).sum(dim=1) / K
-        u = (anchor + smoothing * num) / (certainty + smoothing * den + prior).clamp_min(1e-12)
-        conf = (certainty + smoothing * den) / (1.0 + smoothing)
-    return u
-
-
-def _fill_unseen(labels: Tensor, seen: Tensor, means: Tensor, k: int, source: Tensor | None = None,
-                 kernel: _ColourKernel | None = None) -> Tensor:
-    """Give every unseen Gaussian the inverse-distance-weighted mean label of its k nearest `source` Gaussians
-    ([N] bool; default: the seen ones; galp passes the confidently observed ones, since the weakly seen
-    Gaussians next to an interior are themselves guesses): an interior Gaussian takes the label of the
-    surface around it — with `kernel`, of the surface that looks like it (the neck inside the scarf)."""
-    unseen = (~seen).nonzero().flatten()
-    seen_idx = (seen if source is None else source).nonzero().flatten()
-    if len(unseen) == 0 or len(seen_idx) == 0:
-        return labels
-    dist, idx = nearest(means, seen_idx, unseen, min(k, len(seen_idx)))
-    w = (1.0 / dist.clamp_min(1e-6))[..., None]  # [U, k, 1]
-    if kernel is not None:
-        w = w * kernel(unseen[:, None], seen_idx[idx])  # [U, k, P]
-    labels[unseen] = (w * labels[seen_idx[idx]]).sum(1) / w.sum(1).clamp_min(1e-12)
-    return labels
