@@ -58,7 +58,10 @@ def connect(config: AppConfig, registry: SessionRegistry, masking: Masking | Non
     if worker is None:
         from engine.worker import EngineWorker
 
-        worker = EngineWorker(workspace=Path(config.workspace) / "autosave")
+        loader = None
+        if getattr(config, "space", False):  # one copy of each model per process, shared with the GPU calls
+            from .runners.gpu_calls import shared_loader as loader
+        worker = EngineWorker(workspace=Path(config.workspace) / "autosave", model_loader=loader)
     masking = masking or Masking(str(config.sam_checkpoint) if getattr(config, "sam_checkpoint", None) else None)
     link = EngineLink(registry, worker)
     models = ModelChoice(config.model)

@@ -22,16 +22,10 @@ record; `renderer_report()` puts it in the Model tab.
 from __future__ import annotations
 
 import os
-import queue
-import threading
-from contextlib import closing
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
-import numpy as np
 import torch
-
-from ..drawing import render_view
 
 PREVIEW_SIZE = 256  # the previews (and before/after images) are rendered at PREVIEW_SIZE² from the session's view
 
@@ -93,18 +87,12 @@ def _renderer_here(device: torch.device) -> tuple[str, str]:
 
 
 @dataclass
-class GpuProgress:
-    """One step of a GPU job, streamed from the GPU process (small and picklable)."""
+class GpuStarted:
+    """The first record of a GPU job: where it runs and which renderer draws there (and why)."""
 
-    step: int
-    total: int
-    elapsed_s: float
-    eta_s: float
-    losses: dict[str, float]
-    num_gaussians: int
-    preview: np.ndarray | None = None  # [PREVIEW_SIZE, PREVIEW_SIZE, 3] uint8, every preview_every steps
-    renderer: str = ""
-    renderer_reason: str = ""
+    device: str
+    renderer: str
+    renderer_reason: str
 
 
 @dataclass
@@ -120,6 +108,7 @@ class GpuResult:
     renderer: str = ""
     renderer_reason: str = ""
     losses: dict[str, float] = field(default_factory=dict)
+    row_sources: torch.Tensor | None = None  # [N'] an edit's row map (engine.edit.EditResult.row_sources)
 
 
 _MODELS: dict[str, Any] = {}  # device -> this process's engine.worker.ModelCache (the worker's own cache kind)
@@ -133,6 +122,13 @@ def _model(spec: str):
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     cache = _MODELS.setdefault(str(device), ModelCache(device=device))
     return device, cache.get(spec)
+
+
+def shared_loader(spec: str, device=None):
+    """A model loader for the app's engine worker in Space mode: the model this process's GPU calls use (one
+    copy per process; on ZeroGPU the forked GPU workers inherit it), so text selection does not load the
+    editing model a second time."""
+    return _model(spec)[1]
 
 
 def preload_gpu_model(spec: str) -> bool:
@@ -150,127 +146,55 @@ def preload_gpu_model(spec: str) -> bool:
     return True
 
 
-class _Finished:
-    def __init__(self, value) -> None:
-        self.value = value
-
-
-def _streamed(work: Callable, cancel_path: str | None) -> Iterator:
-    """Run `work(emit, should_stop)` on a thread of this process and yield what it emits, then a _Finished with
-    what it returned. should_stop() is true once this generator is closed (the consumer stopped: ZeroGPU closes
-    it when the app ends the stream) or once the cancel file exists; the closing waits for the current step."""
-    items: queue.Queue = queue.Queue()
-    closed = threading.Event()
-
-    def should_stop() -> bool:
-        return closed.is_set() or (cancel_path is not None and os.path.exists(cancel_path))
-
-    def target() -> None:
-        try:
-            items.put(_Finished(work(items.put, should_stop)))
-        except BaseException as exc:  # noqa: BLE001 - handed to the generator, which re-raises it
-            items.put(exc)
-
-    thread = threading.Thread(target=target, name="gpu-job", daemon=True)
-    thread.start()
-    try:
-        while True:
-            item = items.get()
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-            if isinstance(item, _Finished):
-                return
-    finally:
-        closed.set()
-        thread.join()
-
-
 def error_text(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
 
 
-def run_edit_on_gpu(scene, mask, config, cameras, cancel_path: str | None = None) -> Iterator:
-    """Edit `scene` ([N] `mask`) with engine.edit.run_edit (on CUDA when this process has it): what a Space
-    decorates with spaces.GPU. A generator: a GpuProgress per step (with a preview of the scene so far from
-    `cameras`, the session's view, every config.preview_every steps), then one GpuResult (CPU tensors). It stops
-    before the next step once closed or once `cancel_path` exists. Errors come back as GpuResult.error (ZeroGPU
-    would replace an exception's message with its class name)."""
-    from engine.edit import run_edit
+def run_edit_on_gpu(job, cancel_path: str | None = None) -> Iterator:
+    """Run an engine.worker.run.EditJob (on CUDA when this process has it): what a Space decorates with
+    spaces.GPU. A generator: a GpuStarted, then engine.worker.run.Progress after every step (the preview drawn
+    from the job's preview cameras, the session's view; the scene so far is not sent), then one GpuResult (CPU
+    tensors). It stops before the next step once closed or once `cancel_path` exists. Errors come back as
+    GpuResult.error (ZeroGPU would replace an exception's message with its class name)."""
+    yield from _run_on_gpu(job, cancel_path)
+
+
+def run_generate_on_gpu(job, cancel_path: str | None = None) -> Iterator:
+    """Run an engine.worker.run.GenerateJob (on CUDA when available): what a Space decorates with spaces.GPU.
+    Records as run_edit_on_gpu's; the GpuResult's scene is the generated one (None when cancelled)."""
+    yield from _run_on_gpu(job, cancel_path)
+
+
+def _run_on_gpu(job, cancel_path: str | None) -> Iterator:
+    from engine.worker.run import EditJob, Progress, run_job
 
     try:
-        device, model = _model(config.model)
+        device, model = _model(job.model)
     except Exception as exc:  # noqa: BLE001
-        yield GpuResult(error=f"cannot load the model {config.model}: {error_text(exc)}")
+        yield GpuResult(error=f"cannot load the model {job.model}: {error_text(exc)}")
         return
     renderer, reason = _renderer_here(device)
-    view = cameras.to(device if renderer == "gsplat" else "cpu")
+    yield GpuStarted(str(device), renderer, reason)
+    if isinstance(job, EditJob) and renderer == "gsplat":  # the previews are drawn where the scene is
+        job = EditJob(job.scene, job.mask, job.config, job.preview_cameras.to(device))
 
-    def work(emit, should_stop):
-        def on_event(event) -> None:
-            preview = None
-            if event.scene is not None:
-                shown = event.scene.to(device) if renderer == "gsplat" else event.scene
-                preview = render_view(shown, view)
-            emit(GpuProgress(event.step, event.total, event.elapsed_s, event.eta_s, dict(event.losses),
-                             event.num_gaussians, preview, renderer, reason))
+    def should_stop() -> bool:
+        return cancel_path is not None and os.path.exists(cancel_path)
 
-        return run_edit(scene, mask, config, model, on_event=on_event, should_stop=should_stop)
-
+    done = dict(device=str(device), renderer=renderer, renderer_reason=reason)
     try:
-        with closing(_streamed(work, cancel_path)) as items:
-            for item in items:
-                if not isinstance(item, _Finished):
-                    yield item
-                    continue
-                result = item.value
-                losses = {k: float(v) for k, v in result.losses.items()}
-                if result.cancelled:
-                    yield GpuResult(steps_done=result.steps_done, cancelled=True, device=str(device),
-                                    renderer=renderer, renderer_reason=reason, losses=losses)
-                else:
-                    yield GpuResult(result.scene.detach().to("cpu"), result.mask.detach().cpu(), result.steps_done,
-                                    device=str(device), renderer=renderer, renderer_reason=reason, losses=losses)
+        for record in run_job(job, model, should_stop=should_stop):  # closing this generator closes run_job
+            if isinstance(record, Progress):
+                yield record.without_scene()
+            elif record.cancelled:
+                yield GpuResult(steps_done=record.steps_done, cancelled=True, **done,
+                                losses={k: float(v) for k, v in getattr(record, "losses", {}).items()})
+            else:
+                mask = getattr(record, "mask", None)
+                rows = getattr(record, "row_sources", None)
+                yield GpuResult(record.scene.detach().to("cpu"), None if mask is None else mask.detach().cpu(),
+                                record.steps_done, **done,
+                                losses={k: float(v) for k, v in getattr(record, "losses", {}).items()},
+                                row_sources=None if rows is None else rows.cpu())
     except Exception as exc:  # noqa: BLE001 - the message survives the trip back
-        yield GpuResult(error=error_text(exc), device=str(device), renderer=renderer, renderer_reason=reason)
-
-
-def run_generate_on_gpu(initial, config, cancel_path: str | None = None) -> Iterator:
-    """Generate `config.prompt` with engine.generate.run_generate (on CUDA when available), starting from
-    `initial` (a scene, or None for `config.init`): what a Space decorates with spaces.GPU. A generator like
-    run_edit_on_gpu: GpuProgress per step (the generation's own preview every preview_every steps, as a local
-    generation shows it), then a GpuResult whose scene is the result (None when cancelled)."""
-    from engine.generate import check_generate_config, initial_scene, run_generate
-
-    try:
-        check_generate_config(config)
-        start = initial if initial is not None else initial_scene(config)
-        device, model = _model(config.model)
-    except Exception as exc:  # noqa: BLE001
-        yield GpuResult(error=error_text(exc))
-        return
-    renderer, reason = _renderer_here(device)
-    steps = [0]
-
-    def work(emit, should_stop):
-        def on_event(event) -> None:
-            steps[0] = event.step
-            emit(GpuProgress(event.step, event.total, event.elapsed_s, event.eta_s, dict(event.losses),
-                             event.num_gaussians, event.preview, renderer, reason))
-
-        return run_generate(config, model, on_event=on_event, should_stop=should_stop, initial=start)
-
-    try:
-        with closing(_streamed(work, cancel_path)) as items:
-            for item in items:
-                if not isinstance(item, _Finished):
-                    yield item
-                    continue
-                if steps[0] < config.steps:
-                    yield GpuResult(steps_done=steps[0], cancelled=True, device=str(device), renderer=renderer,
-                                    renderer_reason=reason)
-                else:
-                    yield GpuResult(item.value.detach().to("cpu"), None, steps[0], device=str(device),
-                                    renderer=renderer, renderer_reason=reason)
-    except Exception as exc:  # noqa: BLE001
-        yield GpuResult(error=error_text(exc), device=str(device), renderer=renderer, renderer_reason=reason)
+        yield GpuResult(error=error_text(exc), **done)

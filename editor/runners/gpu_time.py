@@ -104,14 +104,14 @@ def check_gpu_time(seconds: float, steps: int, what: str) -> int:
     return max(1, math.ceil(seconds))
 
 
-def edit_duration(scene, mask, config, cameras=None, cancel_path=None) -> int:
+def edit_duration(job, cancel_path=None) -> int:
     """spaces.GPU's `duration` for run_edit_on_gpu (called with the same arguments), capped at the maximum."""
-    return min(GPU_MAX_DURATION_S, max(1, math.ceil(estimate_edit_seconds(len(scene), config))))
+    return min(GPU_MAX_DURATION_S, max(1, math.ceil(estimate_edit_seconds(len(job.scene), job.config))))
 
 
-def generate_duration(initial, config, cancel_path=None) -> int:
+def generate_duration(job, cancel_path=None) -> int:
     """spaces.GPU's `duration` for run_generate_on_gpu, capped at the maximum."""
-    seconds = estimate_generate_seconds(config, None if initial is None else len(initial))
+    seconds = estimate_generate_seconds(job.config, None if job.initial is None else len(job.initial))
     return min(GPU_MAX_DURATION_S, max(1, math.ceil(seconds)))
 
 

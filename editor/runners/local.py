@@ -49,7 +49,8 @@ class LocalRunner:
         """Queue an edit of the session's selection; bad input raises ValueError before anything is queued."""
         with session.lock:
             config = checked_edit_config(session, settings, self.models)
-            self._queue(session, config, lambda: self.worker.start_edit(session.id, config))
+            cameras = session.view.cameras(VIEW_SIZE, VIEW_SIZE)  # previews from the view the user is looking at
+            self._queue(session, config, lambda: self.worker.start_edit(session.id, config, preview_cameras=cameras))
         self.models.mark_loading(config.model)
 
     def start_generate(self, session: Session, settings) -> None:

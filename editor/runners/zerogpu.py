@@ -27,7 +27,7 @@ from ..job_status import JobStatus, apply_progress
 from ..session import Session
 from ..settings import INIT_CURRENT, checked_edit_config, checked_generate_config
 from . import gpu_calls
-from .gpu_calls import PREVIEW_SIZE, GpuResult, record_renderer
+from .gpu_calls import PREVIEW_SIZE, GpuResult, GpuStarted, record_renderer
 from .gpu_time import (check_gpu_time, edit_duration, estimate_edit_seconds, estimate_generate_seconds,
                        generate_duration, gpu_wrap)
 
@@ -88,13 +88,16 @@ class ZeroGpuRunner:
         yield session.job.copy()
 
         def adopt(result: GpuResult) -> str:
-            self.link.adopt_result(session, result.scene, result.mask, f"edit ({config.method}): {config.prompt}")
+            self.link.adopt_result(session, result.scene, result.mask, f"edit ({config.method}): {config.prompt}",
+                                   row_sources=result.row_sources)
             with session.lock:
                 session.job.preview = render_view(session.scene, view.cameras(PREVIEW_SIZE, PREVIEW_SIZE))
                 session.job.preview_count += 1
             return f"{result.steps_done} steps on {result.device} ({result.renderer} renderer)"
 
-        stream = self.gpu_edit(scene.clone(), mask.clone(), config, cameras, str(token.path))
+        from engine.worker.run import EditJob
+
+        stream = self.gpu_edit(EditJob(scene.clone(), mask.clone(), config, cameras), str(token.path))
         yield from self._consume(session, config.model, stream, token, adopt)
 
     def run_generate(self, session: Session, settings) -> Iterator[JobStatus]:
@@ -121,7 +124,9 @@ class ZeroGpuRunner:
                 session.job.preview_count += 1
             return f"{result.steps_done} steps, {len(scene)} Gaussians on {result.device} ({result.renderer} renderer)"
 
-        stream = self.gpu_generate(initial, config, str(token.path))
+        from engine.worker.run import GenerateJob
+
+        stream = self.gpu_generate(GenerateJob(config, initial), str(token.path))
         yield from self._consume(session, config.model, stream, token, adopt)
 
     def _start(self, session: Session, config, seconds: int, *, before) -> CancelToken:
@@ -145,7 +150,9 @@ class ZeroGpuRunner:
                 if isinstance(record, GpuResult):
                     result = record
                     break
-                record_renderer(record.renderer, record.renderer_reason)
+                if isinstance(record, GpuStarted):
+                    record_renderer(record.renderer, record.renderer_reason)
+                    continue
                 with session.lock:
                     apply_progress(session.job, step=record.step, total=record.total, elapsed_s=record.elapsed_s,
                                    eta_s=record.eta_s, losses=record.losses, preview=record.preview)

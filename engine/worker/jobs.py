@@ -5,12 +5,9 @@ Every job has one shape, `Jobs._run_job`:
 1. cancelled while queued: end as "cancelled before start";
 2. refuse bad input before its model loads (`prepare`);
 3. its model, or set the job aside while the model loads (`ModelCache.get_or_park` raises `Parked`);
-4. run the work (`run(model, should_stop, on_event)`, the one place an edit or a generation happens), with
-   pause/cancel and other sessions' commands between its steps, and its progress and previews as events;
+4. run it: `engine.worker.run.run_job`, the same iterator a ZeroGPU call drives, with pause/cancel and other
+   sessions' commands between its steps, and its progress records (and previews) as events;
 5. adopt the result as a history entry — only if the session is still as it was when the job started.
-
-Only `run` differs between local and remote execution, so a `run_job(spec, model, should_stop)` iterator shared
-with the ZeroGPU path replaces it without touching the rest.
 """
 
 from __future__ import annotations
@@ -20,20 +17,21 @@ from typing import Any, Callable, TypeVar
 
 import torch
 
-from ..edit import EditConfig, EditEvent, EditResult, run_edit
-from ..generate import GenerateConfig, GenerateEvent, check_generate_config, initial_scene, run_generate
+from ..camera import Cameras
+from ..edit import EditConfig, EditResult
+from ..generate import GenerateConfig, check_generate_config, initial_scene
 from ..scene import GaussianScene
-from ..up import normalize_up
 from .bus import EventBus
 from .events import DoneEvent, GenerateResult, PreviewEvent, ProgressEvent, TaskCancelled, TaskEvent
 from .history import History
 from .models import ModelCache
 from .queue import Command, CommandQueue
+from .run import EditJob, GenerateJob, Job, Progress, run_job
 from .sessions import SessionStore
 
 R = TypeVar("R")  # a job's result: it has `cancelled` and `steps_done`
 ShouldStop = Callable[[], bool]
-OnEvent = Callable[[EditEvent | GenerateEvent], None]
+OnProgress = Callable[[Progress], None]
 
 
 class Jobs:
@@ -50,17 +48,16 @@ class Jobs:
         self.warming = False  # a warm-up is running
 
     # ------------------------------------------------------------------ jobs
-    def edit(self, cmd: Command, config: EditConfig, loss_fn=None) -> EditResult:
+    def edit(self, cmd: Command, config: EditConfig, loss_fn=None, preview_cameras: Cameras | None = None
+             ) -> EditResult:
         history = self._sessions.get(cmd.session)
         state = history.current
+        job: list[Job] = []
 
         def prepare() -> None:
             if state.mask is None:
                 raise ValueError("nothing is selected; mask the part to edit before starting an edit")
-
-        def run(model, should_stop: ShouldStop, on_event: OnEvent) -> EditResult:
-            return run_edit(state.scene, state.mask, config, model, on_event=on_event, should_stop=should_stop,
-                            loss_fn=loss_fn)
+            job.append(EditJob(state.scene, state.mask, config, preview_cameras))
 
         def adopt(result: EditResult, history: History) -> str:
             # (once EditResult carries `row_sources`, the named parts follow the edit's rows; until then they
@@ -69,29 +66,18 @@ class Jobs:
                          row_sources=getattr(result, "row_sources", None))
             return f"{result.steps_done} steps"
 
-        return self._run_job(cmd, config.model, history, prepare=prepare, run=run, adopt=adopt,
+        return self._run_job(cmd, config.model, history, job, prepare=prepare, adopt=adopt, loss_fn=loss_fn,
                              not_started=lambda: EditResult(scene=state.scene, mask=state.mask, cancelled=True))
 
     def generate(self, cmd: Command, config: GenerateConfig, from_current: bool, name: str | None = None
                  ) -> GenerateResult:
         history = self._sessions.find(cmd.session)
-        initial: list[GaussianScene | None] = [None]  # what the generation starts from (made by prepare)
+        job: list[Job] = []
 
-        def prepare() -> None:
+        def prepare() -> None:  # the starting scene is made here, so a bad config is refused before the model loads
             check_generate_config(config)
-            initial[0] = self._sessions.get(cmd.session).current.scene if from_current else initial_scene(config)
-
-        def run(model, should_stop: ShouldStop, on_event: OnEvent) -> GenerateResult:
-            steps = [0]
-
-            def count_steps(event: GenerateEvent) -> None:
-                steps[0] = event.step
-                on_event(event)
-
-            scene = run_generate(config, model, on_event=count_steps, should_stop=should_stop, initial=initial[0])
-            # run_generate ends early only when should_stop said so
-            return GenerateResult(scene=scene, steps_done=steps[0], cancelled=steps[0] < config.steps,
-                                  up=normalize_up(config.up))
+            start = self._sessions.get(cmd.session).current.scene if from_current else initial_scene(config)
+            job.append(GenerateJob(config, start))
 
         def adopt(result: GenerateResult, history: History | None) -> str:
             label = f"generate ({config.method}): {config.prompt}"
@@ -105,23 +91,31 @@ class Jobs:
             return f"{result.steps_done} steps, {len(result.scene)} Gaussians"
 
         current = history.current.scene if history is not None else None
-        return self._run_job(cmd, config.model, history, prepare=prepare, run=run, adopt=adopt,
+        return self._run_job(cmd, config.model, history, job, prepare=prepare, adopt=adopt,
                              not_started=lambda: GenerateResult(scene=current, steps_done=0, cancelled=True))
 
-    def _run_job(self, cmd: Command, spec: str | None, history: History | None, *, prepare: Callable[[], None],
-                 run: Callable[[Any, ShouldStop, OnEvent], R], adopt: Callable[[R, History | None], str],
-                 not_started: Callable[[], R]) -> R:
+    def _run_job(self, cmd: Command, spec: str | None, history: History | None, job: list[Job], *,
+                 prepare: Callable[[], None], adopt: Callable[[R, History | None], str],
+                 not_started: Callable[[], R], loss_fn=None) -> R:
         """The steps of the module docstring. `history`: the session's when the job started (None: it has
-        none yet); `adopt(result, history)` records a finished result there and returns the Done message."""
+        none yet); `prepare()` checks the input and puts the job description in `job` (made afresh when a job
+        parked on its model runs); `adopt(result, history)` records a finished result there and returns the
+        Done message."""
         state = history.current if history is not None else None
         if cmd.control.cancel.is_set():  # cancelled while queued
             self._done(cmd, cancelled=True, message="cancelled before start")
             return not_started()
+        job.clear()
         prepare()
         model = self._models.get_or_park(spec)  # Parked: the worker sets the job aside until the model loads
         with self._queue.running(cmd):
             self._sessions.announce(cmd.session)
-            result = run(model, *self._hooks(cmd))
+            should_stop, on_progress = self._hooks(cmd)
+            for record in run_job(job[0], model, should_stop=should_stop, loss_fn=loss_fn):
+                if isinstance(record, Progress):
+                    on_progress(record)
+                else:
+                    result = record
         if result.cancelled:
             self._done(cmd, cancelled=True, message=f"cancelled after {result.steps_done} steps")
             self._sessions.announce(cmd.session)
@@ -136,21 +130,21 @@ class Jobs:
         self._done(cmd, message=message)
         return result
 
-    def _hooks(self, cmd: Command) -> tuple[ShouldStop, OnEvent]:
+    def _hooks(self, cmd: Command) -> tuple[ShouldStop, OnProgress]:
         """(should_stop, on_event) for a job: the pause/cancel flags and other sessions' commands between
         steps, and the job's progress and previews as events."""
 
         def should_stop() -> bool:
             return self._queue.between_steps(cmd, self._execute)
 
-        def on_event(event: EditEvent | GenerateEvent) -> None:
-            self._bus.emit(ProgressEvent(cmd.session, cmd.id, event.step, event.total, dict(event.losses),
-                                         event.elapsed_s, event.eta_s, event.num_gaussians))
-            if event.preview is not None:
-                self._bus.emit(PreviewEvent(cmd.session, cmd.id, event.step, event.preview,
-                                            getattr(event, "scene", None), getattr(event, "mask", None)))
+        def on_progress(record: Progress) -> None:
+            self._bus.emit(ProgressEvent(cmd.session, cmd.id, record.step, record.total, dict(record.losses),
+                                         record.elapsed_s, record.eta_s, record.num_gaussians))
+            if record.preview is not None:
+                self._bus.emit(PreviewEvent(cmd.session, cmd.id, record.step, record.preview, record.scene,
+                                            record.mask))
 
-        return should_stop, on_event
+        return should_stop, on_progress
 
     def _done(self, cmd: Command, *, cancelled: bool = False, message: str = "") -> None:
         self._bus.emit(DoneEvent(cmd.session, cmd.id, cmd.action, cancelled=cancelled, message=message))

@@ -218,10 +218,12 @@ class EngineWorker:
         return self._sessions.saved()
 
     # ------------------------------------------------------------------ jobs and tasks
-    def start_edit(self, session: str, config: EditConfig, *, loss_fn=None) -> Future:
-        """Queue an edit of the session's masked part. The future's `command_id` tags its events; it resolves
-        to the `EditResult` (cancelled or not)."""
-        return self._queue.submit(session, "edit", lambda cmd: self._jobs.edit(cmd, config, loss_fn), JOB)
+    def start_edit(self, session: str, config: EditConfig, *, loss_fn=None, preview_cameras=None) -> Future:
+        """Queue an edit of the session's masked part. `preview_cameras`: one camera (the session's view) the
+        previews are drawn from (None: the edit's own orbit). The future's `command_id` tags its events; it
+        resolves to the `EditResult` (cancelled or not)."""
+        return self._queue.submit(session, "edit", lambda cmd: self._jobs.edit(cmd, config, loss_fn,
+                                                                                preview_cameras), JOB)
 
     def start_generate(self, session: str, config: GenerateConfig, *, from_current: bool = False,
                        name: str | None = None) -> Future:

@@ -15,7 +15,8 @@ import torch
 from gradio_client import Client
 
 from editor.runners import gpu_calls, gpu_time
-from editor.runners.gpu_calls import GpuProgress, GpuResult
+from editor.runners.gpu_calls import GpuResult, GpuStarted
+from engine.worker.run import EditJob, GenerateJob, Progress
 from editor.runners.gpu_time import GPU_MAX_DURATION_S, gpu_wrap
 from editor.runners.zerogpu import FRONTMATTER_PATH
 from engine.io import load
@@ -65,7 +66,8 @@ def test_gpu_edit_streams_previews_from_the_worker_and_stops_when_the_stream_is_
     fake = FakeZeroGPU()
     gpu_edit = fake.GPU(duration=gpu_time.edit_duration)(gpu_calls.run_edit_on_gpu)
     scene = small_scene(60)
-    stream = gpu_edit(scene, _mask(60, 20), _edit_config(5000), _view_cameras(), None)  # no cancel file
+    stream = gpu_edit(EditJob(scene, _mask(60, 20), _edit_config(5000), _view_cameras()), None)  # no cancel file
+    started = next(stream)
     records = []
     for record in stream:
         records.append(record)
@@ -74,24 +76,24 @@ def test_gpu_edit_streams_previews_from_the_worker_and_stops_when_the_stream_is_
     stream.close()  # what the app does on Cancel: ZeroGPU then closes the function's generator in the worker
     call = fake.calls[-1]
     assert call.finished_cleanly(timeout=15)  # 5000 steps take minutes: the edit stopped within a step or so
-    assert call.closed_early and all(isinstance(r, GpuProgress) for r in records)
+    assert call.closed_early and all(isinstance(r, Progress) and r.scene is None for r in records)
     assert [r.step for r in records] == list(range(1, len(records) + 1))  # every step reports
     previews = [r.preview for r in records if r.preview is not None]
     assert previews[0].shape == (256, 256, 3) and previews[0].dtype == np.uint8
-    assert records[-1].renderer == "torch" and "no CUDA" in records[-1].renderer_reason
+    assert isinstance(started, GpuStarted) and started.renderer == "torch" and "no CUDA" in started.renderer_reason
     assert 0 < call.duration <= GPU_MAX_DURATION_S
 
 
 def test_gpu_edit_stops_before_its_first_step_when_its_cancel_file_exists(tmp_path):
     cancel = tmp_path / "cancel"
     cancel.touch()
-    records = list(gpu_calls.run_edit_on_gpu(small_scene(60), _mask(60, 20), _edit_config(50), _view_cameras(),
-                                         str(cancel)))
-    (result,) = records
+    records = list(gpu_calls.run_edit_on_gpu(EditJob(small_scene(60), _mask(60, 20), _edit_config(50),
+                                                     _view_cameras()), str(cancel)))
+    started, result = records
     assert isinstance(result, GpuResult) and result.cancelled and result.steps_done == 0 and result.scene is None
     # without the file it runs, and its result is the edited scene on the CPU
-    *progress, result = gpu_calls.run_edit_on_gpu(small_scene(60), _mask(60, 20), _edit_config(3), _view_cameras(),
-                                              str(tmp_path / "absent"))
+    started, *progress, result = gpu_calls.run_edit_on_gpu(
+        EditJob(small_scene(60), _mask(60, 20), _edit_config(3), _view_cameras()), str(tmp_path / "absent"))
     assert len(progress) == 3 and not result.cancelled and result.steps_done == 3
     assert result.scene.means.device.type == "cpu" and result.mask.shape == (60,)
 
@@ -103,14 +105,14 @@ def test_gpu_generate_stops_when_its_cancel_file_exists(tmp_path):
                             num_gaussians=100)
     cancel = tmp_path / "cancel"
     cancel.touch()
-    (result,) = gpu_calls.run_generate_on_gpu(None, config, str(cancel))
+    _, result = gpu_calls.run_generate_on_gpu(GenerateJob(config), str(cancel))
     assert result.cancelled and result.steps_done == 0 and result.scene is None
 
 
 def test_gpu_errors_come_back_as_a_message_not_an_exception():
     bad = _edit_config(3)
     bad.model = "closed-form:not-a-colour"
-    (result,) = gpu_calls.run_edit_on_gpu(small_scene(60), _mask(60, 20), bad, _view_cameras(), None)
+    (result,) = gpu_calls.run_edit_on_gpu(EditJob(small_scene(60), _mask(60, 20), bad, _view_cameras()), None)
     assert result.error and "closed-form" in result.error
 
 
@@ -134,7 +136,7 @@ def test_duration_grows_with_steps_resolution_and_model_and_the_space_default_fi
         gpu_time.check_gpu_time(more_steps, 400, "edit")
     assert gpu_time.check_gpu_time(seconds, 100, "edit") == int(np.ceil(seconds))
     huge = EditConfig(**{**sd.__dict__, "steps": 5000})
-    assert gpu_time.edit_duration(small_scene(10), None, huge) == GPU_MAX_DURATION_S  # capped
+    assert gpu_time.edit_duration(EditJob(small_scene(10), torch.zeros(10), huge)) == GPU_MAX_DURATION_S  # capped
 
 
 # ------------------------------------------------------------------------------------ through the real app
