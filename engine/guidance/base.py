@@ -83,8 +83,9 @@ class ModelSpec:
 
     def __str__(self) -> str:
         if self.colour is not None:
-            r, g, b = (round(c * 255) for c in self.colour)
-            return f"closed-form:#{r:02x}{g:02x}{b:02x}"
+            from ..colour import to_hex
+
+            return f"closed-form:{to_hex(self.colour)}"
         if self.kind == "reference":
             return f"reference:{self.location}"
         return self.location

@@ -28,6 +28,7 @@ from torch import Tensor
 
 from ..camera import Cameras, framing_radius, orbit_cameras
 from ..render import render
+from ..render.images import to_uint8
 from ..scene import GaussianScene
 from .attention_maps import aggregate_maps, capture_cross_attention, token_positions
 from .galp import GalpConfig, GalpResult, galp
@@ -203,7 +204,7 @@ def refine_with_sam(segmenter, images: Tensor, maps: Tensor, masks: Tensor) -> T
         peak = int(maps[c].flatten().argmax())
         py, px = divmod(peak, maps.shape[2])
         box = [float(xs.min()), float(ys.min()), float(xs.max()) + 1, float(ys.max()) + 1]
-        image = (images[c] * 255).round().byte().numpy()
+        image = to_uint8(images[c])
         refined[c] = torch.from_numpy(segmenter.segment(image, points=[[px, py]], box=box).mask).float()
     return refined
 
