@@ -75,7 +75,7 @@ def default_scene_shows(app, page):
     wait_until(lambda: stream_src(page))
     # The Viser view of this session is embedded and connects.
     frame_el = page.locator("#viser-iframe")
-    assert frame_el.count() == 1
+    wait_until(lambda: frame_el.count() == 1)
     viser = page.frame_locator("#viser-iframe")
     page.get_by_role("tab", name="3D view").click()
     viser.locator("canvas").first.wait_for(state="visible")
