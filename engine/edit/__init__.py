@@ -5,7 +5,8 @@
 - region.py         `EditRegion`, `Box`, `plan_region`, `seed_boxes`: the part of space an edit may change
 - views.py          `part_orbit`, `ViewPicker`: cameras around the part that actually see it
 - params.py         `MaskedParams` and the step rules (confine, gate, inside, drop faint)
-- prior_removal.py  `PriorRemoval`, `remove_prior`: forget the part's old look first (RoMaP)
+- prior_removal.py  `PriorRemoval`, `remove_prior` (`remove_prior_rows`: with its row map): forget the part's
+                    old look first (RoMaP)
 - loop.py           `iter_edit` (a generator of progress records) and `run_edit` (the same with a callback)
 """
 

@@ -33,6 +33,11 @@ Two ways to drive it. `iter_edit` is a generator: it yields one `EditEvent` per 
 it like any other record). `run_edit` consumes it with an `on_event` callback and returns the result. Bad input
 is refused before any work (config.py's `check_edit_inputs`), by `iter_edit` at the call, not at the first
 step. Cancelling (`should_stop()` returns True, checked before every step) ends with the input unchanged.
+
+Rows: prior-removal regrowth, region seeds and densification add and drop Gaussians, so the result's rows are
+not the input's. `EditResult.row_sources` says, for each result row, the input row it descends from (-1 for
+one made from nothing); the loop carries that map from its first working rows (remove_prior_rows, the seeds)
+through every refinement (MaskedParams), so the user's named parts can follow the edit (engine/worker/history.py).
 """
 
 from __future__ import annotations
