@@ -5,7 +5,8 @@
 - region.py         `EditRegion`, `Box`, `plan_region`, `seed_boxes`: the part of space an edit may change
 - views.py          `part_orbit`, `ViewPicker`: cameras around the part that actually see it
 - params.py         `MaskedParams` and the step rules (confine, gate, inside, drop faint)
-- prior_removal.py  `PriorRemoval`, `remove_prior`: forget the part's old look first (RoMaP)
+- prior_removal.py  `PriorRemoval`, `remove_prior` (`remove_prior_rows`: with its row map): forget the part's
+                    old look first (RoMaP)
 - loop.py           `iter_edit` (a generator of progress records) and `run_edit` (the same with a callback)
 """
 
@@ -21,12 +22,13 @@ from .config import (
     check_edit_inputs,
 )
 from .loop import EditEvent, EditResult, build_loss, edit_prior, iter_edit, run_edit
-from .prior_removal import PriorRemoval, remove_prior
+from .prior_removal import PriorRemoval, remove_prior, remove_prior_rows
 from .region import Box, EditRegion, plan_region
 from .views import ViewPicker, part_orbit
 
 __all__ = [
     "EDIT_KINDS", "MAX_RESOLUTION", "MAX_STEPS", "METHODS", "MIN_RESOLUTION", "Box", "EditConfig", "EditEvent",
     "EditRegion", "EditResult", "LearningRates", "PriorRemoval", "ViewPicker", "as_mask", "build_loss",
-    "check_edit_inputs", "edit_prior", "iter_edit", "part_orbit", "plan_region", "remove_prior", "run_edit",
+    "check_edit_inputs", "edit_prior", "iter_edit", "part_orbit", "plan_region", "remove_prior", "remove_prior_rows",
+    "run_edit",
 ]

@@ -33,6 +33,11 @@ Two ways to drive it. `iter_edit` is a generator: it yields one `EditEvent` per 
 it like any other record). `run_edit` consumes it with an `on_event` callback and returns the result. Bad input
 is refused before any work (config.py's `check_edit_inputs`), by `iter_edit` at the call, not at the first
 step. Cancelling (`should_stop()` returns True, checked before every step) ends with the input unchanged.
+
+Rows: prior-removal regrowth, region seeds and densification add and drop Gaussians, so the result's rows are
+not the input's. `EditResult.row_sources` says, for each result row, the input row it descends from (-1 for
+one made from nothing); the loop carries that map from its first working rows (remove_prior_rows, the seeds)
+through every refinement (MaskedParams), so the user's named parts can follow the edit (engine/worker/history.py).
 """
 
 from __future__ import annotations
@@ -55,7 +60,7 @@ from ..render.images import rgb_renderer, to_uint8
 from ..scene import GaussianScene
 from .config import GEOMETRY, EditConfig, check_edit_inputs
 from .params import MaskedParams, confine, drop_faint, gate_and_step, inside, scale_cap
-from .prior_removal import remove_prior
+from .prior_removal import remove_prior_rows
 from .region import plan_region, seed_boxes
 from .views import ViewPicker
 
@@ -77,13 +82,20 @@ class EditEvent:
 
 @dataclass
 class EditResult:
-    """The edited scene and its mask (densification adds/removes masked rows, so the mask changes with it).
+    """The edited scene and its mask (densification adds/removes masked rows, so the mask changes with it),
+    and where each of its rows came from.
 
-    When cancelled, `scene` and `mask` are the inputs, untouched.
+    `row_sources[r]` is the input row that result row r descends from: the row itself (unmasked rows are it,
+    bit-identical), or the parent of a clone or split; -1 for a Gaussian the edit created from nothing (a
+    region box's seed, a prior-removal regrowth, or their children). An input row with no descendant was
+    pruned. The history carries the user's named parts over the edit with it.
+
+    When cancelled, `scene` and `mask` are the inputs, untouched (and `row_sources` is arange(N)).
     """
 
     scene: GaussianScene
     mask: Tensor  # [N'] float weights
+    row_sources: Tensor | None = None  # [N'] int64: the input row each result row descends from, -1: new
     cancelled: bool = False
     steps_done: int = 0
     losses: dict[str, float] = field(default_factory=dict)
@@ -150,15 +162,17 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
     view_aware = isinstance(model, ViewAwareModel)
     picker = ViewPicker(orbit, original, selected, config.min_visible_fraction, config.render_backend)
 
-    work, work_mask = original, mask
+    # the rows the loop starts from, and the input row each one is (-1: made from nothing)
+    work, work_mask, work_sources = original, mask, torch.arange(len(original), device=device)
     if config.prior.active(config.method):
-        work, work_mask = remove_prior(original, mask, config.prior, threshold=config.mask_threshold,
-                                       generator=generator)
+        work, work_mask, work_sources = remove_prior_rows(original, mask, config.prior,
+                                                          threshold=config.mask_threshold, generator=generator)
     seeds = seed_boxes(region, work, config)
     if seeds is not None:
         work = GaussianScene.concat([work, seeds])
         work_mask = torch.cat([work_mask, torch.ones(len(seeds), dtype=work_mask.dtype, device=work_mask.device)])
-    state = MaskedParams(work, work_mask, config.mask_threshold)
+        work_sources = torch.cat([work_sources, work_sources.new_full((len(seeds),), -1)])
+    state = MaskedParams(work, work_mask, config.mask_threshold, sources=work_sources)
     max_log_scale = scale_cap(original, selected, region, seeds, config)
     lrs = config.lr.as_dict()
     lrs["means"] *= orbit.radius
@@ -177,7 +191,8 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
 
     for step in range(config.steps):
         if should_stop is not None and should_stop():
-            yield EditResult(scene=scene, mask=mask_in, cancelled=True, steps_done=step, losses=losses)
+            yield EditResult(scene=scene, mask=mask_in, row_sources=torch.arange(len(scene), device=scene.device),
+                             cancelled=True, steps_done=step, losses=losses)
             return
         shape = _shape_unlocked(step, config)
 
@@ -265,8 +280,9 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
 
     counts["num_pruned"] += drop_faint(state, config)
     edited, edited_mask = state.assemble()
-    yield EditResult(scene=edited.to(scene.device), mask=edited_mask.to(mask_in.device), steps_done=config.steps,
-                     losses=losses, **counts)
+    yield EditResult(scene=edited.to(scene.device), mask=edited_mask.to(mask_in.device),
+                     row_sources=state.row_sources().to(scene.device), steps_done=config.steps, losses=losses,
+                     **counts)
 
 
 def build_loss(config: EditConfig, model):

@@ -34,20 +34,29 @@ class MaskedParams:
     """The masked Gaussians as leaf tensors; the unmasked ones as a frozen copy in their original order.
 
     Each trainable row remembers `origin`, its row in the scene the edit started from (-1 for rows added by
-    densification), so `assemble()` puts every row back where it was and appends the new ones.
+    densification), so `assemble()` puts every row back where it was and appends the new ones. Every row also
+    carries its *source*: the row of the user's input scene it descends from (`sources` [N] maps the rows of
+    `scene` there, -1 for Gaussians the edit made from nothing; by default they are the same rows). A clone or
+    split child inherits its parent's source, so `row_sources()` tells the caller where each result row came
+    from (the history carries named parts over an edit with it).
     """
 
-    def __init__(self, scene: GaussianScene, mask: Tensor, threshold: float) -> None:
+    def __init__(self, scene: GaussianScene, mask: Tensor, threshold: float, sources: Tensor | None = None) -> None:
         selected = mask > threshold
         index = torch.arange(len(scene), device=scene.device)
+        sources = index if sources is None else sources.to(scene.device)
+        if sources.shape != (len(scene),):
+            raise ValueError(f"sources must have one entry per row ({len(scene)}), got {tuple(sources.shape)}")
         self.num_start = len(scene)
         self.frozen = scene.subset(~selected).detach()
         self.frozen_index = index[~selected]
         self.frozen_weights = mask[~selected]
+        self.frozen_sources = sources[~selected]  # [F]
         trainable = scene.subset(selected)
         self.params: dict[str, Tensor] = {n: t.detach().clone().requires_grad_(True) for n, t in trainable.items()}
         self.weights = mask[selected].clone()  # [M]
         self.origin = index[selected]  # [M]
+        self.sources = sources[selected]  # [M]
 
     @property
     def num_trainable(self) -> int:
@@ -61,21 +70,33 @@ class MaskedParams:
         return torch.cat([self.frozen_weights, self.weights])
 
     def replace_rows(self, params: dict[str, Tensor], parent: Tensor, appended: Tensor) -> None:
-        """Adopt a densification result: new leaves; weights and origins follow each row's parent."""
+        """Adopt a densification result: new leaves; weights, origins and sources follow each row's parent."""
         self.params = {n: t.detach().clone().requires_grad_(True) for n, t in params.items()}
         self.weights = self.weights[parent]
         self.origin = torch.where(appended, torch.full_like(parent, -1), self.origin[parent])
+        self.sources = self.sources[parent]
+
+    def keep_rows(self, keep: Tensor) -> None:  # [M] bool
+        """Drop the trainable rows where `keep` is False (their bookkeeping with them)."""
+        self.params = {n: t.detach()[keep].clone().requires_grad_(True) for n, t in self.params.items()}
+        self.weights, self.origin, self.sources = self.weights[keep], self.origin[keep], self.sources[keep]
 
     def assemble(self) -> tuple[GaussianScene, Tensor]:
         """The edited scene and mask: rows at their original positions (pruned ones gone), new rows last."""
         with torch.no_grad():
-            full = self.scene().detach()
-            new = self.origin < 0
-            key = torch.cat([self.frozen_index, self.origin]).clone()
-            key[len(self.frozen_index):][new] = self.num_start + torch.arange(int(new.sum()), device=key.device)
-            order = torch.argsort(key)
-            return full.subset(order), self.all_weights()[order]
+            order = self._order()
+            return self.scene().detach().subset(order), self.all_weights()[order]
 
+    def row_sources(self) -> Tensor:  # [N'] int64, in `assemble()` order
+        """For each row of `assemble()`'s scene, the input row it descends from (-1: made from nothing)."""
+        return torch.cat([self.frozen_sources, self.sources])[self._order()]
+
+    def _order(self) -> Tensor:  # [F + M]
+        """The permutation of `scene()`'s rows (frozen, then trainable) into the result's row order."""
+        new = self.origin < 0
+        key = torch.cat([self.frozen_index, self.origin]).clone()
+        key[len(self.frozen_index):][new] = self.num_start + torch.arange(int(new.sum()), device=key.device)
+        return torch.argsort(key)
 
     def adopt(self, refinement: Refinement, optimizer: torch.optim.Optimizer,
               lrs: dict[str, float]) -> torch.optim.Optimizer:
@@ -163,7 +184,5 @@ def drop_faint(state: MaskedParams, config: EditConfig, faded: float = 0.01) -> 
     faint = (new & (opacity < config.seed_opacity)) | (~new & (opacity < faded))
     if not bool(faint.any()) or bool(faint.all()):
         return 0
-    keep = ~faint
-    state.params = {n: t.detach()[keep].clone().requires_grad_(True) for n, t in state.params.items()}
-    state.weights, state.origin = state.weights[keep], state.origin[keep]
+    state.keep_rows(~faint)
     return int(faint.sum())

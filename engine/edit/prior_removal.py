@@ -10,7 +10,8 @@ optimization is not anchored to the old part:
   deleted part (sampled among its centres, jittered by their own extents), to be grown back by densification.
 
 Only rows with mask weight > `threshold` are touched; every other Gaussian is returned bit-identical, in its
-original order. Regrown Gaussians are appended at the end with mask weight 1.
+original order. Regrown Gaussians are appended at the end with mask weight 1. `remove_prior_rows` also says
+which input row each output row is (-1 for a regrown one), so an edit can tell its caller where rows went.
 """
 
 from __future__ import annotations
@@ -72,12 +73,30 @@ def remove_prior(
     generator: torch.Generator | None = None,
 ) -> tuple[GaussianScene, Tensor]:
     """The scene with the masked Gaussians reset (or replaced), and the matching mask [N']."""
+    out, out_mask, _ = remove_prior_rows(scene, mask, options, threshold=threshold, generator=generator)
+    return out, out_mask
+
+
+def remove_prior_rows(
+    scene: GaussianScene,
+    mask: Tensor,  # [N] weights in [0, 1]
+    options: PriorRemoval,
+    *,
+    threshold: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> tuple[GaussianScene, Tensor, Tensor]:
+    """`remove_prior`'s scene and mask [N'], and for each of their rows the input row it is ([N'] int64, on the
+    scene's device; -1 for a regrown Gaussian): a reset keeps every row in place, a regrow drops the masked
+    rows and appends the seeds."""
     options.check()
     selected = mask > threshold
+    rows = torch.arange(len(scene), device=scene.device)
     if not bool(selected.any()):
-        return scene, mask
+        return scene, mask, rows
     if options.regrow:
-        return _regrow(scene, mask, selected, options, generator)
+        out, out_mask = _regrow(scene, mask, selected, options, generator)
+        kept = rows[~selected.to(scene.device)]
+        return out, out_mask, torch.cat([kept, kept.new_full((len(out) - len(kept),), -1)])
     params = {name: t.clone() for name, t in scene.items()}
     with torch.no_grad():
         if options.reset_color:
@@ -88,7 +107,7 @@ def remove_prior(
             params["opacities"][selected] = torch.logit(torch.tensor(options.opacity, dtype=scene.dtype))
         if options.log_scale_shift is not None:
             params["scales"][selected] += options.log_scale_shift
-    return GaussianScene(**params), mask.clone()
+    return GaussianScene(**params), mask.clone(), rows
 
 
 def _regrow(

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from engine.edit.prior_removal import PriorRemoval, remove_prior
+from engine.edit.prior_removal import PriorRemoval, remove_prior, remove_prior_rows
 from tests.edit.scenes import params_equal, two_part_scene
 
 
@@ -37,6 +37,18 @@ def test_regrow_replaces_the_part_with_a_few_small_seeds(scene_and_mask):
     assert float(torch.exp(seeds.scales).max()) < float(torch.exp(scene.scales[head]).median())
     centre = scene.means[head].mean(0)
     assert float((seeds.means - centre).norm(dim=-1).max()) < 0.4  # inside the head (radius 0.2) plus jitter
+
+
+def test_the_row_map_names_each_output_rows_input_row(scene_and_mask):
+    scene, mask = scene_and_mask
+    head = mask > 0.5
+    out, out_mask, rows = remove_prior_rows(scene, mask, PriorRemoval(regrow=True, regrow_count=7),
+                                            generator=torch.Generator().manual_seed(0))
+    assert rows.dtype == torch.int64 and rows.shape == (len(out),)
+    assert bool((rows[-7:] == -1).all()) and not bool(head[rows[:-7]].any())  # seeds new, masked rows gone
+    assert params_equal(out.subset(torch.arange(len(out) - 7)), scene.subset(rows[:-7]))
+    _, _, rows = remove_prior_rows(scene, mask, PriorRemoval(opacity=0.3))
+    assert torch.equal(rows, torch.arange(len(scene)))  # a reset keeps every row in place
 
 
 def test_bad_options_are_refused(scene_and_mask):
