@@ -60,14 +60,14 @@ class Jobs:
             job.append(EditJob(state.scene, state.mask, config, preview_cameras))
 
         def adopt(result: EditResult, history: History) -> str:
-            # (once EditResult carries `row_sources`, the named parts follow the edit's rows; until then they
-            # survive only an edit that keeps the Gaussian count)
+            # the named parts follow the edit's rows: children of a part's Gaussians stay in it, pruned ones leave
             history.push(f"edit ({config.method}): {config.prompt}", scene=result.scene, mask=result.mask,
-                         row_sources=getattr(result, "row_sources", None))
+                         row_sources=result.row_sources)
             return f"{result.steps_done} steps"
 
         return self._run_job(cmd, config.model, history, job, prepare=prepare, adopt=adopt, loss_fn=loss_fn,
-                             not_started=lambda: EditResult(scene=state.scene, mask=state.mask, cancelled=True))
+                             not_started=lambda: EditResult(scene=state.scene, mask=state.mask, cancelled=True,
+                                                            row_sources=torch.arange(len(state.scene))))
 
     def generate(self, cmd: Command, config: GenerateConfig, from_current: bool, name: str | None = None
                  ) -> GenerateResult:
