@@ -166,7 +166,7 @@ def run_generate_on_gpu(job, cancel_path: str | None = None) -> Iterator:
 
 
 def _run_on_gpu(job, cancel_path: str | None) -> Iterator:
-    from engine.worker.run import EditJob, Progress, run_job
+    from engine.worker import EditJob, Progress, run_job
 
     try:
         device, model = _model(job.model)

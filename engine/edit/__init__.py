@@ -21,13 +21,13 @@ from .config import (
     as_mask,
     check_edit_inputs,
 )
-from .loop import EditEvent, EditResult, build_loss, edit_prior, iter_edit, run_edit
+from .loop import EditResult, build_loss, edit_prior, iter_edit, run_edit
 from .prior_removal import PriorRemoval, remove_prior, remove_prior_rows
 from .region import Box, EditRegion, plan_region
 from .views import ViewPicker, part_orbit
 
 __all__ = [
-    "EDIT_KINDS", "MAX_RESOLUTION", "MAX_STEPS", "METHODS", "MIN_RESOLUTION", "Box", "EditConfig", "EditEvent",
+    "EDIT_KINDS", "MAX_RESOLUTION", "MAX_STEPS", "METHODS", "MIN_RESOLUTION", "Box", "EditConfig",
     "EditRegion", "EditResult", "LearningRates", "PriorRemoval", "ViewPicker", "as_mask", "build_loss",
     "check_edit_inputs", "edit_prior", "iter_edit", "part_orbit", "plan_region", "remove_prior", "remove_prior_rows",
     "run_edit",

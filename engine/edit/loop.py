@@ -28,7 +28,7 @@ The weight-free priors make the ideal edit known: `reference:SCENE` wants each v
 and `closed-form:<colour>` is turned here into "the masked part recoloured" (engine/guidance/reference.py), so
 the demo mode shows what a clean edit looks like instead of a frame flooded with one colour.
 
-Two ways to drive it. `iter_edit` is a generator: it yields one `EditEvent` per step and, as its last item, the
+Two ways to drive it. `iter_edit` is a generator: it yields one `Progress` per step and, as its last item, the
 `EditResult` (yielded, not returned, so a consumer across a process boundary, e.g. a ZeroGPU generator, gets
 it like any other record). `run_edit` consumes it with an `on_event` callback and returns the result. Bad input
 is refused before any work (config.py's `check_edit_inputs`), by `iter_edit` at the call, not at the first
@@ -46,7 +46,6 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Callable, Iterator
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -55,6 +54,7 @@ from ..evaluate.metrics import psnr
 from ..guidance.reference import ReferencePrior, ViewAwareModel, recolour_part
 from ..optimize.adam import make_optimizer, set_position_rate
 from ..optimize.densify import MaskedDensifier, accumulate_gradients
+from ..optimize.progress import Progress
 from ..render import render
 from ..render.images import rgb_renderer, to_uint8
 from ..scene import GaussianScene
@@ -63,21 +63,6 @@ from .params import MaskedParams, confine, drop_faint, gate_and_step, inside, sc
 from .prior_removal import remove_prior_rows
 from .region import plan_region, seed_boxes
 from .views import ViewPicker
-
-
-@dataclass
-class EditEvent:
-    """Progress of a running edit, reported after every step."""
-
-    step: int  # steps done (1-based)
-    total: int
-    losses: dict[str, float]
-    elapsed_s: float
-    eta_s: float
-    num_gaussians: int  # trainable (masked) Gaussians now
-    preview: np.ndarray | None = None  # [H, W, 3] uint8, every `preview_every` steps
-    scene: GaussianScene | None = None  # with each preview: the scene so far (detached CPU copy, for viewers)
-    mask: Tensor | None = None  # [N'] the mask of `scene` (densification changes N)
 
 
 @dataclass
@@ -110,7 +95,7 @@ def run_edit(
     config: EditConfig,
     guidance_model,
     *,
-    on_event: Callable[[EditEvent], None] | None = None,
+    on_event: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     loss_fn=None,
 ) -> EditResult:
@@ -139,8 +124,8 @@ def iter_edit(
     *,
     should_stop: Callable[[], bool] | None = None,
     loss_fn=None,
-) -> Iterator[EditEvent | EditResult]:
-    """The edit as a generator: an `EditEvent` after every step, then the `EditResult` as the last item.
+) -> Iterator[Progress | EditResult]:
+    """The edit as a generator: an `Progress` after every step, then the `EditResult` as the last item.
 
     Validates at the call (a ValueError before any work); the steps run as the caller iterates. The same
     arguments and seed give the same result as `run_edit`.
@@ -150,7 +135,7 @@ def iter_edit(
 
 
 def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidance_model,
-                should_stop: Callable[[], bool] | None, loss_fn) -> Iterator[EditEvent | EditResult]:
+                should_stop: Callable[[], bool] | None, loss_fn) -> Iterator[Progress | EditResult]:
     device = getattr(guidance_model, "device", scene.device)
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(int(config.seed))
@@ -274,7 +259,7 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
                     losses["psnr_ideal"] = score
             snapshot, snapshot_mask = state.assemble()
             snapshot, snapshot_mask = snapshot.to("cpu"), snapshot_mask.detach().cpu()
-        yield EditEvent(step=done, total=config.steps, losses=losses, elapsed_s=elapsed,
+        yield Progress(step=done, total=config.steps, losses=losses, elapsed_s=elapsed,
                         eta_s=elapsed / done * (config.steps - done), num_gaussians=state.num_trainable,
                         preview=preview, scene=snapshot, mask=snapshot_mask)
 

@@ -17,11 +17,11 @@ from .config import (
     default_densify,
 )
 from .init import PRIMITIVES, initial_scene, is_primitive, load_init_scene, primitive_scene
-from .loop import GenerateEvent, build_loss, iter_generate, object_orbit, run_generate
+from .loop import build_loss, iter_generate, object_orbit, run_generate
 
 __all__ = [
     "MAX_INITIAL_GAUSSIANS", "MAX_RESOLUTION", "MAX_STEPS", "METHODS", "MIN_RESOLUTION", "PRIMITIVES",
-    "GenerateConfig", "GenerateEvent", "GenerateLearningRates", "build_loss", "check_generate_config",
+    "GenerateConfig", "GenerateLearningRates", "build_loss", "check_generate_config",
     "default_densify", "initial_scene", "is_primitive", "iter_generate", "load_init_scene", "object_orbit",
     "primitive_scene", "run_generate",
 ]

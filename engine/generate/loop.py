@@ -17,7 +17,7 @@ The starting scene comes from init.py: a sphere or ellipsoid of Gaussians with r
 Bad input is refused before any work by config.py's `check_generate_config` (and `initial_scene` for the init
 file), at the call of `iter_generate`, not at its first step.
 
-Two ways to drive it, as for an edit: `iter_generate` yields a `GenerateEvent` per step and, as its last item,
+Two ways to drive it, as for an edit: `iter_generate` yields a `Progress` per step and, as its last item,
 the generated `GaussianScene`; `run_generate(config, model, on_event=..., should_stop=...)` consumes it with a
 callback and returns the scene.
 """
@@ -25,10 +25,9 @@ callback and returns the scene.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Callable, Iterator
 
-import numpy as np
 import torch
 from torch import Tensor
 
@@ -36,25 +35,12 @@ from ..guidance.reference import ReferencePrior, ViewAwareModel
 from ..optimize.adam import adopt_rows, make_optimizer, set_position_rate
 from ..optimize.densify import MaskedDensifier, accumulate_gradients
 from ..optimize.orbit import Orbit
+from ..optimize.progress import Progress
 from ..render import render
 from ..render.images import rgb_renderer, to_uint8
 from ..scene import GaussianScene, SceneError
 from .config import GenerateConfig, check_generate_config
 from .init import initial_scene
-
-
-@dataclass
-class GenerateEvent:
-    """Progress of a running generation, reported after every step."""
-
-    step: int  # steps done (1-based)
-    total: int
-    losses: dict[str, float]
-    elapsed_s: float
-    eta_s: float
-    num_gaussians: int
-    resolution: int  # render size of this step
-    preview: np.ndarray | None = None  # [H, W, 3] uint8, every `preview_every` steps and at the last step
 
 
 def object_orbit(scene: GaussianScene, config: GenerateConfig) -> Orbit:
@@ -89,7 +75,7 @@ def run_generate(
     config: GenerateConfig,
     guidance_model,
     *,
-    on_event: Callable[[GenerateEvent], None] | None = None,
+    on_event: Callable[[Progress], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     initial: GaussianScene | None = None,
     loss_fn=None,
@@ -113,8 +99,8 @@ def iter_generate(
     should_stop: Callable[[], bool] | None = None,
     initial: GaussianScene | None = None,
     loss_fn=None,
-) -> Iterator[GenerateEvent | GaussianScene]:
-    """The generation as a generator: a `GenerateEvent` after every step, then the scene as the last item.
+) -> Iterator[Progress | GaussianScene]:
+    """The generation as a generator: a `Progress` after every step, then the scene as the last item.
 
     `initial` overrides `config.init` (the CLI loads the init file before the model, to refuse a bad one early).
     `loss_fn` overrides the loss built from `config.method` (tests inject instrumented losses). A model with a
@@ -134,7 +120,7 @@ def iter_generate(
 
 
 def _generate_steps(scene: GaussianScene, config: GenerateConfig, guidance_model,
-                    should_stop: Callable[[], bool] | None, loss_fn) -> Iterator[GenerateEvent | GaussianScene]:
+                    should_stop: Callable[[], bool] | None, loss_fn) -> Iterator[Progress | GaussianScene]:
     device = getattr(guidance_model, "device", scene.device)
     latent_scale = int(getattr(guidance_model, "latent_scale", 1) or 1)
     start = time.perf_counter()
@@ -196,7 +182,7 @@ def _generate_steps(scene: GaussianScene, config: GenerateConfig, guidance_model
                                backend=config.render_backend).rgb[0]
             preview = to_uint8(shown)
         losses = {"loss": float(result.loss.detach()), **{k: float(v) for k, v in result.info.items()}}
-        yield GenerateEvent(step=done, total=config.steps, losses=losses, elapsed_s=elapsed,
+        yield Progress(step=done, total=config.steps, losses=losses, elapsed_s=elapsed,
                             eta_s=elapsed / done * (config.steps - done), num_gaussians=int(params["means"].shape[0]),
                             resolution=resolution, preview=preview)
 

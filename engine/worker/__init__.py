@@ -50,6 +50,7 @@ Modules, in reading order:
 - queue.py        `CommandQueue`: FIFO, quick commands vs tasks vs jobs, pause/cancel flags, parking
 - bus.py          `EventBus`: subscribers and event queues
 - sessions.py     `SessionStore`: each session's history, autosaved, and its StateEvent
+- run.py          `EditJob` / `GenerateJob` and `run_job`: the one way any runner (this worker, a ZeroGPU call) runs a job
 - jobs.py         `Jobs`: the one shape of a job (edit, generate), tasks, the warm-up
 - worker.py       `EngineWorker`: the public commands
 """
@@ -71,11 +72,12 @@ from .events import (
 )
 from .history import UP_SOURCES, History, State
 from .models import ModelCache, Parked
+from .run import EditJob, GenerateJob, Progress, run_job
 from .worker import EngineWorker
 
 __all__ = [
-    "ERROR_KINDS", "DoneEvent", "EngineWorker", "ErrorEvent", "GenerateResult", "History", "ModelCache",
-    "NoticeEvent", "Parked", "PreviewEvent", "ProgressEvent", "SessionState", "State", "StateEvent",
+    "ERROR_KINDS", "DoneEvent", "EditJob", "EngineWorker", "ErrorEvent", "GenerateJob", "GenerateResult", "History", "ModelCache",
+    "NoticeEvent", "Parked", "PreviewEvent", "Progress", "ProgressEvent", "SessionState", "State", "StateEvent",
     "TaskCancelled", "TaskEvent", "UP_SOURCES", "WorkerEvent", "autosave", "describe_autosave", "has_autosave",
-    "restore",
+    "restore", "run_job",
 ]

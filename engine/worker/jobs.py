@@ -20,13 +20,14 @@ import torch
 from ..camera import Cameras
 from ..edit import EditConfig, EditResult
 from ..generate import GenerateConfig, check_generate_config, initial_scene
+from ..optimize.progress import Progress
 from ..scene import GaussianScene
 from .bus import EventBus
 from .events import DoneEvent, GenerateResult, PreviewEvent, ProgressEvent, TaskCancelled, TaskEvent
 from .history import History
 from .models import ModelCache
 from .queue import Command, CommandQueue
-from .run import EditJob, GenerateJob, Job, Progress, run_job
+from .run import EditJob, GenerateJob, Job, run_job
 from .sessions import SessionStore
 
 R = TypeVar("R")  # a job's result: it has `cancelled` and `steps_done`

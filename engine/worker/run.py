@@ -2,7 +2,7 @@
 records that ends with the job's result.
 
     for record in run_job(EditJob(scene, mask, config, preview_cameras), model, should_stop=...):
-        ...  # Progress after every step, then the EditResult (or, for a GenerateJob, a GenerateResult)
+        ...  # a Progress after every step (engine.optimize.progress), then the EditResult (or a GenerateResult)
 
 Both runners drive it: the engine worker on its thread (engine/worker/jobs.py turns the records into events and
 the result into a history entry) and a ZeroGPU call in its forked process (editor/runners/gpu_calls.py yields the
@@ -16,7 +16,7 @@ tensors, numpy images, dataclasses — so it crosses a process boundary as it is
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from typing import Callable, Iterator
 
 import numpy as np
@@ -25,6 +25,7 @@ from torch import Tensor
 from ..camera import Cameras
 from ..edit import EditConfig, EditResult, iter_edit
 from ..generate import GenerateConfig, initial_scene, iter_generate
+from ..optimize.progress import Progress
 from ..scene import GaussianScene
 from ..up import normalize_up
 from .events import GenerateResult
@@ -61,26 +62,6 @@ class GenerateJob:
 Job = EditJob | GenerateJob
 
 
-@dataclass(frozen=True)
-class Progress:
-    """One step of a job, as every runner reports it."""
-
-    step: int  # steps done (1-based)
-    total: int
-    losses: dict[str, float]
-    elapsed_s: float  # the job's own clock (a wait for the engine or a GPU is not in it)
-    eta_s: float
-    num_gaussians: int
-    preview: np.ndarray | None = None  # [H, W, 3] uint8, every `preview_every` steps
-    scene: GaussianScene | None = field(default=None, compare=False)  # edit: the scene so far, with each preview
-    mask: Tensor | None = field(default=None, compare=False)  # [N'] its mask
-
-    def without_scene(self) -> "Progress":
-        """The record without the scene so far (what a ZeroGPU stream sends: the preview is enough there)."""
-        return Progress(self.step, self.total, self.losses, self.elapsed_s, self.eta_s, self.num_gaussians,
-                        self.preview)
-
-
 def run_job(job: Job, model, *, should_stop: Callable[[], bool] | None = None,
             loss_fn=None) -> Iterator[Progress | EditResult | GenerateResult]:
     """Progress after every step, then the result: an EditResult (cancelled: the input, untouched) or a
@@ -99,11 +80,9 @@ def _edit(job: EditJob, model, should_stop, loss_fn) -> Iterator[Progress | Edit
         if isinstance(item, EditResult):
             yield item
             return
-        preview = item.preview
-        if preview is not None and job.preview_cameras is not None and item.scene is not None:
-            preview = _draw(item.scene, job.preview_cameras)
-        yield Progress(item.step, item.total, dict(item.losses), item.elapsed_s, item.eta_s, item.num_gaussians,
-                       preview, item.scene, item.mask)
+        if item.preview is not None and job.preview_cameras is not None and item.scene is not None:
+            item = replace(item, preview=_draw(item.scene, job.preview_cameras))
+        yield item
 
 
 def _generate(job: GenerateJob, model, should_stop, loss_fn) -> Iterator[Progress | GenerateResult]:
@@ -115,8 +94,7 @@ def _generate(job: GenerateJob, model, should_stop, loss_fn) -> Iterator[Progres
                                  up=normalize_up(config.up))
             return
         steps = item.step
-        yield Progress(item.step, item.total, dict(item.losses), item.elapsed_s, item.eta_s, item.num_gaussians,
-                       item.preview)
+        yield item
 
 
 def _draw(scene: GaussianScene, cameras: Cameras) -> np.ndarray:

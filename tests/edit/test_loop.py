@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from engine.edit import EditConfig, EditEvent, PriorRemoval, check_edit_inputs, part_orbit, plan_region, run_edit
+from engine.optimize import Progress
+from engine.edit import EditConfig, PriorRemoval, check_edit_inputs, part_orbit, plan_region, run_edit
 from engine.guidance.closed_form import ClosedFormPrior
 from engine.optimize import DensifyConfig
 from tests.edit.scenes import default_scene_part, masked_colour_error, params_equal, two_part_scene
@@ -89,7 +90,7 @@ def test_cancel_mid_job_returns_input_unchanged(scene_and_mask, model):
 
 def test_events_report_progress_eta_and_previews(scene_and_mask, model):
     scene, mask = scene_and_mask
-    events: list[EditEvent] = []
+    events: list[Progress] = []
     run_edit(scene, mask, _config(steps=6, preview_every=3, preview_resolution=32), model, on_event=events.append)
     assert [e.step for e in events] == [1, 2, 3, 4, 5, 6] and all(e.total == 6 for e in events)
     assert events[-1].eta_s == 0 and events[0].eta_s > 0 and events[-1].elapsed_s >= events[0].elapsed_s
@@ -220,11 +221,11 @@ def test_iterating_iter_edit_gives_what_run_edit_gives(scene_and_mask, model):
     scene, mask = scene_and_mask
     config = _config(steps=8, seed=5, preview_every=4, preview_resolution=24, edit="shape",
                      densify=DensifyConfig(start_step=4, interval=4, grad_threshold=0.0, grow_fraction=0.3))
-    events: list[EditEvent] = []
+    events: list[Progress] = []
     ran = run_edit(scene, mask, config, model, on_event=events.append)
     records = list(iter_edit(scene, mask, config, model, should_stop=None))
     iterated = records[-1]
-    assert isinstance(iterated, EditResult) and all(isinstance(r, EditEvent) for r in records[:-1])
+    assert isinstance(iterated, EditResult) and all(isinstance(r, Progress) for r in records[:-1])
     assert ran.num_split > 0  # the rows changed on the way
     assert params_equal(ran.scene, iterated.scene) and torch.equal(ran.mask, iterated.mask)
     assert ran.losses == iterated.losses and "psnr_ideal" in ran.losses
@@ -242,5 +243,5 @@ def test_iter_edit_refuses_bad_input_at_the_call_and_ends_with_the_input_when_st
     seen = []
     for record in iter_edit(scene, mask, _config(steps=10), model, should_stop=lambda: len(seen) >= 2):
         seen.append(record)
-    assert [type(r) for r in seen] == [EditEvent, EditEvent, EditResult]
+    assert [type(r) for r in seen] == [Progress, Progress, EditResult]
     assert seen[-1].cancelled and seen[-1].steps_done == 2 and seen[-1].scene is scene

@@ -15,7 +15,7 @@ from engine.camera import orbit_cameras
 from engine.edit import EditConfig
 from engine.optimize import DensifyConfig
 from engine.worker import EngineWorker, PreviewEvent, ProgressEvent
-from engine.worker.run import EditJob, Progress
+from engine.worker import EditJob, Progress
 from tests.editor.apphelpers import small_scene
 
 

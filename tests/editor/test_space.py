@@ -16,7 +16,7 @@ from gradio_client import Client
 
 from editor.runners import gpu_calls, gpu_time
 from editor.runners.gpu_calls import GpuResult, GpuStarted
-from engine.worker.run import EditJob, GenerateJob, Progress
+from engine.worker import EditJob, GenerateJob, Progress
 from editor.runners.gpu_time import GPU_MAX_DURATION_S, gpu_wrap
 from editor.runners.zerogpu import FRONTMATTER_PATH
 from engine.io import load

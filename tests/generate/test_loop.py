@@ -236,7 +236,8 @@ def test_a_mesh_is_a_usable_starting_scene(tmp_path):
 def test_iterating_iter_generate_gives_what_run_generate_gives():
     """One loop behind both: same seed, bit-identical scene and events (densification and previews included),
     and the scene comes last; bad input is refused at the call."""
-    from engine.generate import GenerateEvent, iter_generate
+    from engine.generate import iter_generate
+    from engine.optimize import Progress
 
     config = fast_config(steps=8, resolution=16, num_gaussians=60, seed=2, preview_every=4, preview_resolution=16)
     config.densify.start_step, config.densify.interval = 4, 4
@@ -244,7 +245,7 @@ def test_iterating_iter_generate_gives_what_run_generate_gives():
     events = []
     ran = run_generate(config, prior, on_event=events.append)
     records = list(iter_generate(config, prior, should_stop=None))
-    assert isinstance(records[-1], GaussianScene) and all(isinstance(r, GenerateEvent) for r in records[:-1])
+    assert isinstance(records[-1], GaussianScene) and all(isinstance(r, Progress) for r in records[:-1])
     assert len(ran) != config.num_gaussians  # densification changed the rows on the way
     assert all(torch.equal(x, y) for (_, x), (_, y) in zip(ran.items(), records[-1].items()))
     assert [(e.step, e.losses, e.num_gaussians, e.resolution) for e in events] == [
