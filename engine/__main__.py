@@ -11,7 +11,7 @@ import argparse
 import importlib
 import sys
 
-# Order shown in --help. A module missing from a partial checkout is simply not offered.
+# Order shown in --help.
 COMMAND_MODULES = ("info", "convert", "render", "turntable", "mask", "edit", "generate", "batch", "evaluate")
 
 
@@ -22,13 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"engine.cli.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"engine.cli.{name}":
-                continue
-            raise
-        module.add_parser(sub)
+        importlib.import_module(f"engine.cli.{name}").add_parser(sub)
     return parser
 
 

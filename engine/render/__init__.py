@@ -2,7 +2,7 @@
 
 Backends:
 - "gsplat": gsplat's CUDA rasterization (imported lazily, only when CUDA is available);
-- "torch": our CPU rasterizer with gsplat's conventions (see engine/render/cpu.py when present);
+- "torch": our CPU rasterizer with gsplat's conventions (engine/render/cpu.py);
 - "reference": the dense, slow, readable oracle (small scenes only);
 - "auto": gsplat for a scene on a CUDA device when gsplat has been found to work in this process (one probe,
   cached: engine/render/availability.py), else torch. A torch render of a scene on a GPU runs on CPU copies and
