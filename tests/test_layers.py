@@ -38,8 +38,7 @@ EDITOR_MAY_IMPORT = {
     "engine.render",  # display renders on the UI's threads (CPU; the worker owns the device for jobs)
     "engine.masks.ops", "engine.masks.pick", "engine.masks.selection", "engine.masks.parts",  # light CPU tools
     "engine.masks.tasks",  # SAM click / text selection bodies the worker runs as tasks
-    "engine.masks.sam", "engine.masks.attention",  # their configs and refusal messages
-    "engine.masks.multiview",  # the SAM views' config
+    "engine.masks.sam",  # the one SAM loader the tasks use, and its missing-checkpoint message
     "engine.masks.compositing",  # tinted views recolour an image from each Gaussian's share of its pixels
     "engine.guidance",  # model specs, availability, the default model
     "engine.edit", "engine.generate",  # configs and input checks (the runners' GPU functions also run them)
