@@ -72,12 +72,13 @@ from .events import (
 )
 from .history import UP_SOURCES, History, State
 from .models import ModelCache, Parked
+from .queue import QueueWait
 from .run import EditJob, GenerateJob, Progress, run_job
 from .worker import EngineWorker
 
 __all__ = [
     "ERROR_KINDS", "DoneEvent", "EditJob", "EngineWorker", "ErrorEvent", "GenerateJob", "GenerateResult", "History", "ModelCache",
-    "NoticeEvent", "Parked", "PreviewEvent", "Progress", "ProgressEvent", "SessionState", "State", "StateEvent",
+    "NoticeEvent", "Parked", "PreviewEvent", "Progress", "ProgressEvent", "QueueWait", "SessionState", "State", "StateEvent",
     "TaskCancelled", "TaskEvent", "UP_SOURCES", "WorkerEvent", "autosave", "describe_autosave", "has_autosave",
     "restore", "run_job",
 ]

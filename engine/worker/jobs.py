@@ -141,6 +141,7 @@ class Jobs:
         def on_progress(record: Progress) -> None:
             self._bus.emit(ProgressEvent(cmd.session, cmd.id, record.step, record.total, dict(record.losses),
                                          record.elapsed_s, record.eta_s, record.num_gaussians))
+            self._queue.note_eta(cmd, record.eta_s)  # what a session queued behind this job is told
             if record.preview is not None:
                 self._bus.emit(PreviewEvent(cmd.session, cmd.id, record.step, record.preview, record.scene,
                                             record.mask))

@@ -13,12 +13,15 @@ and holds the job there while it is paused. A job whose model is still loading i
 session's later commands wait behind it) until `unpark(spec)`, then put back at the front.
 
 pause / resume / cancel are flags (a `Control` per task or job), set at once from any thread, not queued.
+`wait_of(command_id)` says where a queued job stands (the jobs ahead, the running one's time left), so a session
+waiting behind another session's long edit can be told why.
 """
 
 from __future__ import annotations
 
 import itertools
 import threading
+import time
 from collections import deque
 from concurrent.futures import Future
 from contextlib import contextmanager
@@ -51,6 +54,15 @@ class Command:
     parked_on: str | None = None  # the model spec this command waits for
 
 
+@dataclass(frozen=True)
+class QueueWait:
+    """Where a queued job stands: the jobs that run before it, the running one first, as (session, action), and
+    the seconds the running job has left by its last progress record (None before its first one)."""
+
+    ahead: tuple[tuple[str, str], ...]
+    running_eta_s: float | None
+
+
 class CommandQueue:
     """Pending and parked commands, the live controls and the running job; thread-safe."""
 
@@ -62,6 +74,7 @@ class CommandQueue:
         self._controls: dict[int, tuple[str, Control]] = {}  # command id -> (session, control) of live ones
         self._paused: set[str] = set()
         self._running: Command | None = None
+        self._eta: tuple[float, float] | None = None  # the running job's (eta_s, time.monotonic() when told)
         self._closed = False
 
     # ------------------------------------------------------------------ in (any thread)
@@ -134,6 +147,29 @@ class CommandQueue:
         with self._cv:
             return any(c.action == action for c in self._pending)
 
+    def wait_of(self, command_id: int) -> QueueWait | None:
+        """Where the pending job `command_id` stands; None when it is not pending (running, parked, done).
+        Ahead of it: the running job, jobs parked on their model (they come back to the front), then the jobs
+        sent before it. Quick commands and tasks are not counted: they run between job steps."""
+        with self._cv:
+            index = next((i for i, c in enumerate(self._pending) if c.id == command_id), None)
+            if index is None:
+                return None
+            jobs = [c for c in self._parked if c.kind == JOB]
+            jobs += [c for c in list(self._pending)[:index] if c.kind == JOB]
+            eta = None
+            if self._running is not None:
+                jobs.insert(0, self._running)
+                if self._eta is not None:
+                    eta = max(0.0, self._eta[0] - (time.monotonic() - self._eta[1]))
+            return QueueWait(tuple((c.session, c.action) for c in jobs), eta)
+
+    def note_eta(self, cmd: Command, eta_s: float | None) -> None:
+        """The running job `cmd` reported a progress record: its estimated seconds left (for `wait_of`)."""
+        with self._cv:
+            if self._running is cmd and eta_s is not None:
+                self._eta = (float(eta_s), time.monotonic())
+
     def _session_controls(self, session: str) -> list[Control]:
         with self._cv:
             return [c for s, c in self._controls.values() if s == session]
@@ -163,12 +199,12 @@ class CommandQueue:
     def running(self, cmd: Command) -> Iterator[None]:
         """While a job runs: it is the running command; afterwards its control is dropped."""
         with self._cv:
-            self._running = cmd
+            self._running, self._eta = cmd, None
         try:
             yield
         finally:
             with self._cv:
-                self._running = None
+                self._running, self._eta = None, None
                 self._controls.pop(cmd.id, None)
 
     def between_steps(self, cmd: Command, execute: Callable[[Command], None]) -> bool:

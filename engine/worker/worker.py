@@ -252,6 +252,11 @@ class EngineWorker:
         the first real edit does not wait for it; queued like any command. Resolves to the seconds it took."""
         return self._queue.submit(WARM_UP_SESSION, "warm-up", self._jobs.warm_up)
 
+    def queue_wait(self, command_id: int):
+        """Where a queued job stands (engine.worker.queue.QueueWait: the jobs ahead, the running one's time
+        left); None once it runs, while it waits for its model, or when unknown. Immediate, not queued."""
+        return self._queue.wait_of(command_id)
+
     @property
     def warming_up(self) -> bool:
         """A warm-up is queued or running."""
