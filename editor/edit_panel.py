@@ -20,7 +20,7 @@ from .context import AppContext
 from .job_status import JobStatus
 from .runners.gpu_time import SPACE_EDIT_STEPS
 from .session import Session
-from .settings import EditSettings
+from .settings import EditSettings, demo_note
 
 METHOD_LABELS = [("Masked SDS", "sds"), ("DDS (source → target)", "dds"), ("RoMaP (regularized SDS)", "romap")]
 
@@ -126,6 +126,7 @@ def build_edit_panel(ctx: AppContext) -> None:
         run = gr.Button("Run", variant="primary", elem_id="edit-run")
         pause = gr.Button("Pause", interactive=False, elem_id="edit-pause", visible=bool(ctx.runner.can_pause))
         cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="edit-cancel")
+    note = gr.Markdown(elem_id="edit-prompt-note")  # what the closed-form demo does with the prompt
     progress = gr.HTML(progress_html(JobStatus()), elem_id="edit-progress-box")
     preview = gr.Image(label="Live preview", interactive=False, elem_id="edit-preview", height=256, format="jpeg")
     with gr.Row():
@@ -144,6 +145,13 @@ def build_edit_panel(ctx: AppContext) -> None:
         return gr.update(value=False, interactive=True)
 
     method.input(method_changed, method, prior_removal, show_progress="hidden", api_visibility="private")
+
+    def prompt_note(prompt_v: str, request: gr.Request) -> str:
+        return demo_note(ctx.models.spec_for(ctx.session(request)), prompt_v or "")
+
+    for changed in (prompt.change, active_model.change):  # the prompt, or the session's model (Model tab)
+        changed(prompt_note, prompt, note, show_progress="hidden", api_visibility="private")
+
     def start_and_stream(prompt_v, source_v, method_v, steps_v, guidance_v, res_v, seed_v, every_v, densify_v,
                          prior_v, lr_v, request: gr.Request):
         session = ctx.session(request)

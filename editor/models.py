@@ -75,6 +75,10 @@ class ModelChoice:
             raise ValueError(status["message"] or f"the model {spec} cannot be loaded")
 
     def mark_loading(self, spec: str) -> None:
+        """A job with `spec` is queued: "loading" until its first step (a closed-form prior has nothing to load,
+        and a prompt's colour makes its own spec, which no step would mark loaded)."""
+        if spec.strip().lower().startswith("closed-form"):
+            return
         with self._lock:
             if self._state.get(spec, {}).get("state") == "loaded":
                 return

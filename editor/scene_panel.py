@@ -18,7 +18,7 @@ from .context import AppContext
 from .job_status import JobStatus
 from .runners.gpu_time import SPACE_GENERATE_STEPS
 from .session import Session
-from .settings import INIT_CURRENT, GenerateSettings
+from .settings import INIT_CURRENT, GenerateSettings, demo_note
 
 GENERATE_METHODS = [("SDS", "sds"), ("ISM (interval score matching, less noisy)", "ism")]
 GENERATE_INITS = [("Sphere", "sphere"), ("Ellipsoid", "ellipsoid"), ("Current scene", INIT_CURRENT)]
@@ -195,6 +195,7 @@ def build_generate_group(ctx: AppContext, info) -> None:
         with gr.Row():
             run = gr.Button("Generate", variant="primary", elem_id="generate-run")
             cancel = gr.Button("Cancel", variant="stop", elem_id="generate-cancel")
+        note = gr.Markdown(elem_id="generate-prompt-note")  # what the closed-form demo does with the prompt
         progress = gr.HTML(generate_progress_html(JobStatus()), elem_id="generate-progress-box")
         preview = gr.Image(label="Live preview", interactive=False, elem_id="generate-preview", height=256,
                            format="jpeg")
@@ -215,6 +216,15 @@ def build_generate_group(ctx: AppContext, info) -> None:
             done = job.state in ("done", "cancelled", "error")
             yield (generate_progress_html(job), session.image_file("generate", job.preview),
                    info_markdown(session) if done else gr.update())
+
+    def prompt_note(prompt_v: str, model_v: str, request: gr.Request) -> str:
+        from .models import normalise_colour_spec
+
+        spec = normalise_colour_spec((model_v or "").strip()) or ctx.models.spec_for(ctx.session(request))
+        return demo_note(spec, prompt_v or "", generate=True)
+
+    for changed in (prompt.change, model.change, ctx.shared["edit_model"].change):  # the Model tab's choice too
+        changed(prompt_note, [prompt, model], note, show_progress="hidden", api_visibility="private")
 
     inputs = [prompt, model, method, init, steps, seed, resolution, count]
     ctx.changed(run.click(start_and_stream, inputs, [progress, preview, info], api_name="generate",

@@ -1,11 +1,14 @@
 """What the Edit and Generate panels collect, and its checked engine config (refused before anything runs).
 
 Shared by every runner (the local worker, a ZeroGPU call): a bad prompt, an empty selection or a model that cannot
-load is a ValueError here, before a job is queued or a GPU is asked for.
+load is a ValueError here, before a job is queued or a GPU is asked for. It is also the one place where the
+closed-form demo takes its colour from a colour word in the prompt (`model_for_prompt`), and `demo_note` says so
+next to Run.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 @dataclass
@@ -79,7 +82,7 @@ def checked_edit_config(session, settings: EditSettings, models):
         raise ValueError("an edit is already running in this session")
     if session.mask_task.active:
         raise ValueError("a SAM click is still being worked on: wait for its mask (or cancel it) first")
-    config = settings.to_config(models.spec_for(session))
+    config = settings.to_config(model_for_prompt(models.spec_for(session), settings.prompt))
     config.up = tuple(session.up)  # the edit's orbit cameras circle the scene's up axis
     check_edit_inputs(session.scene, session.selection, config)
     if not bool((session.selection > config.mask_threshold).any()):
@@ -100,9 +103,70 @@ def checked_generate_config(session, settings: GenerateSettings, models):
         raise ValueError("an edit or generation is already running in this session")
     spec = normalise_colour_spec((settings.model or "").strip()) or models.spec_for(session)
     parse_model_spec(spec)
+    spec = model_for_prompt(spec, settings.prompt)
     models.require(spec)
     config = settings.to_config(spec)
     if settings.init == INIT_CURRENT:  # the primitives are built +z up (config.up's default)
         config.up = tuple(session.up)
     check_generate_config(config)
     return config
+
+
+# ------------------------------------------------------------------ the closed-form demo and the prompt
+_WORD = re.compile(r"[A-Za-z]+")
+_HEX_LIKE = re.compile(r"[0-9a-fA-F]{3}|[0-9a-fA-F]{6}")  # "bad", "decade": hex to parse_colour, not colour words
+
+
+def prompt_colour(prompt: str) -> tuple[str, tuple[float, float, float]] | None:
+    """The first CSS colour name in the prompt, as (the words, RGB in [0, 1]): "a blue scarf" -> ("blue", ...);
+    two words that make one name count too ("light blue" -> lightblue). None when the prompt names no colour."""
+    from engine.colour import parse_colour
+
+    words = _WORD.findall(prompt or "")
+    for i, word in enumerate(words):
+        for spelled in ([f"{word} {words[i + 1]}"] if i + 1 < len(words) else []) + [word]:
+            name = spelled.replace(" ", "")
+            if _HEX_LIKE.fullmatch(name):
+                continue
+            try:
+                return spelled.lower(), parse_colour(name)
+            except ValueError:
+                continue
+    return None
+
+
+def model_for_prompt(spec: str, prompt: str) -> str:
+    """The model a job with this prompt runs: `spec`, except that the closed-form demo (which cannot read a
+    prompt's meaning) moves toward the colour the prompt names, when it names one."""
+    from engine.colour import to_hex
+    from engine.guidance import parse_model_spec
+
+    named = prompt_colour(prompt)
+    try:
+        parsed = parse_model_spec(spec)
+    except ValueError:
+        return spec  # the caller's check says what is wrong with it
+    if named is None or parsed.kind != "closed-form":
+        return spec
+    return f"closed-form:{to_hex(named[1])}"
+
+
+def demo_note(spec: str, prompt: str, *, generate: bool = False) -> str:
+    """What the closed-form demo does with this prompt (shown next to Run and Generate); "" for a real model."""
+    from engine.colour import to_hex
+    from engine.guidance import parse_model_spec
+
+    try:
+        parsed = parse_model_spec(spec)
+    except ValueError:
+        return ""
+    if parsed.kind != "closed-form":
+        return ""
+    target = parse_model_spec(model_for_prompt(spec, prompt)).colour
+    does = "makes an object of one colour," if generate else "moves the selected part toward"
+    named = prompt_colour(prompt)
+    if named is None:
+        why = (f"the Model tab's colour; a colour word in the prompt, e.g. \"blue\", picks another")
+    else:
+        why = f"from \"{named[0]}\" in the prompt, instead of the Model tab's {to_hex(parsed.colour)}"
+    return (f"The closed-form demo ignores the prompt's meaning: it {does} {to_hex(target)} ({why}).")

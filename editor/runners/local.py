@@ -5,7 +5,8 @@
     run_generate ─► worker.start_generate ─► the same events ─► the result opens as a new scene
 
 The run_* generators poll the session's JobStatus (filled from the worker's events on the worker thread) and yield
-a snapshot whenever it changed, until the job ends.
+a snapshot whenever it changed, until the job ends. While the job waits behind other sessions' jobs, each poll
+asks the worker where it stands (`queue_wait`) and says so in the job's message.
 """
 
 from __future__ import annotations
@@ -83,11 +84,11 @@ class LocalRunner:
             return "waiting for the engine: warming up (the first start compiles the renderer)"
         return "waiting for the engine"
 
-    @staticmethod
-    def stream(session: Session) -> Iterator[JobStatus]:
+    def stream(self, session: Session) -> Iterator[JobStatus]:
         """Snapshots of the session's job whenever it changed, until it is no longer active."""
         seen = None
         while True:
+            self._refresh_queued(session)
             with session.lock:
                 job = session.job
                 key = (job.state, job.step, job.preview_count, len(job.losses), job.message)
@@ -98,6 +99,20 @@ class LocalRunner:
             if not snapshot.active:
                 return
             time.sleep(POLL_S)
+
+    def _refresh_queued(self, session: Session) -> None:
+        """A queued job's message says the jobs ahead of it and the running one's time left (the warm-up's
+        and a model load's own messages stay)."""
+        with session.lock:
+            job_id = session.job.job_id if session.job.state == "queued" else None
+        if job_id is None or getattr(self.worker, "warming_up", False):
+            return
+        wait = self.worker.queue_wait(int(job_id))
+        if wait is None:  # running already, or set aside while its model loads (a notice says so)
+            return
+        with session.lock:
+            if session.job.state == "queued" and session.job.job_id == job_id:
+                session.job.message = queued_message(wait, session.id)
 
     # ------------------------------------------------------------------ controls (immediate)
     def pause(self, session: Session) -> None:
@@ -190,3 +205,27 @@ class LocalRunner:
         if session.viewer is not None:
             session.viewer.set_editing(False)
             session.push_to_viewer()
+
+
+JOB_NAMES = {"edit": "edit", "generate": "generation"}
+
+
+def queued_message(wait, session_id: str) -> str:
+    """'waiting for the engine: 1 job ahead (another session's edit, ~40 s left)' for an
+    engine.worker.QueueWait; just 'waiting for the engine' when nothing is ahead (it starts next)."""
+    if not wait.ahead:
+        return "waiting for the engine"
+    count = len(wait.ahead)
+    session, action = wait.ahead[0]
+    whose = "this session's" if session == session_id else "another session's"
+    detail = f"{whose} {JOB_NAMES.get(action, action)}"
+    if wait.running_eta_s is not None:
+        detail += f", ~{_seconds(wait.running_eta_s)} left"
+    if count > 1:
+        detail += f"; then {count - 1} more"
+    return f"waiting for the engine: {count} job{'s' if count > 1 else ''} ahead ({detail})"
+
+
+def _seconds(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
