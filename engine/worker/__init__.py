@@ -47,7 +47,8 @@ Modules, in reading order:
 - history.py      `History`: undo/redo over states (scene, mask, parts, name, up)
 - persistence.py  `autosave` / `restore` / `describe_autosave` of a history in a folder
 - models.py       `ModelCache`: load once per spec on a loader thread (also usable outside the worker)
-- queue.py        `CommandQueue`: FIFO, quick commands vs tasks vs jobs, pause/cancel flags, parking, where a queued job stands (`wait_of`)
+- queue.py        `CommandQueue`: FIFO, quick commands vs tasks vs jobs, pause/cancel flags, parking,
+                  where a queued job stands (`wait_of`)
 - bus.py          `EventBus`: subscribers and event queues
 - sessions.py     `SessionStore`: each session's history, autosaved, and its StateEvent
 - run.py          `EditJob` / `GenerateJob` and `run_job`: the one way any runner (this worker, a ZeroGPU call) runs a job
