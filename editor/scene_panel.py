@@ -8,7 +8,6 @@ capped (by Gradio for the transfer, and here again with a message naming the lim
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import gradio as gr

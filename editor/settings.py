@@ -166,7 +166,7 @@ def demo_note(spec: str, prompt: str, *, generate: bool = False) -> str:
     does = "makes an object of one colour," if generate else "moves the selected part toward"
     named = prompt_colour(prompt)
     if named is None:
-        why = (f"the Model tab's colour; a colour word in the prompt, e.g. \"blue\", picks another")
+        why = "the Model tab's colour; a colour word in the prompt, e.g. \"blue\", picks another"
     else:
         why = f"from \"{named[0]}\" in the prompt, instead of the Model tab's {to_hex(parsed.colour)}"
     return (f"The closed-form demo ignores the prompt's meaning: it {does} {to_hex(target)} ({why}).")

@@ -18,7 +18,7 @@ import torch
 
 from editor import drawing
 
-from tests.editor.browser_env import ARGS, ARTIFACTS, chromium_or_skip, wait_until
+from tests.editor.browser_env import ARTIFACTS, chromium_or_skip, launched_chromium, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -35,17 +35,13 @@ def app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def page(app):
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    executable = CHROMIUM_EXECUTABLE
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=ARGS)
+    with launched_chromium(CHROMIUM_EXECUTABLE, sync_api) as browser:
         context = browser.new_context(viewport={"width": 1400, "height": 950}, accept_downloads=True)
         page = context.new_page()
         page.set_default_timeout(60_000)
         page.goto(app.url)
         yield page
         context.close()
-        browser.close()
 
 
 def shot(page, name: str) -> None:

@@ -9,12 +9,12 @@ user's file, no console errors from the viewer or the empty loss plot. Screensho
 
 from __future__ import annotations
 
-import re
 import time
 
 import pytest
 
-from tests.editor.browser_env import ARGS, ARTIFACTS, chromium_or_skip, wait_until
+from tests.editor.browser_env import (ARTIFACTS, chromium_or_skip, click_render, launched_chromium, new_page,
+                                      selected_count, session_of, wait_until)
 
 pytestmark = pytest.mark.browser
 
@@ -32,44 +32,12 @@ def app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    executable = CHROMIUM_EXECUTABLE
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=executable, args=ARGS)
+    with launched_chromium(CHROMIUM_EXECUTABLE, sync_api) as browser:
         yield browser
-        browser.close()
-
-
-def new_page(browser, app):
-    """A fresh tab (its own session), on the Render tab (the Viser tab's software WebGL would eat the CPU)."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(60_000)
-    page.console = []  # (type, text) of every console message
-    page.on("console", lambda m: page.console.append((m.type, m.text)))
-    page.goto(app.url)
-    page.get_by_role("tab", name="Render").click()
-    page.wait_for_function("() => { const i = document.querySelector('#stream-view img'); return i && i.src; }")
-    return page
 
 
 def shot(page, name: str) -> None:
     page.screenshot(path=str(ARTIFACTS / f"newuser-{name}.png"), full_page=True)
-
-
-def selected_count(page) -> int:
-    match = re.search(r"([\d,]+)\s+of", page.locator("#mask-info").inner_text())
-    return int(match.group(1).replace(",", "")) if match else -1
-
-
-def click_render(page, fx: float = 0.5, fy: float = 0.45) -> None:
-    box = page.locator("#stream-view img").first.bounding_box()
-    page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy)
-
-
-def session_of(app, page):
-    """The server-side Session of a page (the newest one created)."""
-    return wait_until(lambda: next(iter(sorted(app.ctx.registry.sessions(), key=lambda s: -s.created_at)), None))
 
 
 def test_pick_selects_a_patch_and_the_count_answers_quickly(app, browser, time_limit):

@@ -16,8 +16,8 @@ import time
 
 import pytest
 
-from tests.editor.browser_env import ARTIFACTS, chromium_or_skip, wait_until
-from tests.editor.test_browser_newuser import click_render, new_page, selected_count, session_of
+from tests.editor.browser_env import (ARTIFACTS, chromium_or_skip, click_render, launched_chromium, new_page,
+                                      selected_count, session_of, wait_until)
 
 pytestmark = pytest.mark.browser
 
@@ -36,13 +36,8 @@ def app(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from tests.editor.browser_env import ARGS
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM_EXECUTABLE, args=ARGS)
+    with launched_chromium(CHROMIUM_EXECUTABLE, sync_api) as browser:
         yield browser
-        browser.close()
 
 
 def shot(page, name: str) -> None:

@@ -5,7 +5,7 @@ import threading
 
 from engine.worker import EngineWorker, ProgressEvent
 from engine.worker.queue import JOB, QUICK, TASK, CommandQueue
-from tests.worker.test_worker import _config, _loaded, _loader, scene_and_mask  # noqa: F401 (a fixture)
+from tests.worker.helpers import edit_config, loaded, loader
 
 
 def test_wait_of_counts_the_running_job_parked_jobs_and_earlier_jobs_but_no_quick_commands():
@@ -36,10 +36,10 @@ def test_wait_of_counts_the_running_job_parked_jobs_and_earlier_jobs_but_no_quic
 
 def test_a_second_sessions_edit_sees_the_first_sessions_running_edit_and_its_time_left(tmp_path, scene_and_mask):
     scene, mask = scene_and_mask
-    worker = EngineWorker(workspace=None, model_loader=_loader, device="cpu")
+    worker = EngineWorker(workspace=None, model_loader=loader, device="cpu")
     try:
-        _loaded(worker, scene, mask, "a")
-        _loaded(worker, scene, mask, "b")
+        loaded(worker, scene, mask, "a")
+        loaded(worker, scene, mask, "b")
         stepped = threading.Event()
 
         def hold_after_first_step(event):
@@ -48,9 +48,9 @@ def test_a_second_sessions_edit_sees_the_first_sessions_running_edit_and_its_tim
                 stepped.set()
 
         worker.subscribe(hold_after_first_step, "a")
-        long_edit = worker.start_edit("a", _config(steps=200))
+        long_edit = worker.start_edit("a", edit_config(steps=200))
         assert stepped.wait(60)
-        queued = worker.start_edit("b", _config(steps=2))
+        queued = worker.start_edit("b", edit_config(steps=2))
         wait = worker.queue_wait(queued.command_id)
         assert wait.ahead == (("a", "edit"),)
         assert wait.running_eta_s is not None and wait.running_eta_s > 0  # 199 steps left

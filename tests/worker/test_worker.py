@@ -1,7 +1,6 @@
 """The engine thread: cancel, failures, undo/redo, sessions, autosave recovery after a real crash (SIGKILL)."""
 
 import os
-import queue
 import signal
 import subprocess
 import sys
@@ -13,74 +12,21 @@ import pytest
 import torch
 
 from engine.optimize import DensifyConfig
-from engine.edit import EditConfig
 from engine.guidance.closed_form import ClosedFormPrior
 from engine.worker import DoneEvent, EngineWorker, ErrorEvent, PreviewEvent, ProgressEvent, StateEvent
 from tests.edit.scenes import params_equal, two_part_scene
+from tests.worker.helpers import drain, edit_config, loaded, loader
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-class FailingPrior(ClosedFormPrior):
-    """The closed-form prior, except that its `fail_at`-th noise prediction raises."""
-
-    def __init__(self, *args, fail_at: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.calls = 0
-        self.fail_at = fail_at
-
-    def predict_noise(self, *args, **kwargs):
-        self.calls += 1
-        if self.calls == self.fail_at:
-            raise RuntimeError("the GPU caught fire")
-        return super().predict_noise(*args, **kwargs)
-
-
-def _loader(spec, device=None):
-    if spec.startswith("failing:"):
-        return FailingPrior((1.0, 0.0, 0.0), fail_at=int(spec.split(":")[1]))
-    return ClosedFormPrior((1.0, 0.0, 0.0))
-
-
-def _config(steps=4, model="closed-form:red", **kw):
-    return EditConfig(prompt="red", model=model, steps=steps, resolution=32, preview_every=2,
-                      preview_resolution=16, densify=DensifyConfig(enabled=False), **kw)
-
-
-@pytest.fixture
-def scene_and_mask():
-    scene, part_ids, _ = two_part_scene(60)
-    return scene, (part_ids == 0).float()
-
-
-@pytest.fixture
-def worker(tmp_path):
-    w = EngineWorker(workspace=tmp_path / "ws", model_loader=_loader, device="cpu")
-    yield w
-    w.shutdown()
-
-
-def _loaded(worker, scene, mask, session="s"):
-    worker.load_scene(session, scene).result(30)
-    worker.set_mask(session, mask).result(30)
-
-
-def _drain(q):
-    out = []
-    while True:
-        try:
-            out.append(q.get_nowait())
-        except queue.Empty:
-            return out
 
 
 def test_edit_streams_progress_and_previews_then_becomes_a_history_entry(worker, scene_and_mask):
     scene, mask = scene_and_mask
     events = worker.events("s")
-    _loaded(worker, scene, mask)
-    job = worker.start_edit("s", _config(steps=4))
+    loaded(worker, scene, mask)
+    job = worker.start_edit("s", edit_config(steps=4))
     result = job.result(60)
-    got = _drain(events)
+    got = drain(events)
     mine = [e for e in got if e.job == job.command_id]
     assert [e.step for e in mine if isinstance(e, ProgressEvent)] == [1, 2, 3, 4]
     assert [e.step for e in mine if isinstance(e, PreviewEvent)] == [2, 4]
@@ -93,7 +39,7 @@ def test_edit_streams_progress_and_previews_then_becomes_a_history_entry(worker,
 
 def test_cancel_takes_effect_within_one_step_and_changes_nothing(worker, scene_and_mask):
     scene, mask = scene_and_mask
-    _loaded(worker, scene, mask)
+    loaded(worker, scene, mask)
     seen = []
 
     def on_event(event):
@@ -103,7 +49,7 @@ def test_cancel_takes_effect_within_one_step_and_changes_nothing(worker, scene_a
                 worker.cancel("s")
 
     worker.subscribe(on_event, "s")
-    result = worker.start_edit("s", _config(steps=200)).result(60)
+    result = worker.start_edit("s", edit_config(steps=200)).result(60)
     assert result.cancelled and result.steps_done == 3 and seen == [1, 2, 3]
     now, now_mask = worker.snapshot("s").result(10)
     assert params_equal(now, scene) and torch.equal(now_mask, mask)
@@ -113,10 +59,10 @@ def test_cancel_takes_effect_within_one_step_and_changes_nothing(worker, scene_a
 def test_exception_mid_job_is_an_error_event_scene_unchanged_worker_keeps_serving(worker, scene_and_mask):
     scene, mask = scene_and_mask
     events = worker.events("s")
-    _loaded(worker, scene, mask)
+    loaded(worker, scene, mask)
     from engine.edit import build_loss
 
-    config = _config(steps=10)
+    config = edit_config(steps=10)
     inner, calls = build_loss(config, ClosedFormPrior((1.0, 0.0, 0.0))), [0]
 
     def failing_loss(*args, **kwargs):  # the 4th step's loss raises, like a device failure mid-job
@@ -128,11 +74,11 @@ def test_exception_mid_job_is_an_error_event_scene_unchanged_worker_keeps_servin
     failing = worker.start_edit("s", config, loss_fn=failing_loss)
     with pytest.raises(RuntimeError, match="caught fire"):
         failing.result(60)
-    errors = [e for e in _drain(events) if isinstance(e, ErrorEvent)]
+    errors = [e for e in drain(events) if isinstance(e, ErrorEvent)]
     assert len(errors) == 1 and "caught fire" in errors[0].message and errors[0].job == failing.command_id
     now, now_mask = worker.snapshot("s").result(10)
     assert params_equal(now, scene) and torch.equal(now_mask, mask)
-    assert worker.start_edit("s", _config(steps=2)).result(60).steps_done == 2  # still serving
+    assert worker.start_edit("s", edit_config(steps=2)).result(60).steps_done == 2  # still serving
     assert worker.alive
 
 
@@ -141,22 +87,22 @@ def test_missing_model_is_an_error_with_instructions_and_the_worker_keeps_runnin
     w = EngineWorker(device="cpu")  # the real loader (offline in tests)
     try:
         events = w.events("s")
-        _loaded(w, scene, mask)
-        job = w.start_edit("s", _config(model="nobody-here/no-such-model"))
+        loaded(w, scene, mask)
+        job = w.start_edit("s", edit_config(model="nobody-here/no-such-model"))
         with pytest.raises(OSError):
             job.result(60)
-        error = next(e for e in _drain(events) if isinstance(e, ErrorEvent))
+        error = next(e for e in drain(events) if isinstance(e, ErrorEvent))
         assert "no-such-model" in error.message and "closed-form" in error.message
         assert error.kind == "model-unavailable"  # typed: the UI marks the model, never matching the text
-        assert w.start_edit("s", _config(steps=1, model="closed-form:#d02020")).result(60).steps_done == 1
+        assert w.start_edit("s", edit_config(steps=1, model="closed-form:#d02020")).result(60).steps_done == 1
     finally:
         w.shutdown()
 
 
 def test_undo_redo_round_trip_is_exact(worker, scene_and_mask):
     scene, mask = scene_and_mask
-    _loaded(worker, scene, mask)
-    edited = worker.start_edit("s", _config(steps=3)).result(60).scene
+    loaded(worker, scene, mask)
+    edited = worker.start_edit("s", edit_config(steps=3)).result(60).scene
     assert worker.undo("s").result(10) == "edit (sds): red"
     before, before_mask = worker.snapshot("s").result(10)
     assert params_equal(before, scene) and torch.equal(before_mask, mask)
@@ -171,7 +117,7 @@ def test_undo_redo_round_trip_is_exact(worker, scene_and_mask):
 
 def test_commit_result_is_one_history_entry_that_undo_reverts(worker, scene_and_mask):
     scene, mask = scene_and_mask
-    _loaded(worker, scene, mask)
+    loaded(worker, scene, mask)
     changed = scene.replace(sh0=scene.sh0 + 0.5)
     assert worker.commit_result("s", changed, mask, label="edit (gpu)").result(10) == len(scene)
     now, now_mask = worker.snapshot("s").result(10)
@@ -190,13 +136,13 @@ def test_sessions_are_independent_and_served_while_another_edit_is_paused(worker
     taken a step, and reported it (on the worker thread, before answering), by the next answer."""
     scene, mask = scene_and_mask
     other, other_parts, _ = two_part_scene(30)
-    _loaded(worker, scene, mask, "a")
+    loaded(worker, scene, mask, "a")
     worker.load_scene("b", other).result(30)
-    assert worker.start_edit("a", _config(steps=1)).result(60).steps_done == 1  # loads the model
+    assert worker.start_edit("a", edit_config(steps=1)).result(60).steps_done == 1  # loads the model
     started = []
     worker.subscribe(lambda e: started.append(e.step) if isinstance(e, ProgressEvent) else None, "a")
     worker.pause("a")
-    job = worker.start_edit("a", _config(steps=5))
+    job = worker.start_edit("a", edit_config(steps=5))
     # a's edit is held before its first step; b's commands still run in the meantime
     worker.set_mask("b", (other_parts == 1).float()).result(30)
     for _ in range(10):
@@ -213,10 +159,10 @@ def test_sessions_are_independent_and_served_while_another_edit_is_paused(worker
 
 def test_cancel_drops_queued_edits(worker, scene_and_mask):
     scene, mask = scene_and_mask
-    _loaded(worker, scene, mask)
+    loaded(worker, scene, mask)
     worker.pause("s")
-    first = worker.start_edit("s", _config(steps=50))
-    second = worker.start_edit("s", _config(steps=50))
+    first = worker.start_edit("s", edit_config(steps=50))
+    second = worker.start_edit("s", edit_config(steps=50))
     worker.cancel("s")
     assert first.result(60).cancelled and second.result(60).cancelled
     assert params_equal(worker.snapshot("s").result(10)[0], scene)
@@ -230,7 +176,7 @@ def test_commands_for_unknown_sessions_and_bad_masks_are_errors(worker, scene_an
     with pytest.raises(ValueError, match="mask has 3 weights"):
         worker.set_mask("s", torch.ones(3)).result(10)
     with pytest.raises(ValueError, match="nothing is selected"):
-        worker.start_edit("s", _config()).result(10)
+        worker.start_edit("s", edit_config()).result(10)
 
 
 CRASHING_SCRIPT = textwrap.dedent("""
@@ -271,7 +217,7 @@ def test_autosave_recovers_everything_but_the_running_job_after_a_kill(tmp_path)
         proc.wait(30)
     want = torch.load(expected, weights_only=True)
 
-    fresh = EngineWorker(workspace=workspace, model_loader=_loader, device="cpu")
+    fresh = EngineWorker(workspace=workspace, model_loader=loader, device="cpu")
     try:
         assert fresh.saved_sessions() == ["alice"]
         fresh.restore_session("alice").result(30)
@@ -294,9 +240,9 @@ def test_models_are_loaded_once_per_spec(tmp_path, scene_and_mask):
 
     w = EngineWorker(model_loader=counting_loader, device="cpu")
     try:
-        _loaded(w, scene, mask)
+        loaded(w, scene, mask)
         for spec in ("closed-form:red", "closed-form:red", "closed-form:blue"):
-            w.start_edit("s", _config(steps=1, model=spec)).result(60)
+            w.start_edit("s", edit_config(steps=1, model=spec)).result(60)
         assert loads == ["closed-form:red", "closed-form:blue"]
     finally:
         w.shutdown()
@@ -316,10 +262,10 @@ def _gen_config(steps=3, prompt="a red ball", **kw):
 def test_generate_replaces_the_scene_as_one_history_entry_and_undo_restores_it(worker, scene_and_mask):
     scene, mask = scene_and_mask
     events = worker.events("s")
-    _loaded(worker, scene, mask)
+    loaded(worker, scene, mask)
     job = worker.start_generate("s", _gen_config(steps=3))
     result = job.result(60)
-    got = _drain(events)
+    got = drain(events)
     mine = [e for e in got if e.job == job.command_id]
     assert [e.step for e in mine if isinstance(e, ProgressEvent)] == [1, 2, 3]
     assert [e.step for e in mine if isinstance(e, PreviewEvent)] == [2, 3]
@@ -338,7 +284,7 @@ def test_generate_replaces_the_scene_as_one_history_entry_and_undo_restores_it(w
 
 def test_generate_can_start_from_the_current_scene_or_a_session_without_one(worker, scene_and_mask):
     scene, mask = scene_and_mask
-    _loaded(worker, scene, mask)
+    loaded(worker, scene, mask)
     result = worker.start_generate("s", _gen_config(steps=1), from_current=True).result(60)
     assert len(result.scene) == len(scene) and not params_equal(result.scene, scene)
     fresh = worker.start_generate("new", _gen_config(steps=1)).result(60)
@@ -348,7 +294,7 @@ def test_generate_can_start_from_the_current_scene_or_a_session_without_one(work
 
 def test_cancel_mid_generation_leaves_the_scene_as_before(worker, scene_and_mask):
     scene, mask = scene_and_mask
-    _loaded(worker, scene, mask)
+    loaded(worker, scene, mask)
     events = worker.events("s")
 
     def on_event(event):
@@ -358,7 +304,7 @@ def test_cancel_mid_generation_leaves_the_scene_as_before(worker, scene_and_mask
     worker.subscribe(on_event, "s")
     result = worker.start_generate("s", _gen_config(steps=200)).result(60)
     assert result.cancelled and result.steps_done == 2
-    done = [e for e in _drain(events) if isinstance(e, DoneEvent)]
+    done = [e for e in drain(events) if isinstance(e, DoneEvent)]
     assert done[-1].action == "generate" and done[-1].cancelled
     now, now_mask = worker.snapshot("s").result(10)
     assert params_equal(now, scene) and torch.equal(now_mask, mask)
@@ -367,12 +313,12 @@ def test_cancel_mid_generation_leaves_the_scene_as_before(worker, scene_and_mask
 
 def test_generate_with_an_empty_prompt_is_an_error_and_the_worker_keeps_serving(worker, scene_and_mask):
     scene, mask = scene_and_mask
-    _loaded(worker, scene, mask)
+    loaded(worker, scene, mask)
     events = worker.events("s")
     bad = worker.start_generate("s", _gen_config(prompt="  "))
     with pytest.raises(ValueError, match="prompt is empty"):
         bad.result(60)
-    errors = [e for e in _drain(events) if isinstance(e, ErrorEvent)]
+    errors = [e for e in drain(events) if isinstance(e, ErrorEvent)]
     assert len(errors) == 1 and errors[0].action == "generate" and errors[0].job == bad.command_id
     now, now_mask = worker.snapshot("s").result(10)
     assert params_equal(now, scene) and torch.equal(now_mask, mask)
@@ -396,18 +342,18 @@ def test_a_loading_model_blocks_no_other_session_and_cancel_ends_the_wait(tmp_pa
 
     w = EngineWorker(model_loader=slow_loader, device="cpu")
     try:
-        _loaded(w, scene, mask, "a")
-        _loaded(w, scene, mask, "b")
+        loaded(w, scene, mask, "a")
+        loaded(w, scene, mask, "b")
         notices = w.events("a")
-        waiting = w.start_edit("a", _config(steps=2, model="slow:sd"))
-        other = w.start_edit("b", _config(steps=2))  # another model: runs while a's model loads
+        waiting = w.start_edit("a", edit_config(steps=2, model="slow:sd"))
+        other = w.start_edit("b", edit_config(steps=2))  # another model: runs while a's model loads
         assert other.result(60).steps_done == 2 and not waiting.done()
-        assert any(isinstance(e, NoticeEvent) and "loading the model slow:sd" in e.message for e in _drain(notices))
+        assert any(isinstance(e, NoticeEvent) and "loading the model slow:sd" in e.message for e in drain(notices))
         t = time.monotonic()
         w.cancel("a")
         assert waiting.result(10).cancelled and time.monotonic() - t < time_limit(5)
         release.set()
-        assert w.start_edit("a", _config(steps=1, model="slow:sd")).result(60).steps_done == 1  # loaded meanwhile
+        assert w.start_edit("a", edit_config(steps=1, model="slow:sd")).result(60).steps_done == 1  # loaded meanwhile
     finally:
         release.set()
         w.shutdown()
@@ -417,8 +363,8 @@ def test_task_reports_progress_runs_beside_another_edit_and_cancels(worker, scen
     from engine.worker import TaskCancelled, TaskEvent
 
     scene, mask = scene_and_mask
-    _loaded(worker, scene, mask, "a")
-    _loaded(worker, scene, mask, "b")
+    loaded(worker, scene, mask, "a")
+    loaded(worker, scene, mask, "b")
     events = worker.events("b")
 
     def work(progress, should_stop):
@@ -426,10 +372,10 @@ def test_task_reports_progress_runs_beside_another_edit_and_cancels(worker, scen
             progress(i, 3, f"view {i + 1} of 3")
         return "lifted"
 
-    long_edit = worker.start_edit("a", _config(steps=2000))
+    long_edit = worker.start_edit("a", edit_config(steps=2000))
     assert worker.start_task("b", "sam", work).result(60) == "lifted"  # between two steps of a's edit
     assert not long_edit.done()
-    got = [e for e in _drain(events) if isinstance(e, TaskEvent)]
+    got = [e for e in drain(events) if isinstance(e, TaskEvent)]
     assert [(e.step, e.total, e.action) for e in got] == [(0, 3, "sam"), (1, 3, "sam"), (2, 3, "sam")]
     worker.cancel("a")
     assert long_edit.result(60).cancelled
@@ -446,13 +392,13 @@ def test_task_reports_progress_runs_beside_another_edit_and_cancels(worker, scen
     started.wait(30)
     worker.cancel("b")
     assert task.result(10) is None
-    assert any(isinstance(e, DoneEvent) and e.cancelled and e.action == "sam" for e in _drain(events))
+    assert any(isinstance(e, DoneEvent) and e.cancelled and e.action == "sam" for e in drain(events))
     assert issubclass(TaskCancelled, Exception)
 
 
 def test_parts_are_undoable_history_entries_and_restore_keeps_parts_and_name(tmp_path, scene_and_mask):
     scene, mask = scene_and_mask
-    w = EngineWorker(workspace=tmp_path / "ws", model_loader=_loader, device="cpu")
+    w = EngineWorker(workspace=tmp_path / "ws", model_loader=loader, device="cpu")
     try:
         parts = {"left": mask.clone(), "right": 1 - mask}
         w.load_scene("s", scene, parts=parts, name="robot.ply").result(30)
@@ -464,7 +410,7 @@ def test_parts_are_undoable_history_entries_and_restore_keeps_parts_and_name(tmp
         w.redo("s").result(10)
     finally:
         w.shutdown()
-    fresh = EngineWorker(workspace=tmp_path / "ws", model_loader=_loader, device="cpu")
+    fresh = EngineWorker(workspace=tmp_path / "ws", model_loader=loader, device="cpu")
     try:
         fresh.restore_session("t", "s").result(30)
         back = fresh.current("t").result(10)
@@ -484,9 +430,9 @@ def test_a_model_that_finishes_loading_before_the_job_is_set_aside_still_runs(tm
 
     w = EngineWorker(model_loader=instant_loader, device="cpu")
     try:
-        _loaded(w, scene, mask)
+        loaded(w, scene, mask)
         for i in range(5):  # a new spec each time: each job starts a load that ends at once
-            assert w.start_edit("s", _config(steps=1, model=f"closed-form:#{i}0{i}0{i}0")).result(60).steps_done == 1
+            assert w.start_edit("s", edit_config(steps=1, model=f"closed-form:#{i}0{i}0{i}0")).result(60).steps_done == 1
         assert w.alive
     finally:
         w.shutdown()
@@ -519,7 +465,7 @@ def test_up_is_a_history_entry_in_the_state_events_and_undo_brings_it_back(worke
     now = worker.current("s").result(10)
     assert now.up == (0.0, -1.0, 0.0) and now.up_source == "format"
     assert worker.set_up("s", (0, 0, 2)).result(10) == (0.0, 0.0, 1.0)
-    state = [e for e in _drain(events) if isinstance(e, StateEvent)][-1]
+    state = [e for e in drain(events) if isinstance(e, StateEvent)][-1]
     assert state.up == (0.0, 0.0, 1.0) and state.up_source == "user" and state.labels[-1] == "up axis +z"
     assert worker.undo("s").result(10) == "up axis +z"
     now = worker.current("s").result(10)
@@ -548,13 +494,13 @@ def test_a_scene_opened_without_an_up_is_plus_z_default_and_a_file_gets_its_dete
 
 def test_up_survives_autosave_and_restore(tmp_path, scene_and_mask):
     scene, mask = scene_and_mask
-    w = EngineWorker(workspace=tmp_path / "ws", model_loader=_loader, device="cpu")
+    w = EngineWorker(workspace=tmp_path / "ws", model_loader=loader, device="cpu")
     try:
         w.load_scene("s", scene, up=(0.0, -1.0, 0.0), up_source="geometry").result(30)
         w.set_up("s", (1.0, 0.0, 0.0), label="up axis +x").result(10)
     finally:
         w.shutdown()
-    fresh = EngineWorker(workspace=tmp_path / "ws", model_loader=_loader, device="cpu")
+    fresh = EngineWorker(workspace=tmp_path / "ws", model_loader=loader, device="cpu")
     try:
         fresh.restore_session("t", "s").result(30)
         back = fresh.current("t").result(10)
@@ -612,18 +558,18 @@ def test_a_committed_edit_with_a_row_map_keeps_the_named_parts(worker, scene_and
 def test_error_events_say_their_kind_from_the_exception_type(worker, scene_and_mask):
     scene, mask = scene_and_mask
     events = worker.events("s")
-    _loaded(worker, scene, mask)
+    loaded(worker, scene, mask)
 
     def broken_loss(*args, **kwargs):
         raise RuntimeError("the GPU caught fire")
 
-    worker.start_edit("s", _config(steps=3), loss_fn=broken_loss).exception(60)
+    worker.start_edit("s", edit_config(steps=3), loss_fn=broken_loss).exception(60)
     worker.start_generate("s", _gen_config(prompt=" ")).exception(60)  # ValueError: empty prompt
     worker.set_mask("s", torch.ones(3)).exception(60)  # ValueError: the wrong size
     (worker.workspace / "s").rename(worker.workspace / "moved")
     (worker.workspace / "s").write_text("")  # a file where the session's autosave folder should be
     worker.set_mask("s", None).exception(60)  # OSError: the autosave cannot be written
-    kinds = [(e.action, e.kind) for e in _drain(events) if isinstance(e, ErrorEvent)]
+    kinds = [(e.action, e.kind) for e in drain(events) if isinstance(e, ErrorEvent)]
     assert kinds == [("edit", "internal"), ("generate", "invalid-input"), ("mask", "invalid-input"),
                      ("mask", "file")]
 
