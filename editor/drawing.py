@@ -57,16 +57,14 @@ def display_colors(scene: GaussianScene, mask: Tensor | None) -> Tensor:
     return rgb * (1 - w) + torch.tensor(TINT_RGB, dtype=rgb.dtype) * w
 
 
-@torch.no_grad()
 def render_view(
     scene: GaussianScene, camera: Cameras, *, mask: Tensor | None = None, tint: bool = False
 ) -> np.ndarray:
     """One uint8 image [H, W, 3] of `scene` from `camera` (the engine renderer; full SH colour unless tinted)."""
-    from engine.render import render
+    from engine.render.images import picture
 
     colors = display_colors(scene, mask) if tint and mask is not None else None
-    out = render(scene.detach(), camera[0:1], colors=colors, background=BACKGROUND)
-    return to_uint8(out.rgb[0])
+    return picture(scene, camera, colors=colors, background=BACKGROUND)
 
 
 class TintedViews:

@@ -97,15 +97,6 @@ class Session:
         """The scene's up axis: every orbit (views, SAM views, edits, turntables, the web copy) circles it."""
         return self.bundle.up
 
-    def set_up(self, up, source: str = "user") -> None:
-        """Show the scene with this up axis (the engine's history holds it): the view is framed again, upright
-        for it."""
-        from engine.up import normalize_up
-
-        with self.lock:
-            self._show_up(normalize_up(up), source)
-            self._changed()
-
     def _show_up(self, up, source: str) -> None:
         changed = tuple(up) != tuple(self.bundle.up)
         self.bundle = dataclasses.replace(self.bundle, up=tuple(up), up_source=source)
@@ -168,25 +159,6 @@ class Session:
             self.notice = ""
             self._changed()
             self._tell(UserChange("parts", label, dict(parts)))
-
-    def set_scene(self, scene, selection: Tensor | None = None) -> None:
-        """Replace the scene with an edited version (same or different count); keeps the name and parts."""
-        with self.lock:
-            same_count = len(scene) == len(self.bundle.scene)
-            self.bundle = SceneBundle(
-                scene, self.bundle.name,
-                self.bundle.part_ids if same_count else None,
-                self.bundle.part_names if same_count else [],
-                up=self.bundle.up, up_source=self.bundle.up_source,
-            )
-            if selection is not None:
-                self.selection = selection.detach().float().cpu()
-            elif not same_count:
-                self.selection = torch.zeros(len(scene))
-            if not same_count:
-                self.parts, self.lift, self.hidden_parts = {}, None, set()
-            self._recorded = self.selection
-            self._changed()
 
     def set_selection(self, selection: Tensor, *, label: str = "edit selection", keep_lift: bool = False,
                       record: bool = True) -> None:

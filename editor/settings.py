@@ -146,7 +146,7 @@ def model_for_prompt(spec: str, prompt: str) -> str:
         parsed = parse_model_spec(spec)
     except ValueError:
         return spec  # the caller's check says what is wrong with it
-    if named is None or parsed.kind != "closed-form":
+    if named is None or parsed.kind != "closed-form":  # (a reference prior has no colour to replace)
         return spec
     return f"closed-form:{to_hex(named[1])}"
 
@@ -162,9 +162,9 @@ def demo_note(spec: str, prompt: str, *, generate: bool = False) -> str:
         return ""
     if parsed.kind != "closed-form":
         return ""
-    target = parse_model_spec(model_for_prompt(spec, prompt)).colour
-    does = "makes an object of one colour," if generate else "moves the selected part toward"
     named = prompt_colour(prompt)
+    target = parsed.colour if named is None else named[1]  # what model_for_prompt makes of the spec
+    does = "makes an object of one colour," if generate else "moves the selected part toward"
     if named is None:
         why = "the Model tab's colour; a colour word in the prompt, e.g. \"blue\", picks another"
     else:

@@ -16,7 +16,31 @@ from __future__ import annotations
 
 from typing import Iterator, Protocol
 
+import numpy as np
+
 from ..job_status import JobStatus
+
+VIEW_SIZE = 256  # a job's before / preview / after images: this size, drawn from the session's view (both runners)
+
+
+def view_cameras(view):
+    """The one camera a job's images are drawn from: the session's view (an editor.orbit.OrbitView)."""
+    return view.cameras(VIEW_SIZE, VIEW_SIZE)
+
+
+def view_image(scene, view) -> np.ndarray:
+    """[VIEW_SIZE, VIEW_SIZE, 3] uint8: `scene` from the session's `view`."""
+    from ..drawing import render_view
+
+    return render_view(scene, view_cameras(view))
+
+
+def show_after(session) -> None:
+    """After a job's result entered the history and the session shows it: its image from the job's view (the
+    view the job started from; a generated object's own fresh view)."""
+    with session.lock:
+        session.job.preview = view_image(session.scene, getattr(session, "job_view", session.view))
+        session.job.preview_count += 1
 
 
 class Runner(Protocol):

@@ -27,7 +27,6 @@ from typing import Any, Iterator
 
 import torch
 
-PREVIEW_SIZE = 256  # the previews (and before/after images) are rendered at PREVIEW_SIZE² from the session's view
 
 
 _GPU_RENDERER: dict[str, str] = {}  # what the last GPU call reported: {"name", "reason"} (this process's view)

@@ -12,7 +12,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Callable
 
-from .gpu_calls import PREVIEW_SIZE, expected_gpu_renderer
+from . import VIEW_SIZE
+from .gpu_calls import expected_gpu_renderer
 
 GPU_MAX_DURATION_S = 120
 """The longest GPU call this app asks ZeroGPU for; an estimate above it is refused before anything runs. Kept
@@ -77,7 +78,7 @@ def estimate_edit_seconds(num_gaussians: int, config, renderer: str | None = Non
     step = COSTS.model_step_s[kind] * COSTS.method_factor.get(config.method, 1.0)
     step += _render_s(renderer, int(config.batch_size) * config.resolution ** 2, num_gaussians)
     if config.preview_every:
-        step += 0.5 * _render_s(renderer, PREVIEW_SIZE ** 2, num_gaussians) / max(int(config.preview_every), 1)
+        step += 0.5 * _render_s(renderer, VIEW_SIZE ** 2, num_gaussians) / max(int(config.preview_every), 1)
     return COSTS.call_overhead_s[kind] + COSTS.safety * int(config.steps) * step
 
 

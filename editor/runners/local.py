@@ -16,15 +16,14 @@ import threading
 import time
 from typing import Iterator
 
-from ..drawing import render_view
 from ..job_status import JobStatus, apply_progress
 from ..session import Session
 from ..settings import INIT_CURRENT, checked_edit_config, checked_generate_config
+from . import show_after, view_cameras, view_image
 
 log = logging.getLogger(__name__)
 
 POLL_S = 0.2  # how often a streaming handler looks at the job status
-VIEW_SIZE = 256  # before / preview images are rendered at this size from the session's view
 
 
 class LocalRunner:
@@ -50,15 +49,15 @@ class LocalRunner:
         """Queue an edit of the session's selection; bad input raises ValueError before anything is queued."""
         with session.lock:
             config = checked_edit_config(session, settings, self.models)
-            cameras = session.view.cameras(VIEW_SIZE, VIEW_SIZE)  # previews from the view the user is looking at
-            self._queue(session, config, lambda: self.worker.start_edit(session.id, config, preview_cameras=cameras))
+            self._queue(session, config, lambda cameras: self.worker.start_edit(session.id, config,
+                                                                                preview_cameras=cameras))
         self.models.mark_loading(config.model)
 
     def start_generate(self, session: Session, settings) -> None:
         """Queue a text-to-3D generation; its result opens as the session's scene (undo goes back)."""
         with session.lock:
             config = checked_generate_config(session, settings, self.models)
-            future = self._queue(session, config, lambda: self.worker.start_generate(
+            future = self._queue(session, config, lambda _: self.worker.start_generate(
                 session.id, config, from_current=settings.init == INIT_CURRENT,
                 name=f"generated: {config.prompt.strip()[:60]}"))
             with self._lock:
@@ -66,13 +65,14 @@ class LocalRunner:
         self.models.mark_loading(config.model)
 
     def _queue(self, session: Session, config, submit):
-        """The job's status, then the worker command (registered before its first event can arrive)."""
+        """The job's status, then the worker command `submit(cameras)` (`cameras`: the session's view, which
+        the previews are drawn from), registered before its first event can arrive."""
         view = session.view
         session.job = JobStatus(state="queued", total=config.steps, message=self._queued_message(),
-                                before=render_view(session.scene, view.cameras(VIEW_SIZE, VIEW_SIZE)))
+                                before=view_image(session.scene, view))
         session.job_view = view
         with self._lock:
-            future = submit()
+            future = submit(view_cameras(view))
             self._job_ids[future.command_id] = session.id
         session.job.job_id = str(future.command_id)
         if session.viewer is not None:
@@ -181,10 +181,7 @@ class LocalRunner:
         def adopt() -> None:  # not on the worker thread: showing the result asks the worker for it
             try:
                 self.link.show_result(session, generated)
-                with session.lock:
-                    view = getattr(session, "job_view", session.view)
-                    session.job.preview = render_view(session.scene, view.cameras(VIEW_SIZE, VIEW_SIZE))
-                    session.job.preview_count += 1
+                show_after(session)
                 self._finish(session, event.job, "done", event.message)
             except Exception as exc:  # noqa: BLE001
                 log.exception("adopting the job's result failed")

@@ -22,12 +22,12 @@ from typing import Callable, Iterator
 
 import torch
 
-from ..drawing import render_view
 from ..job_status import JobStatus, apply_progress
 from ..session import Session
 from ..settings import INIT_CURRENT, checked_edit_config, checked_generate_config
 from . import gpu_calls
-from .gpu_calls import PREVIEW_SIZE, GpuResult, GpuStarted, record_renderer
+from . import show_after, view_cameras, view_image
+from .gpu_calls import GpuResult, GpuStarted, record_renderer
 from .gpu_time import (check_gpu_time, edit_duration, estimate_edit_seconds, estimate_generate_seconds,
                        generate_duration, gpu_wrap)
 
@@ -81,23 +81,20 @@ class ZeroGpuRunner:
         with session.lock:
             config = checked_edit_config(session, settings, self.models)
             seconds = check_gpu_time(estimate_edit_seconds(len(session.scene), config), config.steps, "edit")
-            scene, mask, view = session.scene, session.selection, session.view
-            cameras = view.cameras(PREVIEW_SIZE, PREVIEW_SIZE)
-            token = self._start(session, config, seconds, before=render_view(scene, cameras))
-            session.job_view = view
+            scene, mask = session.scene, session.selection
+            token = self._start(session, config, seconds)
         yield session.job.copy()
 
         def adopt(result: GpuResult) -> str:
             self.link.adopt_result(session, result.scene, result.mask, f"edit ({config.method}): {config.prompt}",
                                    row_sources=result.row_sources)
-            with session.lock:
-                session.job.preview = render_view(session.scene, view.cameras(PREVIEW_SIZE, PREVIEW_SIZE))
-                session.job.preview_count += 1
+            show_after(session)
             return f"{result.steps_done} steps on {result.device} ({result.renderer} renderer)"
 
         from engine.worker.run import EditJob
 
-        stream = self.gpu_edit(EditJob(scene.clone(), mask.clone(), config, cameras), str(token.path))
+        stream = self.gpu_edit(EditJob(scene.clone(), mask.clone(), config, view_cameras(session.job_view)),
+                               str(token.path))
         yield from self._consume(session, config.model, stream, token, adopt)
 
     def run_generate(self, session: Session, settings) -> Iterator[JobStatus]:
@@ -108,9 +105,7 @@ class ZeroGpuRunner:
             initial = session.scene.clone() if settings.init == INIT_CURRENT else None
             seconds = check_gpu_time(estimate_generate_seconds(config, None if initial is None else len(initial)),
                                      config.steps, "generation")
-            token = self._start(session, config, seconds,
-                                before=render_view(session.scene, session.view.cameras(PREVIEW_SIZE, PREVIEW_SIZE)))
-            session.job_view = session.view
+            token = self._start(session, config, seconds)
         yield session.job.copy()
 
         def adopt(result: GpuResult) -> str:
@@ -118,10 +113,7 @@ class ZeroGpuRunner:
             self.link.adopt_result(session, scene, torch.zeros(len(scene)),
                                    f"generate ({config.method}): {config.prompt}",
                                    name=f"generated: {config.prompt.strip()[:60]}", up=config.up)
-            with session.lock:
-                session.job_view = session.view
-                session.job.preview = render_view(session.scene, session.view.cameras(PREVIEW_SIZE, PREVIEW_SIZE))
-                session.job.preview_count += 1
+            show_after(session)
             return f"{result.steps_done} steps, {len(scene)} Gaussians on {result.device} ({result.renderer} renderer)"
 
         from engine.worker.run import GenerateJob
@@ -129,9 +121,12 @@ class ZeroGpuRunner:
         stream = self.gpu_generate(GenerateJob(config, initial), str(token.path))
         yield from self._consume(session, config.model, stream, token, adopt)
 
-    def _start(self, session: Session, config, seconds: int, *, before) -> CancelToken:
-        session.job = JobStatus(state="running", total=config.steps, started_at=time.time(), before=before,
+    def _start(self, session: Session, config, seconds: int) -> CancelToken:
+        """The job's status (its before image from the session's view) and its cancel token (hold the lock)."""
+        session.job = JobStatus(state="running", total=config.steps, started_at=time.time(),
+                                before=view_image(session.scene, session.view),
                                 message=f"waiting for a GPU (up to {seconds} s requested)")
+        session.job_view = session.view
         token = CancelToken(session.workspace / "gpu-jobs")
         with self._tokens_lock:
             self._tokens[session.id] = token
@@ -170,8 +165,6 @@ class ZeroGpuRunner:
         finally:
             stream.close()  # ends the GPU call (ZeroGPU stops its worker's generator at its next yield)
             self._drop_token(session, token)
-        if result is not None:
-            record_renderer(result.renderer, result.renderer_reason)
         if state == "error":
             pass  # the stream itself failed
         elif token.is_set() or (result is not None and result.cancelled):

@@ -53,12 +53,11 @@ class Jobs:
              ) -> EditResult:
         history = self._sessions.get(cmd.session)
         state = history.current
-        job: list[Job] = []
 
-        def prepare() -> None:
+        def prepare() -> Job:
             if state.mask is None:
                 raise ValueError("nothing is selected; mask the part to edit before starting an edit")
-            job.append(EditJob(state.scene, state.mask, config, preview_cameras))
+            return EditJob(state.scene, state.mask, config, preview_cameras)
 
         def adopt(result: EditResult, history: History) -> str:
             # the named parts follow the edit's rows: children of a part's Gaussians stay in it, pruned ones leave
@@ -66,19 +65,18 @@ class Jobs:
                          row_sources=result.row_sources)
             return f"{result.steps_done} steps"
 
-        return self._run_job(cmd, config.model, history, job, prepare=prepare, adopt=adopt, loss_fn=loss_fn,
+        return self._run_job(cmd, config.model, history, prepare=prepare, adopt=adopt, loss_fn=loss_fn,
                              not_started=lambda: EditResult(scene=state.scene, mask=state.mask, cancelled=True,
                                                             row_sources=torch.arange(len(state.scene))))
 
     def generate(self, cmd: Command, config: GenerateConfig, from_current: bool, name: str | None = None
                  ) -> GenerateResult:
         history = self._sessions.find(cmd.session)
-        job: list[Job] = []
 
-        def prepare() -> None:  # the starting scene is made here, so a bad config is refused before the model loads
+        def prepare() -> Job:  # the starting scene is made here, so a bad config is refused before the model loads
             check_generate_config(config)
             start = self._sessions.get(cmd.session).current.scene if from_current else initial_scene(config)
-            job.append(GenerateJob(config, start))
+            return GenerateJob(config, start)
 
         def adopt(result: GenerateResult, history: History | None) -> str:
             label = f"generate ({config.method}): {config.prompt}"
@@ -92,27 +90,26 @@ class Jobs:
             return f"{result.steps_done} steps, {len(result.scene)} Gaussians"
 
         current = history.current.scene if history is not None else None
-        return self._run_job(cmd, config.model, history, job, prepare=prepare, adopt=adopt,
+        return self._run_job(cmd, config.model, history, prepare=prepare, adopt=adopt,
                              not_started=lambda: GenerateResult(scene=current, steps_done=0, cancelled=True))
 
-    def _run_job(self, cmd: Command, spec: str | None, history: History | None, job: list[Job], *,
-                 prepare: Callable[[], None], adopt: Callable[[R, History | None], str],
+    def _run_job(self, cmd: Command, spec: str | None, history: History | None, *,
+                 prepare: Callable[[], Job], adopt: Callable[[R, History | None], str],
                  not_started: Callable[[], R], loss_fn=None) -> R:
         """The steps of the module docstring. `history`: the session's when the job started (None: it has
-        none yet); `prepare()` checks the input and puts the job description in `job` (made afresh when a job
-        parked on its model runs); `adopt(result, history)` records a finished result there and returns the
-        Done message."""
+        none yet); `prepare()` checks the input and returns the job description (made afresh when a job parked
+        on its model runs); `adopt(result, history)` records a finished result there and returns the Done
+        message."""
         state = history.current if history is not None else None
         if cmd.control.cancel.is_set():  # cancelled while queued
             self._done(cmd, cancelled=True, message="cancelled before start")
             return not_started()
-        job.clear()
-        prepare()
+        job = prepare()
         model = self._models.get_or_park(spec)  # Parked: the worker sets the job aside until the model loads
         with self._queue.running(cmd):
             self._sessions.announce(cmd.session)
             should_stop, on_progress = self._hooks(cmd)
-            for record in run_job(job[0], model, should_stop=should_stop, loss_fn=loss_fn):
+            for record in run_job(job, model, should_stop=should_stop, loss_fn=loss_fn):
                 if isinstance(record, Progress):
                     on_progress(record)
                 else:
@@ -132,7 +129,7 @@ class Jobs:
         return result
 
     def _hooks(self, cmd: Command) -> tuple[ShouldStop, OnProgress]:
-        """(should_stop, on_event) for a job: the pause/cancel flags and other sessions' commands between
+        """(should_stop, on_progress) for a job: the pause/cancel flags and other sessions' commands between
         steps, and the job's progress and previews as events."""
 
         def should_stop() -> bool:

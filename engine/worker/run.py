@@ -99,11 +99,6 @@ def _generate(job: GenerateJob, model, should_stop, loss_fn) -> Iterator[Progres
 
 def _draw(scene: GaussianScene, cameras: Cameras) -> np.ndarray:
     """[H, W, 3] uint8: `scene` from the first camera, on the page's background."""
-    import torch
+    from ..render.images import picture
 
-    from ..render import render
-    from ..render.images import to_uint8
-
-    with torch.no_grad():
-        shown = scene.detach().to(cameras.viewmats.device)
-        return to_uint8(render(shown, cameras[0:1], background=PREVIEW_BACKGROUND).rgb[0])
+    return picture(scene.to(cameras.viewmats.device), cameras, background=PREVIEW_BACKGROUND)

@@ -39,7 +39,7 @@ def test_the_streamed_view_of_a_turned_scene_is_the_same_picture(tmp_path):
     image_a = drawing.render_view(a.scene, a.view.cameras(48, 48)).astype(int)
     image_b = drawing.render_view(b.scene, b.view.cameras(48, 48)).astype(int)
     assert np.abs(image_a - image_b).max() <= 3
-    b.set_up((0.0, 0.0, 1.0))  # the user says otherwise: the view follows
+    b.show_state(b.scene, b.selection, b.parts, up=(0.0, 0.0, 1.0), up_source="user")  # the user says otherwise
     assert b.up == (0.0, 0.0, 1.0) and b.bundle.up_source == "user" and b.view.up == (0.0, 0.0, 1.0)
     assert np.abs(drawing.render_view(b.scene, b.view.cameras(48, 48)).astype(int) - image_a).mean() > 5
 
