@@ -122,8 +122,11 @@ def load_clip(spec: str = DEFAULT_CLIP, *, device: torch.device | str | None = N
     source = str(path.resolve()) if path.is_dir() else spec
     if path.exists() and not path.is_dir():
         raise _unavailable(spec, "it is a file; a local CLIP model is a folder")
+    from ..guidance.loading import WEIGHTS_LOCK
+
     try:
-        model = CLIPModel.from_pretrained(source)
+        with WEIGHTS_LOCK:  # see WEIGHTS_LOCK: one weight load at a time in a process
+            model = CLIPModel.from_pretrained(source)
         tokenizer = CLIPTokenizer.from_pretrained(source)
     except (OSError, ValueError) as exc:
         raise _unavailable(spec, " ".join(str(exc).split()) or type(exc).__name__) from exc

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from pathlib import Path
 
 import torch
@@ -35,6 +36,13 @@ FP16_VARIANT = "fp16"  # weight-file variant fetched when the model runs in fp16
 SUBFOLDERS = ("tokenizer", "text_encoder", "unet", "vae", "scheduler")  # a local model's diffusers layout
 CLOSED_FORM_PREFIX = "closed-form:"
 REFERENCE_PREFIX = "reference:"
+# One weight load at a time in this process. diffusers and transformers build a model's modules on the "meta"
+# device and fill them afterwards, and accelerate does that by patching torch.nn.Module for the whole process
+# while it runs: a second load on another thread meanwhile builds its modules on "meta" too and fails
+# ("Unsupported device type 'meta'", "Cannot copy out of meta tensor"). Two sessions loading models, or a load
+# still running after its job was cancelled, must wait for each other instead. Every from_pretrained of weights
+# in the engine holds it.
+WEIGHTS_LOCK = threading.RLock()
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
@@ -133,12 +141,13 @@ def load_weights(cls, source: str, subfolder: str, *, variant: str | None, **kwa
     `diffusion_pytorch_model.fp16.safetensors`: half the download of the fp32 files) and falling back to the
     plain files when the repository, the cache or the local folder has no such variant. Offline and local rules
     are from_pretrained's own (HF_HUB_OFFLINE, the cache, a directory path)."""
-    if variant is not None:
-        try:
-            return cls.from_pretrained(source, subfolder=subfolder, variant=variant, **kwargs)
-        except (OSError, ValueError):
-            pass  # no variant files there: the plain ones below (their error, if any, is the one reported)
-    return cls.from_pretrained(source, subfolder=subfolder, **kwargs)
+    with WEIGHTS_LOCK:
+        if variant is not None:
+            try:
+                return cls.from_pretrained(source, subfolder=subfolder, variant=variant, **kwargs)
+            except (OSError, ValueError):
+                pass  # no variant files there: the plain ones below (their error, if any, is the one reported)
+        return cls.from_pretrained(source, subfolder=subfolder, **kwargs)
 
 
 class DiffusersModel:

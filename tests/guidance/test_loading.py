@@ -223,3 +223,27 @@ def test_dds_with_equal_prompts_is_zero_on_a_real_unet(tiny_model):
     out = DDSLoss(tiny_model, "a chair", "a chair")(image, step=0, total_steps=1, originals=originals)
     out.loss.backward()
     assert image.grad.abs().max() == 0
+
+
+def test_loads_on_several_threads_at_once_all_succeed(tiny_pipeline_dir):
+    """Two sessions loading models at once (or a cancelled job's load still running when the next starts): the
+    libraries build modules on the "meta" device by patching torch for the whole process, so unguarded
+    concurrent loads fail with "Unsupported device type 'meta'". Each load here must give a working model."""
+    import threading
+
+    results, errors = [], []
+
+    def load():
+        try:
+            results.append(load_guidance(str(tiny_pipeline_dir), device="cpu"))
+        except Exception as exc:  # collected: the assertion below names it
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert errors == [] and len(results) == 4
+    for model in results:
+        assert all(p.device.type == "cpu" for p in model.unet.parameters())
