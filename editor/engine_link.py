@@ -149,7 +149,7 @@ class EngineLink:
         self.wait(command(session.id))
         self.show_current(session)
 
-    def export(self, session: Session, path, *, spz_frame: str = "spec") -> str:
+    def export(self, session: Session, path, *, spz_frame: str = "raw") -> str:
         """Write the current scene; a .ply records the scene's up axis in its header (engine.io.detect_up); an .spz is
         stored in `spz_frame` ("raw" for splat-transform and Niantic's converter)."""
         from .scenes import save_scene

@@ -69,8 +69,8 @@ def build_scene_panel(ctx: AppContext) -> None:
         file_types=sorted({e if e.count(".") == 1 else "." + e.rsplit(".", 1)[-1] for e in exts}),
         elem_id="scene-upload",
     )
-    spz_frame = gr.Radio([("as the spz spec says (RUB, converted)", "spec"),
-                          ("raw (files from splat-transform or Niantic's converter)", "raw")], value="spec",
+    spz_frame = gr.Radio([("like a .ply (SuperSplat, splat-transform, Niantic's ply-to-spz)", "raw"),
+                          ("RUB, as the spz README says (converted)", "spec")], value="raw",
                          label=".spz files are stored", elem_id="scene-spz-frame",
                          info="an .spz opened upside down was written the other way: open it again with the other "
                               "choice (the header does not say which)")
@@ -121,7 +121,7 @@ def build_scene_panel(ctx: AppContext) -> None:
         if session.job.active:
             raise gr.Error("an edit is running; cancel it before opening another scene")
         try:
-            bundle = scenes.open_scene(path, spz_frame=frame or "spec")
+            bundle = scenes.open_scene(path, spz_frame=frame or "raw")
         except (ValueError, OSError) as exc:
             raise gr.Error(user_facing(str(exc), path)) from exc
         ctx.link.load_scene(session, bundle)

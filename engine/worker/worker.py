@@ -182,9 +182,9 @@ class EngineWorker:
 
         return self._queue.submit(session, "snapshot", run)
 
-    def export(self, session: str, path: str | os.PathLike, *, spz_frame: str = "spec") -> Future:
+    def export(self, session: str, path: str | os.PathLike, *, spz_frame: str = "raw") -> Future:
         """Write the session's current scene (format from the extension, engine.io.save; `spz_frame` says how
-        an .spz is stored: "spec" or "raw", see engine.io.SPZ_FRAMES); resolves to the path."""
+        an .spz is stored: "raw" (default) or "spec", see engine.io.SPZ_FRAMES); resolves to the path."""
 
         def run(cmd: Command) -> Path:
             from ..io import save
