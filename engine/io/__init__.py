@@ -27,9 +27,9 @@ READABLE_EXTENSIONS = (".ply", ".compressed.ply", ".splat", ".spz", ".sog", ".js
 READABLE_EXTENSIONS += MESH_EXTENSIONS + POINT_CLOUD_EXTENSIONS
 WRITABLE_EXTENSIONS = (".ply", ".compressed.ply", ".splat", ".spz", ".sog", ".json")
 DEFAULT_SPZ_FRAME = "raw"  # what SuperSplat / splat-transform read and write: see engine/io/spz.py and the README
-# .spz coordinate frame: "spec" converts from/to the RUB frame the spz format defines (Blender's importer,
-# the reference library given a frame); "raw" keeps the stored values (splat-transform, Niantic's
-# ply-to-spz tool). Nothing in an .spz file says which one wrote it.
+# .spz coordinate frame: "raw" keeps the stored values in the .ply frame (SuperSplat, splat-transform, Niantic's
+# ply-to-spz tool); "spec" converts from/to the RUB frame the spz README names (the reference library given a
+# frame). Nothing in an .spz file says which one wrote it.
 SPZ_FRAMES = ("spec", "raw")
 
 # Format names returned by detect_format (also shown by `python -m engine info`).
