@@ -36,6 +36,13 @@ def render_stream(session: Session, *, low: bool = False) -> str:
     return session.image_file("stream", drawing.render_view(scene, camera, mask=mask, tint=tint))
 
 
+def slider_angles(session: Session) -> tuple[float, float]:
+    """The orbit sliders' values for the session's view (sent when a new scene resets the view, so the sliders
+    do not keep the old scene's angles)."""
+    with session.lock:
+        return session.view.azimuth, session.view.elevation
+
+
 def view_key(session: Session) -> tuple:
     """What a streamed image depends on; the page keeps the key of what it shows to skip needless renders."""
     with session.lock:
