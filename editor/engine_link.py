@@ -59,7 +59,7 @@ class EngineLink:
         if change.kind == "parts":
             self.worker.set_parts(session.id, dict(change.value), label=change.label or "parts")
         else:
-            self.worker.set_mask(session.id, change.value.clone(), label=change.label)
+            self.worker.set_mask(session.id, change.value.clone(), label=change.label, group=change.group)
 
     def show_current(self, session: Session, *, opened: bool = False) -> None:
         """Make the session show the worker's current state: scene, mask, parts, name and up. `opened`: it is a

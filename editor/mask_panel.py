@@ -58,6 +58,15 @@ def build_mask_panel(ctx: AppContext) -> None:
             text_go = gr.Button("Select by text", size="sm", variant="primary", elem_id="text-select")
         gr.Markdown("Reads the editing model's attention to the part's word in as many views as *Views SAM runs "
                     "on*, lifted with 3D-GALP; uses the model of the Model tab (the closed-form demo has none).")
+    with gr.Accordion("Select a volume (sphere / box)", open=False):
+        with gr.Row():
+            volume_shape = gr.Radio([("Sphere", "sphere"), ("Box", "box")], value="sphere", label="Shape",
+                                    elem_id="volume-shape")
+            volume_size = gr.Slider(0.02, 1.0, value=0.25, step=0.01, elem_id="volume-size",
+                                    label="Size (share of the scene's extent)")
+            volume_go = gr.Button("Select volume", size="sm", variant="primary", elem_id="volume-select")
+        gr.Markdown("Centred on the current selection (on the scene when nothing is selected); the Operation "
+                    "above adds or subtracts it.")
     info = gr.Markdown(elem_id="mask-info")
     cancel_task = gr.Button("Cancel mask task", size="sm", elem_id="mask-cancel-task", visible=False)
     with gr.Row():
@@ -116,6 +125,14 @@ def build_mask_panel(ctx: AppContext) -> None:
                              (shrink, ctx.masking.shrink, "shrink_mask"), (clear, ctx.masking.clear, "clear_mask"),
                              (islands, ctx.masking.remove_islands, "remove_islands")):
         ctx.changed(button.click(action(fn), None, count, api_name=name))
+
+    def do_volume(shape: str, size: float, request: gr.Request) -> int:
+        try:
+            return ctx.masking.select_volume(ctx.session(request), shape, float(size))
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
+
+    ctx.changed(volume_go.click(do_volume, [volume_shape, volume_size], count, api_name="select_volume"))
 
     def cut(value: float, request: gr.Request):
         """Live preview while the slider moves: re-cut the lifted mask, quick low-resolution render."""

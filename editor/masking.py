@@ -12,6 +12,7 @@ Masking's too, by inheritance, so the panels reach every selection tool through 
 from __future__ import annotations
 
 import logging
+import time
 from functools import partial
 
 from torch import Tensor
@@ -29,6 +30,8 @@ __all__ = ["Masking", "combine"]  # combine lives in editor.mask_edits; tests an
 # Pixels of context kept around a brush or rectangle when only that window of the view is rasterized: a
 # Gaussian straddling the window edge still has most of its compositing weight inside the window.
 WINDOW_MARGIN = 16
+# Brush clicks closer together than this (same tool and operation) are one stroke: one history entry.
+STROKE_GAP_S = 1.5
 
 
 def _window(camera, x0: float, y0: float, x1: float, y1: float):
@@ -194,5 +197,10 @@ class Masking(SelectionEdits, PartsAndFiles):
 
     def _apply(self, session: Session, new: Tensor, op: str, tool: str) -> int:
         with session.lock:
-            session.set_selection(combine(session.selection, new.float().cpu(), op), label=f"{tool} {op}")
+            label = f"{tool} {op}"
+            now = time.monotonic()
+            last = getattr(session, "_stroke", None)  # (label, time) of the last brush click
+            group = tool == "brush" and last is not None and last[0] == label and now - last[1] <= STROKE_GAP_S
+            session._stroke = (label, now) if tool == "brush" else None
+            session.set_selection(combine(session.selection, new.float().cpu(), op), label=label, group=group)
             return session.selected_count()

@@ -170,6 +170,12 @@ def generate_progress_html(job: JobStatus) -> str:
     return progress_html(job).replace('id="edit-progress"', 'id="generate-progress"', 1)
 
 
+def generate_buttons(job: JobStatus) -> tuple[dict, dict]:
+    """(Generate, Cancel) button states: Cancel only while a generation is queued or running, Generate only
+    while none is."""
+    return gr.update(interactive=not job.active), gr.update(interactive=job.active)
+
+
 def build_generate_group(ctx: AppContext, info) -> None:
     """A folded group: prompt and settings, Generate / Cancel, progress and live preview. The result replaces
     the scene as one history entry (Undo brings the previous scene back)."""
@@ -193,7 +199,7 @@ def build_generate_group(ctx: AppContext, info) -> None:
                               elem_id="generate-count")
         with gr.Row():
             run = gr.Button("Generate", variant="primary", elem_id="generate-run")
-            cancel = gr.Button("Cancel", variant="stop", elem_id="generate-cancel")
+            cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="generate-cancel")
         note = gr.Markdown(elem_id="generate-prompt-note")  # what the closed-form demo does with the prompt
         progress = gr.HTML(generate_progress_html(JobStatus()), elem_id="generate-progress-box")
         preview = gr.Image(label="Live preview", interactive=False, elem_id="generate-preview", height=256,
@@ -210,11 +216,12 @@ def build_generate_group(ctx: AppContext, info) -> None:
             job = next(updates)  # bad input or a model that cannot load: refused before anything runs
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
-        yield generate_progress_html(job), session.image_file("generate", job.preview), gr.update()
+        yield generate_progress_html(job), session.image_file("generate", job.preview), gr.update(), \
+            *generate_buttons(job)
         for job in updates:
             done = job.state in ("done", "cancelled", "error")
             yield (generate_progress_html(job), session.image_file("generate", job.preview),
-                   info_markdown(session) if done else gr.update())
+                   info_markdown(session) if done else gr.update(), *generate_buttons(job))
 
     def prompt_note(prompt_v: str, model_v: str, request: gr.Request) -> str:
         from .models import normalise_colour_spec
@@ -226,7 +233,7 @@ def build_generate_group(ctx: AppContext, info) -> None:
         changed(prompt_note, [prompt, model], note, show_progress="hidden", api_visibility="private")
 
     inputs = [prompt, model, method, init, steps, seed, resolution, count]
-    ctx.changed(run.click(start_and_stream, inputs, [progress, preview, info], api_name="generate",
+    ctx.changed(run.click(start_and_stream, inputs, [progress, preview, info, run, cancel], api_name="generate",
                           concurrency_limit=None, show_progress="hidden"))
     def do_cancel(request: gr.Request) -> None:
         ctx.runner.cancel(ctx.session(request))
