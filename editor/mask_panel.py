@@ -31,15 +31,24 @@ def mask_summary(session: Session) -> str:
     return "  \n".join(lines)
 
 
+def sam_note_update(tool: str, missing: str) -> dict:
+    """The note under the tools: with the SAM tool chosen and no checkpoint, what is missing and the download."""
+    shown = tool == "sam" and bool(missing)
+    return gr.update(value=f"⚠️ {missing}" if shown else "", visible=shown)
+
+
 def part_choices(session: Session) -> list[str]:
     with session.lock:
         return list(session.parts)
 
 
 def build_mask_panel(ctx: AppContext) -> None:
+    sam_missing = ctx.masking.sam_missing()
+    labels = dict(TOOL_LABELS, sam=TOOL_LABELS["sam"] + (" — no checkpoint installed" if sam_missing else ""))
     with gr.Row():
-        tool = gr.Radio([(TOOL_LABELS[t], t) for t in TOOLS], value="pick", label="Tool", elem_id="mask-tool")
+        tool = gr.Radio([(labels[t], t) for t in TOOLS], value="pick", label="Tool", elem_id="mask-tool")
         op = gr.Radio(list(OPS), value="add", label="Operation", elem_id="mask-op")
+    sam_note = gr.Markdown(visible=False, elem_id="mask-sam-note")  # said when SAM is chosen, before a click
     brush = gr.Slider(2, 120, value=24, step=1, label="Brush / pick radius (pixels)", elem_id="mask-radius")
     with gr.Accordion("SAM and lifting", open=False):
         lift_method = gr.Radio([("Voting", "vote"), ("3D-GALP", "galp")], value="vote", label="Lift method",
@@ -108,6 +117,8 @@ def build_mask_panel(ctx: AppContext) -> None:
     for component in settings:
         component.change(set_tool, settings, None, show_progress="hidden", api_name="set_tool" if component is tool else None,
                          api_visibility="public" if component is tool else "private")
+    tool.change(lambda t: sam_note_update(t, ctx.masking.sam_missing()), tool, sam_note, show_progress="hidden",
+                api_visibility="private")
 
     # --- whole-mask actions: each returns the selected count; the page's sync re-renders the views
     def action(fn):

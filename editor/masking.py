@@ -62,13 +62,21 @@ class Masking(SelectionEdits, PartsAndFiles):
         self.tasks = None  # editor.engine_link.EngineLink (set by editor.page.connect): SAM and lifting run on its worker
         self.models = None  # editor.models.ModelChoice (set by editor.page.connect): the model text selection reads
 
+    def sam_missing(self) -> str:
+        """Why the SAM tool cannot run and how to make it ("" when a checkpoint is there): shown when the tool is
+        chosen, before any click, and raised by a click."""
+        if self.sam.available:
+            return ""
+        from engine.masks.sam import missing_checkpoint_message
+
+        return (missing_checkpoint_message("(none given)")
+                + " with python app.py --sam-checkpoint PATH (or set SPLATEDIT_SAM)")
+
     def _require_sam(self) -> None:
         """Refuse at once, saying how to give one, when there is no SAM checkpoint to load."""
-        if not self.sam.available:
-            from engine.masks.sam import missing_checkpoint_message
-
-            raise ValueError(missing_checkpoint_message("(none given)")
-                             + " with python app.py --sam-checkpoint PATH (or set SPLATEDIT_SAM)")
+        missing = self.sam_missing()
+        if missing:
+            raise ValueError(missing)
 
     def apply_click(self, session: Session, click: ViewClick) -> int:
         """Apply the session's tool at a click; returns how many Gaussians are selected afterwards. A click on
