@@ -23,7 +23,7 @@ from .history_panel import build_history_panel, history_html
 from .mask_panel import build_mask_panel, mask_summary
 from .masking import Masking
 from .model_panel import build_model_panel
-from .render_panel import build_render_panel, render_stream, slider_angles
+from .render_panel import LARGE_CSS, build_render_panel, render_stream, slider_angles
 from .scene_panel import build_scene_panel, info_markdown
 from .session import Session, SessionRegistry
 
@@ -33,7 +33,7 @@ SYNC_EVERY_S = 0.5
 VISER_HEIGHT = 560
 CSS = """
 #history-list li.current { font-weight: bold; }
-"""
+""" + LARGE_CSS
 
 
 def viser_iframe(host_header: str | None, port: int) -> str:

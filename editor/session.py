@@ -215,6 +215,17 @@ class Session:
                     hidden |= self.parts[name] > 0.5
             return drawing.hide_gaussians(scene, hidden)
 
+    def set_tint(self, on: bool) -> None:
+        """The one mask-tint switch of both views (the Render tab's box and the Viser view's "Mask tint")."""
+        with self.lock:
+            if self.tint == bool(on):
+                return
+            self.tint = bool(on)
+            self.revision += 1
+        viewer = self.viewer
+        if viewer is not None and bool(viewer.tint_checkbox.value) != bool(on):
+            viewer.tint_checkbox.value = bool(on)
+
     def selected_count(self, threshold: float = 0.5) -> int:
         with self.lock:
             return int((self.selection > threshold).sum())
