@@ -69,7 +69,8 @@ class Masking(SelectionEdits, PartsAndFiles):
             return ""
         from engine.masks.sam import missing_checkpoint_message
 
-        return (missing_checkpoint_message("(none given)")
+        download = missing_checkpoint_message("(none given)").split(". ", 1)[-1]  # "Download one of ... its path"
+        return ("No SAM checkpoint is installed, so the SAM tool cannot run yet. " + download
                 + " with python app.py --sam-checkpoint PATH (or set SPLATEDIT_SAM)")
 
     def _require_sam(self) -> None:

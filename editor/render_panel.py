@@ -107,7 +107,7 @@ def build_render_panel(ctx: AppContext) -> None:
         zoom_out = gr.Button("− Zoom out", size="sm", elem_id="orbit-out", min_width=40)
         reset = gr.Button("Frame", size="sm", elem_id="orbit-reset", min_width=60)
         frame_selected = gr.Button("Frame selection", size="sm", elem_id="orbit-frame-selection", min_width=60)
-        large = gr.Button("⛶ Large view", size="sm", elem_id="orbit-large", min_width=60)
+        large = gr.Button("Large view", size="sm", elem_id="orbit-large", min_width=60)
     with gr.Row():
         azimuth = gr.Slider(-180, 180, value=30, step=1, label="Azimuth", elem_id="orbit-azimuth")
         elevation = gr.Slider(-89, 89, value=20, step=1, label="Elevation", elem_id="orbit-elevation")
