@@ -19,7 +19,7 @@ EXPORT_CHOICES = [
     ("3DGS .ply", "ply"),
     ("antimatter15 .splat", "splat"),
     ("Niantic .spz (opens upright in SuperSplat, splat-transform)", "spz"),
-    ("Niantic .spz, RUB frame as the spz README says (Blender's importer)", "spz-spec"),
+    ("Niantic .spz, RUB frame (as the spz README says)", "spz-spec"),
     ("PlayCanvas .sog", "sog"),
     ("SuperSplat .compressed.ply", "compressed.ply"),
     ("Mask .npy", "mask"),
