@@ -11,6 +11,7 @@ fewer steps (SPACE_EDIT_STEPS), so a default edit fits a free GPU quota.
 from __future__ import annotations
 
 import html
+import itertools
 import time
 
 import gradio as gr
@@ -100,6 +101,16 @@ def model_line(ctx: AppContext, session: Session) -> str:
     return f"Model: {icon} `{status['spec']}` — {status['state']} (change it in the Model tab)"
 
 
+def run_outputs(ctx: AppContext, session: Session, first: JobStatus, updates):
+    """The Run stream's outputs: job_outputs plus the model line, re-sent whenever it changes (the model is
+    "loading" until the first step, then "loaded": the page's sync only re-reads it when the scene changes)."""
+    shown = None
+    for job in itertools.chain([first], updates):
+        line = model_line(ctx, session)
+        yield (*job_outputs(job, session), gr.skip() if line == shown else line)
+        shown = line
+
+
 def build_edit_panel(ctx: AppContext) -> None:
     active_model = gr.Markdown(elem_id="edit-model")
     prompt = gr.Textbox(label="Prompt (what the selected part should become)", placeholder="a red scarf",
@@ -166,16 +177,14 @@ def build_edit_panel(ctx: AppContext) -> None:
             last = next(updates)  # bad input or a model that cannot load: refused before anything runs
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
-        yield job_outputs(last, session)
-        for last in updates:
-            yield job_outputs(last, session)
-        if last.state == "error":  # a popup with the whole message, besides the bar
-            raise gr.Error(last.message or "the edit failed", duration=None)
+        yield from run_outputs(ctx, session, last, updates)
+        if session.job.state == "error":  # a popup with the whole message, besides the bar
+            raise gr.Error(session.job.message or "the edit failed", duration=None)
 
     inputs = [prompt, source, method, steps, guidance, resolution, seed, preview_every, densify, prior_removal,
               lr_scale]
-    ctx.changed(run.click(start_and_stream, inputs, outputs, api_name="run_edit", concurrency_limit=None,
-                          show_progress="hidden"))
+    ctx.changed(run.click(start_and_stream, inputs, [*outputs, active_model], api_name="run_edit",
+                          concurrency_limit=None, show_progress="hidden"))
 
     def toggle_pause(request: gr.Request):
         session = ctx.session(request)

@@ -59,7 +59,7 @@ class EngineLink:
         if change.kind == "parts":
             self.worker.set_parts(session.id, dict(change.value), label=change.label or "parts")
         else:
-            self.worker.set_mask(session.id, change.value.clone(), label=change.label)
+            self.worker.set_mask(session.id, change.value.clone(), label=change.label, group=change.group)
 
     def show_current(self, session: Session, *, opened: bool = False) -> None:
         """Make the session show the worker's current state: scene, mask, parts, name and up. `opened`: it is a
@@ -149,7 +149,7 @@ class EngineLink:
         self.wait(command(session.id))
         self.show_current(session)
 
-    def export(self, session: Session, path, *, spz_frame: str = "spec") -> str:
+    def export(self, session: Session, path, *, spz_frame: str = "raw") -> str:
         """Write the current scene; a .ply records the scene's up axis in its header (engine.io.detect_up); an .spz is
         stored in `spz_frame` ("raw" for splat-transform and Niantic's converter)."""
         from .scenes import save_scene

@@ -7,7 +7,8 @@ undo/redo. Exports are written under the session's workspace folder and handed t
 from __future__ import annotations
 
 import html
-import time
+import re
+from pathlib import Path
 
 import gradio as gr
 
@@ -17,13 +18,34 @@ from .session import Session
 EXPORT_CHOICES = [
     ("3DGS .ply", "ply"),
     ("antimatter15 .splat", "splat"),
-    ("Niantic .spz (spec frame)", "spz"),
-    ("Niantic .spz, raw frame (splat-transform, Niantic's converter)", "spz-raw"),
+    ("Niantic .spz (opens upright in SuperSplat, splat-transform)", "spz"),
+    ("Niantic .spz, RUB frame (as the spz README says)", "spz-spec"),
     ("PlayCanvas .sog", "sog"),
     ("SuperSplat .compressed.ply", "compressed.ply"),
     ("Mask .npy", "mask"),
     ("Turntable .mp4", "mp4"),
 ]
+
+
+SCENE_SUFFIXES = (".compressed.ply", ".ply", ".splat", ".spz", ".sog", ".ksplat", ".json", ".glb", ".gltf", ".obj",
+                  ".off", ".stl", ".pcd", ".xyz")
+
+
+def export_path(folder: Path, source: str, kind: str) -> Path:
+    """Where an export of kind `kind` goes: named after the opened file (`guitar.spz` -> `guitar-edited.ply`) so
+    downloads are recognisable; a second export of the same kind gets `-2`, `-3`, ... instead of overwriting."""
+    stem = source
+    for suffix in SCENE_SUFFIXES:
+        if stem.lower().endswith(suffix):
+            stem = stem[: -len(suffix)]
+            break
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "scene"
+    tail, ext = {"mask": ("mask", "npy"), "mp4": ("turntable", "mp4")}.get(kind, ("edited", kind.split("-")[0]))
+    path = folder / f"{stem}-{tail}.{ext}"
+    count = 2
+    while path.exists():
+        path, count = folder / f"{stem}-{tail}-{count}.{ext}", count + 1
+    return path
 
 
 def history_html(session: Session) -> str:
@@ -70,20 +92,19 @@ def build_history_panel(ctx: AppContext) -> None:
 
     def do_export(kind: str, request: gr.Request) -> str:
         session = ctx.session(request)
-        stamp = time.strftime("%Y%m%d-%H%M%S")
-        folder = session.workspace / "exports"
+        with session.lock:
+            source = session.bundle.name if session.bundle is not None else "scene"
+        path = export_path(session.workspace / "exports", source, kind)
         try:
             if kind == "mask":
-                return str(ctx.masking.save_mask(session, folder / f"mask-{stamp}.npy"))
+                return str(ctx.masking.save_mask(session, path))
             if kind == "mp4":
                 from . import drawing
 
                 with session.lock:
                     scene, up = session.scene, session.up
-                return str(drawing.turntable(scene, folder / f"turntable-{stamp}.mp4", up=up))
-            if kind == "spz-raw":
-                return str(ctx.link.export(session, folder / f"scene-{stamp}.spz", spz_frame="raw"))
-            return str(ctx.link.export(session, folder / f"scene-{stamp}.{kind}"))
+                return str(drawing.turntable(scene, path, up=up))
+            return str(ctx.link.export(session, path, spz_frame="spec" if kind == "spz-spec" else "raw"))
         except (ValueError, OSError) as exc:
             raise gr.Error(str(exc)) from exc
 

@@ -12,6 +12,8 @@ from torch import Tensor
 
 from .session import Session
 
+VOLUMES = ("sphere", "box")
+
 
 def combine(selection: Tensor, new: Tensor, op: str) -> Tensor:
     """add: union (max of weights); subtract: `selection` without `new` (engine.masks.ops' fuzzy algebra)."""
@@ -72,6 +74,33 @@ class SelectionEdits:
 
         with session.lock:
             session.set_selection(ops.remove_islands(session.selection, session.scene.means), label="remove islands")
+            return session.selected_count()
+
+    def select_volume(self, session: Session, shape: str, size: float) -> int:
+        """Add (or subtract, by the session's operation) the Gaussians inside a sphere or an axis-aligned box
+        centred on the current selection (on the scene when nothing is selected). `size` in (0, 1]: the sphere's
+        radius as a share of the scene's half diagonal, or the box's half extents as a share of the scene's (so
+        the box keeps the scene's proportions). The engine's engine.masks.selection does the geometry."""
+        from engine.masks.selection import box, sphere
+
+        if shape not in VOLUMES:
+            raise ValueError(f"unknown volume {shape!r} (sphere or box)")
+        if not 0 < size <= 1:
+            raise ValueError(f"volume size must be in (0, 1], got {size}")
+        with session.lock:
+            scene, selection, op = session.scene, session.selection, session.op
+            lo, hi = scene.bounding_box(quantile=0.01 if len(scene) > 200 else 0.0)
+            half = ((hi - lo) / 2).clamp_min(1e-6)
+            weights = selection.float()
+            if float(weights.sum()) > 0:
+                center = (scene.means.detach().float().cpu() * weights[:, None]).sum(0) / weights.sum()
+            else:
+                center = (lo + hi) / 2
+            if shape == "sphere":
+                new = sphere(scene, center, float(half.norm()) * size)
+            else:
+                new = box(scene, center, half * size)
+            session.set_selection(combine(selection, new, op), label=f"{shape} {op}")
             return session.selected_count()
 
     @staticmethod

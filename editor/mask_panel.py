@@ -31,15 +31,24 @@ def mask_summary(session: Session) -> str:
     return "  \n".join(lines)
 
 
+def sam_note_update(tool: str, missing: str) -> dict:
+    """The note under the tools: with the SAM tool chosen and no checkpoint, what is missing and the download."""
+    shown = tool == "sam" and bool(missing)
+    return gr.update(value=f"⚠️ {missing}" if shown else "", visible=shown)
+
+
 def part_choices(session: Session) -> list[str]:
     with session.lock:
         return list(session.parts)
 
 
 def build_mask_panel(ctx: AppContext) -> None:
+    sam_missing = ctx.masking.sam_missing()
+    labels = dict(TOOL_LABELS, sam=TOOL_LABELS["sam"] + (" — no checkpoint installed" if sam_missing else ""))
     with gr.Row():
-        tool = gr.Radio([(TOOL_LABELS[t], t) for t in TOOLS], value="pick", label="Tool", elem_id="mask-tool")
+        tool = gr.Radio([(labels[t], t) for t in TOOLS], value="pick", label="Tool", elem_id="mask-tool")
         op = gr.Radio(list(OPS), value="add", label="Operation", elem_id="mask-op")
+    sam_note = gr.Markdown(visible=False, elem_id="mask-sam-note")  # said when SAM is chosen, before a click
     brush = gr.Slider(2, 120, value=24, step=1, label="Brush / pick radius (pixels)", elem_id="mask-radius")
     with gr.Accordion("SAM and lifting", open=False):
         lift_method = gr.Radio([("Voting", "vote"), ("3D-GALP", "galp")], value="vote", label="Lift method",
@@ -58,6 +67,15 @@ def build_mask_panel(ctx: AppContext) -> None:
             text_go = gr.Button("Select by text", size="sm", variant="primary", elem_id="text-select")
         gr.Markdown("Reads the editing model's attention to the part's word in as many views as *Views SAM runs "
                     "on*, lifted with 3D-GALP; uses the model of the Model tab (the closed-form demo has none).")
+    with gr.Accordion("Select a volume (sphere / box)", open=False):
+        with gr.Row():
+            volume_shape = gr.Radio([("Sphere", "sphere"), ("Box", "box")], value="sphere", label="Shape",
+                                    elem_id="volume-shape")
+            volume_size = gr.Slider(0.02, 1.0, value=0.25, step=0.01, elem_id="volume-size",
+                                    label="Size (share of the scene's extent)")
+            volume_go = gr.Button("Select volume", size="sm", variant="primary", elem_id="volume-select")
+        gr.Markdown("Centred on the current selection (on the scene when nothing is selected); the Operation "
+                    "above adds or subtracts it.")
     info = gr.Markdown(elem_id="mask-info")
     cancel_task = gr.Button("Cancel mask task", size="sm", elem_id="mask-cancel-task", visible=False)
     with gr.Row():
@@ -99,6 +117,8 @@ def build_mask_panel(ctx: AppContext) -> None:
     for component in settings:
         component.change(set_tool, settings, None, show_progress="hidden", api_name="set_tool" if component is tool else None,
                          api_visibility="public" if component is tool else "private")
+    tool.change(lambda t: sam_note_update(t, ctx.masking.sam_missing()), tool, sam_note, show_progress="hidden",
+                api_visibility="private")
 
     # --- whole-mask actions: each returns the selected count; the page's sync re-renders the views
     def action(fn):
@@ -116,6 +136,14 @@ def build_mask_panel(ctx: AppContext) -> None:
                              (shrink, ctx.masking.shrink, "shrink_mask"), (clear, ctx.masking.clear, "clear_mask"),
                              (islands, ctx.masking.remove_islands, "remove_islands")):
         ctx.changed(button.click(action(fn), None, count, api_name=name))
+
+    def do_volume(shape: str, size: float, request: gr.Request) -> int:
+        try:
+            return ctx.masking.select_volume(ctx.session(request), shape, float(size))
+        except ValueError as exc:
+            raise gr.Error(str(exc)) from exc
+
+    ctx.changed(volume_go.click(do_volume, [volume_shape, volume_size], count, api_name="select_volume"))
 
     def cut(value: float, request: gr.Request):
         """Live preview while the slider moves: re-cut the lifted mask, quick low-resolution render."""

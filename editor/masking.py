@@ -12,6 +12,7 @@ Masking's too, by inheritance, so the panels reach every selection tool through 
 from __future__ import annotations
 
 import logging
+import time
 from functools import partial
 
 from torch import Tensor
@@ -29,6 +30,8 @@ __all__ = ["Masking", "combine"]  # combine lives in editor.mask_edits; tests an
 # Pixels of context kept around a brush or rectangle when only that window of the view is rasterized: a
 # Gaussian straddling the window edge still has most of its compositing weight inside the window.
 WINDOW_MARGIN = 16
+# Brush clicks closer together than this (same tool and operation) are one stroke: one history entry.
+STROKE_GAP_S = 1.5
 
 
 def _window(camera, x0: float, y0: float, x1: float, y1: float):
@@ -59,13 +62,22 @@ class Masking(SelectionEdits, PartsAndFiles):
         self.tasks = None  # editor.engine_link.EngineLink (set by editor.page.connect): SAM and lifting run on its worker
         self.models = None  # editor.models.ModelChoice (set by editor.page.connect): the model text selection reads
 
+    def sam_missing(self) -> str:
+        """Why the SAM tool cannot run and how to make it ("" when a checkpoint is there): shown when the tool is
+        chosen, before any click, and raised by a click."""
+        if self.sam.available:
+            return ""
+        from engine.masks.sam import missing_checkpoint_message
+
+        download = missing_checkpoint_message("(none given)").split(". ", 1)[-1]  # "Download one of ... its path"
+        return ("No SAM checkpoint is installed, so the SAM tool cannot run yet. " + download
+                + " with python app.py --sam-checkpoint PATH (or set SPLATEDIT_SAM)")
+
     def _require_sam(self) -> None:
         """Refuse at once, saying how to give one, when there is no SAM checkpoint to load."""
-        if not self.sam.available:
-            from engine.masks.sam import missing_checkpoint_message
-
-            raise ValueError(missing_checkpoint_message("(none given)")
-                             + " with python app.py --sam-checkpoint PATH (or set SPLATEDIT_SAM)")
+        missing = self.sam_missing()
+        if missing:
+            raise ValueError(missing)
 
     def apply_click(self, session: Session, click: ViewClick) -> int:
         """Apply the session's tool at a click; returns how many Gaussians are selected afterwards. A click on
@@ -194,5 +206,10 @@ class Masking(SelectionEdits, PartsAndFiles):
 
     def _apply(self, session: Session, new: Tensor, op: str, tool: str) -> int:
         with session.lock:
-            session.set_selection(combine(session.selection, new.float().cpu(), op), label=f"{tool} {op}")
+            label = f"{tool} {op}"
+            now = time.monotonic()
+            last = getattr(session, "_stroke", None)  # (label, time) of the last brush click
+            group = tool == "brush" and last is not None and last[0] == label and now - last[1] <= STROKE_GAP_S
+            session._stroke = (label, now) if tool == "brush" else None
+            session.set_selection(combine(session.selection, new.float().cpu(), op), label=label, group=group)
             return session.selected_count()

@@ -23,7 +23,7 @@ from .history_panel import build_history_panel, history_html
 from .mask_panel import build_mask_panel, mask_summary
 from .masking import Masking
 from .model_panel import build_model_panel
-from .render_panel import build_render_panel, render_stream
+from .render_panel import LARGE_CSS, build_render_panel, render_stream, slider_angles
 from .scene_panel import build_scene_panel, info_markdown
 from .session import Session, SessionRegistry
 
@@ -33,7 +33,7 @@ SYNC_EVERY_S = 0.5
 VISER_HEIGHT = 560
 CSS = """
 #history-list li.current { font-weight: bold; }
-"""
+""" + LARGE_CSS
 
 
 def viser_iframe(host_header: str | None, port: int) -> str:
@@ -122,7 +122,7 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, wor
         edit_outputs = list(sh["edit_outputs"])
         sync_outputs = [state_key, sh["mask_info"], sh["part_select"], sh["parts_shown"], sh["history_html"],
                         sh["scene_info"], sh["mask_threshold"], sh["edit_model"], sh["stream_tint"], sh["mask_cancel"],
-                        *edit_outputs]
+                        sh["azimuth"], sh["elevation"], *edit_outputs]
 
         def sync(last_key, part_value, request: gr.Request):
             session = ctx.session(request)
@@ -133,9 +133,10 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, wor
                 return (gr.skip(),) * len(sync_outputs)
             fresh_job = last_key is None or last_key[1] != epoch  # a new scene: the Edit panel starts over
             edit = job_outputs(job, session) if fresh_job else (gr.skip(),) * len(edit_outputs)
+            angles = slider_angles(session) if fresh_job else (gr.skip(), gr.skip())  # a new scene's fresh view
             return (key, mask_summary(session), *sh["parts_update"](session, part_value), history_html(session),
                     info_markdown(session), session.threshold, sh["edit_model_text"](session), session.tint,
-                    gr.update(visible=session.mask_task.active), *edit)
+                    gr.update(visible=session.mask_task.active), *angles, *edit)
 
         def sync_stream(last_key, shown: bool, request: gr.Request):
             session = ctx.session(request)
@@ -176,7 +177,8 @@ def build_app(config: AppConfig, *, registry: SessionRegistry | None = None, wor
                 stream_key = (session.revision, session.view, session.tint)
             outputs = [key, mask_summary(session), *sh["parts_update"](session), history_html(session),
                        info_markdown(session), session.threshold, sh["edit_model_text"](session), session.tint,
-                       gr.update(visible=session.mask_task.active), *job_outputs(job, session), stream_key,
+                       gr.update(visible=session.mask_task.active), *slider_angles(session), *job_outputs(job, session),
+                       stream_key,
                        render_stream(session), *describe,
                        sh["saved_choices"](request)]
             return ([frame] if config.use_viser else []) + outputs
@@ -228,15 +230,24 @@ def _viewer_factory(config: AppConfig, masking: Masking):
     return make
 
 
+def serve_address(config: AppConfig, environ) -> tuple[str, int]:
+    """(host, port) to bind. A real Space (SPACE_ID set) must listen on every interface (its proxy connects from
+    outside the container); `--space` run locally keeps `--host` (loopback by default) as the README promises.
+    GRADIO_SERVER_NAME / GRADIO_SERVER_PORT, which Spaces set, win in space mode."""
+    host, port = config.host, config.port
+    if config.space:
+        default_host = "0.0.0.0" if environ.get("SPACE_ID") else config.host
+        host = environ.get("GRADIO_SERVER_NAME", default_host)
+        port = int(environ.get("GRADIO_SERVER_PORT", port))
+    return host, port
+
+
 def launch(config: AppConfig) -> None:
     """Build and serve the app until interrupted."""
     import os
 
     demo, ctx = build_app(config)
-    host, port = config.host, config.port
-    if config.space:
-        host = os.environ.get("GRADIO_SERVER_NAME", "0.0.0.0")
-        port = int(os.environ.get("GRADIO_SERVER_PORT", port))
+    host, port = serve_address(config, os.environ)
     demo.queue(default_concurrency_limit=8)
     _start_reaper(ctx)
     ctx.link.worker.warm_up()  # the renderer's first-use compilation, before anyone presses Run

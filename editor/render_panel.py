@@ -16,6 +16,12 @@ from .session import Session
 
 WIDTH, HEIGHT = 512, 384
 LOW_SCALE = 0.25
+MAX_LARGE_SIDE = 1920  # the large view renders at the browser's size, up to this many pixels a side
+# The large view covers the browser window (Gradio's own fullscreen button only enlarges the 512x384 image).
+LARGE_CSS = """
+#large-view-box { position: fixed; inset: 0; z-index: 1000; background: #111; padding: 8px; }
+#large-view-box #large-view img { width: 100%; height: calc(100vh - 70px); object-fit: contain; }
+"""
 
 
 def render_stream(session: Session, *, low: bool = False) -> str:
@@ -36,6 +42,45 @@ def render_stream(session: Session, *, low: bool = False) -> str:
     return session.image_file("stream", drawing.render_view(scene, camera, mask=mask, tint=tint))
 
 
+def large_size(width: float, height: float) -> tuple[int, int]:
+    """The large view's render size for a browser window of `width` x `height` CSS pixels (its aspect kept,
+    at most MAX_LARGE_SIDE a side; a window the browser did not report falls back to 1280 x 720)."""
+    w, h = (float(width or 0), float(height or 0))
+    if w < 16 or h < 16:
+        w, h = 1280.0, 720.0
+    h = max(16.0, h - 70.0)  # the close button's row
+    scale = min(1.0, MAX_LARGE_SIDE / max(w, h))
+    return max(16, int(w * scale)), max(16, int(h * scale))
+
+
+def render_large(session: Session, width: int, height: int) -> str:
+    """The session's view at `width` x `height` (tinted like the streamed view), as an image file."""
+    with session.lock:
+        scene, mask, view, tint = session.display_scene(), session.display_mask(), session.view, session.tint
+    return session.image_file("large", drawing.render_view(scene, view.cameras(width, height), mask=mask, tint=tint))
+
+
+def selection_view(session: Session):
+    """The session's view framing its selection (the Gaussians above 0.5; the whole scene when none is selected),
+    from the same angles, so zooming then closes in on the selection."""
+    from .orbit import OrbitView
+
+    with session.lock:
+        scene, view = session.scene, session.view
+        chosen = session.selection > 0.5
+        if int(chosen.sum()) > 0:
+            scene = scene.subset(chosen)
+        lo, hi = scene.bounding_box(quantile=0.01 if len(scene) > 200 else 0.0)
+        return OrbitView.framing(lo, hi, azimuth=view.azimuth, elevation=view.elevation, up=session.up)
+
+
+def slider_angles(session: Session) -> tuple[float, float]:
+    """The orbit sliders' values for the session's view (sent when a new scene resets the view, so the sliders
+    do not keep the old scene's angles)."""
+    with session.lock:
+        return session.view.azimuth, session.view.elevation
+
+
 def view_key(session: Session) -> tuple:
     """What a streamed image depends on; the page keeps the key of what it shows to skip needless renders."""
     with session.lock:
@@ -46,8 +91,13 @@ def build_render_panel(ctx: AppContext) -> None:
     """The image, its orbit controls, and click-to-select; registers ctx.shared['stream_image'] etc."""
     image = gr.Image(
         label="Render (click to select)", interactive=False, elem_id="stream-view", height=HEIGHT,
-        format="jpeg", buttons=["download", "fullscreen"],
+        format="jpeg", buttons=["download"],
     )
+    with gr.Column(visible=False, elem_id="large-view-box") as large_box:
+        with gr.Row():
+            close_large = gr.Button("✕ Close the large view", size="sm", elem_id="large-view-close")
+        large_image = gr.Image(show_label=False, interactive=False, elem_id="large-view", format="jpeg",
+                               buttons=["download"])
     with gr.Row():
         left = gr.Button("⟲ Turn left", size="sm", elem_id="orbit-left", min_width=40)
         right = gr.Button("⟳ Turn right", size="sm", elem_id="orbit-right", min_width=40)
@@ -56,6 +106,8 @@ def build_render_panel(ctx: AppContext) -> None:
         zoom_in = gr.Button("+ Zoom in", size="sm", elem_id="orbit-in", min_width=40)
         zoom_out = gr.Button("− Zoom out", size="sm", elem_id="orbit-out", min_width=40)
         reset = gr.Button("Frame", size="sm", elem_id="orbit-reset", min_width=60)
+        frame_selected = gr.Button("Frame selection", size="sm", elem_id="orbit-frame-selection", min_width=60)
+        large = gr.Button("Large view", size="sm", elem_id="orbit-large", min_width=60)
     with gr.Row():
         azimuth = gr.Slider(-180, 180, value=30, step=1, label="Azimuth", elem_id="orbit-azimuth")
         elevation = gr.Slider(-89, 89, value=20, step=1, label="Elevation", elem_id="orbit-elevation")
@@ -96,6 +148,24 @@ def build_render_panel(ctx: AppContext) -> None:
 
     reset.click(frame, [], **common)
 
+    def frame_selection(request: gr.Request):
+        session = ctx.session(request)
+        with session.lock:
+            session.view = selection_view(session)
+        return move(request)
+
+    frame_selected.click(frame_selection, [], **common)
+
+    window_w, window_h = gr.Number(visible=False), gr.Number(visible=False)
+
+    def show_large(width: float, height: float, request: gr.Request):
+        return gr.update(visible=True), render_large(ctx.session(request), *large_size(width, height))
+
+    large.click(show_large, [window_w, window_h], [large_box, large_image], show_progress="minimal",
+                js="(w, h) => [window.innerWidth, window.innerHeight]", api_visibility="private")
+    close_large.click(lambda: gr.update(visible=False), None, large_box, show_progress="hidden",
+                      api_visibility="private")
+
     def set_angles(az: float, el: float, request: gr.Request):
         session = ctx.session(request)
         with session.lock:
@@ -119,10 +189,7 @@ def build_render_panel(ctx: AppContext) -> None:
     def set_tint(tint_on: bool, request: gr.Request):
         """One switch for both views: the streamed view's tint and the Viser view's "Mask tint" box."""
         session = ctx.session(request)
-        with session.lock:
-            session.tint = bool(tint_on)
-        if session.viewer is not None and bool(session.viewer.tint_checkbox.value) != bool(tint_on):
-            session.viewer.tint_checkbox.value = bool(tint_on)
+        session.set_tint(bool(tint_on))
         return view_key(session), render_stream(session)
 
     tint.input(set_tint, [tint], [shown_key, image], show_progress="hidden", api_name="set_tint")

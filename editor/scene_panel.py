@@ -69,8 +69,8 @@ def build_scene_panel(ctx: AppContext) -> None:
         file_types=sorted({e if e.count(".") == 1 else "." + e.rsplit(".", 1)[-1] for e in exts}),
         elem_id="scene-upload",
     )
-    spz_frame = gr.Radio([("as the spz spec says (RUB, converted)", "spec"),
-                          ("raw (files from splat-transform or Niantic's converter)", "raw")], value="spec",
+    spz_frame = gr.Radio([("like a .ply (SuperSplat, splat-transform, Niantic's ply-to-spz)", "raw"),
+                          ("RUB, as the spz README says (converted)", "spec")], value="raw",
                          label=".spz files are stored", elem_id="scene-spz-frame",
                          info="an .spz opened upside down was written the other way: open it again with the other "
                               "choice (the header does not say which)")
@@ -121,7 +121,7 @@ def build_scene_panel(ctx: AppContext) -> None:
         if session.job.active:
             raise gr.Error("an edit is running; cancel it before opening another scene")
         try:
-            bundle = scenes.open_scene(path, spz_frame=frame or "spec")
+            bundle = scenes.open_scene(path, spz_frame=frame or "raw")
         except (ValueError, OSError) as exc:
             raise gr.Error(user_facing(str(exc), path)) from exc
         ctx.link.load_scene(session, bundle)
@@ -170,6 +170,12 @@ def generate_progress_html(job: JobStatus) -> str:
     return progress_html(job).replace('id="edit-progress"', 'id="generate-progress"', 1)
 
 
+def generate_buttons(job: JobStatus) -> tuple[dict, dict]:
+    """(Generate, Cancel) button states: Cancel only while a generation is queued or running, Generate only
+    while none is."""
+    return gr.update(interactive=not job.active), gr.update(interactive=job.active)
+
+
 def build_generate_group(ctx: AppContext, info) -> None:
     """A folded group: prompt and settings, Generate / Cancel, progress and live preview. The result replaces
     the scene as one history entry (Undo brings the previous scene back)."""
@@ -193,7 +199,7 @@ def build_generate_group(ctx: AppContext, info) -> None:
                               elem_id="generate-count")
         with gr.Row():
             run = gr.Button("Generate", variant="primary", elem_id="generate-run")
-            cancel = gr.Button("Cancel", variant="stop", elem_id="generate-cancel")
+            cancel = gr.Button("Cancel", variant="stop", interactive=False, elem_id="generate-cancel")
         note = gr.Markdown(elem_id="generate-prompt-note")  # what the closed-form demo does with the prompt
         progress = gr.HTML(generate_progress_html(JobStatus()), elem_id="generate-progress-box")
         preview = gr.Image(label="Live preview", interactive=False, elem_id="generate-preview", height=256,
@@ -210,11 +216,12 @@ def build_generate_group(ctx: AppContext, info) -> None:
             job = next(updates)  # bad input or a model that cannot load: refused before anything runs
         except ValueError as exc:
             raise gr.Error(str(exc)) from exc
-        yield generate_progress_html(job), session.image_file("generate", job.preview), gr.update()
+        yield generate_progress_html(job), session.image_file("generate", job.preview), gr.update(), \
+            *generate_buttons(job)
         for job in updates:
             done = job.state in ("done", "cancelled", "error")
             yield (generate_progress_html(job), session.image_file("generate", job.preview),
-                   info_markdown(session) if done else gr.update())
+                   info_markdown(session) if done else gr.update(), *generate_buttons(job))
 
     def prompt_note(prompt_v: str, model_v: str, request: gr.Request) -> str:
         from .models import normalise_colour_spec
@@ -226,7 +233,7 @@ def build_generate_group(ctx: AppContext, info) -> None:
         changed(prompt_note, [prompt, model], note, show_progress="hidden", api_visibility="private")
 
     inputs = [prompt, model, method, init, steps, seed, resolution, count]
-    ctx.changed(run.click(start_and_stream, inputs, [progress, preview, info], api_name="generate",
+    ctx.changed(run.click(start_and_stream, inputs, [progress, preview, info, run, cancel], api_name="generate",
                           concurrency_limit=None, show_progress="hidden"))
     def do_cancel(request: gr.Request) -> None:
         ctx.runner.cancel(ctx.session(request))

@@ -63,7 +63,7 @@ def default_scene(path: Path | None = None) -> SceneBundle:
                        up=guess.up, up_source=guess.source)
 
 
-def open_scene(path: Path | str, *, spz_frame: str = "spec") -> SceneBundle:
+def open_scene(path: Path | str, *, spz_frame: str = "raw") -> SceneBundle:
     """Read any format engine.io knows (`spz_frame`: how an .spz is stored, engine.io.SPZ_FRAMES); errors are
     ValueError/OSError with the file and the problem."""
     from engine.io import load

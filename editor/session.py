@@ -42,6 +42,7 @@ class UserChange:
     kind: str  # "mask" | "parts"
     label: str  # the history entry's label
     value: object  # the new selection [N] (a Tensor) or the parts ({name: weights [N]})
+    group: bool = False  # continues the previous entry (the next click of one brush stroke)
 
 
 @dataclass
@@ -161,9 +162,10 @@ class Session:
             self._tell(UserChange("parts", label, dict(parts)))
 
     def set_selection(self, selection: Tensor, *, label: str = "edit selection", keep_lift: bool = False,
-                      record: bool = True) -> None:
+                      record: bool = True, group: bool = False) -> None:
         """Replace the selection; `record=False` for live previews that should not become history entries. A
-        recorded change the engine's history does not hold yet becomes a history entry labelled `mask: <label>`."""
+        recorded change the engine's history does not hold yet becomes a history entry labelled `mask: <label>`
+        (`group`: it continues the previous entry of the same label, e.g. the next click of a brush stroke)."""
         with self.lock:
             self.check_mask_editable()
             self.notice = ""
@@ -177,7 +179,7 @@ class Session:
             if record and not (recorded is not None and recorded.shape == self.selection.shape
                                and torch.equal(recorded, self.selection)):
                 self._recorded = self.selection
-                self._tell(UserChange("mask", f"mask: {label}", self.selection))
+                self._tell(UserChange("mask", f"mask: {label}", self.selection, group=group))
 
     def set_live(self, scene=None, mask: Tensor | None = None) -> None:
         """Show an edit's in-progress scene (and its mask) until `set_live()` clears it. The revision is not
@@ -212,6 +214,17 @@ class Session:
                 if name in self.parts:
                     hidden |= self.parts[name] > 0.5
             return drawing.hide_gaussians(scene, hidden)
+
+    def set_tint(self, on: bool) -> None:
+        """The one mask-tint switch of both views (the Render tab's box and the Viser view's "Mask tint")."""
+        with self.lock:
+            if self.tint == bool(on):
+                return
+            self.tint = bool(on)
+            self.revision += 1
+        viewer = self.viewer
+        if viewer is not None and bool(viewer.tint_checkbox.value) != bool(on):
+            viewer.tint_checkbox.value = bool(on)
 
     def selected_count(self, threshold: float = 0.5) -> int:
         with self.lock:

@@ -37,10 +37,12 @@ def view_image(scene, view) -> np.ndarray:
 
 def show_after(session) -> None:
     """After a job's result entered the history and the session shows it: its image from the job's view (the
-    view the job started from; a generated object's own fresh view)."""
+    view the job started from; a generated object's own fresh view). The mask tint goes off, so both views show
+    the result itself rather than the selection's colour painted over it (the tint boxes turn it back on)."""
     with session.lock:
         session.job.preview = view_image(session.scene, getattr(session, "job_view", session.view))
         session.job.preview_count += 1
+    session.set_tint(False)
 
 
 class Runner(Protocol):

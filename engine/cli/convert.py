@@ -36,11 +36,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--spz-frame",
         choices=("spec", "raw"),
-        default="spec",
-        help="coordinate frame of .spz input and output: 'spec' (default) converts from/to the RUB frame the spz "
-        "format defines (180 degrees about x); 'raw' keeps the stored values, as splat-transform and Niantic's "
-        "ply-to-spz tool do. A .spz from those tools reads upside down with 'spec'; nothing in the file says "
-        "which one wrote it",
+        default="raw",
+        help="coordinate frame of .spz input and output: 'raw' (default) keeps the stored values in the .ply "
+        "frame, as SuperSplat, splat-transform and Niantic's ply-to-spz tool read and write them; 'spec' converts "
+        "from/to the RUB frame the spz README defines (180 degrees about x), for tools that honour it. Nothing in "
+        "the file says which one wrote it",
     )
     parser.add_argument("--quiet", action="store_true", help="print nothing on success")
     parser.set_defaults(func=run)

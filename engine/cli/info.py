@@ -28,12 +28,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help=HELP, description=DESCRIPTION)
     parser.add_argument("scene", metavar="SCENE", help="path of the scene file to inspect")
     parser.add_argument("--indent", type=int, default=None, metavar="N", help="pretty-print the JSON with N spaces")
-    parser.add_argument("--spz-frame", choices=("spec", "raw"), default="spec",
+    parser.add_argument("--spz-frame", choices=("spec", "raw"), default="raw",
                         help="how to read a .spz: 'spec' converts from the RUB frame, 'raw' keeps stored values")  # fmt: skip
     parser.set_defaults(func=run)
 
 
-def describe(path: str, spz_frame: str = "spec") -> dict:
+def describe(path: str, spz_frame: str = "raw") -> dict:
     """The info record of one scene file (what `info` prints)."""
     from engine.io import detect_format, load
     from engine.io.detect_up import detect_up

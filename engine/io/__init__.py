@@ -19,16 +19,17 @@ from .errors import FormatError
 from .files import atomic_write, check_readable
 
 __all__ = ["FormatError", "load", "save", "detect_format", "check_writable", "READABLE_EXTENSIONS",
-           "WRITABLE_EXTENSIONS", "SPZ_FRAMES"]  # fmt: skip
+           "WRITABLE_EXTENSIONS", "SPZ_FRAMES", "DEFAULT_SPZ_FRAME"]  # fmt: skip
 
 MESH_EXTENSIONS = (".obj", ".glb", ".gltf", ".off", ".stl")
 POINT_CLOUD_EXTENSIONS = (".pcd", ".xyz")
 READABLE_EXTENSIONS = (".ply", ".compressed.ply", ".splat", ".spz", ".sog", ".json", ".ksplat")  # .json: SOG meta
 READABLE_EXTENSIONS += MESH_EXTENSIONS + POINT_CLOUD_EXTENSIONS
 WRITABLE_EXTENSIONS = (".ply", ".compressed.ply", ".splat", ".spz", ".sog", ".json")
-# .spz coordinate frame: "spec" converts from/to the RUB frame the spz format defines (Blender's importer,
-# the reference library given a frame); "raw" keeps the stored values (splat-transform, Niantic's
-# ply-to-spz tool). Nothing in an .spz file says which one wrote it.
+DEFAULT_SPZ_FRAME = "raw"  # what SuperSplat / splat-transform read and write: see engine/io/spz.py and the README
+# .spz coordinate frame: "raw" keeps the stored values in the .ply frame (SuperSplat, splat-transform, Niantic's
+# ply-to-spz tool); "spec" converts from/to the RUB frame the spz README names (the reference library given a
+# frame). Nothing in an .spz file says which one wrote it.
 SPZ_FRAMES = ("spec", "raw")
 
 # Format names returned by detect_format (also shown by `python -m engine info`).
@@ -87,7 +88,7 @@ def detect_format(path: str | os.PathLike) -> str:
     )
 
 
-def load(path: str | os.PathLike, *, spz_frame: str = "spec", notes: dict | None = None) -> GaussianScene:
+def load(path: str | os.PathLike, *, spz_frame: str = DEFAULT_SPZ_FRAME, notes: dict | None = None) -> GaussianScene:
     """Read a scene file of any readable format into a float32 CPU GaussianScene.
 
     spz_frame: "spec" or "raw", how an .spz is read (see SPZ_FRAMES); notes: a dict the reader fills with
@@ -167,7 +168,7 @@ def check_writable(path: str | os.PathLike) -> str:
 
 
 def save(
-    scene: GaussianScene, path: str | os.PathLike, *, spz_version: int | None = None, spz_frame: str = "spec"
+    scene: GaussianScene, path: str | os.PathLike, *, spz_version: int | None = None, spz_frame: str = DEFAULT_SPZ_FRAME
 ) -> None:
     """Write `scene` in the format named by the extension of `path`, atomically.
 

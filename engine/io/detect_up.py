@@ -8,7 +8,8 @@ The rule, first match wins:
 2. **The format's capture convention.** 3DGS .ply files (INRIA layout), antimatter15 .splat, SuperSplat /
    PlayCanvas .compressed.ply and SOG, and mkkellogg .ksplat files come from COLMAP-style captures (OpenCV
    camera axes, the first camera upright) or are converted from them keeping the frame: -y up. Niantic .spz
-   stores RUB (y up) and engine.io.spz turns it into our frame on load, which makes it -y up too. glTF
+   files as SuperSplat / splat-transform write them hold the .ply frame (engine.io.spz's default reading), so
+   -y up too. glTF
    (.glb/.gltf) is +y up by its specification, and OBJ by the habit of the tools that write it (Blender,
    Maya); STL (3D printing) is +z up.
 3. **Geometry**, for the rest (.off, mesh / point-cloud .ply, .pcd, .xyz): `engine.up.up_from_geometry`, the

@@ -23,17 +23,17 @@ Arrays, in this order, N = numPoints:
 Extensions (flag 0x2) are vendor records (camera limits, ...): skipped, as a reference build without
 extension support does.
 
-Coordinate frame (our choice, from the facts): the format defines SPZ data to be stored in the RUB frame
-(x right, y up, z back; OpenGL/three.js), and readers that honour it (e.g. Blender's importer, the reference
-library given a target frame) convert on load. Our scenes use the frame of INRIA .ply files (RDF: x right,
-y down, z forward, OpenCV). So we convert on both load and save: RUB <-> RDF is a 180-degree rotation about
-x -- positions (x, -y, -z), quaternions (w, x, -y, -z), and a sign flip of the SH coefficients that are odd
-in y+z -- exact in floating point, and a .spz we write opens upright in three.js-based viewers. Caveat:
-the reference `ply_to_spz` tool writes with an UNSPECIFIED frame (no conversion), so .spz files made with
-it from an RDF .ply appear rotated 180 degrees about x here, and so do files from splat-transform, which
-stores raw values too; pass `convert_frame=False` (engine.io.load/save `spz_frame="raw"`, CLI `--spz-frame
-raw`) to read or write the stored values unchanged. The header has no field for the frame, so it cannot be
-detected from the file.
+Coordinate frame (README "SPZ coordinate frame" gives the evidence with file and line references): the spz
+README says data is stored in RUB (x right, y up, z back), but its reference library converts only when the
+caller names a frame, and its defaults (PackOptions.from / UnpackOptions.to = UNSPECIFIED) store and load
+the values unchanged; its `ply_to_spz` tool uses those defaults. splat-transform (3.x) writes .spz from the
+.ply frame with `from: UNSPECIFIED` and reads it back raw, and SuperSplat opens every file through
+splat-transform. So by default we store the values of our frame (the INRIA .ply frame, RDF) unchanged
+("raw"): what we write opens upright in SuperSplat, and what SuperSplat / splat-transform / ply_to_spz write
+opens upright here. `convert_frame=True` (engine.io `spz_frame="spec"`, CLI `--spz-frame spec`) converts
+RUB <-> RDF instead, for files from tools that honour the README's frame: a 180-degree rotation about x --
+positions (x, -y, -z), quaternions (w, x, -y, -z), and a sign flip of the SH coefficients that are odd in
+y+z -- exact in floating point. The header has no field for the frame, so it cannot be detected.
 
 Quantization (what a round trip through .spz costs; the tests check these bounds):
     positions 0.5 / 2^fractionalBits (we write 12 fractional bits, fewer only if |x| >= 2048),
@@ -117,10 +117,11 @@ def stream_sizes(version: int, n: int, sh_degree: int) -> list[tuple[str, int]]:
 # ------------------------------------------------------------------------------------------------- read
 
 
-def read_spz(path: str | os.PathLike, *, convert_frame: bool = True) -> GaussianScene:
+def read_spz(path: str | os.PathLike, *, convert_frame: bool = False) -> GaussianScene:
     """Load an .spz file (versions 1-4) as a float32 CPU scene; FormatError on malformed content.
 
-    `convert_frame` turns the stored RUB frame into ours (RDF); see the module docstring.
+    `convert_frame` turns a file stored in RUB into ours (RDF); the default reads the values as stored (the
+    frame SuperSplat and splat-transform use); see the module docstring.
     """
     path = check_readable(path)
     data = path.read_bytes()
@@ -369,7 +370,7 @@ def write_spz(
     version: int = DEFAULT_VERSION,
     sh1_bits: int = 5,
     sh_rest_bits: int = 4,
-    convert_frame: bool = True,
+    convert_frame: bool = False,
 ) -> None:
     """Write `scene` as .spz `version` (2 or 3: gzip; 4: zstd, needs the `zstandard` package).
 
@@ -392,7 +393,7 @@ def encode(
     version: int = DEFAULT_VERSION,
     sh1_bits: int = 5,
     sh_rest_bits: int = 4,
-    convert_frame: bool = True,
+    convert_frame: bool = False,
     path: Path | None = None,
 ) -> Packed:
     """Quantize a scene into SPZ byte arrays (the inverse of the decoder, up to quantization)."""

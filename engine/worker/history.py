@@ -88,11 +88,16 @@ class History:
     # ------------------------------------------------------------------ changing
     def push(self, label: str, scene: GaussianScene | None = None, mask: Tensor | None | str = "keep", *,
              parts="keep", name: str | None = None, up=None, up_source: str | None = None,
-             row_sources: Tensor | None = None) -> State:
-        """Record a finished action. `scene=None` keeps the current scene (a mask change); `mask="keep"`
+             row_sources: Tensor | None = None, group: bool = False) -> State:
+        """Record a finished action. `group`: the action continues the current entry (the next click of one
+        brush stroke): when that entry has the same label, changed only the mask and nothing was undone since,
+        it is replaced, so one undo takes back the whole stroke. `scene=None` keeps the current scene (a mask change); `mask="keep"`
         keeps the current mask; `parts="keep"` the named parts (remapped by `row_sources` [N'] when given,
         else dropped when the count changes), `name=None` the scene name and `up=None` the up axis (a new
         `up` needs its `up_source`). All are copied, so later in-place changes by the caller cannot leak in."""
+        if group and scene is None and self._continues(label):
+            del self._states[self._cursor]
+            self._cursor -= 1
         now = self.current
         new_scene = now.scene if scene is None or scene is now.scene else scene.clone()
         new_mask = now.mask if isinstance(mask, str) else _clone_mask(mask)
@@ -115,6 +120,13 @@ class History:
             del self._states[:drop]
             self._cursor -= drop
         return state
+
+    def _continues(self, label: str) -> bool:
+        """The current entry is the newest, has `label`, and kept the scene of the entry before it."""
+        if self._cursor != len(self._states) - 1 or self._cursor < 1:
+            return False
+        now, before = self._states[self._cursor], self._states[self._cursor - 1]
+        return now.label == label and now.scene is before.scene
 
     def undo(self) -> State:
         if not self.can_undo:

@@ -94,12 +94,13 @@ class EngineWorker:
 
         return self._queue.submit(session, "load", run)
 
-    def set_mask(self, session: str, mask, *, label: str = "mask") -> Future:
-        """Replace the session's mask ([N] weights in [0, 1] or bool; None clears it): one history entry."""
+    def set_mask(self, session: str, mask, *, label: str = "mask", group: bool = False) -> Future:
+        """Replace the session's mask ([N] weights in [0, 1] or bool; None clears it): one history entry, or
+        with `group` the continuation of the current one (History.push: one brush stroke, one entry)."""
 
         def run(cmd: Command) -> None:
             history = self._sessions.get(cmd.session)
-            history.push(label, mask=None if mask is None else as_mask(mask, len(history.current.scene)))
+            history.push(label, mask=None if mask is None else as_mask(mask, len(history.current.scene)), group=group)
             self._changed(cmd)
 
         return self._queue.submit(session, "mask", run)
@@ -182,9 +183,9 @@ class EngineWorker:
 
         return self._queue.submit(session, "snapshot", run)
 
-    def export(self, session: str, path: str | os.PathLike, *, spz_frame: str = "spec") -> Future:
+    def export(self, session: str, path: str | os.PathLike, *, spz_frame: str = "raw") -> Future:
         """Write the session's current scene (format from the extension, engine.io.save; `spz_frame` says how
-        an .spz is stored: "spec" or "raw", see engine.io.SPZ_FRAMES); resolves to the path."""
+        an .spz is stored: "raw" (default) or "spec", see engine.io.SPZ_FRAMES); resolves to the path."""
 
         def run(cmd: Command) -> Path:
             from ..io import save

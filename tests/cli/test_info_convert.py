@@ -153,10 +153,10 @@ def test_convert_checks_the_output_before_reading_the_input(tmp_path, capsys):
     assert "folder" in capsys.readouterr().err
 
 
-def test_convert_spz_frame_raw(tmp_path, capsys):
+def test_convert_spz_frame_choice(tmp_path, capsys):
     src = DATA / "splat_transform_from_alpha_bytes.spz"  # written by splat-transform: raw stored values
-    assert main(["convert", str(src), str(tmp_path / "raw.ply"), "--spz-frame", "raw", "--quiet"]) == 0
-    assert main(["convert", str(src), str(tmp_path / "spec.ply"), "--quiet"]) == 0
+    assert main(["convert", str(src), str(tmp_path / "raw.ply"), "--quiet"]) == 0  # raw is the default
+    assert main(["convert", str(src), str(tmp_path / "spec.ply"), "--spz-frame", "spec", "--quiet"]) == 0
     raw, spec = load(tmp_path / "raw.ply"), load(tmp_path / "spec.ply")
     assert torch.allclose(raw.means * torch.tensor([1.0, -1.0, -1.0]), spec.means)
     from engine.io.splat import read_splat

@@ -7,6 +7,8 @@ import re
 import time
 import urllib.request
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -137,18 +139,22 @@ def test_upload_cap_and_bad_files(app, tmp_path):
 
 
 def test_spz_frame_choice_on_open_and_export(app, tmp_path):
-    """An .spz written raw (as splat-transform and Niantic's converter do) opens upright with "raw", turned
-    180 degrees with "spec"; the raw export choice writes what such tools read."""
+    """An .spz as SuperSplat / splat-transform write it (raw .ply-frame values) opens upright by default and the
+    default export writes the same values back; opened as "spec" it is turned 180 degrees about x; the RUB export
+    choice stores the README's frame; exports are named after the opened file."""
     client = _client(app)
     scene = random_scene(40, seed=3)
     raw = tmp_path / "tool.spz"
-    save(scene, raw, spz_frame="raw")
+    save(scene, raw)
     client.predict(handle_file(str(raw)), "raw", api_name="/open_scene")
-    exported = client.predict("spz-raw", api_name="/export")
-    as_raw = load(exported, spz_frame="raw")
-    assert torch.allclose(as_raw.means, load(raw, spz_frame="raw").means, atol=1e-6)
+    exported = client.predict("spz", api_name="/export")
+    assert Path(exported).name == "tool-edited.spz"
+    as_raw = load(exported)
+    assert torch.allclose(as_raw.means, load(raw).means, atol=1e-6)
+    as_rub = load(client.predict("spz-spec", api_name="/export"), spz_frame="spec")
+    assert torch.allclose(as_rub.means, as_raw.means, atol=1e-3)
     client.predict(handle_file(str(raw)), "spec", api_name="/open_scene")
-    turned = load(client.predict("spz-raw", api_name="/export"), spz_frame="raw")
+    turned = load(client.predict("spz", api_name="/export"))
     assert torch.allclose(turned.means[:, 0], as_raw.means[:, 0], atol=1e-3)  # 180 degrees about x
     assert torch.allclose(turned.means[:, 1:], -as_raw.means[:, 1:], atol=1e-3)
 

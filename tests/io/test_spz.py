@@ -46,8 +46,8 @@ def test_decodes_hand_built_version_2(tmp_path):
     torch.testing.assert_close(s.quats[1], torch.tensor([0.0, 1.0, 1 / 255, 1 / 255]), atol=1e-6, rtol=0)
     torch.testing.assert_close(s.shN[0], torch.zeros(3, 3))
     torch.testing.assert_close(s.shN[1], (torch.tensor([[0.0, 255, 192], [128, 128, 128], [64, 128, 128]]) - 128) / 128)
-    # The default read converts SPZ's RUB frame to ours: (x, -y, -z), quats (w, x, -y, -z), SH signs.
-    r = read_spz(path)
+    # Reading a RUB file (convert_frame) turns it into our frame: (x, -y, -z), quats (w, x, -y, -z), SH signs.
+    r = read_spz(path, convert_frame=True)
     torch.testing.assert_close(r.means, s.means * torch.tensor([1.0, -1.0, -1.0]))
     torch.testing.assert_close(r.quats, s.quats * torch.tensor([1.0, 1.0, -1.0, -1.0]))
     torch.testing.assert_close(r.shN, s.shN * torch.tensor([-1.0, -1.0, 1.0])[:, None])
@@ -140,8 +140,8 @@ def test_version_4_container(tmp_path):
 def test_frame_change_is_a_rotation_about_x(tmp_path):
     """Our frame -> SPZ's RUB is R = diag(1, -1, -1): each Gaussian's rotation matrix becomes R M R."""
     scene = random_scene(50, sh_degree=0, seed=3)
-    write_spz(scene, tmp_path / "f.spz", version=3)
-    stored = read_spz(tmp_path / "f.spz", convert_frame=False)
+    write_spz(scene, tmp_path / "f.spz", version=3, convert_frame=True)
+    stored = read_spz(tmp_path / "f.spz")
 
     def matrix(q):
         w, x, y, z = torch.nn.functional.normalize(q, dim=-1).unbind(-1)
@@ -269,25 +269,48 @@ def test_corrupt_crc_is_refused(tmp_path):
 DATA = __import__("pathlib").Path(__file__).parent / "data"
 
 
-def test_splat_transform_spz_stores_raw_values():
-    # splat-transform wrote this from alpha_bytes.splat without a frame change: read it with spz_frame="raw"
+def test_splat_transform_spz_opens_upright_by_default():
+    # splat-transform wrote this from alpha_bytes.splat without a frame change; our default reads it the same
     from engine.io.splat import read_splat
 
     source = read_splat(DATA / "alpha_bytes.splat")
-    raw = load(DATA / "splat_transform_from_alpha_bytes.spz", spz_frame="raw")
-    spec = load(DATA / "splat_transform_from_alpha_bytes.spz")
-    assert (raw.means - source.means).abs().max() < 1e-3
+    default = load(DATA / "splat_transform_from_alpha_bytes.spz")
+    spec = load(DATA / "splat_transform_from_alpha_bytes.spz", spz_frame="spec")
+    assert (default.means - source.means).abs().max() < 1e-3
     flipped = source.means * torch.tensor([1.0, -1.0, -1.0])
     assert (spec.means - flipped).abs().max() < 1e-3  # "spec" turns it 180 degrees about x
 
 
-def test_raw_frame_round_trip_keeps_values(tmp_path):
+def test_spec_frame_round_trip_and_stored_values(tmp_path):
     scene = random_scene(50, sh_degree=1, seed=2)
-    save(scene, tmp_path / "raw.spz", spz_frame="raw")
-    save(scene, tmp_path / "spec.spz")
-    raw = load(tmp_path / "raw.spz", spz_frame="raw")
-    assert (raw.means - scene.means).abs().max() < 1e-3
-    assert (load(tmp_path / "spec.spz").means - scene.means).abs().max() < 1e-3
-    assert (load(tmp_path / "raw.spz").means - scene.means * torch.tensor([1.0, -1.0, -1.0])).abs().max() < 1e-3
+    save(scene, tmp_path / "default.spz")
+    save(scene, tmp_path / "spec.spz", spz_frame="spec")
+    assert (load(tmp_path / "default.spz").means - scene.means).abs().max() < 1e-3
+    assert (load(tmp_path / "spec.spz", spz_frame="spec").means - scene.means).abs().max() < 1e-3
+    stored = load(tmp_path / "spec.spz")  # the stored values of a spec file: RUB, turned about x
+    assert (stored.means - scene.means * torch.tensor([1.0, -1.0, -1.0])).abs().max() < 1e-3
     with pytest.raises(ValueError, match="spz_frame must be one of spec, raw"):
-        load(tmp_path / "raw.spz", spz_frame="rub")
+        load(tmp_path / "default.spz", spz_frame="rub")
+
+
+def _lopsided_scene():
+    """A scene whose bounds are not symmetric about any axis, so a frame flip changes them."""
+    scene = random_scene(64, sh_degree=1, seed=5)
+    return scene.replace(means=scene.means * torch.tensor([0.5, 1.0, 0.25]) + torch.tensor([0.3, -0.8, 1.5]))
+
+
+def test_default_spz_export_keeps_bounds_through_splat_transform(tmp_path):
+    """What SuperSplat sees: splat-transform (SuperSplat's loader) reads our default .spz with the original's
+    bounds, and the .spz it writes opens here with them too."""
+    from tests.io import oracle
+
+    scene = _lopsided_scene()
+    save(scene, tmp_path / "ours.spz")
+    oracle.convert(tmp_path / "ours.spz", tmp_path / "theirs.ply")
+    lo, hi = scene.bounding_box()
+    back_lo, back_hi = load(tmp_path / "theirs.ply").bounding_box()
+    assert torch.allclose(back_lo, lo, atol=1e-3) and torch.allclose(back_hi, hi, atol=1e-3)
+    save(scene, tmp_path / "source.ply")
+    oracle.convert(tmp_path / "source.ply", tmp_path / "theirs.spz")
+    their_lo, their_hi = load(tmp_path / "theirs.spz").bounding_box()
+    assert torch.allclose(their_lo, lo, atol=1e-3) and torch.allclose(their_hi, hi, atol=1e-3)
