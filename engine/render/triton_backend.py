@@ -91,7 +91,8 @@ def _launch_args(tiles: TileLists, num_feats: int) -> tuple[tuple, tuple, dict]:
 
     grid = (tiles.offsets.numel() - 1,)
     sizes = (tiles.width, tiles.height, tiles.tiles_w, tiles.tiles_w * tiles.tiles_h, num_feats)
-    consts = dict(TILE=TK.TILE_SIZE, CHUNK=TK.CHUNK, FP=max(16, triton_next_pow2(num_feats)), num_warps=4)
+    chunk = TK.INTERPRETER_CHUNK if interpreted() else TK.CHUNK
+    consts = dict(TILE=TK.TILE_SIZE, CHUNK=chunk, FP=max(16, triton_next_pow2(num_feats)), num_warps=4)
     return grid, sizes, consts
 
 
