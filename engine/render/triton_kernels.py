@@ -26,7 +26,7 @@ import triton.language as tl
 TILE_SIZE = 16
 CHUNK = 16  # Gaussians per step of the inner loop (a tl.dot operand: at least 16)
 # Under the interpreter every tl operation costs ~1 ms of Python whatever its size: bigger chunks, fewer steps.
-INTERPRETER_CHUNK = 64
+INTERPRETER_CHUNK = 128
 MAX_ALPHA = tl.constexpr(0.999)
 ALPHA_THR = tl.constexpr(1.0 / 255.0)
 T_EPS = tl.constexpr(1e-4)
