@@ -156,3 +156,22 @@ def test_a_cpu_scene_without_the_interpreter_is_refused_clearly(monkeypatch):
     with pytest.raises(ValueError, match="needs a scene on a CUDA device"):
         render(scene, orbit_pair(16, 16), backend="triton")
     assert torch.equal(scene.means, before)
+
+
+def test_the_gpu_check_measures_triton_beside_the_baseline(device):
+    """bench/gpu_check.py's triton parts at toy sizes: the agreement case and the timing keys and ratios."""
+    from dataclasses import replace
+
+    from bench import gpu_check
+
+    plan = replace(gpu_check.quick_plan(), device=device.type, timing_gaussians=(40,), timing_sizes=((16, 16),),
+                   timing_reps=1, timing_warmup=0, also=("triton",))
+    scene = gpu_check.random_scene(40, sh_degree=1, seed=3, scale_range=gpu_check.density_scales(40))
+    case = gpu_check.agreement_case(scene, gpu_check.view_pair((0.0, 0.0, 0.0), 3.6, 16), plan, background=None,
+                                    candidate="triton")
+    assert case["pass"] is True and "triton_s" in case and case["grads"]
+    section = gpu_check.timing(plan)
+    assert set(section["cases"]) == {"40_16x16_fwd", "40_16x16_fwd_bwd", "triton_40_16x16_fwd",
+                                     "triton_40_16x16_fwd_bwd"}
+    assert all(c["ms_median"] > 0 for c in section["cases"].values())
+    assert set(section["triton_over_torch"]) == {"40_16x16_fwd", "40_16x16_fwd_bwd"}
