@@ -175,3 +175,16 @@ def test_the_gpu_check_measures_triton_beside_the_baseline(device):
                                      "triton_40_16x16_fwd_bwd"}
     assert all(c["ms_median"] > 0 for c in section["cases"].values())
     assert set(section["triton_over_torch"]) == {"40_16x16_fwd", "40_16x16_fwd_bwd"}
+
+
+def test_nothing_visible_gives_the_background_and_zero_gradients(device):
+    scene = random_view_scene(10, seed=6)
+    scene = scene.replace(means=scene.means * 0.01 + torch.tensor([0.0, 0.0, 100.0], dtype=scene.dtype))
+    cams = orbit_pair(16, 16)  # the Gaussians lie far off-screen in both views
+    scene_g, leaves = with_grad(scene.to(device))
+    out = render(scene_g, cams.to(device), backend="triton", background=(0.1, 0.2, 0.3))
+    assert out.meta["intersections"] == 0
+    assert torch.equal(out.alpha.detach().cpu(), torch.zeros(2, 16, 16, 1, dtype=scene.dtype))
+    assert torch.allclose(out.rgb.detach().cpu(), torch.tensor([0.1, 0.2, 0.3], dtype=scene.dtype).expand(2, 16, 16, 3))
+    (out.rgb.sum() + out.alpha.sum()).backward()
+    assert all(leaf.grad is None or not leaf.grad.any() for leaf in leaves.values())
