@@ -1,4 +1,4 @@
-"""One prepared GPU check: gsplat and triton agreement, render timings, SD-1.5-sized edit steps, a masked edit; JSON out.
+"""One prepared GPU check: gsplat and triton agreement, render timings, SD-1.5-sized edit steps, a masked edit.
 
     python bench/gpu_check.py --out $OUT/gpu_check.json     # on a CUDA machine, < 8 minutes on an H100/H200
     python bench/gpu_check.py --quick                       # the same code at toy sizes on the CPU (< 60 s)

@@ -7,8 +7,8 @@ Backends:
 - "reference": the dense, slow, readable oracle (small scenes only);
 - "auto": for a scene on a CUDA device, what the probe chose in this process (one probe, cached:
   engine/render/availability.py): gsplat when it works, else triton when it works, else torch. A torch render
-  of a scene on a GPU runs on CPU copies and hands the images back on the scene's device (gradients flow through the copies), so a Space without a
-  compiled gsplat still renders — more slowly — instead of failing at the first render.
+  of a scene on a GPU runs on CPU copies and hands the images back on the scene's device (gradients flow through
+  the copies), so a GPU where neither works still renders — more slowly — instead of failing at the first render.
 """
 
 from __future__ import annotations
