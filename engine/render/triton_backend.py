@@ -86,13 +86,14 @@ def bin_tiles(
     return TileLists(offsets.int(), gid[order].int(), int(width), int(height), tiles_w, tiles_h)
 
 
-def _launch_args(tiles: TileLists, num_feats: int) -> tuple[tuple, tuple, dict]:
+def _launch_args(tiles: TileLists, num_feats: int, warps: int) -> tuple[tuple, tuple, dict]:
     from . import triton_kernels as TK
 
-    grid = (tiles.offsets.numel() - 1,)
+    chunk, rows = (TK.INTERPRETER_CHUNK, TK.INTERPRETER_ROWS) if interpreted() else (TK.CHUNK, TK.ROWS)
+    grid = ((tiles.offsets.numel() - 1) * (TK.TILE_SIZE // rows),)
     sizes = (tiles.width, tiles.height, tiles.tiles_w, tiles.tiles_w * tiles.tiles_h, num_feats)
-    chunk = TK.INTERPRETER_CHUNK if interpreted() else TK.CHUNK
-    consts = dict(TILE=TK.TILE_SIZE, CHUNK=chunk, FP=max(16, triton_next_pow2(num_feats)), num_warps=4)
+    consts = dict(TILE=TK.TILE_SIZE, ROWS=rows, CHUNK=chunk, FP=max(16, triton_next_pow2(num_feats)),
+                  num_warps=warps)
     return grid, sizes, consts
 
 
@@ -114,7 +115,7 @@ class _Rasterize(torch.autograd.Function):
         out = torch.empty(C, tiles.height, tiles.width, F, dtype=dt, device=feats.device)
         T_final = torch.empty(C, tiles.height, tiles.width, dtype=dt, device=feats.device)
         last = torch.empty(C, tiles.height, tiles.width, dtype=torch.int32, device=feats.device)
-        grid, sizes, consts = _launch_args(tiles, F)
+        grid, sizes, consts = _launch_args(tiles, F, TK.WARPS_FWD)
         TK.rasterize_fwd[grid](*flat, tiles.offsets, ids, out, T_final, last, *sizes, **consts)
         ctx.save_for_backward(*flat, ids, T_final, last)
         ctx.tiles, ctx.shape = tiles, (C, N, F)
@@ -131,7 +132,7 @@ class _Rasterize(torch.autograd.Function):
         v_alpha = T_final.new_zeros(T_final.shape) if v_alpha is None else v_alpha[..., 0]
         grads = torch.zeros(C * N, 6, dtype=dt, device=device)
         v_feats = torch.zeros(C * N, F, dtype=dt, device=device)
-        grid, sizes, consts = _launch_args(tiles, F)
+        grid, sizes, consts = _launch_args(tiles, F, TK.WARPS_BWD)
         TK.rasterize_bwd[grid](means2d, conics, opac, feats, tiles.offsets, ids, T_final, last,
                                v_out.to(dt).contiguous(), v_alpha.to(dt).contiguous(), grads, v_feats,
                                *sizes, **consts)

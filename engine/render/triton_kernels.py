@@ -5,9 +5,9 @@ sorted front to back, pixel centres at (j + 0.5, i + 0.5), sigma = ½(a dx² + c
 dx = mean - pixel, alpha = min(0.999, o·exp(-sigma)) skipped when sigma < 0 or alpha < 1/255, and a pixel
 stops (exclusively) at the first Gaussian that would bring its transmittance to <= 1e-4.
 
-One program per tile, 256 pixels as one block. Gaussians are taken CHUNK at a time (one coalesced load per
-parameter) and composited as a [pixels, CHUNK] matrix: the sequential product of (1 - alpha) is a cumulative
-product along the chunk, the stop rule is "transmittance after > 1e-4" (the product only falls, so this keeps
+One program per ROWS x 16 pixels of a tile (ROWS = 16: the whole tile), those pixels as one block. Gaussians
+are taken CHUNK at a time (one coalesced load per parameter) and composited as a [pixels, CHUNK] matrix: the
+sequential product of (1 - alpha) is a cumulative product along the chunk, the stop rule is "transmittance after > 1e-4" (the product only falls, so this keeps
 exactly the sequential prefix), and the colour sum is one matrix product. The backward walks the chunks back
 to front from the tile's last contributor, recovering the transmittance before each Gaussian by division
 (as gsplat) and the features behind it as v_out · (what lies behind): only the final transmittance and the
@@ -25,8 +25,13 @@ import triton.language as tl
 
 TILE_SIZE = 16
 CHUNK = 16  # Gaussians per step of the inner loop (a tl.dot operand: at least 16)
-# Under the interpreter every tl operation costs ~1 ms of Python whatever its size: bigger chunks, fewer steps.
-INTERPRETER_CHUNK = 128
+# Pixel rows of a tile per program on a GPU and warps per program, chosen from the compiled kernels' register use
+# on sm_90 (cuobjdump -res-usage; not timed yet): whole tiles take 255 registers and spill (backward: 1 kB of
+# stack at 4 warps); 8 rows: forward 148 registers at 4 warps, backward 188 at 8 warps, neither spills.
+ROWS, WARPS_FWD, WARPS_BWD = 8, 4, 8
+# Under the interpreter every tl operation costs ~1 ms of Python whatever its size: bigger chunks and whole
+# tiles, fewer steps.
+INTERPRETER_CHUNK, INTERPRETER_ROWS = 128, 16
 MAX_ALPHA = tl.constexpr(0.999)
 ALPHA_THR = tl.constexpr(1.0 / 255.0)
 T_EPS = tl.constexpr(1e-4)
@@ -63,15 +68,15 @@ def rasterize_fwd(
     offsets, ids,  # tile t lists ids[offsets[t]:offsets[t + 1]], front to back
     out, T_final, last,  # [C, H, W, F] (no background), [C, H, W], [C, H, W] int32 (-1: none)
     width, height, tiles_w, tiles_per_cam, F,
-    TILE: tl.constexpr, CHUNK: tl.constexpr, FP: tl.constexpr,
+    TILE: tl.constexpr, ROWS: tl.constexpr, CHUNK: tl.constexpr, FP: tl.constexpr,
 ):
-    t = tl.program_id(0)
+    t = tl.program_id(0) // (TILE // ROWS)
     cam = t // tiles_per_cam
     tx = (t % tiles_per_cam) % tiles_w
     ty = (t % tiles_per_cam) // tiles_w
-    p = tl.arange(0, TILE * TILE)
+    p = tl.arange(0, TILE * ROWS)
     xi = tx * TILE + p % TILE
-    yi = ty * TILE + p // TILE
+    yi = ty * TILE + (tl.program_id(0) % (TILE // ROWS)) * ROWS + p // TILE
     inside = (xi < width) & (yi < height)
     dt = feats.dtype.element_ty
     px = xi.to(dt) + 0.5
@@ -80,10 +85,10 @@ def rasterize_fwd(
     start = tl.load(offsets + t).to(tl.int32)
     end = tl.load(offsets + t + 1).to(tl.int32)
 
-    T = tl.full([TILE * TILE], 1.0, dt)
+    T = tl.full([TILE * ROWS], 1.0, dt)
     done = ~inside
-    lst = tl.full([TILE * TILE], -1, tl.int32)
-    acc = tl.zeros([TILE * TILE, FP], dt)
+    lst = tl.full([TILE * ROWS], -1, tl.int32)
+    acc = tl.zeros([TILE * ROWS, FP], dt)
     k0 = start
     alive = tl.sum((~done).to(tl.int32), axis=0)
     while (k0 < end) & (alive > 0):
@@ -114,15 +119,15 @@ def rasterize_bwd(
     v_out, v_alpha,  # [C, H, W, F], [C, H, W]: gradients of out and of alpha = 1 - T_final
     grads, v_feats,  # [M, G_COUNT] and [M, F], accumulated atomically
     width, height, tiles_w, tiles_per_cam, F,
-    TILE: tl.constexpr, CHUNK: tl.constexpr, FP: tl.constexpr,
+    TILE: tl.constexpr, ROWS: tl.constexpr, CHUNK: tl.constexpr, FP: tl.constexpr,
 ):
-    t = tl.program_id(0)
+    t = tl.program_id(0) // (TILE // ROWS)
     cam = t // tiles_per_cam
     tx = (t % tiles_per_cam) % tiles_w
     ty = (t % tiles_per_cam) // tiles_w
-    p = tl.arange(0, TILE * TILE)
+    p = tl.arange(0, TILE * ROWS)
     xi = tx * TILE + p % TILE
-    yi = ty * TILE + p // TILE
+    yi = ty * TILE + (tl.program_id(0) % (TILE // ROWS)) * ROWS + p // TILE
     inside = (xi < width) & (yi < height)
     dt = feats.dtype.element_ty
     px = xi.to(dt) + 0.5
@@ -138,7 +143,7 @@ def rasterize_bwd(
     vo = tl.load(v_out + pix[:, None] * F + fs[None, :], mask=inside[:, None] & fmask[None, :], other=0.0)
     va_px = tl.load(v_alpha + pix, mask=inside, other=0.0) * T_fin  # d alpha_out / d alpha_i = T_final / (1 - alpha_i)
     T = T_fin  # transmittance after the chunk being processed
-    behind = tl.zeros([TILE * TILE], dt)  # v_out · (features composited behind the chunk)
+    behind = tl.zeros([TILE * ROWS], dt)  # v_out · (features composited behind the chunk)
     k_last = tl.max(lst, axis=0)
     n_chunks = tl.cdiv(k_last + 1 - start, CHUNK)
     for i in range(0, n_chunks):

@@ -86,10 +86,12 @@ def test_random_scene_float64_matches_forward_and_every_gradient(device):
 
 def test_dense_scene_stop_rule_chunks_and_colour_override(device, monkeypatch):
     """Nearly opaque, overlapping Gaussians (pixels reach the 1e-4 transmittance stop), composited 16 at a time
-    (lists of ~60 per tile: several chunks and chunk boundaries), with a 2-channel colour override."""
+    (lists of ~60 per tile: several chunks and chunk boundaries) by programs of 8 pixel rows (as on a GPU), with a
+    2-channel colour override."""
     from engine.render import triton_kernels
 
     monkeypatch.setattr(triton_kernels, "INTERPRETER_CHUNK", 16)
+    monkeypatch.setattr(triton_kernels, "INTERPRETER_ROWS", 8)
     scene = random_view_scene(70, seed=5, scale_range=(0.15, 0.4), opacity_range=(0.8, 0.99))
     colors = torch.randn(len(scene), 2, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     out = _assert_agree(scene, orbit_pair(16, 16), device, colors=colors, image_atol=1e-10, grad_atol=1e-9)
