@@ -114,11 +114,11 @@ def _robot_crop(radius: float = 0.04) -> tuple[GaussianScene, object]:
 
 
 def test_robot_crop_float32_matches(device):
-    """A real capture's Gaussians in float32 (the GPU's type). Tolerances: images 2e-5, gradients 2e-3 of
-    their scale (float32 sums over hundreds of terms, accumulated in another order)."""
+    """A real capture's Gaussians in float32 (the GPU's type). Tolerances: images 1e-5, gradients 1e-4 of their
+    scale (float32 sums over hundreds of terms in another order; seen: 2e-6 and 1.1e-5)."""
     scene, cams = _robot_crop()
     assert 100 < len(scene) < 400
-    out = _assert_agree(scene, cams, device, background=(1.0, 1.0, 1.0), image_atol=2e-5, grad_atol=2e-3)
+    out = _assert_agree(scene, cams, device, background=(1.0, 1.0, 1.0), image_atol=1e-5, grad_atol=1e-4)
     assert float(out.alpha.detach().mean()) > 0.2
 
 
