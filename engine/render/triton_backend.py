@@ -92,12 +92,12 @@ def _launch_args(tiles: TileLists, num_feats: int, warps: int) -> tuple[tuple, t
     chunk, rows = (TK.INTERPRETER_CHUNK, TK.INTERPRETER_ROWS) if interpreted() else (TK.CHUNK, TK.ROWS)
     grid = ((tiles.offsets.numel() - 1) * (TK.TILE_SIZE // rows),)
     sizes = (tiles.width, tiles.height, tiles.tiles_w, tiles.tiles_w * tiles.tiles_h, num_feats)
-    consts = dict(TILE=TK.TILE_SIZE, ROWS=rows, CHUNK=chunk, FP=max(16, triton_next_pow2(num_feats)),
+    consts = dict(TILE=TK.TILE_SIZE, ROWS=rows, CHUNK=chunk, FP=max(16, _next_pow2(num_feats)),
                   num_warps=warps)
     return grid, sizes, consts
 
 
-def triton_next_pow2(n: int) -> int:
+def _next_pow2(n: int) -> int:
     return 1 << max(0, int(n) - 1).bit_length()
 
 
