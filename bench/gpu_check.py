@@ -1,7 +1,8 @@
-"""One prepared GPU check: gsplat agreement, render timings, SD-1.5-sized edit steps, a masked edit; JSON out.
+"""One prepared GPU check: gsplat and triton agreement, render timings, SD-1.5-sized edit steps, a masked edit.
 
     python bench/gpu_check.py --out $OUT/gpu_check.json     # on a CUDA machine, < 8 minutes on an H100/H200
     python bench/gpu_check.py --quick                       # the same code at toy sizes on the CPU (< 60 s)
+    python bench/gpu_check.py --backends triton             # only the triton backend (no gsplat compile)
 
 Sections (each timed, each guarded: a failing section records {"error": ...} and the others still run; cases
 inside a section are guarded the same way, so an out-of-memory case is recorded and the next one runs):
@@ -13,6 +14,12 @@ inside a section are guarded the same way, so an out-of-memory case is recorded 
    gradients <= 1e-3 relative.
 2. timing: gsplat forward and forward+backward at 150k / 1M / 3M Gaussians, 512x512 and 1920x1080, one view
    (median ms after warm-up, peak GPU memory).
+
+The triton backend (engine/render/triton_backend.py: Triton kernels, no compiler toolchain) is measured beside
+gsplat with the same code: agreement["triton"] holds its cases against the same CPU baseline, timing's keys
+"triton_<case>" its timings and timing["triton_over_gsplat"] the ratios (target: <= 3 at 1M Gaussians, 512²,
+forward+backward), sd_step's "sds_batch1_triton" an edit step drawn with it. --backends picks which of gsplat and
+triton run (both by default; a missing package or a failed compile is recorded per case, the rest still runs).
 3. sd_step: a random-weight pipeline with Stable Diffusion 1.5's architecture (bench/guidance.random_sd_model:
    UNet2DConditionModel / AutoencoderKL / CLIPTextModel with SD 1.5's config values, nothing downloaded), fp16;
    SDS, DDS and RoMaP steps at 512x512, batch 1 and 4, on a 1M-Gaussian scene through the real run_edit loop
@@ -87,6 +94,7 @@ class Plan:
     edit_steps: int
     edit_resolution: int
     budget_s: dict  # per section: cases that would start after this many seconds are skipped
+    also: tuple[str, ...] = ()  # backends measured beside `candidate` with the same cases (GPU: triton)
 
 
 def gpu_plan() -> Plan:
@@ -96,8 +104,19 @@ def gpu_plan() -> Plan:
         timing_sizes=((512, 512), (1920, 1080)), timing_reps=5, timing_warmup=2, sd_full_size=True,
         sd_dtype="float16", sd_gaussians=1_000_000, sd_resolution=512, sd_batches=(1, 4), sd_steps=5, sd_warmup=2,
         edit_steps=200, edit_resolution=512,
-        budget_s={"agreement": 100.0, "timing": 80.0, "sd_step": 150.0, "masked_edit": 100.0},  # 7.2 min at most
+        # per backend for agreement and timing: 2 x 60 + 2 x 60 + 130 + 90 s, about 8 minutes at most
+        budget_s={"agreement": 60.0, "timing": 60.0, "sd_step": 130.0, "masked_edit": 90.0}, also=("triton",),
     )
+
+
+def with_backends(plan: Plan, backends: list[str]) -> Plan:
+    """`plan` measuring only `backends` (a subset of gsplat and triton; GPU plans only)."""
+    from dataclasses import replace
+
+    if plan.quick or not backends:
+        return plan
+    first, rest = backends[0], tuple(b for b in backends[1:] if b != backends[0])
+    return replace(plan, candidate=first, timing_backend=first, also=rest)
 
 
 def quick_plan() -> Plan:
@@ -249,8 +268,11 @@ def _forward_backward(scene: GaussianScene, cameras: Cameras, backend: str, back
     return out, grads
 
 
-def agreement_case(scene: GaussianScene, cameras: Cameras, plan: Plan, *, background, seed: int = 0) -> dict:
-    """The candidate backend on plan.device against backend="torch" on a CPU copy; differences and pass/fail."""
+def agreement_case(scene: GaussianScene, cameras: Cameras, plan: Plan, *, background, seed: int = 0,
+                   candidate: str | None = None) -> dict:
+    """The candidate backend (default plan.candidate) on plan.device against backend="torch" on a CPU copy;
+    differences and pass/fail."""
+    candidate = candidate or plan.candidate
     scene, cameras = scene.to("cpu", torch.float32).detach(), cameras.to("cpu", torch.float32)
     g = torch.Generator().manual_seed(seed)
     C, H, W = len(cameras), int(cameras.height), int(cameras.width)
@@ -258,13 +280,13 @@ def agreement_case(scene: GaussianScene, cameras: Cameras, plan: Plan, *, backgr
     device = torch.device(plan.device)
     _sync(device)
     t0 = time.perf_counter()
-    cand, cand_grads = _forward_backward(scene.to(device), cameras.to(device), plan.candidate, background, weights)
+    cand, cand_grads = _forward_backward(scene.to(device), cameras.to(device), candidate, background, weights)
     _sync(device)
     t1 = time.perf_counter()
     base, base_grads = _forward_backward(scene, cameras, "torch", background, weights)
     t2 = time.perf_counter()
-    if cand.meta.get("backend") != plan.candidate:
-        raise RuntimeError(f"asked for backend {plan.candidate!r}, rendered with {cand.meta.get('backend')!r}")
+    if cand.meta.get("backend") != candidate:
+        raise RuntimeError(f"asked for backend {candidate!r}, rendered with {cand.meta.get('backend')!r}")
     entry = {
         "gaussians": len(scene), "sh_degree": scene.sh_degree, "background": background is not None,
         "size": [W, H], "views": C,
@@ -272,7 +294,7 @@ def agreement_case(scene: GaussianScene, cameras: Cameras, plan: Plan, *, backgr
         "alpha_mean": float(base.alpha.detach().mean()),
         "grads": {name: _grad_stats(cand_grads[name], base_grads[name])
                   for name in PARAMS if base_grads[name] is not None and base_grads[name].numel()},
-        f"{plan.candidate}_s": round(t1 - t0, 3), "torch_cpu_s": round(t2 - t1, 3),
+        f"{candidate}_s": round(t1 - t0, 3), "torch_cpu_s": round(t2 - t1, 3),
     }
     covered = base.alpha.detach() > 0.5
     if covered.any():
@@ -287,17 +309,26 @@ def agreement_case(scene: GaussianScene, cameras: Cameras, plan: Plan, *, backgr
     return entry
 
 
-def first_call(plan: Plan) -> dict:
+def first_call(plan: Plan, candidate: str | None = None) -> dict:
     """One tiny render + backward with the candidate backend: gsplat's import (and any kernel JIT compile)."""
     scene = random_scene(64, seed=0).to(plan.device)
     cams = view_pair((0.0, 0.0, 0.0), 3.6, 16).to(plan.device, torch.float32)
-    out, _ = _forward_backward(scene, cams, plan.candidate, None, (torch.ones(2, 16, 16, 3), torch.ones(2, 16, 16, 1)))
+    out, _ = _forward_backward(scene, cams, candidate or plan.candidate, None,
+                               (torch.ones(2, 16, 16, 3), torch.ones(2, 16, 16, 1)))
     _sync(plan.device)
     return {"backend": out.meta.get("backend")}
 
 
 def agreement(plan: Plan) -> dict:
-    first = guarded(first_call, plan, free_on=plan.device)  # outside the budget: a JIT compile takes minutes
+    """The candidate's cases; each backend in plan.also gets the same cases (and its own budget) under its name."""
+    section = agreement_of(plan, plan.candidate)
+    for backend in plan.also:
+        section[backend] = agreement_of(plan, backend)
+    return section
+
+
+def agreement_of(plan: Plan, candidate: str) -> dict:
+    first = guarded(first_call, plan, candidate, free_on=plan.device)  # outside the budget: a JIT compile takes minutes
     budget = Budget(plan.budget_s["agreement"])
     cases: dict[str, dict] = {}
     scenes = {}
@@ -319,11 +350,11 @@ def agreement(plan: Plan) -> dict:
             if budget.spent():
                 cases[key] = budget.skipped()
                 continue
-            cases[key] = guarded(lambda make=make, bg=bg: agreement_case(*make(), plan, background=bg),
-                                 free_on=plan.device)
+            cases[key] = guarded(lambda make=make, bg=bg: agreement_case(*make(), plan, background=bg,
+                                                                         candidate=candidate), free_on=plan.device)
     ran = [c for c in cases.values() if "pass" in c]
     return {
-        "candidate": plan.candidate, "baseline": "torch (CPU copy)", "first_call": first,
+        "candidate": candidate, "baseline": "torch (CPU copy)", "first_call": first,
         "robot": {"stride": plan.robot_stride, "note": "the bundled robot is stored at SH degree 1: sh0 truncates "
                   "it, sh3 pads it with 0.1*randn coefficients; stride k keeps every k-th Gaussian"},
         "targets": {
@@ -368,27 +399,45 @@ def time_render(scene: GaussianScene, camera: Cameras, backend: str, *, backward
 
 
 def timing(plan: Plan) -> dict:
-    budget = Budget(plan.budget_s["timing"])
+    """Every case for plan.timing_backend (key "<n>_<w>x<h>_<mode>") and, interleaved, for each backend in
+    plan.also ("<backend>_<key>"), with the budget scaled by the number of backends; ratios to the first."""
+    backends = (plan.timing_backend, *plan.also)
+    budget = Budget(plan.budget_s["timing"] * len(backends))
     device = torch.device(plan.device)
     cases: dict[str, dict] = {}
     for n in plan.timing_gaussians:
         scene = None
         for w, h in plan.timing_sizes:
             for backward in (False, True):
-                key = f"{n}_{w}x{h}_{'fwd_bwd' if backward else 'fwd'}"
-                if budget.spent():
-                    cases[key] = budget.skipped()
-                    continue
-                if scene is None:
-                    scene = random_scene(n, sh_degree=3, seed=1, scale_range=density_scales(n)).to(device)
-                camera = orbit_cameras(torch.zeros(3, dtype=torch.float64), 3.6, [30.0], [20.0], width=w, height=h,
-                                       fov_y_deg=40.0).to(device, torch.float32)
-                cases[key] = guarded(time_render, scene, camera, plan.timing_backend, backward=backward,
-                                     reps=plan.timing_reps, warmup=plan.timing_warmup, device=device,
-                                     free_on=device)
+                for backend in backends:
+                    key = f"{n}_{w}x{h}_{'fwd_bwd' if backward else 'fwd'}"
+                    key = key if backend == plan.timing_backend else f"{backend}_{key}"
+                    if budget.spent():
+                        cases[key] = budget.skipped()
+                        continue
+                    if scene is None:
+                        scene = random_scene(n, sh_degree=3, seed=1, scale_range=density_scales(n)).to(device)
+                    camera = orbit_cameras(torch.zeros(3, dtype=torch.float64), 3.6, [30.0], [20.0], width=w,
+                                           height=h, fov_y_deg=40.0).to(device, torch.float32)
+                    cases[key] = guarded(time_render, scene, camera, backend, backward=backward,
+                                         reps=plan.timing_reps, warmup=plan.timing_warmup, device=device,
+                                         free_on=device)
         del scene
         _free(device)
-    return {"backend": plan.timing_backend, "sh_degree": 3, "views": 1, "cases": cases}
+    section = {"backend": plan.timing_backend, "sh_degree": 3, "views": 1, "cases": cases}
+    for backend in plan.also:
+        section[f"{backend}_over_{plan.timing_backend}"] = ratios(cases, backend)
+    return section
+
+
+def ratios(cases: dict, backend: str) -> dict:
+    """ms_median of `backend`'s case / the first backend's, for the cases both measured."""
+    out = {}
+    for key, case in cases.items():
+        other = cases.get(f"{backend}_{key}", {})
+        if "ms_median" in case and "ms_median" in other and case["ms_median"] > 0:
+            out[key] = round(other["ms_median"] / case["ms_median"], 3)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------- 3. SD steps
@@ -426,6 +475,25 @@ def auto_renderer(device: str) -> str:
     return renderer_choice().describe()
 
 
+class auto_backend_forced:
+    """Within the block, backend="auto" draws a CUDA scene with `backend` (the probe's cached answer is replaced,
+    then restored): run_edit has no backend argument in bench/edit.time_edit."""
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+
+    def __enter__(self):
+        from engine.render import availability
+
+        self.saved = availability.renderer_choice()
+        availability._CHOICE = availability.RendererChoice(self.backend, "forced by bench/gpu_check.py")
+
+    def __exit__(self, *exc):
+        from engine.render import availability
+
+        availability._CHOICE = self.saved
+
+
 def sd_step(plan: Plan) -> dict:
     from bench.edit import time_edit
 
@@ -449,6 +517,15 @@ def sd_step(plan: Plan) -> dict:
             cases[key] = guarded(time_edit, scene, mask.to(device), model, method, resolution=plan.sd_resolution,
                                  steps=plan.sd_steps, warmup=plan.sd_warmup, batch_size=batch, free_on=device)
             _free(device)
+    for backend in plan.also:  # the same SDS step with "auto" drawing through another backend
+        key = f"sds_batch1_{backend}"
+        if budget.spent():
+            cases[key] = budget.skipped()
+            continue
+        with auto_backend_forced(backend):
+            cases[key] = guarded(time_edit, scene, mask.to(device), model, "sds", resolution=plan.sd_resolution,
+                                 steps=plan.sd_steps, warmup=plan.sd_warmup, batch_size=1, free_on=device)
+        _free(device)
     sds = cases.get("sds_batch1", {})
     ms, peak = sds.get("ms_per_step"), sds.get("peak_gpu_mem_gb")
     return {
@@ -537,7 +614,7 @@ def environment(plan: Plan) -> dict:
 
     env = {"python": platform.python_version(), "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
            "cpu_count": os.cpu_count(), "cuda_available": torch.cuda.is_available(),
-           **{name: version(name) for name in ("gsplat", "diffusers", "transformers", "numba")}}
+           **{name: version(name) for name in ("gsplat", "triton", "diffusers", "transformers", "numba")}}
     if plan.device == "cuda":
         env.update({k: os.environ.get(k) for k in ("TORCH_CUDA_ARCH_LIST", "MAX_JOBS")})
         env["device"] = torch.cuda.get_device_name()
@@ -584,6 +661,9 @@ def run(plan: Plan, sections=SECTIONS, out: Path | None = None) -> dict:
         "unmasked_bit_identical": report.get("masked_edit", {}).get("unmasked_bit_identical"),
         "no_nan": report.get("masked_edit", {}).get("no_nan"),
         "edit_renderer": report.get("sd_step", {}).get("renderer"),
+        **{f"{b}_agreement_pass": report.get("agreement", {}).get(b, {}).get("pass") for b in plan.also},
+        **{f"{b}_over_{plan.timing_backend}_1M_512_fwd_bwd": report.get("timing", {}).get(
+            f"{b}_over_{plan.timing_backend}", {}).get("1000000_512x512_fwd_bwd") for b in plan.also},
         "errors": [name for name in sections if "error" in report[name]],
     }
     return report
@@ -594,11 +674,16 @@ def main(argv=None) -> dict:
     parser.add_argument("--quick", action="store_true", help="toy sizes on the CPU (the test's mode)")
     parser.add_argument("--out", type=Path, default=None, help="also write the JSON here (after every section)")
     parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {SECTIONS}")
+    parser.add_argument("--backends", default="gsplat,triton",
+                        help="GPU backends to measure, the first is the baseline of the ratios (not with --quick)")
     args = parser.parse_args(argv)
     sections = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = [s for s in sections if s not in SECTIONS]
     if unknown:
         parser.error(f"unknown sections {unknown}; choose from {SECTIONS}")
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    if not backends or any(b not in ("gsplat", "triton") for b in backends):
+        parser.error(f"--backends takes gsplat and/or triton, got {args.backends!r}")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     if not args.quick and torch.cuda.is_available():
@@ -614,7 +699,7 @@ def main(argv=None) -> dict:
         if args.quick:  # toy tensors: extra threads only spin, and on a shared machine they cost 5x (seen here)
             torch.set_num_threads(1)
         try:
-            report = run(quick_plan() if args.quick else gpu_plan(), sections, args.out)
+            report = run(quick_plan() if args.quick else with_backends(gpu_plan(), backends), sections, args.out)
         finally:
             torch.set_num_threads(threads)  # main() is also called in-process (tests)
     print(_write(report, args.out))

@@ -12,6 +12,19 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 
+def _triton_interpreter_without_gpu() -> None:
+    """Without a GPU the triton render backend's kernels run in triton's CPU interpreter, which is chosen when
+    triton is first imported (diffusers imports it): switched on here, before any test module loads
+    (tests/render/test_triton_backend.py). Nothing else triton-compiled runs on a CPU machine."""
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ.setdefault("TRITON_INTERPRET", "1")
+
+
+_triton_interpreter_without_gpu()
+
+
 @pytest.fixture
 def one_torch_thread():
     """One torch thread for the test, restored after it: tiny tensors and sparse gathers only spin torch's

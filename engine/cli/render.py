@@ -35,8 +35,9 @@ def add_view_options(parser: argparse.ArgumentParser, *, size_default: int = 512
                         help="a colour name, #rrggbb, r,g,b in [0, 1] or rgb(r, g, b) in 0-255 (default black)")
     add_up_option(parser)
     parser.add_argument("--sh-degree", type=int, default=None, help="SH degree to render (default: the scene's)")
-    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "gsplat", "reference"),
-                        help="renderer (default auto: gsplat on CUDA, else the CPU rasterizer)")
+    parser.add_argument("--backend", default="auto", choices=("auto", "torch", "gsplat", "triton", "reference"),
+                        help="renderer (default auto: on CUDA gsplat where it works, else triton, else the CPU "
+                             "rasterizer)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

@@ -2,12 +2,13 @@
 
 Backends:
 - "gsplat": gsplat's CUDA rasterization (imported lazily, only when CUDA is available);
+- "triton": Triton kernels compiled at run time (engine/render/triton_backend.py): a GPU without a compiler;
 - "torch": our CPU rasterizer with gsplat's conventions (engine/render/cpu.py);
 - "reference": the dense, slow, readable oracle (small scenes only);
-- "auto": gsplat for a scene on a CUDA device when gsplat has been found to work in this process (one probe,
-  cached: engine/render/availability.py), else torch. A torch render of a scene on a GPU runs on CPU copies and
-  hands the images back on the scene's device (gradients flow through the copies), so a Space without a
-  compiled gsplat still renders — more slowly — instead of failing at the first render.
+- "auto": for a scene on a CUDA device, what the probe chose in this process (one probe, cached:
+  engine/render/availability.py): gsplat when it works, else triton when it works, else torch. A torch render
+  of a scene on a GPU runs on CPU copies and hands the images back on the scene's device (gradients flow through
+  the copies), so a GPU where neither works still renders — more slowly — instead of failing at the first render.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from .projection import project, view_colors
 from .reference import rasterize_dense
 from .types import RenderOutput
 
-BACKENDS = ("auto", "gsplat", "torch", "reference")
+BACKENDS = ("auto", "gsplat", "triton", "torch", "reference")
 
 
 def _finish(feats: Tensor, alpha: Tensor, acc_depth: Tensor, background: Tensor | None, meta: dict) -> RenderOutput:
@@ -51,9 +52,9 @@ def render(
     if backend not in BACKENDS:
         raise ValueError(f"unknown render backend {backend!r}; choose one of {BACKENDS}")
     if backend == "auto":
-        from .availability import gsplat_usable
+        from .availability import renderer_choice
 
-        backend = "gsplat" if scene.device.type == "cuda" and gsplat_usable() else "torch"
+        backend = renderer_choice().name if scene.device.type == "cuda" else "torch"
     if sh_degree is None:
         sh_degree = scene.sh_degree
     if not 0 <= sh_degree <= scene.sh_degree:
@@ -63,6 +64,10 @@ def render(
         from .gsplat_backend import render_gsplat  # lazy: importing gsplat without CUDA triggers a compile
 
         return render_gsplat(scene, cameras, sh_degree=sh_degree, background=background, colors=colors)
+    if backend == "triton":
+        from .triton_backend import render_triton  # lazy: imports triton
+
+        return render_triton(scene, cameras, sh_degree=sh_degree, background=background, colors=colors)
     if backend == "torch":
         try:
             from .cpu import render_cpu

@@ -1,5 +1,7 @@
-"""`backend="auto"` uses gsplat only where a probe found it working (import + a tiny GPU render), decided once per
-process; otherwise our CPU rasterizer, with the reason. No real compile is ever started here."""
+"""`backend="auto"` uses gsplat where a probe found it working (import + a tiny GPU render), else the triton backend
+where a one-Gaussian render (forward + backward) through it works, else our CPU rasterizer, with the reason; decided
+once per process. No real CUDA compile is ever started here: the triton probe runs its real kernels on the CPU
+under triton's interpreter (switched on by tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -40,6 +42,7 @@ def test_without_cuda_the_probe_says_so_without_importing_gsplat(monkeypatch):
     for name in [n for n in sys.modules if n == "gsplat" or n.startswith("gsplat.")]:
         monkeypatch.delitem(sys.modules, name)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(availability, "_tiny_triton_render", lambda: pytest.fail("probed triton without CUDA"))
     choice = availability.renderer_choice()
     assert not choice.gsplat and choice.name == "torch" and "no CUDA" in choice.reason
     assert spy.attempts == []  # on a machine with nvcc and no GPU an import could start a compile
@@ -62,6 +65,13 @@ def _fake_gsplat(monkeypatch, rasterization):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
 
 
+def _no_triton(monkeypatch, message="triton: no usable GPU\nlong log ..."):
+    def fails():
+        raise RuntimeError(message)
+
+    monkeypatch.setattr(availability, "_tiny_triton_render", fails)
+
+
 def test_a_gsplat_that_fails_to_compile_is_caught_and_becomes_the_reason(monkeypatch):
     calls = []
 
@@ -70,16 +80,20 @@ def test_a_gsplat_that_fails_to_compile_is_caught_and_becomes_the_reason(monkeyp
         raise RuntimeError("Error building extension 'gsplat_cuda': nvcc: not found\nlong compiler log ...")
 
     _fake_gsplat(monkeypatch, rasterization)
+    _no_triton(monkeypatch)
     monkeypatch.setattr(availability, "_PROBE_DEVICE", "cpu")  # no GPU here: the tiny scene lives on the CPU
     choice = availability.renderer_choice()
     assert not choice.gsplat and choice.name == "torch"
     assert "RuntimeError" in choice.reason and "nvcc: not found" in choice.reason and "compiler log" not in choice.reason
+    assert "triton cannot run here either (RuntimeError: triton: no usable GPU)" in choice.reason
+    assert "long log" not in choice.reason
     assert availability.renderer_choice() is choice and len(calls) == 1  # decided once, cached
 
 
 def test_a_missing_gsplat_package_falls_back(monkeypatch):
     monkeypatch.setitem(sys.modules, "gsplat", None)  # `import gsplat` raises ImportError
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    _no_triton(monkeypatch)
     choice = availability.renderer_choice()
     assert not choice.gsplat and "ModuleNotFoundError" in choice.reason
 
@@ -89,6 +103,7 @@ def test_a_working_gsplat_is_chosen(monkeypatch):
         return torch.ones(1, height, width, 3), torch.ones(1, height, width, 1), {}
 
     _fake_gsplat(monkeypatch, rasterization)
+    monkeypatch.setattr(availability, "_tiny_triton_render", lambda: pytest.fail("probed triton after gsplat worked"))
     monkeypatch.setattr(availability, "_PROBE_DEVICE", "cpu")
     choice = availability.renderer_choice()
     assert choice.gsplat and choice.name == "gsplat" and "rasterized" in choice.reason
@@ -99,8 +114,43 @@ def test_an_empty_test_render_is_not_trusted(monkeypatch):
         return torch.zeros(1, height, width, 3), torch.zeros(1, height, width, 1), {}
 
     _fake_gsplat(monkeypatch, rasterization)
+    _no_triton(monkeypatch)
     monkeypatch.setattr(availability, "_PROBE_DEVICE", "cpu")
-    assert not availability.renderer_choice().gsplat
+    assert availability.renderer_choice().name == "torch"
+
+
+def test_without_gsplat_a_working_triton_is_chosen_after_a_real_test_render(monkeypatch):
+    """The real triton probe: one Gaussian rendered forward and backward by the kernels (interpreted here)."""
+    from engine.render.triton_backend import interpreted
+
+    if not interpreted():
+        pytest.skip("triton is not in interpreter mode in this process (a GPU machine): no CPU test render")
+    monkeypatch.setitem(sys.modules, "gsplat", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(availability, "_PROBE_DEVICE", "cpu")
+    choice = availability.renderer_choice()
+    assert choice.name == "triton" and not choice.gsplat
+    assert "gsplat cannot run here (ModuleNotFoundError" in choice.reason and "triton compiled" in choice.reason
+    assert choice.describe().startswith("triton (GPU kernels compiled at run time): gsplat cannot run here")
+
+
+def test_a_triton_whose_test_render_is_empty_is_not_trusted(monkeypatch):
+    from engine.render import triton_backend
+
+    real = triton_backend.render_triton
+
+    def blank(*args, **kwargs):  # a kernel that silently draws nothing
+        out = real(*args, **kwargs)
+        return type(out)(out.rgb * 0, out.alpha * 0, out.depth, out.meta)
+
+    if not triton_backend.interpreted():
+        pytest.skip("triton is not in interpreter mode in this process (a GPU machine): no CPU test render")
+    monkeypatch.setitem(sys.modules, "gsplat", None)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(availability, "_PROBE_DEVICE", "cpu")
+    monkeypatch.setattr(triton_backend, "render_triton", blank)
+    choice = availability.renderer_choice()
+    assert choice.name == "torch" and "triton cannot run here either (RuntimeError: the test render" in choice.reason
 
 
 def test_auto_never_probes_for_a_cpu_scene(monkeypatch):
