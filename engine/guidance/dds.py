@@ -10,8 +10,8 @@ equal to the original, the gradient is exactly zero (and so stays zero).
 
 DDS is the difference of two SDS gradients with shared noise and t (the paper's derivation). A model family
 with its own residual (`sds.score_residual`; the rectified-flow model) gets exactly that difference:
-w(s) (v_hat_target(x_s) - v_hat_source(xsrc_s) + z - zsrc), whose noise terms cancel likewise; it is the
-epsilon-form DDS of the same model divided by (1 - s).
+w(s) (v_hat_target(x_s) - v_hat_source(xsrc_s) + z - zsrc), whose noise terms cancel likewise (the epsilon-form
+DDS of the same model is (1 - abar)(1 - s) times it).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from torch import Tensor
 from .base import DiffusionModel, LossOutput, randn
 from .native_size import to_model_size
 from .sds import (
-    add_noise, check_images, check_prompt, draw_timesteps, latent_mask_like, score_residual, sds_weight, surrogate_output,
+    add_noise, check_images, check_prompt, draw_timesteps, latent_mask_like, score_residual, sds_weight,
+    surrogate_output,
 )
 from .timesteps import TimestepSchedule
 

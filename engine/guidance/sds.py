@@ -9,7 +9,7 @@ Gaussians. A 2D mask multiplies grad in latent space (the mask
 area-averaged down to the latent resolution), so nothing outside the mask is pushed.
 
 A rectified-flow model (flow_model.py) supplies its own residual through `score_residual`: RFDS's
-w(s) (v_hat(x_s) - (eps - z)) with x_s = (1 - s) z + s eps, i.e. the epsilon form divided by (1 - s).
+w(s) (v_hat(x_s) - (eps - z)) with x_s = (1 - s) z + s eps; v_hat - (eps - z) = (eps_hat - eps) / (1 - s).
 """
 
 from __future__ import annotations

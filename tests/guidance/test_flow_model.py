@@ -103,3 +103,16 @@ def test_a_ddim_step_on_the_epsilon_view_is_the_flow_euler_step(tiny_flow_model)
     x0_hat = (z - (1 - a).sqrt() * eps_hat) / a.sqrt()
     ddim = a_next.sqrt() * x0_hat + (1 - a_next).sqrt() * eps_hat
     torch.testing.assert_close(ddim * ((1 - s_next) ** 2 + s_next**2).sqrt(), euler, rtol=1e-4, atol=1e-4)
+
+
+def test_an_optional_t5_encoder_is_loaded_and_fills_its_tokens(tmp_path, monkeypatch):
+    from .tiny_models import save_tiny_flow_pipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    model = load_guidance(str(save_tiny_flow_pipeline(tmp_path / "with-t5", t5=True)), device="cpu")
+    assert model.text.has_t5
+    red, blue = model.condition("a red chair"), model.condition("a blue chair")
+    assert red.embeddings.shape == (1, 32, 64)  # 16 CLIP tokens (features 32 + 32, padded to 64), 16 T5 tokens
+    assert red.embeddings[0, 16:].abs().max() > 0 and not torch.equal(red.embeddings[0, 16:], blue.embeddings[0, 16:])
+    out = model.predict_noise(torch.randn(1, 16, 8, 8), torch.tensor([500]), red, guidance_scale=7.5)
+    assert out.shape == (1, 16, 8, 8) and torch.isfinite(out).all()
