@@ -121,7 +121,7 @@ class DiffusionModel(Protocol):
     latent_channels: int
     num_train_timesteps: int  # T
     alphas_cumprod: Tensor  # [T] float32, abar_t
-    prediction_type: str  # what the network predicts natively: "epsilon" | "v_prediction" | "sample"
+    prediction_type: str  # what the network predicts natively: "epsilon" | "v_prediction" | "sample" | "flow"
 
     def encode_images(self, images: Tensor) -> Tensor:
         """[B, H, W, 3] in [0, 1] -> latents [B, C, H/f, W/f]; differentiable w.r.t. the images."""

@@ -114,12 +114,13 @@ class FlowModel:
     # --- velocity ------------------------------------------------------------------------------------
     def velocity(self, x: Tensor, t: Tensor, embeddings: Tensor, pooled: Tensor) -> Tensor:
         """One transformer pass, [B, C, h, w] float32. Latents whose size is not a multiple of the patch size
-        (a non-square render resized to the native size) are padded by replication and the output cropped."""
+        (a non-square render resized to the native size) are padded by replication and the output cropped. The
+        timestep s * T stays float32 (bf16 would round 999.7 to 1000; the embedding casts after the sinusoids)."""
         h, w = x.shape[-2:]
         p = self.patch_size
         padded = F.pad(x, (0, -w % p, 0, -h % p), mode="replicate") if (h % p or w % p) else x
         out = self.transformer(
-            hidden_states=padded.to(self.dtype), timestep=(self.sigmas[t] * self.num_train_timesteps).to(self.dtype),
+            hidden_states=padded.to(self.dtype), timestep=self.sigmas[t] * self.num_train_timesteps,
             encoder_hidden_states=embeddings.to(self.dtype), pooled_projections=pooled.to(self.dtype),
             return_dict=False,
         )[0]
