@@ -116,3 +116,18 @@ def test_an_optional_t5_encoder_is_loaded_and_fills_its_tokens(tmp_path, monkeyp
     assert red.embeddings[0, 16:].abs().max() > 0 and not torch.equal(red.embeddings[0, 16:], blue.embeddings[0, 16:])
     out = model.predict_noise(torch.randn(1, 16, 8, 8), torch.tensor([500]), red, guidance_scale=7.5)
     assert out.shape == (1, 16, 8, 8) and torch.isfinite(out).all()
+
+
+def test_a_hub_id_in_the_offline_cache_is_read_as_a_flow_model(tiny_flow_dir, tmp_path, monkeypatch):
+    """The hub path: model_index.json and the parts come from the Hugging Face cache, offline."""
+    cache = tmp_path / "hub"
+    repo = cache / "models--someone--tiny-sd3"
+    revision = "0" * 40
+    shutil.copytree(tiny_flow_dir, repo / "snapshots" / revision)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(revision)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_CACHE", str(cache))
+    model = load_guidance("someone/tiny-sd3", device="cpu")
+    assert isinstance(model, FlowModel) and model.name == "someone/tiny-sd3"
