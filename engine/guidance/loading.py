@@ -100,6 +100,9 @@ def model_family(index: dict | None, folder: str | os.PathLike | None = None) ->
     if has_unet or not has_transformer:
         return DIFFUSION_FAMILY  # (no denoiser at all: the SD loader names what is missing)
     if scheduler is None or str(scheduler).startswith("FlowMatch"):
+        if isinstance(has_transformer, str) and has_transformer != "SD3Transformer2DModel":
+            raise ValueError(f"a {has_transformer} rectified-flow model is not supported: of the flow family, "
+                             "SD3-class models (SD3Transformer2DModel: SD3, SD3.5) are")
         return FLOW_FAMILY
     raise ValueError(f"a transformer model with a {scheduler} scheduler is not supported: Stable Diffusion 1.5-family "
                      "(unet/) and SD3-class rectified-flow (transformer/ + FlowMatch scheduler) models are")

@@ -29,6 +29,8 @@ def test_family_comes_from_the_components_not_the_name(tmp_path):
     with pytest.raises(ValueError, match="DDPMScheduler scheduler is not supported"):
         model_family({"transformer": ["diffusers", "PixArtTransformer2DModel"],
                        "scheduler": ["diffusers", "DDPMScheduler"]})
+    with pytest.raises(ValueError, match="FluxTransformer2DModel rectified-flow model is not supported"):
+        model_family({**sd3, "transformer": ["diffusers", "FluxTransformer2DModel"]})
     # a local folder without model_index.json: its subfolders and scheduler config say it
     (tmp_path / "transformer").mkdir()
     (tmp_path / "scheduler").mkdir()
