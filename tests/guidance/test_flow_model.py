@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from engine.guidance import DiffusersModel, ModelUnavailableError, load_guidance
+from engine.guidance.availability import probe
 from engine.guidance.flow_model import FlowModel, equivalent_alphas_cumprod, flow_noised, flow_sigmas
 from engine.guidance.loading import DIFFUSION_FAMILY, FLOW_FAMILY, missing_subfolders, model_family
 from engine.guidance.sds import add_noise
@@ -46,6 +47,7 @@ def test_tiny_sd3_pipeline_loads_offline_whatever_its_folder_is_called(tiny_flow
     shutil.copytree(tiny_flow_dir, misleading)
     model = load_guidance(str(misleading), device="cpu")
     assert isinstance(model, FlowModel) and missing_subfolders(misleading) == []
+    assert probe(str(misleading)).state == "available"  # the app's Model panel asks the same layout check
     assert (model.latent_channels, model.latent_scale, model.image_size, model.dtype) == (16, 2, 16, torch.float32)
     assert model.shift_factor == pytest.approx(0.0609) and model.scaling_factor == pytest.approx(1.5305)
     assert not model.text.has_t5
@@ -58,6 +60,7 @@ def test_tiny_sd3_pipeline_loads_offline_whatever_its_folder_is_called(tiny_flow
     shutil.rmtree(misleading / "transformer")
     with pytest.raises(ModelUnavailableError, match="transformer/"):
         load_guidance(str(misleading), device="cpu")
+    assert probe(str(misleading)).state == "unavailable"
 
 
 def test_schedule_is_the_flow_match_schedulers_table():
