@@ -27,6 +27,8 @@ triton run (both by default; a missing package or a failed compile is recorded p
    Targets: SDS batch 1 <= 60 ms per step, peak <= 12 GB.
 4. masked_edit: a 200-step masked SDS edit of the robot's head end to end: unmasked Gaussians bit-identical,
    nothing NaN.
+5. sd3_step: masked rectified-flow SDS steps with a random-weight SD3-medium-architecture model (transformer and
+   VAE config values, random text embeddings of SD3's shapes), bf16, at 512x512 and 1024x1024: ms, peak memory.
 
 --quick: the same functions at toy sizes on the CPU, one torch thread. The measured backend is then the dense reference
 rasterizer (backend="reference", an independent oracle) instead of gsplat, timings use the torch backend, the
@@ -64,7 +66,7 @@ from engine.scene import GaussianScene, SceneError, random_scene  # noqa: E402
 
 PARAMS = ("means", "quats", "scales", "opacities", "sh0", "shN")
 METHODS = ("sds", "dds", "romap")
-SECTIONS = ("agreement", "timing", "sd_step", "masked_edit")
+SECTIONS = ("agreement", "timing", "sd_step", "masked_edit", "sd3_step")
 TARGETS = {"rgb_max_abs": 2e-3, "grad_rel": 1e-3, "sds_batch1_ms": 60.0, "sds_batch1_peak_gb": 12.0}
 BACKGROUND = (0.2, 0.3, 0.4)
 
@@ -600,6 +602,94 @@ def masked_edit(plan: Plan, part: str = "head") -> dict:
     return entry
 
 
+# ---------------------------------------------------------------------------------------------- 5. SD3 steps
+
+
+class _RandomSD3Text:
+    """Random text conditioning in SD3's shapes (CLIP-L+G padded, then T5: 77 + 256 tokens of 4096; pooled 2048):
+    a prompt is encoded once per edit, so the step timing leaves the text encoders out."""
+
+    def __init__(self, length: int, width: int, pooled: int, device, dtype) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.pair = (torch.randn(1, length, width, generator=g).to(device, dtype),
+                     torch.randn(1, pooled, generator=g).to(device, dtype))
+        self.tokenizers = [None]
+
+    def encode(self, prompts):
+        return self.pair[0].expand(len(prompts), -1, -1), self.pair[1].expand(len(prompts), -1)
+
+
+def random_sd3_model(quick: bool, device: torch.device, dtype: torch.dtype):
+    """A FlowModel with SD3-medium's transformer and VAE config values and random weights (--quick: tiny)."""
+    from diffusers import AutoencoderKL, SD3Transformer2DModel
+
+    from engine.guidance.flow_model import FlowModel, flow_sigmas
+
+    torch.manual_seed(0)
+    if quick:
+        transformer = SD3Transformer2DModel(sample_size=8, num_layers=2, attention_head_dim=8, num_attention_heads=4,
+                                            joint_attention_dim=64, caption_projection_dim=32,
+                                            pooled_projection_dim=64, pos_embed_max_size=32)
+        vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                            block_out_channels=(16, 32), latent_channels=16, norm_num_groups=8, layers_per_block=1)
+        text = _RandomSD3Text(32, 64, 64, device, dtype)
+    else:
+        transformer = SD3Transformer2DModel(sample_size=128, num_layers=24, attention_head_dim=64,
+                                            num_attention_heads=24, joint_attention_dim=4096,
+                                            caption_projection_dim=1536, pooled_projection_dim=2048,
+                                            pos_embed_max_size=192)
+        vae = AutoencoderKL(down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
+                            block_out_channels=(128, 256, 512, 512), latent_channels=16, layers_per_block=2,
+                            scaling_factor=1.5305, shift_factor=0.0609, use_quant_conv=False,
+                            use_post_quant_conv=False)
+        text = _RandomSD3Text(77 + 256, 4096, 2048, device, dtype)
+    return FlowModel(text=text, transformer=transformer.to(device, dtype), vae=vae.to(device, dtype),
+                     sigmas=flow_sigmas(1000, 3.0), device=device, dtype=dtype,
+                     name="random-sd3-medium" if not quick else "random-sd3-tiny")
+
+
+def sd3_step(plan: Plan) -> dict:
+    """Masked rectified-flow SDS steps (guidance 100, RoMaP's t range) on one render with a random-weight
+    SD3-medium-architecture model, bf16, at 512^2 (RoMaP's size: the model's native size is set to it) and
+    1024^2 (SD3's native size): ms per step (VAE encode, CFG transformer pass, backward to the image) and peak."""
+    from engine.guidance import SDSLoss, TimestepSchedule
+
+    budget = Budget(plan.budget_s.get("sd3_step", 120.0))
+    device = torch.device(plan.device)
+    dtype = torch.float32 if plan.quick else torch.bfloat16
+    t0 = time.perf_counter()
+    with device:
+        model = random_sd3_model(plan.quick, device, dtype)
+    build_s = round(time.perf_counter() - t0, 3)
+    steps, warmup = (1, 1) if plan.quick else (5, 2)
+    cases: dict[str, dict] = {}
+    for size in ((16, 32) if plan.quick else (512, 1024)):
+        if budget.spent():
+            cases[f"sds_{size}"] = budget.skipped()
+            continue
+        model.image_size = size
+
+        def case(size=size) -> dict:
+            loss = SDSLoss(model, "a robot with a red head", 100.0, TimestepSchedule(0.3, 0.98))
+            image = torch.rand(1, size, size, 3, device=device, requires_grad=True)
+            mask = torch.zeros(1, size, size, 1, device=device)
+            mask[:, : size // 2] = 1.0
+            g, times = torch.Generator().manual_seed(0), []
+            _reset_peak(device)
+            for i in range(warmup + steps):
+                _sync(device)
+                start = time.perf_counter()
+                loss(image, step=i, total_steps=warmup + steps, mask2d=mask, generator=g).loss.backward()
+                _sync(device)
+                times.append(1000 * (time.perf_counter() - start))
+                image.grad = None
+            return {"ms_per_step": round(statistics.median(times[warmup:]), 2), "peak_gpu_mem_gb": _peak_gb(device)}
+
+        cases[f"sds_{size}"] = guarded(case, free_on=device)
+    return {"model": model.name, "dtype": str(dtype).removeprefix("torch."), "model_build_s": build_s,
+            "timed_steps": steps, "warmup_steps": warmup, "cases": cases}
+
+
 # ---------------------------------------------------------------------------------------------- driver
 
 
@@ -646,7 +736,8 @@ def _write(report: dict, out: Path | None) -> str:
 
 def run(plan: Plan, sections=SECTIONS, out: Path | None = None) -> dict:
     """Every asked-for section, guarded and timed, in order; the report is rewritten to `out` after each."""
-    functions = {"agreement": agreement, "timing": timing, "sd_step": sd_step, "masked_edit": masked_edit}
+    functions = {"agreement": agreement, "timing": timing, "sd_step": sd_step, "masked_edit": masked_edit,
+                 "sd3_step": sd3_step}
     report = {"quick": plan.quick, "environment": environment(plan), "plan": asdict(plan)}
     start = time.perf_counter()
     for name in sections:

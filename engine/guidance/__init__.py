@@ -3,7 +3,10 @@
 Read base.py first: it holds the contract (`DiffusionModel`, `Condition`, `GuidanceLoss`, `LossOutput`) and the
 spec / error types. Then one module per job:
 
-- loading.py      `parse_model_spec`, `load_guidance` (the only way a model is made), `DiffusersModel`
+- loading.py      `parse_model_spec`, `load_guidance` (the only way a model is made), `DiffusersModel`,
+                  `model_family` (SD family or SD3-class rectified flow, read from the model's config)
+- flow_model.py   `FlowModel`: SD3-class rectified-flow models (velocity, RFDS residual, epsilon view)
+- flow_text.py    SD3's text stack (two CLIP encoders, optional T5); flow_loading.py loads the layout
 - closed_form.py  `ClosedFormPrior`: exact Gaussian-data denoiser in pixel space, no weights
 - native_size.py renders (and masks) resized to the model's native size (512 for SD 1.5) before the VAE
 - timesteps.py    `TimestepSchedule`: t in [t_min, t_max] with optional annealing of t_max
@@ -31,6 +34,7 @@ from .base import (
 )
 from .closed_form import ClosedFormPrior
 from .dds import DDSLoss
+from .flow_model import FlowModel
 from .loading import DiffusersModel, load_guidance, parse_model_spec
 from .romap import RoMaPLoss
 from .sds import SDSLoss
@@ -39,6 +43,7 @@ from .timesteps import TimestepSchedule
 
 __all__ = [
     "DEFAULT_MODEL", "MODEL_ENV_VAR", "ClosedFormPrior", "Condition", "DDSLoss", "DiffusersModel", "DiffusionModel",
+    "FlowModel",
     "GuidanceLoss", "LossOutput", "ModelSpec", "ModelSpecError", "ModelUnavailableError", "RoMaPLoss", "SDSLoss",
     "SLaMPConfig", "TimestepSchedule", "classifier_free_guidance", "default_model_spec", "load_guidance",
     "parse_model_spec", "part_edit_images",

@@ -5,6 +5,8 @@ call shape, `GuidanceLoss`. Two models implement the protocol:
 
 - `DiffusersModel` (loading.py): a Stable-Diffusion-family pipeline (tokenizer, CLIP text encoder, UNet, VAE,
   scheduler config) loaded by `load_guidance` from a hub id or a local directory.
+- `FlowModel` (flow_model.py): an SD3-class rectified-flow pipeline (transformer, 16-channel VAE, two CLIP and an
+  optional T5 text encoder), loaded by the same `load_guidance`; the family is read from the model's config.
 - `ClosedFormPrior` (closed_form.py): the exact denoiser of a Gaussian data distribution, in pixel space, with
   no weights. Tests and the offline demo use it.
 
@@ -21,7 +23,10 @@ Conventions shared by every module of this package:
 - Timesteps are integer indices into `model.alphas_cumprod` (`[T]`, float32, on the model's device), with
   `x_t = sqrt(abar_t) * x_0 + sqrt(1 - abar_t) * eps`.
 - `predict_noise` always returns epsilon, whatever the network predicts (v- and x0-prediction are converted),
-  with classifier-free guidance already applied, in float32.
+  with classifier-free guidance already applied, in float32. A rectified-flow model states its schedule in these
+  terms too (flow_model.py: its sigmas as an equivalent `alphas_cumprod`), so every epsilon-form method runs on it.
+- A model whose own parameterisation gives a better distillation residual than w(t) (eps_hat - eps) provides
+  `score_residual` (see `sds.score_residual`; the rectified-flow model's is RFDS's velocity residual).
 
 Model spec strings (the `--model` value of every command and of the app):
 
@@ -95,12 +100,13 @@ class ModelSpec:
 class Condition:
     """What one prompt means to one model. Losses get it from `model.condition(...)` and only pass it back.
 
-    A diffusers model fills `embeddings` (text-encoder output); the closed-form prior fills `mean` (the mean of
-    the prompt's data distribution, in latent space).
+    A diffusers model fills `embeddings` (text-encoder output; SD3-class models also `pooled`); the closed-form
+    prior fills `mean` (the mean of the prompt's data distribution, in latent space).
     """
 
     prompt: str
     embeddings: Tensor | None = None  # [1 or B, L, D] text embeddings
+    pooled: Tensor | None = None  # [1 or B, P] pooled text embeddings (SD3-class models, flow_model.py)
     mean: Tensor | None = None  # [1 or B, C, h, w] closed-form distribution mean, latent space
 
 
@@ -115,7 +121,7 @@ class DiffusionModel(Protocol):
     latent_channels: int
     num_train_timesteps: int  # T
     alphas_cumprod: Tensor  # [T] float32, abar_t
-    prediction_type: str  # what the network predicts natively: "epsilon" | "v_prediction" | "sample"
+    prediction_type: str  # what the network predicts natively: "epsilon" | "v_prediction" | "sample" | "flow"
 
     def encode_images(self, images: Tensor) -> Tensor:
         """[B, H, W, 3] in [0, 1] -> latents [B, C, H/f, W/f]; differentiable w.r.t. the images."""

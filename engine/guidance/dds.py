@@ -7,6 +7,11 @@ where z are the current render's latents and zsrc the original's. The noisy, pro
 gradient cancels, so only the difference the prompts make remains; w(t) = 1 - abar_t as in SDS so the methods
 share learning rates. The same prompt text means the same condition: with source == target and the render still
 equal to the original, the gradient is exactly zero (and so stays zero).
+
+DDS is the difference of two SDS gradients with shared noise and t (the paper's derivation). A model family
+with its own residual (`sds.score_residual`; the rectified-flow model) gets exactly that difference:
+w(s) (v_hat_target(x_s) - v_hat_source(xsrc_s) + z - zsrc), whose noise terms cancel likewise (the epsilon-form
+DDS of the same model is (1 - abar)(1 - s) times it).
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from torch import Tensor
 
 from .base import DiffusionModel, LossOutput, randn
 from .native_size import to_model_size
-from .sds import add_noise, check_images, check_prompt, draw_timesteps, latent_mask_like, sds_weight, surrogate_output
+from .sds import (
+    add_noise, check_images, check_prompt, draw_timesteps, latent_mask_like, score_residual, sds_weight,
+    surrogate_output,
+)
 from .timesteps import TimestepSchedule
 
 
@@ -55,15 +63,20 @@ class DDSLoss:
                 source_cond = target_cond
             else:
                 source_cond = model.condition(self.source_prompt, original=source_latents)
-            alpha_bar = model.alphas_cumprod[t]
-            eps_target = model.predict_noise(
-                add_noise(latents.detach().float(), noise, alpha_bar), t, target_cond,
-                guidance_scale=self.guidance_scale,
-            )
-            eps_source = model.predict_noise(
-                add_noise(source_latents, noise, alpha_bar), t, source_cond, guidance_scale=self.guidance_scale,
-            )
-            grad = sds_weight(model.alphas_cumprod, t).reshape(-1, 1, 1, 1) * (eps_target - eps_source)
+            if hasattr(model, "score_residual"):  # a family with its own residual: the difference of its SDS terms
+                grad = (score_residual(model, latents, noise, t, target_cond, guidance_scale=self.guidance_scale)
+                        - score_residual(model, source_latents, noise, t, source_cond,
+                                         guidance_scale=self.guidance_scale))
+            else:
+                alpha_bar = model.alphas_cumprod[t]
+                eps_target = model.predict_noise(
+                    add_noise(latents.detach().float(), noise, alpha_bar), t, target_cond,
+                    guidance_scale=self.guidance_scale,
+                )
+                eps_source = model.predict_noise(
+                    add_noise(source_latents, noise, alpha_bar), t, source_cond, guidance_scale=self.guidance_scale,
+                )
+                grad = sds_weight(model.alphas_cumprod, t).reshape(-1, 1, 1, 1) * (eps_target - eps_source)
             if mask is not None:
                 grad = grad * mask
         return grad

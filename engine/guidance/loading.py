@@ -6,10 +6,17 @@ Face cache; online unless HF_HUB_OFFLINE=1) or a local directory. fp16 on CUDA, 
 hub's fp16 weight files (`variant="fp16"`, half the download) are fetched where the model has them, else the
 plain ones. Only the noise schedule (alphas_cumprod) and prediction type are read from the scheduler: the losses unroll their own steps.
 diffusers and transformers are imported inside the loader, so importing this package stays fast.
+
+Model families. `model_family` reads the model's config, never its name: model_index.json's components (a
+`unet` means the SD family; a `transformer` with a FlowMatch* scheduler means an SD3-class rectified-flow model,
+loaded by flow_loading.py into a `FlowModel`), or, for a local folder without model_index.json, its subfolders
+and scheduler/scheduler_config.json's class. Other combinations (e.g. a transformer with a DDPM-type scheduler)
+are refused with a clear message.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
@@ -46,10 +53,77 @@ WEIGHTS_LOCK = threading.RLock()
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 
 
+DIFFUSION_FAMILY, FLOW_FAMILY = "diffusion", "flow"
+
+
+def read_model_index(spec: ModelSpec) -> dict | None:
+    """model_index.json of a local folder or hub model (cache or online, by the offline rules), or None when
+    there is none or it cannot be had (the part loaders then report what is missing). Malformed JSON in a local
+    folder is a ValueError."""
+    if spec.kind == "local":
+        file = Path(spec.location) / "model_index.json"
+        if not file.is_file():
+            return None
+        try:
+            return json.loads(file.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{file} is not valid JSON ({exc})") from None
+    try:
+        from huggingface_hub import hf_hub_download
+
+        return json.loads(Path(hf_hub_download(spec.location, "model_index.json")).read_text())
+    except Exception:  # noqa: BLE001 - offline, not cached, no such file: the part loaders say what is missing
+        return None
+
+
+def _component(index: dict, name: str) -> str | None:
+    """The class name model_index.json gives component `name`, or None when absent or null."""
+    entry = index.get(name)
+    return entry[1] if isinstance(entry, (list, tuple)) and len(entry) == 2 and entry[0] is not None else None
+
+
+def model_family(index: dict | None, folder: str | os.PathLike | None = None) -> str:
+    """DIFFUSION_FAMILY or FLOW_FAMILY from the config (see the module docstring); ValueError when unsupported.
+    `folder` (a local model) is read when there is no model_index.json."""
+    if index is not None:
+        has_unet, has_transformer = _component(index, "unet"), _component(index, "transformer")
+        scheduler = _component(index, "scheduler")
+    elif folder is not None:
+        has_unet, has_transformer = (Path(folder) / "unet").is_dir(), (Path(folder) / "transformer").is_dir()
+        config = Path(folder) / "scheduler" / "scheduler_config.json"
+        try:
+            scheduler = json.loads(config.read_text()).get("_class_name") if config.is_file() else None
+        except json.JSONDecodeError:
+            scheduler = None
+    else:
+        return DIFFUSION_FAMILY
+    if has_unet or not has_transformer:
+        return DIFFUSION_FAMILY  # (no denoiser at all: the SD loader names what is missing)
+    if scheduler is None or str(scheduler).startswith("FlowMatch"):
+        if isinstance(has_transformer, str) and has_transformer != "SD3Transformer2DModel":
+            raise ValueError(f"a {has_transformer} rectified-flow model is not supported: of the flow family, "
+                             "SD3-class models (SD3Transformer2DModel: SD3, SD3.5) are")
+        return FLOW_FAMILY
+    raise ValueError(f"a transformer model with a {scheduler} scheduler is not supported: Stable Diffusion 1.5-family "
+                     "(unet/) and SD3-class rectified-flow (transformer/ + FlowMatch scheduler) models are")
+
+
+def required_subfolders(folder: str | os.PathLike) -> tuple[str, ...]:
+    """The subfolders the loader reads for the folder's family (SUBFOLDERS for the SD family)."""
+    from .flow_loading import FLOW_SUBFOLDERS
+
+    try:
+        family = model_family(read_model_index(ModelSpec("local", os.fspath(folder))), folder)
+    except ValueError:
+        return SUBFOLDERS
+    return FLOW_SUBFOLDERS if family == FLOW_FAMILY else SUBFOLDERS
+
+
 def missing_subfolders(folder: str | os.PathLike) -> list[str]:
-    """The SUBFOLDERS `folder` lacks, in SUBFOLDERS' order; empty when it has the layout `load_guidance` reads.
-    The one layout check: the loader and the availability probe (availability.py) both ask it."""
-    return [s for s in SUBFOLDERS if not (Path(folder) / s).is_dir()]
+    """The subfolders of its family's layout `folder` lacks, in order; empty when it has the layout
+    `load_guidance` reads. The one layout check: the loader and the availability probe (availability.py) both
+    ask it."""
+    return [s for s in required_subfolders(folder) if not (Path(folder) / s).is_dir()]
 
 
 def _closed_form_colour(text: str) -> tuple[float, float, float]:
@@ -97,7 +171,8 @@ def _unavailable(spec: ModelSpec, reason: str) -> ModelUnavailableError:
         f"cannot load the diffusion model from the {where}{maybe_path}: {reason}\n"
         f"To get it, download it once while online:  hf download {hub_id} --local-dir models/{hub_id.split('/')[-1]}\n"
         f"(or let it fill the Hugging Face cache: the same command without --local-dir). A local model is a folder "
-        f"in the diffusers layout with {', '.join(s + '/' for s in SUBFOLDERS)} (what save_pretrained writes).\n"
+        f"in the diffusers layout with {', '.join(s + '/' for s in SUBFOLDERS)} (what save_pretrained writes; an "
+        f"SD3-class model has transformer/ and two text encoders instead of unet/).\n"
         f"Then pass it with --model <hub id or folder>, or set {MODEL_ENV_VAR}. "
         f"Without weights, --model closed-form:#d02020 runs the offline closed-form prior."
     )
@@ -109,9 +184,11 @@ def load_guidance(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ):
-    """The model a `--model` value names: a `DiffusersModel`, or a `ClosedFormPrior` for closed-form specs.
+    """The model a `--model` value names: a `DiffusersModel` (SD family), a `FlowModel` (SD3 class: the family is
+    read from the config, `model_family`), or a `ClosedFormPrior` / `ReferencePrior` for the weight-free specs.
 
-    device defaults to CUDA when available; dtype to fp16 on CUDA and fp32 elsewhere. Raises `ModelSpecError`
+    device defaults to CUDA when available; dtype to fp16 on CUDA (bf16 for the flow family where the GPU has it)
+    and fp32 elsewhere. Raises `ModelSpecError`
     for a malformed spec and `ModelUnavailableError` (with download instructions) when weights cannot be had.
     """
     spec = spec if isinstance(spec, ModelSpec) else parse_model_spec(spec)
@@ -127,12 +204,22 @@ def load_guidance(
         return ReferencePrior(reference, name=str(spec))  # no render_fn: the loop that runs it hands one over
     if spec.is_closed_form:
         return ClosedFormPrior(spec.colour, device=device, name=str(spec))
-    if dtype is None:
-        dtype = torch.float16 if device.type == "cuda" else torch.float32
     if spec.kind == "local":
         missing = missing_subfolders(spec.location)
         if missing:
             raise _unavailable(spec, f"missing subfolder(s) {', '.join(s + '/' for s in missing)}")
+    try:
+        index = read_model_index(spec)
+        family = model_family(index, spec.location if spec.kind == "local" else None)
+    except ValueError as exc:
+        raise _unavailable(spec, str(exc)) from None
+    if family == FLOW_FAMILY:
+        from .flow_loading import flow_default_dtype, load_flow_model
+
+        dtype = dtype if dtype is not None else flow_default_dtype(device)
+        return load_flow_model(spec, device=device, dtype=dtype, index=index, unavailable=_unavailable)
+    if dtype is None:
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
     return DiffusersModel.from_pretrained(spec, device=device, dtype=dtype)
 
 

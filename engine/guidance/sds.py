@@ -7,6 +7,9 @@ exactly grad / B as its gradient w.r.t. z (per-view gradients averaged over the 
 it through the encoder, the resize to the model's native size (native_size.py) and the renderer to the
 Gaussians. A 2D mask multiplies grad in latent space (the mask
 area-averaged down to the latent resolution), so nothing outside the mask is pushed.
+
+A rectified-flow model (flow_model.py) supplies its own residual through `score_residual`: RFDS's
+w(s) (v_hat(x_s) - (eps - z)) with x_s = (1 - s) z + s eps; v_hat - (eps - z) = (eps_hat - eps) / (1 - s).
 """
 
 from __future__ import annotations
@@ -38,6 +41,28 @@ def add_noise(latents: Tensor, noise: Tensor, alpha_bar: Tensor) -> Tensor:
     """z_t = sqrt(abar) z + sqrt(1 - abar) eps, alpha_bar [B]."""
     a = alpha_bar.reshape(-1, *([1] * (latents.dim() - 1)))
     return a.sqrt() * latents + (1.0 - a).sqrt() * noise
+
+
+def score_residual(
+    model: DiffusionModel,
+    latents: Tensor,  # [B, C, h, w] clean latents
+    noise: Tensor,  # [B, C, h, w]
+    t: Tensor,  # [B] long
+    cond: Condition,
+    *,
+    guidance_scale: float,
+    uncond: Condition | None = None,
+) -> Tensor:
+    """The model family's weighted distillation residual at `latents` (the unmasked SDS gradient), float32, no
+    graph: w(t) (eps_hat(z_t) - eps) in epsilon form, or the model's own `score_residual` when it has one (the
+    rectified-flow model: RFDS's velocity residual, flow_model.py), so each family plugs in its formula."""
+    own = getattr(model, "score_residual", None)
+    if own is not None:
+        return own(latents, noise, t, cond, guidance_scale=guidance_scale, uncond=uncond)
+    with torch.no_grad():
+        latents_t = add_noise(latents.detach().float(), noise, model.alphas_cumprod[t])
+        eps_hat = model.predict_noise(latents_t, t, cond, guidance_scale=guidance_scale, uncond=uncond)
+        return sds_weight(model.alphas_cumprod, t).reshape(-1, 1, 1, 1) * (eps_hat - noise)
 
 
 def sds_surrogate(latents: Tensor, grad: Tensor) -> Tensor:
@@ -112,18 +137,12 @@ class SDSLoss:
         mask: Tensor | None = None,  # [B, 1, h, w] latent-resolution mask
         cond: Condition | None = None,
     ) -> Tensor:
-        """The SDS gradient w(t) (eps_hat - eps) * mask, [B, C, h, w] float32 (no graph)."""
+        """The SDS gradient w(t) (eps_hat - eps) * mask (a flow model's: its velocity residual, see
+        `score_residual`), [B, C, h, w] float32 (no graph)."""
         model = self.model
         cond = cond if cond is not None else model.condition(self.prompt)
-        with torch.no_grad():
-            alpha_bar = model.alphas_cumprod[t]
-            latents_t = add_noise(latents.detach().float(), noise, alpha_bar)
-            eps_hat = model.predict_noise(latents_t, t, cond, guidance_scale=self.guidance_scale)
-            w = sds_weight(model.alphas_cumprod, t).reshape(-1, 1, 1, 1)
-            grad = w * (eps_hat - noise)
-            if mask is not None:
-                grad = grad * mask
-        return grad
+        grad = score_residual(model, latents, noise, t, cond, guidance_scale=self.guidance_scale)
+        return grad if mask is None else grad * mask
 
     def __call__(
         self,

@@ -17,6 +17,10 @@ only the masked part allowed to change. Their schedule is unpublished; ours (`SL
 
 The views are edited at the model's native size (native_size.py: 512 px for SD 1.5) and the result is resized
 back to the views' size. It has no autograd graph; it is a target, refreshed every K steps by the edit loop.
+
+On a rectified-flow model (flow_model.py) the same code runs on the model's epsilon view: each DDIM step is then
+exactly the flow's Euler step x_s' = x_s + (s' - s) v_hat, and the mixing puts back the original's flow-noised
+latent (1 - s) z0 + s eps (rescaled), so RoMaP's anchors come from the SD3 sampler's own trajectory.
 """
 
 from __future__ import annotations

@@ -5,7 +5,8 @@
    (fractions of T) noise is added and the UNet runs once on the prompt ("a photo of a scarf" by default, or
    the user's prompt, which must contain the part's words), with `capture_cross_attention` recording how much
    each location attends to the part's tokens (attention_maps.py: heads averaged, layers at 1/2 and 1/4 of the
-   latent size). Maps are averaged over the timesteps.
+   latent size). Maps are averaged over the timesteps. An SD3-class model has no cross-attention: its image
+   tokens' joint attention to the part's tokens is read instead, from every joint layer (attention_joint.py).
 3. Each view's map is upsampled bilinearly to the render, and normalised to [0, 1] over the pixels the scene
    covers (alpha > 0.5; the background is never selected); the 2D mask is the map above its Otsu threshold
    (the cut that best separates the map's values into two classes; computed over the covered pixels).
@@ -83,8 +84,10 @@ def default_prompt(part: str) -> str:
 
 
 def check_attention_model(model) -> None:
-    """Raise `NoAttentionError` unless `model` is a diffusers model (a UNet with cross-attention, a tokenizer)."""
-    if not all(hasattr(model, a) for a in ("unet", "tokenizer", "text_embeddings", "encode_images")):
+    """Raise `NoAttentionError` unless `model` is a diffusers model (a UNet with cross-attention, or an SD3-class
+    transformer with joint attention; a tokenizer)."""
+    if not (hasattr(model, "unet") or hasattr(model, "transformer")) or not all(
+            hasattr(model, a) for a in ("tokenizer", "text_embeddings", "encode_images")):
         raise NoAttentionError(NO_ATTENTION)
 
 
@@ -157,35 +160,62 @@ def render_views(scene: GaussianScene, cameras: Cameras, background) -> tuple[Te
     return torch.stack(rgbs), torch.stack(alphas)
 
 
+class UNetAttentionBackend:
+    """How `attention_maps` queries an SD-family model: DDPM-noised latents, one UNet pass, the cross-attention
+    layers at `cfg.factors`."""
+
+    def __init__(self, model, prompt: str, cfg: TextMaskConfig) -> None:
+        self.model, self.factors = model, cfg.factors
+        self.emb = model.text_embeddings([prompt])
+
+    def capture(self, tokens: list[int]):
+        return capture_cross_attention(self.model.unet, tokens)
+
+    def run(self, latents: Tensor, noise: Tensor, t: Tensor, store) -> None:
+        from ..guidance.sds import add_noise
+
+        model = self.model
+        store.latent_hw = tuple(latents.shape[-2:])
+        z = add_noise(latents, noise, model.alphas_cumprod[t])
+        model.unet(z.to(model.dtype), t, encoder_hidden_states=self.emb.expand(len(t), -1, -1).to(model.dtype))
+
+
+def attention_backend(model, prompt: str, cfg: TextMaskConfig):
+    """The model family's way to read attention: joint attention for a rectified-flow transformer
+    (attention_joint.py), cross-attention for a UNet."""
+    if hasattr(model, "transformer"):
+        from .attention_joint import JointAttentionBackend
+
+        return JointAttentionBackend(model, prompt)
+    return UNetAttentionBackend(model, prompt, cfg)
+
+
 @torch.no_grad()
 def attention_maps(model, images: Tensor, prompt: str, tokens: list[int], cfg: TextMaskConfig,
                    on_step=None, should_stop=None) -> Tensor:
-    """[C, h, w] attention maps of `tokens` for renders `images` [C, H, W, 3]: one UNet call per batch of
+    """[C, h, w] attention maps of `tokens` for renders `images` [C, H, W, 3]: one denoiser call per batch of
     views and timestep, averaged over the timesteps. `on_step(done, total)` after each call."""
     from ..guidance.native_size import to_model_size
-    from ..guidance.sds import add_noise
 
-    emb = model.text_embeddings([prompt])
+    backend = attention_backend(model, prompt, cfg)
     T = model.num_train_timesteps
     steps = [min(T - 1, max(0, int(round(f * T)))) for f in cfg.timesteps]
     generator = torch.Generator().manual_seed(cfg.seed)
     batches = [range(i, min(i + cfg.batch_size, len(images))) for i in range(0, len(images), cfg.batch_size)]
     total, done, out = len(batches) * len(steps), 0, []
-    with capture_cross_attention(model.unet, tokens) as store:
+    with backend.capture(tokens) as store:
         for idx in batches:
             resized, _ = to_model_size(model, images[list(idx)])
             latents = model.encode_images(resized.to(model.device))
-            store.latent_hw = tuple(latents.shape[-2:])
             acc = None
             for t in steps:
                 if should_stop is not None and should_stop():
                     raise Stopped("text selection cancelled")
                 noise = torch.randn(latents.shape, generator=generator).to(latents.device)
                 tt = torch.full((len(idx),), t, dtype=torch.long, device=latents.device)
-                z = add_noise(latents, noise, model.alphas_cumprod[tt])
                 store.clear()
-                model.unet(z.to(model.dtype), tt, encoder_hidden_states=emb.expand(len(idx), -1, -1).to(model.dtype))
-                m = aggregate_maps(store.records, store.latent_hw, cfg.factors)
+                backend.run(latents, noise, tt, store)
+                m = aggregate_maps(store.records, store.latent_hw, backend.factors)
                 acc = m if acc is None else acc + m
                 done += 1
                 if on_step is not None:

@@ -7,7 +7,7 @@ import torch
 
 from engine.guidance import ClosedFormPrior
 
-from .tiny_models import save_tiny_pipeline
+from .tiny_models import save_tiny_flow_pipeline, save_tiny_pipeline
 
 RED = (0.8, 0.1, 0.1)
 
@@ -26,6 +26,22 @@ def tiny_pipeline_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_vpred_dir(tmp_path_factory):
     return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-v") / "model", prediction_type="v_prediction", seed=1)
+
+
+@pytest.fixture(scope="session")
+def tiny_flow_dir(tmp_path_factory):
+    """A tiny random SD3-layout pipeline (tiny_models.tiny_flow_parts), saved once."""
+    return save_tiny_flow_pipeline(tmp_path_factory.mktemp("tiny-flow") / "model")
+
+
+@pytest.fixture(scope="session")
+def tiny_flow_model(tiny_flow_dir):
+    """The tiny SD3-layout pipeline loaded through the real `load_guidance`, offline."""
+    from engine.guidance import load_guidance
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        return load_guidance(str(tiny_flow_dir), device="cpu")
 
 
 @pytest.fixture

@@ -90,3 +90,74 @@ def save_tiny_pipeline(
         index[name] = [library, type(part).__name__]
     (path / "model_index.json").write_text(json.dumps(index, indent=2))
     return path
+
+
+def tiny_t5():
+    """(tokenizer, encoder): a one-character word-level tokenizer (PreTrainedTokenizerFast, 16 tokens) and a
+    one-layer T5 encoder 64 wide (the tiny transformer's joint attention width)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast, T5Config, T5EncoderModel
+
+    vocab = {"<pad>": 0, "</s>": 1, "<unk>": 2}
+    for ch in string.ascii_lowercase + string.digits + string.punctuation:
+        vocab.setdefault(ch, len(vocab))
+    backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Split("", "isolated")
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=backend, pad_token="<pad>", eos_token="</s>",
+                                        unk_token="<unk>", model_max_length=TOKEN_LENGTH)
+    encoder = T5EncoderModel(T5Config(vocab_size=len(vocab), d_model=64, d_ff=37, d_kv=8, num_layers=1, num_heads=2))
+    return tokenizer, encoder
+
+
+def tiny_flow_parts(*, seed: int = 0, sample_size: int = 8, dual_attention: bool = False, t5: bool = False) -> dict:
+    """An SD3-layout pipeline with random weights: two tiny CLIP encoders with projection (32 + 32 features,
+    padded to the transformer's 64-wide joint attention), a 2-layer SD3Transformer2DModel (patch 2), a 16-channel
+    VAE that downsamples by 2 with SD3's scaling and shift factors, a FlowMatchEulerDiscreteScheduler (shift 3);
+    T5 (`tiny_t5`) only with `t5`. Native size `sample_size * 2` = 16 px. `dual_attention` makes the first layer
+    an SD3.5-style MMDiT-X block (an extra image-only attention)."""
+    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, SD3Transformer2DModel
+    from transformers import CLIPTextConfig, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+    parts: dict = {}
+    for suffix in ("", "_2"):
+        tokenizer = tiny_tokenizer()
+        parts["tokenizer" + suffix] = tokenizer
+        parts["text_encoder" + suffix] = CLIPTextModelWithProjection(CLIPTextConfig(
+            vocab_size=len(tokenizer), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+            num_attention_heads=4, max_position_embeddings=TOKEN_LENGTH, bos_token_id=0, eos_token_id=1,
+            pad_token_id=1, projection_dim=32,
+        ))
+    parts["transformer"] = SD3Transformer2DModel(
+        sample_size=sample_size, patch_size=2, in_channels=16, num_layers=2, attention_head_dim=8,
+        num_attention_heads=4, joint_attention_dim=64, caption_projection_dim=32, pooled_projection_dim=64,
+        out_channels=16, pos_embed_max_size=16, dual_attention_layers=(0,) if dual_attention else (),
+    )
+    parts["vae"] = AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(16, 32), latent_channels=16,
+        norm_num_groups=8, layers_per_block=1, sample_size=sample_size * 2, scaling_factor=1.5305,
+        shift_factor=0.0609, use_quant_conv=False, use_post_quant_conv=False,
+    )
+    parts["scheduler"] = FlowMatchEulerDiscreteScheduler(num_train_timesteps=1000, shift=3.0)
+    if t5:
+        parts["tokenizer_3"], parts["text_encoder_3"] = tiny_t5()
+    return parts
+
+
+def save_tiny_flow_pipeline(
+    path: str | Path, *, seed: int = 0, dual_attention: bool = False, t5: bool = False
+) -> Path:
+    """Write a tiny random SD3-layout pipeline (see `tiny_flow_parts`) to `path`; model_index.json as
+    StableDiffusion3Pipeline writes it, T5 (tokenizer_3, text_encoder_3) null unless `t5`."""
+    import diffusers
+
+    path = Path(path)
+    index = {"_class_name": "StableDiffusion3Pipeline", "_diffusers_version": diffusers.__version__,
+             "tokenizer_3": [None, None], "text_encoder_3": [None, None]}
+    for name, part in tiny_flow_parts(seed=seed, dual_attention=dual_attention, t5=t5).items():
+        part.save_pretrained(path / name)
+        library = "transformers" if name.startswith(("tokenizer", "text_encoder")) else "diffusers"
+        index[name] = [library, type(part).__name__]
+    (path / "model_index.json").write_text(json.dumps(index, indent=2))
+    return path
