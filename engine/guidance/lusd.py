@@ -13,8 +13,8 @@ What it computes, per step (the formulation of the paper and its released code):
     direction = (1 - lambda) M delta + lambda (z - zsrc)      the L2 pull toward the original, lambda = 0.02
     grad      = direction / std(direction) * c(step)          "normalization": the same size every step
 
-where c falls along a sigmoid from 0.15 to 0.01 over the run, tau starts at 0.01, t ~ U[0.05, 0.95] (all the
-released code's values). Departures, and why:
+where c falls along a sigmoid between 0.15 and 0.01 (at the released speed 1: from 0.112 to 0.048 over the run),
+tau starts at 0.01, t ~ U[0.05, 0.95] (all the released code's values). Departures, and why:
 
 - M: LUSD derives an implicit edit mask from the UNet's cross- and self-attention (the `DiffusionModel` protocol
   exposes no attention). Here the edit already has an explicit mask, the user's part projected into the view,
