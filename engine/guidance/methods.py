@@ -56,7 +56,7 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            jobs=("edit", "generate")),
     Method("dds", "DDS", "delta denoising score: target minus source prediction, keeps the rest (needs source)",
            7.5, anneal=False, source="required", needs_originals=True),
-    Method("romap", "RoMaP", "masked SDS + L1 anchor to 2D part edits + Gaussian prior removal", 100.0),
+    Method("romap", "RoMaP (regularized SDS)", "masked SDS + L1 anchor to 2D part edits + prior removal", 100.0),
     Method("ism", "ISM", "interval score matching (LucidDreamer): DDIM-inverted, no random-noise term, CFG 7.5",
            7.5, jobs=("edit", "generate")),
     Method("nfsd", "NFSD", "noise-free SDS: drops the noise term via a negative prompt, CFG 7.5", 7.5,

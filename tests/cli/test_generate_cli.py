@@ -73,7 +73,7 @@ def test_empty_init_mesh_and_bad_output_are_refused(tmp_path, capsys):
 
 def test_unknown_method_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["generate", "--prompt", "x", "--method", "nfsd", "--out", "o.ply"])
+        main(["generate", "--prompt", "x", "--method", "vsd", "--out", "o.ply"])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
