@@ -177,7 +177,7 @@ class EditConfig:
     def effective_t_max_end(self) -> float:
         """`t_max_end`, or for None the method's default: 0.5 (at most t_max) for the annealed methods (sds, romap,
         ism, nfsd, csd, esd), t_max (no annealing) for dds, dreamcatalyst and lusd."""
-        t_min, t_max = self.effective_t_range()
+        _, t_max = self.effective_t_range()
         if self.t_max_end is not None:
             return float(self.t_max_end)
         return min(0.5, t_max) if method_info(self.method).anneal else t_max
