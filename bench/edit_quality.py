@@ -7,8 +7,12 @@ target's render from that camera), so the ideal result is known; plus the demo a
 robot's right half with `closed-form:#d02020`, whose ideal is that half recoloured); the metrics (engine/evaluate/ground_truth.py) are taken
 on 12 held-out views at elevations and distances the edit never samples.
 
-    python bench/edit_quality.py [--steps 500] [--res 128] [--case NAME ...] [--method sds,dds,romap]
+    python bench/edit_quality.py [--steps 500] [--res 128] [--case NAME ...] [--methods sds,dds,romap|all]
                                  [--eval-res 128] [--loop new|before]
+
+`--methods` (or `--method`) takes any of engine/guidance/methods.py's edit methods, or `all`: a row per method and
+case. A method the prior cannot serve (csd on the weight-free priors, which predict the same for every prompt)
+gets a row saying why it was refused.
 
 `--loop before` runs a saved copy of an older edit loop through the same cases, for before/after tables: the
 loop before the edit region was `git show e0fa0ad:engine/edit.py > engine/_edit_before.py` (gitignored; it is
@@ -34,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 from assets.build_edit_cases import edit_cases  # noqa: E402
 from engine.edit import EditConfig, plan_region  # noqa: E402
 from engine.evaluate import edit_quality, held_out_cameras  # noqa: E402
+from engine.guidance.methods import EDIT_METHODS  # noqa: E402
 from engine.guidance.reference import ReferencePrior  # noqa: E402
 from engine.render.images import rgb_renderer  # noqa: E402
 
@@ -90,10 +95,14 @@ def main(argv=None) -> None:
     parser.add_argument("--res", type=int, default=128)
     parser.add_argument("--eval-res", type=int, default=128)
     parser.add_argument("--case", action="append")
-    parser.add_argument("--method", default="sds,dds,romap")
+    parser.add_argument("--methods", "--method", dest="method", default="sds,dds,romap",
+                        help=f"comma-separated, or all: {','.join(EDIT_METHODS)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--loop", choices=("new", "before"), default="new")
     args = parser.parse_args(argv)
+    methods = list(EDIT_METHODS) if args.method == "all" else args.method.split(",")
+    if set(methods) - set(EDIT_METHODS):
+        parser.error(f"unknown method(s) {sorted(set(methods) - set(EDIT_METHODS))}; choose from {EDIT_METHODS}")
     loop = importlib.import_module("engine._edit_before" if args.loop == "before" else "engine.edit")
     rows = []
     names = tuple(args.case) if args.case else None
@@ -101,8 +110,11 @@ def main(argv=None) -> None:
     if names is None or "demo_right_half_red" in names:
         cases.append(demo_case())
     for case in cases:
-        for method in args.method.split(","):
-            row = run_case(case, method, args, loop)
+        for method in methods:
+            try:
+                row = run_case(case, method, args, loop)
+            except ValueError as exc:  # refused before any work, e.g. csd on a weight-free prior
+                row = {"case": case.name, "kind": case.kind, "method": method, "refused": str(exc)}
             rows.append(row)
             print(json.dumps(row), file=sys.stderr, flush=True)
     print(json.dumps({"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),

@@ -17,13 +17,15 @@ import time
 import gradio as gr
 import pandas as pd
 
+from engine.guidance.methods import dropdown_choices
+
 from .context import AppContext
 from .job_status import JobStatus
 from .runners.gpu_time import SPACE_EDIT_STEPS
 from .session import Session
 from .settings import EditSettings, demo_note
 
-METHOD_LABELS = [("Masked SDS", "sds"), ("DDS (source → target)", "dds"), ("RoMaP (regularized SDS)", "romap")]
+METHOD_LABELS = dropdown_choices("edit")  # "SDS — one line" per method: engine/guidance/methods.py
 
 
 def progress_html(job: JobStatus) -> str:
@@ -115,7 +117,7 @@ def build_edit_panel(ctx: AppContext) -> None:
     active_model = gr.Markdown(elem_id="edit-model")
     prompt = gr.Textbox(label="Prompt (what the selected part should become)", placeholder="a red scarf",
                         elem_id="edit-prompt")
-    source = gr.Textbox(label="Source prompt (what it is now; needed by DDS)", placeholder="a blue scarf",
+    source = gr.Textbox(label="Source prompt (what it is now; needed by DDS and DreamCatalyst, used by LUSD)", placeholder="a blue scarf",
                         elem_id="edit-source")
     with gr.Row():
         method = gr.Dropdown(METHOD_LABELS, value="sds", label="Method", elem_id="edit-method")

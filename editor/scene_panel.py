@@ -12,6 +12,8 @@ from pathlib import Path
 
 import gradio as gr
 
+from engine.guidance.methods import dropdown_choices
+
 from . import scenes
 from .context import AppContext
 from .job_status import JobStatus
@@ -19,7 +21,7 @@ from .runners.gpu_time import SPACE_GENERATE_STEPS
 from .session import Session
 from .settings import INIT_CURRENT, GenerateSettings, demo_note
 
-GENERATE_METHODS = [("SDS", "sds"), ("ISM (interval score matching, less noisy)", "ism")]
+GENERATE_METHODS = dropdown_choices("generate")  # "SDS — one line" per method: engine/guidance/methods.py
 GENERATE_INITS = [("Sphere", "sphere"), ("Ellipsoid", "ellipsoid"), ("Current scene", INIT_CURRENT)]
 
 

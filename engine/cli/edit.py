@@ -11,12 +11,14 @@ import argparse
 
 from .common import add_up_option
 
-HELP = "edit the masked part of a scene toward a text prompt (masked SDS / DDS / RoMaP)"
+HELP = "edit the masked part of a scene toward a text prompt (masked SDS / DDS / RoMaP / ISM / NFSD / CSD / ESD / ...)"
 DESCRIPTION = (
     "Edit the Gaussians selected by MASK toward PROMPT by masked score distillation; every other Gaussian is "
     "written back bit-identical. Methods: sds (masked score distillation sampling), dds (delta denoising score: "
     "needs --source-prompt describing the part as it is), romap (masked SDS + L1 anchor toward part-edited 2D "
-    "images made by scheduled latent mixing, after resetting the part's colour: 'Gaussian prior removal'). "
+    "images made by scheduled latent mixing, after resetting the part's colour: 'Gaussian prior removal'), ism "
+    "(interval score matching), nfsd (noise-free SDS), csd (classifier score distillation), esd (entropic SDS), "
+    "dreamcatalyst (DDS + identity pull, falling t: needs --source-prompt), lusd (localized update SD). "
     "MASK.npy holds one weight in [0, 1] per Gaussian (float) or a boolean array, in the scene's order. MODEL is "
     "a Hugging Face hub id, a local diffusers folder, closed-form:<colour> (the offline demo: the part becomes that "
     "colour, e.g. closed-form:#d02020) or reference:SCENE (the ideal result is SCENE: ground-truth checks). "
@@ -24,11 +26,12 @@ DESCRIPTION = (
 )
 
 # Defaults and limits, spelled out so that `--help` does not import torch; tests check they match engine.edit.
-METHODS = ("sds", "dds", "romap")
+METHODS = ("sds", "dds", "romap", "ism", "nfsd", "csd", "esd", "dreamcatalyst", "lusd")
+SCHEDULES = ("random", "dreamtime", "linear")
 MAX_STEPS = 100_000
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 2048
 DEFAULTS = {
-    "method": "sds", "steps": 500, "resolution": 512, "seed": 0, "batch_size": 1, "t_min": 0.02, "t_max": 0.98,
+    "method": "sds", "steps": 500, "resolution": 512, "seed": 0, "batch_size": 1, "t_min": None, "t_max": None,
     "mask_threshold": 0.5, "anchor_weight": 1.0, "anchor_refresh": 50, "anchor_views": 8,
     "edit": "auto", "region_margin": 0.5, "min_visible_fraction": 0.25,
 }
@@ -43,7 +46,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mask", required=True, metavar="MASK.npy",
                    help="per-Gaussian weights in [0, 1] (float array of length N) or a boolean array")
     p.add_argument("--prompt", required=True, help="what the masked part should become, e.g. \"a red scarf\"")
-    p.add_argument("--source-prompt", default="", help="what the part is now (required by --method dds)")
+    p.add_argument("--source-prompt", default="", help="what the part is now (required by --method dds and dreamcatalyst)")
     p.add_argument("--method", choices=METHODS, default=d.method, help=f"edit method (default {d.method})")
     p.add_argument("--model", default=None,
                    help="diffusion model: hub id, local diffusers folder, or closed-form:<colour> "
@@ -58,12 +61,19 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--mask-out", default=None, metavar="MASK.npy",
                    help="also write the edited scene's mask (densification changes the Gaussian count)")
     p.add_argument("--guidance-scale", type=float, default=None,
-                   help="classifier-free guidance scale (default 100 for sds/romap, 7.5 for dds)")
+                   help="classifier-free guidance scale (default: the method's; 100 for sds/romap/esd, 7.5 for "
+                        "dds/ism/nfsd/dreamcatalyst, 2 for csd)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"views per step (default {d.batch_size})")
-    p.add_argument("--t-min", type=float, default=d.t_min, help=f"lowest timestep fraction (default {d.t_min})")
-    p.add_argument("--t-max", type=float, default=d.t_max, help=f"highest timestep fraction (default {d.t_max})")
+    p.add_argument("--t-min", type=float, default=d.t_min, help="lowest timestep fraction (default: the method's; "
+                                                                 "0.02, dreamcatalyst 0.2, lusd 0.05)")
+    p.add_argument("--t-max", type=float, default=d.t_max, help="highest timestep fraction (default: the method's; "
+                                                                 "0.98, dreamcatalyst 0.9, lusd 0.95)")
+    p.add_argument("--schedule", choices=SCHEDULES, default=None,
+                   help="how t moves: random (uniform, t-max annealed), dreamtime (DreamTime's non-increasing t) or "
+                        "linear (default: the method's; linear for dreamcatalyst, random for the rest)")
     p.add_argument("--t-max-end", type=float, default=None, help="anneal t-max to this by the last step (default: 0.5 "
-                                                                 "for sds/romap, none for dds)")
+                                                                 "for sds/romap/ism/nfsd/csd/esd, none for the "
+                                                                 "others)")
     p.add_argument("--mask-threshold", type=float, default=d.mask_threshold,
                    help=f"Gaussians with weight above this are edited (default {d.mask_threshold})")
     p.add_argument("--no-densify", action="store_true", help="do not clone/split/prune inside the mask")
@@ -104,7 +114,7 @@ def config_from_args(args: argparse.Namespace):
         prompt=args.prompt, source_prompt=args.source_prompt, method=args.method, model=args.model or "",
         steps=args.steps, resolution=args.resolution, seed=args.seed, batch_size=args.batch_size,
         guidance_scale=args.guidance_scale, t_min=args.t_min, t_max=args.t_max, t_max_end=args.t_max_end,
-        mask_threshold=args.mask_threshold, anchor_weight=args.anchor_weight, anchor_refresh=args.anchor_refresh,
+        schedule=args.schedule, mask_threshold=args.mask_threshold, anchor_weight=args.anchor_weight, anchor_refresh=args.anchor_refresh,
         anchor_views=args.anchor_views, preview_every=0, edit=args.edit, region_margin=args.region_margin,
         region_boxes=tuple(parse_box(text) for text in args.region_box),
         min_visible_fraction=args.min_visible_fraction,

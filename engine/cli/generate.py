@@ -14,7 +14,8 @@ DESCRIPTION = (
     "point cloud / scene file) by score distillation toward PROMPT: random orbit cameras around the object, the "
     "whole scene optimized, densified and pruned, render size growing from low to high and the diffusion "
     "timestep range annealed. Methods: sds (score distillation sampling, DreamFusion) or ism (interval score "
-    "matching, LucidDreamer: no random-noise term, lower guidance scale). MODEL is a Hugging Face hub id, a "
+    "matching, LucidDreamer: no random-noise term, lower guidance scale), nfsd (noise-free SDS), csd (classifier "
+    "score distillation) or esd (entropic SDS). MODEL is a Hugging Face hub id, a "
     "local diffusers folder, or closed-form:<colour> (the offline closed-form prior, e.g. closed-form:#d02020). "
     "Bad input prints one 'error:' line and exits 2 before any work."
 )
@@ -22,12 +23,13 @@ DESCRIPTION = (
 
 # Defaults and limits, spelled out so that `--help` does not import torch; tests check they match
 # engine.generate's GenerateConfig, METHODS, MAX_STEPS and resolution limits.
-METHODS = ("sds", "ism")
+METHODS = ("sds", "ism", "nfsd", "csd", "esd")
+SCHEDULES = ("random", "dreamtime", "linear")
 MAX_STEPS = 100_000
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 2048
 DEFAULTS = {
     "steps": 1000, "init": "sphere", "num_gaussians": 2000, "method": "sds", "resolution": 512, "seed": 0,
-    "batch_size": 1, "t_min": 0.02, "t_max": 0.98, "t_max_end": None,
+    "batch_size": 1, "t_min": 0.02, "t_max": 0.98, "t_max_end": None, "schedule": "random",
 }
 
 
@@ -53,13 +55,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="render size at the first step (default: a quarter of --resolution, at least 64)")
     p.add_argument("--seed", type=int, default=d.seed, help=f"random seed (default {d.seed})")
     p.add_argument("--guidance-scale", type=float, default=None,
-                   help="classifier-free guidance scale (default 100 for sds, 7.5 for ism)")
+                   help="classifier-free guidance scale (default: the method's; 100 for sds/esd, 7.5 for ism/nfsd, "
+                        "2 for csd)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"views per step (default {d.batch_size})")
     p.add_argument("--t-min", type=float, default=d.t_min, help=f"lowest timestep fraction (default {d.t_min})")
     p.add_argument("--t-max", type=float, default=d.t_max, help=f"highest timestep fraction at the start "
                                                                  f"(default {d.t_max})")
     p.add_argument("--t-max-end", type=float, default=d.t_max_end,
                    help="t-max annealed to this by the last step (default 0.5); equal to --t-max: none")
+    p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
+                   help="how t moves: random (uniform, t-max annealed), dreamtime (DreamTime's non-increasing t) or "
+                        f"linear (default {d.schedule})")
     p.add_argument("--up", default="auto",
                    help="world up axis of the orbit: auto (default: +z for the sphere/ellipsoid, the file's for a file "
                         "init; see engine/io/detect_up.py), +z, -y, +y, -z, +x, -x or x,y,z (write --up=-y)")
@@ -75,7 +81,7 @@ def config_from_args(args: argparse.Namespace):
         prompt=args.prompt, model=args.model or "", method=args.method, steps=args.steps,
         resolution=args.resolution, resolution_start=args.resolution_start, batch_size=args.batch_size,
         guidance_scale=args.guidance_scale, seed=args.seed, t_min=args.t_min, t_max=args.t_max,
-        t_max_end=args.t_max_end, init=args.init, num_gaussians=args.num_gaussians, preview_every=0,
+        t_max_end=args.t_max_end, schedule=args.schedule, init=args.init, num_gaussians=args.num_gaussians, preview_every=0,
     )
     config.densify.enabled = not getattr(args, "no_densify", False)
     return config

@@ -14,13 +14,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..guidance.methods import EDIT_METHODS, SCHEDULES, method_info
 from ..optimize.adam import check_final_fraction
 from ..optimize.densify import DensifyConfig
 from ..scene import PARAM_NAMES, GaussianScene, SceneError
 from .prior_removal import PriorRemoval
 from .region import Box
 
-METHODS = ("sds", "dds", "romap")
+METHODS = EDIT_METHODS  # engine/guidance/methods.py: sds dds romap ism nfsd csd esd dreamcatalyst lusd
 EDIT_KINDS = ("auto", "appearance", "shape")
 GEOMETRY = ("means", "scales", "quats", "opacities")
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 2048
@@ -65,10 +66,14 @@ class EditConfig:
     prompt: str = ""
     """What the masked part should become, e.g. "a red scarf"."""
     source_prompt: str = ""
-    """What the part is now (required by DDS, which distils the difference source -> target)."""
+    """What the part is now (required by dds and dreamcatalyst, which distil the difference source -> target;
+    optional for lusd, whose empty source is the unconditional prediction)."""
     method: str = "sds"
     """sds: masked score distillation; dds: delta denoising score; romap: masked SDS + anchor toward part-edited
-    2D images (SLaMP) + Gaussian prior removal."""
+    2D images (SLaMP) + Gaussian prior removal; ism: interval score matching (LucidDreamer); nfsd: noise-free
+    SDS; csd: classifier score distillation; esd: entropic SDS (closed-form stand-in for its LoRA);
+    dreamcatalyst: DDS + identity pull, falling t; lusd: localized update SD. One line each, and the papers:
+    engine/guidance/methods.py and each loss's module."""
     model: str = ""
     """Model spec (hub id, local directory or closed-form:<colour>); "" means engine.guidance's default. Used by
     the worker and the CLI to load the model; run_edit takes the loaded model as an argument."""
@@ -79,14 +84,23 @@ class EditConfig:
     batch_size: int = 1
     """Views rendered per step."""
     guidance_scale: float | None = None
-    """Classifier-free guidance scale; None: 100 for sds/romap (score distillation needs a large scale), 7.5 for
-    dds (the difference of two guided predictions)."""
+    """Classifier-free guidance scale; None: the method's (engine/guidance/methods.py): 100 for sds/romap
+    (DreamFusion; RoMaP's config: score distillation needs a large scale) and esd (its prior term is SDS's); 7.5
+    for dds (DDS paper), ism (LucidDreamer), nfsd (NFSD: "nominal CFG"), dreamcatalyst (its released code); 2
+    for csd (classifier score weight s - 1 = 1, CSD's released configs); lusd does not use it."""
     seed: int = 0
     """Seeds cameras, timesteps, noise and densification: the same seed gives the same result on CPU."""
-    t_min: float = 0.02
-    """Lowest diffusion timestep, as a fraction of the model's training timesteps."""
-    t_max: float = 0.98
-    """Highest diffusion timestep at the first step."""
+    t_min: float | None = None
+    """Lowest diffusion timestep, as a fraction of the model's training timesteps. None: the method's, 0.02 for
+    most; 0.2 for dreamcatalyst and 0.05 for lusd (their released code)."""
+    t_max: float | None = None
+    """Highest diffusion timestep at the first step. None: the method's, 0.98 for most; 0.9 for dreamcatalyst,
+    0.95 for lusd (their released code)."""
+    schedule: str | None = None
+    """How t moves over the run: "random" (uniform in [t_min, t_max], t_max annealed to t_max_end), "dreamtime"
+    (DreamTime's deterministic, non-increasing t, Huang et al. 2023: engine/guidance/dreamtime.py) or "linear"
+    (t falls linearly from t_max to t_min). None: the method's, "linear" for dreamcatalyst (its paper), "random"
+    for the rest."""
     t_max_end: float | None = None
     """t_max is annealed linearly to this value by the last step (coarse first, then detail). None: 0.5 for
     sds/romap (large t sets the part's layout early, small t refines it; DreamTime/HiFA-style annealing, and
@@ -154,16 +168,27 @@ class EditConfig:
     visible in it (hidden behind the rest of the scene or out of frame): such views cost a model call and
     push nothing useful."""
 
+    def effective_t_range(self) -> tuple[float, float]:
+        """(t_min, t_max), each the method's default where None."""
+        info = method_info(self.method)
+        return (float(info.t_min if self.t_min is None else self.t_min),
+                float(info.t_max if self.t_max is None else self.t_max))
+
     def effective_t_max_end(self) -> float:
-        """`t_max_end`, or for None the method's default: 0.5 (at most t_max) for sds/romap, t_max for dds."""
+        """`t_max_end`, or for None the method's default: 0.5 (at most t_max) for the annealed methods (sds, romap,
+        ism, nfsd, csd, esd), t_max (no annealing) for dds, dreamcatalyst and lusd."""
+        _, t_max = self.effective_t_range()
         if self.t_max_end is not None:
             return float(self.t_max_end)
-        return float(self.t_max) if self.method == "dds" else min(0.5, float(self.t_max))
+        return min(0.5, t_max) if method_info(self.method).anneal else t_max
 
     def effective_guidance_scale(self) -> float:
         if self.guidance_scale is not None:
             return float(self.guidance_scale)
-        return 7.5 if self.method == "dds" else 100.0
+        return method_info(self.method).guidance_scale
+
+    def effective_schedule(self) -> str:
+        return self.schedule or method_info(self.method).schedule
 
 
 def as_mask(mask_weights, num: int) -> Tensor:
@@ -197,8 +222,15 @@ def check_edit_inputs(scene: GaussianScene, mask_weights, config: EditConfig, mo
         raise ValueError(f"unknown edit method {config.method!r}; choose one of {', '.join(METHODS)}")
     if not config.prompt or not config.prompt.strip():
         raise ValueError("the prompt is empty; describe what the masked part should become")
-    if config.method == "dds" and not (config.source_prompt and config.source_prompt.strip()):
-        raise ValueError("DDS needs a source prompt describing the part as it is now (--source-prompt)")
+    info = method_info(config.method)
+    if info.source == "required" and not (config.source_prompt and config.source_prompt.strip()):
+        raise ValueError(f"{info.label} needs a source prompt describing the part as it is now (--source-prompt)")
+    if info.classifier_only and _weight_free(model):
+        raise ValueError(f"{info.label} distils only what the prompt changes in the model's prediction; the weight-"
+                         "free priors (closed-form:, reference:) predict the same for every prompt, so it would "
+                         "change nothing: use a diffusion model, or another method")
+    if config.schedule is not None and config.schedule not in SCHEDULES:
+        raise ValueError(f"unknown timestep schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     if not isinstance(config.steps, int) or not 1 <= config.steps <= MAX_STEPS:
         raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {config.steps!r}")
     if not isinstance(config.resolution, int) or not MIN_RESOLUTION <= config.resolution <= MAX_RESOLUTION:
@@ -212,9 +244,10 @@ def check_edit_inputs(scene: GaussianScene, mask_weights, config: EditConfig, mo
         raise ValueError(f"batch_size must be in [1, 64], got {config.batch_size}")
     if config.guidance_scale is not None and not (math.isfinite(config.guidance_scale) and config.guidance_scale > 0):
         raise ValueError(f"guidance_scale must be a positive number, got {config.guidance_scale}")
-    if not 0.0 <= config.t_min <= config.t_max <= 1.0:
-        raise ValueError(f"need 0 <= t_min <= t_max <= 1, got t_min={config.t_min}, t_max={config.t_max}")
-    if config.t_max_end is not None and not config.t_min <= config.t_max_end <= 1.0:
+    t_min, t_max = config.effective_t_range()
+    if not 0.0 <= t_min <= t_max <= 1.0:
+        raise ValueError(f"need 0 <= t_min <= t_max <= 1, got t_min={t_min}, t_max={t_max}")
+    if config.t_max_end is not None and not t_min <= config.t_max_end <= 1.0:
         raise ValueError(f"t_max_end must be in [t_min, 1], got {config.t_max_end}")
     for name, value in config.lr.as_dict().items():
         if not (math.isfinite(value) and value >= 0):
@@ -257,3 +290,10 @@ def check_edit_inputs(scene: GaussianScene, mask_weights, config: EditConfig, mo
                          f"{float(mask.max()):.3g}); strengthen the mask or lower mask_threshold")
     return mask
 
+
+def _weight_free(model) -> bool:
+    """The closed-form and reference priors: one distribution per prompt, whatever the prompt says."""
+    from ..guidance.closed_form import ClosedFormPrior
+    from ..guidance.reference import ReferencePrior
+
+    return isinstance(model, (ClosedFormPrior, ReferencePrior))

@@ -9,8 +9,8 @@ Follow one step of `iter_edit` (the body carries the same numbers):
 3. render the current scene — the frozen (unmasked) Gaussians concatenated with the trainable (masked) ones;
    the rendered image's gradient is multiplied by the region's mask, so no pixel outside the region pushes
    anything (a latent-space mask alone does not confine the gradient: through a VAE about half of it leaks);
-4. ask the guidance loss (SDS, DDS or RoMaP, from engine.guidance) for a loss on the renders, with the 2D mask,
-   the original renders of the same views (DDS) and RoMaP's part-edited anchor images;
+4. ask the guidance loss (SDS, DDS, RoMaP or a variant: engine/guidance/methods.py) for a loss on the renders,
+   with the 2D mask, the original renders of the same views (DDS, DreamCatalyst, LUSD) and RoMaP's anchors;
 5. backpropagate, scale each trainable Gaussian's gradient and step by its soft mask weight, take an Adam
    step, then keep the trainable Gaussians inside the region: a step that would take a centre out of the region
    is undone for that Gaussian, and scales are capped (params.py);
@@ -51,6 +51,7 @@ from torch import Tensor
 
 from ..camera import Cameras
 from ..evaluate.metrics import psnr
+from ..guidance.methods import method_info
 from ..guidance.reference import ReferencePrior, ViewAwareModel, recolour_part
 from ..optimize.adam import make_optimizer, set_position_rate
 from ..optimize.densify import MaskedDensifier, accumulate_gradients
@@ -164,7 +165,7 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
     optimizer = make_optimizer(state.params, lrs)
     densifier = MaskedDensifier(config.densify, config.steps, state.num_trainable, scene_scale=orbit.radius)
     loss = loss_fn if loss_fn is not None else build_loss(config, model)
-    needs_originals = config.method == "dds"
+    needs_originals = method_info(config.method).needs_originals  # dds, dreamcatalyst, lusd
     preview_cam = orbit.ring(1, resolution=config.preview_resolution, offset_deg=30.0)
     preview_mask = region.project(preview_cam, device=device, backend=config.render_backend) if view_aware else None
     preview_ideal = None  # the ideal preview image of a view-aware prior (made at the first preview)
@@ -271,21 +272,16 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
 
 
 def build_loss(config: EditConfig, model):
-    """The guidance loss object (engine.guidance) for `config.method`, with the config's timesteps and scale."""
-    from ..guidance.dds import DDSLoss
-    from ..guidance.romap import RoMaPLoss
-    from ..guidance.sds import SDSLoss
-    from ..guidance.timesteps import TimestepSchedule
+    """The guidance loss object (engine.guidance.methods) for `config.method`, with the config's timesteps
+    and scale."""
+    from ..guidance.methods import build_loss as build_method_loss
+    from ..guidance.methods import make_schedule
 
-    timesteps = TimestepSchedule(t_min=config.t_min, t_max=config.t_max,
-                                 t_max_end=max(config.effective_t_max_end(), config.t_min))
-    scale = config.effective_guidance_scale()
-    if config.method == "dds":
-        return DDSLoss(model, config.prompt, config.source_prompt, guidance_scale=scale, timesteps=timesteps)
-    if config.method == "romap":
-        return RoMaPLoss(model, config.prompt, guidance_scale=scale, timesteps=timesteps,
-                         anchor_weight=config.anchor_weight)
-    return SDSLoss(model, config.prompt, guidance_scale=scale, timesteps=timesteps)
+    t_min, t_max = config.effective_t_range()
+    timesteps = make_schedule(config.effective_schedule(), t_min, t_max, max(config.effective_t_max_end(), t_min))
+    return build_method_loss(config.method, model, prompt=config.prompt, source_prompt=config.source_prompt,
+                             guidance_scale=config.effective_guidance_scale(), timesteps=timesteps,
+                             anchor_weight=config.anchor_weight)
 
 
 def edit_prior(model, original: GaussianScene, selected: Tensor, config: EditConfig):

@@ -11,12 +11,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..guidance.methods import GENERATE_METHODS, SCHEDULES, method_info
 from ..optimize.adam import check_final_fraction
 from ..optimize.densify import DensifyConfig
 from ..scene import PARAM_NAMES
 from .init import PRIMITIVES, is_primitive
 
-METHODS = ("sds", "ism")
+METHODS = GENERATE_METHODS  # engine/guidance/methods.py: sds ism nfsd csd esd
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 2048
 MAX_STEPS = 100_000
 MAX_INITIAL_GAUSSIANS = 10_000_000
@@ -62,7 +63,9 @@ class GenerateConfig:
     the CLI and the worker to load the model; run_generate takes the loaded model as an argument."""
     method: str = "sds"
     """sds: score distillation sampling; ism: interval score matching (LucidDreamer), a variance-reduced SDS
-    without the random-noise term (see engine/guidance/ism.py)."""
+    without the random-noise term (see engine/guidance/ism.py); nfsd: noise-free SDS (Katzir et al.); csd:
+    classifier score distillation (Yu et al.); esd: entropic SDS (Wang et al.; closed-form stand-in for its LoRA).
+    Papers and one line each: engine/guidance/methods.py."""
     steps: int = 1000
     """Optimization steps."""
     resolution: int = 512
@@ -74,13 +77,19 @@ class GenerateConfig:
     batch_size: int = 1
     """Views rendered per step."""
     guidance_scale: float | None = None
-    """Classifier-free guidance scale; None: 100 for sds (score distillation needs a large scale), 7.5 for ism."""
+    """Classifier-free guidance scale; None: the method's (engine/guidance/methods.py): 100 for sds
+    (DreamFusion) and esd (its prior term is SDS's), 7.5 for ism (LucidDreamer) and nfsd (NFSD's "nominal" scale),
+    2 for csd (classifier score weight s - 1 = 1, CSD's released configs)."""
     seed: int = 0
     """Seeds the initial primitive, cameras, timesteps, noise and densification: same seed, same result on CPU."""
     t_min: float = 0.02
     """Lowest diffusion timestep, as a fraction of the model's training timesteps."""
     t_max: float = 0.98
     """Highest diffusion timestep at the first step."""
+    schedule: str = "random"
+    """How t moves over the run: "random" (uniform in [t_min, t_max], t_max annealed to t_max_end), "dreamtime"
+    (DreamTime's deterministic, non-increasing t, Huang et al. 2023: engine/guidance/dreamtime.py) or "linear"
+    (t falls linearly from t_max to t_min); the monotone ones ignore t_max_end."""
     t_max_end: float | None = None
     """t_max is annealed linearly to this by the last step (coarse shape first, then detail). None: the
     method's default, 0.5 for sds and ism (at most t_max), as `EditConfig.t_max_end`'s None is the edit
@@ -124,7 +133,7 @@ class GenerateConfig:
     """engine.render backend."""
 
     def effective_t_max_end(self) -> float:
-        """`t_max_end`, or for None the method's default: 0.5 (at most t_max) for both methods."""
+        """`t_max_end`, or for None the default: 0.5 (at most t_max) for every method."""
         if self.t_max_end is not None:
             return float(self.t_max_end)
         return min(0.5, float(self.t_max))
@@ -132,7 +141,7 @@ class GenerateConfig:
     def effective_guidance_scale(self) -> float:
         if self.guidance_scale is not None:
             return float(self.guidance_scale)
-        return 7.5 if self.method == "ism" else 100.0
+        return method_info(self.method).guidance_scale
 
     def start_resolution(self, latent_scale: int = 1) -> int:
         """The render size at step 0 (the default rule of `resolution_start`), a multiple of `latent_scale`."""
@@ -166,6 +175,12 @@ def check_generate_config(config: GenerateConfig, model=None) -> None:
     """
     if config.method not in METHODS:
         raise ValueError(f"unknown generation method {config.method!r}; choose one of {', '.join(METHODS)}")
+    if config.schedule not in SCHEDULES:
+        raise ValueError(f"unknown timestep schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+    if method_info(config.method).classifier_only and _weight_free(model):
+        raise ValueError(f"{config.method} distils only what the prompt changes in the model's prediction; the "
+                         "weight-free priors (closed-form:, reference:) predict the same for every prompt: use a "
+                         "diffusion model, or another method")
     if not isinstance(config.prompt, str) or not config.prompt.strip():
         raise ValueError("the prompt is empty; describe the object to generate, e.g. --prompt \"a red apple\"")
     if isinstance(config.steps, bool) or not isinstance(config.steps, int) or not 1 <= config.steps <= MAX_STEPS:
@@ -228,3 +243,10 @@ def check_generate_config(config: GenerateConfig, model=None) -> None:
         raise ValueError(f"preview_every must be an integer >= 0, got {config.preview_every!r}")
     _check_range("preview_resolution", config.preview_resolution, MIN_RESOLUTION, MAX_RESOLUTION)
 
+
+def _weight_free(model) -> bool:
+    """The closed-form and reference priors: one distribution per prompt, whatever the prompt says."""
+    from ..guidance.closed_form import ClosedFormPrior
+    from ..guidance.reference import ReferencePrior
+
+    return isinstance(model, (ClosedFormPrior, ReferencePrior))

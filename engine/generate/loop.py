@@ -5,8 +5,9 @@ Follow one step of `iter_generate` (the body carries the same numbers):
 1. pick the render size from the resolution schedule (low to high: coarse shape first, cheap steps early);
 2. sample random orbit cameras around the object (`object_orbit`);
 3. render the whole scene (every parameter of every Gaussian is optimized) on the background colour;
-4. ask the guidance loss for a loss on the renders: SDS (engine/guidance/sds.py) or ISM, the variance-reduced
-   interval score matching of LucidDreamer (engine/guidance/ism.py, which says why ISM);
+4. ask the guidance loss for a loss on the renders: SDS (engine/guidance/sds.py), ISM, the variance-reduced
+   interval score matching of LucidDreamer (engine/guidance/ism.py, which says why ISM), or NFSD, CSD, ESD
+   (engine/guidance/methods.py lists them);
 5. backpropagate, take an Adam step (the position learning rate decays exponentially over the run);
 6. densify and prune with the edit's rules (engine/optimize/densify.py) applied to the whole scene; report
    progress and, every few steps, a preview image.
@@ -57,18 +58,15 @@ def object_orbit(scene: GaussianScene, config: GenerateConfig) -> Orbit:
 
 
 def build_loss(config: GenerateConfig, model):
-    """The guidance loss for `config.method` with the config's timesteps and guidance scale."""
-    from ..guidance.ism import ISMLoss
-    from ..guidance.sds import SDSLoss
-    from ..guidance.timesteps import TimestepSchedule
+    """The guidance loss for `config.method` (engine/guidance/methods.py) with the config's timesteps and scale."""
+    from ..guidance.methods import build_loss as build_method_loss
+    from ..guidance.methods import make_schedule
 
-    timesteps = TimestepSchedule(t_min=config.t_min, t_max=config.t_max,
-                                 t_max_end=max(config.effective_t_max_end(), config.t_min))
-    scale = config.effective_guidance_scale()
-    if config.method == "ism":
-        return ISMLoss(model, config.prompt, guidance_scale=scale, timesteps=timesteps,
-                       interval=config.ism_interval, inversion_step=config.ism_inversion_step)
-    return SDSLoss(model, config.prompt, guidance_scale=scale, timesteps=timesteps)
+    timesteps = make_schedule(config.schedule, config.t_min, config.t_max,
+                              max(config.effective_t_max_end(), config.t_min))
+    return build_method_loss(config.method, model, prompt=config.prompt,
+                             guidance_scale=config.effective_guidance_scale(), timesteps=timesteps,
+                             ism_interval=config.ism_interval, ism_inversion_step=config.ism_inversion_step)
 
 
 def run_generate(

@@ -1,4 +1,4 @@
-"""Diffusion guidance for editing: model loading, the closed-form prior, and the SDS / DDS / RoMaP losses.
+"""Diffusion guidance for editing: model loading, the closed-form prior, and the score-distillation losses.
 
 Read base.py first: it holds the contract (`DiffusionModel`, `Condition`, `GuidanceLoss`, `LossOutput`) and the
 spec / error types. Then one module per job:
@@ -14,7 +14,11 @@ spec / error types. Then one module per job:
 - dds.py          `DDSLoss` (delta denoising score)
 - slamp.py        `part_edit_images` (scheduled latent mixing) and `SLaMPConfig`
 - romap.py        `RoMaPLoss` (masked SDS + L1 anchor toward SLaMP part edits)
-- ism.py          `ISMLoss` (interval score matching, LucidDreamer: text-to-3D without the noise term)
+- ism.py          `ISMLoss` (interval score matching, LucidDreamer: without the noise term; edits and text-to-3D)
+- nfsd.py, csd.py, esd.py, dreamcatalyst.py, lusd.py   the literature's variants, one formula and paper each
+- prepare.py      renders -> latents at the native size, shared by the variants
+- dreamtime.py    `MonotoneSchedule`: DreamTime's non-increasing timestep schedule (and a linear one)
+- methods.py      the table of methods by name (one line, defaults, jobs) and `build_loss`
 - reference.py    `ReferencePrior` (the closed-form prior whose target per view is a scene's render, drawn by a
                   render function its user hands over: nothing here imports the renderer), `recolour_part`
 """

@@ -1,5 +1,7 @@
 """Interval Score Matching (ISM, LucidDreamer — Liang et al., CVPR 2024): variance-reduced score distillation.
 
+Used by text-to-3D and, like every loss here, by masked edits (`--method ism`; the mask multiplies its gradient).
+
 Why a variant at all. SDS pushes the render's latents z along w(t) (eps_hat(z_t, t, y) - eps), where eps is the
 random noise that made z_t. eps_hat tries to *predict* that noise, so most of the difference is the network's
 failure to recover a random draw: a large, fresh, zero-mean term each step. Text-to-3D fights it with a huge

@@ -73,7 +73,7 @@ def test_empty_init_mesh_and_bad_output_are_refused(tmp_path, capsys):
 
 def test_unknown_method_is_refused_by_the_parser(capsys):
     with pytest.raises(SystemExit) as exc:
-        main(["generate", "--prompt", "x", "--method", "nfsd", "--out", "o.ply"])
+        main(["generate", "--prompt", "x", "--method", "vsd", "--out", "o.ply"])
     assert exc.value.code == 2 and "invalid choice" in capsys.readouterr().err
 
 
@@ -96,8 +96,8 @@ def test_cli_defaults_match_the_engine():
         METHODS, MAX_STEPS, MIN_RESOLUTION, MAX_RESOLUTION)
     args = argparse.Namespace(prompt="p", model=None, method="ism", steps=7, resolution=64, resolution_start=None,
                               batch_size=2, guidance_scale=None, seed=3, t_min=0.1, t_max=0.9, t_max_end=None,
-                              init="ellipsoid", num_gaussians=10, no_densify=True)
+                              init="ellipsoid", num_gaussians=10, no_densify=True, schedule="dreamtime")
     made = cli.config_from_args(args)
-    assert not made.densify.enabled
+    assert not made.densify.enabled and made.schedule == "dreamtime"
     assert (made.method, made.steps, made.batch_size, made.seed, made.init, made.num_gaussians) == (
         "ism", 7, 2, 3, "ellipsoid", 10)

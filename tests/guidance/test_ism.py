@@ -87,3 +87,30 @@ def test_bad_settings_are_refused(kwargs):
     args = {"prompt": "x", **kwargs}
     with pytest.raises(ValueError):
         ISMLoss(ClosedFormPrior((0.5, 0.5, 0.5)), **args)
+
+
+def test_interval_equals_a_two_step_ddim_inversion_done_by_hand():
+    """t = 300, interval 50, inversion step 200: z -> 200 -> 250 with the unconditional model, one more
+    unconditional step to 300, then the guided prediction there; every DDIM step written out here."""
+    from .two_prompt_prior import TwoPromptPrior
+
+    prior = TwoPromptPrior(target=(0.8, 0.1, 0.1))  # its empty prompt differs: the inversion must use it
+    abar = prior.alphas_cumprod
+    z = torch.rand(1, 3, 4, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    def step(x, eps, a_from, a_to):
+        x0 = (x - (1 - a_from) ** 0.5 * eps) / a_from**0.5
+        return a_to**0.5 * x0 + (1 - a_to) ** 0.5 * eps
+
+    def eps_u(x, t):
+        return prior.epsilon(x, torch.tensor([t]), "")
+
+    x200 = step(z, eps_u(z, 0), abar[0], abar[200])
+    x250 = step(x200, eps_u(x200, 200), abar[200], abar[250])
+    e250 = eps_u(x250, 250)
+    x300 = step(x250, e250, abar[250], abar[300])
+    guided = eps_u(x300, 300) + 7.5 * (prior.epsilon(x300, torch.tensor([300]), "red") - eps_u(x300, 300))
+    expected = ((1 - abar[300]) / abar[300]) ** 0.5 * (guided - e250)
+    grad, s = ISMLoss(prior, "red").gradient(z, torch.tensor([300]))
+    assert s.tolist() == [250]
+    assert torch.allclose(grad, expected, atol=1e-5)
