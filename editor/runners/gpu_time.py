@@ -34,20 +34,26 @@ class GpuCosts:
     - model_step_s: the guidance part of one step (VAE encode, UNet, backward through them). 0.06 s for an SD
       1.5-family model is the project's target for a 512² SDS step on an H100 (bench/edit.py's goal; the README's
       "On a GPU cluster"); the loss resizes every render to the model's native 512², so it does not grow with
-      the render resolution. DDS runs the UNet for two prompts (x2); RoMaP adds anchor images (x1.3). The
+      the render resolution. DDS runs the UNet for two prompts (x2); RoMaP adds anchor images (x1.3); the variants
+      by their UNet calls per step (NFSD's extra negative-prompt pass x1.5, ISM's inversion step x3, DreamCatalyst
+      like DDS x2, LUSD up to its redraws x1.5; CSD/ESD as SDS): estimates from the formulas, not timed. The
       closed-form prior has no network: a few ms.
     - render: forward + backward of one view, per megapixel and per million Gaussians. The torch (CPU)
       rasterizer's figures are measured on this project's 2-core CI machine (the default robot, 33,839
       Gaussians: 0.15 s at 128², 0.20 s at 256²); it is what a ZeroGPU Space renders with, since gsplat from PyPI
-      cannot compile there. gsplat's are an estimate (two orders of magnitude faster).
+      cannot compile there. gsplat's are an estimate (two orders of magnitude faster); triton's (Triton kernels,
+      no compiler needed) are gsplat's times 3, the issue's target, until a GPU run measures them.
     - call_overhead_s: starting the GPU worker, moving the model to the GPU, the first steps' warm-up.
     - safety: the steps' estimate is multiplied by this (ZeroGPU ends a call that outlives its duration).
     """
 
     model_step_s: dict = field(default_factory=lambda: {"diffusers": 0.06, "closed-form": 0.003})
-    method_factor: dict = field(default_factory=lambda: {"sds": 1.0, "dds": 2.0, "romap": 1.3})
-    render_s_per_mpix: dict = field(default_factory=lambda: {"torch": 0.9, "gsplat": 0.02})
-    render_s_per_mgauss: dict = field(default_factory=lambda: {"torch": 4.0, "gsplat": 0.05})
+    method_factor: dict = field(default_factory=lambda: {
+        "sds": 1.0, "dds": 2.0, "romap": 1.3, "nfsd": 1.5, "csd": 1.0, "ism": 3.0, "esd": 1.0,
+        "dreamcatalyst": 2.0, "lusd": 1.5,
+    })
+    render_s_per_mpix: dict = field(default_factory=lambda: {"torch": 0.9, "gsplat": 0.02, "triton": 0.06})
+    render_s_per_mgauss: dict = field(default_factory=lambda: {"torch": 4.0, "gsplat": 0.05, "triton": 0.15})
     call_overhead_s: dict = field(default_factory=lambda: {"diffusers": 15.0, "closed-form": 3.0})
     safety: float = 1.5
 
