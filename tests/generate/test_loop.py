@@ -188,7 +188,7 @@ def _garbage_mesh(tmp_path):
         ({"resolution": 4096}, "resolution must be"),
         ({"resolution": 36, "latent_scale": 8}, "multiple of 8"),
         ({"resolution_start": 64, "resolution": 32}, "low to high"),
-        ({"method": "nfsd"}, "unknown generation method"),
+        ({"method": "vsd"}, "unknown generation method"),
         ({"init": "cube"}, "does not exist"),
         ({"init": "missing.obj"}, "does not exist"),
         ({"init": _garbage_mesh}, "broken.obj"),
