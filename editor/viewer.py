@@ -262,9 +262,10 @@ class SessionViewer:
                 self._pending.render_clients = {}
             try:
                 if scene_dirty and scene is not None:
-                    new_scene = scene is not self._scene
+                    # a coarse first level only when a new scene replaces the view's (not per mask or undo)
+                    first = self._scene is None or len(scene) != len(self._scene)
                     self._scene, self._mask = scene, mask
-                    self._push_splats(coarse=new_scene and not self._editing)
+                    self._push_splats(coarse=first and not self._editing)
                     # New content: every client's background is stale.
                     for client_id in self.server.get_clients():
                         moved.setdefault(client_id, time.monotonic())

@@ -83,11 +83,13 @@ def choose_rows(order: Tensor, budget: int | None, count: int, mask: Tensor | No
 
 
 class DetailLevels:
-    """The detail order of the scene last shown, kept while the scene object is the same (a mask change) —
-    or, with `keep_for_same_count`, while an edit streams in-progress scenes that keep the rows."""
+    """The detail order of the scene last shown, kept while the scene object is the same (a mask change) or its
+    importance is (a display copy with the same parts hidden) — or, with `keep_for_same_count`, while an edit
+    streams in-progress scenes that keep the rows. Sorting a capture's rows is the costly part."""
 
     def __init__(self) -> None:
         self._scene: GaussianScene | None = None
+        self._importance: Tensor | None = None
         self._order: Tensor | None = None
         self._drawable: Tensor | None = None
 
@@ -97,6 +99,8 @@ class DetailLevels:
                                         and len(self._scene) == len(scene))
         if not same:
             importance = splat_importance(scene)
-            self._order, self._drawable = detail_order(importance), importance > 0
+            if self._importance is None or not torch.equal(importance, self._importance):
+                self._importance = importance
+                self._order, self._drawable = detail_order(importance), importance > 0
         self._scene = scene
         return choose_rows(self._order, budget, len(scene), mask, self._drawable)

@@ -123,3 +123,17 @@ def test_viewer_sends_coarse_then_budget_then_full_on_request(monkeypatch):
     finally:
         client.close()
         viewer.close()
+
+
+def test_levels_reuse_the_order_of_an_equally_important_copy_and_follow_a_changed_one():
+    scene = _scene(600, seed=6)
+    levels = DetailLevels()
+    levels.rows(scene, 100)
+    order = levels._order
+    hidden = torch.arange(600) < 200
+    opacities = torch.where(hidden, torch.full_like(scene.opacities, -30.0), scene.opacities)
+    copy = scene.replace(opacities=scene.opacities.clone())  # a new object, the same values
+    levels.rows(copy, 100)
+    assert levels._order is order
+    rows = levels.rows(scene.replace(opacities=opacities), 100)  # parts hidden: a new order without them
+    assert levels._order is not order and not hidden[rows].any()
