@@ -35,6 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from tests.editor.viser_client import ViserTestClient, decode_frame, splat_buffer  # noqa: E402
+
 CAPTURE = Path("/work/shared/data/playbot-lod2/meta.json")
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -65,30 +67,21 @@ def tiled_capture(tiles: int):
 
 
 # ---------------------------------------------------------------------------------------------- viewer
-class ByteCounter:
+class ByteCounter(ViserTestClient):
     """A Viser websocket client that counts what it receives and notes when a splat buffer of n rows came."""
 
     def __init__(self, port: int) -> None:
-        import asyncio
-
         self.bytes = 0
         self.splat_rows: list[tuple[float, int]] = []  # (time, rows) of each splat buffer
-        self._loop = asyncio.new_event_loop()
-        self._ws = None
-        self._ready = threading.Event()
-        self._port = port
-        threading.Thread(target=self._run, daemon=True).start()
-        if not self._ready.wait(20):
-            raise TimeoutError("could not connect to the viewer")
+        super().__init__(port)
+        self.send_camera((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, -3.0))  # Viser counts a client once it sent a camera
 
     def _run(self) -> None:
         import websockets
         import viser
 
-        from tests.editor.viser_client import decode_frame, splat_buffer
-
         async def main() -> None:
-            async with websockets.connect(f"ws://127.0.0.1:{self._port}", max_size=None,
+            async with websockets.connect(self.url, max_size=None,
                                           subprotocols=[f"viser-v{viser.__version__}"]) as ws:
                 self._ws = ws
                 self._ready.set()
@@ -112,15 +105,6 @@ class ByteCounter:
                     return t
             time.sleep(0.01)
         raise TimeoutError(f"no splat buffer of {rows} rows")
-
-    def close(self) -> None:
-        import asyncio
-
-        if self._ws is not None:
-            try:
-                asyncio.run_coroutine_threadsafe(self._ws.close(), self._loop).result(5)
-            except Exception:  # noqa: BLE001
-                pass
 
 
 def viewer_case(scene, part, mode: str, chromium: bool, baseline) -> dict:
@@ -158,10 +142,19 @@ def viewer_case(scene, part, mode: str, chromium: bool, baseline) -> dict:
         time.sleep(0.3)
         out.update(mask_change_s=round(t2 - t1, 2), mask_change_bytes=client.bytes - b0)
         client.close()
-        if chromium:
-            out["chromium"] = first_frame(viewer.port, baseline, timeout=240.0)
     finally:
         viewer.close()
+    if chromium:  # as in the app: the scene is shown, then the page's view connects
+        viewer = viewer_module.SessionViewer(port=0, splat_budget=None if mode == "full" else DEFAULT_SPLAT_BUDGET)
+        try:
+            viewer.frame(OrbitView.framing(lo, hi, up=(0.0, -1.0, 0.0)))
+            viewer.show(scene, part.float())
+            while viewer.stats["splat_updates"] == 0:
+                time.sleep(0.1)
+            out["chromium"] = first_frame(viewer.port, baseline, timeout=240.0)
+            out["chromium"]["splats_when_done"] = viewer.stats["splats_shown"]
+        finally:
+            viewer.close()
     return out
 
 

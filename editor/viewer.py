@@ -41,7 +41,9 @@ log = logging.getLogger(__name__)
 MOVING_SCALE = 0.25  # background render size while the camera moves, relative to the canvas
 REST_DELAY_S = 0.3  # the camera "rests" after this long without an update -> full resolution
 MAX_RENDER_SIDE = 1024  # cap on the full-resolution render (CPU cost grows with pixels)
-REFINE_DELAY_S = 1.5  # a new scene goes out coarse first; the full level of detail follows this much later
+REFINE_DELAY_S = 3.0  # a new scene goes out coarse first; the full level of detail follows this long after the
+# push or, when no browser is connected yet, after one connects (a browser that connects is sent the current
+# level at once: refining before it drew would make its first frame the slow one)
 SPLAT_BYTES = 32  # Viser's wire size of one splat (centre f32x3, reserved, covariance f16x6, rgba u8x4)
 
 
@@ -84,6 +86,7 @@ class SessionViewer:
         self.splat_budget = splat_budget
         self._levels = DetailLevels()
         self._refine_at: float | None = None  # when the coarse first level of a new scene is refined
+        self._refine_pending = False  # the coarse level is shown; refined once a client had time to draw it
         self._scene = None
         self._mask = None
         self._editing = False
@@ -179,6 +182,11 @@ class SessionViewer:
 
     # ------------------------------------------------------------------ viser callbacks (viser's threads)
     def _handle_connect(self, client) -> None:
+        with self._lock:
+            if self._refine_pending:
+                self._refine_at = time.monotonic() + REFINE_DELAY_S
+                self._lock.notify()
+
         @client.camera.on_update
         def _(camera) -> None:
             self._request_render(camera.client.client_id)
@@ -296,10 +304,12 @@ class SessionViewer:
         tint = bool(self.tint_checkbox.value)
         target = None if self.full_detail_checkbox.value else self.splat_budget
         rows = self._levels.rows(scene, target, mask, keep_for_same_count=self._editing)
-        self._refine_at = None
-        if coarse and len(rows) > COARSE_SPLATS * 1.5:
+        coarse = coarse and len(rows) > COARSE_SPLATS * 1.5
+        if coarse:
             rows = self._levels.rows(scene, COARSE_SPLATS, mask)
-            self._refine_at = time.monotonic() + REFINE_DELAY_S
+        with self._lock:  # against _handle_connect: a client that connects now still gets its refinement
+            self._refine_pending = coarse
+            self._refine_at = time.monotonic() + REFINE_DELAY_S if coarse and self.server.get_clients() else None
         shown = scene if len(rows) == len(scene) else scene.subset(rows)
         shown_mask = None if mask is None or not tint else (mask if len(rows) == len(scene) else mask[rows])
         cached = self._geometry
@@ -325,7 +335,7 @@ class SessionViewer:
         self.stats["splats_sent"] += len(rows)
         self.stats["splat_bytes"] += SPLAT_BYTES * len(rows)
         self.stats["splats_shown"] = len(rows)
-        more = " (more coming)" if self._refine_at is not None else ""
+        more = " (more coming)" if self._refine_pending else ""
         self.detail_text.content = ("" if len(rows) == len(scene) else
                                     f"Showing {len(rows):,} of {len(scene):,} splats{more}")
 

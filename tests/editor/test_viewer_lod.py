@@ -101,6 +101,8 @@ def test_viewer_sends_coarse_then_budget_then_full_on_request(monkeypatch):
     viewer = viewer_module.SessionViewer(port=0, splat_budget=100)
     client = ViserTestClient(viewer.port)
     try:
+        client.send_camera((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, -3.0))  # a browser is "connected" once it sent one
+        client.wait_for(lambda: viewer.server.get_clients())
         scene = _scene(300, seed=5)
         mask = torch.zeros(300)
         mask[250:] = 1.0
