@@ -49,6 +49,18 @@ def rss_mb() -> float:
     return round(psutil.Process().memory_info().rss / 2**20, 1)
 
 
+def trimmed_rss_mb() -> float:
+    """RSS after glibc hands its free heap pages back (malloc_trim): what is really held, without what the
+    allocator keeps for reuse."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:
+        pass
+    return rss_mb()
+
+
 def tiled_capture(tiles: int):
     """(scene [N], part [N] bool): the capture tiled `tiles` times along x, SH degree 3."""
     import torch
@@ -265,6 +277,7 @@ def memory_case(tiles: int, history: str, rev: str) -> dict:
         worker.set_mask("s", part).result(600)
         gc.collect()
         out["rss_idle_mb"] = rss_mb()
+        out["trimmed_rss_idle_mb"] = trimmed_rss_mb()
         current = scene
         g = torch.Generator().manual_seed(0)
         t = time.monotonic()
@@ -282,16 +295,23 @@ def memory_case(tiles: int, history: str, rev: str) -> dict:
         out["edits_s"] = round(time.monotonic() - t, 1)
         del current, mask, sources
         gc.collect()
+        history = worker._sessions.find("s")  # noqa: SLF001 - the bench looks inside
+        if hasattr(history, "nbytes"):
+            out["history_held_mb"] = round(history.nbytes() / 2**20, 1)
+        del history
         out["rss_after_6_edits_mb"] = rss_mb()
+        out["trimmed_rss_after_6_edits_mb"] = trimmed_rss_mb()
         t = time.monotonic()
         for step in ("undo", "undo", "redo"):
             getattr(worker, step)("s").result(600)
         out["undo_undo_redo_s"] = round(time.monotonic() - t, 2)
         gc.collect()
         out["rss_after_undo_redo_mb"] = rss_mb()
+        out["trimmed_rss_after_undo_redo_mb"] = trimmed_rss_mb()
         worker.close_session("s").result(600)
         gc.collect()
         out["rss_after_close_mb"] = rss_mb()
+        out["trimmed_rss_after_close_mb"] = trimmed_rss_mb()
     finally:
         worker.shutdown()
     return out

@@ -41,9 +41,10 @@ log = logging.getLogger(__name__)
 MOVING_SCALE = 0.25  # background render size while the camera moves, relative to the canvas
 REST_DELAY_S = 0.3  # the camera "rests" after this long without an update -> full resolution
 MAX_RENDER_SIDE = 1024  # cap on the full-resolution render (CPU cost grows with pixels)
-REFINE_DELAY_S = 3.0  # a new scene goes out coarse first; the full level of detail follows this long after the
-# push or, when no browser is connected yet, after one connects (a browser that connects is sent the current
-# level at once: refining before it drew would make its first frame the slow one)
+REFINE_DELAY_S = 20.0  # a new scene goes out coarse first, the budget this long after the push or, when no
+# browser is connected yet, after one connects (it is sent the current level at once). Long on purpose: with
+# software WebGL on 2 busy cores the coarse 60k splats' first frame took 16 s and a budget that arrived
+# before it made the first frame 50 s; any change (a click, the tint, "Full detail") refines at once.
 SPLAT_BYTES = 32  # Viser's wire size of one splat (centre f32x3, reserved, covariance f16x6, rgba u8x4)
 
 
