@@ -126,8 +126,7 @@ def viewer_case(scene, part, mode: str, chromium: bool, baseline) -> dict:
     from editor.orbit import OrbitView
     from editor.viewer_lod import DEFAULT_SPLAT_BUDGET
 
-    if mode == "full":  # what the view did before viewer_lod: every splat, at once
-        viewer_module.COARSE_SPLATS = 10**12
+    viewer_module.COARSE_SPLATS = 10**12 if mode == "full" else COARSE  # full: what the view did before viewer_lod
     viewer = viewer_module.SessionViewer(port=0, splat_budget=None if mode == "full" else DEFAULT_SPLAT_BUDGET)
     lo, hi = scene.bounding_box(quantile=0.01)
     viewer.frame(OrbitView.framing(lo, hi, up=(0.0, -1.0, 0.0)))
@@ -171,6 +170,7 @@ def viewer_case(scene, part, mode: str, chromium: bool, baseline) -> dict:
 
 
 _TILES = [1]  # --tiles, for the viewer case
+COARSE = __import__("editor.viewer_lod", fromlist=["COARSE_SPLATS"]).COARSE_SPLATS
 
 
 def screenshot_diff(a, b) -> float:
