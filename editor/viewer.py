@@ -9,7 +9,7 @@ isolation that cannot leak; a server costs one thread and a few MB.)
 What it shows:
 - the scene as client-side splats (base colour, optionally mask-tinted), updated in place while an edit runs:
   a level of detail the browser can draw (viewer_lod: a budget of splats sampled by importance, the selection
-  always in full, "Full detail" for every splat), a new scene coarse first and refined a moment later;
+  always in full, "Full detail" for every splat), the first scene coarse first and refined once drawn;
 - server renders from the engine renderer as the background image (view-dependent colour, exact pixels):
   low resolution while the camera moves, full resolution once it rests. Shown "on demand" (the checkbox) and
   automatically while an edit runs; the splats are hidden meanwhile so the render is what you see.
@@ -271,8 +271,9 @@ class SessionViewer:
                 self._pending.render_clients = {}
             try:
                 if scene_dirty and scene is not None:
-                    # a coarse first level only when a new scene replaces the view's (not per mask or undo)
-                    first = self._scene is None or len(scene) != len(self._scene)
+                    # a coarse level only for the view's first scene (its first frame); later scenes (an
+                    # edit's result, undo, another file) replace a drawn view at the full level of detail
+                    first = self._scene is None
                     self._scene, self._mask = scene, mask
                     self._push_splats(coarse=first and not self._editing)
                     # New content: every client's background is stale.
