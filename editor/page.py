@@ -269,7 +269,8 @@ def _start_reaper(ctx: AppContext) -> None:
         while True:
             threading.Event().wait(60)
             try:
-                ctx.registry.reap_idle()
+                for session_id in ctx.registry.reap_idle():
+                    ctx.link.forget(session_id)  # the worker's history of it too, not only the page's side
             except Exception:  # noqa: BLE001
                 log.exception("closing idle sessions failed")
 

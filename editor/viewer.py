@@ -7,7 +7,9 @@ that session's page and edits that session's mask, and the scene it shows is tha
 isolation that cannot leak; a server costs one thread and a few MB.)
 
 What it shows:
-- the scene as client-side splats (base colour, optionally mask-tinted), updated in place while an edit runs;
+- the scene as client-side splats (base colour, optionally mask-tinted), updated in place while an edit runs:
+  a level of detail the browser can draw (viewer_lod: a budget of splats sampled by importance, the selection
+  always in full, "Full detail" for every splat), the first scene coarse first and refined once drawn;
 - server renders from the engine renderer as the background image (view-dependent colour, exact pixels):
   low resolution while the camera moves, full resolution once it rests. Shown "on demand" (the checkbox) and
   automatically while an edit runs; the splats are hidden meanwhile so the render is what you see.
@@ -28,15 +30,22 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import torch
 
 from . import drawing
 from .gestures import ViewClick, ViewRect
+from .viewer_lod import COARSE_SPLATS, DEFAULT_SPLAT_BUDGET, DetailLevels
 
 log = logging.getLogger(__name__)
 
 MOVING_SCALE = 0.25  # background render size while the camera moves, relative to the canvas
 REST_DELAY_S = 0.3  # the camera "rests" after this long without an update -> full resolution
 MAX_RENDER_SIDE = 1024  # cap on the full-resolution render (CPU cost grows with pixels)
+REFINE_DELAY_S = 20.0  # a new scene goes out coarse first, the budget this long after the push or, when no
+# browser is connected yet, after one connects (it is sent the current level at once). Long on purpose: with
+# software WebGL on 2 busy cores the coarse 60k splats' first frame took 16 s and a budget that arrived
+# before it made the first frame 50 s; any change (a click, the tint, "Full detail") refines at once.
+SPLAT_BYTES = 32  # Viser's wire size of one splat (centre f32x3, reserved, covariance f16x6, rgba u8x4)
 
 
 @dataclass
@@ -58,7 +67,9 @@ class SessionViewer:
         on_click: Callable[[ViewClick], None] | None = None,
         on_rect: Callable[[ViewRect], None] | None = None,
         title: str = "Splat editor",
+        splat_budget: int | None = DEFAULT_SPLAT_BUDGET,
     ) -> None:
+        """`splat_budget`: splats the browser gets unless "Full detail" is on (None: always every one)."""
         import viser
 
         self.server = viser.ViserServer(host=host, port=port, verbose=False)
@@ -72,21 +83,33 @@ class SessionViewer:
         self._closed = False
         self._splats = None
         self._splat_count = -1
-        self._geometry = None  # (scene, SplatArrays): centres/covariances/opacities reused while the scene is the same
+        self._geometry = None  # (scene, rows, SplatArrays): geometry reused while scene and rows are the same
+        self.splat_budget = splat_budget
+        self._levels = DetailLevels()
+        self._refine_at: float | None = None  # when the coarse first level of a new scene is refined
+        self._refine_pending = False  # the coarse level is shown; refined once a client had time to draw it
         self._scene = None
         self._mask = None
         self._editing = False
         self._live = False  # an edit is sending in-progress scenes
         self._background_shown = False
-        self.stats = {"splat_updates": 0, "renders_low": 0, "renders_full": 0, "clicks": 0, "rects": 0}
+        self.stats = {"splat_updates": 0, "renders_low": 0, "renders_full": 0, "clicks": 0, "rects": 0,
+                      "splats_sent": 0, "splat_bytes": 0, "splats_shown": 0}
 
         with self.server.gui.add_folder("View"):
             self.tint_checkbox = self.server.gui.add_checkbox("Mask tint", initial_value=True)
             self.render_checkbox = self.server.gui.add_checkbox(
                 "Server render", initial_value=False, hint="Exact engine render with view-dependent colour"
             )
+            self.full_detail_checkbox = self.server.gui.add_checkbox(
+                "Full detail", initial_value=splat_budget is None,
+                hint="Send every Gaussian to this view (slow in a browser without a GPU); by default it gets a "
+                     "sample by importance, and the selection always in full",
+            )
             self.status_text = self.server.gui.add_markdown("")
+            self.detail_text = self.server.gui.add_markdown("")
         self.tint_checkbox.on_update(lambda _: self._mark_scene_dirty())
+        self.full_detail_checkbox.on_update(lambda _: self._mark_scene_dirty())
         self.render_checkbox.on_update(lambda _: self._server_render_toggled())
 
         self.server.scene.on_click()(self._handle_click)
@@ -160,6 +183,11 @@ class SessionViewer:
 
     # ------------------------------------------------------------------ viser callbacks (viser's threads)
     def _handle_connect(self, client) -> None:
+        with self._lock:
+            if self._refine_pending:
+                self._refine_at = time.monotonic() + REFINE_DELAY_S
+                self._lock.notify()
+
         @client.camera.on_update
         def _(camera) -> None:
             self._request_render(camera.client.client_id)
@@ -227,8 +255,9 @@ class SessionViewer:
             with self._lock:
                 while not self._closed and not self._pending.scene_dirty and not self._pending.render_clients:
                     timeout = None
-                    if full_res_due:
-                        timeout = max(0.0, min(full_res_due.values()) - time.monotonic())
+                    wakes = list(full_res_due.values()) + ([self._refine_at] if self._refine_at else [])
+                    if wakes:
+                        timeout = max(0.0, min(wakes) - time.monotonic())
                         if timeout == 0.0:
                             break
                     self._lock.wait(timeout)
@@ -242,11 +271,16 @@ class SessionViewer:
                 self._pending.render_clients = {}
             try:
                 if scene_dirty and scene is not None:
+                    # a coarse level only for the view's first scene (its first frame); later scenes (an
+                    # edit's result, undo, another file) replace a drawn view at the full level of detail
+                    first = self._scene is None
                     self._scene, self._mask = scene, mask
-                    self._push_splats()
+                    self._push_splats(coarse=first and not self._editing)
                     # New content: every client's background is stale.
                     for client_id in self.server.get_clients():
                         moved.setdefault(client_id, time.monotonic())
+                elif self._refine_at is not None and self._refine_at <= time.monotonic():
+                    self._push_splats(coarse=False)
                 if not self.server_render_active:
                     full_res_due.clear()
                     if self._background_shown:
@@ -265,17 +299,29 @@ class SessionViewer:
             except Exception:  # noqa: BLE001 - keep the viewer alive; the log says what broke
                 log.exception("viewer update failed")
 
-    def _push_splats(self) -> None:
-        scene = self._scene
+    def _push_splats(self, *, coarse: bool = False) -> None:
+        """Send the scene's level of detail (viewer_lod): the budget, or every drawable row with "Full detail";
+        `coarse`: a quick first level now and the rest REFINE_DELAY_S later (unless newer news comes first)."""
+        scene, mask = self._scene, self._mask
         tint = bool(self.tint_checkbox.value)
+        target = None if self.full_detail_checkbox.value else self.splat_budget
+        rows = self._levels.rows(scene, target, mask, keep_for_same_count=self._editing)
+        coarse = coarse and len(rows) > COARSE_SPLATS * 1.5
+        if coarse:
+            rows = self._levels.rows(scene, COARSE_SPLATS, mask)
+        with self._lock:  # against _handle_connect: a client that connects now still gets its refinement
+            self._refine_pending = coarse
+            self._refine_at = time.monotonic() + REFINE_DELAY_S if coarse and self.server.get_clients() else None
+        shown = scene if len(rows) == len(scene) else scene.subset(rows)
+        shown_mask = None if mask is None or not tint else (mask if len(rows) == len(scene) else mask[rows])
         cached = self._geometry
-        if cached is not None and cached[0] is scene:  # a mask change: only the colours are new
-            arrays = drawing.SplatArrays(cached[1].centers, cached[1].covariances,
-                                         drawing.display_colors(scene, self._mask if tint else None).float().cpu().numpy(),
-                                         cached[1].opacities)
+        if cached is not None and cached[0] is scene and torch.equal(cached[1], rows):  # only the colours are new
+            arrays = drawing.SplatArrays(cached[2].centers, cached[2].covariances,
+                                         drawing.display_colors(shown, shown_mask).float().cpu().numpy(),
+                                         cached[2].opacities)
         else:
-            arrays = drawing.splat_arrays(scene, self._mask, tint=tint)
-            self._geometry = (scene, arrays)
+            arrays = drawing.splat_arrays(shown, shown_mask, tint=tint)
+            self._geometry = (scene, rows, arrays)
         visible = not self.server_render_active
         if self._splats is None or self._splat_count != len(arrays.centers):
             if self._splats is not None:
@@ -288,6 +334,12 @@ class SessionViewer:
             self._splats.set_gaussians(arrays.centers, arrays.covariances, arrays.rgbs, arrays.opacities)
             self._splats.visible = visible
         self.stats["splat_updates"] += 1
+        self.stats["splats_sent"] += len(rows)
+        self.stats["splat_bytes"] += SPLAT_BYTES * len(rows)
+        self.stats["splats_shown"] = len(rows)
+        more = " (more coming)" if self._refine_pending else ""
+        self.detail_text.content = ("" if len(rows) == len(scene) else
+                                    f"Showing {len(rows):,} of {len(scene):,} splats{more}")
 
     def _render_for(self, client_id: int, *, full: bool) -> None:
         client = self.server.get_clients().get(client_id)

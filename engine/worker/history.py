@@ -1,10 +1,13 @@
 """Undo/redo of a session's state: scene, selection mask, named parts, display name and up axis.
 
 The history is a list of *states*, each labelled by the action that produced it, and a cursor. Undo moves the
-cursor back, redo forward, a new action drops everything after the cursor. States hold the exact parameter
-tensors (undo restores bit-identical values); consecutive states share a scene object when only the mask,
-the parts or the up changed, so such a change costs no scene copy. The history is the ONE owner of this state:
-the UI shows it and sends changes as new entries (persistence.py writes it to disk).
+cursor back, redo forward, a new action drops everything after the cursor. Undo and redo restore
+bit-identical values. Memory: the history holds one whole scene, the current one; every other state's scene is
+kept as what changed (deltas.SceneStep: the rows that differ, in one direction at a time), and masks are
+packed (PackedMask: only the weighted rows of a small selection). A real capture is hundreds of MB, and a
+history of whole scenes per step was the editor's largest memory cost. Consecutive states share one scene
+object when only the mask, the parts or the up changed. The history is the ONE owner of this state: the UI
+shows it and sends changes as new entries (persistence.py writes it to disk).
 
 Parts across an edit: an edit may add and remove Gaussians (densification, pruning), so the rows of the result
 are not those of the input. Given `row_sources` (for each result row, the input row it descends from, -1 for
@@ -23,6 +26,7 @@ from torch import Tensor
 
 from ..scene import GaussianScene
 from ..up import Up, Z_UP, normalize_up
+from .deltas import SceneStep
 
 # How a state's up axis was found: the file's own metadata, its format's convention, a guess from the shape
 # (engine.io.detect_up), the user, the generation that made the scene, or nothing known (+z).
@@ -47,8 +51,30 @@ class State:
     up_source: str = "default"
 
 
+@dataclass(frozen=True)
+class Record:
+    """A state as the history stores it: everything but the scene, the mask packed (PackedMask), and `step`,
+    how its scene differs from the previous state's (None: the same scene object, or the first state)."""
+
+    packed_mask: PackedMask
+    label: str
+    id: int
+    count: int  # Gaussians in the state's scene
+    parts: Parts
+    name: str
+    up: Up
+    up_source: str
+    step: SceneStep | None = None
+
+    @property
+    def mask(self) -> Tensor | None:
+        return self.packed_mask.unpack()
+
+
 class History:
-    """Linear undo/redo over `State`s; the newest `max_states` are kept."""
+    """Linear undo/redo over states; the newest `max_states` are kept. Holds ONE scene (the current one) and
+    per state the change from the previous one (deltas.SceneStep), so memory grows with what edits change,
+    not with the scene's size times the number of steps."""
 
     def __init__(self, scene: GaussianScene, mask: Tensor | None = None, *, label: str = "load scene",
                  max_states: int = 50, parts=(), name: str = "", up=Z_UP, up_source: str = "default") -> None:
@@ -57,15 +83,21 @@ class History:
         self.max_states = max_states
         self.token = uuid.uuid4().hex[:12]  # names this history's files, so two histories never mix
         self._next_id = 0
-        self._states: list[State] = []
+        self._records: list[Record] = []
         self._cursor = -1
-        self._append(State(scene.clone(), _clone_mask(mask), str(label), -1, _clone_parts(parts, len(scene)),
-                           str(name), *checked_up(up, up_source)))
+        self._scene = scene.clone()
+        self._current: State | None = None
+        self._append(Record(PackedMask.pack(mask), str(label), -1, len(scene), _clone_parts(parts, len(scene)),
+                            str(name), *checked_up(up, up_source)))
 
     # ------------------------------------------------------------------ reading
     @property
     def current(self) -> State:
-        return self._states[self._cursor]
+        """The state at the cursor (the same object until the cursor or the states change)."""
+        if self._current is None:
+            r = self._records[self._cursor]
+            self._current = State(self._scene, r.mask, r.label, r.id, r.parts, r.name, r.up, r.up_source)
+        return self._current
 
     @property
     def can_undo(self) -> bool:
@@ -73,17 +105,42 @@ class History:
 
     @property
     def can_redo(self) -> bool:
-        return self._cursor < len(self._states) - 1
+        return self._cursor < len(self._records) - 1
 
     def labels(self) -> list[str]:
-        return [s.label for s in self._states]
+        return [r.label for r in self._records]
 
     @property
     def cursor(self) -> int:
         return self._cursor
 
+    def records(self) -> list[Record]:
+        """Every state without its scene (cheap): what the autosave writes beside the scenes."""
+        return list(self._records)
+
+    def scene_at(self, index: int) -> GaussianScene:
+        """State `index`'s scene: the current one as is, another rebuilt step by step (costs a scene each)."""
+        if not 0 <= index < len(self._records):
+            raise IndexError(f"no state {index}; the history has {len(self._records)}")
+        return self._scenes(index, index)[index]
+
     def states(self) -> list[State]:
-        return list(self._states)
+        """Every state with its scene. Rebuilds every scene that differs from the current one, so it costs as
+        much memory as a history of whole scenes: for tests and small histories, not the app's hot paths."""
+        scenes = self._scenes(0, len(self._records) - 1)
+        return [State(scenes[i], r.mask, r.label, r.id, r.parts, r.name, r.up, r.up_source)
+                for i, r in enumerate(self._records)]
+
+    def nbytes(self) -> int:
+        """Bytes held: the current scene, every step's stored rows, masks and parts (shared ones once)."""
+        total = sum(t.numel() * t.element_size() for _, t in self._scene.items())
+        seen_parts: set[int] = set()
+        for r in self._records:
+            total += r.packed_mask.nbytes() + (r.step.nbytes() if r.step is not None else 0)
+            if id(r.parts) not in seen_parts:
+                seen_parts.add(id(r.parts))
+                total += sum(w.numel() * w.element_size() for _, w in r.parts)
+        return total
 
     # ------------------------------------------------------------------ changing
     def push(self, label: str, scene: GaussianScene | None = None, mask: Tensor | None | str = "keep", *,
@@ -94,69 +151,116 @@ class History:
         it is replaced, so one undo takes back the whole stroke. `scene=None` keeps the current scene (a mask change); `mask="keep"`
         keeps the current mask; `parts="keep"` the named parts (remapped by `row_sources` [N'] when given,
         else dropped when the count changes), `name=None` the scene name and `up=None` the up axis (a new
-        `up` needs its `up_source`). All are copied, so later in-place changes by the caller cannot leak in."""
+        `up` needs its `up_source`). All are copied, so later in-place changes by the caller cannot leak in.
+        Bad input raises ValueError and leaves the history as it was."""
         if group and scene is None and self._continues(label):
-            del self._states[self._cursor]
+            del self._records[self._cursor]
             self._cursor -= 1
-        now = self.current
-        new_scene = now.scene if scene is None or scene is now.scene else scene.clone()
-        new_mask = now.mask if isinstance(mask, str) else _clone_mask(mask)
-        if new_mask is not None and new_mask.shape != (len(new_scene),):
-            raise ValueError(f"mask has {new_mask.shape[0]} weights but the scene has {len(new_scene)} Gaussians")
+        now = self._records[self._cursor]
+        old_scene = self._scene
+        new_scene = old_scene if scene is None or scene is old_scene else scene
+        count = len(new_scene)
+        new_mask = now.packed_mask if isinstance(mask, str) else PackedMask.pack(mask)
+        if new_mask.count is not None and new_mask.count != count:
+            raise ValueError(f"mask has {new_mask.count} weights but the scene has {count} Gaussians")
         if not isinstance(parts, str):
             if row_sources is not None:
                 raise ValueError("give either new parts or the row_sources to remap the current ones, not both")
-            new_parts = _clone_parts(parts, len(new_scene))
+            new_parts = _clone_parts(parts, count)
         elif row_sources is not None:
-            new_parts = remap_parts(now.parts, row_sources, len(now.scene), len(new_scene), edited=now.mask)
+            new_parts = remap_parts(now.parts, row_sources, now.count, count, edited=now.mask)
         else:
-            new_parts = now.parts if len(new_scene) == len(now.scene) else ()
+            new_parts = now.parts if count == now.count else ()
         new_up = (now.up, now.up_source) if up is None else checked_up(up, up_source)
         new_name = now.name if name is None else str(name)
-        del self._states[self._cursor + 1:]
-        state = self._append(State(new_scene, new_mask, str(label), -1, new_parts, new_name, *new_up))
-        if len(self._states) > self.max_states:
-            drop = len(self._states) - self.max_states
-            del self._states[:drop]
+        step = None
+        if new_scene is not old_scene:
+            new_scene = new_scene.clone()
+            step = SceneStep(old_scene, new_scene, row_sources)
+            if step.empty:  # the same values: keep the one scene object
+                new_scene, step = old_scene, None
+        del self._records[self._cursor + 1:]
+        self._scene = new_scene
+        self._append(Record(new_mask, str(label), -1, count, new_parts, new_name, *new_up, step=step))
+        if len(self._records) > self.max_states:
+            drop = len(self._records) - self.max_states
+            del self._records[:drop]
+            self._records[0] = replace(self._records[0], step=None)  # nothing before it to go back to
             self._cursor -= drop
-        return state
+        return self.current
 
     def _continues(self, label: str) -> bool:
         """The current entry is the newest, has `label`, and kept the scene of the entry before it."""
-        if self._cursor != len(self._states) - 1 or self._cursor < 1:
+        if self._cursor != len(self._records) - 1 or self._cursor < 1:
             return False
-        now, before = self._states[self._cursor], self._states[self._cursor - 1]
-        return now.label == label and now.scene is before.scene
+        now = self._records[self._cursor]
+        return now.label == label and now.step is None  # no scene step: it changed the mask (or parts) only
 
     def undo(self) -> State:
         if not self.can_undo:
             raise IndexError("nothing to undo")
-        self._cursor -= 1
+        step = self._records[self._cursor].step
+        if step is not None:
+            self._scene = step.back(self._scene)
+        self._move(self._cursor - 1)
         return self.current
 
     def redo(self) -> State:
         if not self.can_redo:
             raise IndexError("nothing to redo")
-        self._cursor += 1
+        step = self._records[self._cursor + 1].step
+        if step is not None:
+            self._scene = step.forward(self._scene)
+        self._move(self._cursor + 1)
         return self.current
 
-    def _append(self, state: State) -> State:
-        """Add `state` (its id replaced by this history's next one) after the cursor and move onto it."""
-        state = replace(state, id=self._next_id)
+    def _move(self, cursor: int) -> None:
+        self._cursor = cursor
+        self._current = None
+
+    def _append(self, record: Record) -> None:
+        """Add `record` (its id replaced by this history's next one) after the cursor and move onto it."""
+        self._records.append(replace(record, id=self._next_id))
         self._next_id += 1
-        self._states.append(state)
-        self._cursor = len(self._states) - 1
-        return state
+        self._move(len(self._records) - 1)
+
+    def _scenes(self, first: int, last: int) -> dict[int, GaussianScene]:
+        """Scenes of states first..last, rebuilt by walking the steps from the current scene and back (the
+        history is left exactly as it was: every step is walked back again)."""
+        out = {self._cursor: self._scene} if first <= self._cursor <= last else {}
+        for direction in (-1, 1):
+            scene, cursor, walked = self._scene, self._cursor, []
+            while (cursor > first) if direction < 0 else (cursor < last):
+                step = self._records[cursor if direction < 0 else cursor + 1].step
+                if step is not None:
+                    scene = step.back(scene) if direction < 0 else step.forward(scene)
+                    walked.append(step)
+                cursor += direction
+                if first <= cursor <= last:
+                    out[cursor] = scene
+            for step in reversed(walked):  # put every step back on the current side
+                scene = step.forward(scene) if direction < 0 else step.back(scene)
+        return out
 
     @classmethod
     def from_states(cls, states: list[State], cursor: int, max_states: int, token: str) -> "History":
-        """A history made of saved states (autosave.restore), keeping their ids and token."""
-        history = cls.__new__(cls)
-        history.token = token
-        history.max_states = max_states
-        history._states = list(states)
-        history._cursor = cursor
+        """A history made of saved states (autosave.restore), keeping their ids and token; consecutive states
+        holding the same scene object share it, the others are stored as the rows that differ."""
+        if not states or not 0 <= cursor < len(states):
+            raise ValueError(f"cursor {cursor} outside the {len(states)} states")
+        first = states[0]
+        history = cls(first.scene, first.mask, label=first.label, max_states=max(max_states, len(states)),
+                      parts=first.parts, name=first.name, up=first.up, up_source=first.up_source)
+        for previous, state in zip(states, states[1:]):
+            shared = state.parts is previous.parts and len(state.scene) == len(previous.scene)
+            history.push(state.label, scene=state.scene, mask=state.mask, name=state.name, up=state.up,
+                         up_source=state.up_source, parts="keep" if shared else state.parts)
+        history._records = [replace(r, id=s.id) for r, s in zip(history._records, states)]
+        while history.cursor > cursor:
+            history.undo()
+        history.token, history.max_states = token, max_states
         history._next_id = max(s.id for s in states) + 1
+        history._current = None
         return history
 
 
@@ -194,10 +298,6 @@ def remap_parts(parts: Parts, row_sources: Tensor, count_before: int, count_afte
     return tuple(out)
 
 
-def _clone_mask(mask: Tensor | None) -> Tensor | None:
-    return None if mask is None else mask.detach().clone()
-
-
 def _clone_parts(parts, count: int) -> Parts:
     """Named parts (a dict or (name, weights) pairs) as an immutable tuple of copies, each [count]."""
     items = list(parts.items()) if isinstance(parts, dict) else list(parts or ())
@@ -208,3 +308,42 @@ def _clone_parts(parts, count: int) -> Parts:
             raise ValueError(f"part {name!r} has {tuple(weights.shape)} weights but the scene has {count} Gaussians")
         out.append((str(name), weights))
     return tuple(out)
+
+
+@dataclass(frozen=True)
+class PackedMask:
+    """Mask weights [N] as stored: None, or the non-zero rows and their weights when that is smaller (a part
+    is a small share of a capture: 8 bytes per selected row instead of 4 per row), else a dense copy. Exact:
+    unpack() gives back the same bits."""
+
+    count: int | None  # N, None for no mask
+    dense: Tensor | None = None  # [N]
+    rows: Tensor | None = None  # [k] int32 rows whose weight is not +0.0
+    values: Tensor | None = None  # [k] their weights
+    dtype: torch.dtype = torch.float32
+    device: torch.device | str = "cpu"
+
+    @classmethod
+    def pack(cls, mask: Tensor | None) -> "PackedMask":
+        if mask is None:
+            return cls(None)
+        mask = mask.detach()
+        if mask.dim() != 1:
+            raise ValueError(f"a mask holds one weight per Gaussian [N], got shape {tuple(mask.shape)}")
+        bits = {torch.float32: torch.int32, torch.float64: torch.int64}.get(mask.dtype)
+        if bits is not None:
+            rows = torch.nonzero(mask.contiguous().view(bits) != 0).flatten()
+            if 2 * len(rows) < len(mask):
+                return cls(len(mask), rows=rows.int(), values=mask[rows].clone(), dtype=mask.dtype,
+                           device=mask.device)
+        return cls(len(mask), dense=mask.clone(), dtype=mask.dtype, device=mask.device)
+
+    def unpack(self) -> Tensor | None:
+        if self.count is None or self.dense is not None:
+            return self.dense  # read-only by convention, like every tensor of a State
+        out = torch.zeros(self.count, dtype=self.dtype, device=self.device)
+        out[self.rows.long()] = self.values
+        return out
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in (self.dense, self.rows, self.values) if t is not None)

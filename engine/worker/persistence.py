@@ -54,18 +54,17 @@ def _atomic_write(path: Path, write) -> None:
 def _parts_ids(history: History) -> list[int]:
     """For each state, the id of the first state holding the same parts tuple (shared while parts are kept)."""
     ids: list[int] = []
-    states = history.states()
-    for i, state in enumerate(states):
-        ids.append(ids[-1] if i and state.parts is states[i - 1].parts else state.id)
+    records = history.records()
+    for i, record in enumerate(records):
+        ids.append(ids[-1] if i and record.parts is records[i - 1].parts else record.id)
     return ids
 
 
 def _scene_ids(history: History) -> list[int]:
-    """For each state, the id of the first state holding the same scene object (shared on mask changes)."""
+    """For each state, the id of the first state holding the same scene (shared on mask changes)."""
     ids: list[int] = []
-    states = history.states()
-    for i, state in enumerate(states):
-        ids.append(ids[-1] if i and state.scene is states[i - 1].scene else state.id)
+    for i, record in enumerate(history.records()):
+        ids.append(ids[-1] if i and record.step is None else record.id)
     return ids
 
 
@@ -74,7 +73,7 @@ def autosave(history: History, workspace: str | os.PathLike) -> Path:
     action: only new states are written, and the metadata file is replaced last."""
     folder = Path(workspace)
     folder.mkdir(parents=True, exist_ok=True)
-    states = history.states()
+    states = history.records()  # no scenes: a scene is rebuilt (history.scene_at) only when its file is missing
     scene_ids = _scene_ids(history)
     parts_ids = _parts_ids(history)
     for state, pid in zip(states, parts_ids):
@@ -82,14 +81,15 @@ def autosave(history: History, workspace: str | os.PathLike) -> Path:
         if state.parts and not parts_path.exists():
             names, weights = [n for n, _ in state.parts], [w for _, w in state.parts]
             _atomic_write(parts_path, lambda tmp, n=names, w=weights: torch.save({"names": n, "weights": w}, tmp))
-    for state, sid in zip(states, scene_ids):
+    for index, (state, sid) in enumerate(zip(states, scene_ids)):
         scene_path = folder / f"scene_{history.token}_{sid}.pt"
         if not scene_path.exists():
-            params = {name: t.detach().cpu() for name, t in state.scene.items()}
+            params = {name: t.detach().cpu() for name, t in history.scene_at(index).items()}
             _atomic_write(scene_path, lambda tmp, p=params: torch.save(p, tmp))
         mask_path = folder / f"mask_{history.token}_{state.id}.pt"
         if not mask_path.exists():
-            mask = None if state.mask is None else state.mask.detach().cpu()
+            mask = state.mask
+            mask = None if mask is None else mask.detach().cpu()
             _atomic_write(mask_path, lambda tmp, m=mask: torch.save({"mask": m}, tmp))
     current_sid = scene_ids[history.cursor]
     previous = _read_meta(folder)
@@ -101,7 +101,7 @@ def autosave(history: History, workspace: str | os.PathLike) -> Path:
         "cursor": history.cursor,
         "max_states": history.max_states,
         "states": [
-            {"id": s.id, "label": s.label, "scene": sid, "count": len(s.scene), "name": s.name,
+            {"id": s.id, "label": s.label, "scene": sid, "count": s.count, "name": s.name,
              "parts": pid if s.parts else None, "up": list(s.up), "up_source": s.up_source}
             for s, sid, pid in zip(states, scene_ids, parts_ids)
         ],

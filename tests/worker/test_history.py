@@ -152,3 +152,88 @@ def test_bad_row_maps_are_refused_and_change_nothing():
     with pytest.raises(ValueError, match="not both"):
         h.push("edit", scene=grown, parts={}, row_sources=torch.arange(7) % 6)
     assert h.labels() == ["load scene"]
+
+
+# ---------------------------------------------------------------------------------------------- memory: deltas
+
+
+def _bits(scene):
+    return [t.contiguous().view(torch.int32).clone() for _, t in scene.items()]
+
+
+def _same_bits(a, b) -> bool:
+    return len(a) == len(b) and all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+def _part_edit(scene, rows, seed):
+    g = torch.Generator().manual_seed(seed)
+    sh0 = scene.sh0.clone()
+    sh0[rows] += torch.randn(sh0[rows].shape, generator=g)
+    return scene.replace(sh0=sh0)
+
+
+def test_edit_undo_redo_and_a_count_changing_edit_are_bit_identical():
+    s0 = random_scene(400, sh_degree=2, seed=30)
+    part = torch.arange(400) < 40
+    h = History(s0, part.float(), parts={"part": part.float(), "rest": (~part).float()}, name="robot",
+                up=(0, -1, 0), up_source="format")
+    s1 = _part_edit(s0, part, 31)
+    h.push("edit 1", scene=s1)
+    # densify and prune: rows 0..39 split in two, rows 390.. pruned, two new Gaussians
+    sources = torch.cat([torch.arange(40).repeat_interleave(2), torch.arange(40, 390), torch.tensor([-1, -1])])
+    grown = s1.subset(sources.clamp(min=0))
+    s2 = _part_edit(grown, torch.arange(len(sources)) < 80, 32)
+    h.push("edit 2", scene=s2, mask=torch.ones(len(sources)), row_sources=sources)
+    expected = [_bits(s0), _bits(s1), _bits(s2)]
+    for _ in range(2):
+        for index in (1, 0):
+            state = h.undo()
+            assert _same_bits(_bits(state.scene), expected[index])
+        assert dict(h.current.parts)["part"].shape == (400,) and h.current.name == "robot"
+        assert h.current.up == (0.0, -1.0, 0.0) and torch.equal(h.current.mask, part.float())
+        for index in (1, 2):
+            state = h.redo()
+            assert _same_bits(_bits(state.scene), expected[index])
+    assert len(h.current.scene) == 432 and dict(h.current.parts)["part"][:80].eq(1).all()
+    assert _same_bits(_bits(h.scene_at(0)), expected[0]) and h.current.scene is h.current.scene
+
+
+def test_history_holds_one_scene_plus_what_edits_changed():
+    s0 = random_scene(1500, sh_degree=3, seed=33)
+    scene_bytes = sum(t.numel() * t.element_size() for _, t in s0.items())
+    h = History(s0)
+    scene = s0
+    for i in range(10):  # ten edits of a 50-Gaussian part, each with a new small selection
+        rows = torch.arange(1500) % 30 == i
+        h.push(f"mask {i}", mask=rows.float())
+        scene = _part_edit(scene, rows, 40 + i)
+        h.push(f"edit {i}", scene=scene)
+    # whole scenes per step would hold 11 scenes and 20 dense masks; deltas hold one and the changed rows
+    assert h.nbytes() < 1.5 * scene_bytes
+    h.undo(), h.undo(), h.undo()
+    assert h.nbytes() < 1.5 * scene_bytes  # undone steps keep the newer rows instead, not more
+
+
+def test_trimmed_history_still_undoes_to_its_oldest_state_exactly():
+    s0 = random_scene(50, seed=34)
+    h = History(s0, max_states=3)
+    scenes = [s0]
+    for i in range(5):
+        scenes.append(_part_edit(scenes[-1], torch.arange(50) % 5 == i, 50 + i))
+        h.push(f"edit {i}", scene=scenes[-1])
+    h.undo()
+    h.undo()
+    assert not h.can_undo and _same_bits(_bits(h.current.scene), _bits(scenes[3]))
+    assert _same_bits(_bits(h.redo().scene), _bits(scenes[4]))
+
+
+def test_a_small_mask_is_stored_packed_and_comes_back_exact():
+    h = History(random_scene(1000, seed=35))
+    mask = torch.zeros(1000)
+    mask[[3, 500, 999]] = torch.tensor([0.25, 1.0, -0.0])  # a -0.0 weight is kept as such
+    h.push("mask", mask=mask)
+    record = h.records()[-1]
+    assert record.packed_mask.dense is None and record.packed_mask.nbytes() < 100
+    h.push("clear", mask=None)
+    back = h.undo().mask
+    assert torch.equal(back.view(torch.int32), mask.view(torch.int32))
