@@ -180,6 +180,7 @@ def run_one(num: int, args) -> dict:
 
     orbit = views_around(centre, distance, MultiViewConfig(num_views=24, size=256, up=UP))
     if "render" in stages:
+        render_uint8(scene, orbit[0:1], (1.0, 1.0, 1.0))  # compile (numba caches on disk after the first run)
         times["sam_views_render"], _ = timed(lambda: render_uint8(scene, orbit, (1.0, 1.0, 1.0)), name="sam_views_render")
         rss["after_render"] = peak_rss_mb()
     if "lift" in stages:
@@ -188,6 +189,7 @@ def run_one(num: int, args) -> dict:
         from engine.masks.views_io import MaskViews
 
         views = MaskViews(orbit, truth_masks(scene, part, orbit))
+        vote(scene, MaskViews(orbit[0:1], views.masks[:1]))  # compile
         for name, lift in (("vote", vote), ("galp", galp)):
             times[f"lift_{name}"], result = timed(lambda lift=lift: lift(scene, views), name=f"lift_{name}")
             seen = result.visibility > 1e-3
