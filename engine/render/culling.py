@@ -24,6 +24,7 @@ from numba import njit
 from torch import Tensor
 
 from ..camera import Cameras
+from ..scene import PARAM_NAMES, GaussianScene
 from .projection import ALPHA_THRESHOLD, EPS2D, FAR_PLANE, MAX_EXTEND, NEAR_PLANE
 
 # Below this share of rows kept, callers gather the kept rows; above it they keep the whole scene (a gather
@@ -103,6 +104,22 @@ def reaching_index(scene, cameras: Cameras, windows: Tensor | None = None) -> Te
     if count >= WORTH_GATHERING * len(keep):
         return None
     return keep.nonzero().flatten()
+
+
+def frozen_and_trainable(frozen: GaussianScene, trainable: dict[str, Tensor], cameras: Cameras) -> tuple[GaussianScene, int]:
+    """(the scene an edit step renders, F): the frozen rows that can show in `cameras` (F of them, in their
+    order), then every trainable row [M] (the differentiable leaves). The render draws the same picture as
+    frozen + trainable in full, while the step's gather, projection, shading and backward skip the frozen
+    rows out of view; F tells the densifier where the trainable rows start. On a GPU the renderer culls
+    itself: the frozen rows are kept whole there."""
+    keep = None
+    if frozen.device.type == "cpu" and len(frozen):
+        keep = reaching_index(frozen, cameras)
+    if keep is not None:
+        frozen = GaussianScene.trusted(**{name: t[keep] for name, t in frozen.items()})
+    scene = GaussianScene.trusted(**{name: torch.cat([getattr(frozen, name), trainable[name]])
+                                     for name in PARAM_NAMES})
+    return scene, len(frozen)
 
 
 def _array(t: Tensor, dtype=None) -> np.ndarray:

@@ -80,3 +80,40 @@ def test_culled_render_with_colour_overrides():
         a = render_cpu(scene, cams, sh_degree=0, colors=colors, cull=False)
         b = render_cpu(scene, cams, sh_degree=0, colors=colors, cull=True)
         assert torch.equal(a.rgb, b.rgb) and torch.equal(a.alpha, b.alpha)
+
+
+def test_an_edit_with_culling_is_the_edit_without(monkeypatch):
+    """The edit loop renders only the frozen rows in view (frozen_and_trainable) and render_cpu culls the rest:
+    the result is bit-identical to the edit that renders everything, and the unmasked rows are the input's."""
+    import engine.render.cpu as cpu_module
+    import engine.render.culling as culling
+    from engine.edit import EditConfig, run_edit
+    from engine.guidance.closed_form import ClosedFormPrior
+    from tests.edit.scenes import params_equal, two_part_scene
+
+    near, part_ids, _ = two_part_scene(60)
+    crowd = random_view_scene(600, seed=4, sh_degree=0, dtype=torch.float32, scale_range=(0.02, 0.1))
+    crowd = crowd.replace(means=crowd.means * 6.0)  # around and behind the part, mostly out of its views
+    scene = GaussianScene.concat([near, crowd])
+    mask = torch.cat([(part_ids == 0).float(), torch.zeros(len(crowd))])
+    config = EditConfig(prompt="a red head", method="sds", steps=4, resolution=32, preview_every=0)
+
+    rendered_frozen = []
+    original = culling.frozen_and_trainable
+
+    def spy(frozen, trainable, cameras):
+        out = original(frozen, trainable, cameras)
+        rendered_frozen.append((out[1], len(frozen)))
+        return out
+
+    monkeypatch.setattr("engine.edit.loop.frozen_and_trainable", spy)
+    culled = run_edit(scene, mask, config, ClosedFormPrior((0.85, 0.1, 0.1)))
+    assert all(kept < total for kept, total in rendered_frozen)  # the frozen rows were culled
+
+    monkeypatch.setattr(culling, "reaching_index", lambda *a, **k: None)  # render everything
+    monkeypatch.setattr(cpu_module, "reaching_index", lambda *a, **k: None)
+    full = run_edit(scene, mask, config, ClosedFormPrior((0.85, 0.1, 0.1)))
+    assert params_equal(culled.scene, full.scene) and torch.equal(culled.mask, full.mask)
+    outside = mask <= 0.5
+    assert params_equal(culled.scene.subset(culled.mask <= 0.5), scene.subset(outside))
+    assert not params_equal(culled.scene, scene)  # the part did change

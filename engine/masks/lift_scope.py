@@ -1,0 +1,128 @@
+"""Where lifting works: the part's neighbourhood, not the scene.
+
+Lifting 2D masks to 3D (lift_vote.py, galp.py) needs compositing weights only where a mask can say something:
+- positives: the pixels of the views' masks, plus a `border` of pixels around them (the Gaussians straddling
+  the mask's edge, whose share inside it is what is measured);
+- negatives: the part's neighbourhood — the box around the Gaussians that the masks mostly claim (pass 1),
+  widened by `margin` of its size, projected into every view (pass 2). A view whose mask misses the part still
+  says "not the part" there; Gaussians further away are "not the part" by default (weight 0, as unseen).
+Both passes cull before projecting (engine/render/culling.py), so a click on a 13k-Gaussian part of a
+million-Gaussian capture costs what its windows see. The lift then runs on the rows the windows touch and the
+rows inside the neighbourhood box (unseen interiors are filled from their neighbours there), and `expand`
+puts the results back at full size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..camera import Cameras
+from ..render.projection import NEAR_PLANE
+from ..scene import GaussianScene
+from .compositing import ViewWeights, compositing_weights
+from .views_io import MaskViews
+
+BORDER = 0.06  # the mask border, as a fraction of the view's larger side (at least MIN_BORDER pixels)
+MIN_BORDER = 8
+MARGIN = 0.15  # the neighbourhood box grows by this fraction of its diagonal on every side
+CLAIMED = 0.5  # pass 1: a Gaussian belongs to the part's core when at least this share of its weight is in a mask
+
+
+@dataclass
+class LiftScope:
+    """The rows a lift works on and their compositing weights (Gaussian indices local to `index`)."""
+
+    index: Tensor  # [M] sorted rows of the scene
+    weights: list[ViewWeights]  # one per batch of views, over the M rows
+    num_gaussians: int  # N, the scene's size
+
+    def expand(self, values: Tensor, fill: float = 0.0) -> Tensor:
+        """values [..., M] -> [..., N], `fill` outside the scope."""
+        out = values.new_full(values.shape[:-1] + (self.num_gaussians,), fill)
+        out[..., self.index] = values
+        return out
+
+
+def lift_scope(scene: GaussianScene, views: list[MaskViews], *, border: float = BORDER,
+               margin: float = MARGIN) -> LiftScope:
+    """The scope of lifting `views` on `scene` (see the module docstring)."""
+    near = [_dilate(g.masks.amax(dim=-1) > 0.5, _border_px(g.cameras, border)) for g in views]
+    first = [compositing_weights(scene, g.cameras, regions=r) for g, r in zip(views, near)]
+    core = _claimed(first, views, len(scene))
+    box = _box(scene.means.detach().float().cpu()[core], margin) if core.any() else None
+    weights, rows = [], [core]
+    for g, r in zip(views, near):
+        regions = r if box is None else r | _box_regions(box, g.cameras, _border_px(g.cameras, border))
+        vw = compositing_weights(scene, g.cameras, regions=regions)
+        weights.append(vw)
+        rows.append(torch.zeros(len(scene), dtype=torch.bool).index_fill_(0, vw.gauss, True))
+    scope = torch.stack(rows).any(dim=0)
+    if box is not None:
+        means = scene.means.detach().float().cpu()
+        scope |= ((means >= box[0]) & (means <= box[1])).all(dim=-1)
+    index = scope.nonzero().flatten()
+    local = torch.full((len(scene),), -1, dtype=torch.long)
+    local[index] = torch.arange(len(index))
+    weights = [ViewWeights(vw.view, vw.pixel, local[vw.gauss], vw.weight, vw.num_views, vw.height, vw.width,
+                           len(index)) for vw in weights]
+    return LiftScope(index, weights, len(scene))
+
+
+def _border_px(cameras: Cameras, border: float) -> int:
+    return max(MIN_BORDER, int(round(border * max(cameras.width, cameras.height))))
+
+
+def _dilate(mask: Tensor, radius: int) -> Tensor:
+    """[C, H, W] bool grown by `radius` pixels (a square neighbourhood)."""
+    grown = torch.nn.functional.max_pool2d(mask[:, None].float(), 2 * radius + 1, stride=1, padding=radius)
+    return grown[:, 0] > 0
+
+
+def _claimed(weights: list[ViewWeights], views: list[MaskViews], num: int) -> Tensor:
+    """[N] bool: Gaussians of which some view puts at least CLAIMED of the weight it sees near the masks
+    inside a mask (the part's core, and what covers it)."""
+    core = torch.zeros(num, dtype=torch.bool)
+    for vw, g in zip(weights, views):
+        if vw.nnz == 0:
+            continue
+        inside = vw.splat_rows(vw.rows_of(g.masks.amax(dim=-1)))[:, 0]
+        total = vw.splat_rows(torch.ones(len(vw.row_index), 1))[:, 0]
+        claimed = (inside >= CLAIMED * total) & (total > 1e-3)
+        core[vw.pair_gauss[claimed]] = True
+    return core
+
+
+def _box(points: Tensor, margin: float) -> tuple[Tensor, Tensor]:
+    """(lo [3], hi [3]) around `points` [K, 3] (their 1%-99% range when there are many: a stray claimed
+    Gaussian far behind the part does not blow the box up), widened by `margin` of its diagonal."""
+    if len(points) >= 200:
+        q = torch.quantile(points[:: max(1, len(points) // 100_000)], torch.tensor([0.01, 0.99]), dim=0)
+        lo, hi = q[0], q[1]
+    else:
+        lo, hi = points.min(dim=0).values, points.max(dim=0).values
+    pad = margin * float((hi - lo).norm()) + 1e-6
+    return lo - pad, hi + pad
+
+
+def _box_regions(box: tuple[Tensor, Tensor], cameras: Cameras, border: int) -> Tensor:
+    """[C, H, W] bool: the pixel rectangle of the box's projection in each view, plus `border` pixels (the
+    whole image when the box reaches behind the camera)."""
+    lo, hi = box
+    corners = torch.stack([torch.where(torch.tensor([i & 1, i & 2, i & 4]).bool(), hi, lo) for i in range(8)])
+    out = torch.zeros(len(cameras), cameras.height, cameras.width, dtype=torch.bool)
+    viewmats, Ks = cameras.viewmats.float().cpu(), cameras.Ks.float().cpu()
+    for c in range(len(cameras)):
+        pc = corners @ viewmats[c, :3, :3].T + viewmats[c, :3, 3]
+        if (pc[:, 2] <= NEAR_PLANE).any():
+            out[c] = True
+            continue
+        x = Ks[c, 0, 0] * pc[:, 0] / pc[:, 2] + Ks[c, 0, 2]
+        y = Ks[c, 1, 1] * pc[:, 1] / pc[:, 2] + Ks[c, 1, 2]
+        x0, x1 = max(0, int(x.min()) - border), min(cameras.width, int(x.max()) + 1 + border)
+        y0, y1 = max(0, int(y.min()) - border), min(cameras.height, int(y.max()) + 1 + border)
+        if x1 > x0 and y1 > y0:
+            out[c, y0:y1, x0:x1] = True
+    return out
