@@ -263,7 +263,9 @@ def render_cpu(
     keep = reaching_index(scene, cameras) if cull and not torch_projection and len(scene) else None
     if keep is not None:
         N = len(scene)
-        scene = GaussianScene.trusted(**{name: t[keep] for name, t in scene.items()})
+        shading = colors is None  # with colours given, the SH coefficients are not read: not gathered
+        scene = GaussianScene.trusted(**{name: t[keep] if shading or name not in ("sh0", "shN") else t
+                                         for name, t in scene.items()})
         colors = None if colors is None else colors[:, keep]
     if torch_projection:
         proj = project(
