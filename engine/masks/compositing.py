@@ -202,6 +202,19 @@ def compositing_weights(
     pixels of `regions` only when given. Only the Gaussians whose footprint can reach a view's wanted pixels
     (their bounding box, engine/render/culling.py) are projected and splatted, so a small window of a big
     scene costs what the window sees, and the weights at the wanted pixels are those of the whole image."""
+    view, pixel, gauss, weight = compositing_entries(scene, cameras, regions=regions)
+    return ViewWeights(view, pixel, gauss, weight, len(cameras), cameras.height, cameras.width, len(scene))
+
+
+@torch.no_grad()
+def compositing_entries(
+    scene: GaussianScene,
+    cameras: Cameras,
+    *,
+    regions: Tensor | None = None,  # [C, H, W] bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The (view [K], pixel [K], gauss [K], weight [K]) entries of `compositing_weights`, without building its
+    sparse matrices (for a caller that renumbers the Gaussians first)."""
     scene = scene.detach().to("cpu", torch.float32)  # the splatting loop is a CPU (numba) kernel
     cameras = cameras.to("cpu", torch.float32)
     if regions is not None:
@@ -218,7 +231,7 @@ def compositing_weights(
         parts = [_one_view(scene, cameras[c], region_of(c)) for c in range(len(cameras))]
     view = torch.cat([torch.full_like(p[0], c) for c, p in enumerate(parts)])
     pixel, gauss, weight = (torch.cat([p[i] for p in parts]) for i in range(3))
-    return ViewWeights(view, pixel, gauss, weight, len(cameras), cameras.height, cameras.width, len(scene))
+    return view, pixel, gauss, weight
 
 
 def _one_view(scene: GaussianScene, camera: Cameras, region: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:

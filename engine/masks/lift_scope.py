@@ -22,13 +22,13 @@ from torch import Tensor
 from ..camera import Cameras
 from ..render.projection import NEAR_PLANE
 from ..scene import GaussianScene
-from .compositing import ViewWeights, compositing_weights
+from .compositing import ViewWeights, compositing_entries, compositing_weights
 from .views_io import MaskViews
 
 BORDER = 0.06  # the mask border, as a fraction of the view's larger side (at least MIN_BORDER pixels)
 MIN_BORDER = 8
 MARGIN = 0.15  # the neighbourhood box grows by this fraction of its diagonal on every side
-CLAIMED = 0.5  # pass 1: a Gaussian belongs to the part's core when at least this share of its weight is in a mask
+CLAIMED = 0.5  # pass 1: a Gaussian is in the part's core when at least this share of its weight is in a mask
 
 
 @dataclass
@@ -51,23 +51,22 @@ def lift_scope(scene: GaussianScene, views: list[MaskViews], *, border: float = 
     """The scope of lifting `views` on `scene` (see the module docstring)."""
     near = [_dilate(g.masks.amax(dim=-1) > 0.5, _border_px(g.cameras, border)) for g in views]
     first = [compositing_weights(scene, g.cameras, regions=r) for g, r in zip(views, near)]
-    core = _claimed(first, views, len(scene))
-    box = _box(scene.means.detach().float().cpu()[core], margin) if core.any() else None
-    weights, rows = [], [core]
+    claimed = _claimed(first, views, len(scene))
+    core = claimed > 0
+    means = scene.means.detach().float().cpu()
+    box = _box(means[core], claimed[core], margin) if core.any() else None
+    entries, scope = [], core.clone()
     for g, r in zip(views, near):
         regions = r if box is None else r | _box_regions(box, g.cameras, _border_px(g.cameras, border))
-        vw = compositing_weights(scene, g.cameras, regions=regions)
-        weights.append(vw)
-        rows.append(torch.zeros(len(scene), dtype=torch.bool).index_fill_(0, vw.gauss, True))
-    scope = torch.stack(rows).any(dim=0)
+        entries.append(compositing_entries(scene, g.cameras, regions=regions))
+        scope[entries[-1][2]] = True
     if box is not None:
-        means = scene.means.detach().float().cpu()
         scope |= ((means >= box[0]) & (means <= box[1])).all(dim=-1)
     index = scope.nonzero().flatten()
     local = torch.full((len(scene),), -1, dtype=torch.long)
     local[index] = torch.arange(len(index))
-    weights = [ViewWeights(vw.view, vw.pixel, local[vw.gauss], vw.weight, vw.num_views, vw.height, vw.width,
-                           len(index)) for vw in weights]
+    weights = [ViewWeights(view, pixel, local[gauss], weight, len(g), g.cameras.height, g.cameras.width, len(index))
+               for (view, pixel, gauss, weight), g in zip(entries, views)]
     return LiftScope(index, weights, len(scene))
 
 
@@ -82,27 +81,33 @@ def _dilate(mask: Tensor, radius: int) -> Tensor:
 
 
 def _claimed(weights: list[ViewWeights], views: list[MaskViews], num: int) -> Tensor:
-    """[N] bool: Gaussians of which some view puts at least CLAIMED of the weight it sees near the masks
-    inside a mask (the part's core, and what covers it)."""
-    core = torch.zeros(num, dtype=torch.bool)
+    """[N]: how much compositing weight the masks put on each Gaussian, summed over the views where it has at
+    least CLAIMED of the weight it shows near the masks inside a mask (the part's core, and what covers it;
+    0 elsewhere). Gaussians glimpsed far behind the part through the mask get little: they weigh little in
+    the neighbourhood's box."""
+    core = torch.zeros(num)
     for vw, g in zip(weights, views):
         if vw.nnz == 0:
             continue
         inside = vw.splat_rows(vw.rows_of(g.masks.amax(dim=-1)))[:, 0]
         total = vw.splat_rows(torch.ones(len(vw.row_index), 1))[:, 0]
         claimed = (inside >= CLAIMED * total) & (total > 1e-3)
-        core[vw.pair_gauss[claimed]] = True
+        core.index_add_(0, vw.pair_gauss[claimed], inside[claimed])
     return core
 
 
-def _box(points: Tensor, margin: float) -> tuple[Tensor, Tensor]:
-    """(lo [3], hi [3]) around `points` [K, 3] (their 1%-99% range when there are many: a stray claimed
-    Gaussian far behind the part does not blow the box up), widened by `margin` of its diagonal."""
-    if len(points) >= 200:
-        q = torch.quantile(points[:: max(1, len(points) // 100_000)], torch.tensor([0.01, 0.99]), dim=0)
-        lo, hi = q[0], q[1]
-    else:
-        lo, hi = points.min(dim=0).values, points.max(dim=0).values
+def _box(points: Tensor, weights: Tensor, margin: float) -> tuple[Tensor, Tensor]:
+    """(lo [3], hi [3]) around `points` [K, 3]: their weighted 1%-99% range (`weights` [K]: a few Gaussians
+    glimpsed far away do not blow the box up), widened by `margin` of its diagonal."""
+    lo, hi = [], []
+    cum_share = None
+    for axis in range(3):
+        order = torch.argsort(points[:, axis])
+        cum_share = torch.cumsum(weights[order].double(), 0) / weights.sum().double()
+        at = torch.searchsorted(cum_share, torch.tensor([0.01, 0.99], dtype=torch.float64)).clamp_max(len(order) - 1)
+        lo.append(points[order[at[0]], axis])
+        hi.append(points[order[at[1]], axis])
+    lo, hi = torch.stack(lo), torch.stack(hi)
     pad = margin * float((hi - lo).norm()) + 1e-6
     return lo - pad, hi + pad
 
