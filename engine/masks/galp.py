@@ -161,7 +161,7 @@ def galp(
             return GalpResult(torch.zeros(P, N), torch.ones(N), torch.zeros(N),
                               view_trust=[torch.ones(len(g), P) for g in groups])
         inner = galp(scene.subset(scope.index), groups, config=cfg, view_weights=scope.weights)
-        return GalpResult(scope.expand(inner.weights), scope.expand(inner.uncertainty, 1.0),
+        return GalpResult(scope.lifted(inner.weights), scope.expand(inner.uncertainty, 1.0),
                           scope.expand(inner.visibility), inner.losses, inner.view_trust)
     N, P = len(scene), groups[0].num_parts
     means = scene.means.detach().float().cpu()

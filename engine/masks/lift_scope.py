@@ -8,8 +8,9 @@ Lifting 2D masks to 3D (lift_vote.py, galp.py) needs compositing weights only wh
   says "not the part" there; Gaussians further away are "not the part" by default (weight 0, as unseen).
 Both passes cull before projecting (engine/render/culling.py), so a click on a 13k-Gaussian part of a
 million-Gaussian capture costs what its windows see. The lift then runs on the rows the windows touch and the
-rows inside the neighbourhood box (unseen interiors are filled from their neighbours there), and `expand`
-puts the results back at full size.
+rows inside the neighbourhood box (unseen interiors are filled from their neighbours there), and `lifted`
+puts the results back at full size, 0 outside the box: a Gaussian far behind the part, glimpsed through its
+mask in one view and seen elsewhere (outside the windows) in the others, is not the part.
 """
 
 from __future__ import annotations
@@ -38,6 +39,12 @@ class LiftScope:
     index: Tensor  # [M] sorted rows of the scene
     weights: list[ViewWeights]  # one per batch of views, over the M rows
     num_gaussians: int  # N, the scene's size
+    near: Tensor  # [M] bool: inside the neighbourhood box (the others are seen in the windows, e.g. far
+    # behind the part through its mask, but are "not the part" whatever the windows say: `lifted` zeroes them)
+
+    def lifted(self, weights: Tensor) -> Tensor:
+        """Lifted weights [P, M] -> [P, N]: 0 outside the neighbourhood and outside the scope."""
+        return self.expand(weights * self.near)
 
     def expand(self, values: Tensor, fill: float = 0.0) -> Tensor:
         """values [..., M] -> [..., N], `fill` outside the scope."""
@@ -49,14 +56,14 @@ class LiftScope:
 def lift_scope(scene: GaussianScene, views: list[MaskViews], *, border: float = BORDER,
                margin: float = MARGIN) -> LiftScope:
     """The scope of lifting `views` on `scene` (see the module docstring)."""
-    near = [_dilate(g.masks.amax(dim=-1) > 0.5, _border_px(g.cameras, border)) for g in views]
-    first = [compositing_weights(scene, g.cameras, regions=r) for g, r in zip(views, near)]
+    around = [_dilate(g.masks.amax(dim=-1) > 0.5, _border_px(g.cameras, border)) for g in views]
+    first = [compositing_weights(scene, g.cameras, regions=r) for g, r in zip(views, around)]
     claimed = _claimed(first, views, len(scene))
     core = claimed > 0
     means = scene.means.detach().float().cpu()
     box = _box(means[core], claimed[core], margin) if core.any() else None
     entries, scope = [], core.clone()
-    for g, r in zip(views, near):
+    for g, r in zip(views, around):
         regions = r if box is None else r | _box_regions(box, g.cameras, _border_px(g.cameras, border))
         entries.append(compositing_entries(scene, g.cameras, regions=regions))
         scope[entries[-1][2]] = True
@@ -67,7 +74,9 @@ def lift_scope(scene: GaussianScene, views: list[MaskViews], *, border: float = 
     local[index] = torch.arange(len(index))
     weights = [ViewWeights(view, pixel, local[gauss], weight, len(g), g.cameras.height, g.cameras.width, len(index))
                for (view, pixel, gauss, weight), g in zip(entries, views)]
-    return LiftScope(index, weights, len(scene))
+    near = torch.ones(len(index), dtype=torch.bool) if box is None else \
+        ((means[index] >= box[0]) & (means[index] <= box[1])).all(dim=-1)
+    return LiftScope(index, weights, len(scene), near)
 
 
 def _border_px(cameras: Cameras, border: float) -> int:

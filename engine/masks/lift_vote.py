@@ -45,7 +45,7 @@ def vote(
         if len(scope.index) == 0:
             return VoteResult(torch.zeros(groups[0].num_parts, len(scene)), torch.zeros(len(scene)))
         inner = vote(scene.subset(scope.index), groups, view_weights=scope.weights)
-        return VoteResult(scope.expand(inner.weights), scope.expand(inner.visibility), inner.threshold)
+        return VoteResult(scope.lifted(inner.weights), scope.expand(inner.visibility), inner.threshold)
     inside = torch.zeros(len(scene), groups[0].num_parts)
     total = torch.zeros(len(scene))
     for group, vw in zip(groups, view_weights):

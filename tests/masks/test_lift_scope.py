@@ -1,4 +1,4 @@
-"""Lifting in the masks' neighbourhood: far Gaussians are left out, the part's lift is the whole scene's."""
+"""Lifting in the masks' neighbourhood: far Gaussians are left out, the part's lift is as good as the whole scene's."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def _figure_in_a_crowd(toy):
     return both, torch.cat([ids, torch.full((len(crowd),), -1)]), len(scene)
 
 
-def test_scope_leaves_the_far_crowd_out_and_lifts_the_part_as_the_whole_scene_does(toy):
+def test_scope_leaves_the_far_crowd_out_and_lifts_the_part_as_well_as_the_whole_scene(toy):
     scene, ids, num_figure = _figure_in_a_crowd(toy)
     cams = orbit_views(scene.subset(torch.arange(num_figure)), 12, width=40, height=40)
     full = compositing_weights(scene, cams)
@@ -47,7 +47,9 @@ def test_scope_leaves_the_far_crowd_out_and_lifts_the_part_as_the_whole_scene_do
         iou_scoped = part_ious(scoped.weights, labels, 0.5)[0]
         iou_whole = part_ious(whole.weights, labels, 0.5)[0]
         assert iou_scoped > 0.8, (lift.__name__, iou_scoped, iou_whole)
-        assert abs(iou_scoped - iou_whole) < 0.02, (lift.__name__, iou_scoped, iou_whole)
+        # as good as the whole scene's lift (better: crowd glimpsed through the mask is not the part)
+        assert iou_scoped >= iou_whole - 0.02, (lift.__name__, iou_scoped, iou_whole)
+        assert not (scoped.weights[0, num_figure:] > 0.5).any()
 
 
 def test_empty_masks_lift_nothing(toy):
