@@ -109,7 +109,6 @@ def _box(points: Tensor, weights: Tensor, margin: float) -> tuple[Tensor, Tensor
     """(lo [3], hi [3]) around `points` [K, 3]: their weighted 1%-99% range (`weights` [K]: a few Gaussians
     glimpsed far away do not blow the box up), widened by `margin` of its diagonal."""
     lo, hi = [], []
-    cum_share = None
     for axis in range(3):
         order = torch.argsort(points[:, axis])
         cum_share = torch.cumsum(weights[order].double(), 0) / weights.sum().double()
