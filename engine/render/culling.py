@@ -27,9 +27,10 @@ from ..camera import Cameras
 from ..scene import PARAM_NAMES, GaussianScene
 from .projection import ALPHA_THRESHOLD, EPS2D, FAR_PLANE, MAX_EXTEND, NEAR_PLANE
 
-# Below this share of rows kept, callers gather the kept rows; above it they keep the whole scene (a gather
-# of nearly everything costs more than it saves).
-WORTH_GATHERING = 0.9
+# A render gathers the kept rows only when at most this share is kept: its kernels already skip culled rows
+# cheaply after projecting them, so gathering most of a big scene (all its SH rows) costs more than it saves
+# (bench/scale.py: 24 SAM views at 1.2M keeping ~70% were slower gathered).
+WORTH_GATHERING = 0.5
 SLACK_PX = 2.0  # pixels added to every bound: ceil() and float32 rounding in the projection
 
 
@@ -96,12 +97,13 @@ def reaching(
     return torch.from_numpy(out.view(np.bool_))
 
 
-def reaching_index(scene, cameras: Cameras, windows: Tensor | None = None) -> Tensor | None:
-    """The sorted rows [M] of `scene` that can show in `cameras` (within `windows`), or None when nearly all
-    can (then the caller keeps the whole scene)."""
+def reaching_index(scene, cameras: Cameras, windows: Tensor | None = None,
+                   worth: float = WORTH_GATHERING) -> Tensor | None:
+    """The sorted rows [M] of `scene` that can show in `cameras` (within `windows`), or None when more than
+    `worth` of them can (then the caller keeps the whole scene)."""
     keep = reaching(scene.means, scene.scales, scene.opacities, cameras, windows)
     count = int(keep.sum())
-    if count >= WORTH_GATHERING * len(keep):
+    if count >= len(keep) or count > worth * len(keep):
         return None
     return keep.nonzero().flatten()
 
@@ -114,7 +116,7 @@ def frozen_and_trainable(frozen: GaussianScene, trainable: dict[str, Tensor], ca
     itself: the frozen rows are kept whole there."""
     keep = None
     if frozen.device.type == "cpu" and len(frozen):
-        keep = reaching_index(frozen, cameras)
+        keep = reaching_index(frozen, cameras, worth=1.0)  # the alternative, concatenating all, costs more
     if keep is not None:
         frozen = GaussianScene.trusted(**{name: t[keep] for name, t in frozen.items()})
     scene = GaussianScene.trusted(**{name: torch.cat([getattr(frozen, name), trainable[name]])
