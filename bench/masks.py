@@ -68,13 +68,20 @@ ORACLE_CUTS = np.round(np.arange(0.05, 0.96, 0.05), 2)
 
 def methods(args) -> dict:
     """name -> function(scene, views, view_weights) -> (weights [P, N], threshold)."""
+    if not args.full_weights:  # the app's path: each lift computes its own weights, in the masks' neighbourhood
+        def scoped(lift):
+            return lambda s, v, w, **kw: lift(s, v, **kw)
+    else:
+        def scoped(lift):
+            return lambda s, v, w, **kw: lift(s, v, view_weights=w, **kw)
+    lift_vote, lift_galp = scoped(vote), scoped(galp)
     out = {
-        "vote": lambda s, v, w: (vote(s, v, view_weights=w).weights, 0.5),
-        "galp": lambda s, v, w: (galp(s, v, view_weights=w).weights, 0.5),
+        "vote": lambda s, v, w: (lift_vote(s, v, w).weights, 0.5),
+        "galp": lambda s, v, w: (lift_galp(s, v, w).weights, 0.5),
     }
     for name in args.ablations:
         cfg = GalpConfig(**ABLATIONS[name])
-        out[name] = lambda s, v, w, cfg=cfg: (galp(s, v, view_weights=w, config=cfg).weights, 0.5)
+        out[name] = lambda s, v, w, cfg=cfg: (lift_galp(s, v, w, config=cfg).weights, 0.5)
     if args.before:
         spec = importlib.util.spec_from_file_location("engine.masks._galp_before", args.before)
         module = importlib.util.module_from_spec(spec)
@@ -223,10 +230,11 @@ def large(num: int, args) -> dict:
         vw = compositing_weights(scene, cams)
     masks = ground_truth_masks(vw, ids, 2)[..., :1]
     views = MaskViews(cams, masks)
+    given = [vw] if args.full_weights else None  # scoped: each lift computes its own weights (timed with it)
     with timer("vote"):
-        vote(scene, views, view_weights=[vw])
+        vote(scene, views, view_weights=given)
     with timer("galp"):
-        galp(scene, views, view_weights=[vw])
+        galp(scene, views, view_weights=given)
     return {"scene": args.large_scene, "gaussians": num, "views": 24, "size": args.large_size, "nnz": vw.nnz,
             "wall_s": timer.wall, "cpu_s": timer.cpu,
             "load_average_before": [round(v, 2) for v in load_before],
@@ -265,6 +273,9 @@ def main(argv=None) -> None:
     parser.add_argument("--before", default=None, metavar="FILE", help="an earlier galp.py to compare")
     parser.add_argument("--colours", choices=("scene", "random"), default="scene",
                         help="random: uniform random base colours (what the appearance kernel costs without cues)")
+    parser.add_argument("--full-weights", action="store_true",
+                        help="lift with the whole views' weights (computed once per seed) instead of each lift's "
+                             "own weights in the masks' neighbourhood (engine/masks/lift_scope.py, the app's path)")
     parser.add_argument("--skip-accuracy", action="store_true")
     parser.add_argument("--large", type=int, default=0, help="also time lifting on a scene of N Gaussians")
     parser.add_argument("--large-scene", choices=("robot", "random"), default="robot")

@@ -57,6 +57,7 @@ from ..optimize.adam import make_optimizer, set_position_rate
 from ..optimize.densify import MaskedDensifier, accumulate_gradients
 from ..optimize.progress import Progress
 from ..render import render
+from ..render.culling import frozen_and_trainable
 from ..render.images import rgb_renderer, to_uint8
 from ..scene import GaussianScene
 from .config import GEOMETRY, EditConfig, check_edit_inputs
@@ -205,7 +206,8 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
             originals = _render_plain(original, cameras, config, background)
 
         # 3. render frozen + trainable rows; the image gradient is confined to the region
-        out = _render(state.scene(), cameras, config, background)
+        rendered, num_frozen = frozen_and_trainable(state.frozen, state.params, cameras)  # frozen rows in view
+        out = _render(rendered, cameras, config, background)
         images = out.rgb.clamp(0.0, 1.0)  # what a VAE may see (SH colours are only clamped at 0)
         image_grad: dict[str, Tensor] = {}
         if images.requires_grad:
@@ -233,7 +235,7 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
         # 6. densify / prune inside the region on schedule; report progress (and a preview every few steps)
         if shape:
             fallback_3d = accumulate_gradients(densifier, state.params, means2d, out.meta, cameras,
-                                               skip=len(state.frozen)) or fallback_3d
+                                               skip=num_frozen) or fallback_3d
             if densifier.due(step):
                 refinement = inside(densifier.refine(state.params, fallback_3d=fallback_3d, generator=generator),
                                     region)

@@ -17,6 +17,7 @@ from pathlib import Path
 from ..scene import GaussianScene
 from .errors import FormatError
 from .files import atomic_write, check_readable
+from .memory_budget import check_fits
 
 __all__ = ["FormatError", "load", "save", "detect_format", "check_writable", "READABLE_EXTENSIONS",
            "WRITABLE_EXTENSIONS", "SPZ_FRAMES", "DEFAULT_SPZ_FRAME"]  # fmt: skip
@@ -89,7 +90,8 @@ def detect_format(path: str | os.PathLike) -> str:
 
 
 def load(path: str | os.PathLike, *, spz_frame: str = DEFAULT_SPZ_FRAME, notes: dict | None = None) -> GaussianScene:
-    """Read a scene file of any readable format into a float32 CPU GaussianScene.
+    """Read a scene file of any readable format into a float32 CPU GaussianScene (FormatError, before reading
+    the body, when the scene it declares would not fit in the memory available: engine/io/memory_budget.py).
 
     spz_frame: "spec" or "raw", how an .spz is read (see SPZ_FRAMES); notes: a dict the reader fills with
     what it changed on the way in (e.g. "clamped_infinite_opacities": how many +/-Inf opacity logits of a
@@ -98,6 +100,7 @@ def load(path: str | os.PathLike, *, spz_frame: str = DEFAULT_SPZ_FRAME, notes: 
     _check_spz_frame(spz_frame)
     p = Path(path)
     fmt = detect_format(p)
+    check_fits(p, fmt)  # a scene that would not fit in memory is refused before its body is read
     if fmt == PLY:
         from .ply import read_gaussian_ply
 

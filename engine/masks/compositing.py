@@ -31,6 +31,7 @@ import torch
 from torch import Tensor
 
 from ..camera import Cameras
+from ..render.culling import reaching
 from ..render.projection import ALPHA_THRESHOLD, project
 from ..render.reference import MAX_ALPHA, T_EPS
 from ..scene import GaussianScene
@@ -56,10 +57,13 @@ class ViewWeights:
     def __post_init__(self) -> None:
         rows, row_of = _compact(self.view * (self.height * self.width) + self.pixel,
                                 self.num_views * self.height * self.width)
-        pairs, pair_of = _compact(self.view * self.num_gaussians + self.gauss, self.num_views * self.num_gaussians)
+        # Pairs are keyed over the Gaussians that appear at all (not C x N keys: a view window of a big scene
+        # touches a few of its Gaussians).
+        touched, local = _compact(self.gauss, self.num_gaussians)
+        pairs, pair_of = _compact(self.view * len(touched) + local, self.num_views * len(touched))
         self.row_index = rows  # [R] flat c * H * W + pixel of each covered pixel
-        self.pair_view = torch.div(pairs, self.num_gaussians, rounding_mode="floor")  # [V] visible pairs
-        self.pair_gauss = pairs % self.num_gaussians  # [V]
+        self.pair_view = torch.div(pairs, max(len(touched), 1), rounding_mode="floor")  # [V] visible pairs
+        self.pair_gauss = touched[pairs % max(len(touched), 1)]  # [V]
         # Counting sorts, the transpose first: a Gaussian's pixels come in raster order, so its rows are sorted;
         # sorting those entries (already by pair) by pixel leaves each pixel's pairs sorted too.
         ptr_t, rows_t, w_t = _csr(pair_of.numpy(), row_of.numpy(), self.weight.numpy(), len(pairs))
@@ -191,46 +195,90 @@ class _SparseMatmul(torch.autograd.Function):
 def compositing_weights(
     scene: GaussianScene,
     cameras: Cameras,
+    *,
+    regions: Tensor | None = None,  # [C, H, W] bool: the pixels wanted in each view (None: all of them)
 ) -> ViewWeights:
-    """All non-zero compositing weights of `scene` seen from `cameras` (see the module docstring)."""
-    scene = scene.detach().to("cpu", torch.float32)  # the splatting loop is a CPU (numba) kernel
-    cameras = cameras.to("cpu", torch.float32)
-    workers = min(len(cameras), os.cpu_count() or 1)
-    if workers > 1:  # the splatting loop releases the GIL (numba nogil): views run side by side
-        with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(lambda c: _one_view(scene, cameras[c]), range(len(cameras))))
-    else:
-        parts = [_one_view(scene, cameras[c]) for c in range(len(cameras))]
-    view = torch.cat([torch.full_like(p[0], c) for c, p in enumerate(parts)])
-    pixel, gauss, weight = (torch.cat([p[i] for p in parts]) for i in range(3))
+    """All non-zero compositing weights of `scene` seen from `cameras` (see the module docstring), at the
+    pixels of `regions` only when given. Only the Gaussians whose footprint can reach a view's wanted pixels
+    (their bounding box, engine/render/culling.py) are projected and splatted, so a small window of a big
+    scene costs what the window sees, and the weights at the wanted pixels are those of the whole image."""
+    view, pixel, gauss, weight = compositing_entries(scene, cameras, regions=regions)
     return ViewWeights(view, pixel, gauss, weight, len(cameras), cameras.height, cameras.width, len(scene))
 
 
-def _one_view(scene: GaussianScene, camera: Cameras) -> tuple[Tensor, Tensor, Tensor]:
-    """(pixel, gauss, weight) of one camera."""
+@torch.no_grad()
+def compositing_entries(
+    scene: GaussianScene,
+    cameras: Cameras,
+    *,
+    regions: Tensor | None = None,  # [C, H, W] bool
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The (view [K], pixel [K], gauss [K], weight [K]) entries of `compositing_weights`, without building its
+    sparse matrices (for a caller that renumbers the Gaussians first)."""
+    scene = scene.detach().to("cpu", torch.float32)  # the splatting loop is a CPU (numba) kernel
+    cameras = cameras.to("cpu", torch.float32)
+    if regions is not None:
+        regions = torch.as_tensor(regions).to("cpu", torch.bool)
+        if tuple(regions.shape) != (len(cameras), cameras.height, cameras.width):
+            raise ValueError(f"regions must be [{len(cameras)}, {cameras.height}, {cameras.width}], "
+                             f"got {list(regions.shape)}")
+    region_of = (lambda c: None) if regions is None else (lambda c: regions[c])
+    workers = min(len(cameras), os.cpu_count() or 1)
+    if workers > 1:  # the splatting loop releases the GIL (numba nogil): views run side by side
+        with ThreadPoolExecutor(workers) as pool:
+            parts = list(pool.map(lambda c: _one_view(scene, cameras[c], region_of(c)), range(len(cameras))))
+    else:
+        parts = [_one_view(scene, cameras[c], region_of(c)) for c in range(len(cameras))]
+    view = torch.cat([torch.full_like(p[0], c) for c, p in enumerate(parts)])
+    pixel, gauss, weight = (torch.cat([p[i] for p in parts]) for i in range(3))
+    return view, pixel, gauss, weight
+
+
+def _one_view(scene: GaussianScene, camera: Cameras, region: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
+    """(pixel, gauss, weight) of one camera, at the pixels of `region` [H, W] (None: all)."""
     W, H = camera.width, camera.height
-    proj = project(scene.means, scene.quats, scene.scales, scene.opacities, camera.viewmats, camera.Ks, W, H)
+    empty = torch.zeros(0, dtype=torch.long)
+    box = _box(region) if region is not None else (0, 0, W, H)
+    if box is None:
+        return empty, empty, torch.zeros(0)
+    window = torch.tensor([box], dtype=torch.float64)
+    rows = reaching(scene.means, scene.scales, scene.opacities, camera, window).nonzero().flatten()
+    if rows.numel() == 0:
+        return empty, empty, torch.zeros(0)
+    proj = project(scene.means[rows], scene.quats[rows], scene.scales[rows], scene.opacities[rows],
+                   camera.viewmats, camera.Ks, W, H)
     alive = (proj.radii[0] > 0).all(dim=-1).nonzero().flatten()
     if alive.numel() == 0:
-        empty = torch.zeros(0, dtype=torch.long)
         return empty, empty, torch.zeros(0)
-    order = alive[torch.argsort(proj.depths[0, alive])]  # front to back
+    order = alive[torch.argsort(proj.depths[0, alive], stable=True)]  # front to back, ties by index
+    wanted = np.ones(1, np.uint8) if region is None else region.reshape(-1).numpy().view(np.uint8)
     pix, gauss, weight = _splat_front_to_back(
         proj.means2d[0, order].double().numpy(),
         proj.conics[0, order].double().numpy(),
         proj.opacities[0, order].double().numpy(),
         proj.radii[0, order].numpy().astype(np.int64),
-        W, H, ALPHA_THRESHOLD, MAX_ALPHA, T_EPS,
+        W, H, ALPHA_THRESHOLD, MAX_ALPHA, T_EPS, np.asarray(box, np.int64), wanted, region is not None,
     )
-    return torch.from_numpy(pix), order[torch.from_numpy(gauss)], torch.from_numpy(weight).float()
+    return torch.from_numpy(pix), rows[order[torch.from_numpy(gauss)]], torch.from_numpy(weight).float()
+
+
+def _box(region: Tensor) -> tuple[int, int, int, int] | None:
+    """(x0, y0, x1, y1) bounding the True pixels of region [H, W] (x1, y1 exclusive), or None if none."""
+    ys = region.any(dim=1).nonzero().flatten()
+    if ys.numel() == 0:
+        return None
+    xs = region.any(dim=0).nonzero().flatten()
+    return int(xs[0]), int(ys[0]), int(xs[-1]) + 1, int(ys[-1]) + 1
 
 
 @numba.njit(cache=True, nogil=True)
-def _splat_front_to_back(means2d, conics, opacities, radii, width, height, alpha_min, alpha_max, t_eps):
-    """Visit Gaussians in depth order and composite each into the pixels of its radius box; a pixel is
-    closed once its transmittance would drop to t_eps. Equivalent to per-pixel front-to-back compositing."""
+def _splat_front_to_back(means2d, conics, opacities, radii, width, height, alpha_min, alpha_max, t_eps,
+                         box, wanted, use_wanted):
+    """Visit Gaussians in depth order and composite each into the pixels of its radius box within `box`
+    (x0, y0, x1, y1) and, with `use_wanted`, where wanted[p] (flat [H * W] uint8); a pixel is closed once its
+    transmittance would drop to t_eps. Equivalent to per-pixel front-to-back compositing."""
     transmittance = np.ones(width * height)
-    cap = max(1024, 8 * width * height)
+    cap = max(1024, 8 * (box[2] - box[0]) * (box[3] - box[1]))
     out_pix = np.empty(cap, np.int64)
     out_g = np.empty(cap, np.int64)
     out_w = np.empty(cap, np.float64)
@@ -239,14 +287,16 @@ def _splat_front_to_back(means2d, conics, opacities, radii, width, height, alpha
         mx, my = means2d[i, 0], means2d[i, 1]
         a, b, c = conics[i, 0], conics[i, 1], conics[i, 2]
         rx, ry = radii[i, 0], radii[i, 1]
-        x0 = max(0, int(np.ceil(mx - rx - 0.5)))
-        x1 = min(width - 1, int(np.floor(mx + rx - 0.5)))
-        y0 = max(0, int(np.ceil(my - ry - 0.5)))
-        y1 = min(height - 1, int(np.floor(my + ry - 0.5)))
+        x0 = max(box[0], int(np.ceil(mx - rx - 0.5)))
+        x1 = min(box[2] - 1, int(np.floor(mx + rx - 0.5)))
+        y0 = max(box[1], int(np.ceil(my - ry - 0.5)))
+        y1 = min(box[3] - 1, int(np.floor(my + ry - 0.5)))
         for py in range(y0, y1 + 1):
             dy = my - (py + 0.5)
             for px in range(x0, x1 + 1):
                 p = py * width + px
+                if use_wanted and wanted[p] == 0:
+                    continue
                 T = transmittance[p]
                 if T <= 0.0:
                     continue

@@ -50,11 +50,12 @@ import torch
 from torch import Tensor
 
 from ..scene import GaussianScene
-from .compositing import ViewWeights, compositing_weights
+from .compositing import ViewWeights
 from .galp_evidence import (
     _batch, _Batch, _certainty, _column_median, _evidence, _median_orders, _pixel_weight, _trust,
 )
 from .galp_fill import _colour_kernel, _fill_unseen, _fill_weak, _supported
+from .lift_scope import lift_scope
 from .lift_vote import VISIBILITY_EPS
 from .ops import knn_graph
 from .views_io import MaskViews, as_view_list
@@ -148,11 +149,20 @@ def galp(
     config: GalpConfig | None = None,
     view_weights: list[ViewWeights] | None = None,
 ) -> GalpResult:
-    """Lift the masks of `views` ([C, H, W, P] per batch) to calibrated soft weights [P, N] with 3D-GALP."""
+    """Lift the masks of `views` ([C, H, W, P] per batch) to calibrated soft weights [P, N] with 3D-GALP.
+    view_weights: the `compositing_weights` of each batch, when the caller already has them (then every
+    Gaussian is lifted); without them the lift works in the masks' neighbourhood only (lift_scope.py)."""
     cfg = config or GalpConfig()
     groups = as_view_list(views)
     if view_weights is None:
-        view_weights = [compositing_weights(scene, g.cameras) for g in groups]
+        scope = lift_scope(scene, groups)
+        N, P = len(scene), groups[0].num_parts
+        if len(scope.index) == 0:
+            return GalpResult(torch.zeros(P, N), torch.ones(N), torch.zeros(N),
+                              view_trust=[torch.ones(len(g), P) for g in groups])
+        inner = galp(scene.subset(scope.index), groups, config=cfg, view_weights=scope.weights)
+        return GalpResult(scope.lifted(inner.weights), scope.expand(inner.uncertainty, 1.0),
+                          scope.expand(inner.visibility), inner.losses, inner.view_trust)
     N, P = len(scene), groups[0].num_parts
     means = scene.means.detach().float().cpu()
     batches = [_batch(g, vw, means, cfg.silhouette, cfg.view_dependent) for g, vw in zip(groups, view_weights)]

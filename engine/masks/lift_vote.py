@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from ..scene import GaussianScene
-from .compositing import ViewWeights, compositing_weights
+from .compositing import ViewWeights
+from .lift_scope import lift_scope
 from .views_io import MaskViews, as_view_list
 
 # A Gaussian whose summed compositing weight over all views is below this is treated as unseen.
@@ -35,11 +36,16 @@ def vote(
 ) -> VoteResult:
     """Lift the masks of `views` ([C, H, W, P] per batch) to per-Gaussian weights [P, N] by voting.
 
-    view_weights: the `compositing_weights` of each batch, when the caller already has them.
+    view_weights: the `compositing_weights` of each batch, when the caller already has them (then every
+    Gaussian is lifted); without them the lift works in the masks' neighbourhood only (lift_scope.py).
     """
     groups = as_view_list(views)
     if view_weights is None:
-        view_weights = [compositing_weights(scene, g.cameras) for g in groups]
+        scope = lift_scope(scene, groups)
+        if len(scope.index) == 0:
+            return VoteResult(torch.zeros(groups[0].num_parts, len(scene)), torch.zeros(len(scene)))
+        inner = vote(scene.subset(scope.index), groups, view_weights=scope.weights)
+        return VoteResult(scope.lifted(inner.weights), scope.expand(inner.visibility), inner.threshold)
     inside = torch.zeros(len(scene), groups[0].num_parts)
     total = torch.zeros(len(scene))
     for group, vw in zip(groups, view_weights):

@@ -27,6 +27,7 @@ from ..camera import Cameras
 from ..scene import GaussianScene
 from . import _cpu_kernels as K
 from . import _project_kernels as PK
+from .culling import reaching_index
 from .projection import ALPHA_THRESHOLD, EPS2D, FAR_PLANE, MAX_EXTEND, NEAR_PLANE, RADIUS_MAX, Projected, project
 from .reference import MAX_ALPHA, T_EPS, TILE_SIZE
 from .types import RenderOutput
@@ -244,8 +245,11 @@ def render_cpu(
     sh_degree: int,
     background: Tensor | tuple | None = None,
     colors: Tensor | None = None,
+    cull: bool = True,
 ) -> RenderOutput:
-    """The "torch" backend of engine.render.render (same contract)."""
+    """The "torch" backend of engine.render.render (same contract). With `cull`, only the rows that can show in
+    some camera (engine/render/culling.py) are projected, shaded and rasterized: the same picture, the same
+    gradients for those rows (zero for the others), and meta's radii / means2d still [C, N, ...]."""
     from . import _finish, _resolve_colors
 
     if scene.device.type != "cpu":
@@ -253,7 +257,17 @@ def render_cpu(
     if scene.dtype not in (torch.float32, torch.float64):
         scene = scene.to(dtype=torch.float32)
         cameras = cameras.to(dtype=torch.float32)
-    if cameras.viewmats.requires_grad or cameras.Ks.requires_grad:  # camera gradients: torch projection
+    torch_projection = cameras.viewmats.requires_grad or cameras.Ks.requires_grad  # camera gradients
+    if colors is not None:
+        colors = _resolve_colors(scene, cameras, sh_degree, colors)  # checked and [C, N, D]
+    keep = reaching_index(scene, cameras) if cull and not torch_projection and len(scene) else None
+    if keep is not None:
+        N = len(scene)
+        shading = colors is None  # with colours given, the SH coefficients are not read: not gathered
+        scene = GaussianScene.trusted(**{name: t[keep] if shading or name not in ("sh0", "shN") else t
+                                         for name, t in scene.items()})
+        colors = None if colors is None else colors[:, keep]
+    if torch_projection:
         proj = project(
             scene.means, scene.quats, scene.scales, scene.opacities, cameras.viewmats, cameras.Ks,
             cameras.width, cameras.height,
@@ -261,10 +275,14 @@ def render_cpu(
         feats = _resolve_colors(scene, cameras, sh_degree, colors)
     else:
         proj = project_fast(scene, cameras)
-        if colors is None:
-            feats = sh_colors_fast(scene, cameras, sh_degree, proj.radii)
-        else:
-            feats = _resolve_colors(scene, cameras, sh_degree, colors)
+        if keep is not None:  # meta at full size; the rasterizer reads its rows, so means2d.grad is filled
+            full = proj.means2d.new_zeros(len(cameras), N, 2).index_copy(1, keep, proj.means2d)
+            proj.means2d = full[:, keep]
+        feats = sh_colors_fast(scene, cameras, sh_degree, proj.radii) if colors is None else colors
     feats = feats.to(scene.dtype)
     out, alpha, acc_depth = rasterize(proj, feats, cameras.width, cameras.height)
-    return _finish(out, alpha, acc_depth, background, {"radii": proj.radii, "means2d": proj.means2d, "backend": "torch"})
+    radii, means2d = proj.radii, proj.means2d
+    if keep is not None:
+        radii = radii.new_zeros(len(cameras), N, 2).index_copy(1, keep, radii)
+        means2d = full
+    return _finish(out, alpha, acc_depth, background, {"radii": radii, "means2d": means2d, "backend": "torch"})

@@ -75,3 +75,28 @@ def test_sparse_matrices_match_scipy_and_keep_rows_sorted(small_scene):
     for matrix in (vw._matrix, vw._matrix_t):
         ptr, idx = matrix.crow_indices().numpy(), matrix.col_indices().numpy()
         assert all((np.diff(idx[a:b]) > 0).all() for a, b in zip(ptr[:-1], ptr[1:]))
+
+
+def test_regions_give_the_full_weights_at_their_pixels_only(small_scene):
+    """A region (a window of wanted pixels) culls what cannot reach it, yet its pixels keep the weights of the
+    whole image: the same (view, pixel, Gaussian) entries, the same values."""
+    cams = _cams()
+    regions = torch.zeros(len(cams), cams.height, cams.width, dtype=torch.bool)
+    regions[0, 5:11, 3:9] = True
+    regions[0, 15, 20] = True  # a second blob: the box spans both, only these pixels are wanted
+    full = compositing_weights(small_scene, cams)
+    part = compositing_weights(small_scene, cams, regions=regions)
+
+    def entries(vw, wanted):
+        flat = vw.view * (cams.height * cams.width) + vw.pixel
+        keep = wanted.reshape(-1)[flat]
+        key = (flat[keep] * vw.num_gaussians + vw.gauss[keep])
+        order = torch.argsort(key)
+        return key[order], vw.weight[keep][order]
+
+    key_full, w_full = entries(full, regions)
+    key_part, w_part = entries(part, torch.ones_like(regions))
+    assert len(key_full) > 0 and len(key_part) == part.nnz  # nothing outside the region
+    assert torch.equal(key_full, key_part)
+    torch.testing.assert_close(w_part, w_full, atol=1e-6, rtol=1e-5)
+    assert part.totals()[1].sum() == 0  # the second view wanted nothing

@@ -1,0 +1,133 @@
+"""Which Gaussians can show in a view: a conservative screen-space test that runs before any projection.
+
+A real capture holds millions of Gaussians; a view of a part sees a fraction of them, and a pick, a brush or a
+lifting window sees a few pixels. Projecting, shading and sorting the rest is wasted work, so every CPU path
+(engine/render/cpu.py, engine/masks/compositing.py) first asks `reaching(...)` which rows can touch a window
+of pixels, and works on those rows only.
+
+The test never drops a Gaussian that the projection (engine/render/projection.py, gsplat's rules) would keep:
+for the camera-space centre t, the perspective Jacobian J (with gsplat's 1.3x field-of-view clamp) and the
+largest scale s, the projected covariance's diagonal obeys cov2d_xx = j_x Σ j_xᵀ <= |j_x|² s², so the
+projection's radius ceil(extend * sqrt(cov2d_xx + eps2d)) is at most the bound used here (plus a pixel of
+slack for rounding). Rows behind the near plane or below the alpha threshold are dropped exactly as the
+projection drops them. Hence a render of the kept rows draws the same picture as a render of all rows
+(tests/render/test_culling.py).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from numba import njit
+from torch import Tensor
+
+from ..camera import Cameras
+from ..scene import PARAM_NAMES, GaussianScene
+from .projection import ALPHA_THRESHOLD, EPS2D, FAR_PLANE, MAX_EXTEND, NEAR_PLANE
+
+# A render gathers the kept rows only when at most this share is kept: its kernels already skip culled rows
+# cheaply after projecting them, so gathering most of a big scene (all its SH rows) costs more than it saves
+# (bench/scale.py: 24 SAM views at 1.2M keeping ~70% were slower gathered).
+WORTH_GATHERING = 0.5
+SLACK_PX = 2.0  # pixels added to every bound: ceil() and float32 rounding in the projection
+
+
+@njit(cache=True, nogil=True)
+def _reach_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks, width, height, windows, out):
+    """out[n] = 1 for rows lo..hi-1 whose footprint can reach window c = (x0, y0, x1, y1) of some camera c."""
+    C = viewmats.shape[0]
+    min_logit = math.log(ALPHA_THRESHOLD / (1.0 - ALPHA_THRESHOLD))
+    for n in range(lo, hi):
+        logit = np.float64(opacity_logits[n])
+        if logit < min_logit - 1e-6:
+            continue
+        o = 1.0 / (1.0 + math.exp(-logit))
+        extend = min(MAX_EXTEND, math.sqrt(2.0 * math.log(max(o / ALPHA_THRESHOLD, 1.0))))
+        s = math.exp(max(np.float64(log_scales[n, 0]), np.float64(log_scales[n, 1]), np.float64(log_scales[n, 2])))
+        s2 = s * s
+        m0, m1, m2 = np.float64(means[n, 0]), np.float64(means[n, 1]), np.float64(means[n, 2])
+        for c in range(C):
+            v = viewmats[c]
+            z = v[2, 0] * m0 + v[2, 1] * m1 + v[2, 2] * m2 + v[2, 3]
+            if z < NEAR_PLANE * 0.999 or z > FAR_PLANE:
+                continue
+            x = v[0, 0] * m0 + v[0, 1] * m1 + v[0, 2] * m2 + v[0, 3]
+            y = v[1, 0] * m0 + v[1, 1] * m1 + v[1, 2] * m2 + v[1, 3]
+            fx, fy, cx, cy = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2]
+            lxp = (width - cx) / fx + 0.15 * width / fx
+            lxn = cx / fx + 0.15 * width / fx
+            lyp = (height - cy) / fy + 0.15 * height / fy
+            lyn = cy / fy + 0.15 * height / fy
+            tx = min(lxp, max(-lxn, x / z))
+            ty = min(lyp, max(-lyn, y / z))
+            jx2 = (fx / z) ** 2 * (1.0 + tx * tx)  # |row 0 of J|^2
+            jy2 = (fy / z) ** 2 * (1.0 + ty * ty)
+            rx = extend * math.sqrt(jx2 * s2 + EPS2D) * 1.001 + SLACK_PX
+            ry = extend * math.sqrt(jy2 * s2 + EPS2D) * 1.001 + SLACK_PX
+            u = fx * x / z + cx
+            w = fy * y / z + cy
+            if u + rx > windows[c, 0] and u - rx < windows[c, 2] and w + ry > windows[c, 1] and w - ry < windows[c, 3]:
+                out[n] = 1
+                break
+
+
+def reaching(
+    means: Tensor,  # [N, 3]
+    log_scales: Tensor,  # [N, 3]
+    opacity_logits: Tensor,  # [N]
+    cameras: Cameras,
+    windows: Tensor | None = None,  # [C, 4] pixel boxes (x0, y0, x1, y1) per camera; None: the whole image
+) -> Tensor:
+    """[N] bool: the rows whose projected footprint can touch the window of at least one camera (see the
+    module docstring: a superset of what the projection keeps there)."""
+    from .cpu import _parallel, _ranges  # the render thread pool (cpu.py imports this module lazily too)
+
+    C, N = len(cameras), means.shape[0]
+    if windows is None:
+        windows = torch.tensor([[0.0, 0.0, cameras.width, cameras.height]]).expand(C, 4)
+    win = np.ascontiguousarray(torch.as_tensor(windows, dtype=torch.float64).reshape(C, 4).numpy())
+    args = (_array(means), _array(log_scales), _array(opacity_logits.reshape(N)),
+            _array(cameras.viewmats, np.float64), _array(cameras.Ks, np.float64),
+            int(cameras.width), int(cameras.height), win)
+    out = np.zeros(N, np.uint8)
+    if N:
+        _parallel(_reach_kernel, [(lo, hi, *args, out) for lo, hi in _ranges(N)])
+    return torch.from_numpy(out.view(np.bool_))
+
+
+def reaching_index(scene, cameras: Cameras, windows: Tensor | None = None,
+                   worth: float = WORTH_GATHERING) -> Tensor | None:
+    """The sorted rows [M] of `scene` that can show in `cameras` (within `windows`), or None when more than
+    `worth` of them can (then the caller keeps the whole scene)."""
+    keep = reaching(scene.means, scene.scales, scene.opacities, cameras, windows)
+    count = int(keep.sum())
+    if count >= len(keep) or count > worth * len(keep):
+        return None
+    return keep.nonzero().flatten()
+
+
+def frozen_and_trainable(frozen: GaussianScene, trainable: dict[str, Tensor], cameras: Cameras) -> tuple[GaussianScene, int]:
+    """(the scene an edit step renders, F): the frozen rows that can show in `cameras` (F of them, in their
+    order), then every trainable row [M] (the differentiable leaves). The render draws the same picture as
+    frozen + trainable in full, while the step's gather, projection, shading and backward skip the frozen
+    rows out of view; F tells the densifier where the trainable rows start. On a GPU the renderer culls
+    itself: the frozen rows are kept whole there."""
+    keep = None
+    if frozen.device.type == "cpu" and len(frozen):
+        keep = reaching_index(frozen, cameras, worth=1.0)  # the alternative, concatenating all, costs more
+    if keep is not None:
+        frozen = GaussianScene.trusted(**{name: t[keep] for name, t in frozen.items()})
+    scene = GaussianScene.trusted(**{name: torch.cat([getattr(frozen, name), trainable[name]])
+                                     for name in PARAM_NAMES})
+    return scene, len(frozen)
+
+
+def _array(t: Tensor, dtype=None) -> np.ndarray:
+    t = t.detach()
+    if t.device.type != "cpu":
+        t = t.cpu()
+    if dtype is None and t.dtype not in (torch.float32, torch.float64):
+        t = t.float()
+    return np.ascontiguousarray(t.numpy(), dtype)

@@ -1,0 +1,61 @@
+"""Lifting in the masks' neighbourhood: far Gaussians are left out, the part's lift is as good as the whole scene's."""
+
+from __future__ import annotations
+
+import torch
+
+from engine.masks.compositing import compositing_weights
+from engine.masks.evaluation import ground_truth_masks, orbit_views, part_ious
+from engine.masks.galp import galp
+from engine.masks.lift_scope import lift_scope
+from engine.masks.lift_vote import vote
+from engine.masks.views_io import MaskViews
+from engine.scene import GaussianScene, random_scene
+
+
+def _figure_in_a_crowd(toy):
+    """The toy figure (one part lifted) with a crowd of Gaussians all around it, far from the part (the views
+    of the figure see some of it behind the part; the rest lies out of their frusta)."""
+    scene, ids, names = toy
+    crowd = random_scene(1500, extent=15.0, scale_range=(0.02, 0.08), seed=5)
+    far = (crowd.means.norm(dim=-1) > 2.0)
+    crowd = crowd.subset(far)
+    both = GaussianScene.concat([scene, crowd.with_sh_degree(scene.sh_degree)])
+    return both, torch.cat([ids, torch.full((len(crowd),), -1)]), len(scene)
+
+
+def test_scope_leaves_the_far_crowd_out_and_lifts_the_part_as_well_as_the_whole_scene(toy):
+    scene, ids, num_figure = _figure_in_a_crowd(toy)
+    cams = orbit_views(scene.subset(torch.arange(num_figure)), 12, width=40, height=40)
+    full = compositing_weights(scene, cams)
+    part = 2
+    masks = ground_truth_masks(full, (ids == part).long(), 2)[..., 1:]  # the part's mask in each view
+    views = MaskViews(cams, masks)
+
+    scope = lift_scope(scene, [views])
+    in_scope = torch.zeros(len(scene), dtype=torch.bool)
+    in_scope[scope.index] = True
+    assert in_scope[ids == part].all()  # the whole part is lifted
+    assert in_scope[num_figure:].sum() < 0.8 * (len(scene) - num_figure)  # much of the crowd is not
+
+    labels = (ids != part).long()  # part_ious scores weights[0] against label 0
+    for lift in (vote, galp):
+        scoped = lift(scene, views)
+        whole = lift(scene, views, view_weights=[full])
+        assert scoped.weights.shape == (1, len(scene))
+        assert not (scoped.weights[0, ~in_scope] > 0).any()
+        iou_scoped = part_ious(scoped.weights, labels, 0.5)[0]
+        iou_whole = part_ious(whole.weights, labels, 0.5)[0]
+        assert iou_scoped > 0.8, (lift.__name__, iou_scoped, iou_whole)
+        # as good as the whole scene's lift (better: crowd glimpsed through the mask is not the part)
+        assert iou_scoped >= iou_whole - 0.02, (lift.__name__, iou_scoped, iou_whole)
+        assert not (scoped.weights[0, num_figure:] > 0.5).any()
+
+
+def test_empty_masks_lift_nothing(toy):
+    scene, _, _ = toy
+    cams = orbit_views(scene, 4, width=24, height=24)
+    views = MaskViews(cams, torch.zeros(4, 24, 24, 1))
+    for lift in (vote, galp):
+        result = lift(scene, views)
+        assert result.weights.shape == (1, len(scene)) and not result.weights.any()
