@@ -234,8 +234,8 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
             fallback_3d = accumulate_gradients(densifier, state.params, means2d, out.meta, cameras,
                                                skip=len(state.frozen)) or fallback_3d
             if densifier.due(step):
-                refinement = inside(densifier.refine(state.params, fallback_3d=fallback_3d, generator=generator),
-                                    region)
+                refinement = inside(densifier.refine(state.params, fallback_3d=fallback_3d, generator=generator,
+                                                     prunable=state.prunable()), region)
                 densifier.reset(refinement.parent.numel(), densifier.grad_sum.device)  # rows after the region filter
                 if refinement.changed:
                     optimizer = state.adopt(refinement, optimizer, lrs)
