@@ -128,13 +128,26 @@ class EditConfig:
     render_backend: str = "auto"
     """engine.render backend."""
     edit: str = "auto"
-    """appearance: colour only, geometry kept exactly; shape: everything moves, densifies and may grow into the
-    region's boxes; auto: appearance for the first `appearance_fraction` of the steps, then shape."""
-    appearance_fraction: float = 0.1
-    """auto: the fraction of the steps run as an appearance edit before geometry is unlocked. Short: a
-    colour change is mostly done within it, and a reshape or removal needs the remaining steps (0.1 vs 0.25
-    and 0.3 on bench/edit_quality.py's antenna cases: +2 dB reshape, +5 dB removal, -1.6 dB recolour, still
-    > 35 dB)."""
+    """What may change. appearance: colour only, geometry kept exactly (positions, scales, rotations, opacities
+    bit-identical, no Gaussian added or removed); shape: everything moves, densifies and may grow into the
+    region's boxes; auto (the default, in the app, the CLI and batch): colour only for the first
+    `appearance_fraction` of the steps, then geometry is unlocked only if the prior still pushes the renders
+    nearly as hard as at the start (`shape_residual`; engine/edit/shape_gate.py). A recolour or material edit
+    thus stays colour-only (colour explains it: the push falls), a reshape, addition or removal gets geometry
+    (colour cannot: the push stays)."""
+    appearance_fraction: float = 0.25
+    """auto: the colour-only steps (as a fraction of `steps`) after which the loop decides whether geometry
+    unlocks. Long enough for the push of a recolour to fall measurably (at 400 steps: 100 colour-only steps,
+    after which the bundled recolours push at 0.33-0.55 of their start), short enough to leave a reshape or
+    removal three quarters of the edit."""
+    shape_residual: float = 0.7
+    """auto: geometry unlocks when the mean push of the last third of the colour-only steps is above this
+    fraction of that of the first third (bundled suite after 100 colour-only steps: recolours 0.33-0.55,
+    reshape/add/remove 0.83-1.09). A constant-colour closed-form prior is a recolour: never unlocked."""
+    colour_carry: bool = True
+    """An edit that stayed colour-only ends by giving its poorly observed masked Gaussians (small, thin, rarely
+    seen: little colour gradient) the colour change their well observed neighbours imply
+    (engine/edit/colour_carry.py), so no patch of the old colour shows from the sides, below or up close."""
     region_margin: float = 0.5
     """The edit region is the selected Gaussians dilated by their size plus this margin, as a fraction of the
     part's radius (0.5: a part may grow by half its radius; engine/edit/region.py)."""
@@ -232,6 +245,8 @@ def check_edit_inputs(scene: GaussianScene, mask_weights, config: EditConfig, mo
         raise ValueError(f"random_background must be a probability in [0, 1], got {config.random_background}")
     if not 0.0 <= config.appearance_fraction <= 1.0:
         raise ValueError(f"appearance_fraction must be in [0, 1], got {config.appearance_fraction}")
+    if not (math.isfinite(config.shape_residual) and config.shape_residual >= 0):
+        raise ValueError(f"shape_residual must be a finite number >= 0, got {config.shape_residual}")
     if not (math.isfinite(config.region_margin) and config.region_margin >= 0):
         raise ValueError(f"region_margin must be a finite number >= 0, got {config.region_margin}")
     if not all(isinstance(b, Box) for b in config.region_boxes):

@@ -21,8 +21,10 @@ Follow one step of `iter_edit` (the body carries the same numbers):
 Appearance vs shape (`EditConfig.edit`): an appearance edit keeps positions, scales, rotations and opacities
 exactly as they were and optimizes colour only; a shape edit optimizes everything, densifies, and seeds the
 empty space of the user's region boxes with faint Gaussians that the edit can grow into new geometry; `auto`
-(the default) runs the first `appearance_fraction` of the steps as an appearance edit and then unlocks shape, so
-a recolour is finished by colour before geometry can move, while a reshape/add/remove still gets its geometry.
+(the default) edits colour only for the first `appearance_fraction` of the steps and then unlocks geometry only
+if the prior still pushes nearly as hard as at the start (shape_gate.py): a recolour stays colour-only, a
+reshape/add/remove gets its geometry. An edit that stayed colour-only ends by carrying the part's learned colour
+change to its poorly observed Gaussians (colour_carry.py).
 
 The weight-free priors make the ideal edit known: `reference:SCENE` wants each view to look like SCENE's render,
 and `closed-form:<colour>` is turned here into "the masked part recoloured" (engine/guidance/reference.py), so
@@ -59,9 +61,11 @@ from ..render import render
 from ..render.images import rgb_renderer, to_uint8
 from ..scene import GaussianScene
 from .config import GEOMETRY, EditConfig, check_edit_inputs
+from .colour_carry import ColourExposure, carry_colour, confidence
 from .params import MaskedParams, confine, drop_faint, gate_and_step, inside, scale_cap
 from .prior_removal import remove_prior_rows
 from .region import plan_region, seed_boxes
+from .shape_gate import ShapeGate
 from .views import ViewPicker
 
 
@@ -87,6 +91,10 @@ class EditResult:
     num_cloned: int = 0
     num_split: int = 0
     num_pruned: int = 0
+    shape_from_step: int | None = None
+    """The step from which geometry moved (0 for a shape edit); None: the edit changed colour only."""
+    shape_push_ratio: float | None = None
+    """auto: the prior's late/early push over the colour-only steps that decided it (engine/edit/shape_gate.py)."""
 
 
 def run_edit(
@@ -173,13 +181,15 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
     losses: dict[str, float] = {}
     counts = {"num_cloned": 0, "num_split": 0, "num_pruned": 0}
     fallback_3d = False
+    gate = ShapeGate(config, colour_only=_is_recolour(guidance_model))
+    exposure = ColourExposure(state.num_trainable, device)
 
     for step in range(config.steps):
         if should_stop is not None and should_stop():
             yield EditResult(scene=scene, mask=mask_in, row_sources=torch.arange(len(scene), device=scene.device),
                              cancelled=True, steps_done=step, losses=losses)
             return
-        shape = _shape_unlocked(step, config)
+        shape = gate.unlocked(step)
 
         # 1. views of the part (RoMaP: from its anchor pool, redrawn with fresh anchors every anchor_refresh steps)
         # 2. and the fixed region's 2D mask in each of them
@@ -227,6 +237,7 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
         if not shape:
             for name in GEOMETRY:
                 state.params[name].grad = None
+            exposure.add(state.params["sh0"].grad)
         gate_and_step(state, optimizer, region, max_log_scale)
 
         # 6. densify / prune inside the region on schedule; report progress (and a preview every few steps)
@@ -244,6 +255,8 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
 
         losses = {"loss": float(result.loss.detach()), **{k: float(v) for k, v in result.info.items()},
                   **_term_gradient_norms(image_grad.get("grad"), images, step_anchors, mask2d, loss)}
+        if not shape:
+            gate.observe(losses.get("grad_distill", losses.get("grad_image")))
         done = step + 1
         elapsed = time.perf_counter() - start
         preview = snapshot = snapshot_mask = None
@@ -263,11 +276,40 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
                         eta_s=elapsed / done * (config.steps - done), num_gaussians=state.num_trainable,
                         preview=preview, scene=snapshot, mask=snapshot_mask)
 
-    counts["num_pruned"] += drop_faint(state, config)
+    if gate.unlocked_at is None:  # colour only: the region boxes' unused seeds go, the change reaches every row
+        made = state.origin < 0
+        if bool(made.any()):
+            exposure.total = exposure.total[~made]
+            state.keep_rows(~made)
+        if config.colour_carry:
+            _carry(state, original, exposure)
+    else:
+        counts["num_pruned"] += drop_faint(state, config)
     edited, edited_mask = state.assemble()
     yield EditResult(scene=edited.to(scene.device), mask=edited_mask.to(mask_in.device),
                      row_sources=state.row_sources().to(scene.device), steps_done=config.steps, losses=losses,
-                     **counts)
+                     shape_from_step=gate.unlocked_at, shape_push_ratio=gate.ratio, **counts)
+
+
+def _is_recolour(model) -> bool:
+    """A constant-colour closed-form prior: "the part becomes this colour" (see `edit_prior`)."""
+    from ..guidance.closed_form import ClosedFormPrior
+
+    return isinstance(model, ClosedFormPrior) and model.target.dim() == 1
+
+
+def _carry(state: MaskedParams, original: GaussianScene, exposure: ColourExposure) -> None:
+    """Colour-only edit: move each poorly observed masked row toward the colour its well observed neighbours
+    imply (colour_carry.py), measured from the input's colours (RoMaP's prior removal reset them to grey)."""
+    rows = state.sources
+    if bool((rows < 0).any()) or exposure.total.shape[0] != state.num_trainable:
+        return
+    params = state.params
+    with torch.no_grad():
+        sh0, shN = carry_colour(params["means"].detach(), original.sh0[rows], params["sh0"].detach(),
+                                original.shN[rows], params["shN"].detach(), confidence(exposure.total))
+        params["sh0"].copy_(sh0.to(params["sh0"].dtype))
+        params["shN"].copy_(shN.to(params["shN"].dtype))
 
 
 def build_loss(config: EditConfig, model):
@@ -304,16 +346,6 @@ def edit_prior(model, original: GaussianScene, selected: Tensor, config: EditCon
     if isinstance(model, ReferencePrior):
         return model.with_background(tuple(config.background)).with_renderer(render_fn)
     return model
-
-
-def _shape_unlocked(step: int, config: EditConfig) -> bool:
-    """Whether geometry moves (and densification may run) at `step`: never for an appearance edit, always for
-    a shape edit, after the first `appearance_fraction` of the steps for auto."""
-    if config.edit == "appearance":
-        return False
-    if config.edit == "shape":
-        return True
-    return step >= int(round(config.appearance_fraction * config.steps))
 
 
 def _render(scene: GaussianScene, cameras: Cameras, config: EditConfig, background=None):
