@@ -117,7 +117,7 @@ def test_soft_and_subthreshold_weights(scene_and_mask, model):
 
 def test_densify_adds_gaussians_only_inside_the_mask(scene_and_mask, model):
     scene, mask = scene_and_mask
-    config = _config(steps=40, densify=DensifyConfig(start_step=10, interval=10, grad_threshold=0.0,
+    config = _config(steps=40, edit="shape", densify=DensifyConfig(start_step=10, interval=10, grad_threshold=0.0,
                                                     grow_fraction=0.2, scale_threshold=0.0))
     result = run_edit(scene, mask, config, model)
     num_masked = int((mask > 0.5).sum())
