@@ -54,6 +54,10 @@ def run_case(case, method: str, args, loop) -> dict:
         config.up = up
     if args.edit and hasattr(config, "edit"):
         config.edit = args.edit
+    for item in args.set or ():  # e.g. --set colour_carry=false --set shape_residual=0.8
+        key, value = item.split("=", 1)
+        current = getattr(config, key)
+        setattr(config, key, value.lower() in ("1", "true", "yes") if isinstance(current, bool) else type(current)(value))
     if hasattr(config, "region_boxes"):
         config.region_boxes = tuple(case.boxes)
     model = getattr(case, "model", None) or ReferencePrior(case.target, render_fn=rgb_renderer())
@@ -78,7 +82,9 @@ def run_case(case, method: str, args, loop) -> dict:
     if up is not None:  # a real capture: the bench/real_capture.py metrics at every evaluation size
         extra = {f"at{r}": real_metrics(case, result, eval_cameras(orbit.center, orbit.radius * 1.3, r))
                  for r in sizes}
-        return {"case": case.name, "kind": case.kind, "method": method, "edit": config.edit, **extra,
+        return {"case": case.name, "kind": case.kind, "method": method, "edit": config.edit, "set": args.set,
+                "shape_from_step": getattr(result, "shape_from_step", None),
+                "push_ratio": getattr(result, "shape_push_ratio", None), **extra,
                 "steps": args.steps, "seconds": round(seconds, 1), "steps_per_s": round(args.steps / seconds, 2)}
     cameras = held_out_cameras(orbit.center, orbit.radius * 1.3, resolution=sizes[0])
     quality = edit_quality(case.scene, selected, result.scene, result.mask > 0.5, case.target, case.changed,
@@ -115,6 +121,7 @@ def main(argv=None) -> None:
     parser.add_argument("--loop", choices=("new", "before"), default="new")
     parser.add_argument("--real", action="store_true", help="add the playbot cases (bench/real_capture.py)")
     parser.add_argument("--edit", choices=("auto", "appearance", "shape"), default=None)
+    parser.add_argument("--set", action="append", help="override an EditConfig field: NAME=VALUE")
     args = parser.parse_args(argv)
     loop = importlib.import_module("engine._edit_before" if args.loop == "before" else "engine.edit")
     rows = []
