@@ -245,3 +245,4 @@ def test_iter_edit_refuses_bad_input_at_the_call_and_ends_with_the_input_when_st
         seen.append(record)
     assert [type(r) for r in seen] == [Progress, Progress, EditResult]
     assert seen[-1].cancelled and seen[-1].steps_done == 2 and seen[-1].scene is scene
+
