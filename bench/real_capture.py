@@ -103,6 +103,7 @@ def real_metrics(case, result, cameras: Cameras) -> dict:
     geometry = same_rows and all(torch.equal(getattr(result.scene, n), getattr(case.scene, n))
                                  for n in ("means", "scales", "quats", "opacities"))
     out = {"psnr_mean": round(sum(per_view) / len(per_view), 3), "psnr_worst": round(min(per_view), 3),
+           "psnr_views": [round(p, 1) for p in per_view],
            "psnr_inside": round(psnr(got, want, part[..., None]), 3),
            "spill_pct": round(100 * spill_vs_target(got, want, part), 3),
            "gaussians_change": len(result.scene) - len(case.scene), "geometry_identical": geometry}
