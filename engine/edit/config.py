@@ -148,6 +148,9 @@ class EditConfig:
     """An edit that stayed colour-only ends by giving its poorly observed masked Gaussians (small, thin, rarely
     seen: little colour gradient) the colour change their well observed neighbours imply
     (engine/edit/colour_carry.py), so no patch of the old colour shows from the sides, below or up close."""
+    carry_share: float = 0.5
+    """colour_carry: a row counts as well observed (keeps what it learned) from this share of the part's median
+    colour gradient; below it, it takes its neighbours' change in proportion to what it lacks."""
     region_margin: float = 0.5
     """The edit region is the selected Gaussians dilated by their size plus this margin, as a fraction of the
     part's radius (0.5: a part may grow by half its radius; engine/edit/region.py)."""
@@ -245,6 +248,8 @@ def check_edit_inputs(scene: GaussianScene, mask_weights, config: EditConfig, mo
         raise ValueError(f"random_background must be a probability in [0, 1], got {config.random_background}")
     if not 0.0 <= config.appearance_fraction <= 1.0:
         raise ValueError(f"appearance_fraction must be in [0, 1], got {config.appearance_fraction}")
+    if not (math.isfinite(config.carry_share) and config.carry_share > 0):
+        raise ValueError(f"carry_share must be a finite number > 0, got {config.carry_share}")
     if not (math.isfinite(config.shape_residual) and config.shape_residual >= 0):
         raise ValueError(f"shape_residual must be a finite number >= 0, got {config.shape_residual}")
     if not (math.isfinite(config.region_margin) and config.region_margin >= 0):

@@ -284,7 +284,7 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
         if config.prior.active(config.method) and config.prior.reset_color and not config.prior.regrow:
             _restore_view_dependence(state, original)
         if config.colour_carry:
-            _carry(state, original, exposure)
+            _carry(state, original, exposure, config.carry_share)
     else:
         counts["num_pruned"] += drop_faint(state, config)
     edited, edited_mask = state.assemble()
@@ -310,7 +310,7 @@ def _restore_view_dependence(state: MaskedParams, original: GaussianScene) -> No
             state.params["shN"].add_(original.shN[rows].to(state.params["shN"].dtype))
 
 
-def _carry(state: MaskedParams, original: GaussianScene, exposure: ColourExposure) -> None:
+def _carry(state: MaskedParams, original: GaussianScene, exposure: ColourExposure, share: float) -> None:
     """Colour-only edit: move each poorly observed masked row toward the colour its well observed neighbours
     imply (colour_carry.py), measured from the input's colours (RoMaP's prior removal reset them to grey)."""
     rows = state.sources
@@ -319,7 +319,7 @@ def _carry(state: MaskedParams, original: GaussianScene, exposure: ColourExposur
     params = state.params
     with torch.no_grad():
         sh0, shN = carry_colour(params["means"].detach(), original.sh0[rows], params["sh0"].detach(),
-                                original.shN[rows], params["shN"].detach(), confidence(exposure.total))
+                                original.shN[rows], params["shN"].detach(), confidence(exposure.total, share))
         params["sh0"].copy_(sh0.to(params["sh0"].dtype))
         params["shN"].copy_(shN.to(params["shN"].dtype))
 
