@@ -281,8 +281,6 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
         if bool(made.any()):
             exposure.total = exposure.total[~made]
             state.keep_rows(~made)
-        if config.prior.active(config.method) and config.prior.reset_color and not config.prior.regrow:
-            _restore_view_dependence(state, original)
         if config.colour_carry:
             _carry(state, original, exposure, config.carry_share)
     else:
@@ -298,16 +296,6 @@ def _is_recolour(model) -> bool:
     from ..guidance.closed_form import ClosedFormPrior
 
     return isinstance(model, ClosedFormPrior) and model.target.dim() == 1
-
-
-def _restore_view_dependence(state: MaskedParams, original: GaussianScene) -> None:
-    """Colour-only RoMaP: its prior removal zeroed the part's higher SH bands so the old look would not anchor
-    the edit; what the edit learned there is added back onto the input's bands (the capture's view-dependent
-    lighting belongs to the surface, as the recolour ideal keeps it; 0.0015 is too slow a rate to relearn it)."""
-    rows = state.sources
-    if not bool((rows < 0).any()):
-        with torch.no_grad():
-            state.params["shN"].add_(original.shN[rows].to(state.params["shN"].dtype))
 
 
 def _carry(state: MaskedParams, original: GaussianScene, exposure: ColourExposure, share: float) -> None:

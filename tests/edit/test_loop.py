@@ -247,15 +247,3 @@ def test_iter_edit_refuses_bad_input_at_the_call_and_ends_with_the_input_when_st
     assert seen[-1].cancelled and seen[-1].steps_done == 2 and seen[-1].scene is scene
 
 
-
-def test_colour_only_romap_keeps_the_inputs_view_dependent_colour(scene_and_mask, model):
-    """RoMaP's prior removal zeroes the part's higher SH bands; a colour-only result adds them back."""
-    scene, mask = scene_and_mask
-    still = type(_config().lr)(**{k: 0.0 for k in ("means", "scales", "quats", "opacities", "sh0", "shN")})
-    config = _config(method="romap", steps=2, resolution=16, lr=still, anchor_refresh=2, anchor_views=1,
-                     edit="appearance", colour_carry=False)
-    result = run_edit(scene, mask, config, model)
-    head = mask > 0.5
-    assert bool(scene.shN[head].abs().sum() > 0)
-    assert torch.equal(result.scene.shN, scene.shN)  # the part's bands back, the rest untouched
-    assert not torch.equal(result.scene.sh0[head], scene.sh0[head])  # the prior removal did reset the colour
