@@ -21,9 +21,10 @@ Follow one step of `iter_edit` (the body carries the same numbers):
 Appearance vs shape (`EditConfig.edit`): an appearance edit keeps positions, scales, rotations and opacities
 exactly as they were and optimizes colour only; a shape edit optimizes everything, densifies, and seeds the
 empty space of the user's region boxes with faint Gaussians that the edit can grow into new geometry; `auto`
-(the default) edits colour only for the first `appearance_fraction` of the steps and then unlocks geometry only
-if the prior still pushes nearly as hard as at the start (shape_gate.py): a recolour stays colour-only, a
-reshape/add/remove gets its geometry. An edit that stayed colour-only ends by carrying the part's learned colour
+(the default) probes colour only for the first `shape_probe` of the steps; if the prior still pushes nearly as
+hard as at the start (shape_gate.py), the edit runs again from the input with geometry after
+`appearance_fraction` (the schedule auto had before): a recolour stays colour-only, a reshape/add/remove gets
+its geometry and its whole schedule. An edit that stayed colour-only ends by carrying the part's learned colour
 change to its poorly observed Gaussians (colour_carry.py).
 
 The weight-free priors make the ideal edit known: `reference:SCENE` wants each view to look like SCENE's render,
@@ -144,6 +145,21 @@ def iter_edit(
 
 def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidance_model,
                 should_stop: Callable[[], bool] | None, loss_fn) -> Iterator[Progress | EditResult]:
+    """auto: a colour-only probe first; when it measures that colour cannot make the edit, the edit runs again
+    from the input with geometry on its schedule (the probe's steps are the price of a shape edit; a recolour
+    pays nothing and never had its geometry touched)."""
+    gate = ShapeGate(config, colour_only=_is_recolour(guidance_model))
+    restart = yield from _edit_pass(scene, mask_in, config, guidance_model, should_stop, loss_fn, gate, 0)
+    if restart:
+        yield from _edit_pass(scene, mask_in, config, guidance_model, should_stop, loss_fn,
+                              ShapeGate.after_probe(config, gate), gate.decide_at)
+
+
+def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidance_model,
+               should_stop: Callable[[], bool] | None, loss_fn, gate: ShapeGate,
+               offset: int) -> Iterator[Progress | EditResult]:
+    """One run of the steps from the input; returns True (ending early) when an auto probe unlocks geometry.
+    `offset`: steps already spent (by the probe) for the progress records."""
     device = getattr(guidance_model, "device", scene.device)
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(int(config.seed))
@@ -181,15 +197,16 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
     losses: dict[str, float] = {}
     counts = {"num_cloned": 0, "num_split": 0, "num_pruned": 0}
     fallback_3d = False
-    gate = ShapeGate(config, colour_only=_is_recolour(guidance_model))
     exposure = ColourExposure(state.num_trainable, device)
 
     for step in range(config.steps):
         if should_stop is not None and should_stop():
             yield EditResult(scene=scene, mask=mask_in, row_sources=torch.arange(len(scene), device=scene.device),
-                             cancelled=True, steps_done=step, losses=losses)
+                             cancelled=True, steps_done=offset + step, losses=losses)
             return
         shape = gate.unlocked(step)
+        if shape and gate.probing:
+            return True
 
         # 1. views of the part (RoMaP: from its anchor pool, redrawn with fresh anchors every anchor_refresh steps)
         # 2. and the fixed region's 2D mask in each of them
@@ -272,7 +289,7 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
                     losses["psnr_ideal"] = score
             snapshot, snapshot_mask = state.assemble()
             snapshot, snapshot_mask = snapshot.to("cpu"), snapshot_mask.detach().cpu()
-        yield Progress(step=done, total=config.steps, losses=losses, elapsed_s=elapsed,
+        yield Progress(step=offset + done, total=offset + config.steps, losses=losses, elapsed_s=elapsed,
                         eta_s=elapsed / done * (config.steps - done), num_gaussians=state.num_trainable,
                         preview=preview, scene=snapshot, mask=snapshot_mask)
 
@@ -287,7 +304,7 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
         counts["num_pruned"] += drop_faint(state, config)
     edited, edited_mask = state.assemble()
     yield EditResult(scene=edited.to(scene.device), mask=edited_mask.to(mask_in.device),
-                     row_sources=state.row_sources().to(scene.device), steps_done=config.steps, losses=losses,
+                     row_sources=state.row_sources().to(scene.device), steps_done=offset + config.steps, losses=losses,
                      shape_from_step=gate.unlocked_at, shape_push_ratio=gate.ratio, **counts)
 
 

@@ -132,7 +132,8 @@ def test_removal_reaches_its_target_on_held_out_views(antenna_cases):
     result = run_edit(case.scene, case.mask, config, ReferencePrior(case.target, render_fn=rgb_renderer()))
     q = _quality(case, result, config)
     assert _outside_unchanged(case.scene, case.mask, result)
-    assert result.shape_from_step == 50, result.shape_push_ratio  # auto measured that colour cannot remove it
+    # auto's 50-step colour-only probe measured that colour cannot remove it: the edit ran again with geometry
+    assert result.shape_from_step == 20 and result.steps_done == 250, result.shape_push_ratio
     assert q.psnr_inside >= before.psnr_inside + 8.0, (before, q)
     assert q.spill_vs_target <= 0.005 and q.floaters == 0, q
 

@@ -37,3 +37,11 @@ def test_explicit_kinds_and_a_known_recolour_are_not_measured():
         assert not gate.unlocked(step)
         gate.observe(50.0)
     assert gate.unlocked_at is None
+
+
+def test_after_a_probe_unlocks_the_edit_runs_on_the_old_schedule():
+    probe, _ = _run([50.0] * 200)
+    assert probe.unlocked_at == 50 and probe.probing
+    again = ShapeGate.after_probe(EditConfig(prompt="x", steps=200), probe)
+    assert not again.probing and again.ratio == probe.ratio
+    assert [again.unlocked(s) for s in (0, 19, 20, 199)] == [False, False, True, True]
