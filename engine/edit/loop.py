@@ -299,7 +299,7 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
             exposure.total = exposure.total[~made]
             state.keep_rows(~made)
         if config.colour_carry:
-            _carry(state, original, exposure, config.carry_share)
+            _carry(state, original, work, exposure, config.carry_share)
     else:
         counts["num_pruned"] += drop_faint(state, config)
     edited, edited_mask = state.assemble()
@@ -315,16 +315,18 @@ def _is_recolour(model) -> bool:
     return isinstance(model, ClosedFormPrior) and model.target.dim() == 1
 
 
-def _carry(state: MaskedParams, original: GaussianScene, exposure: ColourExposure, share: float) -> None:
+def _carry(state: MaskedParams, original: GaussianScene, work: GaussianScene, exposure: ColourExposure,
+           share: float) -> None:
     """Colour-only edit: move each poorly observed masked row toward the colour its well observed neighbours
-    imply (colour_carry.py), measured from the input's colours (RoMaP's prior removal reset them to grey)."""
+    imply (colour_carry.py): the colour map from the input's colours (RoMaP's prior removal reset them to
+    grey), the higher bands' change from where the edit started them (`work`: zeroed by that reset)."""
     rows = state.sources
     if bool((rows < 0).any()) or exposure.total.shape[0] != state.num_trainable:
         return
     params = state.params
     with torch.no_grad():
         sh0, shN = carry_colour(params["means"].detach(), original.sh0[rows], params["sh0"].detach(),
-                                original.shN[rows], params["shN"].detach(), confidence(exposure.total, share))
+                                work.shN[state.origin], params["shN"].detach(), confidence(exposure.total, share))
         params["sh0"].copy_(sh0.to(params["sh0"].dtype))
         params["shN"].copy_(shN.to(params["shN"].dtype))
 
