@@ -8,7 +8,12 @@ robot's right half with `closed-form:#d02020`, whose ideal is that half recolour
 on 12 held-out views at elevations and distances the edit never samples.
 
     python bench/edit_quality.py [--steps 500] [--res 128] [--case NAME ...] [--methods sds,dds,romap|all]
-                                 [--eval-res 128] [--loop new|before]
+                                 [--eval-res 128[,512]] [--loop new|before] [--real] [--edit auto|appearance|shape]
+
+`--real` adds the real-capture cases of bench/real_capture.py (the shared playbot: head, body and ground-patch
+recolours and a head scaled up), measured on held-out views that include views from below and from the top, at
+every `--eval-res` (e.g. 128,512): per-view PSNR mean/worst, spill, Gaussian count change, geometry kept, the
+share of the part's visible Gaussians left less than half-way to the target colour.
 
 `--methods` (or `--method`) takes any of engine/guidance/methods.py's edit methods, or `all`: a row per method and
 case. A method the prior cannot serve (csd on the weight-free priors, which predict the same for every prompt)
@@ -42,10 +47,22 @@ from engine.guidance.methods import EDIT_METHODS  # noqa: E402
 from engine.guidance.reference import ReferencePrior  # noqa: E402
 from engine.render.images import rgb_renderer  # noqa: E402
 
+from bench.real_capture import NAMES as REAL_NAMES  # noqa: E402
+from bench.real_capture import eval_cameras, real_cases, real_metrics  # noqa: E402
+
 
 def run_case(case, method: str, args, loop) -> dict:
     config = loop.EditConfig(prompt=case.prompt, source_prompt=case.source_prompt, method=method, steps=args.steps,
                              resolution=args.res, preview_every=0, seed=args.seed)
+    up = getattr(case, "up", None)
+    if up is not None:
+        config.up = up
+    if args.edit and hasattr(config, "edit"):
+        config.edit = args.edit
+    for item in args.set or ():  # e.g. --set colour_carry=false --set shape_residual=0.8
+        key, value = item.split("=", 1)
+        current = getattr(config, key)
+        setattr(config, key, value.lower() in ("1", "true", "yes") if isinstance(current, bool) else type(current)(value))
     if hasattr(config, "region_boxes"):
         config.region_boxes = tuple(case.boxes)
     model = getattr(case, "model", None) or ReferencePrior(case.target, render_fn=rgb_renderer())
@@ -64,8 +81,17 @@ def run_case(case, method: str, args, loop) -> dict:
         loop._render_with_mask = inner
     selected = case.mask > 0.5
     # Region and held-out views as today's loop defines them, whichever loop ran (same floaters for both).
-    region, orbit = plan_region(case.scene, case.mask, EditConfig(prompt="x", region_boxes=tuple(case.boxes)))
-    cameras = held_out_cameras(orbit.center, orbit.radius * 1.3, resolution=args.eval_res)
+    region, orbit = plan_region(case.scene, case.mask, EditConfig(prompt="x", region_boxes=tuple(case.boxes),
+                                                                  up=up or (0.0, 0.0, 1.0)))
+    sizes = [int(r) for r in str(args.eval_res).split(",")]
+    if up is not None:  # a real capture: the bench/real_capture.py metrics at every evaluation size
+        extra = {f"at{r}": real_metrics(case, result, eval_cameras(orbit.center, orbit.radius * 1.3, r))
+                 for r in sizes}
+        return {"case": case.name, "kind": case.kind, "method": method, "edit": config.edit, "set": args.set,
+                "shape_from_step": getattr(result, "shape_from_step", None),
+                "push_ratio": getattr(result, "shape_push_ratio", None), **extra,
+                "steps": args.steps, "seconds": round(seconds, 1), "steps_per_s": round(args.steps / seconds, 2)}
+    cameras = held_out_cameras(orbit.center, orbit.radius * 1.3, resolution=sizes[0])
     quality = edit_quality(case.scene, selected, result.scene, result.mask > 0.5, case.target, case.changed,
                            region, cameras)
     return {"case": case.name, "kind": case.kind, "method": method, **quality.as_dict(),
@@ -93,12 +119,15 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=500)
     parser.add_argument("--res", type=int, default=128)
-    parser.add_argument("--eval-res", type=int, default=128)
+    parser.add_argument("--eval-res", default="128")
     parser.add_argument("--case", action="append")
     parser.add_argument("--methods", "--method", dest="method", default="sds,dds,romap",
                         help=f"comma-separated, or all: {','.join(EDIT_METHODS)}")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--loop", choices=("new", "before"), default="new")
+    parser.add_argument("--real", action="store_true", help="add the playbot cases (bench/real_capture.py)")
+    parser.add_argument("--edit", choices=("auto", "appearance", "shape"), default=None)
+    parser.add_argument("--set", action="append", help="override an EditConfig field: NAME=VALUE")
     args = parser.parse_args(argv)
     methods = list(EDIT_METHODS) if args.method == "all" else args.method.split(",")
     if set(methods) - set(EDIT_METHODS):
@@ -106,9 +135,12 @@ def main(argv=None) -> None:
     loop = importlib.import_module("engine._edit_before" if args.loop == "before" else "engine.edit")
     rows = []
     names = tuple(args.case) if args.case else None
-    cases = edit_cases(tuple(n for n in names if n != "demo_right_half_red") if names else None)
+    bundled = tuple(n for n in names if n != "demo_right_half_red" and n not in REAL_NAMES) if names else None
+    cases = edit_cases(bundled) if bundled or names is None else []
     if names is None or "demo_right_half_red" in names:
         cases.append(demo_case())
+    if args.real or (names and set(names) & set(REAL_NAMES)):
+        cases += real_cases(names if names and set(names) & set(REAL_NAMES) else None)
     for case in cases:
         for method in methods:
             try:

@@ -89,7 +89,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help=f"romap: number of anchor views (default {d.anchor_views})")
     p.add_argument("--edit", choices=EDIT_KINDS, default=d.edit,
                    help="appearance: colour only, geometry kept exactly; shape: geometry moves, densifies and may "
-                        "fill --region-box volumes; auto: appearance first, then shape (default auto)")
+                        "fill --region-box volumes; auto: colour first, geometry only if the prior still pushes (default auto)")
     p.add_argument("--region-margin", type=float, default=d.region_margin,
                    help="the edit region is the masked Gaussians dilated by this fraction of the part's radius; "
                         f"edited Gaussians stay inside it and no pixel outside it is pushed (default {d.region_margin})")

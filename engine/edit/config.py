@@ -142,13 +142,34 @@ class EditConfig:
     render_backend: str = "auto"
     """engine.render backend."""
     edit: str = "auto"
-    """appearance: colour only, geometry kept exactly; shape: everything moves, densifies and may grow into the
-    region's boxes; auto: appearance for the first `appearance_fraction` of the steps, then shape."""
+    """What may change. appearance: colour only, geometry kept exactly (positions, scales, rotations, opacities
+    bit-identical, no Gaussian added or removed); shape: everything moves, densifies and may grow into the
+    region's boxes; auto (the default, in the app, the CLI and batch): colour only for the first `shape_probe`
+    of the steps; if the prior still pushes the renders nearly as hard as at the start (`shape_residual`), the
+    edit runs again from the input with geometry unlocked after `appearance_fraction` (shape_gate.py).
+    A recolour or material edit
+    thus stays colour-only (colour explains it: the push falls), a reshape, addition or removal gets geometry
+    (colour cannot: the push stays)."""
     appearance_fraction: float = 0.1
-    """auto: the fraction of the steps run as an appearance edit before geometry is unlocked. Short: a
-    colour change is mostly done within it, and a reshape or removal needs the remaining steps (0.1 vs 0.25
-    and 0.3 on bench/edit_quality.py's antenna cases: +2 dB reshape, +5 dB removal, -1.6 dB recolour, still
-    > 35 dB)."""
+    """auto, once the probe found that geometry is needed: the edit runs again from the input, colour only for
+    this fraction of the steps, then geometry (0.1 vs 0.25 and 0.3 on bench/edit_quality.py's antenna cases:
+    +2 dB reshape, +5 dB removal, -1.6 dB recolour, still > 35 dB)."""
+    shape_probe: float = 0.25
+    """auto: the colour-only steps (as a fraction of `steps`) after which the loop decides whether the edit
+    needs geometry. Long enough for the push of a recolour to fall measurably (at 400 steps: 100 colour-only
+    steps, after which the bundled recolours push at 0.33-0.55 of their start); a shape edit pays these steps
+    on top of its own."""
+    shape_residual: float = 0.7
+    """auto: geometry unlocks when the mean push of the last third of the colour-only steps is above this
+    fraction of that of the first third (bundled suite after 100 colour-only steps: recolours 0.33-0.55,
+    reshape/add/remove 0.83-1.09). A constant-colour closed-form prior is a recolour: never unlocked."""
+    colour_carry: bool = True
+    """An edit that stayed colour-only ends by giving its poorly observed masked Gaussians (small, thin, rarely
+    seen: little colour gradient) the colour change their well observed neighbours imply
+    (engine/edit/colour_carry.py), so no patch of the old colour shows from the sides, below or up close."""
+    carry_share: float = 0.5
+    """colour_carry: a row counts as well observed (keeps what it learned) from this share of the part's median
+    colour gradient; below it, it takes its neighbours' change in proportion to what it lacks."""
     region_margin: float = 0.5
     """The edit region is the selected Gaussians dilated by their size plus this margin, as a fraction of the
     part's radius (0.5: a part may grow by half its radius; engine/edit/region.py)."""
@@ -263,8 +284,14 @@ def check_edit_inputs(scene: GaussianScene, mask_weights, config: EditConfig, mo
         raise ValueError(f"unknown edit kind {config.edit!r}; choose one of {', '.join(EDIT_KINDS)}")
     if not 0.0 <= config.random_background <= 1.0:
         raise ValueError(f"random_background must be a probability in [0, 1], got {config.random_background}")
+    if not 0.0 <= config.shape_probe <= 1.0:
+        raise ValueError(f"shape_probe must be in [0, 1], got {config.shape_probe}")
     if not 0.0 <= config.appearance_fraction <= 1.0:
         raise ValueError(f"appearance_fraction must be in [0, 1], got {config.appearance_fraction}")
+    if not (math.isfinite(config.carry_share) and config.carry_share > 0):
+        raise ValueError(f"carry_share must be a finite number > 0, got {config.carry_share}")
+    if not (math.isfinite(config.shape_residual) and config.shape_residual >= 0):
+        raise ValueError(f"shape_residual must be a finite number >= 0, got {config.shape_residual}")
     if not (math.isfinite(config.region_margin) and config.region_margin >= 0):
         raise ValueError(f"region_margin must be a finite number >= 0, got {config.region_margin}")
     if not all(isinstance(b, Box) for b in config.region_boxes):

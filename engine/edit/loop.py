@@ -21,8 +21,11 @@ Follow one step of `iter_edit` (the body carries the same numbers):
 Appearance vs shape (`EditConfig.edit`): an appearance edit keeps positions, scales, rotations and opacities
 exactly as they were and optimizes colour only; a shape edit optimizes everything, densifies, and seeds the
 empty space of the user's region boxes with faint Gaussians that the edit can grow into new geometry; `auto`
-(the default) runs the first `appearance_fraction` of the steps as an appearance edit and then unlocks shape, so
-a recolour is finished by colour before geometry can move, while a reshape/add/remove still gets its geometry.
+(the default) probes colour only for the first `shape_probe` of the steps; if the prior still pushes nearly as
+hard as at the start (shape_gate.py), the edit runs again from the input with geometry after
+`appearance_fraction` (the schedule auto had before): a recolour stays colour-only, a reshape/add/remove gets
+its geometry and its whole schedule. An edit that stayed colour-only ends by carrying the part's learned colour
+change to its poorly observed Gaussians (colour_carry.py).
 
 The weight-free priors make the ideal edit known: `reference:SCENE` wants each view to look like SCENE's render,
 and `closed-form:<colour>` is turned here into "the masked part recoloured" (engine/guidance/reference.py), so
@@ -61,9 +64,11 @@ from ..render.culling import frozen_and_trainable
 from ..render.images import rgb_renderer, to_uint8
 from ..scene import GaussianScene
 from .config import GEOMETRY, EditConfig, check_edit_inputs
+from .colour_carry import ColourExposure, carry_colour, confidence
 from .params import MaskedParams, confine, drop_faint, gate_and_step, inside, scale_cap
 from .prior_removal import remove_prior_rows
 from .region import plan_region, seed_boxes
+from .shape_gate import ShapeGate
 from .views import ViewPicker
 
 
@@ -89,6 +94,10 @@ class EditResult:
     num_cloned: int = 0
     num_split: int = 0
     num_pruned: int = 0
+    shape_from_step: int | None = None
+    """The step from which geometry moved (0 for a shape edit); None: the edit changed colour only."""
+    shape_push_ratio: float | None = None
+    """auto: the prior's late/early push over the colour-only steps that decided it (engine/edit/shape_gate.py)."""
 
 
 def run_edit(
@@ -138,6 +147,21 @@ def iter_edit(
 
 def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidance_model,
                 should_stop: Callable[[], bool] | None, loss_fn) -> Iterator[Progress | EditResult]:
+    """auto: a colour-only probe first; when it measures that colour cannot make the edit, the edit runs again
+    from the input with geometry on its schedule (the probe's steps are the price of a shape edit; a recolour
+    pays nothing and never had its geometry touched)."""
+    gate = ShapeGate(config, colour_only=_is_recolour(guidance_model))
+    restart = yield from _edit_pass(scene, mask_in, config, guidance_model, should_stop, loss_fn, gate, 0)
+    if restart:
+        yield from _edit_pass(scene, mask_in, config, guidance_model, should_stop, loss_fn,
+                              ShapeGate.after_probe(config, gate), gate.decide_at)
+
+
+def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidance_model,
+               should_stop: Callable[[], bool] | None, loss_fn, gate: ShapeGate,
+               offset: int) -> Iterator[Progress | EditResult]:
+    """One run of the steps from the input; returns True (ending early) when an auto probe unlocks geometry.
+    `offset`: steps already spent (by the probe) for the progress records."""
     device = getattr(guidance_model, "device", scene.device)
     start = time.perf_counter()
     generator = torch.Generator().manual_seed(int(config.seed))
@@ -175,13 +199,16 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
     losses: dict[str, float] = {}
     counts = {"num_cloned": 0, "num_split": 0, "num_pruned": 0}
     fallback_3d = False
+    exposure = ColourExposure(state.num_trainable, device)
 
     for step in range(config.steps):
         if should_stop is not None and should_stop():
             yield EditResult(scene=scene, mask=mask_in, row_sources=torch.arange(len(scene), device=scene.device),
-                             cancelled=True, steps_done=step, losses=losses)
+                             cancelled=True, steps_done=offset + step, losses=losses)
             return
-        shape = _shape_unlocked(step, config)
+        shape = gate.unlocked(step)
+        if shape and gate.probing:
+            return True
 
         # 1. views of the part (RoMaP: from its anchor pool, redrawn with fresh anchors every anchor_refresh steps)
         # 2. and the fixed region's 2D mask in each of them
@@ -230,6 +257,7 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
         if not shape:
             for name in GEOMETRY:
                 state.params[name].grad = None
+            exposure.add(state.params["sh0"].grad)
         gate_and_step(state, optimizer, region, max_log_scale)
 
         # 6. densify / prune inside the region on schedule; report progress (and a preview every few steps)
@@ -237,8 +265,8 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
             fallback_3d = accumulate_gradients(densifier, state.params, means2d, out.meta, cameras,
                                                skip=num_frozen) or fallback_3d
             if densifier.due(step):
-                refinement = inside(densifier.refine(state.params, fallback_3d=fallback_3d, generator=generator),
-                                    region)
+                refinement = inside(densifier.refine(state.params, fallback_3d=fallback_3d, generator=generator,
+                                                     prunable=state.prunable()), region)
                 densifier.reset(refinement.parent.numel(), densifier.grad_sum.device)  # rows after the region filter
                 if refinement.changed:
                     optimizer = state.adopt(refinement, optimizer, lrs)
@@ -247,6 +275,8 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
 
         losses = {"loss": float(result.loss.detach()), **{k: float(v) for k, v in result.info.items()},
                   **_term_gradient_norms(image_grad.get("grad"), images, step_anchors, mask2d, loss)}
+        if not shape:
+            gate.observe(losses.get("grad_distill", losses.get("grad_image")))
         done = step + 1
         elapsed = time.perf_counter() - start
         preview = snapshot = snapshot_mask = None
@@ -262,15 +292,46 @@ def _edit_steps(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guida
                     losses["psnr_ideal"] = score
             snapshot, snapshot_mask = state.assemble()
             snapshot, snapshot_mask = snapshot.to("cpu"), snapshot_mask.detach().cpu()
-        yield Progress(step=done, total=config.steps, losses=losses, elapsed_s=elapsed,
+        yield Progress(step=offset + done, total=offset + config.steps, losses=losses, elapsed_s=elapsed,
                         eta_s=elapsed / done * (config.steps - done), num_gaussians=state.num_trainable,
                         preview=preview, scene=snapshot, mask=snapshot_mask)
 
-    counts["num_pruned"] += drop_faint(state, config)
+    if gate.unlocked_at is None:  # colour only: the region boxes' unused seeds go, the change reaches every row
+        made = state.origin < 0
+        if bool(made.any()):
+            exposure.total = exposure.total[~made]
+            state.keep_rows(~made)
+        if config.colour_carry:
+            _carry(state, original, work, exposure, config.carry_share)
+    else:
+        counts["num_pruned"] += drop_faint(state, config)
     edited, edited_mask = state.assemble()
     yield EditResult(scene=edited.to(scene.device), mask=edited_mask.to(mask_in.device),
-                     row_sources=state.row_sources().to(scene.device), steps_done=config.steps, losses=losses,
-                     **counts)
+                     row_sources=state.row_sources().to(scene.device), steps_done=offset + config.steps, losses=losses,
+                     shape_from_step=gate.unlocked_at, shape_push_ratio=gate.ratio, **counts)
+
+
+def _is_recolour(model) -> bool:
+    """A constant-colour closed-form prior: "the part becomes this colour" (see `edit_prior`)."""
+    from ..guidance.closed_form import ClosedFormPrior
+
+    return isinstance(model, ClosedFormPrior) and model.target.dim() == 1
+
+
+def _carry(state: MaskedParams, original: GaussianScene, work: GaussianScene, exposure: ColourExposure,
+           share: float) -> None:
+    """Colour-only edit: move each poorly observed masked row toward the colour its well observed neighbours
+    imply (colour_carry.py): the colour map from the input's colours (RoMaP's prior removal reset them to
+    grey), the higher bands' change from where the edit started them (`work`: zeroed by that reset)."""
+    rows = state.sources
+    if bool((rows < 0).any()) or exposure.total.shape[0] != state.num_trainable:
+        return
+    params = state.params
+    with torch.no_grad():
+        sh0, shN = carry_colour(params["means"].detach(), original.sh0[rows], params["sh0"].detach(),
+                                work.shN[state.origin], params["shN"].detach(), confidence(exposure.total, share))
+        params["sh0"].copy_(sh0.to(params["sh0"].dtype))
+        params["shN"].copy_(shN.to(params["shN"].dtype))
 
 
 def build_loss(config: EditConfig, model):
@@ -302,16 +363,6 @@ def edit_prior(model, original: GaussianScene, selected: Tensor, config: EditCon
     if isinstance(model, ReferencePrior):
         return model.with_background(tuple(config.background)).with_renderer(render_fn)
     return model
-
-
-def _shape_unlocked(step: int, config: EditConfig) -> bool:
-    """Whether geometry moves (and densification may run) at `step`: never for an appearance edit, always for
-    a shape edit, after the first `appearance_fraction` of the steps for auto."""
-    if config.edit == "appearance":
-        return False
-    if config.edit == "shape":
-        return True
-    return step >= int(round(config.appearance_fraction * config.steps))
 
 
 def _render(scene: GaussianScene, cameras: Cameras, config: EditConfig, background=None):

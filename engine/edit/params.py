@@ -11,6 +11,9 @@ The step rules, in the order the loop applies them:
   centre left the region takes back its old centre, and log-scales are capped (`scale_cap`);
 - `inside`: densification children born outside the region are pruned, never adopted (`MaskedParams.adopt`);
 - `drop_faint`: at the end, rows the edit made transparent or never grew are removed.
+
+Only what the edit made or faded may go: a faint Gaussian of the user's capture (real captures hold many) is
+kept by the prune and by `drop_faint` alike unless the edit itself halved its opacity (`MaskedParams.prunable`).
 """
 
 from __future__ import annotations
@@ -57,6 +60,7 @@ class MaskedParams:
         self.weights = mask[selected].clone()  # [M]
         self.origin = index[selected]  # [M]
         self.sources = sources[selected]  # [M]
+        self.start_opacity = torch.sigmoid(trainable.opacities.detach())  # [M] each row's opacity at the start
 
     @property
     def num_trainable(self) -> int:
@@ -75,11 +79,19 @@ class MaskedParams:
         self.weights = self.weights[parent]
         self.origin = torch.where(appended, torch.full_like(parent, -1), self.origin[parent])
         self.sources = self.sources[parent]
+        self.start_opacity = self.start_opacity[parent]
 
     def keep_rows(self, keep: Tensor) -> None:  # [M] bool
         """Drop the trainable rows where `keep` is False (their bookkeeping with them)."""
         self.params = {n: t.detach()[keep].clone().requires_grad_(True) for n, t in self.params.items()}
         self.weights, self.origin, self.sources = self.weights[keep], self.origin[keep], self.sources[keep]
+        self.start_opacity = self.start_opacity[keep]
+
+    def prunable(self) -> Tensor:  # [M] bool
+        """Rows the edit may delete when faint: those it added, and input rows whose opacity it at least
+        halved (it faded them: a removal). An input Gaussian that was faint to begin with is not the edit's."""
+        opacity = torch.sigmoid(self.params["opacities"].detach())
+        return (self.origin < 0) | (opacity < 0.5 * self.start_opacity.to(opacity.device))
 
     def assemble(self) -> tuple[GaussianScene, Tensor]:
         """The edited scene and mask: rows at their original positions (pruned ones gone), new rows last."""
@@ -177,11 +189,12 @@ def inside(refinement: Refinement, region: EditRegion) -> Refinement:
 def drop_faint(state: MaskedParams, config: EditConfig, faded: float = 0.01) -> int:
     """At the end, remove what the edit made transparent or never grew: rows it added (seeds, clones) whose
     opacity stayed below `seed_opacity` (they did not earn their place; left in, they are haze), and
-    original masked rows faded below `faded` (a removal the last refinement did not reach). Frozen rows are
-    never touched. At least one trainable row is kept."""
+    original masked rows the edit faded below `faded` (a removal the last refinement did not reach; an input
+    Gaussian that was that faint before the edit stays, see `MaskedParams.prunable`). Frozen rows are never
+    touched. At least one trainable row is kept."""
     opacity = torch.sigmoid(state.params["opacities"].detach())
     new = state.origin < 0
-    faint = (new & (opacity < config.seed_opacity)) | (~new & (opacity < faded))
+    faint = (new & (opacity < config.seed_opacity)) | (~new & (opacity < faded) & state.prunable())
     if not bool(faint.any()) or bool(faint.all()):
         return 0
     state.keep_rows(~faint)

@@ -9,7 +9,8 @@ every row of a generation):
   above `grad_threshold` (and among the top `grow_fraction`), small Gaussians (largest axis <= `scale_threshold`
   x scene scale) are *cloned* (a copy appended at the same place: the two then drift apart) and large ones are
   *split* (two children sampled inside the parent, each `split_factor` times smaller); then Gaussians with
-  opacity below `prune_opacity` are removed.
+  opacity below `prune_opacity` are removed — among the rows the caller allows (`prunable`): an edit lets go
+  only of rows it added or faded itself, never of a faint Gaussian of the user's capture.
 
 Because only the trainable subset is passed in, Gaussians outside an edit's mask can never be cloned, split or
 pruned. New rows inherit their parent's mask weight (the caller gathers weights with `Refinement.parent`).
@@ -133,8 +134,11 @@ class MaskedDensifier:
         stop = int(cfg.stop_fraction * self.total_steps)
         return cfg.enabled and cfg.interval > 0 and cfg.start_step <= done <= stop and done % cfg.interval == 0
 
-    def refine(self, params: dict[str, Tensor], *, fallback_3d: bool, generator: torch.Generator) -> Refinement:
-        """Clone / split / prune the rows in `params` (the trainable subset); resets the statistics."""
+    def refine(self, params: dict[str, Tensor], *, fallback_3d: bool, generator: torch.Generator,
+               prunable: Tensor | None = None) -> Refinement:
+        """Clone / split / prune the rows in `params` (the trainable subset); resets the statistics.
+        `prunable` ([M] bool, default all): the rows that may be pruned when faint (children follow their
+        parent; clones and second split children are always prunable: the refinement made them)."""
         cfg = self.config
         with torch.no_grad():
             p = {name: t.detach() for name, t in params.items()}
@@ -185,6 +189,8 @@ class MaskedDensifier:
 
             # Prune, but never the whole set (an edit with nothing left to optimize is not an edit).
             low = torch.sigmoid(out["opacities"]) < cfg.prune_opacity
+            if prunable is not None:
+                low &= prunable.to(device)[parent] | appended
             if bool(low.all()):
                 low = torch.zeros_like(low)
             keep = ~low

@@ -117,7 +117,7 @@ def test_soft_and_subthreshold_weights(scene_and_mask, model):
 
 def test_densify_adds_gaussians_only_inside_the_mask(scene_and_mask, model):
     scene, mask = scene_and_mask
-    config = _config(steps=40, densify=DensifyConfig(start_step=10, interval=10, grad_threshold=0.0,
+    config = _config(steps=40, edit="shape", densify=DensifyConfig(start_step=10, interval=10, grad_threshold=0.0,
                                                     grow_fraction=0.2, scale_threshold=0.0))
     result = run_edit(scene, mask, config, model)
     num_masked = int((mask > 0.5).sum())
@@ -245,3 +245,5 @@ def test_iter_edit_refuses_bad_input_at_the_call_and_ends_with_the_input_when_st
         seen.append(record)
     assert [type(r) for r in seen] == [Progress, Progress, EditResult]
     assert seen[-1].cancelled and seen[-1].steps_done == 2 and seen[-1].scene is scene
+
+

@@ -60,13 +60,13 @@ def test_with_densify_every_row_has_a_valid_source_and_frozen_rows_are_bit_ident
     scene, mask = scene_and_mask
     config = _config(seed=1, densify=DensifyConfig(start_step=3, interval=3, grad_threshold=0.0, grow_fraction=0.3,
                                                    scale_threshold=0.0, prune_opacity=0.3))
-    planted = torch.tensor([30, 31, 32])  # masked rows made faint: pruned, so they must have no descendant
+    planted = torch.tensor([30, 31, 32])  # masked rows faint in the input: the edit did not fade them, they stay
     faint = scene.replace(opacities=scene.opacities.index_fill(0, planted, -1.5))
     result = run_edit(faint, mask, config, ClosedFormPrior(RED))
     rows = _sources(result, len(scene))
-    assert result.num_split > 0 and result.num_pruned > 0 and len(result.scene) != len(scene)
+    assert result.num_split > 0 and len(result.scene) != len(scene)
     _frozen_rows_are_their_sources(faint, mask, result, rows)
-    assert not bool(torch.isin(planted, rows).any())
+    assert bool(torch.isin(planted, rows).all())
     assert bool((rows >= 0).all())  # nothing here is made from nothing
     masked_rows = rows[result.mask > 0.5]
     assert bool((mask[masked_rows] > 0.5).all())  # a masked row descends from a masked row, with its weight

@@ -155,3 +155,12 @@ def test_accumulate_gradients_counts_only_the_trainable_rows_or_falls_back_to_3d
     off = MaskedDensifier(DensifyConfig(enabled=False), total_steps=10, initial_count=trainable, scene_scale=1.0)
     assert accumulate_gradients(off, params, means2d, {"radii": radii}, cams, skip=frozen) is False
     assert off.grad_sum.sum() == 0
+
+
+def test_only_prunable_rows_are_pruned():
+    """A faint row the caller protects (an input Gaussian the edit did not fade) survives the prune."""
+    p = _params(opacity=0.9)
+    p["opacities"][[1, 5]] = -10.0
+    prunable = torch.tensor([True, False, True, True, True, True])
+    r = _densifier(6).refine(p, fallback_3d=False, generator=torch.Generator(), prunable=prunable)
+    assert r.num_pruned == 1 and r.parent.tolist() == [0, 1, 2, 3, 4]
