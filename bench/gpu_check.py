@@ -562,7 +562,8 @@ def masked_edit(plan: Plan, part: str = "head") -> dict:
     steps = plan.edit_steps  # densification at steps/2 and 3/4 (the defaults' 100 and 150 for 200 steps)
     densify = replace(DensifyConfig(), start_step=steps // 2, interval=max(steps // 4, 1))
     config = EditConfig(prompt="a red robot head", method="sds", steps=steps, resolution=plan.edit_resolution,
-                        preview_every=0, up=up, seed=0, densify=densify)
+                        preview_every=0, up=up, seed=0, densify=densify,
+                        edit="shape")  # densification must run: appended rows must not disturb frozen ones
     losses = []
     budget = Budget(plan.budget_s["masked_edit"])
     _reset_peak(device)

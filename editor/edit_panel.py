@@ -26,6 +26,12 @@ from .session import Session
 from .settings import EditSettings, demo_note
 
 METHOD_LABELS = dropdown_choices("edit")  # "SDS — one line" per method: engine/guidance/methods.py
+# EditConfig.edit's choices, as a user reads them (the rule "auto" follows: EditConfig's docstring, README)
+EDIT_KIND_CHOICES = [
+    ("Auto: colour first, shape only if colour alone cannot reach the prompt", "auto"),
+    ("Colour & material only (geometry and count kept exactly)", "appearance"),
+    ("Shape too (move, grow, densify inside the region)", "shape"),
+]
 
 
 def progress_html(job: JobStatus) -> str:
@@ -135,6 +141,7 @@ def build_edit_panel(ctx: AppContext) -> None:
             densify = gr.Checkbox(value=True, label="Densify inside the mask")
             prior_removal = gr.Checkbox(value=False, label="Gaussian prior removal (RoMaP always uses it)",
                                         elem_id="edit-prior")
+        edit_kind = gr.Radio(EDIT_KIND_CHOICES, value="auto", label="What may change", elem_id="edit-kind")
     with gr.Row():
         run = gr.Button("Run", variant="primary", elem_id="edit-run")
         pause = gr.Button("Pause", interactive=False, elem_id="edit-pause", visible=bool(ctx.runner.can_pause))
@@ -166,13 +173,13 @@ def build_edit_panel(ctx: AppContext) -> None:
         changed(prompt_note, prompt, note, show_progress="hidden", api_visibility="private")
 
     def start_and_stream(prompt_v, source_v, method_v, steps_v, guidance_v, res_v, seed_v, every_v, densify_v,
-                         prior_v, lr_v, request: gr.Request):
+                         prior_v, lr_v, kind_v, request: gr.Request):
         session = ctx.session(request)
         settings = EditSettings(
             prompt=prompt_v or "", source_prompt=source_v or "", method=method_v, steps=int(steps_v),
             guidance_scale=float(guidance_v) if guidance_v else None, resolution=int(res_v), seed=int(seed_v or 0),
             preview_every=int(every_v), densify=bool(densify_v), prior_removal=bool(prior_v),
-            lr_scale=float(lr_v or 1.0),
+            lr_scale=float(lr_v or 1.0), edit=kind_v or "auto",
         )
         updates = ctx.runner.run_edit(session, settings)
         try:
@@ -184,7 +191,7 @@ def build_edit_panel(ctx: AppContext) -> None:
             raise gr.Error(session.job.message or "the edit failed", duration=None)
 
     inputs = [prompt, source, method, steps, guidance, resolution, seed, preview_every, densify, prior_removal,
-              lr_scale]
+              lr_scale, edit_kind]
     ctx.changed(run.click(start_and_stream, inputs, [*outputs, active_model], api_name="run_edit",
                           concurrency_limit=None, show_progress="hidden"))
 

@@ -26,6 +26,7 @@ class EditSettings:
     densify: bool = True
     prior_removal: bool = False
     lr_scale: float = 1.0  # multiplies every learning rate (the closed-form demo converges faster with > 1)
+    edit: str = "auto"  # what may change: EditConfig.edit (auto: colour first, shape only when colour is not enough)
 
     def to_config(self, model_spec: str):
         from engine.edit import EditConfig
@@ -33,7 +34,7 @@ class EditSettings:
         config = EditConfig(
             prompt=self.prompt, source_prompt=self.source_prompt, method=self.method, model=model_spec,
             steps=int(self.steps), resolution=int(self.resolution), guidance_scale=self.guidance_scale,
-            seed=int(self.seed), preview_every=int(self.preview_every), preview_resolution=256,
+            seed=int(self.seed), preview_every=int(self.preview_every), preview_resolution=256, edit=self.edit,
         )
         config.densify.enabled = bool(self.densify)
         if self.lr_scale <= 0:

@@ -94,7 +94,8 @@ def select_patch(page, session) -> int:
     return wait_until(lambda: selected_count(page) > 0 and selected_count(page), timeout=60)
 
 
-def run_edit(page, prompt: str, *, steps: int, res: int = 48, lr: float = 1.0) -> None:
+def run_edit(page, prompt: str, *, steps: int, res: int = 48, lr: float = 1.0, kind: str | None = None) -> None:
+    """kind: the "What may change" choice's label start ("Shape too"), or None for the default (auto)."""
     page.get_by_role("tab", name="Edit").click()
     wait_until(lambda: "closed-form" in page.locator("#edit-model").inner_text())
     page.locator("#edit-prompt textarea").fill(prompt)
@@ -103,6 +104,8 @@ def run_edit(page, prompt: str, *, steps: int, res: int = 48, lr: float = 1.0) -
         page.get_by_text("Advanced").click()
     fill_number(page, "#edit-res", res)
     fill_number(page, "#edit-lr", lr)
+    if kind is not None:
+        page.locator("#edit-kind").get_by_text(kind).click()
     time.sleep(0.5)
     page.locator("#edit-run").click()
 
@@ -154,8 +157,9 @@ def test_26_2_a_saved_part_survives_a_densifying_edit_and_its_undo(app, browser,
     page.locator("#part-save").click()
     wait_until(lambda: "chest" in session.parts, timeout=30)
     assert int((session.parts["chest"] > 0.5).sum()) == count
-    # 150 steps: densification refines at step 100; "blue" in the prompt is the demo's colour (26.4)
-    run_edit(page, "a blue chest", steps=150, lr=5)
+    # 150 steps: densification refines at step 100; "blue" in the prompt is the demo's colour (26.4). A demo
+    # recolour keeps its geometry by default (issue 24): the user asks for shape too.
+    run_edit(page, "a blue chest", steps=150, lr=5, kind="Shape too")
     note = page.locator("#edit-prompt-note").inner_text()
     assert "ignores the prompt's meaning" in note and "#0000ff" in note, note
     wait_until(lambda: page.locator("#edit-progress").get_attribute("data-state") in ("done", "error"), timeout=600)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
+import pytest
 import torch
 
 from editor.job_status import JobStatus
@@ -61,3 +62,18 @@ def test_edit_and_generate_configs_move_toward_the_prompts_colour():
     named = checked_generate_config(session, GenerateSettings(prompt="a mug", model="closed-form:green", steps=2),
                                     models)
     assert named.model == "closed-form:green"  # no colour word: the spec as given
+
+
+def test_what_may_change_reaches_the_edit_config_and_a_bad_choice_is_refused():
+    """The Edit panel's "What may change" radio (issue 24): its value is EditConfig.edit, checked like any input."""
+    from editor.edit_panel import EDIT_KIND_CHOICES
+    from engine.edit.config import EDIT_KINDS
+
+    assert [value for _, value in EDIT_KIND_CHOICES] == list(EDIT_KINDS)  # every kind offered, none invented
+    models = ModelChoice()
+    session = _session()
+    for kind in EDIT_KINDS:
+        assert checked_edit_config(session, EditSettings(prompt="red", steps=2, edit=kind), models).edit == kind
+    assert checked_edit_config(session, EditSettings(prompt="red", steps=2), models).edit == "auto"
+    with pytest.raises(ValueError, match="unknown edit kind"):
+        checked_edit_config(session, EditSettings(prompt="red", steps=2, edit="everything"), models)
