@@ -63,13 +63,11 @@ def _chunk_alpha(means2d, conics, opac, ids, k0, k_end, px, py, CHUNK: tl.conste
 
 
 @triton.jit
-def rasterize_fwd(
-    means2d, conics, opac, feats,  # [M, 2], [M, 3], [M], [M, F] (M = C * N, flat c * N + n)
-    offsets, ids,  # tile t lists ids[offsets[t]:offsets[t + 1]], front to back
-    out, T_final, last,  # [C, H, W, F] (no background), [C, H, W], [C, H, W] int32 (-1: none)
-    width, height, tiles_w, tiles_per_cam, F,
-    TILE: tl.constexpr, ROWS: tl.constexpr, CHUNK: tl.constexpr, FP: tl.constexpr,
-):
+def _pixel_block(width, height, tiles_w, tiles_per_cam, dt: tl.constexpr, TILE: tl.constexpr,
+                 ROWS: tl.constexpr):
+    """This program's pixels: ROWS rows of one TILE x TILE tile (the forward and backward walk the same ones).
+    Returns the tile index, its camera, pixel columns/rows [TILE * ROWS], which are on screen, and the pixel
+    centres in `dt`."""
     t = tl.program_id(0) // (TILE // ROWS)
     cam = t // tiles_per_cam
     tx = (t % tiles_per_cam) % tiles_w
@@ -78,9 +76,19 @@ def rasterize_fwd(
     xi = tx * TILE + p % TILE
     yi = ty * TILE + (tl.program_id(0) % (TILE // ROWS)) * ROWS + p // TILE
     inside = (xi < width) & (yi < height)
+    return t, cam, xi, yi, inside, xi.to(dt) + 0.5, yi.to(dt) + 0.5
+
+
+@triton.jit
+def rasterize_fwd(
+    means2d, conics, opac, feats,  # [M, 2], [M, 3], [M], [M, F] (M = C * N, flat c * N + n)
+    offsets, ids,  # tile t lists ids[offsets[t]:offsets[t + 1]], front to back
+    out, T_final, last,  # [C, H, W, F] (no background), [C, H, W], [C, H, W] int32 (-1: none)
+    width, height, tiles_w, tiles_per_cam, F,
+    TILE: tl.constexpr, ROWS: tl.constexpr, CHUNK: tl.constexpr, FP: tl.constexpr,
+):
     dt = feats.dtype.element_ty
-    px = xi.to(dt) + 0.5
-    py = yi.to(dt) + 0.5
+    t, cam, xi, yi, inside, px, py = _pixel_block(width, height, tiles_w, tiles_per_cam, dt, TILE, ROWS)
     fs = tl.arange(0, FP)
     start = tl.load(offsets + t).to(tl.int32)
     end = tl.load(offsets + t + 1).to(tl.int32)
@@ -121,17 +129,8 @@ def rasterize_bwd(
     width, height, tiles_w, tiles_per_cam, F,
     TILE: tl.constexpr, ROWS: tl.constexpr, CHUNK: tl.constexpr, FP: tl.constexpr,
 ):
-    t = tl.program_id(0) // (TILE // ROWS)
-    cam = t // tiles_per_cam
-    tx = (t % tiles_per_cam) % tiles_w
-    ty = (t % tiles_per_cam) // tiles_w
-    p = tl.arange(0, TILE * ROWS)
-    xi = tx * TILE + p % TILE
-    yi = ty * TILE + (tl.program_id(0) % (TILE // ROWS)) * ROWS + p // TILE
-    inside = (xi < width) & (yi < height)
     dt = feats.dtype.element_ty
-    px = xi.to(dt) + 0.5
-    py = yi.to(dt) + 0.5
+    t, cam, xi, yi, inside, px, py = _pixel_block(width, height, tiles_w, tiles_per_cam, dt, TILE, ROWS)
     fs = tl.arange(0, FP)
     fmask = fs < F
     start = tl.load(offsets + t).to(tl.int32)
