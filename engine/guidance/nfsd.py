@@ -27,9 +27,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .base import DiffusionModel, LossOutput, randn
-from .prepare import encode_views, masked, per_view
-from .sds import add_noise, check_prompt, draw_timesteps, sds_weight, surrogate_output
+from .base import DiffusionModel, LossOutput
+from .prepare import distil_renders, masked, per_view
+from .sds import add_noise, check_prompt, sds_weight
 from .timesteps import TimestepSchedule
 
 NEGATIVE_PROMPT = ("unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, "
@@ -75,9 +75,5 @@ class NFSDLoss:
                  originals: Tensor | None = None, anchors: Tensor | None = None,
                  generator: torch.Generator | None = None) -> LossOutput:
         """images [B, H, W, 3]: draws t (one per view), then the noise, from `generator` (as SDS)."""
-        views = encode_views(self.model, images, mask2d)
-        t = draw_timesteps(self.timesteps, self.model, views.latents, step=step, total_steps=total_steps,
-                           generator=generator)
-        noise = randn(tuple(views.latents.shape), generator=generator, device=views.latents.device)
-        grad = self.gradient(views.latents, t, noise, mask=views.mask)
-        return surrogate_output(views.latents, grad, t, self.model, "nfsd")
+        return distil_renders(self, images, mask2d, step=step, total_steps=total_steps, generator=generator,
+                              name="nfsd")

@@ -13,9 +13,9 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from .base import DiffusionModel
+from .base import DiffusionModel, LossOutput, randn
 from .native_size import to_model_size
-from .sds import check_images, latent_mask_like
+from .sds import check_images, draw_timesteps, latent_mask_like, surrogate_output
 
 
 class Views(NamedTuple):
@@ -46,6 +46,19 @@ def encode_views(
     check_images(images, model)
     latents = model.encode_images(images)
     return Views(latents, latent_mask_like(mask2d, latents), sources)
+
+
+def distil_renders(loss, images: Tensor, mask2d: Tensor | None, *, step: int, total_steps: int,
+                   generator: torch.Generator | None, name: str) -> LossOutput:
+    """One step of a variant whose formula needs only the renders' latents, t and the noise (`loss.gradient(
+    latents, t, noise, mask=...)`): encode the renders [B, H, W, 3], draw t (one per view) then the noise from
+    `generator` in SDS's order, apply the formula, return SDS's surrogate loss under `name`."""
+    views = encode_views(loss.model, images, mask2d)
+    t = draw_timesteps(loss.timesteps, loss.model, views.latents, step=step, total_steps=total_steps,
+                       generator=generator)
+    noise = randn(tuple(views.latents.shape), generator=generator, device=views.latents.device)
+    grad = loss.gradient(views.latents, t, noise, mask=views.mask)
+    return surrogate_output(views.latents, grad, t, loss.model, name)
 
 
 def masked(grad: Tensor, mask: Tensor | None) -> Tensor:
