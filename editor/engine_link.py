@@ -122,13 +122,23 @@ class EngineLink:
         self.show_current(session, opened=True)
 
     def adopt_result(self, session: Session, scene, mask, label: str, *, name: str | None = None, up=None,
-                     row_sources=None) -> None:
+                     row_sources=None, start: int | None = None) -> str:
         """A result computed outside the worker (a Space's spaces.GPU edit or generation) becomes one history
         entry in the worker, and the session shows it. A new object (a generation) brings its `name` and `up`
-        and opens like a loaded scene; an edit's `row_sources` [N'] lets the named parts follow its rows."""
-        self.wait(self.worker.commit_result(session.id, scene, mask, label=label, name=name, up=up,
-                                            row_sources=row_sources))
+        and opens like a loaded scene; an edit's `row_sources` [N'] lets the named parts follow its rows.
+        `start`: the state id the job started from (`start_state`). Returns the worker's note ("" unless the
+        history moved while the job ran)."""
+        _, note = self.wait(self.worker.commit_result(session.id, scene, mask, label=label, name=name, up=up,
+                                                      row_sources=row_sources, start=start))
         self.show_result(session, generated=up is not None)
+        return note
+
+    def start_state(self, session: Session) -> int | None:
+        """The id of the session's current history state (a job remembers where it started); None without one."""
+        try:
+            return self.wait(self.worker.current(session.id)).state_id
+        except ValueError:  # no scene in the worker yet
+            return None
 
     def show_result(self, session: Session, generated: bool = False) -> None:
         """After a job's result entered the history: show it (`generated`: a new object, which opens like a

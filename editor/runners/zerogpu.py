@@ -78,6 +78,7 @@ class ZeroGpuRunner:
     def run_edit(self, session: Session, settings) -> Iterator[JobStatus]:
         """One edit through the GPU function, inside the calling request handler. Bad input, or a job longer
         than GPU_MAX_DURATION_S, raises ValueError before anything runs."""
+        start = self.link.start_state(session)
         with session.lock:
             config = checked_edit_config(session, settings, self.models)
             seconds = check_gpu_time(estimate_edit_seconds(len(session.scene), config), config.steps, "edit")
@@ -86,10 +87,12 @@ class ZeroGpuRunner:
         yield session.job.copy()
 
         def adopt(result: GpuResult) -> str:
-            self.link.adopt_result(session, result.scene, result.mask, f"edit ({config.method}): {config.prompt}",
-                                   row_sources=result.row_sources)
+            note = self.link.adopt_result(session, result.scene, result.mask,
+                                          f"edit ({config.method}): {config.prompt}",
+                                          row_sources=result.row_sources, start=start)
             show_after(session)
-            return f"{result.steps_done} steps on {result.device} ({result.renderer} renderer)"
+            return " · ".join(filter(None, (f"{result.steps_done} steps on {result.device} ({result.renderer} "
+                                            "renderer)", note)))
 
         from engine.worker.run import EditJob
 
@@ -100,6 +103,7 @@ class ZeroGpuRunner:
     def run_generate(self, session: Session, settings) -> Iterator[JobStatus]:
         """One text-to-3D generation through the GPU function; the result opens as the session's scene in ONE
         history entry (all-zero mask), named like a local generation's."""
+        start = self.link.start_state(session)
         with session.lock:
             config = checked_generate_config(session, settings, self.models)
             initial = session.scene.clone() if settings.init == INIT_CURRENT else None
@@ -110,11 +114,12 @@ class ZeroGpuRunner:
 
         def adopt(result: GpuResult) -> str:
             scene = result.scene
-            self.link.adopt_result(session, scene, torch.zeros(len(scene)),
-                                   f"generate ({config.method}): {config.prompt}",
-                                   name=f"generated: {config.prompt.strip()[:60]}", up=config.up)
+            note = self.link.adopt_result(session, scene, torch.zeros(len(scene)),
+                                          f"generate ({config.method}): {config.prompt}",
+                                          name=f"generated: {config.prompt.strip()[:60]}", up=config.up, start=start)
             show_after(session)
-            return f"{result.steps_done} steps, {len(scene)} Gaussians on {result.device} ({result.renderer} renderer)"
+            return " · ".join(filter(None, (f"{result.steps_done} steps, {len(scene)} Gaussians on {result.device} "
+                                            f"({result.renderer} renderer)", note)))
 
         from engine.worker.run import GenerateJob
 

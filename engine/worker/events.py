@@ -106,6 +106,7 @@ class SessionState:
     name: str
     up: Up = (0.0, 0.0, 1.0)
     up_source: str = "default"
+    state_id: int = -1  # the history state's id (a job started from it names it: History.push_result)
 
 
 class TaskCancelled(Exception):

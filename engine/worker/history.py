@@ -189,6 +189,43 @@ class History:
             self._cursor -= drop
         return self.current
 
+    def push_result(self, start_id: int, label: str, scene: GaussianScene, mask: Tensor | None, *,
+                    row_sources: Tensor | None = None, **kw) -> str:
+        """Record a job's result computed from state `start_id` (the current one when the job began). States are
+        compared by id, not object: an undo + redo rebuilds the current State object (the scene walked back
+        and forth), and the user's work must not be lost for that. Returns "" when the history is where the
+        job left it; else a note for the user, saying where the result went:
+
+        - the start was undone meanwhile and nothing new was done: the history steps forward to it again and
+          the result follows it, as if the undo had come after the job;
+        - something new was done meanwhile (or the start fell out of the history): the result goes on top, so
+          Undo returns to where the user was. Its parts are the current ones when the count still matches the
+          job's input, else the start's, carried over the edit's rows (`row_sources` [N']) either way.
+        `kw`: push's parts / name / up / up_source."""
+        if self.current.id == start_id:
+            self.push(label, scene=scene, mask=mask, row_sources=row_sources, **kw)
+            return ""
+        ids = [r.id for r in self._records]
+        if start_id in ids[self._cursor + 1:]:
+            while self.current.id != start_id:
+                self.redo()
+            started = self.current.label
+            self.push(label, scene=scene, mask=mask, row_sources=row_sources, **kw)
+            return (f"the history was undone while this ran; the result was added after {started!r}, the state "
+                    "it started from (Undo takes it back)")
+        now = self._records[self._cursor]
+        start = self._records[ids.index(start_id)] if start_id in ids else None
+        if isinstance(kw.get("parts", "keep"), str):  # "keep": carry the parts over to the result's rows
+            if start is not None and row_sources is not None:
+                base = now if now.count == start.count else start
+                kw["parts"] = remap_parts(base.parts, row_sources, start.count, len(scene), edited=start.mask)
+            elif now.count != len(scene):
+                kw["parts"] = ()  # the rows cannot be matched to the current ones
+        started = repr(start.label) if start is not None else "a state no longer in the history"
+        self.push(label, scene=scene, mask=mask, **kw)
+        return (f"the history moved on while this ran (it was at {now.label!r}); the result, made from {started}, "
+                "was added on top — Undo returns to where you were")
+
     def _continues(self, label: str) -> bool:
         """The current entry is the newest, has `label`, and kept the scene of the entry before it."""
         if self._cursor != len(self._records) - 1 or self._cursor < 1:

@@ -7,7 +7,8 @@ Every job has one shape, `Jobs._run_job`:
 3. its model, or set the job aside while the model loads (`ModelCache.get_or_park` raises `Parked`);
 4. run it: `engine.worker.run.run_job`, the same iterator a ZeroGPU call drives, with pause/cancel and other
    sessions' commands between its steps, and its progress records (and previews) as events;
-5. adopt the result as a history entry — only if the session is still as it was when the job started.
+5. adopt the result as a history entry after the state it started from (History.push_result) — unless the
+   session was closed or opened another scene meanwhile.
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ class Jobs:
 
         def adopt(result: EditResult, history: History) -> str:
             # the named parts follow the edit's rows: children of a part's Gaussians stay in it, pruned ones leave
-            history.push(f"edit ({config.method}): {config.prompt}", scene=result.scene, mask=result.mask,
-                         row_sources=result.row_sources)
-            return f"{result.steps_done} steps"
+            note = history.push_result(state.id, f"edit ({config.method}): {config.prompt}", result.scene,
+                                       result.mask, row_sources=result.row_sources)
+            return " · ".join(filter(None, (f"{result.steps_done} steps", note)))
 
         return self._run_job(cmd, config.model, history, prepare=prepare, adopt=adopt, loss_fn=loss_fn,
                              not_started=lambda: EditResult(scene=state.scene, mask=state.mask, cancelled=True,
@@ -72,6 +73,7 @@ class Jobs:
     def generate(self, cmd: Command, config: GenerateConfig, from_current: bool, name: str | None = None
                  ) -> GenerateResult:
         history = self._sessions.find(cmd.session)
+        start = history.current if history is not None else None
 
         def prepare() -> Job:  # the starting scene is made here, so a bad config is refused before the model loads
             check_generate_config(config)
@@ -81,13 +83,14 @@ class Jobs:
         def adopt(result: GenerateResult, history: History | None) -> str:
             label = f"generate ({config.method}): {config.prompt}"
             zeros = torch.zeros(len(result.scene), dtype=torch.float32)
+            note = ""
             if history is None:  # no scene before: the result starts the session's history
                 self._sessions.open(cmd.session, History(result.scene, zeros, label=label, name=name or "",
                                                          up=result.up, up_source="generated"))
             else:  # a new object has none of the replaced one's parts; refining the current one keeps them
-                history.push(label, scene=result.scene, mask=zeros, parts="keep" if from_current else (), name=name,
-                             up=result.up, up_source="generated")
-            return f"{result.steps_done} steps, {len(result.scene)} Gaussians"
+                note = history.push_result(start.id, label, result.scene, zeros, parts="keep" if from_current else (),
+                                           name=name, up=result.up, up_source="generated")
+            return " · ".join(filter(None, (f"{result.steps_done} steps, {len(result.scene)} Gaussians", note)))
 
         current = history.current.scene if history is not None else None
         return self._run_job(cmd, config.model, history, prepare=prepare, adopt=adopt,
@@ -100,7 +103,6 @@ class Jobs:
         none yet); `prepare()` checks the input and returns the job description (made afresh when a job parked
         on its model runs); `adopt(result, history)` records a finished result there and returns the Done
         message."""
-        state = history.current if history is not None else None
         if cmd.control.cancel.is_set():  # cancelled while queued
             self._done(cmd, cancelled=True, message="cancelled before start")
             return not_started()
@@ -118,9 +120,10 @@ class Jobs:
             self._done(cmd, cancelled=True, message=f"cancelled after {result.steps_done} steps")
             self._sessions.announce(cmd.session)
             return result
-        # The session may have been closed or reloaded while the job ran: adopt the result only if unchanged.
-        now = self._sessions.find(cmd.session)
-        if now is history and (history is None or history.current is state):
+        # The session may have been closed or reloaded while the job ran: then the result has nowhere to go.
+        # Moves within its history (undo, redo, new entries) do not lose it: History.push_result says where
+        # it went.
+        if self._sessions.find(cmd.session) is history:
             message = adopt(result, history)
             self._sessions.changed(cmd.session)
         else:

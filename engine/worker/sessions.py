@@ -45,7 +45,8 @@ class SessionStore:
 
     def current(self, session: str) -> SessionState:
         state = self.get(session).current
-        return SessionState(state.scene, state.mask, dict(state.parts), state.name, state.up, state.up_source)
+        return SessionState(state.scene, state.mask, dict(state.parts), state.name, state.up, state.up_source,
+                            state.id)
 
     # ------------------------------------------------------------------ persistence
     def changed(self, session: str) -> None:

@@ -237,3 +237,41 @@ def test_a_small_mask_is_stored_packed_and_comes_back_exact():
     h.push("clear", mask=None)
     back = h.undo().mask
     assert torch.equal(back.view(torch.int32), mask.view(torch.int32))
+
+
+def test_a_job_result_is_kept_after_an_undo_and_redo_of_its_start():
+    """The regression: undo + redo rebuild the current State object, so a job that compared objects dropped
+    its result; states are compared by id, and the result is a plain new entry with no note."""
+    s0 = random_scene(6, seed=30)
+    h = History(s0, parts=_two_parts())
+    start = h.push("mask", mask=_two_parts()["a"])
+    h.undo()
+    h.redo()
+    assert h.current is not start and h.current.id == start.id
+    note = h.push_result(start.id, "edit", _edited(s0, 1), torch.ones(6), row_sources=torch.arange(6))
+    assert note == "" and h.labels() == ["load scene", "mask", "edit"] and _equal(h.current.scene, _edited(s0, 1))
+
+
+def test_a_job_result_after_an_undo_follows_its_start_and_after_new_work_goes_on_top():
+    s0 = random_scene(6, seed=31)
+    rows = torch.tensor([0, 0, 1, 2, 3, 4, 5])  # edit 1 split row 0
+    h = History(s0, parts=_two_parts())
+    h.push("edit 1", scene=s0.subset(rows), mask=None, row_sources=rows)
+    start = h.push("mask", mask=torch.tensor([1.0, 1, 1, 0, 0, 0, 0]))
+    result = _edited(s0.subset(rows), 2)
+    h.undo()
+    h.undo()  # back to the 6-row scene: the result's row map does not fit it
+    note = h.push_result(start.id, "edit 2", result, None, row_sources=torch.arange(7))
+    assert "undone" in note and "'mask'" in note
+    assert h.labels() == ["load scene", "edit 1", "mask", "edit 2"] and _equal(h.current.scene, result)
+    assert h.undo().label == "mask"  # undo takes the result back, to the state it started from
+
+    start = h.redo()
+    h.push("mask again", mask=torch.ones(7))  # new work meanwhile, on top of the start
+    h.push("save part c", parts={**dict(h.current.parts), "c": torch.ones(7)})
+    later = _edited(result, 3)
+    note = h.push_result(start.id, "edit 3", later, None, row_sources=torch.arange(7))
+    assert "moved on" in note and "'save part c'" in note and "'edit 2'" in note
+    assert h.labels()[-3:] == ["mask again", "save part c", "edit 3"] and _equal(h.current.scene, later)
+    assert [name for name, _ in h.current.parts] == ["a", "b", "c"]  # the part saved meanwhile is kept
+    assert h.undo().label == "save part c"

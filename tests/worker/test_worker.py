@@ -119,7 +119,7 @@ def test_commit_result_is_one_history_entry_that_undo_reverts(worker, scene_and_
     scene, mask = scene_and_mask
     loaded(worker, scene, mask)
     changed = scene.replace(sh0=scene.sh0 + 0.5)
-    assert worker.commit_result("s", changed, mask, label="edit (gpu)").result(10) == len(scene)
+    assert worker.commit_result("s", changed, mask, label="edit (gpu)").result(10) == (len(scene), "")
     now, now_mask = worker.snapshot("s").result(10)
     assert params_equal(now, changed) and torch.equal(now_mask, mask)
     assert worker.undo("s").result(10) == "edit (gpu)"
@@ -550,6 +550,29 @@ def test_a_committed_edit_with_a_row_map_keeps_the_named_parts(worker, scene_and
     parts = worker.current("s").result(10).parts
     assert torch.equal(parts["left"], torch.cat([mask, torch.ones(1)]))
     assert torch.equal(parts["right"], torch.cat([1 - mask, torch.zeros(1)]))
+
+
+def test_a_gpu_result_committed_after_an_undo_lands_after_the_state_it_started_from(worker, scene_and_mask):
+    """A Space edit runs outside the worker, so the history can move while it runs. Here it started after a
+    densifying edit and the user undid that edit meanwhile: the result (rows of the densified scene) goes after
+    its own start, not onto the undone state (where its row map does not fit), and the note says so."""
+    scene, mask = scene_and_mask
+    events = worker.events("s")
+    worker.load_scene("s", scene, parts={"left": mask}).result(30)
+    rows = torch.cat([torch.arange(len(scene)), torch.tensor([0])])  # the first edit split row 0
+    grown = scene.subset(rows)
+    worker.commit_result("s", grown, torch.cat([mask, torch.ones(1)]), label="edit 1", row_sources=rows).result(10)
+    start = worker.current("s").result(10).state_id
+    worker.undo("s").result(10)  # meanwhile, the user undoes edit 1
+    second = grown.replace(sh0=grown.sh0 + 0.25)
+    size, note = worker.commit_result("s", second, None, label="edit 2", row_sources=torch.arange(len(grown)),
+                                      start=start).result(10)
+    assert size == len(grown) and "undone" in note and "'edit 1'" in note
+    state = [e for e in drain(events) if isinstance(e, StateEvent)][-1]
+    assert state.labels == ("load scene", "edit 1", "edit 2") and state.cursor == 2
+    now = worker.current("s").result(10)
+    assert params_equal(now.scene, second) and now.parts["left"].shape == (len(grown),)
+    assert worker.undo("s").result(10) == "edit 2" and params_equal(worker.snapshot("s").result(10)[0], grown)
 
 
 # ---------------------------------------------------------------------------------------------- error kinds
