@@ -44,8 +44,9 @@ def progress_html(job: JobStatus) -> str:
     if job.started_at is not None and job.step:
         elapsed = max(1e-6, time.time() - job.started_at)
         parts.append(f"{job.step / elapsed:.1f} it/s")
-    if job.eta_s is not None and job.state in ("running", "paused"):
-        parts.append(f"ETA {format_seconds(job.eta_s)}")
+    if job.state in ("running", "paused") and job.step:
+        # the first steps pay one-off costs: no estimate until a few more have run (engine EtaClock)
+        parts.append("ETA estimating…" if job.eta_s is None else f"ETA {format_seconds(job.eta_s)}")
     first_line, _, rest = (job.message or "").partition("\n")
     if first_line:
         parts.append(html.escape(first_line))

@@ -142,9 +142,14 @@ class EngineLink:
 
     def show_result(self, session: Session, generated: bool = False) -> None:
         """After a job's result entered the history: show it (`generated`: a new object, which opens like a
-        loaded scene with fresh parts and view)."""
+        loaded scene with fresh parts and a view framed on it — seen from the angles the user looked from when
+        the job started, as its previews were)."""
+        started = getattr(session, "job_view", None)
         self.show_current(session, opened=generated)
         if generated:
+            if started is not None:
+                session.view = session.view.with_angles(started.azimuth, started.elevation)
+                self.reframe(session)
             session.job_view = session.view
 
     def undo(self, session: Session) -> None:

@@ -57,9 +57,10 @@ class LocalRunner:
         """Queue a text-to-3D generation; its result opens as the session's scene (undo goes back)."""
         with session.lock:
             config = checked_generate_config(session, settings, self.models)
+            angles = (session.view.azimuth, session.view.elevation)  # previews from the user's view
             future = self._queue(session, config, lambda _: self.worker.start_generate(
                 session.id, config, from_current=settings.init == INIT_CURRENT,
-                name=f"generated: {config.prompt.strip()[:60]}"))
+                name=f"generated: {config.prompt.strip()[:60]}", preview_angles=angles))
             with self._lock:
                 self._generations.add(future.command_id)
         self.models.mark_loading(config.model)

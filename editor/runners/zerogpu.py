@@ -123,7 +123,8 @@ class ZeroGpuRunner:
 
         from engine.worker.run import GenerateJob
 
-        stream = self.gpu_generate(GenerateJob(config, initial), str(token.path))
+        angles = (session.job_view.azimuth, session.job_view.elevation)  # previews from the user's view
+        stream = self.gpu_generate(GenerateJob(config, initial, angles), str(token.path))
         yield from self._consume(session, config.model, stream, token, adopt)
 
     def _start(self, session: Session, config, seconds: int) -> CancelToken:

@@ -58,7 +58,7 @@ from ..guidance.methods import method_info
 from ..guidance.reference import ReferencePrior, ViewAwareModel, recolour_part
 from ..optimize.adam import make_optimizer, set_position_rate
 from ..optimize.densify import MaskedDensifier, accumulate_gradients
-from ..optimize.progress import Progress
+from ..optimize.progress import EtaClock, Progress
 from ..render import render
 from ..render.culling import frozen_and_trainable
 from ..render.images import rgb_renderer, to_uint8
@@ -201,6 +201,7 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
     fallback_3d = False
     exposure = ColourExposure(state.num_trainable, device)
 
+    clock = EtaClock()
     for step in range(config.steps):
         if should_stop is not None and should_stop():
             yield EditResult(scene=scene, mask=mask_in, row_sources=torch.arange(len(scene), device=scene.device),
@@ -209,6 +210,7 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
         shape = gate.unlocked(step)
         if shape and gate.probing:
             return True
+        clock.begin()
 
         # 1. views of the part (RoMaP: from its anchor pool, redrawn with fresh anchors every anchor_refresh steps)
         # 2. and the fixed region's 2D mask in each of them
@@ -293,7 +295,7 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
             snapshot, snapshot_mask = state.assemble()
             snapshot, snapshot_mask = snapshot.to("cpu"), snapshot_mask.detach().cpu()
         yield Progress(step=offset + done, total=offset + config.steps, losses=losses, elapsed_s=elapsed,
-                        eta_s=elapsed / done * (config.steps - done), num_gaussians=state.num_trainable,
+                        eta_s=clock.end(config.steps - done), num_gaussians=state.num_trainable,
                         preview=preview, scene=snapshot, mask=snapshot_mask)
 
     if gate.unlocked_at is None:  # colour only: the region boxes' unused seeds go, the change reaches every row

@@ -36,7 +36,7 @@ from ..guidance.reference import ReferencePrior, ViewAwareModel
 from ..optimize.adam import adopt_rows, make_optimizer, set_position_rate
 from ..optimize.densify import MaskedDensifier, accumulate_gradients
 from ..optimize.orbit import Orbit
-from ..optimize.progress import Progress
+from ..optimize.progress import EtaClock, Progress
 from ..render import render
 from ..render.images import rgb_renderer, to_uint8
 from ..scene import GaussianScene, SceneError
@@ -97,13 +97,15 @@ def iter_generate(
     should_stop: Callable[[], bool] | None = None,
     initial: GaussianScene | None = None,
     loss_fn=None,
+    preview_angles: tuple[float, float] | None = None,
 ) -> Iterator[Progress | GaussianScene]:
     """The generation as a generator: a `Progress` after every step, then the scene as the last item.
 
     `initial` overrides `config.init` (the CLI loads the init file before the model, to refuse a bad one early).
     `loss_fn` overrides the loss built from `config.method` (tests inject instrumented losses). A model with a
     `set_views(cameras)` method (engine/guidance/reference.py) is told the cameras before each loss.
-    `should_stop` is polled before every step; when it returns True the loop stops and the scene optimized so
+    `preview_angles`: (azimuth, elevation) in degrees the previews are seen from (the user's view; the
+    object stays framed), else a fixed angle of the generation's orbit. `should_stop` is polled before every step; when it returns True the loop stops and the scene optimized so
     far comes last (the caller that asked to stop decides whether to keep it). Validates at the call.
     """
     check_generate_config(config, guidance_model)
@@ -114,11 +116,12 @@ def iter_generate(
         scene.validate(check_finite=True)
     except SceneError as exc:
         raise ValueError(f"cannot start from this scene: {exc}") from exc
-    return _generate_steps(scene, config, guidance_model, should_stop, loss_fn)
+    return _generate_steps(scene, config, guidance_model, should_stop, loss_fn, preview_angles)
 
 
 def _generate_steps(scene: GaussianScene, config: GenerateConfig, guidance_model,
-                    should_stop: Callable[[], bool] | None, loss_fn) -> Iterator[Progress | GaussianScene]:
+                    should_stop: Callable[[], bool] | None, loss_fn,
+                    preview_angles: tuple[float, float] | None = None) -> Iterator[Progress | GaussianScene]:
     device = getattr(guidance_model, "device", scene.device)
     latent_scale = int(getattr(guidance_model, "latent_scale", 1) or 1)
     start = time.perf_counter()
@@ -133,13 +136,16 @@ def _generate_steps(scene: GaussianScene, config: GenerateConfig, guidance_model
     if isinstance(model, ReferencePrior):  # guidance/ cannot draw its reference: hand it our renderer
         model = model.with_renderer(rgb_renderer(config.render_backend))
     loss = loss_fn if loss_fn is not None else build_loss(config, model)
-    preview_cam = orbit.ring(1, resolution=config.preview_resolution, offset_deg=30.0)
+    preview_cam = (orbit.ring(1, resolution=config.preview_resolution, offset_deg=30.0) if preview_angles is None
+                   else orbit.at(*preview_angles, resolution=config.preview_resolution))
     background = tuple(float(c) for c in config.background)
     fallback_3d = False
 
+    clock = EtaClock()
     for step in range(config.steps):
         if should_stop is not None and should_stop():
             break
+        clock.begin()
         # 1. this step's render size (and the position rate of its Adam step)
         set_position_rate(optimizer, lrs["means"], config.lr.means_final_fraction, step, config.steps)
         resolution = config.resolution_at(step, latent_scale)
@@ -181,7 +187,7 @@ def _generate_steps(scene: GaussianScene, config: GenerateConfig, guidance_model
             preview = to_uint8(shown)
         losses = {"loss": float(result.loss.detach()), **{k: float(v) for k, v in result.info.items()}}
         yield Progress(step=done, total=config.steps, losses=losses, elapsed_s=elapsed,
-                            eta_s=elapsed / done * (config.steps - done), num_gaussians=int(params["means"].shape[0]),
+                            eta_s=clock.end(config.steps - done), num_gaussians=int(params["means"].shape[0]),
                             resolution=resolution, preview=preview)
 
     yield GaussianScene(**{n: t.detach() for n, t in params.items()})

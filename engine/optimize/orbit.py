@@ -62,6 +62,14 @@ class Orbit:
             fov_y_deg=self.fov_y_deg, up=self.up, generator=generator,
         )
 
+    def at(self, azimuth: float, elevation: float, *, resolution: int | None = None) -> Cameras:
+        """One view from the given angles (degrees, engine.camera's conventions around `up`) at the ring's
+        distance: a preview seen the way the user looks at the scene, framed on what this orbit frames."""
+        res = resolution or self.resolution
+        dist = self.radius * sum(self.radius_range) / 2
+        return orbit_cameras(self.center, dist, [float(azimuth)], [float(elevation)], width=res, height=res,
+                             fov_y_deg=self.fov_y_deg, up=self.up)
+
     def ring(self, num: int, *, resolution: int | None = None, offset_deg: float = 0.0) -> Cameras:
         """`num` evenly spaced views at mid elevation and a middle distance (previews, evaluation views)."""
         res = resolution or self.resolution

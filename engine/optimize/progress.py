@@ -3,7 +3,9 @@ worker or in a ZeroGPU call (engine.worker.run.run_job passes the loops' records
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
+from typing import Callable
 
 import numpy as np
 from torch import Tensor
@@ -17,7 +19,7 @@ class Progress:
     total: int
     losses: dict[str, float]
     elapsed_s: float  # the job's own clock (a wait for the engine or a GPU is not in it)
-    eta_s: float
+    eta_s: float | None  # seconds left (EtaClock); None while the first steps are still being measured
     num_gaussians: int  # an edit: its trainable (masked) Gaussians now; a generation: all
     preview: np.ndarray | None = None  # [H, W, 3] uint8, every `preview_every` steps
     scene: GaussianScene | None = field(default=None, compare=False)  # edit, with each preview: the scene so far
@@ -27,3 +29,40 @@ class Progress:
     def without_scene(self) -> "Progress":
         """The record without the scene so far (what a ZeroGPU stream sends: the preview is enough there)."""
         return replace(self, scene=None, mask=None)
+
+
+class EtaClock:
+    """Seconds left of a job, from what its steps cost so far.
+
+    The first step is not counted: it pays the one-off costs (the renderer's kernels compiled, the model's first
+    call on its device, caches filled), several times a later step's cost. Extrapolating from it told a user
+    18:59 for a 3-minute edit. Until `settle` steps after it have run there is no estimate (None: the page says
+    "estimating…"), then the mean cost of the latest `window` steps times the steps left (a window follows a
+    cost that grows as densification adds Gaussians or a generation's render size grows). Only the step itself
+    is timed, `begin()` at its start and `end()` after it: a pause or other sessions served between steps is
+    not a step's cost."""
+
+    def __init__(self, *, settle: int = 3, window: int = 30, now: Callable[[], float] = time.perf_counter) -> None:
+        if settle < 1 or window < settle:
+            raise ValueError(f"need 1 <= settle <= window, got settle={settle}, window={window}")
+        self.settle, self.window, self._now = settle, window, now
+        self._costs: list[float] = []  # seconds per step, the first one excluded
+        self._first_done = False
+        self._began: float | None = None
+
+    def begin(self) -> None:
+        self._began = self._now()
+
+    def end(self, steps_left: int) -> float | None:
+        """The step that `begin()` started has ended; seconds left for `steps_left` more, or None (too early)."""
+        if self._began is None:
+            raise RuntimeError("EtaClock.end() without begin()")
+        cost, self._began = self._now() - self._began, None
+        if self._first_done:
+            self._costs = (self._costs + [cost])[-self.window:]
+        self._first_done = True
+        if steps_left <= 0:
+            return 0.0
+        if len(self._costs) < self.settle:
+            return None
+        return sum(self._costs) / len(self._costs) * steps_left

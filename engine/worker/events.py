@@ -37,7 +37,7 @@ class ProgressEvent(WorkerEvent):
     total: int
     losses: dict[str, float]
     elapsed_s: float
-    eta_s: float
+    eta_s: float | None  # None: still estimating (engine.optimize.progress.EtaClock)
     num_gaussians: int
 
 

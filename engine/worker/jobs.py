@@ -70,15 +70,15 @@ class Jobs:
                              not_started=lambda: EditResult(scene=state.scene, mask=state.mask, cancelled=True,
                                                             row_sources=torch.arange(len(state.scene))))
 
-    def generate(self, cmd: Command, config: GenerateConfig, from_current: bool, name: str | None = None
-                 ) -> GenerateResult:
+    def generate(self, cmd: Command, config: GenerateConfig, from_current: bool, name: str | None = None,
+                 preview_angles: tuple[float, float] | None = None) -> GenerateResult:
         history = self._sessions.find(cmd.session)
         start = history.current if history is not None else None
 
         def prepare() -> Job:  # the starting scene is made here, so a bad config is refused before the model loads
             check_generate_config(config)
             start = self._sessions.get(cmd.session).current.scene if from_current else initial_scene(config)
-            return GenerateJob(config, start)
+            return GenerateJob(config, start, preview_angles)
 
         def adopt(result: GenerateResult, history: History | None) -> str:
             label = f"generate ({config.method}): {config.prompt}"

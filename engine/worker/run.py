@@ -53,6 +53,7 @@ class GenerateJob:
 
     config: GenerateConfig
     initial: GaussianScene | None = None
+    preview_angles: tuple[float, float] | None = None  # (azimuth, elevation): the user's view, else a fixed one
 
     @property
     def model(self) -> str:
@@ -88,7 +89,8 @@ def _edit(job: EditJob, model, should_stop, loss_fn) -> Iterator[Progress | Edit
 def _generate(job: GenerateJob, model, should_stop, loss_fn) -> Iterator[Progress | GenerateResult]:
     config, steps = job.config, 0
     start = job.initial if job.initial is not None else initial_scene(config)
-    for item in iter_generate(config, model, should_stop=should_stop, initial=start, loss_fn=loss_fn):
+    for item in iter_generate(config, model, should_stop=should_stop, initial=start, loss_fn=loss_fn,
+                              preview_angles=job.preview_angles):
         if isinstance(item, GaussianScene):  # iter_generate ends early only when should_stop said so
             yield GenerateResult(scene=item, steps_done=steps, cancelled=steps < config.steps,
                                  up=normalize_up(config.up))

@@ -230,15 +230,17 @@ class EngineWorker:
                                                                                 preview_cameras), JOB)
 
     def start_generate(self, session: str, config: GenerateConfig, *, from_current: bool = False,
-                       name: str | None = None) -> Future:
+                       name: str | None = None, preview_angles: tuple[float, float] | None = None) -> Future:
         """Queue a text-to-3D generation (engine.generate) whose result replaces the session's scene (one history
         entry; the mask restarts all-zero, the up is the config's, source "generated", the named parts restart
         empty). `from_current`: start from the session's current scene instead of `config.init` (its parts
-        stay). `name`: the new scene's display name (None keeps the session's). The session need not have a
+        stay). `name`: the new scene's display name (None keeps the session's). `preview_angles`: (azimuth,
+        elevation) the previews are seen from (the user's view). The session need not have a
         scene yet (then the result starts its history). The future's `command_id` tags its events; it resolves
         to a `GenerateResult` (cancelled or not)."""
         return self._queue.submit(session, "generate",
-                                  lambda cmd: self._jobs.generate(cmd, config, from_current, name), JOB)
+                                  lambda cmd: self._jobs.generate(cmd, config, from_current, name, preview_angles),
+                                  JOB)
 
     def start_task(self, session: str, action: str, fn: Callable[..., Any], *, model: str | None = None) -> Future:
         """Run `fn(progress, should_stop)` on the engine thread (mask work: SAM views, lifting). `progress(step,

@@ -191,3 +191,13 @@ def test_tint_goes_off_after_an_edit(tmp_path, monkeypatch):
     assert session.tint
     show_after(session)
     assert not session.tint and session.revision > revision and session.job.preview is not None
+
+
+def test_the_progress_line_says_estimating_until_the_engine_has_an_eta():
+    from editor.edit_panel import progress_html
+    from editor.job_status import JobStatus
+
+    assert "ETA estimating…" in progress_html(JobStatus(state="running", step=2, total=300, eta_s=None))
+    line = progress_html(JobStatus(state="running", step=9, total=300, eta_s=174.0))
+    assert "ETA 2:54" in line and "estimating" not in line
+    assert "ETA" not in progress_html(JobStatus(state="done", step=300, total=300, eta_s=None))

@@ -113,7 +113,8 @@ def test_events_previews_and_cancel():
     assert [e.preview is not None for e in events] == [False, False, True, False]
     preview = events[2].preview
     assert preview.dtype == np.uint8 and preview.shape == (24, 24, 3) and preview.min() < 250  # not blank
-    assert all(e.total == 10 and e.eta_s >= 0 and e.resolution == 32 for e in events)
+    assert all(e.total == 10 and e.resolution == 32 for e in events)
+    assert [e.eta_s is None for e in events] == [True, True, True, False] and events[3].eta_s > 0  # EtaClock
     assert all(torch.isfinite(t).all() for _, t in result.items())
 
 
@@ -253,3 +254,26 @@ def test_iterating_iter_generate_gives_what_run_generate_gives():
     assert all(np.array_equal(a.preview, b.preview) for a, b in zip(events, records) if a.preview is not None)
     with pytest.raises(ValueError, match="prompt is empty"):
         iter_generate(fast_config(prompt=""), SpyModel())
+
+
+def test_previews_are_seen_from_the_users_angles_when_given():
+    """Issue 26.7: the preview shows the object the way the user looks at the scene (framed on the object),
+    not a fixed angle of the generation's orbit."""
+    from engine.generate import iter_generate
+    from engine.render.images import to_uint8
+
+    config = fast_config(prompt="red", steps=2, resolution=32, num_gaussians=60, preview_every=2,
+                         preview_resolution=24)
+    start = initial_scene(config)
+
+    def last_preview(angles):
+        items = list(iter_generate(config, ClosedFormPrior(RED), initial=start, preview_angles=angles))
+        return items[-2].preview, items[-1]
+
+    seen, result = last_preview((150.0, -35.0))
+    camera = object_orbit(start, config).at(150.0, -35.0, resolution=24)
+    expected = to_uint8(render(result, camera, background=tuple(config.background),
+                               backend=config.render_backend).rgb[0])
+    assert np.array_equal(seen, expected)
+    fixed, _ = last_preview(None)
+    assert not np.array_equal(seen, fixed)

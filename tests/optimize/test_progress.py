@@ -1,0 +1,44 @@
+"""EtaClock: an honest first estimate (issue 26.8: 18:59 was shown for a 3-minute edit)."""
+
+import pytest
+
+from engine.optimize.progress import EtaClock
+
+
+class FakeClock:
+    def __init__(self):
+        self.t = 0.0
+
+    def __call__(self):
+        return self.t
+
+
+def _run(clock: EtaClock, fake: FakeClock, costs: list[float], total: int, pause_s: float = 0.0) -> list:
+    etas = []
+    for i, cost in enumerate(costs):
+        fake.t += pause_s  # time between steps (a pause, other sessions served) is not a step's cost
+        clock.begin()
+        fake.t += cost
+        etas.append(clock.end(total - i - 1))
+    return etas
+
+
+def test_the_first_step_is_not_extrapolated_and_there_is_no_estimate_until_a_few_steps_ran():
+    fake = FakeClock()
+    # a 300-step edit: the first step compiles (30 s), every later one costs 0.5 s, with pauses between steps
+    etas = _run(EtaClock(settle=3, now=fake), fake, [30.0] + [0.5] * 9, total=300, pause_s=20.0)
+    assert etas[:3] == [None, None, None]
+    assert etas[3] == pytest.approx(0.5 * 296)  # not 30 s (the first step) or 50 s (with the pauses) per step
+    assert etas[-1] == pytest.approx(0.5 * 290)
+
+
+def test_the_estimate_follows_a_growing_step_cost_and_ends_at_zero():
+    fake = FakeClock()
+    clock = EtaClock(settle=2, window=4, now=fake)
+    etas = _run(clock, fake, [9.0, 1.0, 1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0], total=20)
+    assert etas[-1] == pytest.approx(3.0 * 11)  # the last `window` steps, not the cheap early ones
+    assert _run(clock, fake, [3.0] * 11, total=11)[-1] == 0.0
+    with pytest.raises(ValueError):
+        EtaClock(settle=0)
+    with pytest.raises(RuntimeError):
+        EtaClock().end(3)
