@@ -161,13 +161,39 @@ def hide_gaussians(scene: GaussianScene, hidden: Tensor) -> GaussianScene:
     return scene.replace(opacities=opacities)
 
 
+# A turntable's bounds: seconds, frames per second, size (square, pixels; a multiple of the codec's 16-pixel block)
+TURNTABLE_SECONDS = (0.5, 30.0)
+TURNTABLE_FPS = (6, 60)
+TURNTABLE_SIZE = (128, 1920)
+
+
+def turntable_frames(seconds: float, fps: int, size: int) -> int:
+    """Frames of a turntable of `seconds` at `fps` frames per second and `size`² pixels; ValueError naming the
+    bound otherwise (checked before anything is rendered: every frame is an engine render on this machine)."""
+    checks = (("length", seconds, TURNTABLE_SECONDS, " s"), ("frames per second", fps, TURNTABLE_FPS, ""),
+              ("size", size, TURNTABLE_SIZE, " px"))
+    for name, value, (lo, hi), unit in checks:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not lo <= value <= hi:
+            raise ValueError(f"turntable {name} must be between {lo:g}{unit} and {hi:g}{unit}, got {value!r}")
+    if int(fps) != fps or int(size) != size:
+        raise ValueError(f"frames per second and size must be whole numbers, got {fps!r} and {size!r}")
+    if int(size) % 16:
+        raise ValueError(f"turntable size must be a multiple of 16 px (the video codec's block), got {size:g}: "
+                         f"try {16 * round(size / 16):g}")
+    return max(2, round(float(seconds) * int(fps)))
+
+
 def turntable(scene: GaussianScene, path: Path | str, *, frames: int = 48, size: int = 384, fps: int = 24,
               elevation: float = 20.0, up=(0.0, 0.0, 1.0)) -> Path:
-    """An .mp4 orbiting the scene once around its `up` (engine renders, written with imageio's ffmpeg)."""
+    """An .mp4 orbiting the scene once around its `up` (engine renders, written with imageio's ffmpeg);
+    `frames` frames of `size`² pixels, played at `fps` (turntable_frames checks what a user asks for)."""
     import imageio.v2 as imageio
 
     from engine.camera import framing_radius, orbit_cameras
 
+    if frames < 2 or fps < 1 or size < 16 or size % 16:
+        raise ValueError(f"a turntable needs >= 2 frames, fps >= 1 and a size that is a multiple of 16 px; got "
+                         f"{frames} frames, {fps} fps, {size} px")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lo, hi = scene.bounding_box(quantile=0.01 if len(scene) > 200 else 0.0)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
+from . import drawing
 from .context import AppContext
 from .session import Session
 
@@ -73,6 +74,16 @@ def build_history_panel(ctx: AppContext) -> None:
     with gr.Row():
         fmt = gr.Dropdown(EXPORT_CHOICES, value="ply", label="Export", elem_id="export-format")
         export = gr.Button("Export", variant="primary", elem_id="export-run")
+    with gr.Group(visible=False) as turntable_box:  # shown while "Turntable .mp4" is chosen
+        with gr.Row():
+            seconds = gr.Slider(*drawing.TURNTABLE_SECONDS, value=2.0, step=0.5, label="Turntable length (s)",
+                                elem_id="turntable-seconds")
+            fps = gr.Slider(*drawing.TURNTABLE_FPS, value=24, step=1, label="Frames per second",
+                            elem_id="turntable-fps")
+            size = gr.Slider(*drawing.TURNTABLE_SIZE, value=384, step=16, label="Size (px, square)",
+                             elem_id="turntable-size")
+        gr.Markdown("One orbit around the scene's up axis; every frame is rendered here, so long or large "
+                    "videos take a while (frames = length × frames per second).", elem_id="turntable-note")
     exported = gr.File(label="Download", interactive=False, elem_id="export-file")
     ctx.shared.update(history_html=listing)
 
@@ -90,7 +101,9 @@ def build_history_panel(ctx: AppContext) -> None:
     ctx.changed(undo.click(step(ctx.link.undo), None, listing, api_name="undo"))
     ctx.changed(redo.click(step(ctx.link.redo), None, listing, api_name="redo"))
 
-    def do_export(kind: str, request: gr.Request) -> str:
+    fmt.change(lambda kind: gr.update(visible=kind == "mp4"), fmt, turntable_box, queue=False)
+
+    def do_export(kind: str, length: float, rate: float, pixels: float, request: gr.Request) -> str:
         session = ctx.session(request)
         with session.lock:
             source = session.bundle.name if session.bundle is not None else "scene"
@@ -99,13 +112,12 @@ def build_history_panel(ctx: AppContext) -> None:
             if kind == "mask":
                 return str(ctx.masking.save_mask(session, path))
             if kind == "mp4":
-                from . import drawing
-
+                frames = drawing.turntable_frames(length, rate, pixels)  # refuses bad options before rendering
                 with session.lock:
                     scene, up = session.scene, session.up
-                return str(drawing.turntable(scene, path, up=up))
+                return str(drawing.turntable(scene, path, frames=frames, fps=int(rate), size=int(pixels), up=up))
             return str(ctx.link.export(session, path, spz_frame="spec" if kind == "spz-spec" else "raw"))
         except (ValueError, OSError) as exc:
             raise gr.Error(str(exc)) from exc
 
-    export.click(do_export, fmt, exported, api_name="export")
+    export.click(do_export, [fmt, seconds, fps, size], exported, api_name="export")

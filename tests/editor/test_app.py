@@ -158,6 +158,16 @@ def test_spz_frame_choice_on_open_and_export(app, tmp_path):
     assert torch.allclose(turned.means[:, 0], as_raw.means[:, 0], atol=1e-3)  # 180 degrees about x
     assert torch.allclose(turned.means[:, 1:], -as_raw.means[:, 1:], atol=1e-3)
 
+    # the turntable's length, frame rate and size reach the video; bad options are refused before rendering
+    import imageio.v2 as imageio
+
+    video = client.predict("mp4", 0.5, 8, 128, api_name="/export")
+    with imageio.get_reader(video) as reader:
+        frames = [frame.shape for frame in reader]
+    assert Path(video).name == "tool-turntable.mp4" and frames == [(128, 128, 3)] * 4
+    with pytest.raises(Exception, match="multiple of 16"):
+        client.predict("mp4", 2, 24, 200, api_name="/export")
+
 
 def test_mask_file_round_trip_and_length_check(app, tmp_path):
     client = _client(app)

@@ -201,3 +201,16 @@ def test_the_progress_line_says_estimating_until_the_engine_has_an_eta():
     line = progress_html(JobStatus(state="running", step=9, total=300, eta_s=174.0))
     assert "ETA 2:54" in line and "estimating" not in line
     assert "ETA" not in progress_html(JobStatus(state="done", step=300, total=300, eta_s=None))
+
+
+def test_turntable_options_are_bounded_with_messages_that_name_the_bound():
+    from editor.drawing import turntable_frames
+
+    assert turntable_frames(2, 24, 384) == 48 and turntable_frames(0.5, 6, 128) == 3
+    for args, words in [((0.1, 24, 384), "length must be between 0.5 s and 30 s"),
+                        ((2, 100, 384), "frames per second must be between 6 and 60"),
+                        ((2, 24, 4000), "size must be between 128 px and 1920 px"),
+                        ((2, 24, 200), "multiple of 16 px"), ((2, 24.5, 384), "whole numbers"),
+                        (("2", 24, 384), "length")]:
+        with pytest.raises(ValueError, match=words):
+            turntable_frames(*args)
