@@ -33,6 +33,7 @@ SYNC_EVERY_S = 0.5
 VISER_HEIGHT = 560
 CSS = """
 #history-list li.current { font-weight: bold; }
+#model3d canvas { background: #ffffff !important; }
 """ + LARGE_CSS
 
 

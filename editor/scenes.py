@@ -7,6 +7,7 @@ The engine reads and writes the formats (engine.io); this module adds what the U
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -107,13 +108,23 @@ def scene_info(bundle: SceneBundle) -> dict:
 
 # Web splat viewers (Gradio's Model3D uses gsplat.js) expect the 3DGS capture convention, -y up.
 WEB_VIEWER_UP = (0.0, -1.0, 0.0)
+# Gradio's splat viewer cannot be pointed anywhere: it orbits the origin from 5 units away with a view about 24°
+# tall (fx = fy = 1132 px on a 480 px canvas), so the display copy is moved and sized to fill that view: its
+# bounding sphere (1% outliers ignored) centred on the origin with this radius.
+WEB_VIEWER_RADIUS = 0.9
 
 
-def for_web_viewer(scene: GaussianScene, up=(0.0, 0.0, 1.0)) -> GaussianScene:
-    """A copy of `scene` turned from its `up` to the -y-up convention of web splat viewers (display only; a
-    -y-up capture is not turned at all). View-dependent colour is dropped (degree 0): the web viewer's file
-    stays small."""
+def for_web_viewer(scene: GaussianScene, up=(0.0, 0.0, 1.0), *, framed: bool = True) -> GaussianScene:
+    """A display copy of `scene` turned from its `up` to the -y-up convention of web splat viewers (a -y-up
+    capture is not turned at all) and, when `framed`, centred on the origin and scaled to WEB_VIEWER_RADIUS
+    (the viewer looks at the origin; shapes are kept: the Gaussians' sizes scale with their positions).
+    View-dependent colour is dropped (degree 0): the web viewer's file stays small."""
     from engine.rotate import turn_scene
 
-    scene = scene.detach().to("cpu", torch.float32).with_sh_degree(0)
-    return turn_scene(scene, up, WEB_VIEWER_UP)
+    scene = turn_scene(scene.detach().to("cpu", torch.float32).with_sh_degree(0), up, WEB_VIEWER_UP)
+    if not framed or len(scene) == 0:
+        return scene
+    lo, hi = scene.bounding_box(quantile=0.01 if len(scene) > 200 else 0.0)
+    half = max(float((hi - lo).norm()) / 2, 1e-6)
+    factor = WEB_VIEWER_RADIUS / half
+    return scene.replace(means=(scene.means - (lo + hi) / 2) * factor, scales=scene.scales + math.log(factor))

@@ -35,7 +35,7 @@ def running_app(tmp_path: Path, *, scene: GaussianScene | None = None, use_defau
                 **config_overrides):
     """The app on 127.0.0.1:<free port>, serving `scene` (saved as .ply) or the bundled default scene."""
     from editor.config import AppConfig
-    from editor.page import build_app
+    from editor.page import CSS, build_app
     from engine.io import save
 
     scene_path = None
@@ -48,7 +48,8 @@ def running_app(tmp_path: Path, *, scene: GaussianScene | None = None, use_defau
     demo, ctx = build_app(config)
     demo.queue(default_concurrency_limit=8)
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True,
-                max_file_size=int(config.max_upload_mb * 1_000_000), allowed_paths=[str(config.workspace.resolve())])
+                max_file_size=int(config.max_upload_mb * 1_000_000), allowed_paths=[str(config.workspace.resolve())],
+                css=CSS)  # the app's own style sheet, as editor.page.serve launches it
     try:
         yield RunningApp(f"http://127.0.0.1:{port}/", demo, ctx, scene_path)
     finally:

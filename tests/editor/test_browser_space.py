@@ -4,11 +4,14 @@ in the "3D model" tab's gr.Model3D. Screenshots go to tests/artifacts/ (gitignor
 
 from __future__ import annotations
 
+import io
 import re
 import sys
 import time
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from tests.editor.browser_env import ARGS, ARTIFACTS, chromium_or_skip, wait_until
 
@@ -81,14 +84,20 @@ def test_space_edit_previews_update_live_and_the_result_shows_in_model3d(tmp_pat
         assert len([s for s in steps if 0 < s < 30]) >= 2, steps
         assert fake.calls and fake.calls[-1].name == "run_edit_on_gpu"
 
-        page.get_by_role("tab", name="3D model").click()
         with page.expect_response(lambda r: ".ply" in r.url) as fetched:
-            page.locator("#model3d-refresh").click()
+            page.get_by_role("tab", name="3D model").click()  # opening the tab shows the scene, no button needed
         assert fetched.value.status == 200  # the page fetched the splat file
         page.locator("#model3d canvas").first.wait_for(state="attached")
         newest = max((session.workspace / "model3d").glob("*.ply"), key=lambda f: f.stat().st_mtime)
         assert len(load(newest)) == len(session.scene)  # the edited scene (not the start one) is shown
         assert re.search(r"scene-\d+-\d+\.ply", newest.name)
-        time.sleep(1.0)
+        time.sleep(1.5)
         page.screenshot(path=str(ARTIFACTS / "space-02-model3d.png"), full_page=True)
+        shot = page.locator("#model3d canvas").first.screenshot()
+        pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).astype(int)
+        subject = (pixels < 235).any(axis=2)[:, pixels.shape[1] // 2 - 150:]  # right of the label badge
+        rows, _ = np.nonzero(subject)
+        assert 0.03 < subject.mean() < 0.9 and pixels[-1, -1].min() > 235, subject.mean()  # on white, not black
+        height = subject.shape[0]  # the whole subject in view (not cut at the top or bottom), around the middle
+        assert rows.min() > 0 and rows.max() < height - 1 and abs(rows.mean() / height - 0.5) < 0.2
         browser.close()

@@ -4,6 +4,7 @@ previews from there, cancelled across the process boundary, with a duration comp
 
 from __future__ import annotations
 
+import math
 import re
 import sys
 import time
@@ -278,17 +279,36 @@ def test_model3d_copy_is_turned_to_y_down_without_changing_shapes():
     from engine.up import rotation_between
 
     scene = random_scene(50, seed=1, sh_degree=1)
-    turned = for_web_viewer(scene)  # a +z-up scene (the default)
+    turned = for_web_viewer(scene, framed=False)  # a +z-up scene (the default)
     R = rotation_between((0, 0, 1), (0, -1, 0)).float()
     assert torch.allclose(turned.means, scene.means @ R.T)
     assert torch.allclose(covariances_3d(turned.quats, turned.scales), R @ covariances_3d(scene.quats, scene.scales) @ R.T,
                           atol=1e-5)
     assert torch.equal(turned.sh0, scene.sh0) and turned.sh_degree == 0
     assert torch.allclose(R @ torch.tensor([0.0, 0.0, 1.0]), torch.tensor([0.0, -1.0, 0.0]))  # up becomes -y
-    capture = for_web_viewer(scene, up=(0.0, -1.0, 0.0))  # a -y-up capture is already what web viewers expect
+    capture = for_web_viewer(scene, up=(0.0, -1.0, 0.0), framed=False)  # a -y-up capture is already what web viewers expect
     assert torch.allclose(capture.means, scene.means) and torch.allclose(capture.quats, scene.quats)
-    sideways = for_web_viewer(scene, up=(1.0, 0.0, 0.0))
+    sideways = for_web_viewer(scene, up=(1.0, 0.0, 0.0), framed=False)
     assert torch.allclose(sideways.means, scene.means @ rotation_between((1, 0, 0), (0, -1, 0)).float().T)
+
+
+def test_model3d_copy_is_centred_and_sized_for_the_viewers_fixed_orbit():
+    """Gradio's splat viewer orbits the origin from a fixed distance: the display copy puts the whole subject
+    there (a subject far from the origin showed its feet, or nothing), upright, shapes kept."""
+    from editor.scenes import WEB_VIEWER_RADIUS, for_web_viewer
+    from engine.scene import random_scene
+
+    scene = random_scene(300, seed=2, sh_degree=0)
+    scene = scene.replace(means=scene.means * torch.tensor([0.5, 0.5, 3.0]) + torch.tensor([10.0, -4.0, 7.0]))
+    shown = for_web_viewer(scene)  # +z up: tall along z, far from the origin
+    lo, hi = shown.bounding_box(quantile=0.01)
+    assert torch.allclose((lo + hi) / 2, torch.zeros(3), atol=1e-4)
+    assert float((hi - lo).norm()) / 2 == pytest.approx(WEB_VIEWER_RADIUS, rel=1e-4)
+    extent = hi - lo
+    assert int(extent.argmax()) == 1  # the tall axis is the viewer's vertical (-y up)
+    first, last = scene.bounding_box(quantile=0.01)
+    factor = WEB_VIEWER_RADIUS / (float((last - first).norm()) / 2)
+    assert torch.allclose(shown.scales, scene.scales + math.log(factor), atol=1e-5)  # sizes scale with positions
 
 
 def test_the_space_preloads_its_model_once_and_starts_without_one(tmp_path, monkeypatch):
