@@ -45,7 +45,7 @@ def apply_progress(job: JobStatus, *, step: int, total: int, elapsed_s: float, e
     so a wait for the engine or for a GPU is not counted in the speed the page shows."""
     if job.state == "queued":
         job.state = "running"
-    if job.message.startswith("waiting for"):
+    if job.message.startswith(("waiting for", "loading the model")):  # stale once steps arrive
         job.message = ""
     job.started_at = time.time() - elapsed_s
     job.step, job.total, job.eta_s = step, total, eta_s

@@ -210,7 +210,6 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
         shape = gate.unlocked(step)
         if shape and gate.probing:
             return True
-        clock.begin()
 
         # 1. views of the part (RoMaP: from its anchor pool, redrawn with fresh anchors every anchor_refresh steps)
         # 2. and the fixed region's 2D mask in each of them
@@ -295,7 +294,7 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
             snapshot, snapshot_mask = state.assemble()
             snapshot, snapshot_mask = snapshot.to("cpu"), snapshot_mask.detach().cpu()
         yield Progress(step=offset + done, total=offset + config.steps, losses=losses, elapsed_s=elapsed,
-                        eta_s=clock.end(config.steps - done), num_gaussians=state.num_trainable,
+                        eta_s=clock.tick(config.steps - done), num_gaussians=state.num_trainable,
                         preview=preview, scene=snapshot, mask=snapshot_mask)
 
     if gate.unlocked_at is None:  # colour only: the region boxes' unused seeds go, the change reaches every row

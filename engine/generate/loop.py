@@ -145,7 +145,6 @@ def _generate_steps(scene: GaussianScene, config: GenerateConfig, guidance_model
     for step in range(config.steps):
         if should_stop is not None and should_stop():
             break
-        clock.begin()
         # 1. this step's render size (and the position rate of its Adam step)
         set_position_rate(optimizer, lrs["means"], config.lr.means_final_fraction, step, config.steps)
         resolution = config.resolution_at(step, latent_scale)
@@ -187,7 +186,7 @@ def _generate_steps(scene: GaussianScene, config: GenerateConfig, guidance_model
             preview = to_uint8(shown)
         losses = {"loss": float(result.loss.detach()), **{k: float(v) for k, v in result.info.items()}}
         yield Progress(step=done, total=config.steps, losses=losses, elapsed_s=elapsed,
-                            eta_s=clock.end(config.steps - done), num_gaussians=int(params["means"].shape[0]),
+                            eta_s=clock.tick(config.steps - done), num_gaussians=int(params["means"].shape[0]),
                             resolution=resolution, preview=preview)
 
     yield GaussianScene(**{n: t.detach() for n, t in params.items()})

@@ -38,29 +38,29 @@ class EtaClock:
     call on its device, caches filled), several times a later step's cost. Extrapolating from it told a user
     18:59 for a 3-minute edit. Until `settle` steps after it have run there is no estimate (None: the page says
     "estimating…"), then the mean cost of the latest `window` steps times the steps left (a window follows a
-    cost that grows as densification adds Gaussians or a generation's render size grows). Only the step itself
-    is timed, `begin()` at its start and `end()` after it: a pause or other sessions served between steps is
-    not a step's cost."""
+    cost that grows as densification adds Gaussians or a generation's render size grows). A step's cost is the
+    time from the end of the step before to its own end, so what the job's caller does between steps (showing
+    a preview, serving other sessions) counts; a gap over `outlier` times the median so far (a pause) counts
+    as the median instead."""
 
-    def __init__(self, *, settle: int = 3, window: int = 30, now: Callable[[], float] = time.perf_counter) -> None:
-        if settle < 1 or window < settle:
-            raise ValueError(f"need 1 <= settle <= window, got settle={settle}, window={window}")
-        self.settle, self.window, self._now = settle, window, now
+    def __init__(self, *, settle: int = 3, window: int = 30, outlier: float = 10.0,
+                 now: Callable[[], float] = time.perf_counter) -> None:
+        if settle < 1 or window < settle or outlier <= 1:
+            raise ValueError(f"need 1 <= settle <= window and outlier > 1, got {settle}, {window}, {outlier}")
+        self.settle, self.window, self.outlier, self._now = settle, window, outlier, now
         self._costs: list[float] = []  # seconds per step, the first one excluded
-        self._first_done = False
-        self._began: float | None = None
+        self._last: float | None = None  # when the previous step ended
 
-    def begin(self) -> None:
-        self._began = self._now()
-
-    def end(self, steps_left: int) -> float | None:
-        """The step that `begin()` started has ended; seconds left for `steps_left` more, or None (too early)."""
-        if self._began is None:
-            raise RuntimeError("EtaClock.end() without begin()")
-        cost, self._began = self._now() - self._began, None
-        if self._first_done:
+    def tick(self, steps_left: int) -> float | None:
+        """A step has just ended; seconds left for `steps_left` more, or None (too early to say)."""
+        now = self._now()
+        if self._last is not None:
+            cost = now - self._last
+            if self._costs:
+                typical = sorted(self._costs)[len(self._costs) // 2]
+                cost = typical if cost > self.outlier * typical else cost
             self._costs = (self._costs + [cost])[-self.window:]
-        self._first_done = True
+        self._last = now
         if steps_left <= 0:
             return 0.0
         if len(self._costs) < self.settle:

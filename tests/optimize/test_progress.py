@@ -13,32 +13,31 @@ class FakeClock:
         return self.t
 
 
-def _run(clock: EtaClock, fake: FakeClock, costs: list[float], total: int, pause_s: float = 0.0) -> list:
+def _run(clock: EtaClock, fake: FakeClock, costs: list[float], total: int) -> list:
+    """Each step costs its seconds (what happens between steps included); the ETA after each."""
     etas = []
     for i, cost in enumerate(costs):
-        fake.t += pause_s  # time between steps (a pause, other sessions served) is not a step's cost
-        clock.begin()
         fake.t += cost
-        etas.append(clock.end(total - i - 1))
+        etas.append(clock.tick(total - i - 1))
     return etas
 
 
 def test_the_first_step_is_not_extrapolated_and_there_is_no_estimate_until_a_few_steps_ran():
     fake = FakeClock()
-    # a 300-step edit: the first step compiles (30 s), every later one costs 0.5 s, with pauses between steps
-    etas = _run(EtaClock(settle=3, now=fake), fake, [30.0] + [0.5] * 9, total=300, pause_s=20.0)
+    # a 300-step edit: the first step compiles (30 s), every later one costs 0.5 s
+    etas = _run(EtaClock(settle=3, now=fake), fake, [30.0] + [0.5] * 9, total=300)
     assert etas[:3] == [None, None, None]
-    assert etas[3] == pytest.approx(0.5 * 296)  # not 30 s (the first step) or 50 s (with the pauses) per step
+    assert etas[3] == pytest.approx(0.5 * 296)  # not 30 s per step (the first step) or 7.8 s (its share)
     assert etas[-1] == pytest.approx(0.5 * 290)
 
 
-def test_the_estimate_follows_a_growing_step_cost_and_ends_at_zero():
+def test_a_pause_is_not_a_step_cost_and_the_estimate_follows_a_growing_cost():
     fake = FakeClock()
     clock = EtaClock(settle=2, window=4, now=fake)
-    etas = _run(clock, fake, [9.0, 1.0, 1.0, 1.0, 1.0, 3.0, 3.0, 3.0, 3.0], total=20)
-    assert etas[-1] == pytest.approx(3.0 * 11)  # the last `window` steps, not the cheap early ones
-    assert _run(clock, fake, [3.0] * 11, total=11)[-1] == 0.0
+    etas = _run(clock, fake, [9.0, 1.0, 1.0, 120.0, 1.0], total=20)  # a 2-minute pause before the 4th step
+    assert etas[-1] == pytest.approx(1.0 * 15)
+    etas = _run(clock, fake, [3.0, 3.0, 3.0, 3.0], total=8)
+    assert etas[-1] == pytest.approx(3.0 * 4)  # the last `window` steps, not the cheap early ones
+    assert _run(clock, fake, [3.0], total=1) == [0.0]
     with pytest.raises(ValueError):
         EtaClock(settle=0)
-    with pytest.raises(RuntimeError):
-        EtaClock().end(3)
