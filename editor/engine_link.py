@@ -162,7 +162,10 @@ class EngineLink:
         if session.job.active:
             raise ValueError("an edit is running; cancel it before undo/redo")
         self.wait(command(session.id))
+        before = session.view
         self.show_current(session)
+        if session.view != before:  # another object came back (a generation undone): the 3D view follows
+            self.reframe(session)
 
     def export(self, session: Session, path, *, spz_frame: str = "raw") -> str:
         """Write the current scene; a .ply records the scene's up axis in its header (engine.io.detect_up); an .spz is

@@ -133,9 +133,11 @@ class Session:
     def show_state(self, scene, selection: Tensor | None, parts: dict, name: str | None = None, up=None,
                    up_source: str = "default") -> None:
         """Show a state of the engine's history (after undo/redo/restore): its scene, selection, named parts,
-        name and up axis (a changed up re-frames the view); not itself a new history entry."""
+        name and up axis (a changed up, or another object — a generation or its undo — re-frames the view,
+        from the same angles); not itself a new history entry."""
         with self.lock:
             same_count = len(scene) == len(self.bundle.scene)
+            another_object = name is not None and name != self.bundle.name
             self.bundle = dataclasses.replace(self.bundle, scene=scene, name=name or self.bundle.name,
                                               part_ids=self.bundle.part_ids if same_count else None,
                                               part_names=self.bundle.part_names if same_count else [])
@@ -148,6 +150,10 @@ class Session:
                 self.lift = None
             if up is not None:
                 self._show_up(up, up_source)
+            if another_object:
+                lo, hi = scene.bounding_box(quantile=0.01 if len(scene) > 200 else 0.0)
+                self.view = OrbitView.framing(lo, hi, azimuth=self.view.azimuth, elevation=self.view.elevation,
+                                              up=self.bundle.up)
             self.notice = ""
             self._changed()
 

@@ -159,6 +159,25 @@ def test_a_new_scene_resets_the_orbit_sliders(tmp_path):
     assert slider_angles(session) == pytest.approx((30.0, 20.0))
 
 
+def test_undoing_a_generation_frames_the_object_that_comes_back(tmp_path):
+    """The robot came back from an undone generation still framed on the generated ball (cut at the top):
+    another object re-frames the view, from the same angles; an edit of the same object keeps the view."""
+    from engine.scene import random_scene
+
+    session = _session(tmp_path, 300)
+    session.view = session.view.rotated(60, 10)
+    ball = random_scene(200, seed=5, extent=0.2)
+    session.show_state(ball, None, {}, "generated: a ball")
+    framed = session.view
+    lo, hi = ball.bounding_box()  # 200 Gaussians: the whole box
+    assert framed.target == pytest.approx(tuple(((lo + hi) / 2).tolist()), abs=1e-5)
+    assert (framed.azimuth, framed.elevation) == pytest.approx((90.0, 30.0))
+    moved = framed.rotated(10, 0)
+    session.view = moved
+    session.show_state(ball.replace(sh0=ball.sh0 + 0.1), None, {}, "generated: a ball")  # an edit of it
+    assert session.view == moved
+
+
 def test_large_view_size_follows_the_browser_window():
     assert large_size(1600, 970) == (1600, 900)
     w, h = large_size(3840, 2160)
