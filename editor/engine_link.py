@@ -122,7 +122,7 @@ class EngineLink:
         self.show_current(session, opened=True)
 
     def adopt_result(self, session: Session, scene, mask, label: str, *, name: str | None = None, up=None,
-                     row_sources=None, start: int | None = None) -> str:
+                     row_sources=None, start: tuple[str, int] | None = None) -> str:
         """A result computed outside the worker (a Space's spaces.GPU edit or generation) becomes one history
         entry in the worker, and the session shows it. A new object (a generation) brings its `name` and `up`
         and opens like a loaded scene; an edit's `row_sources` [N'] lets the named parts follow its rows.
@@ -133,10 +133,12 @@ class EngineLink:
         self.show_result(session, generated=up is not None)
         return note
 
-    def start_state(self, session: Session) -> int | None:
-        """The id of the session's current history state (a job remembers where it started); None without one."""
+    def start_state(self, session: Session) -> tuple[str, int] | None:
+        """(history token, state id) of the session's current state (a job remembers where it started); None
+        without one."""
         try:
-            return self.wait(self.worker.current(session.id)).state_id
+            now = self.wait(self.worker.current(session.id))
+            return now.history_token, now.state_id
         except ValueError:  # no scene in the worker yet
             return None
 

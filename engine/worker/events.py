@@ -107,6 +107,7 @@ class SessionState:
     up: Up = (0.0, 0.0, 1.0)
     up_source: str = "default"
     state_id: int = -1  # the history state's id (a job started from it names it: History.push_result)
+    history_token: str = ""  # which history (a scene opened anew starts another; ids restart there)
 
 
 class TaskCancelled(Exception):

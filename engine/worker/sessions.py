@@ -46,7 +46,7 @@ class SessionStore:
     def current(self, session: str) -> SessionState:
         state = self.get(session).current
         return SessionState(state.scene, state.mask, dict(state.parts), state.name, state.up, state.up_source,
-                            state.id)
+                            state.id, self.get(session).token)
 
     # ------------------------------------------------------------------ persistence
     def changed(self, session: str) -> None:

@@ -127,22 +127,27 @@ class EngineWorker:
 
     def commit_result(self, session: str, scene: GaussianScene, mask, *, label: str, up=None,
                       up_source: str = "generated", name: str | None = None, row_sources=None,
-                      start: int | None = None) -> Future:
+                      start: tuple[str, int] | None = None) -> Future:
         """Record a result computed outside the worker (a Space's spaces.GPU edit or generation) as ONE history
         entry, so undo, redo and export treat it like the worker's own jobs. A generated object brings its
         `up` (source "generated" unless said otherwise) and `name` and starts without parts; without `up` the
         session's up, name and parts stay (`row_sources` [N']: an edit's row map, so the parts follow its rows;
-        History.push). `start`: the id of the state the job started from (SessionState.state_id): when the
-        history moved meanwhile, the result still lands after it or on top (History.push_result). Resolves to
-        (the new scene's size, a note for the user: "" unless the history had moved)."""
+        History.push). `start`: (history token, state id) the job started from (SessionState): when the history
+        moved meanwhile, the result still lands after it or on top (History.push_result); when the session
+        opened another scene meanwhile, it is not recorded. Resolves to (the new scene's size, a note for the
+        user: "" unless the history had moved)."""
 
         def run(cmd: Command) -> tuple[int, str]:
             history = self._sessions.get(cmd.session)
+            if start is not None and start[0] != history.token:
+                self._done(cmd, "another scene was opened meanwhile")
+                return len(history.current.scene), ("finished, but another scene was opened in this session "
+                                                    "meanwhile; result discarded")
             scene.validate()
             weights = None if mask is None else as_mask(mask, len(scene))
             extra = {"name": name} if up is None else {"parts": (), "name": name, "up": up, "up_source": up_source}
             rows = row_sources if up is None else None
-            note = history.push_result(history.current.id if start is None else start, label, scene, weights,
+            note = history.push_result(history.current.id if start is None else start[1], label, scene, weights,
                                        row_sources=rows, **extra)
             self._changed(cmd, label)
             return len(scene), note

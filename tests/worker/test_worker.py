@@ -562,7 +562,8 @@ def test_a_gpu_result_committed_after_an_undo_lands_after_the_state_it_started_f
     rows = torch.cat([torch.arange(len(scene)), torch.tensor([0])])  # the first edit split row 0
     grown = scene.subset(rows)
     worker.commit_result("s", grown, torch.cat([mask, torch.ones(1)]), label="edit 1", row_sources=rows).result(10)
-    start = worker.current("s").result(10).state_id
+    now = worker.current("s").result(10)
+    start = (now.history_token, now.state_id)
     worker.undo("s").result(10)  # meanwhile, the user undoes edit 1
     second = grown.replace(sh0=grown.sh0 + 0.25)
     size, note = worker.commit_result("s", second, None, label="edit 2", row_sources=torch.arange(len(grown)),
@@ -573,6 +574,11 @@ def test_a_gpu_result_committed_after_an_undo_lands_after_the_state_it_started_f
     now = worker.current("s").result(10)
     assert params_equal(now.scene, second) and now.parts["left"].shape == (len(grown),)
     assert worker.undo("s").result(10) == "edit 2" and params_equal(worker.snapshot("s").result(10)[0], grown)
+
+    worker.load_scene("s", scene).result(30)  # another scene opened while a job ran: its ids start again at 0
+    now = worker.current("s").result(10)
+    _, note = worker.commit_result("s", second, None, label="edit 3", start=(start[0], now.state_id)).result(10)
+    assert "discarded" in note and params_equal(worker.snapshot("s").result(10)[0], scene)
 
 
 # ---------------------------------------------------------------------------------------------- error kinds
