@@ -73,7 +73,7 @@ class Jobs:
     def generate(self, cmd: Command, config: GenerateConfig, from_current: bool, name: str | None = None,
                  preview_angles: tuple[float, float] | None = None) -> GenerateResult:
         history = self._sessions.find(cmd.session)
-        start = history.current if history is not None else None
+        begun = history.current if history is not None else None  # the state the result will follow
 
         def prepare() -> Job:  # the starting scene is made here, so a bad config is refused before the model loads
             check_generate_config(config)
@@ -88,7 +88,7 @@ class Jobs:
                 self._sessions.open(cmd.session, History(result.scene, zeros, label=label, name=name or "",
                                                          up=result.up, up_source="generated"))
             else:  # a new object has none of the replaced one's parts; refining the current one keeps them
-                note = history.push_result(start.id, label, result.scene, zeros, parts="keep" if from_current else (),
+                note = history.push_result(begun.id, label, result.scene, zeros, parts="keep" if from_current else (),
                                            name=name, up=result.up, up_source="generated")
             return " · ".join(filter(None, (f"{result.steps_done} steps, {len(result.scene)} Gaussians", note)))
 
