@@ -94,8 +94,9 @@ def test_space_edit_previews_update_live_and_the_result_shows_in_model3d(tmp_pat
         time.sleep(1.5)
         page.screenshot(path=str(ARTIFACTS / "space-02-model3d.png"), full_page=True)
         shot = page.locator("#model3d canvas").first.screenshot()
-        pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).astype(int)
-        subject = (pixels < 235).any(axis=2)[:, pixels.shape[1] // 2 - 150:]  # right of the label badge
+        pixels = np.asarray(Image.open(io.BytesIO(shot)).convert("RGB")).astype(int)[4:-4, 4:-4]  # no border
+        width = pixels.shape[1]  # between the label badge (top left) and the download button (top right)
+        subject = (pixels < 235).any(axis=2)[:, width // 2 + 10: width * 9 // 10]
         rows, _ = np.nonzero(subject)
         assert 0.03 < subject.mean() < 0.9 and pixels[-1, -1].min() > 235, subject.mean()  # on white, not black
         height = subject.shape[0]  # the whole subject in view (not cut at the top or bottom), around the middle
