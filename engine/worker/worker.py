@@ -129,20 +129,16 @@ class EngineWorker:
                       up_source: str = "generated", name: str | None = None, row_sources=None,
                       start: tuple[str, int] | None = None) -> Future:
         """Record a result computed outside the worker (a Space's spaces.GPU edit or generation) as ONE history
-        entry, so undo, redo and export treat it like the worker's own jobs. A generated object brings its
-        `up` (source "generated" unless said otherwise) and `name` and starts without parts; without `up` the
-        session's up, name and parts stay (`row_sources` [N']: an edit's row map, so the parts follow its rows;
-        History.push). `start`: (history token, state id) the job started from (SessionState): when the history
-        moved meanwhile, the result still lands after it or on top (History.push_result); when the session
-        opened another scene meanwhile, it is not recorded. Resolves to (the new scene's size, a note for the
-        user: "" unless the history had moved)."""
+        entry, like the worker's own jobs. A generated object brings its `up` (source "generated" unless said
+        otherwise) and `name` and starts without parts; else the session's up, name and parts stay (`row_sources`
+        [N']: an edit's row map, History.push). `start`: (history token, state id) the job started from: the
+        result lands after it or on top (History.push_result), or nowhere if another scene was opened meanwhile.
+        Resolves to (the new scene's size, a note for the user: "" unless the history had moved)."""
 
         def run(cmd: Command) -> tuple[int, str]:
             history = self._sessions.get(cmd.session)
             if start is not None and start[0] != history.token:
-                self._done(cmd, "another scene was opened meanwhile")
-                return len(history.current.scene), ("finished, but another scene was opened in this session "
-                                                    "meanwhile; result discarded")
+                return len(history.current.scene), "finished, but another scene was opened meanwhile; discarded"
             scene.validate()
             weights = None if mask is None else as_mask(mask, len(scene))
             extra = {"name": name} if up is None else {"parts": (), "name": name, "up": up, "up_source": up_source}
