@@ -67,6 +67,7 @@ class Method:
     needs_originals: bool = False  # the loss compares the render with the view before the edit
     jobs: tuple[str, ...] = ("edit",)
     classifier_only: bool = False  # distils only eps(y) - eps(""): zero on the weight-free priors
+    uses_guidance: bool = True  # lusd normalizes an unguided difference: no guidance scale
     flow_t_range: bool = True  # on the flow family: RoMaP's FLOW_T_RANGE without annealing (see above)
 
     @property
@@ -92,7 +93,8 @@ METHODS: dict[str, Method] = {m.name: m for m in (
            "identity (needs source)", 7.5, t_min=0.2, t_max=0.9, anneal=False, schedule="linear",
            source="required", needs_originals=True, flow_t_range=False),
     Method("lusd", "LUSD", "localized update SD: filtered, normalized target-vs-source updates (source optional)",
-           7.5, t_min=0.05, t_max=0.95, anneal=False, source="optional", needs_originals=True, flow_t_range=False),
+           7.5, t_min=0.05, t_max=0.95, anneal=False, source="optional", needs_originals=True, flow_t_range=False,
+           uses_guidance=False),
 )}
 EDIT_METHODS = tuple(name for name, m in METHODS.items() if "edit" in m.jobs)
 GENERATE_METHODS = tuple(name for name, m in METHODS.items() if "generate" in m.jobs)
@@ -115,10 +117,11 @@ class Defaults:
     t_max_end: float  # equal to t_max: no annealing
     schedule: str
 
-    def describe(self) -> str:
-        """One line, e.g. "guidance 100, t 0.02-0.98 (t_max -> 0.5), random"."""
+    def describe(self, guidance: bool = True) -> str:
+        """One line, e.g. "guidance 100, t 0.02-0.98 (t_max -> 0.5), random" (without the scale: `guidance`)."""
         anneal = f" (t_max -> {self.t_max_end:g})" if self.t_max_end != self.t_max else ""
-        return f"guidance {self.guidance_scale:g}, t {self.t_min:g}-{self.t_max:g}{anneal}, {self.schedule}"
+        scale = f"guidance {self.guidance_scale:g}, " if guidance else ""
+        return f"{scale}t {self.t_min:g}-{self.t_max:g}{anneal}, {self.schedule}"
 
 
 def family_of(model) -> str:
@@ -151,10 +154,26 @@ def dropdown_choices(job: str) -> list[tuple[str, str]]:
     return [(f"{m.label} — {m.summary}", m.name) for m in METHODS.values() if job in m.jobs]
 
 
+DEFAULT_SCHEDULE = "default"
+"""The panels' schedule choice that means "the method's own" (a config's None)."""
+
+
 def schedule_choices() -> list[tuple[str, str]]:
-    """("Method default", "") then (name with its one-line description, name) per schedule, for the panels."""
-    return [("Method default (the method's own: linear for DreamCatalyst, random for the rest)", "")] + [
+    """("Method default ...", DEFAULT_SCHEDULE), then (name with its one-line description, name) per schedule."""
+    return [("Method default (linear for DreamCatalyst, random for the rest)", DEFAULT_SCHEDULE)] + [
         (f"{name} — {line}", name) for name, line in SCHEDULE_SUMMARIES.items()]
+
+
+def chosen_schedule(value: str | None) -> str | None:
+    """A panel's schedule choice as a config's value: None for the method default (or nothing chosen)."""
+    return None if value in (None, "", DEFAULT_SCHEDULE) else value
+
+
+def method_line(name: str) -> str:
+    """The method's one-line description and its defaults on each model family, for the panels (Markdown)."""
+    info = method_info(name)
+    sd, flow = (resolve(name, family).describe(info.uses_guidance) for family in (DIFFUSION, FLOW))
+    return f"**{info.label}** — {info.summary}. Defaults: SD family {sd}; SD3 (rectified flow) {flow}."
 
 
 def make_schedule(kind: str, t_min: float, t_max: float, t_max_end: float | None):
