@@ -127,7 +127,7 @@ def build_edit_panel(ctx: AppContext) -> None:
     source = gr.Textbox(label="Source prompt (what it is now; needed by DDS and DreamCatalyst, used by LUSD)", placeholder="a blue scarf",
                         elem_id="edit-source")
     with gr.Row():
-        method = gr.Dropdown(METHOD_LABELS, value="sds", label="Method", elem_id="edit-method")
+        method = gr.Dropdown(METHOD_LABELS, value="sds", label="Method", elem_id="edit-method", scale=2)
         schedule = gr.Dropdown(SCHEDULE_LABELS, value=DEFAULT_SCHEDULE, label="Timestep schedule",
                                elem_id="edit-schedule")
         steps = gr.Slider(1, 2000, value=SPACE_EDIT_STEPS if ctx.config.space else 300, step=1, label="Steps",
