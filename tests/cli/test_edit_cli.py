@@ -152,7 +152,8 @@ def test_bad_region_box_is_one_line_error(text):
         cli.parse_box(text)
 
 
-def test_every_method_edits_through_the_cli_with_a_saved_sd3_pipeline(files, tiny_flow_dir, capsys, monkeypatch):
+def test_every_method_edits_through_the_cli_with_a_saved_sd3_pipeline(files, tiny_flow_dir, capsys, monkeypatch,
+                                                                     one_torch_thread):
     """The tiny SD3-layout pipeline, loaded offline by the real loader from its folder: each method writes a scene
     whose unmasked Gaussians are bit-identical and whose masked part moved; the summary names what ran (RoMaP's
     flow t range, resolved from the model's config)."""
