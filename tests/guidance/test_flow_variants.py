@@ -25,9 +25,11 @@ def test_distil_weight_turns_an_epsilon_difference_into_the_velocity_difference(
     z, t, noise = _inputs(0, [450, 950])
     x_vp = add_noise(z, noise, model.alphas_cumprod[t])
     a, b = model.condition("a red chair"), model.condition("")
-    eps_diff = (model.predict_noise(x_vp, t, a, guidance_scale=1.0) - model.predict_noise(x_vp, t, b, guidance_scale=1.0))
+    eps_diff = (model.predict_noise(x_vp, t, a, guidance_scale=1.0)
+                - model.predict_noise(x_vp, t, b, guidance_scale=1.0))
     x_s = (1 - model.sigmas[t]).reshape(-1, 1, 1, 1) * z + model.sigmas[t].reshape(-1, 1, 1, 1) * noise
-    v_diff = (model.predict_velocity(x_s, t, a, guidance_scale=1.0) - model.predict_velocity(x_s, t, b, guidance_scale=1.0))
+    v_diff = (model.predict_velocity(x_s, t, a, guidance_scale=1.0)
+              - model.predict_velocity(x_s, t, b, guidance_scale=1.0))
     torch.testing.assert_close(distil_weight(model, t).reshape(-1, 1, 1, 1) * eps_diff, v_diff, rtol=1e-3, atol=1e-4)
     assert v_diff.abs().mean() > 1e-3
 

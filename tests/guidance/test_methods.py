@@ -77,7 +77,8 @@ def test_defaults_resolve_per_method_and_family_and_the_users_value_wins():
     assert row("nfsd", FLOW) == (7.5, 0.3, 0.98, 0.98, "random") and row("csd", FLOW)[0] == 2.0
     assert row("dreamcatalyst", FLOW) == row("dreamcatalyst") == (7.5, 0.2, 0.9, 0.9, "linear")
     assert row("lusd", FLOW) == row("lusd") == (7.5, 0.05, 0.95, 0.95, "random")
-    assert row("sds", FLOW, guidance_scale=20.0, t_min=0.1, schedule="dreamtime") == (20.0, 0.1, 0.98, 0.98, "dreamtime")
+    mine = row("sds", FLOW, guidance_scale=20.0, t_min=0.1, schedule="dreamtime")
+    assert mine == (20.0, 0.1, 0.98, 0.98, "dreamtime")
     assert row("sds", t_max=0.4) == (100.0, 0.02, 0.4, 0.4, "random")  # the annealing end never above t_max
     for config in (_config("ism"), GenerateConfig(prompt="x", method="ism")):  # both jobs resolve alike
         assert config.resolved(FLOW) == resolve("ism", FLOW) and config.resolved() == resolve("ism")
