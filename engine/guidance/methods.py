@@ -47,7 +47,7 @@ SCHEDULE_SUMMARIES = {
     "dreamtime": "DreamTime: one t per step, never rising, most steps in the middle band (Huang et al. 2023)",
     "linear": "t falls linearly from t_max to t_min (DreamCatalyst's schedule)",
 }
-"""One line per timestep schedule, for the panels and the CLI's help."""
+"""One line per timestep schedule, for the panels (the CLI spells its help out: it must not import the engine)."""
 DIFFUSION, FLOW = "diffusion", "flow"  # the model families (loading.model_family's names)
 FLOW_T_RANGE = (0.3, 0.98)
 """RoMaP's released t range for SD3-medium's rectified flow (/work/shared/ROMAP.md)."""
