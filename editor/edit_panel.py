@@ -17,7 +17,7 @@ import time
 import gradio as gr
 import pandas as pd
 
-from engine.guidance.methods import dropdown_choices
+from engine.guidance.methods import DEFAULT_SCHEDULE, dropdown_choices, method_line, schedule_choices
 
 from .context import AppContext
 from .job_status import JobStatus
@@ -26,6 +26,7 @@ from .session import Session
 from .settings import EditSettings, demo_note
 
 METHOD_LABELS = dropdown_choices("edit")  # "SDS — one line" per method: engine/guidance/methods.py
+SCHEDULE_LABELS = schedule_choices()  # "Method default", then "dreamtime — one line" per timestep schedule
 # EditConfig.edit's choices, as a user reads them (the rule "auto" follows: EditConfig's docstring, README)
 EDIT_KIND_CHOICES = [
     ("Auto: colour first, shape only if colour alone cannot reach the prompt", "auto"),
@@ -127,9 +128,12 @@ def build_edit_panel(ctx: AppContext) -> None:
     source = gr.Textbox(label="Source prompt (what it is now; needed by DDS and DreamCatalyst, used by LUSD)", placeholder="a blue scarf",
                         elem_id="edit-source")
     with gr.Row():
-        method = gr.Dropdown(METHOD_LABELS, value="sds", label="Method", elem_id="edit-method")
+        method = gr.Dropdown(METHOD_LABELS, value="sds", label="Method", elem_id="edit-method", scale=2)
+        schedule = gr.Dropdown(SCHEDULE_LABELS, value=DEFAULT_SCHEDULE, label="Timestep schedule",
+                               elem_id="edit-schedule")
         steps = gr.Slider(1, 2000, value=SPACE_EDIT_STEPS if ctx.config.space else 300, step=1, label="Steps",
                           elem_id="edit-steps")
+    method_note = gr.Markdown(method_line("sds"), elem_id="edit-method-note")  # the method's line and defaults
     with gr.Accordion("Advanced", open=False):
         with gr.Row():
             guidance = gr.Number(value=0, label="Guidance scale (0 = method default)", elem_id="edit-guidance")
@@ -166,6 +170,7 @@ def build_edit_panel(ctx: AppContext) -> None:
         return gr.update(value=False, interactive=True)
 
     method.input(method_changed, method, prior_removal, show_progress="hidden", api_visibility="private")
+    method.change(method_line, method, method_note, show_progress="hidden", api_visibility="private")
 
     def prompt_note(prompt_v: str, request: gr.Request) -> str:
         return demo_note(ctx.models.spec_for(ctx.session(request)), prompt_v or "")
@@ -174,13 +179,13 @@ def build_edit_panel(ctx: AppContext) -> None:
         changed(prompt_note, prompt, note, show_progress="hidden", api_visibility="private")
 
     def start_and_stream(prompt_v, source_v, method_v, steps_v, guidance_v, res_v, seed_v, every_v, densify_v,
-                         prior_v, lr_v, kind_v, request: gr.Request):
+                         prior_v, lr_v, kind_v, schedule_v=DEFAULT_SCHEDULE, request: gr.Request = None):
         session = ctx.session(request)
         settings = EditSettings(
             prompt=prompt_v or "", source_prompt=source_v or "", method=method_v, steps=int(steps_v),
             guidance_scale=float(guidance_v) if guidance_v else None, resolution=int(res_v), seed=int(seed_v or 0),
             preview_every=int(every_v), densify=bool(densify_v), prior_removal=bool(prior_v),
-            lr_scale=float(lr_v or 1.0), edit=kind_v or "auto",
+            lr_scale=float(lr_v or 1.0), edit=kind_v or "auto", schedule=schedule_v,
         )
         updates = ctx.runner.run_edit(session, settings)
         try:
@@ -192,7 +197,7 @@ def build_edit_panel(ctx: AppContext) -> None:
             raise gr.Error(session.job.message or "the edit failed", duration=None)
 
     inputs = [prompt, source, method, steps, guidance, resolution, seed, preview_every, densify, prior_removal,
-              lr_scale, edit_kind]
+              lr_scale, edit_kind, schedule]  # schedule last: API callers that omit it get the method's
     ctx.changed(run.click(start_and_stream, inputs, [*outputs, active_model], api_name="run_edit",
                           concurrency_limit=None, show_progress="hidden"))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from engine.guidance.methods import dropdown_choices
+from engine.guidance.methods import DEFAULT_SCHEDULE, dropdown_choices, method_line, schedule_choices
 
 from . import scenes
 from .context import AppContext
@@ -189,7 +189,10 @@ def build_generate_group(ctx: AppContext, info) -> None:
                                  "closed-form:<colour>)")
         with gr.Row():
             method = gr.Dropdown(GENERATE_METHODS, value="sds", label="Method", elem_id="generate-method")
+            schedule = gr.Dropdown(schedule_choices(), value=DEFAULT_SCHEDULE, label="Timestep schedule",
+                                   elem_id="generate-schedule")
             init = gr.Dropdown(GENERATE_INITS, value="sphere", label="Start from", elem_id="generate-init")
+        method_note = gr.Markdown(method_line("sds"), elem_id="generate-method-note")
         with gr.Row():
             steps = gr.Slider(1, 5000, value=SPACE_GENERATE_STEPS if ctx.config.space else 500, step=1, label="Steps",
                               elem_id="generate-steps")
@@ -208,11 +211,11 @@ def build_generate_group(ctx: AppContext, info) -> None:
                            format="jpeg")
 
     def start_and_stream(prompt_v, model_v, method_v, init_v, steps_v, seed_v, res_v, count_v,
-                         request: gr.Request):
+                         schedule_v=DEFAULT_SCHEDULE, request: gr.Request = None):
         session = ctx.session(request)
         settings = GenerateSettings(prompt=prompt_v or "", model=model_v or "", method=method_v,
                                     steps=int(steps_v), init=init_v, seed=int(seed_v or 0),
-                                    resolution=int(res_v), num_gaussians=int(count_v))
+                                    resolution=int(res_v), num_gaussians=int(count_v), schedule=schedule_v)
         updates = ctx.runner.run_generate(session, settings)
         try:
             job = next(updates)  # bad input or a model that cannot load: refused before anything runs
@@ -234,7 +237,8 @@ def build_generate_group(ctx: AppContext, info) -> None:
     for changed in (prompt.change, model.change, ctx.shared["edit_model"].change):  # the Model tab's choice too
         changed(prompt_note, [prompt, model], note, show_progress="hidden", api_visibility="private")
 
-    inputs = [prompt, model, method, init, steps, seed, resolution, count]
+    method.change(method_line, method, method_note, show_progress="hidden", api_visibility="private")
+    inputs = [prompt, model, method, init, steps, seed, resolution, count, schedule]  # schedule last: optional
     ctx.changed(run.click(start_and_stream, inputs, [progress, preview, info, run, cancel], api_name="generate",
                           concurrency_limit=None, show_progress="hidden"))
     def do_cancel(request: gr.Request) -> None:

@@ -27,14 +27,17 @@ class EditSettings:
     prior_removal: bool = False
     lr_scale: float = 1.0  # multiplies every learning rate (the closed-form demo converges faster with > 1)
     edit: str = "auto"  # what may change: EditConfig.edit (auto: colour first, shape only when colour is not enough)
+    schedule: str | None = None  # timestep schedule; None / "default": the method's (engine/guidance/methods.py)
 
     def to_config(self, model_spec: str):
         from engine.edit import EditConfig
+        from engine.guidance.methods import chosen_schedule
 
         config = EditConfig(
             prompt=self.prompt, source_prompt=self.source_prompt, method=self.method, model=model_spec,
             steps=int(self.steps), resolution=int(self.resolution), guidance_scale=self.guidance_scale,
             seed=int(self.seed), preview_every=int(self.preview_every), preview_resolution=256, edit=self.edit,
+            schedule=chosen_schedule(self.schedule),
         )
         config.densify.enabled = bool(self.densify)
         if self.lr_scale <= 0:
@@ -62,15 +65,17 @@ class GenerateSettings:
     resolution: int = 128
     num_gaussians: int = 2000
     preview_every: int = 5
+    schedule: str | None = None  # timestep schedule; None / "default": the method's
 
     def to_config(self, model_spec: str):
         from engine.generate import GenerateConfig
+        from engine.guidance.methods import chosen_schedule
 
         return GenerateConfig(
             prompt=self.prompt, model=model_spec, method=self.method, steps=int(self.steps),
             resolution=int(self.resolution), seed=int(self.seed), num_gaussians=int(self.num_gaussians),
             init="sphere" if self.init == INIT_CURRENT else self.init, preview_every=int(self.preview_every),
-            preview_resolution=256,
+            preview_resolution=256, schedule=chosen_schedule(self.schedule),
         )
 
 

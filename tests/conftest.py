@@ -67,3 +67,12 @@ def time_limit():
     if not (math.isfinite(scale) and scale > 0):
         raise ValueError(f"{TIME_SCALE_VAR} must be a positive number, got {raw!r}")
     return lambda seconds: seconds * scale
+
+
+@pytest.fixture(scope="session")
+def tiny_flow_dir(tmp_path_factory):
+    """A tiny random SD3-layout pipeline (tests/guidance/tiny_models.py's tiny_flow_parts), saved once per session
+    for every folder's tests (guidance, CLI, app)."""
+    from tests.guidance.tiny_models import save_tiny_flow_pipeline
+
+    return save_tiny_flow_pipeline(tmp_path_factory.mktemp("tiny-flow") / "model")

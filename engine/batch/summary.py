@@ -3,8 +3,10 @@
     DIR/summary.csv, DIR/summary.md   per group: jobs, done, failed, mean seconds, mean of every numeric metric
     DIR/results.csv                   per job: id, job, method, status, seconds, error, every metric
 
-A group is the edit method (`sds`, `dds`, `romap`); generate and mask jobs are grouped as `generate:<method>`
-and `mask:<method>`. Means are over done jobs with that metric; an empty cell means no job had it.
+A group is the edit method (`sds`, `nfsd`, `dreamcatalyst`, ... every name of engine/guidance/methods.py), with
+`+<schedule>` when the job names a timestep schedule (`sds+dreamtime`: a schedule changes what a method does, so
+it gets its own row); generate and mask jobs are grouped as `generate:<method>[+<schedule>]` and `mask:<method>`.
+Means are over done jobs with that metric; an empty cell means no job had it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ SKIP_METRICS = ("eval_views", "eval_resolution")
 
 def group_of(job: Job) -> str:
     method = str(job.options.get("method") or DEFAULT_METHODS[job.kind])
+    if job.options.get("schedule"):
+        method += f"+{job.options['schedule']}"
     return method if job.kind == "edit" else f"{job.kind}:{method}"
 
 

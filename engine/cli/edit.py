@@ -65,7 +65,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "dds/ism/nfsd/dreamcatalyst, 2 for csd)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"views per step (default {d.batch_size})")
     p.add_argument("--t-min", type=float, default=d.t_min, help="lowest timestep fraction (default: the method's; "
-                                                                 "0.02, dreamcatalyst 0.2, lusd 0.05)")
+                                                                 "0.02, dreamcatalyst 0.2, lusd 0.05; 0.3 on an "
+                                                                 "SD3-class rectified-flow model except for "
+                                                                 "dreamcatalyst and lusd: RoMaP's config)")
     p.add_argument("--t-max", type=float, default=d.t_max, help="highest timestep fraction (default: the method's; "
                                                                  "0.98, dreamcatalyst 0.9, lusd 0.95)")
     p.add_argument("--schedule", choices=SCHEDULES, default=None,
@@ -73,7 +75,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "linear (default: the method's; linear for dreamcatalyst, random for the rest)")
     p.add_argument("--t-max-end", type=float, default=None, help="anneal t-max to this by the last step (default: 0.5 "
                                                                  "for sds/romap/ism/nfsd/csd/esd, none for the "
-                                                                 "others)")
+                                                                 "others and on an SD3-class model)")
     p.add_argument("--mask-threshold", type=float, default=d.mask_threshold,
                    help=f"Gaussians with weight above this are edited (default {d.mask_threshold})")
     p.add_argument("--no-densify", action="store_true", help="do not clone/split/prune inside the mask")
@@ -192,8 +194,10 @@ def run(args: argparse.Namespace) -> int:
         np.save(args.mask_out, result.mask.cpu().numpy())
     if not args.quiet:
         changed = int((result.mask > config.mask_threshold).sum())
+        from engine.guidance.methods import family_of
+
         print(f"wrote {args.out}: {len(result.scene)} Gaussians, {changed} edited ({config.method}, "
-              f"{config.steps} steps, model {model.name})")
+              f"{config.steps} steps, model {model.name}; {config.resolved(family_of(model)).describe()})")
     return 0
 
 

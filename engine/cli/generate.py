@@ -29,7 +29,7 @@ MAX_STEPS = 100_000
 MIN_RESOLUTION, MAX_RESOLUTION = 16, 2048
 DEFAULTS = {
     "steps": 1000, "init": "sphere", "num_gaussians": 2000, "method": "sds", "resolution": 512, "seed": 0,
-    "batch_size": 1, "t_min": 0.02, "t_max": 0.98, "t_max_end": None, "schedule": "random",
+    "batch_size": 1, "t_min": None, "t_max": None, "t_max_end": None, "schedule": None,
 }
 
 
@@ -58,14 +58,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="classifier-free guidance scale (default: the method's; 100 for sds/esd, 7.5 for ism/nfsd, "
                         "2 for csd)")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"views per step (default {d.batch_size})")
-    p.add_argument("--t-min", type=float, default=d.t_min, help=f"lowest timestep fraction (default {d.t_min})")
-    p.add_argument("--t-max", type=float, default=d.t_max, help=f"highest timestep fraction at the start "
-                                                                 f"(default {d.t_max})")
+    p.add_argument("--t-min", type=float, default=d.t_min,
+                   help="lowest timestep fraction (default: the method's for the model's family: 0.02; 0.3 on an "
+                        "SD3-class rectified-flow model, RoMaP's config)")
+    p.add_argument("--t-max", type=float, default=d.t_max, help="highest timestep fraction at the start "
+                                                                 "(default 0.98)")
     p.add_argument("--t-max-end", type=float, default=d.t_max_end,
-                   help="t-max annealed to this by the last step (default 0.5); equal to --t-max: none")
+                   help="t-max annealed to this by the last step (default 0.5; none on an SD3-class model); "
+                        "equal to --t-max: none")
     p.add_argument("--schedule", choices=SCHEDULES, default=d.schedule,
                    help="how t moves: random (uniform, t-max annealed), dreamtime (DreamTime's non-increasing t) or "
-                        f"linear (default {d.schedule})")
+                        "linear (default random)")
     p.add_argument("--up", default="auto",
                    help="world up axis of the orbit: auto (default: +z for the sphere/ellipsoid, the file's for a file "
                         "init; see engine/io/detect_up.py), +z, -y, +y, -z, +x, -x or x,y,z (write --up=-y)")
@@ -111,5 +114,8 @@ def run(args: argparse.Namespace) -> int:
         scene = run_generate(config, model, on_event=on_event, initial=start)
     save_with_up(scene, args.out, config.up)
     if not args.quiet:
-        print(f"wrote {args.out}: {len(scene)} Gaussians ({config.method}, {config.steps} steps, model {model.name})")
+        from engine.guidance.methods import family_of
+
+        print(f"wrote {args.out}: {len(scene)} Gaussians ({config.method}, {config.steps} steps, model {model.name}; "
+              f"{config.resolved(family_of(model)).describe()})")
     return 0

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..guidance.methods import EDIT_METHODS, SCHEDULES, method_info
+from ..guidance.methods import DIFFUSION, EDIT_METHODS, SCHEDULES, Defaults, family_of, method_info, resolve
 from ..optimize.adam import check_final_fraction
 from ..optimize.densify import DensifyConfig
 from ..scene import PARAM_NAMES, GaussianScene, SceneError
@@ -87,15 +87,17 @@ class EditConfig:
     """Classifier-free guidance scale; None: the method's (engine/guidance/methods.py): 100 for sds/romap
     (DreamFusion; RoMaP's config: score distillation needs a large scale) and esd (its prior term is SDS's); 7.5
     for dds (DDS paper), ism (LucidDreamer), nfsd (NFSD: "nominal CFG"), dreamcatalyst (its released code); 2
-    for csd (classifier score weight s - 1 = 1, CSD's released configs); lusd does not use it."""
+    for csd (classifier score weight s - 1 = 1, CSD's released configs); lusd does not use it. The same on both
+    model families (guidance on the flow's velocity equals it on epsilon; RoMaP's SD3 config uses 100)."""
     seed: int = 0
     """Seeds cameras, timesteps, noise and densification: the same seed gives the same result on CPU."""
     t_min: float | None = None
     """Lowest diffusion timestep, as a fraction of the model's training timesteps. None: the method's, 0.02 for
-    most; 0.2 for dreamcatalyst and 0.05 for lusd (their released code)."""
+    most; 0.2 for dreamcatalyst and 0.05 for lusd (their released code). On a rectified-flow model (SD3 class,
+    detected from its config) 0.3 for all but dreamcatalyst and lusd: RoMaP's released SD3 config."""
     t_max: float | None = None
-    """Highest diffusion timestep at the first step. None: the method's, 0.98 for most; 0.9 for dreamcatalyst,
-    0.95 for lusd (their released code)."""
+    """Highest diffusion timestep at the first step. None: the method's, 0.98 for most (also RoMaP's on SD3); 0.9
+    for dreamcatalyst, 0.95 for lusd (their released code)."""
     schedule: str | None = None
     """How t moves over the run: "random" (uniform in [t_min, t_max], t_max annealed to t_max_end), "dreamtime"
     (DreamTime's deterministic, non-increasing t, Huang et al. 2023: engine/guidance/dreamtime.py) or "linear"
@@ -105,8 +107,8 @@ class EditConfig:
     """t_max is annealed linearly to this value by the last step (coarse first, then detail). None: 0.5 for
     sds/romap (large t sets the part's layout early, small t refines it; DreamTime/HiFA-style annealing, and
     an edit must keep more of its input than a generation), no annealing for dds (its paper samples
-    [0.02, 0.98] throughout: the source term cancels what large t would destroy). Set it equal to t_max to
-    turn annealing off."""
+    [0.02, 0.98] throughout: the source term cancels what large t would destroy), none on a rectified-flow
+    model (RoMaP's SD3 config samples [0.3, 0.98] throughout). Set it equal to t_max to turn annealing off."""
     lr: LearningRates = field(default_factory=LearningRates)
     """Learning rates per parameter group."""
     densify: DensifyConfig = field(default_factory=DensifyConfig)
@@ -189,27 +191,29 @@ class EditConfig:
     visible in it (hidden behind the rest of the scene or out of frame): such views cost a model call and
     push nothing useful."""
 
-    def effective_t_range(self) -> tuple[float, float]:
-        """(t_min, t_max), each the method's default where None."""
-        info = method_info(self.method)
-        return (float(info.t_min if self.t_min is None else self.t_min),
-                float(info.t_max if self.t_max is None else self.t_max))
+    def resolved(self, family: str = DIFFUSION) -> Defaults:
+        """Guidance scale, t range, annealing end and schedule this edit runs with on a model of `family`
+        ("diffusion" | "flow", `engine.guidance.methods.family_of(model)`): each field set here as set, every None
+        the method's default for that family (engine/guidance/methods.py's `resolve`)."""
+        return resolve(self.method, family, guidance_scale=self.guidance_scale, t_min=self.t_min, t_max=self.t_max,
+                       t_max_end=self.t_max_end, schedule=self.schedule)
 
-    def effective_t_max_end(self) -> float:
+    def effective_t_range(self, family: str = DIFFUSION) -> tuple[float, float]:
+        """(t_min, t_max), each the method's default for `family` where None."""
+        d = self.resolved(family)
+        return d.t_min, d.t_max
+
+    def effective_t_max_end(self, family: str = DIFFUSION) -> float:
         """`t_max_end`, or for None the method's default: 0.5 (at most t_max) for the annealed methods (sds, romap,
-        ism, nfsd, csd, esd), t_max (no annealing) for dds, dreamcatalyst and lusd."""
-        _, t_max = self.effective_t_range()
-        if self.t_max_end is not None:
-            return float(self.t_max_end)
-        return min(0.5, t_max) if method_info(self.method).anneal else t_max
+        ism, nfsd, csd, esd) on the diffusion family, t_max (no annealing) for dds, dreamcatalyst, lusd and every
+        method on the flow family."""
+        return self.resolved(family).t_max_end
 
-    def effective_guidance_scale(self) -> float:
-        if self.guidance_scale is not None:
-            return float(self.guidance_scale)
-        return method_info(self.method).guidance_scale
+    def effective_guidance_scale(self, family: str = DIFFUSION) -> float:
+        return self.resolved(family).guidance_scale
 
-    def effective_schedule(self) -> str:
-        return self.schedule or method_info(self.method).schedule
+    def effective_schedule(self, family: str = DIFFUSION) -> str:
+        return self.resolved(family).schedule
 
 
 def as_mask(mask_weights, num: int) -> Tensor:
@@ -265,7 +269,7 @@ def check_edit_inputs(scene: GaussianScene, mask_weights, config: EditConfig, mo
         raise ValueError(f"batch_size must be in [1, 64], got {config.batch_size}")
     if config.guidance_scale is not None and not (math.isfinite(config.guidance_scale) and config.guidance_scale > 0):
         raise ValueError(f"guidance_scale must be a positive number, got {config.guidance_scale}")
-    t_min, t_max = config.effective_t_range()
+    t_min, t_max = config.effective_t_range(family_of(model))
     if not 0.0 <= t_min <= t_max <= 1.0:
         raise ValueError(f"need 0 <= t_min <= t_max <= 1, got t_min={t_min}, t_max={t_max}")
     if config.t_max_end is not None and not t_min <= config.t_max_end <= 1.0:

@@ -336,15 +336,16 @@ def _carry(state: MaskedParams, original: GaussianScene, work: GaussianScene, ex
 
 
 def build_loss(config: EditConfig, model):
-    """The guidance loss object (engine.guidance.methods) for `config.method`, with the config's timesteps
-    and scale."""
+    """The guidance loss object (engine.guidance.methods) for `config.method`, with the config's timesteps and
+    scale, each None resolved for the model's family (the family comes with the model's class, which the loader
+    picks from its config)."""
     from ..guidance.methods import build_loss as build_method_loss
-    from ..guidance.methods import make_schedule
+    from ..guidance.methods import family_of, make_schedule
 
-    t_min, t_max = config.effective_t_range()
-    timesteps = make_schedule(config.effective_schedule(), t_min, t_max, max(config.effective_t_max_end(), t_min))
+    run = config.resolved(family_of(model))  # the method's defaults for this model's family where None
+    timesteps = make_schedule(run.schedule, run.t_min, run.t_max, max(run.t_max_end, run.t_min))
     return build_method_loss(config.method, model, prompt=config.prompt, source_prompt=config.source_prompt,
-                             guidance_scale=config.effective_guidance_scale(), timesteps=timesteps,
+                             guidance_scale=run.guidance_scale, timesteps=timesteps,
                              anchor_weight=config.anchor_weight)
 
 

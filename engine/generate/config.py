@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..guidance.methods import GENERATE_METHODS, SCHEDULES, method_info
+from ..guidance.methods import DIFFUSION, GENERATE_METHODS, SCHEDULES, Defaults, family_of, method_info, resolve
 from ..optimize.adam import check_final_fraction
 from ..optimize.densify import DensifyConfig
 from ..scene import PARAM_NAMES
@@ -82,18 +82,21 @@ class GenerateConfig:
     2 for csd (classifier score weight s - 1 = 1, CSD's released configs)."""
     seed: int = 0
     """Seeds the initial primitive, cameras, timesteps, noise and densification: same seed, same result on CPU."""
-    t_min: float = 0.02
-    """Lowest diffusion timestep, as a fraction of the model's training timesteps."""
-    t_max: float = 0.98
-    """Highest diffusion timestep at the first step."""
-    schedule: str = "random"
+    t_min: float | None = None
+    """Lowest diffusion timestep, as a fraction of the model's training timesteps. None: the method's default for
+    the model's family (engine/guidance/methods.py): 0.02 on the diffusion family, 0.3 on a rectified-flow (SD3
+    class) model, RoMaP's released SD3 range."""
+    t_max: float | None = None
+    """Highest diffusion timestep at the first step. None: 0.98 (both families)."""
+    schedule: str | None = None
     """How t moves over the run: "random" (uniform in [t_min, t_max], t_max annealed to t_max_end), "dreamtime"
     (DreamTime's deterministic, non-increasing t, Huang et al. 2023: engine/guidance/dreamtime.py) or "linear"
-    (t falls linearly from t_max to t_min); the monotone ones ignore t_max_end."""
+    (t falls linearly from t_max to t_min); the monotone ones ignore t_max_end. None: "random" (every
+    generation method's default)."""
     t_max_end: float | None = None
     """t_max is annealed linearly to this by the last step (coarse shape first, then detail). None: the
-    method's default, 0.5 for sds and ism (at most t_max), as `EditConfig.t_max_end`'s None is the edit
-    method's default. Set it equal to t_max to turn annealing off."""
+    method's default, 0.5 (at most t_max) on the diffusion family, no annealing on the flow family (RoMaP's
+    config samples [0.3, 0.98] throughout). Set it equal to t_max to turn annealing off."""
     ism_interval: float = 0.05
     """ism: the interval t - s between the two compared timesteps, as a fraction (LucidDreamer: 50 of 1000)."""
     ism_inversion_step: float = 0.2
@@ -132,16 +135,18 @@ class GenerateConfig:
     render_backend: str = "auto"
     """engine.render backend."""
 
-    def effective_t_max_end(self) -> float:
-        """`t_max_end`, or for None the default: 0.5 (at most t_max) for every method."""
-        if self.t_max_end is not None:
-            return float(self.t_max_end)
-        return min(0.5, float(self.t_max))
+    def resolved(self, family: str = DIFFUSION) -> Defaults:
+        """Guidance scale, t range, annealing end and schedule on a model of `family` ("diffusion" | "flow"):
+        each field set here as set, every None the method's default for that family (methods.resolve)."""
+        return resolve(self.method, family, guidance_scale=self.guidance_scale, t_min=self.t_min, t_max=self.t_max,
+                       t_max_end=self.t_max_end, schedule=self.schedule)
 
-    def effective_guidance_scale(self) -> float:
-        if self.guidance_scale is not None:
-            return float(self.guidance_scale)
-        return method_info(self.method).guidance_scale
+    def effective_t_max_end(self, family: str = DIFFUSION) -> float:
+        """`t_max_end`, or for None the default: 0.5 (at most t_max) on the diffusion family, t_max on the flow's."""
+        return self.resolved(family).t_max_end
+
+    def effective_guidance_scale(self, family: str = DIFFUSION) -> float:
+        return self.resolved(family).guidance_scale
 
     def start_resolution(self, latent_scale: int = 1) -> int:
         """The render size at step 0 (the default rule of `resolution_start`), a multiple of `latent_scale`."""
@@ -175,7 +180,7 @@ def check_generate_config(config: GenerateConfig, model=None) -> None:
     """
     if config.method not in METHODS:
         raise ValueError(f"unknown generation method {config.method!r}; choose one of {', '.join(METHODS)}")
-    if config.schedule not in SCHEDULES:
+    if config.schedule is not None and config.schedule not in SCHEDULES:
         raise ValueError(f"unknown timestep schedule {config.schedule!r}; choose one of {', '.join(SCHEDULES)}")
     if method_info(config.method).classifier_only and _weight_free(model):
         raise ValueError(f"{config.method} distils only what the prompt changes in the model's prediction; the "
@@ -205,9 +210,10 @@ def check_generate_config(config: GenerateConfig, model=None) -> None:
         and config.guidance_scale > 0
     ):
         raise ValueError(f"guidance_scale must be a positive number, got {config.guidance_scale!r}")
-    if not 0.0 <= config.t_min <= config.t_max <= 1.0:
-        raise ValueError(f"need 0 <= t_min <= t_max <= 1, got t_min={config.t_min}, t_max={config.t_max}")
-    if config.t_max_end is not None and not config.t_min <= config.t_max_end <= 1.0:
+    run = config.resolved(family_of(model))
+    if not 0.0 <= run.t_min <= run.t_max <= 1.0:
+        raise ValueError(f"need 0 <= t_min <= t_max <= 1, got t_min={run.t_min}, t_max={run.t_max}")
+    if config.t_max_end is not None and not run.t_min <= config.t_max_end <= 1.0:
         raise ValueError(f"t_max_end must be in [t_min, 1], got {config.t_max_end}")
     if not 0.0 < config.ism_interval < 1.0 or not 0.0 < config.ism_inversion_step <= 1.0:
         raise ValueError("ism_interval must be in (0, 1) and ism_inversion_step in (0, 1]")

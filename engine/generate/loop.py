@@ -58,14 +58,15 @@ def object_orbit(scene: GaussianScene, config: GenerateConfig) -> Orbit:
 
 
 def build_loss(config: GenerateConfig, model):
-    """The guidance loss for `config.method` (engine/guidance/methods.py) with the config's timesteps and scale."""
+    """The guidance loss for `config.method` (engine/guidance/methods.py) with the config's timesteps and scale,
+    each None resolved for the model's family."""
     from ..guidance.methods import build_loss as build_method_loss
-    from ..guidance.methods import make_schedule
+    from ..guidance.methods import family_of, make_schedule
 
-    timesteps = make_schedule(config.schedule, config.t_min, config.t_max,
-                              max(config.effective_t_max_end(), config.t_min))
+    run = config.resolved(family_of(model))  # the method's defaults for this model's family where None
+    timesteps = make_schedule(run.schedule, run.t_min, run.t_max, max(run.t_max_end, run.t_min))
     return build_method_loss(config.method, model, prompt=config.prompt,
-                             guidance_scale=config.effective_guidance_scale(), timesteps=timesteps,
+                             guidance_scale=run.guidance_scale, timesteps=timesteps,
                              ism_interval=config.ism_interval, ism_inversion_step=config.ism_inversion_step)
 
 

@@ -18,7 +18,7 @@ spec / error types. Then one module per job:
 - nfsd.py, csd.py, esd.py, dreamcatalyst.py, lusd.py   the literature's variants, one formula and paper each
 - prepare.py      renders -> latents at the native size, shared by the variants
 - dreamtime.py    `MonotoneSchedule`: DreamTime's non-increasing timestep schedule (and a linear one)
-- methods.py      the table of methods by name (one line, defaults, jobs) and `build_loss`
+- methods.py      the table of methods by name (one line, defaults per model family: `resolve`, jobs) and `build_loss`
 - reference.py    `ReferencePrior` (the closed-form prior whose target per view is a scene's render, drawn by a
                   render function its user hands over: nothing here imports the renderer), `recolour_part`
 """

@@ -8,7 +8,7 @@ SDS with classifier-free guidance decomposes (CSD's notation, eps_hat = eps(y) +
 and CSD's finding is that the second term alone drives text-to-3D; the first, with its random-noise part, is
 dropped. In this project's convention (diffusers', eps_hat = eps(0) + s (eps(y) - eps(0))), w = s - 1, so
 
-    grad = w(t) * (s - 1) * (eps(z_t, t, y) - eps(z_t, t, "")),      w(t) = 1 - abar_t (as SDS)
+    grad = w(t) * (s - 1) * (eps(z_t, t, y) - eps(z_t, t, "")),      w(t) = SDS's weight on the family
 
 Guidance scale 1 is exactly zero, by construction. Default s = 2 (w = 1): the released configs weight the
 classifier score by 1 (their `cond_scale` 1, `uncond_scale` -1); under Adam only the direction matters. The
@@ -17,6 +17,10 @@ paper's annealed negative prompt is not included (the pure classifier score).
 On a weight-free prior CSD is zero everywhere: those priors have one distribution per prompt, so the conditional
 and unconditional predictions coincide. The edit refuses that pairing (engine.edit.config); the tests check the
 formula on a two-distribution Gaussian prior instead.
+
+Model families: 1 - abar_t on the diffusion family; on a rectified-flow model (SD3 class) the same formula on its
+exact epsilon view with w = 1 / (1 - s) (`sds.distil_weight`), i.e. (s - 1) (v(y) - v("")): CFG's direction on
+the velocity. It applies to both; it does not to the weight-free priors (refused, below).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from torch import Tensor
 
 from .base import DiffusionModel, LossOutput
 from .prepare import distil_renders, masked, per_view
-from .sds import add_noise, check_prompt, sds_weight
+from .sds import add_noise, check_prompt, distil_weight
 from .timesteps import TimestepSchedule
 
 
@@ -58,7 +62,7 @@ class CSDLoss:
         abar = self.model.alphas_cumprod
         latents_t = add_noise(latents.detach().float(), noise, abar[t])
         score = classifier_score(self.model, latents_t, t, self.prompt)
-        grad = per_view(sds_weight(abar, t), score) * (self.guidance_scale - 1.0) * score
+        grad = per_view(distil_weight(self.model, t), score) * (self.guidance_scale - 1.0) * score
         return masked(grad, mask)
 
     def __call__(self, images: Tensor, *, step: int, total_steps: int, mask2d: Tensor | None = None,

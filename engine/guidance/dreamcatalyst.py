@@ -18,6 +18,10 @@ InstructPix2Pix (image-conditioned); on a text-to-image model the source predict
 in DDS. FreeU (which the paper adds to the UNet) is not part of the objective and is not applied.
 
 With source == target prompt and the render still equal to the original, the gradient is exactly zero.
+
+Model families: the formula is written in epsilon and latent terms, so on a rectified-flow model (SD3 class) it
+runs unchanged on the model's exact epsilon view (flow_model.py); psi and chi are the paper's, not re-derived
+for the flow's noise levels, and t keeps the released 0.9 -> 0.2 of the scheduler's (shifted) table.
 """
 
 from __future__ import annotations

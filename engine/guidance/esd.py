@@ -25,6 +25,10 @@ each view away from the mean of the views (gradient descent subtracts it). It is
 paper's learned score: it knows only per-pixel mean and spread across views, nothing of image content.
 Defaults: lambda = 0.5 (the paper sweeps lambda; the value is ours); guidance 100, as SDS, since without the LoRA
 the prior term is SDS's.
+
+Model families: on a rectified-flow model (SD3 class) the formula runs on its exact epsilon view with SDS's
+weight for that family, w = 1 / (1 - s) (`sds.distil_weight`), so lambda = 1 is RFDS there, as it is SDS on the
+diffusion family (both checked by tests).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from torch import Tensor
 
 from .base import DiffusionModel, LossOutput, randn
 from .prepare import encode_views, masked, per_view
-from .sds import add_noise, check_prompt, draw_timesteps, sds_weight, surrogate_output
+from .sds import add_noise, check_prompt, draw_timesteps, distil_weight, surrogate_output
 from .timesteps import TimestepSchedule
 
 
@@ -89,7 +93,7 @@ class ESDLoss:
             eps_hat = model.predict_noise(latents_t, t, model.condition(self.prompt), guidance_scale=self.guidance_scale)
             eps_views = gaussian_epsilon(latents_t, abar[t], mean, var)
             lam = self.view_weight
-            grad = per_view(sds_weight(abar, t), noise) * (eps_hat - lam * noise - (1.0 - lam) * eps_views)
+            grad = per_view(distil_weight(model, t), noise) * (eps_hat - lam * noise - (1.0 - lam) * eps_views)
         return masked(grad, mask)
 
     def __call__(self, images: Tensor, *, step: int, total_steps: int, mask2d: Tensor | None = None,

@@ -151,6 +151,12 @@ class FlowModel:
         return x + (1.0 - self.sigmas[t].reshape(-1, 1, 1, 1)) * v
 
     # --- distillation --------------------------------------------------------------------------------
+    def distil_weight(self, t: Tensor) -> Tensor:
+        """[B] w(s) / (1 - s): an epsilon difference at one x_s times this is the velocity difference RFDS
+        weights by w(s) (sds.distil_weight). Finite: the table's largest s is below 1."""
+        sigmas = self.sigmas[t]
+        return flow_weight(sigmas) / (1.0 - sigmas)
+
     def score_residual(self, latents: Tensor, noise: Tensor, t: Tensor, cond: Condition, *,
                        guidance_scale: float, uncond: Condition | None = None) -> Tensor:
         """RFDS's w(s) (v_hat(x_s) - (eps - x0)) at clean latents x0 [B, C, h, w], float32, no graph."""

@@ -30,6 +30,10 @@ bound both at 5%). That makes ISM testable offline, like SDS.
 Cost: ceil(s / inversion_step) + 1 unconditional passes plus one guided pass per step (LucidDreamer's defaults,
 interval 50 and inversion step 200 of 1000 timesteps, give at most 6 network calls). The clean latents are
 treated as the trajectory's point at timestep 0 (abar_0 ~ 0.999 for Stable Diffusion), as in LucidDreamer.
+
+Model families: on a rectified-flow model (SD3 class) DDIM inversion on the model's exact epsilon view is the
+Euler inversion of the flow ODE (flow_model.py; a test checks the step), so the formula applies as written;
+w(t) = sqrt((1 - abar_t) / abar_t) is s / (1 - s) there.
 """
 
 from __future__ import annotations

@@ -22,6 +22,9 @@ tau starts at 0.01, t ~ U[0.05, 0.95] (all the released code's values). Departur
 - Redraws are capped at `max_redraws` (8; the released loop is unbounded): each costs two model passes.
 - Views are normalized one by one (the paper edits one image); the filter tests the views' mean std.
 - An empty source prompt means the unconditional prediction: delta is then CSD's classifier score.
+
+Model families: delta is a difference of two epsilon predictions at one z_t and the update is normalized, so the
+formula is the same on a rectified-flow model (SD3 class, through its exact epsilon view) as on the SD family.
 """
 
 from __future__ import annotations

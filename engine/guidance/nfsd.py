@@ -11,13 +11,19 @@ s ~ 100. NFSD drops it and distils only the domain and condition directions, at 
     delta_D = eps(z_t; "")                             for t < 200 (of 1000): little noise left to remove, the
                                                        unconditional prediction is mostly the domain correction
             = eps(z_t; "") - eps(z_t; p_neg)           otherwise: the noise, common to both, cancels
-    grad    = w(t) * (delta_D + s * delta_C),          w(t) = 1 - abar_t (as SDS)
+    grad    = w(t) * (delta_D + s * delta_C),          w(t) = SDS's weight on the model's family
 
 with the paper's negative prompt p_neg (`NEGATIVE_PROMPT`). Where t >= 200 and p_neg is the empty prompt,
 delta_D = 0 and NFSD is exactly SDS's guidance term w(t) s delta_C (the test checks that identity).
 
 Cost: three unguided passes per view when t >= 200 (y, "", p_neg), two below. On a weight-free prior (one
 distribution per prompt) delta_C and the t >= 200 delta_D vanish: only the t < 200 branch pushes there.
+
+Model families. Diffusion family: w(t) = 1 - abar_t, the paper's. Rectified flow (SD3 class): the formula
+applies unchanged through the model's exact epsilon view (flow_model.py), with w(t) = 1 / (1 - s)
+(`sds.distil_weight`), which makes each epsilon difference the velocity difference RFDS distils; the 200-of-1000
+boundary is kept as a fraction of the scheduler's table, and with the flow default t in [0.3, 0.98] only the
+t >= 200 branch runs there.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from torch import Tensor
 
 from .base import DiffusionModel, LossOutput
 from .prepare import distil_renders, masked, per_view
-from .sds import add_noise, check_prompt, sds_weight
+from .sds import add_noise, check_prompt, distil_weight
 from .timesteps import TimestepSchedule
 
 NEGATIVE_PROMPT = ("unrealistic, blurry, low quality, out of focus, ugly, low contrast, dull, dark, "
@@ -68,7 +74,7 @@ class NFSDLoss:
             if not bool(small.all()):
                 eps_neg = model.predict_noise(latents_t, t, model.condition(self.negative_prompt), guidance_scale=1.0)
                 delta_d = torch.where(per_view(small, eps_u).bool(), eps_u, eps_u - eps_neg)
-            grad = per_view(sds_weight(abar, t), eps_u) * (delta_d + self.guidance_scale * (eps_c - eps_u))
+            grad = per_view(distil_weight(model, t), eps_u) * (delta_d + self.guidance_scale * (eps_c - eps_u))
         return masked(grad, mask)
 
     def __call__(self, images: Tensor, *, step: int, total_steps: int, mask2d: Tensor | None = None,

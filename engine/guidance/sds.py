@@ -37,6 +37,16 @@ def sds_weight(alphas_cumprod: Tensor, t: Tensor) -> Tensor:
     return 1.0 - alphas_cumprod[t]
 
 
+def distil_weight(model: DiffusionModel, t: Tensor) -> Tensor:
+    """The weight that turns an epsilon difference into the model family's distillation units, [B]: SDS's
+    w(t) = 1 - abar_t, or a model's own `distil_weight` (the rectified-flow model's w(s) / (1 - s): an epsilon
+    difference at one x_s is (1 - s) times the velocity difference, so this is RFDS's velocity residual). The
+    variants that weight an epsilon difference as SDS does (nfsd, csd, esd) use it, so on each family they share
+    SDS's scale: ESD at lambda = 1 is SDS on both families (tests/guidance/test_flow_variants.py)."""
+    own = getattr(model, "distil_weight", None)
+    return own(t) if own is not None else sds_weight(model.alphas_cumprod, t)
+
+
 def add_noise(latents: Tensor, noise: Tensor, alpha_bar: Tensor) -> Tensor:
     """z_t = sqrt(abar) z + sqrt(1 - abar) eps, alpha_bar [B]."""
     a = alpha_bar.reshape(-1, *([1] * (latents.dim() - 1)))

@@ -42,6 +42,21 @@ def test_values_that_look_like_options_stay_values(tmp_path):
     assert args.prompt == "--steps 9" and args.steps == 7
 
 
+def test_every_method_and_schedule_of_the_registry_is_a_valid_job(tmp_path):
+    """Manifests take the score-distillation family by name: `method` and `schedule` parse like --method and
+    --schedule, for edits and generations; a misspelt schedule is refused with the choices."""
+    from engine.guidance.methods import EDIT_METHODS, GENERATE_METHODS, SCHEDULES
+
+    lines = [{**EDIT, "id": f"e-{m}-{s}", "method": m, "schedule": s, "source_prompt": "a blue head"}
+             for m in EDIT_METHODS for s in SCHEDULES]
+    lines += [{"id": f"g-{m}", "job": "generate", "prompt": "a teapot", "method": m, "schedule": "dreamtime"}
+              for m in GENERATE_METHODS]
+    for job in read_jobs(_write(tmp_path / "jobs.jsonl", *lines)):
+        args = job_namespace(job, output_options(job, tmp_path))
+        assert (args.method, args.schedule) == (job.options["method"], job.options["schedule"])
+    with pytest.raises(JobsFileError, match="dreamtime"):
+        read_jobs(_write(tmp_path / "bad.jsonl", {**EDIT, "schedule": "cosine"}))
+
 def test_model_folder_next_to_the_jobs_file_is_resolved(tmp_path):
     (tmp_path / "models" / "sd").mkdir(parents=True)
     job = read_jobs(_write(tmp_path / "jobs.jsonl", {**EDIT, "model": "models/sd"}))[0]

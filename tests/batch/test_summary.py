@@ -28,6 +28,13 @@ def test_summary_groups_by_method_and_averages_done_jobs():
     assert "eval_views" not in sds and "clip_direction" not in sds
 
 
+def test_a_named_schedule_gets_its_own_row():
+    jobs = [Job("a", "edit", {"method": "nfsd"}), Job("b", "edit", {"method": "nfsd", "schedule": "dreamtime"}),
+            Job("c", "generate", {"method": "csd", "schedule": "linear"})]
+    records = {j.id: {"status": "done", "seconds": 1.0, "metrics": {"psnr_inside": 20.0}} for j in jobs}
+    assert [r["method"] for r in summary_rows(jobs, records)] == ["nfsd", "nfsd+dreamtime", "generate:csd+linear"]
+
+
 def test_tables_render(tmp_path):
     rows = summary_rows(JOBS, RECORDS)
     csv_text = to_csv(rows)

@@ -108,6 +108,35 @@ def test_cancel_stops_the_job_and_keeps_the_scene(app):
     assert torch.equal(scene.sh0, load(app.scene_path).sh0)
 
 
+def test_a_variant_with_a_schedule_edits_on_a_saved_sd3_pipeline(app, tiny_flow_dir, monkeypatch):
+    """A tiny SD3-layout pipeline saved to a folder (tests/conftest.py) as the session's model, loaded offline by
+    the engine worker Run uses: DreamCatalyst with DreamTime's schedule, both chosen in the Edit panel, runs to the
+    end on the flow family and changes only selected Gaussians, colour only."""
+    import engine.edit.loop as edit_loop
+    from engine.guidance.methods import family_of
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    seen, build = [], edit_loop.build_loss
+    monkeypatch.setattr(edit_loop, "build_loss", lambda config, model: (
+        seen.append((config.method, config.schedule, family_of(model))), build(config, model))[1])
+    client = _client(app)
+    client.predict(str(tiny_flow_dir), api_name="/set_model")
+    selected = _select_blob(client)
+    original = load(app.scene_path)
+    job = client.submit("a red blob", "a grey blob", "dreamcatalyst", 2, 0, 32, 0, 1, False, False, 1.0,
+                        "appearance", "dreamtime", api_name="/run_edit")
+    bars = [out[0] for out in job]
+    assert _state(bars[-1])["state"] == "done" and _state(bars[-1])["step"] == "2", bars[-1]
+    assert seen == [("dreamcatalyst", "dreamtime", "flow")]
+    edited = load(client.predict("ply", api_name="/export"))
+    changed = (edited.sh0 != original.sh0).flatten(1).any(1)
+    assert 0 < int(changed.sum()) <= selected
+    for name, value in original.items():
+        assert torch.equal(getattr(edited, name)[~changed], value[~changed]), name
+    for name in ("means", "scales", "quats", "opacities"):
+        assert torch.equal(getattr(edited, name), getattr(original, name)), name
+
+
 def test_bad_input_is_refused_with_a_message(app):
     client = _client(app)
     client.predict(RED, api_name="/use_demo")

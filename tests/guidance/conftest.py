@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random diffusers pipelines saved once per session, and a red closed-form prior."""
+"""Shared fixtures: tiny random diffusers pipelines saved once per session, and a red closed-form prior (the tiny
+SD3-layout pipeline's folder, `tiny_flow_dir`, is tests/conftest.py's: the CLI and app tests load it too)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 
 from engine.guidance import ClosedFormPrior
 
-from .tiny_models import save_tiny_flow_pipeline, save_tiny_pipeline
+from .tiny_models import save_tiny_pipeline
 
 RED = (0.8, 0.1, 0.1)
 
@@ -26,12 +27,6 @@ def tiny_pipeline_dir(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_vpred_dir(tmp_path_factory):
     return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-v") / "model", prediction_type="v_prediction", seed=1)
-
-
-@pytest.fixture(scope="session")
-def tiny_flow_dir(tmp_path_factory):
-    """A tiny random SD3-layout pipeline (tiny_models.tiny_flow_parts), saved once."""
-    return save_tiny_flow_pipeline(tmp_path_factory.mktemp("tiny-flow") / "model")
 
 
 @pytest.fixture(scope="session")

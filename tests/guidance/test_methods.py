@@ -17,7 +17,10 @@ from engine.edit import EditConfig, check_edit_inputs, run_edit
 from engine.generate import METHODS as GENERATE_CHOICES
 from engine.generate import GenerateConfig, run_generate
 from engine.guidance import ClosedFormPrior, load_guidance
-from engine.guidance.methods import EDIT_METHODS, GENERATE_METHODS, METHODS, build_loss, dropdown_choices, make_schedule
+from engine.guidance.methods import (
+    EDIT_METHODS, FLOW, GENERATE_METHODS, METHODS, SCHEDULES, build_loss, chosen_schedule, dropdown_choices,
+    family_of, make_schedule, method_line, resolve, schedule_choices,
+)
 from tests.edit.scenes import params_equal, two_part_scene
 
 from .two_prompt_prior import TwoPromptPrior
@@ -59,6 +62,37 @@ def test_per_method_defaults_and_refusals():
     with pytest.raises(ValueError, match="schedule"):
         check_edit_inputs(scene, mask, _config("sds", schedule="cosine"), ClosedFormPrior((1, 0, 0)))
     check_edit_inputs(scene, mask, _config("lusd", source_prompt=""), ClosedFormPrior((1, 0, 0)))  # optional
+
+
+def test_defaults_resolve_per_method_and_family_and_the_users_value_wins():
+    """(guidance, t_min, t_max, t_max_end, schedule): the diffusion family's table; on the flow family RoMaP's
+    released t in [0.3, 0.98] without annealing, except dreamcatalyst and lusd (their released ranges)."""
+    def row(method, family="diffusion", **given):
+        d = resolve(method, family, **given)
+        return d.guidance_scale, d.t_min, d.t_max, d.t_max_end, d.schedule
+
+    assert row("sds") == (100.0, 0.02, 0.98, 0.5, "random") and row("dds") == (7.5, 0.02, 0.98, 0.98, "random")
+    for method in ("sds", "romap", "esd"):
+        assert row(method, FLOW) == (100.0, 0.3, 0.98, 0.98, "random")
+    assert row("nfsd", FLOW) == (7.5, 0.3, 0.98, 0.98, "random") and row("csd", FLOW)[0] == 2.0
+    assert row("dreamcatalyst", FLOW) == row("dreamcatalyst") == (7.5, 0.2, 0.9, 0.9, "linear")
+    assert row("lusd", FLOW) == row("lusd") == (7.5, 0.05, 0.95, 0.95, "random")
+    mine = row("sds", FLOW, guidance_scale=20.0, t_min=0.1, schedule="dreamtime")
+    assert mine == (20.0, 0.1, 0.98, 0.98, "dreamtime")
+    assert row("sds", t_max=0.4) == (100.0, 0.02, 0.4, 0.4, "random")  # the annealing end never above t_max
+    for config in (_config("ism"), GenerateConfig(prompt="x", method="ism")):  # both jobs resolve alike
+        assert config.resolved(FLOW) == resolve("ism", FLOW) and config.resolved() == resolve("ism")
+    with pytest.raises(ValueError, match="family"):
+        resolve("sds", "unet")
+    assert family_of(ClosedFormPrior((1, 0, 0))) == family_of(None) == "diffusion"
+
+
+def test_panel_texts_come_from_the_registry():
+    assert [value for _, value in schedule_choices()][1:] == list(SCHEDULES)
+    assert chosen_schedule("default") is None and chosen_schedule("") is None and chosen_schedule("linear") == "linear"
+    line = method_line("romap")
+    assert "RoMaP" in line and "t 0.02-0.98 (t_max -> 0.5)" in line and "t 0.3-0.98, random" in line
+    assert "guidance" not in method_line("lusd")  # LUSD normalizes an unguided difference
 
 
 @pytest.mark.parametrize("method,schedule", [(m, "dreamtime" if m == "csd" else None) for m in VARIANTS])
