@@ -32,7 +32,7 @@ import torch
 from torch import Tensor
 
 from ..camera import Cameras
-from ..render.culling import reaching
+from ..render.culling import reaching_views
 from ..render.cpu import project_fast
 from ..render.projection import ALPHA_THRESHOLD
 from ..render.reference import MAX_ALPHA, T_EPS
@@ -249,8 +249,14 @@ def per_view_entries(
             raise ValueError(f"regions must be [{len(cameras)}, {cameras.height}, {cameras.width}], "
                              f"got {list(regions.shape)}")
 
+    boxes = [(0, 0, cameras.width, cameras.height) if regions is None else _box(regions[c])
+             for c in range(len(cameras))]
+    windows = torch.tensor([box or (0, 0, 0, 0) for box in boxes], dtype=torch.float64)
+    reached = reaching_views(scene.means, scene.scales, scene.opacities, cameras, windows)  # one pass
+
     def one(c: int) -> T:
-        return reduce(c, *_one_view(scene, cameras[c], None if regions is None else regions[c]))
+        return reduce(c, *_one_view(scene, cameras[c], None if regions is None else regions[c], boxes[c],
+                                    reached[c]))
 
     workers = min(len(cameras), os.cpu_count() or 1)
     if workers > 1:  # the splatting loop releases the GIL (numba nogil): views run side by side
@@ -270,16 +276,13 @@ def _geometry(scene: GaussianScene, rows: Tensor | None = None) -> GaussianScene
     return GaussianScene.trusted(**{name: t.to("cpu", torch.float32) for name, t in params.items()})
 
 
-def _one_view(scene: GaussianScene, camera: Cameras, region: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """(pixel, gauss, weight) of one camera, at the pixels of `region` [H, W] (None: all)."""
+def _one_view(scene: GaussianScene, camera: Cameras, region: Tensor | None, box: tuple[int, int, int, int] | None,
+              rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(pixel, gauss, weight) of one camera, at the pixels of `region` [H, W] (None: all) within `box` (its
+    bounding box, None: no pixel), from the `rows` [M] whose footprint can reach the box."""
     W, H = camera.width, camera.height
     empty = torch.zeros(0, dtype=torch.long)
-    box = _box(region) if region is not None else (0, 0, W, H)
-    if box is None:
-        return empty, empty, torch.zeros(0)
-    window = torch.tensor([box], dtype=torch.float64)
-    rows = reaching(scene.means, scene.scales, scene.opacities, camera, window).nonzero().flatten()
-    if rows.numel() == 0:
+    if box is None or rows.numel() == 0:
         return empty, empty, torch.zeros(0)
     proj = project_fast(_geometry(scene, rows), camera)  # the CPU renderer's projection (compiled, float64 inside)
     alive = (proj.radii[0] > 0).all(dim=-1).nonzero().flatten()
