@@ -266,11 +266,11 @@ def per_view_entries(
 
 
 def _geometry(scene: GaussianScene, rows: Tensor | None = None) -> GaussianScene:
-    """The scene's `rows` (all: None) on the CPU in float32, without colours (higher SH with no coefficients):
+    """The scene's `rows` (all: None) on the CPU in float32, without colours (SH with no coefficients):
     the weights depend on the geometry only, and a big capture's SH are most of its bytes (not copied or
     gathered per view). Not validated: only projection reads it."""
     params = {name: t.detach() for name, t in scene.items()}
-    params["shN"] = params["shN"][:, :0]
+    params["sh0"], params["shN"] = params["sh0"][:, :0], params["shN"][:, :0]
     if rows is not None:
         params = {name: t[rows] for name, t in params.items()}
     return GaussianScene.trusted(**{name: t.to("cpu", torch.float32) for name, t in params.items()})
