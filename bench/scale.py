@@ -13,10 +13,17 @@ Each size runs in a fresh process (peak RSS is per size) and prints, as JSON:
 - lift_vote_s / lift_galp_s: the part's ground-truth masks in those 24 views lifted by voting and by 3D-GALP
   (compositing weights included), and the IoUs of the lifted parts (> 0.5) with the true part;
 - edit_step_s: steady-state seconds per step of an SDS edit of the part with the closed-form prior at 128x128;
-- peak RSS after each stage (ru_maxrss, MB) and the .ply's size.
+- peak RSS after each stage (ru_maxrss, MB) and the .ply's size;
+- session (a separate process, the app's path): an engine worker opens the .ply in a session, masks the part,
+  runs a few edit steps (closed-form prior) and closes the session; the current RSS (MB) with the worker idle
+  before loading, with the scene loaded ("idle"), the peak during the edit (sampled), after the edit (the
+  history holds input and result) and after the session closed, and each over the file size.
 
-    python bench/scale.py [--sizes 0.15] [--stages load,pick,brush,render,lift,edit]   # sizes in millions
-On a busy machine set OMP_NUM_THREADS=1; times are wall seconds (medians over --repeats for pick/brush).
+    python bench/scale.py [--sizes 0.15,1.2,3] [--stages load,pick,brush,render,lift,edit,session]  # millions
+    [--delete]: remove each size's .ply after its run (a 3M SH-3 .ply is ~750 MB).
+The .ply is built in its own process first (building holds several copies of the scene: not this size's RSS).
+Run sizes >= 0.5M under `flock /work/notes/bigbench.lock`. Times are wall seconds (medians over --repeats for
+pick/brush) and cpu_s CPU seconds; on a busy machine set OMP_NUM_THREADS=1.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ CAPTURE = Path("/work/shared/data/playbot-lod2/meta.json")
 UP = (0.0, -1.0, 0.0)  # the capture's up
 PART_Y = -0.62  # head and hands: y below this
 SPACING = 1.6  # grid step between copies (the capture is ~1.42 wide)
-STAGES = ("load", "pick", "brush", "render", "lift", "edit")
+STAGES = ("load", "pick", "brush", "render", "lift", "edit", "session")
 
 
 def build_scene(num: int, seed: int = 0):
@@ -76,7 +83,7 @@ def scene_file(num: int, cache: Path) -> tuple[Path, Path]:
     from engine.io import save
 
     cache.mkdir(parents=True, exist_ok=True)
-    ply, npy = cache / f"playbot_tiled_{num}.ply", cache / f"playbot_tiled_{num}_part.npy"
+    ply, npy = scene_file_paths(num, cache)
     if not ply.exists() or not npy.exists():
         scene, part = build_scene(num)
         save(scene, ply)
@@ -84,8 +91,18 @@ def scene_file(num: int, cache: Path) -> tuple[Path, Path]:
     return ply, npy
 
 
+def scene_file_paths(num: int, cache: Path) -> tuple[Path, Path]:
+    return cache / f"playbot_tiled_{num}.ply", cache / f"playbot_tiled_{num}_part.npy"
+
+
 def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def rss_mb() -> float:
+    """This process's resident set now (MB; Linux /proc)."""
+    with open("/proc/self/statm") as f:
+        return round(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
 CPU_S: dict[str, float] = {}  # per stage: CPU seconds of this process (the figure a busy machine distorts least)
@@ -143,7 +160,9 @@ def run_one(num: int, args) -> dict:
     """Every stage on one size, in this process."""
     from engine.io import load
 
-    ply, npy = scene_file(num, Path(args.cache))
+    ply, npy = scene_file(num, Path(args.cache))  # built by main() in its own process
+    if args.stages == ["session"]:
+        return {"gaussians": num, "file_mb": round(ply.stat().st_size / 2**20, 1), "session": session(ply, npy, args)}
     report = {"gaussians": num, "file_mb": round(ply.stat().st_size / 2**20, 1), "stages_s": {}, "peak_rss_mb": {}}
     times, rss = report["stages_s"], report["peak_rss_mb"]
     stages = args.stages
@@ -199,6 +218,7 @@ def run_one(num: int, args) -> dict:
     if "edit" in stages:
         times["edit_step"] = edit_step(scene, part, args.edit_steps)
         rss["after_edit"] = peak_rss_mb()
+    report["rss_now_mb"] = rss_mb()
     report["cpu_s"] = dict(CPU_S)
     report["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
     return report
@@ -219,6 +239,56 @@ def edit_step(scene, part, steps: int, warmup: int = 2) -> float:
     return round((marks[warmup + steps][0] - marks[warmup][0]) / steps, 3)
 
 
+def session(ply: Path, npy: Path, args) -> dict:
+    """RSS (MB) of the app's path through an engine worker session: idle, an edit's peak, after closing."""
+    import gc
+    import threading
+
+    from engine.edit import EditConfig
+    from engine.guidance import load_guidance
+    from engine.worker import EngineWorker
+
+    worker = EngineWorker(workspace=None, device="cpu", model_loader=lambda spec, device=None: load_guidance(
+        spec, device="cpu"))
+    worker.warm_up().result()  # what the app does at start: the kernels' code is resident before any session
+    gc.collect()
+    out = {"worker_mb": rss_mb()}
+    t0, c0 = time.perf_counter(), time.process_time()
+    worker.load_scene("s", str(ply)).result()
+    worker.set_mask("s", torch.from_numpy(np.load(npy)).float()).result()
+    out.update(load_s=round(time.perf_counter() - t0, 2), load_cpu_s=round(time.process_time() - c0, 2))
+    gc.collect()
+    out["idle_mb"] = rss_mb()
+    peak, done = [out["idle_mb"]], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.05):
+            peak.append(rss_mb())
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    config = EditConfig(prompt="a red part", model="closed-form:#d02020", method="sds", steps=args.edit_steps + 2,
+                        resolution=128, batch_size=1, preview_every=0)
+    t0, c0 = time.perf_counter(), time.process_time()
+    worker.start_edit("s", config).result()
+    out.update(edit_s=round(time.perf_counter() - t0, 2), edit_cpu_s=round(time.process_time() - c0, 2))
+    done.set()
+    sampler.join()
+    out["edit_peak_mb"] = max(peak)
+    gc.collect()
+    out["after_edit_mb"] = rss_mb()
+    worker.close_session("s").result()
+    gc.collect()
+    out["after_close_mb"] = rss_mb()
+    worker.shutdown()
+    size = ply.stat().st_size / 2**20
+    out.update(edit_peak_over_file=round((out["edit_peak_mb"] - out["worker_mb"]) / size, 2),
+               process_peak_over_file=round(out["edit_peak_mb"] / size, 2),
+               after_close_over_idle=round(out["after_close_mb"] / out["idle_mb"], 3),
+               load_average_end=[round(v, 2) for v in os.getloadavg()])
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="0.15", help="comma list of sizes in millions of Gaussians")
@@ -226,22 +296,35 @@ def main(argv=None) -> None:
     parser.add_argument("--repeats", type=int, default=3, help="pick / brush repeats (median)")
     parser.add_argument("--edit-steps", type=int, default=4, help="timed edit steps (after 2 untimed)")
     parser.add_argument("--cache", default="/tmp/splat_scale_bench", help="where the tiled .ply files live")
+    parser.add_argument("--delete", action="store_true", help="remove each size's .ply after its run")
     parser.add_argument("--one", type=int, default=0, help=argparse.SUPPRESS)  # internal: one size, in-process
+    parser.add_argument("--build", type=int, default=0, help=argparse.SUPPRESS)  # internal: write one size
     args = parser.parse_args(argv)
     args.stages = [s for s in args.stages.split(",") if s]
     unknown = [s for s in args.stages if s not in STAGES]
     if unknown:
         parser.error(f"unknown stage {unknown[0]!r}; choose from {', '.join(STAGES)}")
+    if args.build:
+        scene_file(args.build, Path(args.cache))
+        return
     if args.one:
         print(json.dumps(run_one(args.one, args)))
         return
     results = []
     for size in (float(s) for s in args.sizes.split(",")):
         num = int(round(size * 1e6))
-        cmd = [sys.executable, __file__, "--one", str(num), "--stages", ",".join(args.stages),
-               "--repeats", str(args.repeats), "--edit-steps", str(args.edit_steps), "--cache", args.cache]
-        out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        subprocess.run([sys.executable, __file__, "--build", str(num), "--cache", args.cache], check=True)
+        common = ["--repeats", str(args.repeats), "--edit-steps", str(args.edit_steps), "--cache", args.cache]
+        runs = [[s for s in args.stages if s != "session"], ["session"] if "session" in args.stages else []]
+        merged: dict = {}
+        for stages in (r for r in runs if r):  # the session in a process of its own: its RSS is the app's
+            cmd = [sys.executable, __file__, "--one", str(num), "--stages", ",".join(stages), *common]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+            merged.update(json.loads(out.stdout.strip().splitlines()[-1]))
+        results.append(merged)
+        if args.delete:
+            for path in scene_file_paths(num, Path(args.cache)):
+                path.unlink(missing_ok=True)
         print(f"{num} done", file=sys.stderr, flush=True)
     print(json.dumps({"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                       "load_average": [round(v, 2) for v in os.getloadavg()], "sizes": results}, indent=1))

@@ -94,10 +94,22 @@ class MaskedParams:
         return (self.origin < 0) | (opacity < 0.5 * self.start_opacity.to(opacity.device))
 
     def assemble(self) -> tuple[GaussianScene, Tensor]:
-        """The edited scene and mask: rows at their original positions (pruned ones gone), new rows last."""
+        """The edited scene and mask: rows at their original positions (pruned ones gone), new rows last.
+        Each parameter's frozen and trainable rows are written straight to their places in the result (one
+        scene-sized copy at a time, not `scene()`'s concatenation and then its reordering)."""
         with torch.no_grad():
             order = self._order()
-            return self.scene().detach().subset(order), self.all_weights()[order]
+            place = torch.empty_like(order)
+            place[order] = torch.arange(len(order), device=order.device)  # row i of scene() goes to place[i]
+            F = len(self.frozen_index)
+            out = {}
+            for name in PARAM_NAMES:
+                frozen, trainable = getattr(self.frozen, name).detach(), self.params[name].detach()
+                rows = frozen.new_empty((len(order),) + tuple(frozen.shape[1:]))
+                rows[place[:F]] = frozen
+                rows[place[F:]] = trainable.to(frozen.dtype)
+                out[name] = rows
+            return GaussianScene(**out), self.all_weights()[order]
 
     def row_sources(self) -> Tensor:  # [N'] int64, in `assemble()` order
         """For each row of `assemble()`'s scene, the input row it descends from (-1: made from nothing)."""

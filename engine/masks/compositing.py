@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Callable, TypeVar
 
 import warnings
 
@@ -31,10 +32,13 @@ import torch
 from torch import Tensor
 
 from ..camera import Cameras
-from ..render.culling import reaching
-from ..render.projection import ALPHA_THRESHOLD, project
+from ..render.culling import reaching_views
+from ..render.cpu import project_fast
+from ..render.projection import ALPHA_THRESHOLD
 from ..render.reference import MAX_ALPHA, T_EPS
 from ..scene import GaussianScene
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -53,6 +57,8 @@ class ViewWeights:
     height: int
     width: int
     num_gaussians: int
+    coverage: Tensor | None = None  # [C, H, W] accumulated opacity when the entries leave some Gaussians out
+    # (lift_scope.py keeps the part's neighbourhood only; a pixel's opacity still counts what is behind it)
 
     def __post_init__(self) -> None:
         rows, row_of = _compact(self.view * (self.height * self.width) + self.pixel,
@@ -129,7 +135,9 @@ class ViewWeights:
         return out.reshape(self.num_views, self.num_gaussians)
 
     def alpha(self) -> Tensor:
-        """[C, H, W] accumulated opacity per pixel."""
+        """[C, H, W] accumulated opacity per pixel (`coverage` when given)."""
+        if self.coverage is not None:
+            return self.coverage
         out = torch.zeros(self.num_views * self.height * self.width, dtype=self.weight.dtype)
         out.index_add_(0, self.view * (self.height * self.width) + self.pixel, self.weight)
         return out.reshape(self.num_views, self.height, self.width)
@@ -215,38 +223,68 @@ def compositing_entries(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """The (view [K], pixel [K], gauss [K], weight [K]) entries of `compositing_weights`, without building its
     sparse matrices (for a caller that renumbers the Gaussians first)."""
-    scene = scene.detach().to("cpu", torch.float32)  # the splatting loop is a CPU (numba) kernel
+    parts = per_view_entries(scene, cameras, lambda c, pixel, gauss, weight: (pixel, gauss, weight), regions=regions)
+    view = torch.cat([torch.full((len(p[0]),), c, dtype=torch.long) for c, p in enumerate(parts)])
+    pixel, gauss, weight = (torch.cat([p[i] for p in parts]) for i in range(3))
+    return view, pixel, gauss, weight
+
+
+@torch.no_grad()
+def per_view_entries(
+    scene: GaussianScene,
+    cameras: Cameras,
+    reduce: Callable[[int, Tensor, Tensor, Tensor], T],
+    *,
+    regions: Tensor | None = None,  # [C, H, W] bool
+) -> list[T]:
+    """[reduce(c, pixel [K], gauss [K], weight [K]) for each camera c]: each view's entries handed to `reduce`
+    as soon as they are made, in the worker that made them, so that a caller who keeps little of them (a sum
+    per Gaussian, the rows near a part) never holds every view's entries at once. A Gaussian's entries are
+    consecutive (Gaussians front to back, each one's pixels in raster order)."""
+    scene = _geometry(scene)  # the splatting loop is a CPU (numba) kernel
     cameras = cameras.to("cpu", torch.float32)
     if regions is not None:
         regions = torch.as_tensor(regions).to("cpu", torch.bool)
         if tuple(regions.shape) != (len(cameras), cameras.height, cameras.width):
             raise ValueError(f"regions must be [{len(cameras)}, {cameras.height}, {cameras.width}], "
                              f"got {list(regions.shape)}")
-    region_of = (lambda c: None) if regions is None else (lambda c: regions[c])
+
+    boxes = [(0, 0, cameras.width, cameras.height) if regions is None else _box(regions[c])
+             for c in range(len(cameras))]
+    windows = torch.tensor([box or (0, 0, 0, 0) for box in boxes], dtype=torch.float64)
+    reached = reaching_views(scene.means, scene.scales, scene.opacities, cameras, windows)  # one pass
+
+    def one(c: int) -> T:
+        return reduce(c, *_one_view(scene, cameras[c], None if regions is None else regions[c], boxes[c],
+                                    reached[c]))
+
     workers = min(len(cameras), os.cpu_count() or 1)
     if workers > 1:  # the splatting loop releases the GIL (numba nogil): views run side by side
         with ThreadPoolExecutor(workers) as pool:
-            parts = list(pool.map(lambda c: _one_view(scene, cameras[c], region_of(c)), range(len(cameras))))
-    else:
-        parts = [_one_view(scene, cameras[c], region_of(c)) for c in range(len(cameras))]
-    view = torch.cat([torch.full_like(p[0], c) for c, p in enumerate(parts)])
-    pixel, gauss, weight = (torch.cat([p[i] for p in parts]) for i in range(3))
-    return view, pixel, gauss, weight
+            return list(pool.map(one, range(len(cameras))))
+    return [one(c) for c in range(len(cameras))]
 
 
-def _one_view(scene: GaussianScene, camera: Cameras, region: Tensor | None) -> tuple[Tensor, Tensor, Tensor]:
-    """(pixel, gauss, weight) of one camera, at the pixels of `region` [H, W] (None: all)."""
+def _geometry(scene: GaussianScene, rows: Tensor | None = None) -> GaussianScene:
+    """The scene's `rows` (all: None) on the CPU in float32, without colours (SH with no coefficients):
+    the weights depend on the geometry only, and a big capture's SH are most of its bytes (not copied or
+    gathered per view). Not validated: only projection reads it."""
+    params = {name: t.detach() for name, t in scene.items()}
+    params["sh0"], params["shN"] = params["sh0"][:, :0], params["shN"][:, :0]
+    if rows is not None:
+        params = {name: t[rows] for name, t in params.items()}
+    return GaussianScene.trusted(**{name: t.to("cpu", torch.float32) for name, t in params.items()})
+
+
+def _one_view(scene: GaussianScene, camera: Cameras, region: Tensor | None, box: tuple[int, int, int, int] | None,
+              rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(pixel, gauss, weight) of one camera, at the pixels of `region` [H, W] (None: all) within `box` (its
+    bounding box, None: no pixel), from the `rows` [M] whose footprint can reach the box."""
     W, H = camera.width, camera.height
     empty = torch.zeros(0, dtype=torch.long)
-    box = _box(region) if region is not None else (0, 0, W, H)
-    if box is None:
+    if box is None or rows.numel() == 0:
         return empty, empty, torch.zeros(0)
-    window = torch.tensor([box], dtype=torch.float64)
-    rows = reaching(scene.means, scene.scales, scene.opacities, camera, window).nonzero().flatten()
-    if rows.numel() == 0:
-        return empty, empty, torch.zeros(0)
-    proj = project(scene.means[rows], scene.quats[rows], scene.scales[rows], scene.opacities[rows],
-                   camera.viewmats, camera.Ks, W, H)
+    proj = project_fast(_geometry(scene, rows), camera)  # the CPU renderer's projection (compiled, float64 inside)
     alive = (proj.radii[0] > 0).all(dim=-1).nonzero().flatten()
     if alive.numel() == 0:
         return empty, empty, torch.zeros(0)

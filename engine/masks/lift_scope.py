@@ -7,10 +7,14 @@ Lifting 2D masks to 3D (lift_vote.py, galp.py) needs compositing weights only wh
   widened by `margin` of its size, projected into every view (pass 2). A view whose mask misses the part still
   says "not the part" there; Gaussians further away are "not the part" by default (weight 0, as unseen).
 Both passes cull before projecting (engine/render/culling.py), so a click on a 13k-Gaussian part of a
-million-Gaussian capture costs what its windows see. The lift then runs on the rows the windows touch and the
-rows inside the neighbourhood box (unseen interiors are filled from their neighbours there), and `lifted`
-puts the results back at full size, 0 outside the box: a Gaussian far behind the part, glimpsed through its
-mask in one view and seen elsewhere (outside the windows) in the others, is not the part.
+million-Gaussian capture costs what its windows see, and neither keeps a view's entries longer than it needs:
+pass 1 sums them per Gaussian as each view is splatted; pass 2 keeps only the entries of the rows inside the
+neighbourhood box, and each pixel's full opacity (`ViewWeights.coverage`: what is behind the part still
+covers the pixel). The lift then runs on the rows inside the box (unseen interiors are filled from their
+neighbours there), and `lifted` puts the results back at full size, 0 outside the box: a Gaussian far behind
+the part, glimpsed through its mask in one view and seen elsewhere in the others, is not the part, and it
+takes no part in the lift either (in a big capture the windows glimpse ~1M such rows; the box holds the part's
+neighbourhood). With no core (no Gaussian mostly inside a mask) every row the windows touch is lifted.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from torch import Tensor
 from ..camera import Cameras
 from ..render.projection import NEAR_PLANE
 from ..scene import GaussianScene
-from .compositing import ViewWeights, compositing_entries, compositing_weights
+from .compositing import ViewWeights, per_view_entries
 from .views_io import MaskViews
 
 BORDER = 0.06  # the mask border, as a fraction of the view's larger side (at least MIN_BORDER pixels)
@@ -37,14 +41,12 @@ class LiftScope:
     """The rows a lift works on and their compositing weights (Gaussian indices local to `index`)."""
 
     index: Tensor  # [M] sorted rows of the scene
-    weights: list[ViewWeights]  # one per batch of views, over the M rows
+    weights: list[ViewWeights]  # one per batch of views, over the M rows (with the pixels' full `coverage`)
     num_gaussians: int  # N, the scene's size
-    near: Tensor  # [M] bool: inside the neighbourhood box (the others are seen in the windows, e.g. far
-    # behind the part through its mask, but are "not the part" whatever the windows say: `lifted` zeroes them)
 
     def lifted(self, weights: Tensor) -> Tensor:
-        """Lifted weights [P, M] -> [P, N]: 0 outside the neighbourhood and outside the scope."""
-        return self.expand(weights * self.near)
+        """Lifted weights [P, M] -> [P, N]: 0 outside the scope."""
+        return self.expand(weights)
 
     def expand(self, values: Tensor, fill: float = 0.0) -> Tensor:
         """values [..., M] -> [..., N], `fill` outside the scope."""
@@ -56,27 +58,63 @@ class LiftScope:
 def lift_scope(scene: GaussianScene, views: list[MaskViews], *, border: float = BORDER,
                margin: float = MARGIN) -> LiftScope:
     """The scope of lifting `views` on `scene` (see the module docstring)."""
+    N = len(scene)
     around = [_dilate(g.masks.amax(dim=-1) > 0.5, _border_px(g.cameras, border)) for g in views]
-    first = [compositing_weights(scene, g.cameras, regions=r) for g, r in zip(views, around)]
-    claimed = _claimed(first, views, len(scene))
+    claimed = torch.zeros(N)
+    for g, r in zip(views, around):
+        for gauss, inside in per_view_entries(scene, g.cameras, _claimed(g.masks.amax(dim=-1)), regions=r):
+            claimed.index_add_(0, gauss, inside)
     core = claimed > 0
     means = scene.means.detach().float().cpu()
     box = _box(means[core], claimed[core], margin) if core.any() else None
-    entries, scope = [], core.clone()
+    near = None if box is None else ((means >= box[0]) & (means <= box[1])).all(dim=-1)  # [N]
+    parts, scope = [], torch.zeros(N, dtype=torch.bool) if near is None else near.clone()
     for g, r in zip(views, around):
         regions = r if box is None else r | _box_regions(box, g.cameras, _border_px(g.cameras, border))
-        entries.append(compositing_entries(scene, g.cameras, regions=regions))
-        scope[entries[-1][2]] = True
-    if box is not None:
-        scope |= ((means >= box[0]) & (means <= box[1])).all(dim=-1)
+        parts.append(per_view_entries(scene, g.cameras, _kept(near, g.cameras), regions=regions))
+        for _, gauss, _, _ in parts[-1]:
+            scope[gauss] = True
     index = scope.nonzero().flatten()
-    local = torch.full((len(scene),), -1, dtype=torch.long)
+    local = torch.full((N,), -1, dtype=torch.long)
     local[index] = torch.arange(len(index))
-    weights = [ViewWeights(view, pixel, local[gauss], weight, len(g), g.cameras.height, g.cameras.width, len(index))
-               for (view, pixel, gauss, weight), g in zip(entries, views)]
-    near = torch.ones(len(index), dtype=torch.bool) if box is None else \
-        ((means[index] >= box[0]) & (means[index] <= box[1])).all(dim=-1)
-    return LiftScope(index, weights, len(scene), near)
+    weights = []
+    for g, entries in zip(views, parts):
+        view = torch.cat([torch.full((len(e[0]),), c, dtype=torch.long) for c, e in enumerate(entries)])
+        pixel, gauss, weight, coverage = (torch.cat([e[i] for e in entries]) for i in range(4))
+        weights.append(ViewWeights(view, pixel, local[gauss], weight, len(g), g.cameras.height, g.cameras.width,
+                                   len(index), coverage.reshape(len(g), g.cameras.height, g.cameras.width)))
+    return LiftScope(index, weights, N)
+
+
+def _claimed(masks: Tensor):  # masks [C, H, W]
+    """The pass-1 reduction of one view's entries: (rows, the compositing weight the mask puts on each) for the
+    rows with at least CLAIMED of the weight they show near the mask inside it (the part's core, and what
+    covers it). Gaussians glimpsed far behind the part through the mask get little: they weigh little in the
+    neighbourhood's box."""
+    flat = masks.reshape(len(masks), -1).float()
+
+    def reduce(c: int, pixel: Tensor, gauss: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
+        rows, at = torch.unique_consecutive(gauss, return_inverse=True)  # a Gaussian's entries are consecutive
+        inside = torch.zeros(len(rows)).index_add_(0, at, weight * flat[c, pixel])
+        total = torch.zeros(len(rows)).index_add_(0, at, weight)
+        claimed = (inside >= CLAIMED * total) & (total > 1e-3)
+        return rows[claimed], inside[claimed]
+
+    return reduce
+
+
+def _kept(near: Tensor | None, cameras: Cameras):
+    """The pass-2 reduction of one view's entries: (pixel, gauss, weight) of the rows `near` the part
+    (all when None), and the view's accumulated opacity [H * W] over every row (what is behind the part
+    still covers the pixel)."""
+    def reduce(c: int, pixel: Tensor, gauss: Tensor, weight: Tensor):
+        coverage = torch.zeros(cameras.height * cameras.width).index_add_(0, pixel, weight)
+        if near is not None:
+            keep = near[gauss]
+            pixel, gauss, weight = pixel[keep], gauss[keep], weight[keep]
+        return pixel, gauss, weight, coverage
+
+    return reduce
 
 
 def _border_px(cameras: Cameras, border: float) -> int:
@@ -84,25 +122,11 @@ def _border_px(cameras: Cameras, border: float) -> int:
 
 
 def _dilate(mask: Tensor, radius: int) -> Tensor:
-    """[C, H, W] bool grown by `radius` pixels (a square neighbourhood)."""
-    grown = torch.nn.functional.max_pool2d(mask[:, None].float(), 2 * radius + 1, stride=1, padding=radius)
-    return grown[:, 0] > 0
-
-
-def _claimed(weights: list[ViewWeights], views: list[MaskViews], num: int) -> Tensor:
-    """[N]: how much compositing weight the masks put on each Gaussian, summed over the views where it has at
-    least CLAIMED of the weight it shows near the masks inside a mask (the part's core, and what covers it;
-    0 elsewhere). Gaussians glimpsed far behind the part through the mask get little: they weigh little in
-    the neighbourhood's box."""
-    core = torch.zeros(num)
-    for vw, g in zip(weights, views):
-        if vw.nnz == 0:
-            continue
-        inside = vw.splat_rows(vw.rows_of(g.masks.amax(dim=-1)))[:, 0]
-        total = vw.splat_rows(torch.ones(len(vw.row_index), 1))[:, 0]
-        claimed = (inside >= CLAIMED * total) & (total > 1e-3)
-        core.index_add_(0, vw.pair_gauss[claimed], inside[claimed])
-    return core
+    """[C, H, W] bool grown by `radius` pixels (a square neighbourhood: a row pass then a column pass, the
+    same set as one square max-pool at a fraction of its cost)."""
+    pool = torch.nn.functional.max_pool2d
+    rows = pool(mask[:, None].float(), (1, 2 * radius + 1), stride=1, padding=(0, radius))
+    return pool(rows, (2 * radius + 1, 1), stride=1, padding=(radius, 0))[:, 0] > 0
 
 
 def _box(points: Tensor, weights: Tensor, margin: float) -> tuple[Tensor, Tensor]:

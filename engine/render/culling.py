@@ -34,43 +34,90 @@ WORTH_GATHERING = 0.5
 SLACK_PX = 2.0  # pixels added to every bound: ceil() and float32 rounding in the projection
 
 
+@njit(cache=True, nogil=True, inline="always")
+def _footprint(n, means, log_scales, opacity_logits):
+    """(kept, m0, m1, m2, extend, s^2) of row n: its centre, the projection's extend (sigmas out to the alpha
+    threshold) and its largest scale squared; kept is False below the alpha threshold (the projection drops it)."""
+    logit = np.float64(opacity_logits[n])
+    if logit < math.log(ALPHA_THRESHOLD / (1.0 - ALPHA_THRESHOLD)) - 1e-6:
+        return False, 0.0, 0.0, 0.0, 0.0, 0.0
+    o = 1.0 / (1.0 + math.exp(-logit))
+    extend = min(MAX_EXTEND, math.sqrt(2.0 * math.log(max(o / ALPHA_THRESHOLD, 1.0))))
+    s = math.exp(max(np.float64(log_scales[n, 0]), np.float64(log_scales[n, 1]), np.float64(log_scales[n, 2])))
+    return True, np.float64(means[n, 0]), np.float64(means[n, 1]), np.float64(means[n, 2]), extend, s * s
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _reaches(m0, m1, m2, extend, s2, v, K, width, height, window):
+    """Whether the footprint bound of a Gaussian (see `_footprint`) seen by camera (v [4, 4], K [3, 3]) can
+    touch the pixel box window = (x0, y0, x1, y1)."""
+    z = v[2, 0] * m0 + v[2, 1] * m1 + v[2, 2] * m2 + v[2, 3]
+    if z < NEAR_PLANE * 0.999 or z > FAR_PLANE:
+        return False
+    x = v[0, 0] * m0 + v[0, 1] * m1 + v[0, 2] * m2 + v[0, 3]
+    y = v[1, 0] * m0 + v[1, 1] * m1 + v[1, 2] * m2 + v[1, 3]
+    fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
+    lxp = (width - cx) / fx + 0.15 * width / fx
+    lxn = cx / fx + 0.15 * width / fx
+    lyp = (height - cy) / fy + 0.15 * height / fy
+    lyn = cy / fy + 0.15 * height / fy
+    tx = min(lxp, max(-lxn, x / z))
+    ty = min(lyp, max(-lyn, y / z))
+    jx2 = (fx / z) ** 2 * (1.0 + tx * tx)  # |row 0 of J|^2
+    jy2 = (fy / z) ** 2 * (1.0 + ty * ty)
+    rx = extend * math.sqrt(jx2 * s2 + EPS2D) * 1.001 + SLACK_PX
+    ry = extend * math.sqrt(jy2 * s2 + EPS2D) * 1.001 + SLACK_PX
+    u = fx * x / z + cx
+    w = fy * y / z + cy
+    return u + rx > window[0] and u - rx < window[2] and w + ry > window[1] and w - ry < window[3]
+
+
 @njit(cache=True, nogil=True)
 def _reach_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks, width, height, windows, out):
     """out[n] = 1 for rows lo..hi-1 whose footprint can reach window c = (x0, y0, x1, y1) of some camera c."""
-    C = viewmats.shape[0]
-    min_logit = math.log(ALPHA_THRESHOLD / (1.0 - ALPHA_THRESHOLD))
     for n in range(lo, hi):
-        logit = np.float64(opacity_logits[n])
-        if logit < min_logit - 1e-6:
+        kept, m0, m1, m2, extend, s2 = _footprint(n, means, log_scales, opacity_logits)
+        if not kept:
             continue
-        o = 1.0 / (1.0 + math.exp(-logit))
-        extend = min(MAX_EXTEND, math.sqrt(2.0 * math.log(max(o / ALPHA_THRESHOLD, 1.0))))
-        s = math.exp(max(np.float64(log_scales[n, 0]), np.float64(log_scales[n, 1]), np.float64(log_scales[n, 2])))
-        s2 = s * s
-        m0, m1, m2 = np.float64(means[n, 0]), np.float64(means[n, 1]), np.float64(means[n, 2])
-        for c in range(C):
-            v = viewmats[c]
-            z = v[2, 0] * m0 + v[2, 1] * m1 + v[2, 2] * m2 + v[2, 3]
-            if z < NEAR_PLANE * 0.999 or z > FAR_PLANE:
-                continue
-            x = v[0, 0] * m0 + v[0, 1] * m1 + v[0, 2] * m2 + v[0, 3]
-            y = v[1, 0] * m0 + v[1, 1] * m1 + v[1, 2] * m2 + v[1, 3]
-            fx, fy, cx, cy = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2]
-            lxp = (width - cx) / fx + 0.15 * width / fx
-            lxn = cx / fx + 0.15 * width / fx
-            lyp = (height - cy) / fy + 0.15 * height / fy
-            lyn = cy / fy + 0.15 * height / fy
-            tx = min(lxp, max(-lxn, x / z))
-            ty = min(lyp, max(-lyn, y / z))
-            jx2 = (fx / z) ** 2 * (1.0 + tx * tx)  # |row 0 of J|^2
-            jy2 = (fy / z) ** 2 * (1.0 + ty * ty)
-            rx = extend * math.sqrt(jx2 * s2 + EPS2D) * 1.001 + SLACK_PX
-            ry = extend * math.sqrt(jy2 * s2 + EPS2D) * 1.001 + SLACK_PX
-            u = fx * x / z + cx
-            w = fy * y / z + cy
-            if u + rx > windows[c, 0] and u - rx < windows[c, 2] and w + ry > windows[c, 1] and w - ry < windows[c, 3]:
+        for c in range(viewmats.shape[0]):
+            if _reaches(m0, m1, m2, extend, s2, viewmats[c], Ks[c], width, height, windows[c]):
                 out[n] = 1
                 break
+
+
+@njit(cache=True, nogil=True)
+def _reach_views_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks, width, height, windows, out):
+    """out[n] bit c set for rows lo..hi-1 whose footprint can reach window c of camera c (C <= 64)."""
+    for n in range(lo, hi):
+        kept, m0, m1, m2, extend, s2 = _footprint(n, means, log_scales, opacity_logits)
+        if not kept:
+            continue
+        bits = np.uint64(0)
+        for c in range(viewmats.shape[0]):
+            if _reaches(m0, m1, m2, extend, s2, viewmats[c], Ks[c], width, height, windows[c]):
+                bits |= np.uint64(1) << np.uint64(c)
+        out[n] = bits
+
+
+@njit(cache=True)
+def _rows_of_bits(bits, num_cameras):
+    """(starts [C + 1], rows): the rows with bit c set are rows[starts[c]:starts[c + 1]], in increasing order."""
+    counts = np.zeros(num_cameras + 1, np.int64)
+    for n in range(bits.shape[0]):
+        b = bits[n]
+        for c in range(num_cameras):
+            if (b >> np.uint64(c)) & np.uint64(1):
+                counts[c + 1] += 1
+    starts = np.cumsum(counts)
+    fill = starts[:-1].copy()
+    rows = np.empty(starts[-1], np.int64)
+    for n in range(bits.shape[0]):
+        b = bits[n]
+        for c in range(num_cameras):
+            if (b >> np.uint64(c)) & np.uint64(1):
+                rows[fill[c]] = n
+                fill[c] += 1
+    return starts, rows
 
 
 def reaching(
@@ -95,6 +142,34 @@ def reaching(
     if N:
         _parallel(_reach_kernel, [(lo, hi, *args, out) for lo, hi in _ranges(N)])
     return torch.from_numpy(out.view(np.bool_))
+
+
+def reaching_views(
+    means: Tensor,  # [N, 3]
+    log_scales: Tensor,  # [N, 3]
+    opacity_logits: Tensor,  # [N]
+    cameras: Cameras,
+    windows: Tensor,  # [C, 4] pixel boxes (x0, y0, x1, y1) per camera
+) -> list[Tensor]:
+    """[rows [M_c] for each camera c]: the sorted rows that can touch camera c's window — `reaching` for each
+    camera alone (the same rows), in one pass over the scene for up to 64 cameras at a time (each row's
+    footprint bound is worked out once, not once per camera)."""
+    from .cpu import _parallel, _ranges
+
+    N = means.shape[0]
+    win = np.ascontiguousarray(torch.as_tensor(windows, dtype=torch.float64).reshape(len(cameras), 4).numpy())
+    arrays = (_array(means), _array(log_scales), _array(opacity_logits.reshape(N)))
+    viewmats, Ks = _array(cameras.viewmats, np.float64), _array(cameras.Ks, np.float64)
+    out: list[Tensor] = []
+    for c0 in range(0, len(cameras), 64):
+        c1 = min(len(cameras), c0 + 64)
+        bits = np.zeros(N, np.uint64)
+        if N:
+            args = (*arrays, viewmats[c0:c1], Ks[c0:c1], int(cameras.width), int(cameras.height), win[c0:c1])
+            _parallel(_reach_views_kernel, [(lo, hi, *args, bits) for lo, hi in _ranges(N)])
+        starts, rows = _rows_of_bits(bits, c1 - c0)
+        out += [torch.from_numpy(rows[starts[c]:starts[c + 1]]) for c in range(c1 - c0)]
+    return out
 
 
 def reaching_index(scene, cameras: Cameras, windows: Tensor | None = None,

@@ -33,3 +33,30 @@ def test_appearance_edit_keeps_faint_input_gaussians():
     result = run_edit(scene, mask, config, ClosedFormPrior((0.9, 0.1, 0.1)))
     assert len(result.scene) == len(scene) and result.num_pruned == 0
     assert torch.equal(result.scene.opacities, scene.opacities)
+
+
+def test_assemble_puts_every_row_back_in_place_and_new_rows_last():
+    scene, part_ids, _ = two_part_scene(40)
+    mask = (part_ids == 0).float()
+    state = MaskedParams(scene, mask, 0.5)
+    num = state.num_trainable
+    with torch.no_grad():
+        state.params["sh0"].add_(0.25)  # the edit's change
+    parent = torch.cat([torch.arange(1, num), torch.tensor([0, 2])])  # row 0 pruned, two children appended
+    appended = torch.zeros(len(parent), dtype=torch.bool)
+    appended[-2:] = True
+    state.replace_rows({n: t.detach()[parent] for n, t in state.params.items()}, parent, appended)
+
+    edited, weights = state.assemble()
+    selected = (mask > 0.5).nonzero().flatten()
+    kept = torch.ones(len(scene), dtype=torch.bool)
+    kept[selected[0]] = False  # the pruned row is gone, the others keep their order
+    survivors = torch.arange(len(scene))[kept]
+    assert len(edited) == len(survivors) + 2
+    frozen = ~(mask > 0.5)[survivors]
+    for name, t in scene.items():
+        got = getattr(edited, name)
+        assert torch.equal(got[: len(survivors)][frozen], t[survivors][frozen])  # untouched rows bit-identical
+    assert torch.equal(edited.sh0[: len(survivors)][~frozen], scene.sh0[survivors][~frozen] + 0.25)
+    assert torch.equal(edited.means[-2:], scene.means[selected[[0, 2]]])  # the children come last
+    assert torch.equal(weights, torch.cat([mask[survivors], mask[selected[[0, 2]]]]))

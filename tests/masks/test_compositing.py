@@ -100,3 +100,18 @@ def test_regions_give_the_full_weights_at_their_pixels_only(small_scene):
     assert torch.equal(key_full, key_part)
     torch.testing.assert_close(w_part, w_full, atol=1e-6, rtol=1e-5)
     assert part.totals()[1].sum() == 0  # the second view wanted nothing
+
+
+def test_per_view_entries_hand_each_view_its_entries_with_each_gaussians_consecutive(small_scene):
+    """lift_scope sums a view's entries per Gaussian by runs: a Gaussian's entries must be one run."""
+    from engine.masks.compositing import compositing_entries, per_view_entries
+
+    cams = _cams()
+    view, pixel, gauss, weight = compositing_entries(small_scene, cams)
+    parts = per_view_entries(small_scene, cams, lambda c, p, g, w: (c, p, g, w))
+    assert [p[0] for p in parts] == list(range(len(cams)))
+    for c, p, g, w in parts:
+        here = view == c
+        assert torch.equal(p, pixel[here]) and torch.equal(g, gauss[here]) and torch.equal(w, weight[here])
+        runs = torch.unique_consecutive(g)
+        assert len(runs) == len(torch.unique(g)) > 1  # no Gaussian comes back after another one

@@ -59,3 +59,28 @@ def test_empty_masks_lift_nothing(toy):
     for lift in (vote, galp):
         result = lift(scene, views)
         assert result.weights.shape == (1, len(scene)) and not result.weights.any()
+
+
+def test_scope_weights_are_the_whole_scenes_and_coverage_counts_what_is_left_out(toy):
+    scene, ids, num_figure = _figure_in_a_crowd(toy)
+    cams = orbit_views(scene.subset(torch.arange(num_figure)), 6, width=32, height=32)
+    full = compositing_weights(scene, cams)
+    masks = ground_truth_masks(full, (ids == 2).long(), 2)[..., 1:]
+    scope = lift_scope(scene, [MaskViews(cams, masks)])
+    vw = scope.weights[0]
+    assert 0 < len(scope.index) < len(scene)
+
+    # every kept weight is the whole scene's weight of that (view, pixel, Gaussian), bit for bit
+    N, HW = len(scene), 32 * 32
+    key = lambda view, pixel, gauss: (view * HW + pixel) * N + gauss  # noqa: E731
+    full_keys, order = torch.sort(key(full.view, full.pixel, full.gauss))
+    kept_keys = key(vw.view, vw.pixel, scope.index[vw.gauss])
+    at = torch.searchsorted(full_keys, kept_keys).clamp_max(len(full_keys) - 1)
+    assert torch.equal(full_keys[at], kept_keys)
+    assert torch.equal(full.weight[order[at]], vw.weight)
+
+    # the pixels' opacity counts every Gaussian, the ones left out of the scope too
+    rows = vw.row_index
+    assert torch.allclose(vw.alpha().reshape(-1)[rows], full.alpha().reshape(-1)[rows], atol=1e-5)
+    own = torch.zeros(len(cams) * HW).index_add_(0, vw.view * HW + vw.pixel, vw.weight)[rows]
+    assert (own < vw.alpha().reshape(-1)[rows] - 1e-3).any()  # some pixels show Gaussians outside the scope

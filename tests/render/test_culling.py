@@ -6,7 +6,7 @@ import torch
 
 from engine.camera import orbit_cameras
 from engine.render.cpu import render_cpu
-from engine.render.culling import reaching
+from engine.render.culling import reaching, reaching_views
 from engine.render.projection import project
 from engine.scene import GaussianScene
 from render_scenes import random_view_scene, with_grad
@@ -22,6 +22,19 @@ def _wide_scene(num: int, seed: int, dtype=torch.float32) -> GaussianScene:
 def _close_cameras(dtype=torch.float32):
     return orbit_cameras(torch.zeros(3), 1.5, [10.0, 200.0], [5.0, -40.0], width=40, height=32,
                          fov_y_deg=50.0).to(dtype=dtype)
+
+
+def test_reaching_views_gives_each_camera_the_rows_reaching_gives_it_alone():
+    scene = _wide_scene(3000, seed=2)
+    cams = orbit_cameras(torch.zeros(3), 3.0, torch.linspace(0, 350, 70).tolist(), 10.0, width=40, height=32)
+    g = torch.Generator().manual_seed(0)
+    lo = torch.rand(70, 2, generator=g) * torch.tensor([30.0, 24.0])
+    windows = torch.cat([lo, lo + 1 + torch.rand(70, 2, generator=g) * 12], dim=1)  # 70: two chunks of cameras
+    rows = reaching_views(scene.means, scene.scales, scene.opacities, cams, windows)
+    assert len(rows) == 70
+    for c in (0, 33, 63, 64, 69):
+        alone = reaching(scene.means, scene.scales, scene.opacities, cams[c], windows[c:c + 1]).nonzero().flatten()
+        assert len(alone) > 0 and torch.equal(rows[c], alone)
 
 
 def test_reaching_keeps_every_gaussian_the_projection_keeps():
