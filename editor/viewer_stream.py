@@ -1,0 +1,155 @@
+"""The view's splats as Viser scene nodes, grown a chunk at a time at the pace the browser draws them.
+
+Why: Viser's client draws every splat it holds in every frame, and redraws at least once a second. In a browser
+without a GPU (software WebGL) on a busy 2-core machine a frame of 60k splats takes 1-2 s, 20k about 0.5 s, and
+while a frame is drawn the page does not answer — Gradio's controls included, they share its main thread. So the
+view holds what the browser draws in about FRAME_TARGET_S: a small first chunk (the scene appears seconds after
+the page opens), then one chunk more each time the browser has drawn the last one and its frame time leaves room
+(every chunk, still one at a time, with "Full detail").
+
+How the browser tells: Viser's client handles the server's messages at the start of a frame, a localStorage read
+among them. Two reads in a row: the first is answered at the start of the frame that takes in everything sent
+before it, the second at the start of the frame after that one — the time between is one frame drawn with it.
+
+Nodes: one splat node per chunk of the detail order (viewer_lod.chunk_bounds) and one for the selected rows no
+chunk holds; a node is sent again only when its bytes changed (a mask change re-tints the chunks holding rows
+whose tint changed; a refinement sends only the new chunk).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from . import drawing
+
+log = logging.getLogger(__name__)
+
+FRAME_TARGET_S = 0.8  # a chunk more only while the browser's frame would stay under this (a click waits <= 1 frame)
+SHRINK_FACTOR = 2.5  # a chunk less when a frame took this many times the target (the machine got busier)
+ACK_TIMEOUT_S = 60.0  # a browser that does not answer in this long is not sent more
+ACK_KEY = "splat-editor-frame"  # the localStorage key read to time a frame (its value does not matter)
+SPLAT_BYTES = 32  # Viser's wire size of one splat (centre f32x3, reserved, covariance f16x6, rgba u8x4)
+
+
+def next_level(level: int, top: int, frame_s: float | None, shown: int, next_shown: int, *, full: bool,
+               target: float = FRAME_TARGET_S) -> int:
+    """The level (chunks held) after the browser drew `shown` splats in `frame_s` seconds (None: it did not
+    answer). One chunk more (of `top`) when the frame with `next_shown` splats would take <= target (frame time
+    taken as proportional to splats: a safe guess, a fixed cost per frame only makes it smaller), always when
+    `full`; one less (never below 1) when this frame took more than SHRINK_FACTOR x target."""
+    if frame_s is None:
+        return level
+    if level < top and (full or shown == 0 or frame_s * next_shown / shown <= target):
+        return level + 1
+    if not full and level > 1 and frame_s > SHRINK_FACTOR * target:
+        return level - 1
+    return level
+
+
+class FramePacer:
+    """Times one frame of every connected browser (the slowest counts), on a thread of its own, and hands the
+    seconds (None: no browser answered) to `on_frame(token, seconds)`."""
+
+    def __init__(self, server, on_frame: Callable[[int, float | None], None]) -> None:
+        self._server = server
+        self._on_frame = on_frame
+        self._busy = threading.Lock()
+
+    def measure(self, token: int) -> bool:
+        """Start timing (False: a timing is still running; its answer will come)."""
+        if not self._busy.acquire(blocking=False):
+            return False
+        threading.Thread(target=self._run, args=(token,), name="frame-pacer", daemon=True).start()
+        return True
+
+    def _run(self, token: int) -> None:
+        slowest: float | None = None
+        try:
+            for client in list(self._server.get_clients().values()):
+                try:
+                    client.local_storage.get_item(ACK_KEY, timeout=ACK_TIMEOUT_S)  # the frame taking the news in
+                    start = time.monotonic()
+                    client.local_storage.get_item(ACK_KEY, timeout=ACK_TIMEOUT_S)  # the frame after it
+                except Exception:  # noqa: BLE001 - gone or not answering: it is not sent more
+                    log.debug("no frame timing from client %s", client.client_id, exc_info=True)
+                    continue
+                slowest = max(slowest or 0.0, time.monotonic() - start)
+        finally:
+            self._busy.release()
+        self._on_frame(token, slowest)
+
+
+class SplatNodes:
+    """Named groups of scene rows as Viser splat nodes; `sync` sends a node only when its content changed."""
+
+    def __init__(self, scene_api) -> None:
+        self._api = scene_api
+        self._sent: dict[str, tuple[object, drawing.SplatArrays]] = {}  # name -> (handle, arrays sent)
+        self._geometry_scene = None  # the scene whose geometry is cached
+        self._geometry: dict[str, tuple[Tensor, drawing.SplatArrays]] = {}  # name -> (rows, arrays)
+        self._visible = True
+
+    @property
+    def held(self) -> int:
+        """Splats the browser holds."""
+        return sum(len(arrays.centers) for _, arrays in self._sent.values())
+
+    def sync(self, scene, mask: Tensor | None, groups: dict[str, Tensor], *, tint: bool, visible: bool) -> int:
+        """Make the nodes show `groups` (name -> [k] rows of `scene`, ascending; empty ones are dropped), with
+        the mask as a tint when `tint`; returns the splats sent now."""
+        if scene is not self._geometry_scene:
+            self._geometry_scene, self._geometry = scene, {}
+        for name in [n for n in self._sent if len(groups.get(n, ())) == 0]:
+            self._sent.pop(name)[0].remove()
+            self._geometry.pop(name, None)
+        sent = 0
+        for name, rows in groups.items():
+            if len(rows) == 0:
+                continue
+            arrays = self._arrays(name, scene, rows, mask if tint else None)
+            old = self._sent.get(name)
+            if old is not None and _same(old[1], arrays):
+                continue
+            if old is not None and len(old[1].centers) == len(arrays.centers):
+                handle = old[0]
+                handle.set_gaussians(arrays.centers, arrays.covariances, arrays.rgbs, arrays.opacities)
+            else:
+                if old is not None:
+                    old[0].remove()
+                handle = self._api.add_gaussian_splats(name, arrays.centers, arrays.covariances, arrays.rgbs,
+                                                       arrays.opacities, visible=self._visible)
+            self._sent[name] = (handle, arrays)
+            sent += len(rows)
+        self.set_visible(visible)
+        return sent
+
+    def set_visible(self, visible: bool) -> None:
+        if visible != self._visible:
+            self._visible = visible
+            for handle, _ in self._sent.values():
+                handle.visible = visible
+
+    def _arrays(self, name: str, scene, rows: Tensor, mask: Tensor | None) -> drawing.SplatArrays:
+        """The node's arrays; the geometry is reused while the scene and the rows are the same (a mask change
+        costs only the colours)."""
+        cached = self._geometry.get(name)
+        shown = scene.subset(rows)
+        shown_mask = None if mask is None else mask[rows]
+        if cached is not None and torch.equal(cached[0], rows):
+            rgbs = drawing.display_colors(shown, shown_mask).float().cpu().numpy()
+            return drawing.SplatArrays(cached[1].centers, cached[1].covariances, rgbs, cached[1].opacities)
+        arrays = drawing.splat_arrays(shown, shown_mask, tint=shown_mask is not None)
+        self._geometry[name] = (rows.clone(), arrays)
+        return arrays
+
+
+def _same(a: drawing.SplatArrays, b: drawing.SplatArrays) -> bool:
+    return all(np.array_equal(x, y) for x, y in ((a.centers, b.centers), (a.rgbs, b.rgbs),
+                                                  (a.opacities, b.opacities), (a.covariances, b.covariances)))
