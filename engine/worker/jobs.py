@@ -119,8 +119,10 @@ class Jobs:
             self._sessions.announce(cmd.session)
             return result
         # The session may have been closed or reloaded while the job ran: adopt the result only if unchanged.
+        # Same state = same id: the history rebuilds its State objects on every undo/redo (it stores deltas),
+        # so an undo + redo that came back to the job's state is no change.
         now = self._sessions.find(cmd.session)
-        if now is history and (history is None or history.current is state):
+        if now is history and (history is None or history.current.id == state.id):
             message = adopt(result, history)
             self._sessions.changed(cmd.session)
         else:
