@@ -35,19 +35,14 @@ import torch
 
 from . import drawing
 from .gestures import ViewClick, ViewRect
-from .viewer_lod import DEFAULT_SPLAT_BUDGET, DetailLevels, chunks_within
-from .viewer_stream import SPLAT_BYTES, FramePacer, SplatNodes, next_level
+from .viewer_lod import DEFAULT_SPLAT_BUDGET
+from .viewer_stream import SplatStream
 
 log = logging.getLogger(__name__)
 
 MOVING_SCALE = 0.25  # background render size while the camera moves, relative to the canvas
 REST_DELAY_S = 0.3  # the camera "rests" after this long without an update -> full resolution
 MAX_RENDER_SIDE = 1024  # cap on the full-resolution render (CPU cost grows with pixels)
-PART_NODE = "/scene_part"  # the selected rows that no chunk holds
-
-
-def _chunk_node(index: int) -> str:
-    return f"/scene_{index}"
 
 
 @dataclass
@@ -85,12 +80,7 @@ class SessionViewer:
         self._pending = _Pending(render_clients={})
         self._closed = False
         self.splat_budget = splat_budget
-        self._levels = DetailLevels()
-        self._nodes = SplatNodes(self.server.scene)
-        self._pacer = FramePacer(self.server, self._frame_timed)
-        self._level = 1  # chunks of the detail order the view holds (grown as the browsers draw them)
-        self._drawn = False  # a browser drew the first chunk: the selection's own node may follow
-        self._timing = (0, 0)  # (token, splats held) of the frame timing asked for last
+        self._stream = SplatStream(self.server, self._frame_timed)
         self._scene = None
         self._mask = None
         self._editing = False
@@ -198,7 +188,7 @@ class SessionViewer:
         is all a new page is sent on connecting (Viser replays the scene's nodes as they are)."""
         if not self.server.get_clients():
             with self._lock:
-                self._level, self._drawn = 1, False
+                self._stream.restart()
             self._mark_scene_dirty()
 
     def _frame_timed(self, token: int, seconds: float | None) -> None:
@@ -319,48 +309,16 @@ class SessionViewer:
         return (None if full else self.splat_budget), full
 
     def _push_splats(self) -> None:
-        """Make the browser hold the first `_level` chunks of the scene's detail order (viewer_lod) and, once it
-        drew the first chunk, the selected rows beyond them; only nodes whose content changed are sent. Then
-        time a frame of the browser when it could take more (or must take less)."""
-        scene, mask = self._scene, self._mask
+        """Send what changed of the scene's level of detail (viewer_stream.SplatStream) and say how much shows."""
         cap, full = self._budget()
-        self._levels.rows(scene, 0, None, keep_for_same_count=self._editing)  # this scene's order and chunks
-        top = chunks_within(self._levels.bounds(cap), cap)
-        self._level = max(1, min(self._level, top))
-        chunks, part = self._levels.chunks(scene, self._level, cap, mask, keep_for_same_count=self._editing)
-        groups = {_chunk_node(i): rows for i, rows in enumerate(chunks)}
-        groups[PART_NODE] = part if self._drawn else part[:0]
-        sent = self._nodes.sync(scene, mask, groups, tint=bool(self.tint_checkbox.value),
-                                visible=not self.server_render_active)
-        held = self._nodes.held
-        if sent:
-            self.stats["splat_updates"] += 1
-            self.stats["splats_sent"] += sent
-            self.stats["splat_bytes"] += SPLAT_BYTES * sent
-        self.stats["splats_shown"], self.stats["level"] = held, self._level
-        timing = (sent or self._level < top or not self._drawn) and not self.server_render_active
-        if timing and self.server.get_clients():
-            token = self._timing[0] + 1
-            if self._pacer.measure(token):
-                self._timing = (token, held)
-        more = " (more coming)" if self._level < top and self.server.get_clients() else ""
-        total = len(scene)
-        self.detail_text.content = "" if held >= total else f"Showing {held:,} of {total:,} splats{more}"
+        self.detail_text.content = self._stream.push(
+            self._scene, self._mask, cap=cap, full=full, tint=bool(self.tint_checkbox.value),
+            visible=not self.server_render_active, editing=self._editing, stats=self.stats)
 
     def _pace(self, token: int, seconds: float | None) -> None:
-        """A browser frame took `seconds` (None: no answer) with the splats held when it was asked for: take
-        one chunk more, or one less, or stay (viewer_stream.next_level)."""
-        if token != self._timing[0] or seconds is None:
-            return
-        self.stats["frame_s"] = round(seconds, 3)
+        """A browser frame was timed: one chunk more, or less, or none (viewer_stream.next_level)."""
         cap, full = self._budget()
-        bounds = self._levels.bounds(cap)
-        top = chunks_within(bounds, cap)
-        shown = self._timing[1]
-        grow = bounds[min(self._level + 1, len(bounds) - 1)] - bounds[min(self._level, len(bounds) - 1)]
-        level = next_level(self._level, top, seconds, shown, shown + grow, full=full)
-        if level != self._level or not self._drawn:
-            self._level, self._drawn = level, True
+        if self._stream.paced(token, seconds, cap=cap, full=full, stats=self.stats):
             self._push_splats()
 
     def _render_for(self, client_id: int, *, full: bool) -> None:

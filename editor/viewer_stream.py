@@ -28,6 +28,7 @@ import torch
 from torch import Tensor
 
 from . import drawing
+from .viewer_lod import DetailLevels, chunks_within
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +37,11 @@ SHRINK_FACTOR = 2.5  # a chunk less when a frame took this many times the target
 ACK_TIMEOUT_S = 60.0  # a browser that does not answer in this long is not sent more
 ACK_KEY = "splat-editor-frame"  # the localStorage key read to time a frame (its value does not matter)
 SPLAT_BYTES = 32  # Viser's wire size of one splat (centre f32x3, reserved, covariance f16x6, rgba u8x4)
+PART_NODE = "/scene_part"  # the selected rows that no chunk holds
+
+
+def chunk_node(index: int) -> str:
+    return f"/scene_{index}"
 
 
 def next_level(level: int, top: int, frame_s: float | None, shown: int, next_shown: int, *, full: bool,
@@ -153,3 +159,64 @@ class SplatNodes:
 def _same(a: drawing.SplatArrays, b: drawing.SplatArrays) -> bool:
     return all(np.array_equal(x, y) for x, y in ((a.centers, b.centers), (a.rgbs, b.rgbs),
                                                   (a.opacities, b.opacities), (a.covariances, b.covariances)))
+
+
+class SplatStream:
+    """The view's level of detail over time: the first `level` chunks of the scene's detail order (viewer_lod),
+    and the selected rows beyond them once a browser drew the first chunk; grown or shrunk by one chunk after
+    each timed browser frame. Used on the viewer's update thread only."""
+
+    def __init__(self, server, on_frame: Callable[[int, float | None], None]) -> None:
+        self._server = server
+        self._levels = DetailLevels()
+        self._nodes = SplatNodes(server.scene)
+        self._pacer = FramePacer(server, on_frame)
+        self.level = 1  # chunks the view holds
+        self.drawn = False  # a browser drew the first chunk: the selection's own node may follow
+        self._timing = (0, 0)  # (token, splats held) of the frame timing asked for last
+        self._top = 1
+
+    def restart(self) -> None:
+        """The next browser starts from the first chunk (what Viser replays to a page that connects)."""
+        self.level, self.drawn = 1, False
+
+    def push(self, scene, mask, *, cap: int | None, full: bool, tint: bool, visible: bool, editing: bool,
+             stats: dict) -> str:
+        """Make the nodes hold the current level of `scene` (only changed nodes are sent), time a browser
+        frame when the level could change; returns the "Showing X of Y" line."""
+        self._levels.rows(scene, 0, None, keep_for_same_count=editing)  # this scene's detail order
+        self._top = chunks_within(self._levels.bounds(cap), cap)
+        self.level = max(1, min(self.level, self._top))
+        chunks, part = self._levels.chunks(scene, self.level, cap, mask, keep_for_same_count=editing)
+        groups = {chunk_node(i): rows for i, rows in enumerate(chunks)}
+        groups[PART_NODE] = part if self.drawn else part[:0]
+        sent = self._nodes.sync(scene, mask, groups, tint=tint, visible=visible)
+        held = self._nodes.held
+        if sent:
+            stats["splat_updates"] += 1
+            stats["splats_sent"] += sent
+            stats["splat_bytes"] += SPLAT_BYTES * sent
+        stats["splats_shown"], stats["level"] = held, self.level
+        clients = bool(self._server.get_clients())
+        if (sent or self.level < self._top or not self.drawn) and visible and clients:
+            token = self._timing[0] + 1
+            if self._pacer.measure(token):
+                self._timing = (token, held)
+        more = " (more coming)" if self.level < self._top and clients else ""
+        return "" if held >= len(scene) else f"Showing {held:,} of {len(scene):,} splats{more}"
+
+    def paced(self, token: int, seconds: float | None, *, cap: int | None, full: bool, stats: dict) -> bool:
+        """A browser frame took `seconds` (None: no answer) with the splats held when it was asked for; True
+        when the level (or the selection's node) changed and the view must be pushed again."""
+        if token != self._timing[0] or seconds is None:
+            return False
+        stats["frame_s"] = round(seconds, 3)
+        bounds = self._levels.bounds(cap)
+        top = chunks_within(bounds, cap)
+        shown = self._timing[1]
+        grow = bounds[min(self.level + 1, len(bounds) - 1)] - bounds[min(self.level, len(bounds) - 1)]
+        level = next_level(self.level, top, seconds, shown, shown + grow, full=full)
+        if level == self.level and self.drawn:
+            return False
+        self.level, self.drawn = level, True
+        return True
