@@ -17,6 +17,8 @@ hands (y < -0.62) in the first tile are "the part".
   six edits of the part (five colour edits and one that splits the part's Gaussians: a count change), after
   undo/redo, and after the session closed; `--history old` runs the same with the history of whole scenes
   (engine/worker/history.py as of `git show <rev>:...`, --old-rev).
+- autosave (alone): a worker with a workspace; megabytes written and seconds per autosaved edit, the folder's
+  size, a restore's seconds and RSS and whether it gives the same scene.
 
     python bench/viewer.py [--tiles 10] [--parts wire,browser,memory] [--modes lod,full] [--shots DIR]
 """
@@ -436,6 +438,77 @@ def memory_case(tiles: int, history: str, rev: str) -> dict:
     return out
 
 
+def folder_mb(folder: Path) -> float:
+    return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20, 1)
+
+
+def autosave_case(tiles: int) -> dict:
+    """A worker with a workspace: the part edited six times (five recolours, one split: a count change), each
+    commit autosaved; bytes written and seconds per commit, then undo/redo, and a restore in a new worker
+    (seconds, RSS, the same scene bit for bit)."""
+    import resource
+    import tempfile
+
+    import psutil
+    import torch
+
+    from engine.worker import EngineWorker
+
+    out: dict = {"case": "autosave"}
+    scene, part = tiled_capture(tiles)
+    out.update(gaussians=len(scene), part=int(part.sum()))
+    io = psutil.Process().io_counters
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP", "/tmp")) as tmp:
+        workspace = Path(tmp)
+        worker = EngineWorker(workspace=workspace, device="cpu")
+        try:
+            w0, t0 = io().write_bytes, time.monotonic()
+            worker.load_scene("s", scene).result(600)
+            worker.set_mask("s", part).result(600)
+            out.update(first_save_s=round(time.monotonic() - t0, 1), first_save_mb=round((io().write_bytes - w0) / 2**20, 1),
+                       folder_after_load_mb=folder_mb(workspace))
+            current, per_edit = scene, []
+            g = torch.Generator().manual_seed(0)
+            for i in range(6):
+                if i < 5:
+                    sh0 = current.sh0.clone()
+                    sh0[part] += 0.05 * torch.randn(int(part.sum()), 1, 3, generator=g)
+                    current, sources, mask = current.replace(sh0=sh0), None, part
+                else:
+                    rows = torch.nonzero(part).flatten()
+                    sources = torch.cat([torch.arange(len(current)), rows])
+                    current = current.subset(sources)
+                    mask = torch.cat([part, torch.ones(len(rows), dtype=torch.bool)])
+                w0, t0, c0 = io().write_bytes, time.monotonic(), time.process_time()
+                worker.commit_result("s", current, mask, label=f"edit {i}", row_sources=sources).result(600)
+                per_edit.append({"s": round(time.monotonic() - t0, 2), "cpu_s": round(time.process_time() - c0, 2),
+                                 "written_mb": round((io().write_bytes - w0) / 2**20, 1)})
+            out["per_edit"] = per_edit
+            out["folder_after_6_edits_mb"] = folder_mb(workspace)
+            for step in ("undo", "undo", "redo"):
+                getattr(worker, step)("s").result(600)
+            out["folder_after_undo_redo_mb"] = folder_mb(workspace)
+            expected, _ = worker.snapshot("s").result(600)
+            worker.close_session("s").result(600)
+        finally:
+            worker.shutdown()
+        del scene
+        gc.collect()
+        out["rss_before_restore_mb"] = trimmed_rss_mb()
+        worker = EngineWorker(workspace=workspace, device="cpu")
+        try:
+            t0, c0 = time.monotonic(), time.process_time()
+            worker.restore_session("s").result(600)
+            restored, _ = worker.snapshot("s").result(600)
+            out.update(restore_s=round(time.monotonic() - t0, 1), restore_cpu_s=round(time.process_time() - c0, 1),
+                       rss_after_restore_mb=rss_mb(),
+                       restored_equal=all(torch.equal(a, b) for (_, a), (_, b) in zip(restored.items(), expected.items())))
+        finally:
+            worker.shutdown()
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiles", type=int, default=10)
@@ -446,6 +519,11 @@ def main(argv=None) -> None:
     parser.add_argument("--old-rev", default="main", help="git revision whose history.py is the 'old' one")
     parser.add_argument("--memory-case", choices=("old", "new"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if "autosave" in args.parts.split(",") and args.parts != "autosave":
+        parser.error("run --parts autosave alone (a fresh process: its peak RSS is the autosave's)")
+    if args.parts == "autosave":
+        print(json.dumps(autosave_case(args.tiles), indent=1))
+        return
     if args.memory_case:
         print(json.dumps(memory_case(args.tiles, args.memory_case, args.old_rev)))
         return

@@ -32,7 +32,8 @@ from .viewer_lod import DetailLevels, chunks_within
 
 log = logging.getLogger(__name__)
 
-FRAME_TARGET_S = 0.8  # a chunk more only while the browser's frame would stay under this (a click waits <= 1 frame)
+FRAME_TARGET_S = 0.5  # a chunk more only while the browser's frame would stay under this: a click's answer waits
+# for the page's main thread a few times (the click, the request, the answer's events), up to one frame each
 SHRINK_FACTOR = 2.5  # a chunk less when a frame took this many times the target (the machine got busier)
 ACK_TIMEOUT_S = 60.0  # a browser that does not answer in this long is not sent more
 ACK_KEY = "splat-editor-frame"  # the localStorage key read to time a frame (its value does not matter)
