@@ -189,8 +189,9 @@ class SplatStream:
         self._top = chunks_within(self._levels.bounds(cap), cap)
         self.level = max(1, min(self.level, self._top))
         chunks, part = self._levels.chunks(scene, self.level, cap, mask, keep_for_same_count=editing)
-        groups = {chunk_node(i): rows for i, rows in enumerate(chunks)}
-        groups[PART_NODE] = part if self.drawn else part[:0]
+        # the selection's node first: rows it gives up to a new chunk leave it before the chunk arrives (never twice)
+        groups = {PART_NODE: part if self.drawn else part[:0]}
+        groups.update((chunk_node(i), rows) for i, rows in enumerate(chunks))
         sent = self._nodes.sync(scene, mask, groups, tint=tint, visible=visible)
         held = self._nodes.held
         if sent:
