@@ -41,8 +41,33 @@ SPLAT_BYTES = 32  # Viser's wire size of one splat (centre f32x3, reserved, cova
 PART_NODE = "/scene_part"  # the selected rows that no chunk holds
 
 
-def chunk_node(index: int) -> str:
-    return f"/scene_{index}"
+PIECE_ROWS = 16_384  # a larger chunk is sent as spatial pieces of this many rows: a selection change re-tints
+# the pieces around the part, not every row of a chunk (a chunk samples the whole scene)
+
+
+def chunk_node(index: int, piece: int = 0) -> str:
+    return f"/scene_{index}" if piece == 0 else f"/scene_{index}_{piece}"
+
+
+def spatial_keys(means: Tensor) -> Tensor:  # [N, 3] -> [N] int64
+    """A Morton (Z-order) code of each centre on a 1024^3 grid over the centres' box: near codes, near places."""
+    lo, hi = means.min(dim=0).values, means.max(dim=0).values
+    cells = ((means - lo) / (hi - lo).clamp(min=1e-12) * 1023).clamp(0, 1023).long()
+    keys = torch.zeros(len(means), dtype=torch.long)
+    for bit in range(10):
+        for axis in range(3):
+            keys |= ((cells[:, axis] >> bit) & 1) << (3 * bit + axis)
+    return keys
+
+
+def spatial_pieces(rows: Tensor, keys: Tensor, piece_rows: int = PIECE_ROWS) -> list[Tensor]:
+    """`rows` [k] (ascending) cut into pieces of about `piece_rows` neighbouring rows (by `keys` [N], the scene's
+    spatial_keys), each ascending; one piece when `rows` is not larger than that."""
+    if len(rows) <= piece_rows:
+        return [rows]
+    count = -(-len(rows) // piece_rows)
+    by_place = rows[torch.argsort(keys[rows], stable=True)]
+    return [torch.sort(piece).values for piece in torch.tensor_split(by_place, count)]
 
 
 def next_level(level: int, top: int, frame_s: float | None, shown: int, next_shown: int, *, full: bool,
@@ -176,6 +201,12 @@ class SplatStream:
         self.drawn = False  # a browser drew the first chunk: the selection's own node may follow
         self._timing = (0, 0)  # (token, splats held) of the frame timing asked for last
         self._top = 1
+        self._keys_of: tuple[object, Tensor] | None = None  # (scene, spatial_keys) of the scene last cut
+
+    def _keys(self, scene) -> Tensor:
+        if self._keys_of is None or self._keys_of[0] is not scene:
+            self._keys_of = (scene, spatial_keys(scene.means.detach().to("cpu", torch.float32)))
+        return self._keys_of[1]
 
     def restart(self) -> None:
         """The next browser starts from the first chunk (what Viser replays to a page that connects)."""
@@ -191,7 +222,10 @@ class SplatStream:
         chunks, part = self._levels.chunks(scene, self.level, cap, mask, keep_for_same_count=editing)
         # the selection's node first: rows it gives up to a new chunk leave it before the chunk arrives (never twice)
         groups = {PART_NODE: part if self.drawn else part[:0]}
-        groups.update((chunk_node(i), rows) for i, rows in enumerate(chunks))
+        keys = self._keys(scene) if any(len(rows) > PIECE_ROWS for rows in chunks) else None
+        for i, rows in enumerate(chunks):
+            pieces = [rows] if keys is None else spatial_pieces(rows, keys)
+            groups.update((chunk_node(i, j), piece) for j, piece in enumerate(pieces))
         sent = self._nodes.sync(scene, mask, groups, tint=tint, visible=visible)
         held = self._nodes.held
         if sent:

@@ -212,3 +212,50 @@ def test_level_chunks_are_prefixes_of_the_order_and_the_selection_beyond_them_co
                        torch.arange(40))  # the whole selection
     same_chunks, _ = levels.chunks(scene, 2, None, torch.zeros(600))  # a mask change keeps the chunks
     assert all(torch.equal(a, b) for a, b in zip(chunks, same_chunks))
+
+
+def test_large_chunks_go_as_spatial_pieces_so_a_local_selection_change_resends_few():
+    """SplatNodes against a recording scene API: a selection change inside one region re-sends only the
+    pieces that hold re-tinted rows."""
+    import numpy as np
+
+    from editor.viewer_stream import SplatNodes, spatial_keys, spatial_pieces
+
+    class Handle:
+        def __init__(self, log, name):
+            self.log, self.name, self.visible = log, name, True
+
+        def set_gaussians(self, *arrays):
+            self.log.append(self.name)
+
+        def remove(self):
+            pass
+
+    class Api:
+        def __init__(self):
+            self.log = []
+
+        def add_gaussian_splats(self, name, *arrays, visible=True):
+            self.log.append(name)
+            return Handle(self.log, name)
+
+    scene = _scene(4000, seed=9)
+    keys = spatial_keys(scene.means)
+    rows = torch.arange(4000)
+    pieces = spatial_pieces(rows, keys, 500)
+    assert len(pieces) == 8 and torch.equal(torch.sort(torch.cat(pieces)).values, rows)
+    corner = torch.nonzero((scene.means < scene.means.median(dim=0).values).all(dim=1)).flatten()[:40]
+    api = Api()
+    nodes = SplatNodes(api)
+    groups = {f"/p{j}": piece for j, piece in enumerate(pieces)}
+    nodes.sync(scene, torch.zeros(4000), groups, tint=True, visible=True)
+    assert len(api.log) == 8
+    mask = torch.zeros(4000)
+    mask[corner] = 1.0
+    api.log.clear()
+    nodes.sync(scene, mask, groups, tint=True, visible=True)
+    touched = {f"/p{j}" for j, piece in enumerate(pieces) if np.isin(corner.numpy(), piece.numpy()).any()}
+    assert set(api.log) == touched and len(touched) <= 4  # the corner's pieces only
+    api.log.clear()
+    nodes.sync(scene, mask, groups, tint=True, visible=True)
+    assert api.log == []  # nothing changed, nothing sent
