@@ -201,6 +201,7 @@ class SplatStream:
         self.drawn = False  # a browser drew the first chunk: the selection's own node may follow
         self._timing = (0, 0)  # (token, splats held) of the frame timing asked for last
         self._top = 1
+        self._settled = False  # the last timing kept the level: the browser draws no more in time
         self._keys_of: tuple[object, Tensor] | None = None  # (scene, spatial_keys) of the scene last cut
 
     def _keys(self, scene) -> Tensor:
@@ -210,7 +211,7 @@ class SplatStream:
 
     def restart(self) -> None:
         """The next browser starts from the first chunk (what Viser replays to a page that connects)."""
-        self.level, self.drawn = 1, False
+        self.level, self.drawn, self._settled = 1, False, False
 
     def push(self, scene, mask, *, cap: int | None, full: bool, tint: bool, visible: bool, editing: bool,
              stats: dict) -> str:
@@ -238,8 +239,13 @@ class SplatStream:
             token = self._timing[0] + 1
             if self._pacer.measure(token):
                 self._timing = (token, held)
-        more = " (more coming)" if self.level < self._top and clients else ""
-        return "" if held >= len(scene) else f"Showing {held:,} of {len(scene):,} splats{more}"
+        if held >= len(scene):
+            return ""
+        more = ""
+        if self.level < self._top and clients:
+            more = (" (what this browser draws smoothly; Full detail: every splat)" if self._settled
+                    else " (more coming)")
+        return f"Showing {held:,} of {len(scene):,} splats{more}"
 
     def paced(self, token: int, seconds: float | None, *, cap: int | None, full: bool, stats: dict) -> bool:
         """A browser frame took `seconds` (None: no answer) with the splats held when it was asked for; True
@@ -252,7 +258,8 @@ class SplatStream:
         shown = self._timing[1]
         grow = bounds[min(self.level + 1, len(bounds) - 1)] - bounds[min(self.level, len(bounds) - 1)]
         level = next_level(self.level, top, seconds, shown, shown + grow, full=full)
-        if level == self.level and self.drawn:
+        settled = level <= self.level
+        if level == self.level and self.drawn and settled == self._settled:
             return False
-        self.level, self.drawn = level, True
+        self.level, self.drawn, self._settled = level, True, settled
         return True
