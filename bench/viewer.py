@@ -132,10 +132,12 @@ class ByteCounter(ViserTestClient):
 
 def expected_rows(scene, mask, full: bool) -> int:
     """Splats a browser that draws fast enough ends up holding: the budget (or all) and the selection."""
-    from editor.viewer_lod import DEFAULT_SPLAT_BUDGET, DetailLevels
+    from editor.viewer_lod import DEFAULT_SPLAT_BUDGET, DetailLevels, chunks_within
 
     levels = DetailLevels()
-    chunks, part = levels.chunks(scene, 10**6, None if full else DEFAULT_SPLAT_BUDGET, mask)
+    cap = None if full else DEFAULT_SPLAT_BUDGET
+    levels.rows(scene, 0)
+    chunks, part = levels.chunks(scene, chunks_within(levels.bounds(cap), cap), cap, mask)
     return sum(len(c) for c in chunks) + len(part)
 
 
