@@ -10,11 +10,12 @@ Layout (one folder per session):
       delta_<token>_<id>.pt  every other scene as what changed from the scene before it (deltas.forward_delta:
                           the changed rows, and row links when the count changed); restored by applying the
                           chain of deltas to its whole scene (history.json "scenes": id -> parent id or null)
-      mask_<token>_<id>.pt   each state's mask weights {"mask": tensor or None}
+      mask_<token>_<id>.pt   each state's mask weights {"mask": tensor or None}, or for a selection of few rows
+                          {"count": N, "rows": [k] int32, "values": [k]} (a part of a capture: 8 bytes a row)
       parts_<token>_<id>.pt  each distinct set of named parts {name: weights [N]} (states that keep them share one)
       current.ply         the current scene for any viewer (when engine.io can write .ply), only for scenes of
                           up to PLY_MAX_GAUSSIANS (a real capture's .ply is hundreds of MB per edit)
-      current_mask.npy    the current mask weights
+      current_mask.npy    the current mask weights (also only up to PLY_MAX_GAUSSIANS)
 
 Why deltas: a real capture is 100-1,500 MB; an edit changes the rows of one part. A save writes what the
 history itself keeps of a step (the changed rows), so an edit of a 13k-row part of a 1.25M-row scene writes
@@ -104,9 +105,8 @@ def autosave(history: History, workspace: str | os.PathLike) -> Path:
             parents[sid] = _write_scene(history, index, sid, scene_ids[index - 1] if index else None, folder)
         mask_path = folder / f"mask_{history.token}_{state.id}.pt"
         if not mask_path.exists():
-            mask = state.mask
-            mask = None if mask is None else mask.detach().cpu()
-            _atomic_write(mask_path, lambda tmp, m=mask: torch.save({"mask": m}, tmp))
+            saved = _packed_mask(state.packed_mask)
+            _atomic_write(mask_path, lambda tmp, m=saved: torch.save(m, tmp))
     needed = {s for sid in scene_ids for s in _chain(parents, sid)}
     parents = {sid: parent for sid, parent in parents.items() if sid in needed}
     current_sid = scene_ids[history.cursor]
@@ -135,7 +135,9 @@ def autosave(history: History, workspace: str | os.PathLike) -> Path:
                 path.unlink(missing_ok=True)
     # Conveniences for people and viewers; the exact store is above.
     current = history.current
-    if current.mask is not None:
+    if len(current.scene) > PLY_MAX_GAUSSIANS:
+        (folder / "current_mask.npy").unlink(missing_ok=True)
+    elif current.mask is not None:
         _atomic_write(folder / "current_mask.npy", lambda tmp: np.save(tmp, current.mask.detach().cpu().numpy()))
     # Rewriting the .ply costs ~0.1 s per 10k Gaussians: only when the current scene changed (not on mask clicks),
     # and not for real captures (a stale one is removed rather than left behind).
@@ -145,6 +147,22 @@ def autosave(history: History, workspace: str | os.PathLike) -> Path:
     elif not ply.exists() or previous.get("current_scene") != meta["current_scene"]:
         _export_ply(current.scene, ply)
     return folder
+
+
+def _packed_mask(packed) -> dict:
+    """A state's mask as stored: its non-zero rows and weights when it was packed so (history.PackedMask)."""
+    if packed.count is None or packed.dense is not None:
+        return {"mask": None if packed.dense is None else packed.dense.detach().cpu()}
+    return {"count": packed.count, "rows": packed.rows.detach().cpu(), "values": packed.values.detach().cpu()}
+
+
+def _unpacked_mask(saved: dict):
+    if "rows" not in saved:
+        return saved["mask"]
+    values = saved["values"]
+    mask = torch.zeros(int(saved["count"]), dtype=values.dtype, device=values.device)
+    mask[saved["rows"].long()] = values
+    return mask
 
 
 def _scene_file(token: str, sid: int, parent: int | None) -> str:
@@ -268,7 +286,7 @@ def _saved_states(folder: Path, token: str, entries: list[dict], parents: dict[i
         if sid != scene_sid:
             scene, sources = _read_scene(folder, token, sid, parents, scene, scene_sid, device)
             scene_sid = sid
-        mask = _load(folder / f"mask_{token}_{int(entry['id'])}.pt", device)["mask"]
+        mask = _unpacked_mask(_load(folder / f"mask_{token}_{int(entry['id'])}.pt", device))
         pid = entry.get("parts")
         if pid is not None and int(pid) not in part_sets:
             saved = _load(folder / f"parts_{token}_{int(pid)}.pt", "cpu")

@@ -169,6 +169,10 @@ def test_an_edit_is_saved_as_its_changed_rows_and_restores_bit_for_bit(tmp_path)
     assert _files(tmp_path, "scene_*.pt") == whole  # no second whole scene
     (delta,) = _files(tmp_path, "delta_*.pt").values()
     assert delta < 0.05 * next(iter(whole.values()))
+    h.push("select", mask=(torch.arange(3000) < 40).float() * 0.5)  # a small selection: stored as its rows
+    autosave(h, tmp_path)
+    mask_file = tmp_path / f"mask_{h.token}_{h.current.id}.pt"
+    assert mask_file.stat().st_size < 3000 * 4 / 2  # dense: 4 bytes a row
     r = restore(tmp_path)
     assert r.labels() == h.labels()
     for a, b in zip(h.states(), r.states()):
