@@ -204,8 +204,8 @@ def browser_case(scene, part, mode: str, baseline: bytes, shots: Path | None, se
             time.sleep(0.1)
         cpu0 = time.process_time()
         out["viser_page"] = first_frame(viewer.port, baseline, timeout=240.0, shots=shots, tag=mode,
-                                        settle_s=seconds)
-        out["viser_page"].update(_viewer_stats(viewer), server_cpu_s=round(time.process_time() - cpu0, 1))
+                                        settle_s=seconds, stats=lambda: _viewer_stats(viewer))
+        out["viser_page"].update(server_cpu_s=round(time.process_time() - cpu0, 1))
     except _Skip:
         pass
     finally:
@@ -218,7 +218,6 @@ def browser_case(scene, part, mode: str, baseline: bytes, shots: Path | None, se
             while viewer.stats["splat_updates"] == 0:
                 time.sleep(0.1)
         out["gradio_page"] = button_answers(viewer, seconds)
-        out["gradio_page"].update(_viewer_stats(viewer))
     finally:
         viewer.close()
     out["server_rss_mb"] = rss_mb()
@@ -292,7 +291,7 @@ def empty_screenshot(scene) -> bytes:
 
 
 def first_frame(port: int, baseline: bytes, timeout: float, shots: Path | None = None, tag: str = "",
-                settle_s: float = 10.0) -> dict:
+                settle_s: float = 10.0, stats=dict) -> dict:
     """Seconds from opening the view until the canvas shows the scene; the slowest main-thread answer until
     `settle_s` after it; screenshots of the first frame and of the view then (into `shots`)."""
     p, browser = _browser()
@@ -323,7 +322,7 @@ def first_frame(port: int, baseline: bytes, timeout: float, shots: Path | None =
         if shots is not None:
             page.screenshot(path=str(shots / f"{tag}_after_{int(settle_s)}s.png"), timeout=timeout * 1000)
         return {"first_frame_s": None if shown is None else round(shown, 1), "timeout_s": timeout,
-                "slowest_main_thread_answer_s": round(slowest, 2), "browser_rss_mb": rss}
+                "slowest_main_thread_answer_s": round(slowest, 2), "browser_rss_mb": rss, **stats()}
     finally:
         browser.close()
         p.stop()
@@ -360,7 +359,7 @@ def button_answers(viewer, seconds: float) -> dict:
             time.sleep(max(0.0, 1.0 - (time.monotonic() - t)))
         return {"page_loaded_s": round(loaded, 1), "clicks": len(answers), "slowest_click_answer_s": max(answers),
                 "median_click_answer_s": sorted(answers)[len(answers) // 2], "click_answers_s": answers,
-                "clicked_at_s": at, "browser_rss_mb": browser_tree_mb()}
+                "clicked_at_s": at, "browser_rss_mb": browser_tree_mb(), **_viewer_stats(viewer)}
     finally:
         browser.close()
         p.stop()
