@@ -4,19 +4,23 @@ Scene: the playbot capture (/work/shared/data/playbot-lod2/meta.json, 125k Gauss
 by side (10: ~1.25M), raised to SH degree 3 (zero-padded: the bytes a real SH-3 capture holds). Its head +
 hands (y < -0.62) in the first tile are "the part".
 
-- viewer: for the level of detail (`lod`, the default budget) and `full` (every splat, no coarse level: what
-  the view sent before viewer_lod), a SessionViewer shows the scene with the part selected; a websocket client
-  speaking Viser's protocol counts the bytes it receives and the time until the final splat buffer arrived,
-  then the bytes and time of one mask change. With --chromium, a headless Chromium (software WebGL) opens the
-  view and reports the seconds until the canvas shows the scene (screenshots compared with an empty scene's)
-  and the slowest answer of the page's main thread meanwhile (a `page.evaluate`, i.e. how long a click would
-  wait).
+- wire: for the level of detail (`lod`, the default budget) and `full` ("Full detail": every splat), a
+  SessionViewer shows the scene with the part selected; a websocket client speaking Viser's protocol (drawing
+  instantly: it answers the frame timings at once) counts the bytes it receives and the time until it holds
+  its final level, then the bytes and time of one mask change.
+- browser: as in the app (the scene shown, then the page connects), headless Chromium (software WebGL) opens
+  the Viser page: seconds until the canvas shows the scene (screenshots compared with an empty scene's), the
+  slowest answer of the page's main thread until --seconds later (a `page.evaluate`), screenshots (--shots);
+  then a Gradio page holding the view in an iframe, as the app does, whose button is clicked once a second
+  for --seconds: the seconds until each click's answer shows. Browser RSS is Chromium's process tree.
 - memory (each in a fresh process): RSS with the scene loaded, after a worker session opened it (idle), after
   six edits of the part (five colour edits and one that splits the part's Gaussians: a count change), after
   undo/redo, and after the session closed; `--history old` runs the same with the history of whole scenes
   (engine/worker/history.py as of `git show <rev>:...`, --old-rev).
+- autosave (alone): a worker with a workspace; megabytes written and seconds per autosaved edit, the folder's
+  size, a restore's seconds and RSS and whether it gives the same scene.
 
-    python bench/viewer.py [--tiles 10] [--chromium] [--parts viewer,memory] [--old-rev main]
+    python bench/viewer.py [--tiles 10] [--parts wire,browser,memory] [--modes lod,full] [--shots DIR]
 """
 
 from __future__ import annotations
@@ -80,11 +84,13 @@ def tiled_capture(tiles: int):
 
 # ---------------------------------------------------------------------------------------------- viewer
 class ByteCounter(ViserTestClient):
-    """A Viser websocket client that counts what it receives and notes when a splat buffer of n rows came."""
+    """A Viser websocket client that counts what it receives and keeps the splat nodes it holds (name -> rows);
+    it answers the viewer's frame timings at once, like a browser that draws instantly."""
 
     def __init__(self, port: int) -> None:
         self.bytes = 0
-        self.splat_rows: list[tuple[float, int]] = []  # (time, rows) of each splat buffer
+        self.held: dict[str, int] = {}
+        self.buffers: list[tuple[float, int]] = []  # (time, rows) of each splat buffer received
         super().__init__(port)
         self.send_camera((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, -3.0))  # Viser counts a client once it sent a camera
 
@@ -100,34 +106,53 @@ class ByteCounter(ViserTestClient):
                 try:
                     async for raw in ws:
                         self.bytes += len(raw)
-                        for m in decode_frame(raw):
-                            updates = m.get("updates") or {}
-                            if m.get("type") == "GaussianSplatsMessage" or "buffer" in updates:
-                                self.splat_rows.append((time.monotonic(), splat_buffer(m).shape[0]))
+                        messages = decode_frame(raw)
+                        for m in messages:
+                            kind, updates = m.get("type"), m.get("updates") or {}
+                            if kind == "GaussianSplatsMessage" or (kind == "SceneNodeUpdateMessage"
+                                                                   and "buffer" in updates):
+                                self.held[m["name"]] = splat_buffer(m).shape[0]
+                                self.buffers.append((time.monotonic(), self.held[m["name"]]))
+                            elif kind == "RemoveSceneNodeMessage":
+                                self.held.pop(m["name"], None)
+                        await self.answer(ws, messages)
                 except Exception:  # noqa: BLE001 - closed
                     pass
 
         self._loop.run_until_complete(main())
 
-    def wait_rows(self, rows: int, after: int = 0, timeout: float = 300.0) -> float:
+    def wait_held(self, rows: int, timeout: float = 300.0) -> float:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for t, n in self.splat_rows[after:]:
-                if n == rows:
-                    return t
+            if sum(self.held.values()) == rows:
+                return time.monotonic()
             time.sleep(0.01)
-        raise TimeoutError(f"no splat buffer of {rows} rows")
+        raise TimeoutError(f"the client never held {rows} splats (holds {sum(self.held.values())})")
 
 
-def viewer_case(scene, part, mode: str, chromium: bool, baseline) -> dict:
-    import torch
+def expected_rows(scene, mask, full: bool) -> int:
+    """Splats a browser that draws fast enough ends up holding: the budget (or all) and the selection."""
+    from editor.viewer_lod import DEFAULT_SPLAT_BUDGET, DetailLevels, chunks_within
 
-    from editor import viewer as viewer_module
-    from editor.orbit import OrbitView
+    levels = DetailLevels()
+    cap = None if full else DEFAULT_SPLAT_BUDGET
+    levels.rows(scene, 0)
+    chunks, part = levels.chunks(scene, chunks_within(levels.bounds(cap), cap), cap, mask)
+    return sum(len(c) for c in chunks) + len(part)
+
+
+def make_viewer(mode: str):
+    from editor.viewer import SessionViewer
     from editor.viewer_lod import DEFAULT_SPLAT_BUDGET
 
-    viewer_module.COARSE_SPLATS = 10**12 if mode == "full" else COARSE  # full: what the view did before viewer_lod
-    viewer = viewer_module.SessionViewer(port=0, splat_budget=None if mode == "full" else DEFAULT_SPLAT_BUDGET)
+    return SessionViewer(port=0, splat_budget=None if mode == "full" else DEFAULT_SPLAT_BUDGET)
+
+
+def wire_case(scene, part, mode: str) -> dict:
+    """A client that draws instantly: bytes and seconds until it holds its final level, then for a mask change."""
+    from editor.orbit import OrbitView
+
+    viewer = make_viewer(mode)
     lo, hi = scene.bounding_box(quantile=0.01)
     viewer.frame(OrbitView.framing(lo, hi, up=(0.0, -1.0, 0.0)))
     out: dict = {"mode": mode}
@@ -136,41 +161,79 @@ def viewer_case(scene, part, mode: str, chromium: bool, baseline) -> dict:
         time.sleep(0.5)
         start_bytes, t0 = client.bytes, time.monotonic()
         viewer.show(scene, part.float())
-        final = viewer_module.DetailLevels().rows(scene, None if mode == "full" else DEFAULT_SPLAT_BUDGET,
-                                                  part.float())
-        t_final = client.wait_rows(len(final))
-        first_t, first_rows = client.splat_rows[0]
+        t_final = client.wait_held(expected_rows(scene, part.float(), mode == "full"))
+        first_t, first_rows = client.buffers[0]
         time.sleep(0.5)
-        out.update(first_splats=first_rows, first_buffer_s=round(first_t - t0, 2), splats=len(final),
-                   final_buffer_s=round(t_final - t0, 2), bytes_to_final=client.bytes - start_bytes)
+        out.update(first_splats=first_rows, first_buffer_s=round(first_t - t0, 2), splats=sum(client.held.values()),
+                   final_s=round(t_final - t0, 2), bytes_to_final=client.bytes - start_bytes,
+                   nodes=len(client.held))
         mask = part.float().clone()  # one selection change: half of the part is deselected
+        import torch
+
         rows = torch.nonzero(part).flatten()
         mask[rows[scene.means[rows, 0] < scene.means[rows, 0].median()]] = 0.0
-        seen, b0, t1 = len(client.splat_rows), client.bytes, time.monotonic()
+        b0, t1 = client.bytes, time.monotonic()
+        updates = viewer.stats["splat_updates"]
         viewer.show(scene, mask)
-        rows = viewer_module.DetailLevels().rows(scene, None if mode == "full" else DEFAULT_SPLAT_BUDGET, mask)
-        t2 = client.wait_rows(len(rows), after=seen)
-        time.sleep(0.3)
-        out.update(mask_change_s=round(t2 - t1, 2), mask_change_bytes=client.bytes - b0)
+        t2 = client.wait_held(expected_rows(scene, mask, mode == "full"))
+        while viewer.stats["splat_updates"] == updates:
+            time.sleep(0.01)
+        time.sleep(0.5)
+        out.update(mask_change_s=round(max(t2, time.monotonic() - 0.5) - t1, 2), mask_change_bytes=client.bytes - b0)
         client.close()
     finally:
         viewer.close()
-    if chromium:  # as in the app: the scene is shown, then the page's view connects
-        viewer = viewer_module.SessionViewer(port=0, splat_budget=None if mode == "full" else DEFAULT_SPLAT_BUDGET)
-        try:
-            viewer.frame(OrbitView.framing(lo, hi, up=(0.0, -1.0, 0.0)))
-            viewer.show(scene, part.float())
-            while viewer.stats["splat_updates"] == 0:
-                time.sleep(0.1)
-            out["chromium"] = first_frame(viewer.port, baseline, timeout=240.0)
-            out["chromium"]["splats_when_done"] = viewer.stats["splats_shown"]
-        finally:
-            viewer.close()
     return out
 
 
+def browser_case(scene, part, mode: str, baseline: bytes, shots: Path | None, seconds: float) -> dict:
+    """As in the app (the scene shown, then the page connects): the Viser page alone in headless Chromium (first
+    frame, slowest main-thread answer, screenshots), then a Gradio page with the view in an iframe and a button
+    clicked once a second while the view loads and refines (seconds until each click's answer shows)."""
+    from editor.orbit import OrbitView
+
+    lo, hi = scene.bounding_box(quantile=0.01)
+    out: dict = {"mode": mode}
+    viewer = make_viewer(mode)
+    try:
+        if mode == "empty":
+            raise _Skip
+        viewer.frame(OrbitView.framing(lo, hi, up=(0.0, -1.0, 0.0)))
+        viewer.show(scene, part.float())
+        while viewer.stats["splat_updates"] == 0:
+            time.sleep(0.1)
+        cpu0 = time.process_time()
+        out["viser_page"] = first_frame(viewer.port, baseline, timeout=240.0, shots=shots, tag=mode,
+                                        settle_s=seconds, stats=lambda: _viewer_stats(viewer))
+        out["viser_page"].update(server_cpu_s=round(time.process_time() - cpu0, 1))
+    except _Skip:
+        pass
+    finally:
+        viewer.close()
+    viewer = make_viewer(mode)
+    try:
+        viewer.frame(OrbitView.framing(lo, hi, up=(0.0, -1.0, 0.0)))
+        if mode != "empty":  # "empty": the control, the same pages with no splats at all
+            viewer.show(scene, part.float())
+            while viewer.stats["splat_updates"] == 0:
+                time.sleep(0.1)
+        out["gradio_page"] = button_answers(viewer, seconds)
+    finally:
+        viewer.close()
+    out["server_rss_mb"] = rss_mb()
+    return out
+
+
+class _Skip(Exception):
+    pass
+
+
+def _viewer_stats(viewer) -> dict:
+    keys = ("splats_shown", "splats_sent", "splat_bytes", "level", "frame_s")
+    return {k: viewer.stats.get(k) for k in keys}
+
+
 _TILES = [1]  # --tiles, for the viewer case
-COARSE = __import__("editor.viewer_lod", fromlist=["COARSE_SPLATS"]).COARSE_SPLATS
 
 
 def screenshot_diff(a, b) -> float:
@@ -194,6 +257,19 @@ def _browser():
     return p, p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
 
 
+def browser_tree_mb() -> float:
+    """RSS of this process's children (playwright's driver and the Chromium it started)."""
+    import psutil
+
+    total = 0
+    for child in psutil.Process().children(recursive=True):
+        try:
+            total += child.memory_info().rss
+        except psutil.Error:
+            pass
+    return round(total / 2**20, 1)
+
+
 def empty_screenshot(scene) -> bytes:
     """The view of an empty scene from the same camera, once the page has settled."""
     from editor.orbit import OrbitView
@@ -214,8 +290,10 @@ def empty_screenshot(scene) -> bytes:
         viewer.close()
 
 
-def first_frame(port: int, baseline: bytes, timeout: float) -> dict:
-    """Seconds from opening the view until the canvas shows the scene; the slowest main-thread answer."""
+def first_frame(port: int, baseline: bytes, timeout: float, shots: Path | None = None, tag: str = "",
+                settle_s: float = 10.0, stats=dict) -> dict:
+    """Seconds from opening the view until the canvas shows the scene; the slowest main-thread answer until
+    `settle_s` after it; screenshots of the first frame and of the view then (into `shots`)."""
     p, browser = _browser()
     try:
         page = browser.new_page(viewport={"width": 1000, "height": 700})
@@ -229,19 +307,63 @@ def first_frame(port: int, baseline: bytes, timeout: float) -> dict:
             shot = page.screenshot(timeout=timeout * 1000)
             if screenshot_diff(shot, baseline) > 0.005:  # the scene fades in: its first visible frame
                 shown = time.monotonic() - t0
+                if shots is not None:
+                    (shots / f"{tag}_first_frame.png").write_bytes(shot)
                 break
             time.sleep(0.25)
-        # a few answers more while the view keeps drawing (refinement, sorting)
-        for _ in range(10):
+        rss = browser_tree_mb()
+        end = time.monotonic() + settle_s  # answers while the view keeps drawing (refinement, sorting)
+        while time.monotonic() < end:
             t = time.monotonic()
             page.evaluate("() => 1")
             slowest = max(slowest, time.monotonic() - t)
+            rss = max(rss, browser_tree_mb())
             time.sleep(0.3)
+        if shots is not None:
+            page.screenshot(path=str(shots / f"{tag}_after_{int(settle_s)}s.png"), timeout=timeout * 1000)
         return {"first_frame_s": None if shown is None else round(shown, 1), "timeout_s": timeout,
-                "slowest_main_thread_answer_s": round(slowest, 2)}
+                "slowest_main_thread_answer_s": round(slowest, 2), "browser_rss_mb": rss, **stats()}
     finally:
         browser.close()
         p.stop()
+
+
+def button_answers(viewer, seconds: float) -> dict:
+    """A Gradio page holding the view in an iframe (as the app does) and a button whose click writes a counter
+    into a textbox: clicked once a second for `seconds` from the page's load; seconds until each answer shows."""
+    import gradio as gr
+
+    with gr.Blocks() as demo:
+        gr.HTML(f'<iframe src="http://127.0.0.1:{viewer.port}/" style="width:100%;height:560px;border:0"></iframe>')
+        button = gr.Button("Ping", elem_id="ping")
+        box = gr.Textbox(elem_id="pong")
+        button.click(lambda text: str(int(text or 0) + 1), inputs=box, outputs=box)
+    demo.launch(prevent_thread_lock=True, server_port=None, quiet=True)
+    p, browser = _browser()
+    answers: list[float] = []
+    try:
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        t0 = time.monotonic()
+        page.goto(demo.local_url, timeout=120000)
+        loaded = time.monotonic() - t0
+        count, at = 0, []
+        while time.monotonic() - t0 < seconds:
+            count += 1
+            t = time.monotonic()
+            # force: no wait for two steady animation frames first (Playwright's check, not the user's)
+            page.click("#ping", timeout=120000, force=True)
+            page.wait_for_function(f"() => document.querySelector('#pong textarea').value === '{count}'",
+                                   timeout=120000, polling=50)
+            answers.append(round(time.monotonic() - t, 2))
+            at.append(round(t - t0, 1))
+            time.sleep(max(0.0, 1.0 - (time.monotonic() - t)))
+        return {"page_loaded_s": round(loaded, 1), "clicks": len(answers), "slowest_click_answer_s": max(answers),
+                "median_click_answer_s": sorted(answers)[len(answers) // 2], "click_answers_s": answers,
+                "clicked_at_s": at, "browser_rss_mb": browser_tree_mb(), **_viewer_stats(viewer)}
+    finally:
+        browser.close()
+        p.stop()
+        demo.close()
 
 
 # ---------------------------------------------------------------------------------------------- memory
@@ -317,27 +439,116 @@ def memory_case(tiles: int, history: str, rev: str) -> dict:
     return out
 
 
+def folder_mb(folder: Path) -> float:
+    return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20, 1)
+
+
+def autosave_case(tiles: int) -> dict:
+    """A worker with a workspace: the part edited six times (five recolours, one split: a count change), each
+    commit autosaved; bytes written and seconds per commit, then undo/redo, and a restore in a new worker
+    (seconds, RSS, the same scene bit for bit)."""
+    import resource
+    import tempfile
+
+    import psutil
+    import torch
+
+    from engine.worker import EngineWorker
+
+    out: dict = {"case": "autosave"}
+    scene, part = tiled_capture(tiles)
+    out.update(gaussians=len(scene), part=int(part.sum()))
+    io = psutil.Process().io_counters
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_TMP", "/tmp")) as tmp:
+        workspace = Path(tmp)
+        worker = EngineWorker(workspace=workspace, device="cpu")
+        try:
+            w0, t0 = io().write_bytes, time.monotonic()
+            worker.load_scene("s", scene).result(600)
+            worker.set_mask("s", part).result(600)
+            out.update(first_save_s=round(time.monotonic() - t0, 1), first_save_mb=round((io().write_bytes - w0) / 2**20, 1),
+                       folder_after_load_mb=folder_mb(workspace))
+            current, per_edit = scene, []
+            g = torch.Generator().manual_seed(0)
+            for i in range(6):
+                if i < 5:
+                    sh0 = current.sh0.clone()
+                    sh0[part] += 0.05 * torch.randn(int(part.sum()), 1, 3, generator=g)
+                    current, sources, mask = current.replace(sh0=sh0), None, part
+                else:
+                    rows = torch.nonzero(part).flatten()
+                    sources = torch.cat([torch.arange(len(current)), rows])
+                    current = current.subset(sources)
+                    mask = torch.cat([part, torch.ones(len(rows), dtype=torch.bool)])
+                w0, t0, c0 = io().write_bytes, time.monotonic(), time.process_time()
+                worker.commit_result("s", current, mask, label=f"edit {i}", row_sources=sources).result(600)
+                per_edit.append({"s": round(time.monotonic() - t0, 2), "cpu_s": round(time.process_time() - c0, 2),
+                                 "written_mb": round((io().write_bytes - w0) / 2**20, 1)})
+            out["per_edit"] = per_edit
+            out["folder_after_6_edits_mb"] = folder_mb(workspace)
+            for step in ("undo", "undo", "redo"):
+                getattr(worker, step)("s").result(600)
+            out["folder_after_undo_redo_mb"] = folder_mb(workspace)
+            expected, _ = worker.snapshot("s").result(600)
+            worker.close_session("s").result(600)
+        finally:
+            worker.shutdown()
+        del scene
+        gc.collect()
+        out["rss_before_restore_mb"] = trimmed_rss_mb()
+        worker = EngineWorker(workspace=workspace, device="cpu")
+        try:
+            t0, c0 = time.monotonic(), time.process_time()
+            worker.restore_session("s").result(600)
+            restored, _ = worker.snapshot("s").result(600)
+            out.update(restore_s=round(time.monotonic() - t0, 1), restore_cpu_s=round(time.process_time() - c0, 1),
+                       rss_after_restore_mb=rss_mb(),
+                       restored_equal=all(torch.equal(a, b) for (_, a), (_, b) in zip(restored.items(), expected.items())))
+        finally:
+            worker.shutdown()
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    return out
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiles", type=int, default=10)
-    parser.add_argument("--parts", default="viewer,memory")
-    parser.add_argument("--chromium", action="store_true", help="also time the first frame in headless Chromium")
+    parser.add_argument("--parts", default="wire,browser,memory")
     parser.add_argument("--modes", default="lod,full")
+    parser.add_argument("--seconds", type=float, default=40.0, help="how long the pages are watched")
+    parser.add_argument("--shots", type=Path, help="folder for the browser's screenshots")
     parser.add_argument("--old-rev", default="main", help="git revision whose history.py is the 'old' one")
     parser.add_argument("--memory-case", choices=("old", "new"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if "autosave" in args.parts.split(",") and args.parts != "autosave":
+        parser.error("run --parts autosave alone (a fresh process: its peak RSS is the autosave's)")
+    if args.parts == "autosave":
+        print(json.dumps(autosave_case(args.tiles), indent=1))
+        return
     if args.memory_case:
         print(json.dumps(memory_case(args.tiles, args.memory_case, args.old_rev)))
         return
     _TILES[0] = args.tiles
-    report: dict = {"machine": f"{os.cpu_count()} CPUs (shared)", "tiles": args.tiles}
+    import psutil
+
+    report: dict = {"machine": f"{os.cpu_count()} CPUs (shared), load {os.getloadavg()[0]:.1f}",
+                    "tiles": args.tiles, "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT,
+                                                                  capture_output=True, text=True).stdout.strip()}
     parts = args.parts.split(",")
-    if "viewer" in parts:
+    modes = args.modes.split(",")
+    if "wire" in parts or "browser" in parts:
         scene, part = tiled_capture(args.tiles)
         report["gaussians"], report["part"] = len(scene), int(part.sum())
-        baseline = empty_screenshot(scene) if args.chromium else None
-        report["viewer"] = [viewer_case(scene, part, mode, args.chromium, baseline) for mode in args.modes.split(",")]
+        if "wire" in parts:
+            report["wire"] = [wire_case(scene, part, mode) for mode in modes]
+        if "browser" in parts:
+            if args.shots:
+                args.shots.mkdir(parents=True, exist_ok=True)
+            baseline = empty_screenshot(scene)
+            report["browser"] = [browser_case(scene, part, mode, baseline, args.shots, args.seconds)
+                                 for mode in modes]
         del scene, part
+    report["load_after"] = round(psutil.getloadavg()[0], 1)
     if "memory" in parts:
         report["memory"] = []
         for history in ("old", "new"):

@@ -8,8 +8,9 @@ isolation that cannot leak; a server costs one thread and a few MB.)
 
 What it shows:
 - the scene as client-side splats (base colour, optionally mask-tinted), updated in place while an edit runs:
-  a level of detail the browser can draw (viewer_lod: a budget of splats sampled by importance, the selection
-  always in full, "Full detail" for every splat), the first scene coarse first and refined once drawn;
+  a level of detail the browser can draw (viewer_lod: splats sampled by importance, the selection always in
+  full, "Full detail" for every splat), sent a chunk at a time at the pace the browser draws them
+  (viewer_stream: a small first chunk, more while its frame time allows; only changed chunks are sent again);
 - server renders from the engine renderer as the background image (view-dependent colour, exact pixels):
   low resolution while the camera moves, full resolution once it rests. Shown "on demand" (the checkbox) and
   automatically while an edit runs; the splats are hidden meanwhile so the render is what you see.
@@ -34,18 +35,14 @@ import torch
 
 from . import drawing
 from .gestures import ViewClick, ViewRect
-from .viewer_lod import COARSE_SPLATS, DEFAULT_SPLAT_BUDGET, DetailLevels
+from .viewer_lod import DEFAULT_SPLAT_BUDGET
+from .viewer_stream import SplatStream
 
 log = logging.getLogger(__name__)
 
 MOVING_SCALE = 0.25  # background render size while the camera moves, relative to the canvas
 REST_DELAY_S = 0.3  # the camera "rests" after this long without an update -> full resolution
 MAX_RENDER_SIDE = 1024  # cap on the full-resolution render (CPU cost grows with pixels)
-REFINE_DELAY_S = 20.0  # a new scene goes out coarse first, the budget this long after the push or, when no
-# browser is connected yet, after one connects (it is sent the current level at once). Long on purpose: with
-# software WebGL on 2 busy cores the coarse 60k splats' first frame took 16 s and a budget that arrived
-# before it made the first frame 50 s; any change (a click, the tint, "Full detail") refines at once.
-SPLAT_BYTES = 32  # Viser's wire size of one splat (centre f32x3, reserved, covariance f16x6, rgba u8x4)
 
 
 @dataclass
@@ -54,6 +51,7 @@ class _Pending:
     mask: object | None = None  # Tensor [N] | None
     scene_dirty: bool = False
     render_clients: dict | None = None  # client_id -> (camera handle snapshot, time of the update)
+    frame: tuple[int, float | None] | None = None  # (timing token, seconds of one browser frame) from FramePacer
 
 
 class SessionViewer:
@@ -81,20 +79,15 @@ class SessionViewer:
         self._lock = threading.Condition()
         self._pending = _Pending(render_clients={})
         self._closed = False
-        self._splats = None
-        self._splat_count = -1
-        self._geometry = None  # (scene, rows, SplatArrays): geometry reused while scene and rows are the same
         self.splat_budget = splat_budget
-        self._levels = DetailLevels()
-        self._refine_at: float | None = None  # when the coarse first level of a new scene is refined
-        self._refine_pending = False  # the coarse level is shown; refined once a client had time to draw it
+        self._stream = SplatStream(self.server, self._frame_timed)
         self._scene = None
         self._mask = None
         self._editing = False
         self._live = False  # an edit is sending in-progress scenes
         self._background_shown = False
         self.stats = {"splat_updates": 0, "renders_low": 0, "renders_full": 0, "clicks": 0, "rects": 0,
-                      "splats_sent": 0, "splat_bytes": 0, "splats_shown": 0}
+                      "splats_sent": 0, "splat_bytes": 0, "splats_shown": 0, "frame_s": None, "level": 1}
 
         with self.server.gui.add_folder("View"):
             self.tint_checkbox = self.server.gui.add_checkbox("Mask tint", initial_value=True)
@@ -115,6 +108,7 @@ class SessionViewer:
         self.server.scene.on_click()(self._handle_click)
         self._rect_enabled = False
         self.server.on_client_connect(self._handle_connect)
+        self.server.on_client_disconnect(self._handle_disconnect)
 
         self._thread = threading.Thread(target=self._loop, name=f"viewer-{self.port}", daemon=True)
         self._thread.start()
@@ -183,14 +177,24 @@ class SessionViewer:
 
     # ------------------------------------------------------------------ viser callbacks (viser's threads)
     def _handle_connect(self, client) -> None:
-        with self._lock:
-            if self._refine_pending:
-                self._refine_at = time.monotonic() + REFINE_DELAY_S
-                self._lock.notify()
+        self._mark_scene_dirty()  # a browser to pace the refinement by
 
         @client.camera.on_update
         def _(camera) -> None:
             self._request_render(camera.client.client_id)
+
+    def _handle_disconnect(self, _client) -> None:
+        """The last page went away (a reload, a closed tab): the next one starts from the first chunk, which
+        is all a new page is sent on connecting (Viser replays the scene's nodes as they are)."""
+        if not self.server.get_clients():
+            with self._lock:
+                self._stream.restart()
+            self._mark_scene_dirty()
+
+    def _frame_timed(self, token: int, seconds: float | None) -> None:
+        with self._lock:
+            self._pending.frame = (token, seconds)
+            self._lock.notify()
 
     def _handle_click(self, event) -> None:
         self.stats["clicks"] += 1
@@ -253,9 +257,10 @@ class SessionViewer:
         full_res_due: dict[int, float] = {}  # client -> time its camera came to rest
         while True:
             with self._lock:
-                while not self._closed and not self._pending.scene_dirty and not self._pending.render_clients:
+                while (not self._closed and not self._pending.scene_dirty and not self._pending.render_clients
+                       and self._pending.frame is None):
                     timeout = None
-                    wakes = list(full_res_due.values()) + ([self._refine_at] if self._refine_at else [])
+                    wakes = list(full_res_due.values())
                     if wakes:
                         timeout = max(0.0, min(wakes) - time.monotonic())
                         if timeout == 0.0:
@@ -266,21 +271,20 @@ class SessionViewer:
                 scene_dirty = self._pending.scene_dirty
                 scene, mask = self._pending.scene, self._pending.mask
                 moved = dict(self._pending.render_clients)
+                frame = self._pending.frame
                 self._pending.scene_dirty = False
                 self._pending.scene = None
                 self._pending.render_clients = {}
+                self._pending.frame = None
             try:
                 if scene_dirty and scene is not None:
-                    # a coarse level only for the view's first scene (its first frame); later scenes (an
-                    # edit's result, undo, another file) replace a drawn view at the full level of detail
-                    first = self._scene is None
                     self._scene, self._mask = scene, mask
-                    self._push_splats(coarse=first and not self._editing)
+                    self._push_splats()
                     # New content: every client's background is stale.
                     for client_id in self.server.get_clients():
                         moved.setdefault(client_id, time.monotonic())
-                elif self._refine_at is not None and self._refine_at <= time.monotonic():
-                    self._push_splats(coarse=False)
+                elif frame is not None and self._scene is not None:
+                    self._pace(*frame)
                 if not self.server_render_active:
                     full_res_due.clear()
                     if self._background_shown:
@@ -299,47 +303,23 @@ class SessionViewer:
             except Exception:  # noqa: BLE001 - keep the viewer alive; the log says what broke
                 log.exception("viewer update failed")
 
-    def _push_splats(self, *, coarse: bool = False) -> None:
-        """Send the scene's level of detail (viewer_lod): the budget, or every drawable row with "Full detail";
-        `coarse`: a quick first level now and the rest REFINE_DELAY_S later (unless newer news comes first)."""
-        scene, mask = self._scene, self._mask
-        tint = bool(self.tint_checkbox.value)
-        target = None if self.full_detail_checkbox.value else self.splat_budget
-        rows = self._levels.rows(scene, target, mask, keep_for_same_count=self._editing)
-        coarse = coarse and len(rows) > COARSE_SPLATS * 1.5
-        if coarse:
-            rows = self._levels.rows(scene, COARSE_SPLATS, mask)
-        with self._lock:  # against _handle_connect: a client that connects now still gets its refinement
-            self._refine_pending = coarse
-            self._refine_at = time.monotonic() + REFINE_DELAY_S if coarse and self.server.get_clients() else None
-        shown = scene if len(rows) == len(scene) else scene.subset(rows)
-        shown_mask = None if mask is None or not tint else (mask if len(rows) == len(scene) else mask[rows])
-        cached = self._geometry
-        if cached is not None and cached[0] is scene and torch.equal(cached[1], rows):  # only the colours are new
-            arrays = drawing.SplatArrays(cached[2].centers, cached[2].covariances,
-                                         drawing.display_colors(shown, shown_mask).float().cpu().numpy(),
-                                         cached[2].opacities)
-        else:
-            arrays = drawing.splat_arrays(shown, shown_mask, tint=tint)
-            self._geometry = (scene, rows, arrays)
-        visible = not self.server_render_active
-        if self._splats is None or self._splat_count != len(arrays.centers):
-            if self._splats is not None:
-                self._splats.remove()
-            self._splats = self.server.scene.add_gaussian_splats(
-                "/scene", arrays.centers, arrays.covariances, arrays.rgbs, arrays.opacities, visible=visible
-            )
-            self._splat_count = len(arrays.centers)
-        else:
-            self._splats.set_gaussians(arrays.centers, arrays.covariances, arrays.rgbs, arrays.opacities)
-            self._splats.visible = visible
-        self.stats["splat_updates"] += 1
-        self.stats["splats_sent"] += len(rows)
-        self.stats["splat_bytes"] += SPLAT_BYTES * len(rows)
-        self.stats["splats_shown"] = len(rows)
-        more = " (more coming)" if self._refine_pending else ""
-        self.detail_text.content = ("" if len(rows) == len(scene) else
-                                    f"Showing {len(rows):,} of {len(scene):,} splats{more}")
+    def _budget(self) -> tuple[int | None, bool]:
+        """(the most splats the view may hold, whether that is every one: "Full detail" or no budget)."""
+        full = bool(self.full_detail_checkbox.value) or self.splat_budget is None
+        return (None if full else self.splat_budget), full
+
+    def _push_splats(self) -> None:
+        """Send what changed of the scene's level of detail (viewer_stream.SplatStream) and say how much shows."""
+        cap, full = self._budget()
+        self.detail_text.content = self._stream.push(
+            self._scene, self._mask, cap=cap, full=full, tint=bool(self.tint_checkbox.value),
+            visible=not self.server_render_active, editing=self._editing, stats=self.stats)
+
+    def _pace(self, token: int, seconds: float | None) -> None:
+        """A browser frame was timed: one chunk more, or less, or none (viewer_stream.next_level)."""
+        cap, full = self._budget()
+        if self._stream.paced(token, seconds, cap=cap, full=full, stats=self.stats):
+            self._push_splats()
 
     def _render_for(self, client_id: int, *, full: bool) -> None:
         client = self.server.get_clients().get(client_id)

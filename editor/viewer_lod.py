@@ -21,8 +21,9 @@ from torch import Tensor
 
 from engine.scene import GaussianScene
 
-DEFAULT_SPLAT_BUDGET = 300_000  # splats a software-WebGL browser sorts and draws in a few seconds
-COARSE_SPLATS = 60_000  # the first, quick level sent before the budget (a first frame within ~2 s)
+DEFAULT_SPLAT_BUDGET = 300_000  # the most splats a browser gets without "Full detail", however fast it draws
+FIRST_SPLATS = 8_000  # the first chunk: software WebGL on 2 busy cores draws it in ~1-2 s (20k: ~4 s, 60k: ~10 s)
+CHUNK_GROWTH = 1.5  # each further chunk holds half as many rows as the chunks before it together
 FULL_DETAIL_WEIGHT = 0.5  # rows of the mask at or above this weight (the default selection threshold) are all sent
 MIN_OPACITY = 0.5 / 255  # below this Viser's 8-bit opacity is 0: the row would be sent for nothing
 
@@ -82,6 +83,27 @@ def choose_rows(order: Tensor, budget: int | None, count: int, mask: Tensor | No
     return torch.nonzero(chosen).flatten()
 
 
+def chunk_bounds(count: int, cap: int | None = None, *, first: int | None = None,
+                 growth: float = CHUNK_GROWTH) -> list[int]:  # -> [0, b1, ..., count], increasing
+    """Where the detail order is cut into chunks: the view grows one chunk at a time, each level ~`growth` times
+    the one before (so a client that draws level k in t s draws level k+1 in about growth * t), and `cap` (the
+    budget, when below `count`) is a boundary, so the budget is exactly a number of chunks."""
+    first = FIRST_SPLATS if first is None else first
+    if first < 1 or growth <= 1.0:
+        raise ValueError(f"chunks need first >= 1 and growth > 1, got {first} and {growth}")
+    bounds = [0]
+    while bounds[-1] < count:
+        bounds.append(min(count, max(bounds[-1] + first, int(bounds[-1] * growth))))
+    if cap is not None and 0 < cap < count and cap not in bounds:
+        bounds = sorted(bounds + [cap])
+    return bounds
+
+
+def chunks_within(bounds: list[int], cap: int | None) -> int:
+    """How many chunks of `bounds` fit in `cap` rows (None: all of them)."""
+    return len(bounds) - 1 if cap is None else sum(1 for b in bounds[1:] if b <= cap)
+
+
 class DetailLevels:
     """The detail order of the scene last shown, kept while the scene object is the same (a mask change) or its
     importance is (a display copy with the same parts hidden) — or, with `keep_for_same_count`, while an edit
@@ -104,3 +126,24 @@ class DetailLevels:
                 self._order, self._drawable = detail_order(importance), importance > 0
         self._scene = scene
         return choose_rows(self._order, budget, len(scene), mask, self._drawable)
+
+    def chunks(self, scene: GaussianScene, level: int, cap: int | None, mask: Tensor | None = None, *,
+               keep_for_same_count: bool = False) -> tuple[list[Tensor], Tensor]:
+        """The first `level` chunks of the scene's detail order (each [k] int64 rows, ascending) and the rows
+        the view holds beside them: every drawable row with mask weight >= FULL_DETAIL_WEIGHT that no chunk
+        holds (the selection at full detail, whatever the level). A mask change leaves the chunks as they are."""
+        self.rows(scene, 0, None, keep_for_same_count=keep_for_same_count)  # the order of this scene
+        bounds = chunk_bounds(len(self._order), cap)
+        level = max(0, min(level, len(bounds) - 1))
+        chunks = [torch.sort(self._order[a:b]).values for a, b in zip(bounds[:level], bounds[1:level + 1])]
+        if mask is None:
+            return chunks, torch.zeros(0, dtype=torch.long)
+        if mask.shape != (len(scene),):
+            raise ValueError(f"mask has shape {tuple(mask.shape)} but the scene has {len(scene)} Gaussians")
+        selected = (mask.detach().cpu() >= FULL_DETAIL_WEIGHT) & self._drawable
+        selected[self._order[:bounds[level]]] = False
+        return chunks, torch.nonzero(selected).flatten()
+
+    def bounds(self, cap: int | None) -> list[int]:
+        """chunk_bounds of the detail order last planned (chunks() cuts it there)."""
+        return chunk_bounds(len(self._order), cap)

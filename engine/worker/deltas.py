@@ -157,3 +157,43 @@ def _take(scene: GaussianScene, rows: Tensor) -> dict[str, Tensor]:
     """Copies of `rows` of every parameter."""
     index = rows.long()
     return {name: t[index].clone() for name, t in scene.items()}
+
+
+def forward_delta(step: SceneStep, after: GaussianScene) -> dict[str, object] | None:
+    """What rebuilds `after` from `before` (apply_delta), for storing a step on disk beside `before`: the rows
+    of `after` that `before` cannot reproduce, and for a count change the row links. None for a step that keeps
+    a whole scene (nothing is shared: store `after` whole). `after` must be the step's after-scene."""
+    if step.whole:
+        return None
+    if len(after) != step.counts[1]:
+        raise ValueError(f"the step goes to {step.counts[1]} Gaussians, the scene given has {len(after)}")
+    if step.changed is not None:
+        return {"count": len(after), "rows": step.changed.clone(), "values": _take(after, step.changed)}
+    after_from_before, _ = step.links
+    unique_after = step.unique[1]
+    return {"count": len(after), "after_from_before": after_from_before.clone(), "rows": unique_after.clone(),
+            "values": _take(after, unique_after)}
+
+
+@torch.no_grad()
+def apply_delta(before: GaussianScene, delta: dict) -> GaussianScene:
+    """The scene `forward_delta` described, rebuilt from `before` (bit for bit). Raises ValueError when the
+    delta does not fit `before` (another scene's, or damaged)."""
+    rows = torch.as_tensor(delta["rows"]).long()
+    values = delta["values"]
+    links = delta.get("after_from_before")
+    count = int(delta["count"])
+    if links is None and count != len(before):
+        raise ValueError(f"the delta is for a scene of {count} Gaussians, not {len(before)}")
+    if links is not None and (len(links) != count or (len(links) and int(links.max()) >= len(before))):
+        raise ValueError(f"the delta's row links do not fit a scene of {len(before)} Gaussians")
+    if set(values) != set(PARAM_NAMES):
+        raise ValueError(f"the delta holds {sorted(values)}, expected every parameter")
+    gather = None if links is None else torch.as_tensor(links).long().clamp(min=0)
+    params = {}
+    for name, t in before.items():
+        out = t.clone() if gather is None else t[gather]
+        if len(rows):
+            out[rows] = values[name].to(out.device, out.dtype)
+        params[name] = out
+    return GaussianScene.trusted(**params)

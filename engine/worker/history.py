@@ -281,22 +281,42 @@ class History:
 
     @classmethod
     def from_states(cls, states: list[State], cursor: int, max_states: int, token: str) -> "History":
-        """A history made of saved states (autosave.restore), keeping their ids and token; consecutive states
-        holding the same scene object share it, the others are stored as the rows that differ."""
+        """A history made of saved states, keeping their ids and token; consecutive states holding the same
+        scene object share it, the others are stored as the rows that differ."""
         if not states or not 0 <= cursor < len(states):
             raise ValueError(f"cursor {cursor} outside the {len(states)} states")
-        first = states[0]
-        history = cls(first.scene, first.mask, label=first.label, max_states=max(max_states, len(states)),
-                      parts=first.parts, name=first.name, up=first.up, up_source=first.up_source)
-        for previous, state in zip(states, states[1:]):
-            shared = state.parts is previous.parts and len(state.scene) == len(previous.scene)
-            history.push(state.label, scene=state.scene, mask=state.mask, name=state.name, up=state.up,
-                         up_source=state.up_source, parts="keep" if shared else state.parts)
-        history._records = [replace(r, id=s.id) for r, s in zip(history._records, states)]
+        return cls.rebuild(((state, None) for state in states), cursor, max_states, token)
+
+    @classmethod
+    def rebuild(cls, entries, cursor: int, max_states: int, token: str) -> "History":
+        """from_states over an iterable of (State, row_sources or None) read one at a time (autosave.restore:
+        only the scene being added is held beside the history). `row_sources` [N'] links a count-changing
+        state's rows to the previous state's (-1: new rows), so its step stores only the new rows."""
+        history: History | None = None
+        previous: State | None = None
+        ids: list[int] = []
+        for state, sources in entries:
+            ids.append(state.id)
+            if history is None:
+                history = cls(state.scene, state.mask, label=state.label, max_states=10**9, parts=state.parts,
+                              name=state.name, up=state.up, up_source=state.up_source)
+            else:
+                shared = state.parts is previous.parts and len(state.scene) == len(previous.scene)
+                keep = shared or sources is not None
+                history.push(state.label, scene=state.scene, mask=state.mask, name=state.name, up=state.up,
+                             up_source=state.up_source, parts="keep" if keep else state.parts,
+                             row_sources=sources if len(state.scene) != len(previous.scene) else None)
+                if sources is not None and not shared:  # the saved parts, not the ones remapped by the push
+                    last = history._records[-1]
+                    history._records[-1] = replace(last, parts=_clone_parts(state.parts, last.count))
+            previous = state
+        if history is None or not 0 <= cursor < len(ids):
+            raise ValueError(f"cursor {cursor} outside the {len(ids)} states")
+        history._records = [replace(r, id=i) for r, i in zip(history._records, ids)]
         while history.cursor > cursor:
             history.undo()
         history.token, history.max_states = token, max_states
-        history._next_id = max(s.id for s in states) + 1
+        history._next_id = max(ids) + 1
         history._current = None
         return history
 

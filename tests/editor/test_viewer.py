@@ -146,7 +146,7 @@ def test_server_render_low_then_full_resolution(viewer_and_client):
     assert (40, 30) in sizes  # the quick low-resolution render came first
     assert sizes.index((40, 30)) < sizes.index((160, 120))
     # While server renders are shown, the client splats are hidden so the render is what one sees.
-    vis = [m for m in client.of_type("SetSceneNodeVisibilityMessage") if m["name"] == "/scene"]
+    vis = [m for m in client.of_type("SetSceneNodeVisibilityMessage") if m["name"] == "/scene_0"]
     assert vis and vis[-1]["visible"] is False
 
 

@@ -1,9 +1,11 @@
 """The browser's level of detail: the budget holds, the selection is always in, the choice is deterministic and
 prefers the Gaussians that cover the most screen."""
 
+import pytest
 import torch
 
-from editor.viewer_lod import DetailLevels, choose_rows, detail_order, row_uniforms, splat_importance
+from editor.viewer_lod import (DetailLevels, choose_rows, chunk_bounds, chunks_within, detail_order, row_uniforms,
+                               splat_importance)
 from engine.scene import random_scene
 
 
@@ -88,17 +90,34 @@ def test_levels_keep_the_order_while_the_scene_is_the_same():
     assert torch.isin(with_mask[~torch.isin(with_mask, torch.arange(30))], first).all()
 
 
-def test_viewer_sends_coarse_then_budget_then_full_on_request(monkeypatch):
-    """Against a real ViserServer and a wire-protocol client: a new scene arrives coarse, is refined to the
-    budget (the selection in full), and "Full detail" sends every splat."""
+def _held_centers(client, splat_buffer):
+    """Centres [k, 3] of every splat node the client holds now (creations, updates and removals applied)."""
     import numpy as np
 
-    from editor import viewer as viewer_module
+    held = {}
+    for m in list(client.messages):
+        if m.get("type") == "GaussianSplatsMessage":
+            held[m["name"]] = splat_buffer(m)
+        elif m.get("type") == "SceneNodeUpdateMessage" and "buffer" in (m.get("updates") or {}):
+            held[m["name"]] = splat_buffer(m)
+        elif m.get("type") == "RemoveSceneNodeMessage":
+            held.pop(m["name"], None)
+    return held, (np.concatenate([b[:, 0:3].copy().view(np.float32) for b in held.values()])
+                  if held else np.zeros((0, 3), np.float32))
+
+
+def test_viewer_sends_a_first_chunk_then_grows_as_the_browser_draws_and_full_on_request(monkeypatch):
+    """Against a real ViserServer and a wire-protocol client: the first chunk alone, then (the client answers
+    the frame timings at once: a fast browser) one chunk per timing up to the budget with the selection in full,
+    no splat twice; "Full detail" grows to every splat."""
+    import numpy as np
+
+    from editor import viewer_lod
+    from editor.viewer import SessionViewer
     from tests.editor.viser_client import ViserTestClient, splat_buffer
 
-    monkeypatch.setattr(viewer_module, "COARSE_SPLATS", 20)
-    monkeypatch.setattr(viewer_module, "REFINE_DELAY_S", 0.05)
-    viewer = viewer_module.SessionViewer(port=0, splat_budget=100)
+    monkeypatch.setattr(viewer_lod, "FIRST_SPLATS", 20)
+    viewer = SessionViewer(port=0, splat_budget=100)
     client = ViserTestClient(viewer.port)
     try:
         client.send_camera((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, -3.0))  # a browser is "connected" once it sent one
@@ -107,21 +126,44 @@ def test_viewer_sends_coarse_then_budget_then_full_on_request(monkeypatch):
         mask = torch.zeros(300)
         mask[250:] = 1.0
         viewer.show(scene, mask)
-
-        def sizes():
-            return [splat_buffer(m).shape[0] for m in client.messages
-                    if m.get("type") == "GaussianSplatsMessage"
-                    or (m.get("type") == "SceneNodeUpdateMessage" and "buffer" in (m.get("updates") or {}))]
-
-        client.wait_for(lambda: 100 in sizes())
-        assert sizes()[:2] == [50, 100]  # coarse: the selection (50 rows, more than the 20) alone; then the budget
-        last = [m for m in client.messages if m.get("type") == "GaussianSplatsMessage"][-1]
-        centers = splat_buffer(last)[:, 0:3].copy().view(np.float32)
-        selected = scene.means[250:].numpy()
-        assert all(np.abs(centers - c).sum(axis=1).min() == 0 for c in selected)  # every selected splat is there
+        client.wait_for(lambda: len(_held_centers(client, splat_buffer)[1]) >= 100 + 1)
+        first = client.of_type("GaussianSplatsMessage")[0]
+        assert first["name"] == "/scene_0" and splat_buffer(first).shape[0] == 20  # the first chunk alone
+        # chunks of 20, 20, 20, 30, 10 (the budget is a boundary) and the selection
+        client.wait_for(lambda: viewer.stats["level"] == 5 and len(_held_centers(client, splat_buffer)[0]) == 6)
+        held, centers = _held_centers(client, splat_buffer)
+        rows = [int(np.flatnonzero(np.abs(scene.means.numpy() - c).sum(axis=1) == 0)[0]) for c in centers]
+        assert len(set(rows)) == len(rows)  # no splat twice
+        assert set(range(250, 300)) <= set(rows)  # every selected splat
+        assert len(set(rows) - set(range(250, 300))) <= 100 and len(rows) >= 100
         viewer.full_detail_checkbox.value = True
-        client.wait_for(lambda: 300 in sizes())
-        assert viewer.stats["splats_shown"] == 300
+        client.wait_for(lambda: len(_held_centers(client, splat_buffer)[1]) == 300)
+        client.wait_for(lambda: viewer.stats["splats_shown"] == 300)
+    finally:
+        client.close()
+        viewer.close()
+
+
+def test_a_browser_that_does_not_answer_gets_the_first_chunk_only(monkeypatch):
+    import time
+
+    from editor import viewer_lod
+    from editor.viewer import SessionViewer
+    from tests.editor.viser_client import ViserTestClient, splat_buffer
+
+    monkeypatch.setattr(viewer_lod, "FIRST_SPLATS", 20)
+    viewer = SessionViewer(port=0, splat_budget=100)
+    client = ViserTestClient(viewer.port, answer_reads=False)
+    try:
+        client.send_camera((1.0, 0.0, 0.0, 0.0), (0.0, 0.0, -3.0))
+        client.wait_for(lambda: viewer.server.get_clients())
+        mask = torch.zeros(300)
+        mask[250:] = 1.0
+        viewer.show(_scene(300, seed=5), mask)
+        client.wait_for(lambda: client.of_type("LocalStorageGetItemRequestMessage"))
+        time.sleep(0.5)
+        held, _ = _held_centers(client, splat_buffer)
+        assert list(held) == ["/scene_0"] and held["/scene_0"].shape[0] == 20
     finally:
         client.close()
         viewer.close()
@@ -139,3 +181,81 @@ def test_levels_reuse_the_order_of_an_equally_important_copy_and_follow_a_change
     assert levels._order is order
     rows = levels.rows(scene.replace(opacities=opacities), 100)  # parts hidden: a new order without them
     assert levels._order is not order and not hidden[rows].any()
+
+
+def test_chunks_grow_geometrically_and_the_budget_is_a_boundary():
+    bounds = chunk_bounds(1000, 300, first=50, growth=1.5)
+    assert bounds[0] == 0 and bounds[-1] == 1000 and bounds == sorted(set(bounds))
+    assert 300 in bounds and chunks_within(bounds, 300) == bounds.index(300)
+    sizes = [b - a for a, b in zip(bounds, bounds[1:])]
+    assert sizes[0] == 50 and max(sizes) > 50 * 2  # later chunks are larger
+    assert chunks_within(bounds, None) == len(bounds) - 1
+    with pytest.raises(ValueError):
+        chunk_bounds(10, first=0)
+
+
+def test_level_chunks_are_prefixes_of_the_order_and_the_selection_beyond_them_comes_apart(monkeypatch):
+    from editor import viewer_lod
+
+    monkeypatch.setattr(viewer_lod, "FIRST_SPLATS", 50)
+    scene = _scene(600, seed=8)
+    levels = DetailLevels()
+    mask = torch.zeros(600)
+    mask[:40] = 1.0
+    chunks, part = levels.chunks(scene, 2, None, mask)
+    order = levels._order
+    bounds = levels.bounds(None)
+    held = torch.cat(chunks)
+    assert torch.equal(torch.sort(held).values, torch.sort(order[:bounds[2]]).values)
+    assert not torch.isin(part, held).any()  # never twice
+    assert torch.equal(torch.sort(torch.cat([held, part])[mask[torch.cat([held, part])] > 0]).values,
+                       torch.arange(40))  # the whole selection
+    same_chunks, _ = levels.chunks(scene, 2, None, torch.zeros(600))  # a mask change keeps the chunks
+    assert all(torch.equal(a, b) for a, b in zip(chunks, same_chunks))
+
+
+def test_large_chunks_go_as_spatial_pieces_so_a_local_selection_change_resends_few():
+    """SplatNodes against a recording scene API: a selection change inside one region re-sends only the
+    pieces that hold re-tinted rows."""
+    import numpy as np
+
+    from editor.viewer_stream import SplatNodes, spatial_keys, spatial_pieces
+
+    class Handle:
+        def __init__(self, log, name):
+            self.log, self.name, self.visible = log, name, True
+
+        def set_gaussians(self, *arrays):
+            self.log.append(self.name)
+
+        def remove(self):
+            pass
+
+    class Api:
+        def __init__(self):
+            self.log = []
+
+        def add_gaussian_splats(self, name, *arrays, visible=True):
+            self.log.append(name)
+            return Handle(self.log, name)
+
+    scene = _scene(4000, seed=9)
+    keys = spatial_keys(scene.means)
+    rows = torch.arange(4000)
+    pieces = spatial_pieces(rows, keys, 500)
+    assert len(pieces) == 8 and torch.equal(torch.sort(torch.cat(pieces)).values, rows)
+    corner = torch.nonzero((scene.means < scene.means.median(dim=0).values).all(dim=1)).flatten()[:40]
+    api = Api()
+    nodes = SplatNodes(api)
+    groups = {f"/p{j}": piece for j, piece in enumerate(pieces)}
+    nodes.sync(scene, torch.zeros(4000), groups, tint=True, visible=True)
+    assert len(api.log) == 8
+    mask = torch.zeros(4000)
+    mask[corner] = 1.0
+    api.log.clear()
+    nodes.sync(scene, mask, groups, tint=True, visible=True)
+    touched = {f"/p{j}" for j, piece in enumerate(pieces) if np.isin(corner.numpy(), piece.numpy()).any()}
+    assert set(api.log) == touched and len(touched) <= 4  # the corner's pieces only
+    api.log.clear()
+    nodes.sync(scene, mask, groups, tint=True, visible=True)
+    assert api.log == []  # nothing changed, nothing sent

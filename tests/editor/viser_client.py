@@ -1,7 +1,9 @@
 """A minimal Viser websocket client for tests: it speaks the real wire protocol to a real ViserServer.
 
 It connects like the browser client (subprotocol `viser-v<version>`), can send a camera pose and pointer
-events (exactly the messages the web client sends), and records every message the server sends, decoded.
+events (exactly the messages the web client sends), and records every message the server sends, decoded. It
+answers localStorage reads at once (a browser that draws instantly; the viewer times frames with them) unless
+`answer_reads` is False.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ def decode_frame(raw: bytes) -> list[dict]:
 class ViserTestClient:
     """Connects to ws://host:port in a background thread; `messages` collects what the server sent."""
 
-    def __init__(self, port: int, host: str = "127.0.0.1") -> None:
+    def __init__(self, port: int, host: str = "127.0.0.1", *, answer_reads: bool = True) -> None:
         self.url = f"ws://{host}:{port}"
+        self.answer_reads = answer_reads
         self.messages: list[dict] = []
         self._loop = asyncio.new_event_loop()
         self._ws = None
@@ -61,11 +64,20 @@ class ViserTestClient:
                 self._ready.set()
                 try:
                     async for raw in ws:
-                        self.messages.extend(decode_frame(raw))
+                        messages = decode_frame(raw)
+                        self.messages.extend(messages)
+                        await self.answer(ws, messages)
                 except Exception:  # noqa: BLE001 - connection closed by close()
                     pass
 
         self._loop.run_until_complete(main())
+
+    async def answer(self, ws, messages: list[dict]) -> None:
+        """Answer the localStorage reads among `messages` (with no value) as the browser client does."""
+        for m in messages:
+            if self.answer_reads and m.get("type") == "LocalStorageGetItemRequestMessage":
+                reply = _messages.LocalStorageGetItemResponseMessage(None, None, m["request_uuid"])
+                await ws.send(msgspec.msgpack.encode(reply.as_serializable_dict()))
 
     def send(self, message: _messages.Message) -> None:
         data = msgspec.msgpack.encode(message.as_serializable_dict())

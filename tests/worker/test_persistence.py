@@ -151,3 +151,87 @@ def test_an_older_autosave_takes_its_up_from_the_editors_sidecar_else_plus_z(tmp
     assert restore(without).current.up == (0.0, 0.0, 1.0) and restore(without).current.up_source == "default"
     (with_sidecar / "up.json").write_text("{broken")
     assert restore(with_sidecar).current.up_source == "default"
+
+
+def _files(folder, pattern):
+    return {p.name: p.stat().st_size for p in folder.glob(pattern)}
+
+
+def test_an_edit_is_saved_as_its_changed_rows_and_restores_bit_for_bit(tmp_path):
+    s0 = random_scene(3000, sh_degree=3, seed=20)
+    h = History(s0)
+    autosave(h, tmp_path)
+    whole = _files(tmp_path, "scene_*.pt")
+    sh0 = s0.sh0.clone()
+    sh0[100:130] += 0.25  # an edit of 30 rows
+    h.push("edit", scene=s0.replace(sh0=sh0), mask=torch.rand(3000))
+    autosave(h, tmp_path)
+    assert _files(tmp_path, "scene_*.pt") == whole  # no second whole scene
+    (delta,) = _files(tmp_path, "delta_*.pt").values()
+    assert delta < 0.05 * next(iter(whole.values()))
+    h.push("select", mask=(torch.arange(3000) < 40).float() * 0.5)  # a small selection: stored as its rows
+    autosave(h, tmp_path)
+    mask_file = tmp_path / f"mask_{h.token}_{h.current.id}.pt"
+    assert mask_file.stat().st_size < 3000 * 4 / 2  # dense: 4 bytes a row
+    r = restore(tmp_path)
+    assert r.labels() == h.labels()
+    for a, b in zip(h.states(), r.states()):
+        assert _equal(a.scene, b.scene)
+        assert (a.mask is None and b.mask is None) or torch.equal(a.mask, b.mask)
+
+
+def test_a_count_changing_edit_restores_its_scene_parts_name_and_up(tmp_path):
+    s0 = random_scene(200, seed=21)
+    parts = {"head": (torch.arange(200) < 50).float()}
+    h = History(s0, parts=parts, name="robot", up=(0.0, -1.0, 0.0), up_source="format")
+    mask = (torch.arange(200) < 50).float()
+    h.push("select", mask=mask)
+    sources = torch.cat([torch.arange(200)[torch.arange(200) != 7], torch.arange(10, 20), torch.tensor([-1])])
+    edited = s0.subset(sources.clamp(min=0))
+    edited = edited.replace(means=edited.means + 0.01 * (torch.arange(len(sources)) >= 199)[:, None])
+    h.push("densify", scene=edited, mask=torch.ones(len(sources)), row_sources=sources, name="robot 2")
+    autosave(h, tmp_path)
+    assert len(_files(tmp_path, "delta_*.pt")) == 1
+    r = restore(tmp_path)
+    for a, b in zip(h.states(), r.states()):
+        assert _equal(a.scene, b.scene)
+        assert (a.mask is None and b.mask is None) or torch.equal(a.mask, b.mask)
+        assert [n for n, _ in a.parts] == [n for n, _ in b.parts]
+        assert all(torch.equal(x, y) for (_, x), (_, y) in zip(a.parts, b.parts))
+        assert (a.name, a.up, a.up_source) == (b.name, b.up, b.up_source)
+    r.undo()
+    assert _equal(r.current.scene, s0)
+
+
+def test_dropped_states_keep_the_chain_until_it_outgrows_a_whole_scene(tmp_path):
+    s0 = random_scene(400, sh_degree=1, seed=22)
+    h = History(s0, max_states=3)
+    current = s0
+    rewrites = 0
+    names = set(_files(tmp_path, "scene_*.pt"))
+    for i in range(12):
+        sh0 = current.sh0.clone()
+        sh0[i * 30:(i + 1) * 30] += 0.1  # 30 of 400 rows a step: a scene's worth of deltas every ~13 steps
+        current = current.replace(sh0=sh0)
+        h.push(f"edit {i}", scene=current)
+        autosave(h, tmp_path)
+        now = set(_files(tmp_path, "scene_*.pt"))
+        rewrites += now != names
+        names = now
+        r = restore(tmp_path)
+        assert r.labels() == h.labels() and _equal(r.current.scene, current)
+        assert all(_equal(a.scene, b.scene) for a, b in zip(h.states(), r.states()))
+    assert 1 <= rewrites <= 4  # the oldest kept scene is written whole again now and then, not every step
+    assert len(_files(tmp_path, "delta_*.pt")) <= 2 + 400 // 30
+
+
+def test_current_ply_is_left_out_for_large_scenes(tmp_path, monkeypatch):
+    import engine.worker.persistence as persistence
+
+    h = History(random_scene(30, seed=23))
+    autosave(h, tmp_path)
+    assert (tmp_path / "current.ply").is_file()
+    monkeypatch.setattr(persistence, "PLY_MAX_GAUSSIANS", 20)
+    h.push("edit", scene=_edited(h.current.scene, 24))
+    autosave(h, tmp_path)
+    assert not (tmp_path / "current.ply").exists()  # not a stale one either

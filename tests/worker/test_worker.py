@@ -616,3 +616,30 @@ def test_a_generated_object_has_its_name_and_no_parts_of_the_scene_it_replaced(w
     worker.start_generate("s", _gen_config(steps=1), from_current=True).result(60)  # the same rows, refined
     now = worker.current("s").result(10)
     assert now.name == "robot.ply" and list(now.parts) == ["left", "right"]
+
+
+def test_a_result_is_adopted_after_an_undo_and_redo_came_back_to_its_state_and_on_top_after_a_new_one(
+        worker, scene_and_mask):
+    """The history rebuilds its State objects on undo/redo (it stores deltas): the job compares states by id.
+    (The worker queues a session's commands behind its job; the history is moved directly from the job's
+    progress callback, on the worker thread, as anything that ran between its steps would.)"""
+    scene, mask = scene_and_mask
+    loaded(worker, scene, mask)
+    history = worker._sessions.find("s")  # noqa: SLF001 - moved from inside the job
+
+    def undo_redo(event):
+        if isinstance(event, ProgressEvent) and event.step == 1:
+            history.undo(), history.redo()
+
+    worker.subscribe(undo_redo, "s")
+    result = worker.start_edit("s", edit_config(steps=1)).result(60)
+    assert params_equal(worker.snapshot("s").result(10)[0], result.scene)  # adopted
+
+    def new_state(event):
+        if isinstance(event, ProgressEvent) and event.step == 1 and not history.can_redo:
+            history.push("mask", mask=None)
+
+    worker.subscribe(new_state, "s")
+    second = worker.start_edit("s", edit_config(steps=1)).result(60)
+    assert params_equal(worker.snapshot("s").result(10)[0], second.scene)  # new work meanwhile: the result on top
+    assert history.current.label != "mask" and history._records[history._cursor - 1].label == "mask"  # noqa: SLF001
