@@ -4,14 +4,15 @@ Score distillation only nudges what is there; a red cup stays reddish when asked
 whose new shape differs keeps its old silhouette. Before the edit, this resets the masked Gaussians so the
 optimization is not anchored to the old part:
 
-- `reset_color`: the part's colour forgotten. With `keep_shading` (the default) what goes is the old *colour*
-  (hue and saturation), not the capture's lighting: each Gaussian becomes `color` times its luminance relative
-  to the part's mean, and each view-dependent coefficient keeps its brightness (its mean over R, G, B). Without
-  it the degree-0 colour is `color` flat and the higher bands are zeroed (RoMaP's code zeroes the colour);
-  measured on the real playbot head recolour (romap, 400 steps at 128 px, reference prior; held-out views,
-  mean / worst dB): flat grey and zeroed bands 34.3 / 24.1 — the lighting baked into a real capture's SH bands
-  had to be relearned from nothing, at the bands' small learning rate, and the ring views where it matters most
-  stayed 6-10 dB off —, keep_shading KEEP_NUMBERS; the part's old look kept entirely 38.6 / 30.3;
+- `reset_color`: the degree-0 colour set to `color` (grey by default): the part's old colour is forgotten. With
+  `keep_view_dependent` (the default) the higher SH bands stay as they were: on a real capture they hold its
+  lighting (highlights, reflections, shading that changes with the view), which a colour prompt does not ask to
+  change; without it they are zeroed too, as RoMaP's code zeroes the colour. Measured on the real playbot head
+  recolour (romap, 400 steps at 128 px, reference prior, seed 0; held-out views, PSNR mean / worst, share of the
+  part's visible Gaussians left less than half-way): bands zeroed 34.3 / 24.1 dB, 1.57% (relearning the lighting
+  from nothing at the bands' small rate left the ring views 6-10 dB off); bands kept 40.7 / 32.5 dB, 0.32%;
+  bands reduced to their brightness and the grey shaded by each Gaussian's relative luminance 38.4 / 30.8 dB,
+  1.91% (dark Gaussians started darker and stayed short of their target); no reset at all 38.6 / 30.3, 1.05%;
 - `opacity` / `log_scale_shift`: optionally reset the opacity and shrink/grow the scales;
 - `regrow`: delete the masked Gaussians and seed `regrow_count` small grey ones at random positions inside the
   deleted part (sampled among its centres, jittered by their own extents), to be grown back by densification.
@@ -28,9 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..scene import GaussianScene, rgb_to_sh0, sh0_to_rgb
-
-LUMA = (0.299, 0.587, 0.114)  # Rec. 601 weights, as engine/guidance/reference.py's recolour_part
+from ..scene import GaussianScene, rgb_to_sh0
 
 
 @dataclass
@@ -43,10 +42,9 @@ class PriorRemoval:
     """Set the masked Gaussians' colour to `color` and zero their view-dependent SH bands."""
     color: tuple[float, float, float] = (0.5, 0.5, 0.5)
     """The neutral colour (RGB in [0, 1]) the masked part starts from."""
-    keep_shading: bool = True
-    """reset_color forgets the colour but keeps the lighting: `color` times each Gaussian's relative luminance,
-    view-dependent bands reduced to their brightness (see the module docstring). False: flat `color`, bands
-    zeroed."""
+    keep_view_dependent: bool = True
+    """reset_color leaves the higher SH bands (a capture's view-dependent lighting) as they were; False zeroes
+    them (see the module docstring for what each costs on a real capture)."""
     opacity: float | None = None
     """If set, the masked Gaussians' opacity (in (0, 1)) is reset to this value."""
     log_scale_shift: float | None = None
@@ -122,16 +120,11 @@ def remove_prior_rows(
 
 
 def _reset_colour(scene: GaussianScene, selected: Tensor, options: PriorRemoval) -> tuple[Tensor, Tensor]:
-    """The selected rows' new (sh0 [M, 1, 3], shN [M, K, 3]) after reset_color (`keep_shading` or flat)."""
+    """The selected rows' new (sh0 [M, 1, 3], shN [M, K, 3]) after reset_color."""
     color = torch.tensor(options.color, dtype=scene.dtype, device=scene.device)
     sh0, shN = scene.sh0[selected], scene.shN[selected]
-    if not options.keep_shading:
-        return rgb_to_sh0(color).expand_as(sh0).clone(), torch.zeros_like(shN)
-    luma = sh0_to_rgb(sh0[:, 0]).clamp(0.0, 1.0) @ torch.tensor(LUMA, dtype=scene.dtype, device=scene.device)  # [M]
-    mean = float(luma.mean())
-    relative = luma / mean if mean > 1e-3 else torch.ones_like(luma)  # a black part: no shading to keep
-    grey = (color[None, :] * relative[:, None]).clamp(0.0, 1.0)  # [M, 3]
-    return rgb_to_sh0(grey)[:, None, :], shN.mean(dim=-1, keepdim=True).expand_as(shN).clone()
+    bands = shN.clone() if options.keep_view_dependent else torch.zeros_like(shN)
+    return rgb_to_sh0(color).expand_as(sh0).clone(), bands
 
 
 def _regrow(
