@@ -6,7 +6,7 @@
 - views.py          `part_orbit`, `ViewPicker`: cameras around the part that actually see it
 - params.py         `MaskedParams` and the step rules (confine, gate, inside, drop faint)
 - prior_removal.py  `PriorRemoval`, `remove_prior` (`remove_prior_rows`: with its row map): forget the part's
-                    old look first (RoMaP)
+                    old colour first, keeping its view-dependent lighting (RoMaP)
 - shape_gate.py     `ShapeGate`: when geometry may move (`edit`: auto measures whether colour explains the edit)
 - colour_carry.py   `carry_colour`: a colour-only edit's change carried to its poorly observed Gaussians
 - loop.py           `iter_edit` (a generator of progress records) and `run_edit` (the same with a callback)

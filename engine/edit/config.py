@@ -114,7 +114,8 @@ class EditConfig:
     densify: DensifyConfig = field(default_factory=DensifyConfig)
     """Clone/split/prune inside the mask."""
     prior: PriorRemoval = field(default_factory=PriorRemoval)
-    """Gaussian prior removal before the edit (on by default for romap only)."""
+    """Gaussian prior removal before the edit (on by default for romap only): the part's base colour reset to
+    grey, its view-dependent SH bands (a capture's lighting) kept (`keep_view_dependent`)."""
     anchor_weight: float = 1.0
     """romap: weight of the L1 anchor loss toward the part-edited images (passed to the RoMaP loss)."""
     anchor_refresh: int = 50

@@ -323,7 +323,7 @@ def _carry(state: MaskedParams, original: GaussianScene, work: GaussianScene, ex
            share: float) -> None:
     """Colour-only edit: move each poorly observed masked row toward the colour its well observed neighbours
     imply (colour_carry.py): the colour map from the input's colours (RoMaP's prior removal reset them to
-    grey), the higher bands' change from where the edit started them (`work`: zeroed by that reset)."""
+    grey), the higher bands' change from where the edit started them (`work`)."""
     rows = state.sources
     if bool((rows < 0).any()) or exposure.total.shape[0] != state.num_trainable:
         return

@@ -15,7 +15,8 @@ def scene_and_mask():
 
 def test_reset_colour_opacity_and_scale(scene_and_mask):
     scene, mask = scene_and_mask
-    out, out_mask = remove_prior(scene, mask, PriorRemoval(color=(0.2, 0.4, 0.6), opacity=0.3, log_scale_shift=-1.0))
+    out, out_mask = remove_prior(scene, mask, PriorRemoval(color=(0.2, 0.4, 0.6), keep_view_dependent=False, opacity=0.3,
+                                                           log_scale_shift=-1.0))
     head = mask > 0.5
     assert torch.allclose(out.base_colors()[head], torch.tensor([0.2, 0.4, 0.6]), atol=1e-6)
     assert bool((out.shN[head] == 0).all())
@@ -23,6 +24,18 @@ def test_reset_colour_opacity_and_scale(scene_and_mask):
     assert torch.allclose(out.scales[head], scene.scales[head] - 1.0)
     assert torch.equal(out.means, scene.means) and torch.equal(out_mask, mask)
     assert params_equal(out.subset(~head), scene.subset(~head))
+
+
+def test_reset_forgets_the_base_colour_and_keeps_the_view_dependent_lighting(scene_and_mask):
+    scene, mask = scene_and_mask
+    head = mask > 0.5
+    lit = scene.clone()
+    with torch.no_grad():  # a capture's lighting lives in its higher SH bands
+        lit.shN[head] = torch.randn(lit.shN[head].shape, generator=torch.Generator().manual_seed(1))
+    out, _ = remove_prior(lit, mask, PriorRemoval())
+    assert torch.allclose(out.base_colors()[head], torch.tensor(0.5), atol=1e-6)
+    assert torch.equal(out.shN, lit.shN)
+    assert params_equal(out.subset(~head), lit.subset(~head))
 
 
 def test_regrow_replaces_the_part_with_a_few_small_seeds(scene_and_mask):
