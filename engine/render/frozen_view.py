@@ -1,0 +1,174 @@
+"""Render a few moving Gaussians in front of, among and behind many frozen ones, redrawing only their tiles.
+
+An edit renders the same scene from a fixed set of views step after step, and only its part (a few thousand
+rows) changes; the rest of a real capture (up to millions of rows) never does. `FrozenView` draws the frozen
+rows once per camera with the CPU backend and keeps, per 16x16 tile, their depth-sorted list, the picture and
+the transmittance. `render_over_frozen` then projects and shades the part only, merges the part's entries into
+the lists of the tiles its footprint touches, composites those tiles again, and copies every other pixel from
+the frozen picture. The result is the picture (and the part's gradients) of a full render of
+`frozen + part` (frozen rows first, the edit's row order) bit for bit:
+- each row's projection, colour and tile box depend on that row alone; each tile's list in a full render is
+  its rows sorted by (float32 depth, row), so a frozen-first merge rebuilds it exactly;
+- a tile the part does not touch has the frozen list alone: the frozen picture is that tile's pixels;
+- a frozen tile list is cut where every pixel of the tile was done (transmittance <= 1e-4; the forward
+  kernel's `stops`): Gaussians put in front can only lower the transmittance, so those pixels end there or
+  earlier whatever the part does, and nothing after the cut can show (tests/render/test_frozen_view.py).
+The cut is what bounds memory: a view keeps the frozen rows that can still show, not every row in its frustum.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from numba import njit
+from torch import Tensor
+
+from ..camera import Cameras
+from ..scene import PARAM_NAMES, GaussianScene
+from . import _cpu_kernels as K
+from . import _finish
+from .cpu import Tiles, _grad_or_zeros, _np, _parallel, interleaved, project_fast, raster_args, sh_colors_fast
+from .culling import reaching_index
+from .types import RenderOutput
+
+
+@njit(cache=True, nogil=True)
+def _merge_lists(touched, f_offsets, f_ids, f_keys, p_offsets, p_ids, p_keys, n_frozen, offsets, ids):
+    """For each touched tile t, ids[offsets[t]:offsets[t+1]] = its frozen list merged with its part list by
+    depth, a frozen entry first on equal depth (it has the lower row); part rows are numbered after the
+    n_frozen frozen ones."""
+    for t in touched:
+        i, i_end = f_offsets[t], f_offsets[t + 1]
+        j, j_end = p_offsets[t], p_offsets[t + 1]
+        o = offsets[t]
+        while i < i_end or j < j_end:
+            if j >= j_end or (i < i_end and f_keys[f_ids[i]] <= p_keys[p_ids[j]]):
+                ids[o] = f_ids[i]
+                i += 1
+            else:
+                ids[o] = n_frozen + p_ids[j]
+                j += 1
+            o += 1
+
+
+class FrozenView:
+    """The frozen rows of a scene drawn once from one camera (CPU backend): per tile their depth-sorted list
+    (cut where the tile's pixels were all done), their projected rows, and the picture without background."""
+
+    def __init__(self, frozen: GaussianScene, camera: Cameras, sh_degree: int) -> None:
+        if len(camera) != 1:
+            raise ValueError(f"a FrozenView is one camera, got {len(camera)}")
+        if frozen.device.type != "cpu":
+            raise ValueError(f"a FrozenView is drawn on the CPU, got a scene on {frozen.device}")
+        self.camera, self.sh_degree = camera, int(sh_degree)
+        self.width, self.height, self.dtype = int(camera.width), int(camera.height), frozen.dtype
+        with torch.no_grad():
+            keep = reaching_index(frozen, camera, worth=1.0) if len(frozen) else None
+            if keep is not None:
+                frozen = GaussianScene.trusted(**{name: t[keep] for name, t in frozen.items()})
+            proj = project_fast(frozen, camera)
+            colours = sh_colors_fast(frozen, camera, sh_degree, proj.radii)
+            feats = torch.cat([colours, proj.depths[..., None].to(colours.dtype)], dim=-1).to(frozen.dtype)
+            tiles = Tiles(proj.means2d, proj.radii, proj.depths, self.width, self.height)
+        self.tiles_w, self.tiles_h = tiles.tiles_w, tiles.tiles_h
+        dt = _np(feats[:0]).dtype
+        rows = (_np(proj.means2d[0], dt), _np(proj.conics[0], dt), _np(proj.opacities[0], dt), _np(feats[0]))
+        args = raster_args(*rows, tiles.offsets, tiles.ids, self.width, self.height, self.tiles_w, self.tiles_h)
+        F = rows[3].shape[1]
+        out = np.zeros((1, self.height, self.width, F), dt)
+        T_final = np.ones((1, self.height, self.width), dt)
+        stops = tiles.offsets[1:].copy()
+        last = np.full((1, self.height, self.width), -1, np.int32)
+        _parallel(K.rasterize_fwd, [(t, *args, out, T_final, last, stops) for t in tiles.task_tiles])
+        self.out, self.T_final = out, T_final  # [1, H, W, F] (colour, depth), [1, H, W]
+        # the listed entries before each tile's cut, renumbered onto the rows they use
+        starts = tiles.offsets[:-1]
+        lengths = stops - starts
+        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        kept = tiles.ids[np.arange(self.offsets[-1]) - np.repeat(self.offsets[:-1] - starts, lengths)]
+        used, local = np.unique(kept, return_inverse=True)
+        self.ids = local.astype(np.int32)
+        self.rows = tuple(np.ascontiguousarray(r[used]) for r in rows)  # means2d, conics, opacities, feats
+        self.spans = np.ascontiguousarray(args[4][used])
+        self.keys = _np(proj.depths[0, used], np.float32)  # the sort key, float32 as in Tiles
+
+    @property
+    def num_rows(self) -> int:
+        return len(self.keys)
+
+    @property
+    def nbytes(self) -> int:
+        """Memory this view holds."""
+        arrays = (self.out, self.T_final, self.offsets, self.ids, self.spans, self.keys, *self.rows)
+        return int(sum(a.nbytes for a in arrays))
+
+
+class _OverFrozen(torch.autograd.Function):
+    """(part means2d [P,2], conics [P,3], opacities [P], feats [P,F]) of one camera -> (out [H,W,F],
+    alpha [H,W,1]) of the frozen view with the part composited in; gradients to the part's rows only."""
+
+    @staticmethod
+    def forward(ctx, means2d: Tensor, conics: Tensor, opacities: Tensor, feats: Tensor, radii: Tensor,
+                depths: Tensor, view: FrozenView):
+        dt = view.rows[3].dtype
+        rect, counts = K.tile_rects(_np(means2d[None], np.float32), _np(radii[None]), view.tiles_w, view.tiles_h)
+        p_offsets = np.cumsum(counts)
+        keys = _np(depths, np.float32)
+        visible = np.flatnonzero((_np(radii) > 0).all(axis=-1))
+        order = visible[K.argsort_depths(keys[visible].view(np.uint32))]
+        p_ids = np.empty(int(p_offsets[-1]), np.int32)
+        K.tile_fill(rect, order, p_offsets[:-1].copy(), view.tiles_w, view.tiles_h, 0, view.tiles_h, p_ids)
+        part_counts = np.diff(p_offsets)
+        touched = np.flatnonzero(part_counts > 0).astype(np.int64)
+        merged = np.where(part_counts > 0, part_counts + np.diff(view.offsets), 0)
+        offsets = np.concatenate([[0], np.cumsum(merged)]).astype(np.int64)
+        ids = np.empty(int(offsets[-1]), np.int32)
+        R = view.num_rows
+        _merge_lists(touched, view.offsets, view.ids, view.keys, p_offsets, p_ids, keys, R, offsets, ids)
+        part = (_np(means2d, dt), _np(conics, dt), _np(opacities, dt), _np(feats, dt))
+        rows = [np.concatenate([f, p]) for f, p in zip(view.rows, part)]
+        args = raster_args(*rows, offsets, ids, view.width, view.height, view.tiles_w, view.tiles_h)
+        out, T_final = view.out.copy(), view.T_final.copy()
+        last = np.full(T_final.shape, -1, np.int32)
+        tasks = interleaved(touched)
+        _parallel(K.rasterize_fwd, [(t, *args, out, T_final, last, offsets[1:].copy()) for t in tasks])
+        ctx.args, ctx.tasks, ctx.T_final, ctx.last, ctx.num = args, tasks, T_final, last, (R, len(keys))
+        return torch.from_numpy(out[0]), 1.0 - torch.from_numpy(T_final[0])[..., None]
+
+    @staticmethod
+    def backward(ctx, v_out: Tensor | None, v_alpha: Tensor | None):
+        R, P = ctx.num
+        feats = ctx.args[3]
+        dt, F = feats.dtype, feats.shape[1]
+        H, W = ctx.T_final.shape[1:]
+        v_out = _grad_or_zeros(None if v_out is None else v_out[None], (1, H, W, F), dt)
+        v_alpha = _grad_or_zeros(None if v_alpha is None else v_alpha[None, ..., 0], (1, H, W), dt)
+        grads = np.zeros((len(ctx.tasks), R + P, K.G_FEAT + F), dt)
+        _parallel(K.rasterize_bwd, [(t, *ctx.args, ctx.T_final, ctx.last, v_out, v_alpha, grads[i])
+                                    for i, t in enumerate(ctx.tasks)])
+        g = torch.from_numpy(grads[:, R:].sum(axis=0))
+        return g[:, K.G_MX : K.G_MY + 1], g[:, K.G_A : K.G_C + 1], g[:, K.G_O], g[:, K.G_FEAT :], None, None, None
+
+
+def render_over_frozen(
+    views: list[FrozenView],  # one per camera, built from the same frozen rows
+    part: dict[str, Tensor],  # the moving rows (GaussianScene's parameters, each [P, ...]; may require grad)
+    background: Tensor | tuple | None = None,
+) -> RenderOutput:
+    """The render of frozen + part from the views' cameras (engine.render.render's contract, CPU backend),
+    drawing only the tiles the part touches. meta's radii and means2d [C, P, ...] are the part's rows only."""
+    scene = GaussianScene.trusted(**{name: part[name] for name in PARAM_NAMES})
+    cameras = Cameras.concat([v.camera for v in views]) if len(views) > 1 else views[0].camera
+    cameras = cameras.to(scene.device, scene.dtype)
+    proj = project_fast(scene, cameras)
+    colours = sh_colors_fast(scene, cameras, views[0].sh_degree, proj.radii)
+    feats = torch.cat([colours, proj.depths[..., None].to(colours.dtype)], dim=-1).to(scene.dtype)
+    outs, alphas = [], []
+    for c, view in enumerate(views):
+        out, alpha = _OverFrozen.apply(proj.means2d[c], proj.conics[c], proj.opacities[c], feats[c],
+                                       proj.radii[c], proj.depths[c].detach(), view)
+        outs.append(out)
+        alphas.append(alpha)
+    out, alpha = torch.stack(outs), torch.stack(alphas)
+    return _finish(out[..., :-1], alpha, out[..., -1:], background,
+                   {"radii": proj.radii, "means2d": proj.means2d, "backend": "torch-frozen-view"})
