@@ -21,7 +21,7 @@ from torch import Tensor
 from ..camera import Cameras
 from ..render import _finish, render
 from ..render.culling import frozen_and_trainable
-from ..render.frozen_view import FrozenView, render_over_frozen
+from ..render.frozen_view import FrozenView, render_over_frozen, tiles_under
 from ..render.types import RenderOutput
 from ..scene import GaussianScene
 from .region import EditRegion
@@ -106,7 +106,8 @@ class ViewPool:
         key = camera_key(cameras, c)
         if key not in self._views:
             camera = cameras[c : c + 1].to(self.frozen.device, self.frozen.dtype)
-            self._views[key] = FrozenView(self.frozen, camera, self.sh_degree)
+            reach = tiles_under(self.masks(camera)[0, ..., 0].cpu())  # where the part, kept in its region, can be
+            self._views[key] = FrozenView(self.frozen, camera, self.sh_degree, allowed=reach)
         return self._views[key]
 
     @property

@@ -181,16 +181,23 @@ def _consts(dtype: np.dtype) -> np.ndarray:
     return c
 
 
+def ellipse_spans(conics: np.ndarray, opac: np.ndarray) -> np.ndarray:  # [M, 3], [M] -> [M, 5] float64
+    spans = np.empty((len(opac), 5))
+    K.span_params(conics.astype(np.float64), opac.astype(np.float64), ALPHA_THRESHOLD, spans)
+    return spans
+
+
 def raster_args(means2d: np.ndarray, conics: np.ndarray, opac: np.ndarray, feats: np.ndarray, offsets: np.ndarray,
-                ids: np.ndarray, width: int, height: int, tiles_w: int, tiles_h: int) -> tuple:
+                ids: np.ndarray, width: int, height: int, tiles_w: int, tiles_h: int,
+                spans: np.ndarray | None = None) -> tuple:
     """The argument tuple K.rasterize_fwd / rasterize_bwd take after their tile list, for flat rows [M, ...] in
-    the features' dtype (the ellipse spans in float64)."""
+    the features' dtype (the ellipse spans in float64: computed unless given)."""
     dt = feats.dtype
     pxs = np.arange(width, dtype=dt) + dt.type(0.5)
     pys = np.arange(height, dtype=dt) + dt.type(0.5)
     conics, opac = np.ascontiguousarray(conics, dt), np.ascontiguousarray(opac, dt)
-    spans = np.empty((len(opac), 5))
-    K.span_params(conics.astype(np.float64), opac.astype(np.float64), ALPHA_THRESHOLD, spans)
+    if spans is None:
+        spans = ellipse_spans(conics, opac)
     return (np.ascontiguousarray(means2d, dt), conics, opac, feats, spans, offsets, ids, width, height, tiles_w,
             tiles_h, pxs, pys, _consts(dt))
 
@@ -231,7 +238,7 @@ class _Rasterize(torch.autograd.Function):
         # One gradient buffer per task (deterministic: fixed tile sets, summed in a fixed order).
         grads = np.zeros((len(tiles.task_tiles), C * N, K.G_FEAT + F), dt)
         _parallel(K.rasterize_bwd, [
-            (t, *ctx.args, ctx.T_final, ctx.last, v_out, v_alpha, grads[i]) for i, t in enumerate(tiles.task_tiles)
+            (t, *ctx.args, ctx.T_final, ctx.last, v_out, v_alpha, grads[i], 0) for i, t in enumerate(tiles.task_tiles)
         ])
         g = torch.from_numpy(grads.sum(axis=0)).reshape(C, N, K.G_FEAT + F)
         return g[..., K.G_MX : K.G_MY + 1], g[..., K.G_A : K.G_C + 1], g[..., K.G_O], g[..., K.G_FEAT :], None

@@ -13,7 +13,8 @@ the frozen picture. The result is the picture (and the part's gradients) of a fu
 - a frozen tile list is cut where every pixel of the tile was done (transmittance <= 1e-4; the forward
   kernel's `stops`): Gaussians put in front can only lower the transmittance, so those pixels end there or
   earlier whatever the part does, and nothing after the cut can show (tests/render/test_frozen_view.py).
-The cut is what bounds memory: a view keeps the frozen rows that can still show, not every row in its frustum.
+Memory: a view keeps lists only for the tiles the part may reach (its region's silhouette and a tile around it,
+grown when the part reaches further), cut where they saturate: not every frozen row in its frustum.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from ..camera import Cameras
 from ..scene import PARAM_NAMES, GaussianScene
 from . import _cpu_kernels as K
 from . import _finish
-from .cpu import Tiles, _grad_or_zeros, _np, _parallel, interleaved, project_fast, raster_args, sh_colors_fast
+from .cpu import (Tiles, _grad_or_zeros, _np, _parallel, ellipse_spans, interleaved, project_fast, raster_args,
+                  sh_colors_fast)
 from .culling import reaching_index
 from .types import RenderOutput
 
@@ -51,26 +53,61 @@ def _merge_lists(touched, f_offsets, f_ids, f_keys, p_offsets, p_ids, p_keys, n_
             o += 1
 
 
-class FrozenView:
-    """The frozen rows of a scene drawn once from one camera (CPU backend): per tile their depth-sorted list
-    (cut where the tile's pixels were all done), their projected rows, and the picture without background."""
+def _grown(grid: np.ndarray) -> np.ndarray:  # [TH, TW] bool
+    """The tiles of `grid` and their eight neighbours."""
+    rows = grid.copy()
+    rows[1:] |= grid[:-1]
+    rows[:-1] |= grid[1:]
+    out = rows.copy()
+    out[:, 1:] |= rows[:, :-1]
+    out[:, :-1] |= rows[:, 1:]
+    return out
 
-    def __init__(self, frozen: GaussianScene, camera: Cameras, sh_degree: int) -> None:
+
+def tiles_under(mask: Tensor) -> np.ndarray:  # [H, W] -> [tiles_h * tiles_w] bool
+    """The tiles where `mask` is non-zero, and their neighbours: where a part inside a region whose silhouette
+    is `mask` can reach (a first guess for `FrozenView(allowed=...)`; `ensure` corrects it)."""
+    H, W = mask.shape[:2]
+    th, tw = -(-H // K.TILE_SIZE), -(-W // K.TILE_SIZE)
+    padded = np.zeros((th * K.TILE_SIZE, tw * K.TILE_SIZE), np.bool_)
+    padded[:H, :W] = _np(mask.reshape(H, W) > 0)
+    grid = padded.reshape(th, K.TILE_SIZE, tw, K.TILE_SIZE).any(axis=(1, 3))
+    return _grown(grid).reshape(-1)
+
+
+class FrozenView:
+    """The frozen rows of a scene drawn once from one camera (CPU backend): the picture without background and,
+    for the tiles in `allowed` (the tiles a part may touch; None: all), each tile's depth-sorted list (cut
+    where the tile's pixels were all done) and the projected rows those lists use.
+
+    A part that reaches a tile outside `allowed` extends it (`ensure`: the frozen rows are drawn again), so
+    the lists are always right and only as large as the part's reach."""
+
+    def __init__(self, frozen: GaussianScene, camera: Cameras, sh_degree: int,
+                 allowed: np.ndarray | None = None) -> None:  # allowed: [tiles_h * tiles_w] bool
         if len(camera) != 1:
             raise ValueError(f"a FrozenView is one camera, got {len(camera)}")
         if frozen.device.type != "cpu":
             raise ValueError(f"a FrozenView is drawn on the CPU, got a scene on {frozen.device}")
-        self.camera, self.sh_degree = camera, int(sh_degree)
-        self.width, self.height, self.dtype = int(camera.width), int(camera.height), frozen.dtype
+        self.frozen, self.camera, self.sh_degree = frozen, camera, int(sh_degree)
+        self.width, self.height = int(camera.width), int(camera.height)
+        self.tiles_w, self.tiles_h = -(-self.width // K.TILE_SIZE), -(-self.height // K.TILE_SIZE)
+        n_tiles = self.tiles_w * self.tiles_h
+        self.allowed = np.ones(n_tiles, np.bool_) if allowed is None else np.asarray(allowed, np.bool_).copy()
+        if self.allowed.shape != (n_tiles,):
+            raise ValueError(f"allowed must be [{n_tiles}] tiles, got {list(self.allowed.shape)}")
+        self._draw()
+
+    def _draw(self) -> None:
+        frozen, camera = self.frozen, self.camera
         with torch.no_grad():
             keep = reaching_index(frozen, camera, worth=1.0) if len(frozen) else None
             if keep is not None:
                 frozen = GaussianScene.trusted(**{name: t[keep] for name, t in frozen.items()})
             proj = project_fast(frozen, camera)
-            colours = sh_colors_fast(frozen, camera, sh_degree, proj.radii)
+            colours = sh_colors_fast(frozen, camera, self.sh_degree, proj.radii)
             feats = torch.cat([colours, proj.depths[..., None].to(colours.dtype)], dim=-1).to(frozen.dtype)
             tiles = Tiles(proj.means2d, proj.radii, proj.depths, self.width, self.height)
-        self.tiles_w, self.tiles_h = tiles.tiles_w, tiles.tiles_h
         dt = _np(feats[:0]).dtype
         rows = (_np(proj.means2d[0], dt), _np(proj.conics[0], dt), _np(proj.opacities[0], dt), _np(feats[0]))
         args = raster_args(*rows, tiles.offsets, tiles.ids, self.width, self.height, self.tiles_w, self.tiles_h)
@@ -81,9 +118,9 @@ class FrozenView:
         last = np.full((1, self.height, self.width), -1, np.int32)
         _parallel(K.rasterize_fwd, [(t, *args, out, T_final, last, stops) for t in tiles.task_tiles])
         self.out, self.T_final = out, T_final  # [1, H, W, F] (colour, depth), [1, H, W]
-        # the listed entries before each tile's cut, renumbered onto the rows they use
+        # the allowed tiles' entries before each cut, renumbered onto the rows they use
         starts = tiles.offsets[:-1]
-        lengths = stops - starts
+        lengths = np.where(self.allowed, stops - starts, 0)
         self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
         kept = tiles.ids[np.arange(self.offsets[-1]) - np.repeat(self.offsets[:-1] - starts, lengths)]
         used, local = np.unique(kept, return_inverse=True)
@@ -92,6 +129,17 @@ class FrozenView:
         self.spans = np.ascontiguousarray(args[4][used])
         self.keys = _np(proj.depths[0, used], np.float32)  # the sort key, float32 as in Tiles
 
+    def ensure(self, tiles: np.ndarray) -> None:  # [K] tile numbers a part touches
+        """Keep the lists of these tiles too (drawing the frozen rows again, with a one-tile border, when one
+        is missing)."""
+        missing = tiles[~self.allowed[tiles]]
+        if missing.size == 0:
+            return
+        grid = np.zeros((self.tiles_h, self.tiles_w), np.bool_)
+        grid.flat[missing] = True
+        self.allowed |= _grown(grid).reshape(-1)
+        self._draw()
+
     @property
     def num_rows(self) -> int:
         return len(self.keys)
@@ -99,8 +147,23 @@ class FrozenView:
     @property
     def nbytes(self) -> int:
         """Memory this view holds."""
-        arrays = (self.out, self.T_final, self.offsets, self.ids, self.spans, self.keys, *self.rows)
+        arrays = (self.out, self.T_final, self.offsets, self.ids, self.spans, self.keys, self.allowed, *self.rows)
         return int(sum(a.nbytes for a in arrays))
+
+
+class PartTiles:
+    """The part's own tile lists in one camera (gsplat's rule, front to back) and the tiles it touches."""
+
+    def __init__(self, means2d: Tensor, radii: Tensor, depths: Tensor, tiles_w: int, tiles_h: int) -> None:
+        rect, counts = K.tile_rects(_np(means2d[None], np.float32), _np(radii[None]), tiles_w, tiles_h)
+        self.offsets = np.cumsum(counts)
+        self.keys = _np(depths, np.float32)
+        visible = np.flatnonzero((_np(radii) > 0).all(axis=-1))
+        order = visible[K.argsort_depths(self.keys[visible].view(np.uint32))]
+        self.ids = np.empty(int(self.offsets[-1]), np.int32)
+        K.tile_fill(rect, order, self.offsets[:-1].copy(), tiles_w, tiles_h, 0, tiles_h, self.ids)
+        self.counts = np.diff(self.offsets)
+        self.touched = np.flatnonzero(self.counts > 0).astype(np.int64)
 
 
 class _OverFrozen(torch.autograd.Function):
@@ -108,31 +171,24 @@ class _OverFrozen(torch.autograd.Function):
     alpha [H,W,1]) of the frozen view with the part composited in; gradients to the part's rows only."""
 
     @staticmethod
-    def forward(ctx, means2d: Tensor, conics: Tensor, opacities: Tensor, feats: Tensor, radii: Tensor,
-                depths: Tensor, view: FrozenView):
+    def forward(ctx, means2d: Tensor, conics: Tensor, opacities: Tensor, feats: Tensor, view: FrozenView,
+                part: PartTiles):
         dt = view.rows[3].dtype
-        rect, counts = K.tile_rects(_np(means2d[None], np.float32), _np(radii[None]), view.tiles_w, view.tiles_h)
-        p_offsets = np.cumsum(counts)
-        keys = _np(depths, np.float32)
-        visible = np.flatnonzero((_np(radii) > 0).all(axis=-1))
-        order = visible[K.argsort_depths(keys[visible].view(np.uint32))]
-        p_ids = np.empty(int(p_offsets[-1]), np.int32)
-        K.tile_fill(rect, order, p_offsets[:-1].copy(), view.tiles_w, view.tiles_h, 0, view.tiles_h, p_ids)
-        part_counts = np.diff(p_offsets)
-        touched = np.flatnonzero(part_counts > 0).astype(np.int64)
-        merged = np.where(part_counts > 0, part_counts + np.diff(view.offsets), 0)
+        merged = np.where(part.counts > 0, part.counts + np.diff(view.offsets), 0)
         offsets = np.concatenate([[0], np.cumsum(merged)]).astype(np.int64)
         ids = np.empty(int(offsets[-1]), np.int32)
         R = view.num_rows
-        _merge_lists(touched, view.offsets, view.ids, view.keys, p_offsets, p_ids, keys, R, offsets, ids)
-        part = (_np(means2d, dt), _np(conics, dt), _np(opacities, dt), _np(feats, dt))
-        rows = [np.concatenate([f, p]) for f, p in zip(view.rows, part)]
-        args = raster_args(*rows, offsets, ids, view.width, view.height, view.tiles_w, view.tiles_h)
+        _merge_lists(part.touched, view.offsets, view.ids, view.keys, part.offsets, part.ids, part.keys, R,
+                     offsets, ids)
+        rows = (_np(means2d, dt), _np(conics, dt), _np(opacities, dt), _np(feats, dt))
+        spans = np.concatenate([view.spans, ellipse_spans(rows[1], rows[2])])
+        rows = [np.concatenate([f, p]) for f, p in zip(view.rows, rows)]
+        args = raster_args(*rows, offsets, ids, view.width, view.height, view.tiles_w, view.tiles_h, spans)
         out, T_final = view.out.copy(), view.T_final.copy()
         last = np.full(T_final.shape, -1, np.int32)
-        tasks = interleaved(touched)
+        tasks = interleaved(part.touched)
         _parallel(K.rasterize_fwd, [(t, *args, out, T_final, last, offsets[1:].copy()) for t in tasks])
-        ctx.args, ctx.tasks, ctx.T_final, ctx.last, ctx.num = args, tasks, T_final, last, (R, len(keys))
+        ctx.args, ctx.tasks, ctx.T_final, ctx.last, ctx.num = args, tasks, T_final, last, (R, len(part.keys))
         return torch.from_numpy(out[0]), 1.0 - torch.from_numpy(T_final[0])[..., None]
 
     @staticmethod
@@ -143,11 +199,11 @@ class _OverFrozen(torch.autograd.Function):
         H, W = ctx.T_final.shape[1:]
         v_out = _grad_or_zeros(None if v_out is None else v_out[None], (1, H, W, F), dt)
         v_alpha = _grad_or_zeros(None if v_alpha is None else v_alpha[None, ..., 0], (1, H, W), dt)
-        grads = np.zeros((len(ctx.tasks), R + P, K.G_FEAT + F), dt)
-        _parallel(K.rasterize_bwd, [(t, *ctx.args, ctx.T_final, ctx.last, v_out, v_alpha, grads[i])
+        grads = np.zeros((len(ctx.tasks), P, K.G_FEAT + F), dt)
+        _parallel(K.rasterize_bwd, [(t, *ctx.args, ctx.T_final, ctx.last, v_out, v_alpha, grads[i], R)
                                     for i, t in enumerate(ctx.tasks)])
-        g = torch.from_numpy(grads[:, R:].sum(axis=0))
-        return g[:, K.G_MX : K.G_MY + 1], g[:, K.G_A : K.G_C + 1], g[:, K.G_O], g[:, K.G_FEAT :], None, None, None
+        g = torch.from_numpy(grads.sum(axis=0))
+        return g[:, K.G_MX : K.G_MY + 1], g[:, K.G_A : K.G_C + 1], g[:, K.G_O], g[:, K.G_FEAT :], None, None
 
 
 def render_over_frozen(
@@ -165,8 +221,9 @@ def render_over_frozen(
     feats = torch.cat([colours, proj.depths[..., None].to(colours.dtype)], dim=-1).to(scene.dtype)
     outs, alphas = [], []
     for c, view in enumerate(views):
-        out, alpha = _OverFrozen.apply(proj.means2d[c], proj.conics[c], proj.opacities[c], feats[c],
-                                       proj.radii[c], proj.depths[c].detach(), view)
+        tiles = PartTiles(proj.means2d[c], proj.radii[c], proj.depths[c], view.tiles_w, view.tiles_h)
+        view.ensure(tiles.touched)
+        out, alpha = _OverFrozen.apply(proj.means2d[c], proj.conics[c], proj.opacities[c], feats[c], view, tiles)
         outs.append(out)
         alphas.append(alpha)
     out, alpha = torch.stack(outs), torch.stack(alphas)
