@@ -250,17 +250,14 @@ def _row_spans(mx, my, b, sp, y0, r0, r1, x0, x1, pys, c0s, c1s):
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def rasterize_fwd(
     tiles, means2d, conics, opac, feats, spans, offsets, ids, width, height, tiles_w, tiles_h, pxs, pys, consts,
-    out, T_final, last, stops,
+    out, T_final, last,
 ):
     """Front-to-back compositing of the tiles listed in `tiles` (int64 tile numbers).
 
     means2d [M, 2], conics [M, 3], opac [M], feats [M, F] (M = C * N, flat); spans [M, 5] from span_params;
     offsets/ids: the tile lists; pxs [W] / pys [H] pixel centres; consts: see C_*. Writes out [C, H, W, F]
     (no background), T_final [C, H, W] (= 1 - alpha) and last [C, H, W] int32 (list position of the last
-    contributor, -1 none) and stops[t] (int64: the list position where every pixel of tile t was done, left as
-    the caller set it when some pixel never was; nothing after it can show there, whatever is composited in
-    front: engine/render/frozen_view.py keeps only the entries before it). Runs without the GIL: callers split
-    the tiles over threads.
+    contributor, -1 none). Runs without the GIL: callers split the tiles over threads.
     """
     max_alpha = consts[C_MAX_ALPHA]
     thr = consts[C_ALPHA_THR]
@@ -291,7 +288,6 @@ def rasterize_fwd(
         tile_left = th * tw
         for k in range(offsets[t], offsets[t + 1]):
             if tile_left == 0:
-                stops[t] = k
                 break
             g = ids[k]
             mx = means2d[g, 0]

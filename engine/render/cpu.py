@@ -221,8 +221,7 @@ class _Rasterize(torch.autograd.Function):
         out = np.zeros((C, tiles.height, tiles.width, F), dt)
         T_final = np.ones((C, tiles.height, tiles.width), dt)
         last = np.full((C, tiles.height, tiles.width), -1, np.int32)
-        stops = tiles.offsets[1:].copy()
-        _parallel(K.rasterize_fwd, [(t, *args, out, T_final, last, stops) for t in tiles.task_tiles])
+        _parallel(K.rasterize_fwd, [(t, *args, out, T_final, last) for t in tiles.task_tiles])
         ctx.tiles, ctx.args, ctx.shape = tiles, args, (C, N, F)
         ctx.T_final, ctx.last = T_final, last
         return torch.from_numpy(out), 1.0 - torch.from_numpy(T_final)[..., None]

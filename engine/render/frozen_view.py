@@ -10,11 +10,12 @@ the frozen picture. The result is the picture (and the part's gradients) of a fu
 - each row's projection, colour and tile box depend on that row alone; each tile's list in a full render is
   its rows sorted by (float32 depth, row), so a frozen-first merge rebuilds it exactly;
 - a tile the part does not touch has the frozen list alone: the frozen picture is that tile's pixels;
-- a frozen tile list is cut where every pixel of the tile was done (transmittance <= 1e-4; the forward
-  kernel's `stops`): Gaussians put in front can only lower the transmittance, so those pixels end there or
-  earlier whatever the part does, and nothing after the cut can show (tests/render/test_frozen_view.py).
+- a frozen tile list keeps only its live entries: those that reach a pixel not yet done (transmittance
+  <= 1e-4) when the frozen rows alone are composited. Gaussians put in front can only lower the
+  transmittance, so a pixel ends there or earlier whatever the part does, and the other entries can never
+  change a pixel (tests/render/test_frozen_view.py).
 Memory: a view keeps lists only for the tiles the part may reach (its region's silhouette and a tile around it,
-grown when the part reaches further), cut where they saturate: not every frozen row in its frustum.
+grown when the part reaches further), their live entries only: not every frozen row in its frustum.
 """
 
 from __future__ import annotations
@@ -28,8 +29,7 @@ from ..camera import Cameras
 from ..scene import PARAM_NAMES, GaussianScene
 from . import _cpu_kernels as K
 from . import _finish
-from .cpu import (Tiles, _grad_or_zeros, _np, _parallel, ellipse_spans, interleaved, project_fast, raster_args,
-                  sh_colors_fast)
+from .cpu import Tiles, _grad_or_zeros, _np, _parallel, interleaved, project_fast, raster_args, sh_colors_fast
 from .culling import reaching_index
 from .types import RenderOutput
 
@@ -75,6 +75,65 @@ def tiles_under(mask: Tensor) -> np.ndarray:  # [H, W] -> [tiles_h * tiles_w] bo
     return _grown(grid).reshape(-1)
 
 
+@njit(cache=True, nogil=True, fastmath=K.FASTMATH)
+def _live_entries(tiles, means2d, conics, opac, spans, offsets, ids, width, height, tiles_w, tiles_h, pxs, pys,
+                  consts, live):
+    """live[k] = True for the list entries k of `tiles` that reach (alpha >= 1/255) a pixel not yet done when
+    the frozen rows alone are composited: the forward of rasterize_fwd without colours. Rows composited in
+    front only end pixels earlier, so no other entry can ever change a pixel. Conservative on purpose: a pixel
+    counts as done only at half the transmittance threshold, and alpha is compared with 0.99 of the
+    threshold, so float rounding can only keep more."""
+    max_alpha = consts[K.C_MAX_ALPHA]
+    thr = consts[K.C_ALPHA_THR]
+    t_done = consts[K.C_T_EPS] * consts[K.C_HALF]
+    loose = thr * np.float32(0.99)
+    one = consts[K.C_ONE]
+    half = consts[K.C_HALF]
+    zero = consts[K.C_ZERO]
+    sigma_max = consts[K.C_SIGMA_MAX]
+    T = np.empty((K.TILE_SIZE, K.TILE_SIZE), pxs.dtype)
+    done = np.empty((K.TILE_SIZE, K.TILE_SIZE), np.bool_)
+    c0s = np.empty(K.TILE_SIZE, np.int64)
+    c1s = np.empty(K.TILE_SIZE, np.int64)
+    for t in tiles:
+        cam, x0, y0, x1, y1 = K._tile_box(t, tiles_w, tiles_h, width, height)
+        T[:] = one
+        done[:] = False
+        left = (y1 - y0) * (x1 - x0)
+        for k in range(offsets[t], offsets[t + 1]):
+            if left == 0:
+                break
+            g = ids[k]
+            mx = means2d[g, 0]
+            my = means2d[g, 1]
+            a = conics[g, 0]
+            b = conics[g, 1]
+            cc = conics[g, 2]
+            o = opac[g]
+            sp = spans[g]
+            r0, r1 = K._rows(np.float64(my), sp, y0, y1)
+            K._row_spans(np.float64(mx), my, np.float64(b), sp, y0, r0, r1, x0, x1, pys, c0s, c1s)
+            for li in range(r0 - y0, r1 - y0):
+                dy = my - pys[y0 + li]
+                for lj in range(c0s[li] - x0, max(c0s[li], c1s[li]) - x0):
+                    if done[li, lj]:
+                        continue
+                    dx = mx - pxs[x0 + lj]
+                    sigma = half * (a * dx * dx + cc * dy * dy) + b * dx * dy
+                    alpha = min(max_alpha, o * K.fexp(-min(max(sigma, zero), sigma_max)))
+                    if alpha < loose:
+                        continue
+                    live[k] = True
+                    if sigma < zero or alpha < thr:
+                        continue
+                    nT = T[li, lj] * (one - alpha)
+                    if nT <= t_done:
+                        done[li, lj] = True
+                        left -= 1
+                    else:
+                        T[li, lj] = nT
+
+
 class FrozenView:
     """The frozen rows of a scene drawn once from one camera (CPU backend): the picture without background and,
     for the tiles in `allowed` (the tiles a part may touch; None: all), each tile's depth-sorted list (cut
@@ -114,19 +173,18 @@ class FrozenView:
         F = rows[3].shape[1]
         out = np.zeros((1, self.height, self.width, F), dt)
         T_final = np.ones((1, self.height, self.width), dt)
-        stops = tiles.offsets[1:].copy()
         last = np.full((1, self.height, self.width), -1, np.int32)
-        _parallel(K.rasterize_fwd, [(t, *args, out, T_final, last, stops) for t in tiles.task_tiles])
+        _parallel(K.rasterize_fwd, [(t, *args, out, T_final, last) for t in tiles.task_tiles])
         self.out, self.T_final = out, T_final  # [1, H, W, F] (colour, depth), [1, H, W]
-        # the allowed tiles' entries before each cut, renumbered onto the rows they use
-        starts = tiles.offsets[:-1]
-        lengths = np.where(self.allowed, stops - starts, 0)
-        self.offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
-        kept = tiles.ids[np.arange(self.offsets[-1]) - np.repeat(self.offsets[:-1] - starts, lengths)]
-        used, local = np.unique(kept, return_inverse=True)
+        # the allowed tiles' live entries (in list order), renumbered onto the rows they use
+        live = np.zeros(len(tiles.ids), np.bool_)
+        wanted = interleaved(np.flatnonzero(self.allowed).astype(np.int64))
+        _parallel(_live_entries, [(t, *args[:3], *args[4:], live) for t in wanted])  # args[3]: colours, unused
+        tile_of = np.repeat(np.arange(len(tiles.offsets) - 1), np.diff(tiles.offsets))
+        self.offsets = np.concatenate([[0], np.cumsum(np.bincount(tile_of[live], minlength=len(self.allowed)))])
+        used, local = np.unique(tiles.ids[live], return_inverse=True)
         self.ids = local.astype(np.int32)
         self.rows = tuple(np.ascontiguousarray(r[used]) for r in rows)  # means2d, conics, opacities, feats
-        self.spans = np.ascontiguousarray(args[4][used])
         self.keys = _np(proj.depths[0, used], np.float32)  # the sort key, float32 as in Tiles
 
     def ensure(self, tiles: np.ndarray) -> None:  # [K] tile numbers a part touches
@@ -147,7 +205,7 @@ class FrozenView:
     @property
     def nbytes(self) -> int:
         """Memory this view holds."""
-        arrays = (self.out, self.T_final, self.offsets, self.ids, self.spans, self.keys, self.allowed, *self.rows)
+        arrays = (self.out, self.T_final, self.offsets, self.ids, self.keys, self.allowed, *self.rows)
         return int(sum(a.nbytes for a in arrays))
 
 
@@ -181,13 +239,12 @@ class _OverFrozen(torch.autograd.Function):
         _merge_lists(part.touched, view.offsets, view.ids, view.keys, part.offsets, part.ids, part.keys, R,
                      offsets, ids)
         rows = (_np(means2d, dt), _np(conics, dt), _np(opacities, dt), _np(feats, dt))
-        spans = np.concatenate([view.spans, ellipse_spans(rows[1], rows[2])])
         rows = [np.concatenate([f, p]) for f, p in zip(view.rows, rows)]
-        args = raster_args(*rows, offsets, ids, view.width, view.height, view.tiles_w, view.tiles_h, spans)
+        args = raster_args(*rows, offsets, ids, view.width, view.height, view.tiles_w, view.tiles_h)
         out, T_final = view.out.copy(), view.T_final.copy()
         last = np.full(T_final.shape, -1, np.int32)
         tasks = interleaved(part.touched)
-        _parallel(K.rasterize_fwd, [(t, *args, out, T_final, last, offsets[1:].copy()) for t in tasks])
+        _parallel(K.rasterize_fwd, [(t, *args, out, T_final, last) for t in tasks])
         ctx.args, ctx.tasks, ctx.T_final, ctx.last, ctx.num = args, tasks, T_final, last, (R, len(part.keys))
         return torch.from_numpy(out[0]), 1.0 - torch.from_numpy(T_final[0])[..., None]
 
