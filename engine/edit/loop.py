@@ -215,6 +215,8 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
         if shape and gate.probing:
             return True
 
+        if config.view_refresh and step and step % config.view_refresh == 0:
+            pool.refresh(generator)
         # 1. views of the part (RoMaP: from its anchor pool, redrawn with fresh anchors every anchor_refresh steps)
         # 2. and the fixed region's 2D mask in each of them
         originals = step_anchors = None

@@ -15,6 +15,8 @@ On a GPU backend the renderer culls by itself: the step renders frozen + part th
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import torch
 from torch import Tensor
 
@@ -34,43 +36,75 @@ def camera_key(cameras: Cameras, c: int) -> tuple:
             cameras.Ks[c].detach().cpu().double().numpy().tobytes(), int(cameras.width), int(cameras.height))
 
 
+class LRU(OrderedDict):
+    """A dict that keeps its `capacity` most recently used entries (`get` counts as a use)."""
+
+    def __init__(self, capacity: int) -> None:
+        super().__init__()
+        self.capacity = int(capacity)
+
+    def get(self, key, make):
+        """The entry for `key`, made by `make()` when missing (the least recently used goes when full)."""
+        if key in self:
+            self.move_to_end(key)
+            return self[key]
+        value = self[key] = make()
+        while len(self) > self.capacity:
+            self.popitem(last=False)
+        return value
+
+
 class PlainRenders:
     """`render_fn(scene, cameras, background) -> rgb [C, H, W, 3]` (engine/render/images.py's shape) that draws
     each (scene, camera) once, without background, and composites the asked background as the renderer does:
     for scenes that do not change during an edit (the original, a reference prior's target)."""
 
-    def __init__(self, backend: str) -> None:
+    def __init__(self, backend: str, capacity: int = 80) -> None:
         self.backend = backend
-        self._images: dict[tuple, tuple[Tensor, Tensor]] = {}  # (scene id, camera) -> (rgb [H,W,3], alpha [H,W,1])
+        self._images = LRU(capacity)  # (scene id, camera) -> (rgb [H,W,3], alpha [H,W,1])
         self._scenes: dict[int, GaussianScene] = {}  # keeps every keyed scene alive (its id stays its own)
 
     def __call__(self, scene: GaussianScene, cameras: Cameras, background) -> Tensor:
         self._scenes[id(scene)] = scene
         rgb, alpha = [], []
         for c in range(len(cameras)):
-            key = (id(scene), camera_key(cameras, c))
-            if key not in self._images:
-                with torch.no_grad():
-                    out = render(scene, cameras[c : c + 1], background=None, backend=self.backend)
-                self._images[key] = (out.rgb[0], out.alpha[0])
-            rgb.append(self._images[key][0])
-            alpha.append(self._images[key][1])
+            image, a = self._images.get((id(scene), camera_key(cameras, c)),
+                                        lambda c=c: self._draw(scene, cameras[c : c + 1]))
+            rgb.append(image)
+            alpha.append(a)
         return _finish(torch.stack(rgb), torch.stack(alpha), torch.zeros_like(torch.stack(alpha)), background, {}).rgb
+
+    @torch.no_grad()
+    def _draw(self, scene: GaussianScene, camera: Cameras) -> tuple[Tensor, Tensor]:
+        out = render(scene, camera, background=None, backend=self.backend)
+        return out.rgb[0], out.alpha[0]
 
 
 class ViewPool:
-    """`size` views of the part drawn once from the orbit (visibility-checked once), and per view its region
-    mask and, on the CPU, its frozen rows drawn once (see the module docstring)."""
+    """`size` views of the part drawn from the orbit (visibility-checked when drawn), and per view its region
+    mask and, on the CPU, its frozen rows drawn once (see the module docstring). `refresh` replaces the
+    oldest view by a fresh one, so a long edit still sees many views.
+
+    Memory: the caches keep the views in use (LRU, `size + spare` entries); on the CPU the pool holds at most
+    `budget_mb` of frozen views: the first view's size decides how many views the pool keeps (at least
+    `min_size`), so a big scene gets fewer, a small one all it asked for."""
 
     def __init__(self, picker: ViewPicker, size: int, generator: torch.Generator, region: EditRegion,
-                 frozen: GaussianScene, backend: str, device) -> None:
+                 frozen: GaussianScene, backend: str, device, *, budget_mb: float = 512.0, min_size: int = 8,
+                 spare: int = 16) -> None:
+        self.picker, self.region, self.frozen, self.backend, self.device = picker, region, frozen, backend, device
         self.cameras = picker.sample(int(size), generator)
-        self.region, self.frozen, self.backend, self.device = region, frozen, backend, device
         self.sh_degree = frozen.sh_degree
         self.cached = frozen.device.type == "cpu" and backend in ("auto", "torch") \
             and frozen.dtype in (torch.float32, torch.float64)
-        self._masks: dict[tuple, Tensor] = {}
-        self._views: dict[tuple, FrozenView] = {}
+        self._masks = LRU(len(self.cameras) + spare)
+        self._views = LRU(len(self.cameras) + spare)
+        self._oldest = 0
+        if self.cached and len(self.cameras) > min_size:
+            per_view = max(self.frozen_view(self.cameras, 0).nbytes, 1)
+            keep = max(min_size, min(len(self.cameras), int(budget_mb * 2**20 // per_view)))
+            self.cameras = self.cameras[:keep]
+            self._views.capacity = keep + min(spare, max(1, keep // 4))
 
     def __len__(self) -> int:
         return len(self.cameras)
@@ -81,16 +115,19 @@ class ViewPool:
             return torch.randperm(len(self), generator=generator)[: min(num, len(self))]
         return torch.randint(len(self), (num,), generator=generator)
 
+    def refresh(self, generator: torch.Generator) -> None:
+        """Replace the oldest view by a freshly drawn one (its caches go as the LRU needs room)."""
+        fresh = self.picker.sample(1, generator)
+        i = self._oldest
+        self.cameras = Cameras(self.cameras.viewmats.index_copy(0, torch.tensor([i]), fresh.viewmats),
+                               self.cameras.Ks.index_copy(0, torch.tensor([i]), fresh.Ks),
+                               self.cameras.width, self.cameras.height)
+        self._oldest = (i + 1) % len(self)
+
     def masks(self, cameras: Cameras) -> Tensor:  # [C, H, W, 1]
         """The region's 2D mask in each camera, projected once per camera."""
-        out = []
-        for c in range(len(cameras)):
-            key = camera_key(cameras, c)
-            if key not in self._masks:
-                self._masks[key] = self.region.project(cameras[c : c + 1], device=self.device,
-                                                       backend=self.backend)[0]
-            out.append(self._masks[key])
-        return torch.stack(out)
+        return torch.stack([self._masks.get(camera_key(cameras, c), lambda c=c: self.region.project(
+            cameras[c : c + 1], device=self.device, backend=self.backend)[0]) for c in range(len(cameras))])
 
     def render(self, params: dict[str, Tensor], cameras: Cameras, background) -> tuple[RenderOutput, int]:
         """(render of frozen + the trainable rows `params`, F): F leading rows of meta's means2d / radii are
@@ -103,12 +140,12 @@ class ViewPool:
         return render_over_frozen(views, params, bg), 0
 
     def frozen_view(self, cameras: Cameras, c: int) -> FrozenView:
-        key = camera_key(cameras, c)
-        if key not in self._views:
-            camera = cameras[c : c + 1].to(self.frozen.device, self.frozen.dtype)
-            reach = tiles_under(self.masks(camera)[0, ..., 0].cpu())  # where the part, kept in its region, can be
-            self._views[key] = FrozenView(self.frozen, camera, self.sh_degree, allowed=reach)
-        return self._views[key]
+        return self._views.get(camera_key(cameras, c), lambda: self._frozen_view(cameras[c : c + 1]))
+
+    def _frozen_view(self, camera: Cameras) -> FrozenView:
+        camera = camera.to(self.frozen.device, self.frozen.dtype)
+        reach = tiles_under(self.masks(camera)[0, ..., 0].cpu())  # where the part, kept in its region, can be
+        return FrozenView(self.frozen, camera, self.sh_degree, allowed=reach)
 
     @property
     def nbytes(self) -> int:
