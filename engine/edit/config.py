@@ -191,9 +191,10 @@ class EditConfig:
     view_pool: int = 32
     """The edit looks from this many orbit views at a time (engine/edit/view_pool.py): each keeps its region
     mask and its frozen rows drawn once, so a step costs what the part costs."""
-    view_refresh: int = 4
-    """Every this many steps the pool's oldest view is replaced by a fresh one (0: never), so a long edit
-    sees many views: 32 fixed views lost 1-3 dB on the robot's held-out views."""
+    view_refresh: int = 0
+    """Every this many steps the pool's oldest view is replaced by a fresh one, so a long edit sees many views
+    (32 fixed views lost 1-3 dB on the robot's held-out views). 0: by scene size, every step up to 150k
+    Gaussians (a fresh view costs about a forward render), one step more per 150k, at most every 8 steps."""
 
     def effective_t_range(self) -> tuple[float, float]:
         """(t_min, t_max), each the method's default where None."""
@@ -306,7 +307,7 @@ def check_edit_inputs(scene: GaussianScene, mask_weights, config: EditConfig, mo
         raise ValueError(f"seed_opacity must be in (0, 1), got {config.seed_opacity}")
     if not isinstance(config.view_pool, int) or not 1 <= config.view_pool <= 1024:
         raise ValueError(f"view_pool must be an integer in [1, 1024], got {config.view_pool}")
-    if not isinstance(config.view_refresh, int) or config.view_refresh < 0:
+    if not isinstance(config.view_refresh, int) or config.view_refresh < 0:  # 0: by scene size
         raise ValueError(f"view_refresh must be an integer >= 0, got {config.view_refresh}")
     if not 0.0 <= config.min_visible_fraction < 1.0:
         raise ValueError(f"min_visible_fraction must be in [0, 1), got {config.min_visible_fraction}")

@@ -189,6 +189,7 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
         work_sources = torch.cat([work_sources, work_sources.new_full((len(seeds),), -1)])
     state = MaskedParams(work, work_mask, config.mask_threshold, sources=work_sources)
     pool = ViewPool(picker, config.view_pool, generator, region, state.frozen, config.render_backend, device)
+    refresh_every = config.view_refresh or max(1, min(8, round(len(state.frozen) / 150_000)))
     max_log_scale = scale_cap(original, selected, region, seeds, config)
     lrs = config.lr.as_dict()
     lrs["means"] *= orbit.radius
@@ -215,7 +216,7 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
         if shape and gate.probing:
             return True
 
-        if config.view_refresh and step and step % config.view_refresh == 0:
+        if step and step % refresh_every == 0:
             pool.refresh(generator)
         # 1. views of the part (RoMaP: from its anchor pool, redrawn with fresh anchors every anchor_refresh steps)
         # 2. and the fixed region's 2D mask in each of them
