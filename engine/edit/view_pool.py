@@ -30,6 +30,12 @@ from .region import EditRegion
 from .views import ViewPicker
 
 
+def frozen_views_serve(frozen: GaussianScene, backend: str) -> bool:
+    """Whether steps draw over cached frozen views (the CPU renderer); a GPU renderer culls by itself."""
+    return frozen.device.type == "cpu" and backend in ("auto", "torch") and frozen.dtype in (torch.float32,
+                                                                                             torch.float64)
+
+
 def camera_key(cameras: Cameras, c: int) -> tuple:
     """A hashable identity of camera c (its matrices' bytes and its size)."""
     return (cameras.viewmats[c].detach().cpu().double().numpy().tobytes(),
@@ -95,8 +101,7 @@ class ViewPool:
         self.picker, self.region, self.frozen, self.backend, self.device = picker, region, frozen, backend, device
         self.cameras = picker.sample(int(size), generator)
         self.sh_degree = frozen.sh_degree
-        self.cached = frozen.device.type == "cpu" and backend in ("auto", "torch") \
-            and frozen.dtype in (torch.float32, torch.float64)
+        self.cached = frozen_views_serve(frozen, backend)
         self._masks = LRU(len(self.cameras) + spare)
         self._views = LRU(len(self.cameras) + spare)
         self._oldest = 0

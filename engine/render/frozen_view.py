@@ -243,7 +243,10 @@ class _OverFrozen(torch.autograd.Function):
         args = raster_args(*rows, offsets, ids, view.width, view.height, view.tiles_w, view.tiles_h)
         out, T_final = view.out.copy(), view.T_final.copy()
         last = np.full(T_final.shape, -1, np.int32)
-        tasks = interleaved(part.touched)
+        # the full render's tile sets per task, restricted to the touched tiles: the part's gradients are summed
+        # in the same order, so they are the full render's bit for bit (one camera per render)
+        touched = part.counts > 0
+        tasks = [t[touched[t]] for t in interleaved(np.arange(len(touched), dtype=np.int64))]
         _parallel(K.rasterize_fwd, [(t, *args, out, T_final, last) for t in tasks])
         ctx.args, ctx.tasks, ctx.T_final, ctx.last, ctx.num = args, tasks, T_final, last, (R, len(part.keys))
         return torch.from_numpy(out[0]), 1.0 - torch.from_numpy(T_final[0])[..., None]
