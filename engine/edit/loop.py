@@ -62,7 +62,6 @@ from ..guidance.reference import ReferencePrior, ViewAwareModel, recolour_part
 from ..optimize.adam import make_optimizer, set_position_rate
 from ..optimize.densify import MaskedDensifier, accumulate_gradients
 from ..optimize.progress import Progress
-from ..render import render
 from ..render.images import rgb_renderer, to_uint8
 from ..scene import GaussianScene
 from .config import GEOMETRY, EditConfig, check_edit_inputs
@@ -373,16 +372,6 @@ def edit_prior(model, original: GaussianScene, selected: Tensor, config: EditCon
     if isinstance(model, ReferencePrior):
         return model.with_background(tuple(config.background)).with_renderer(render_fn)
     return model
-
-
-def _render(scene: GaussianScene, cameras: Cameras, config: EditConfig, background=None):
-    bg = tuple(config.background) if background is None else tuple(background)
-    return render(scene, cameras.to(scene.device, scene.dtype), background=bg, backend=config.render_backend)
-
-
-def _render_plain(scene: GaussianScene, cameras: Cameras, config: EditConfig, background=None) -> Tensor:
-    with torch.no_grad():
-        return _render(scene, cameras, config, background).rgb
 
 
 def _draw_background(config: EditConfig, generator: torch.Generator) -> tuple[float, float, float]:
