@@ -15,14 +15,14 @@ from engine.render.culling import frozen_and_trainable
 from .scenes import two_part_scene
 
 
-def _pool(size: int = 3):
+def _pool(size: int = 3, **kwargs):
     scene, part_ids, _ = two_part_scene(120)
     mask = (part_ids == 0).float()
     config = EditConfig(prompt="x", resolution=40)
     region, orbit = plan_region(scene, mask, config)
     state = MaskedParams(scene, mask, config.mask_threshold)
     picker = ViewPicker(part_orbit(scene, mask, config), scene, mask > 0.5, 0.25, "torch")
-    pool = ViewPool(picker, size, torch.Generator().manual_seed(0), region, state.frozen, "torch", "cpu")
+    pool = ViewPool(picker, size, torch.Generator().manual_seed(0), region, state.frozen, "torch", "cpu", **kwargs)
     return pool, state, region
 
 
@@ -54,3 +54,13 @@ def test_plain_renders_draw_once_and_composite_the_asked_background():
         got = renders(scene, pool.cameras, bg)
         assert torch.equal(got, render(scene, pool.cameras, background=bg, backend="torch").rgb)
     assert len(renders._images) == 2  # one per (scene, camera), whatever the background
+
+
+def test_pool_shrinks_to_its_memory_budget_and_refresh_replaces_the_oldest_view():
+    pool, _, _ = _pool(12, budget_mb=1e-6, min_size=4)
+    assert len(pool) == 4  # the first view's size left room for none: the smallest pool
+    before = pool.cameras.viewmats.clone()
+    pool.refresh(torch.Generator().manual_seed(5))
+    pool.refresh(torch.Generator().manual_seed(6))
+    changed = (pool.cameras.viewmats != before).flatten(1).any(1)
+    assert changed.tolist() == [True, True, False, False]
