@@ -4,6 +4,7 @@
                     checks that refuse a bad one before any work
 - region.py         `EditRegion`, `Box`, `plan_region`, `seed_boxes`: the part of space an edit may change
 - views.py          `part_orbit`, `ViewPicker`: cameras around the part that actually see it
+- view_pool.py      `ViewPool`: the pass's fixed views and what each keeps (mask, frozen rows drawn once)
 - params.py         `MaskedParams` and the step rules (confine, gate, inside, drop faint)
 - prior_removal.py  `PriorRemoval`, `remove_prior` (`remove_prior_rows`: with its row map): forget the part's
                     old colour first, keeping its view-dependent lighting (RoMaP)

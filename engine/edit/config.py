@@ -191,6 +191,13 @@ class EditConfig:
     """A sampled view is redrawn (up to 8 times) when less than this fraction of the part's silhouette is
     visible in it (hidden behind the rest of the scene or out of frame): such views cost a model call and
     push nothing useful."""
+    view_pool: int = 32
+    """The edit looks from this many orbit views at a time (engine/edit/view_pool.py): each keeps its region
+    mask and its frozen rows drawn once, so a step costs what the part costs."""
+    view_refresh: int = 0
+    """Every this many steps the pool's oldest view is replaced by a fresh one, so a long edit sees many views
+    (32 fixed views lost 1-3 dB on the robot's held-out views). 0: by scene size, every step up to 150k
+    Gaussians (a fresh view costs about a forward render), one step more per 150k, at most every 8 steps."""
 
     def resolved(self, family: str = DIFFUSION) -> Defaults:
         """Guidance scale, t range, annealing end and schedule this edit runs with on a model of `family`
@@ -303,6 +310,10 @@ def check_edit_inputs(scene: GaussianScene, mask_weights, config: EditConfig, mo
         raise ValueError("region_boxes must be engine.edit.Box volumes")
     if not 0.0 < config.seed_opacity < 1.0:
         raise ValueError(f"seed_opacity must be in (0, 1), got {config.seed_opacity}")
+    if not isinstance(config.view_pool, int) or not 1 <= config.view_pool <= 1024:
+        raise ValueError(f"view_pool must be an integer in [1, 1024], got {config.view_pool}")
+    if not isinstance(config.view_refresh, int) or config.view_refresh < 0:  # 0: by scene size
+        raise ValueError(f"view_refresh must be an integer >= 0, got {config.view_refresh}")
     if not 0.0 <= config.min_visible_fraction < 1.0:
         raise ValueError(f"min_visible_fraction must be in [0, 1), got {config.min_visible_fraction}")
     if not config.max_scale_growth >= 1.0:

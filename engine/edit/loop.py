@@ -2,11 +2,14 @@
 
 Follow one step of `iter_edit` (the body carries the same numbers):
 
-1. sample orbit cameras around the part (views.py), redrawing views that see too little of it;
+1. pick views from the pass's pool of orbit views around the part (view_pool.py: drawn once, views that see
+   too little of it redrawn once, views.py);
 2. project the job's fixed **edit region** into those views (region.py): that 2D mask is the same for every
    loss (SDS's latent mask, RoMaP's anchor weight, SLaMP's mixing mask) and never follows where the masked
    Gaussians have moved;
 3. render the current scene — the frozen (unmasked) Gaussians concatenated with the trainable (masked) ones;
+   on the CPU the frozen rows are drawn once per view and a step redraws the part's tiles only (the same
+   picture, engine/render/frozen_view.py);
    the rendered image's gradient is multiplied by the region's mask, so no pixel outside the region pushes
    anything (a latent-space mask alone does not confine the gradient: through a VAE about half of it leaks);
 4. ask the guidance loss (SDS, DDS, RoMaP or a variant: engine/guidance/methods.py) for a loss on the renders,
@@ -59,8 +62,6 @@ from ..guidance.reference import ReferencePrior, ViewAwareModel, recolour_part
 from ..optimize.adam import make_optimizer, set_position_rate
 from ..optimize.densify import MaskedDensifier, accumulate_gradients
 from ..optimize.progress import EtaClock, Progress
-from ..render import render
-from ..render.culling import frozen_and_trainable
 from ..render.images import rgb_renderer, to_uint8
 from ..scene import GaussianScene
 from .config import GEOMETRY, EditConfig, check_edit_inputs
@@ -69,6 +70,7 @@ from .params import MaskedParams, confine, drop_faint, gate_and_step, inside, sc
 from .prior_removal import remove_prior_rows
 from .region import plan_region, seed_boxes
 from .shape_gate import ShapeGate
+from .view_pool import PlainRenders, ViewPool
 from .views import ViewPicker
 
 
@@ -169,7 +171,8 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
     mask = mask_in.to(device)
     selected = mask > config.mask_threshold
     region, orbit = plan_region(original, mask, config)
-    model = edit_prior(guidance_model, original, selected, config)
+    fixed_renders = PlainRenders(config.render_backend)  # the original's and a reference's views, drawn once
+    model = edit_prior(guidance_model, original, selected, config, fixed_renders)
     view_aware = isinstance(model, ViewAwareModel)
     picker = ViewPicker(orbit, original, selected, config.min_visible_fraction, config.render_backend)
 
@@ -184,6 +187,8 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
         work_mask = torch.cat([work_mask, torch.ones(len(seeds), dtype=work_mask.dtype, device=work_mask.device)])
         work_sources = torch.cat([work_sources, work_sources.new_full((len(seeds),), -1)])
     state = MaskedParams(work, work_mask, config.mask_threshold, sources=work_sources)
+    pool = ViewPool(picker, config.view_pool, generator, region, state.frozen, config.render_backend, device)
+    refresh_every = config.view_refresh or max(1, min(8, round(len(state.frozen) / 150_000)))
     max_log_scale = scale_cap(original, selected, region, seeds, config)
     lrs = config.lr.as_dict()
     lrs["means"] *= orbit.radius
@@ -195,7 +200,7 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
     preview_mask = region.project(preview_cam, device=device, backend=config.render_backend) if view_aware else None
     preview_ideal = None  # the ideal preview image of a view-aware prior (made at the first preview)
 
-    anchors = anchor_pool = anchor_masks = None
+    anchors = anchor_pool = anchor_masks = None  # RoMaP: cameras of the pool's views that carry anchors
     losses: dict[str, float] = {}
     counts = {"num_cloned": 0, "num_split": 0, "num_pruned": 0}
     fallback_3d = False
@@ -211,31 +216,33 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
         if shape and gate.probing:
             return True
 
+        if step and step % refresh_every == 0:
+            pool.refresh(generator)
         # 1. views of the part (RoMaP: from its anchor pool, redrawn with fresh anchors every anchor_refresh steps)
         # 2. and the fixed region's 2D mask in each of them
         originals = step_anchors = None
         if config.method == "romap":
             if step % config.anchor_refresh == 0:
                 background = _draw_background(config, generator)  # one per pool: the anchors are drawn on it
-                anchor_pool = picker.sample(config.anchor_views, generator)
-                anchor_masks = region.project(anchor_pool, device=device, backend=config.render_backend)
-                anchors = _make_anchors(loss, model, state, anchor_pool, anchor_masks, config, step, generator,
-                                        background)
+                anchor_pool = pool.cameras[pool.draw(config.anchor_views, generator, distinct=True)]
+                anchor_masks = pool.masks(anchor_pool)
+                anchors = _make_anchors(loss, model, state, pool, anchor_pool, anchor_masks, config, step,
+                                        generator, background)
             pick = torch.randint(len(anchor_pool), (config.batch_size,), generator=generator)
             cameras = anchor_pool[pick]
             mask2d = anchor_masks[pick.to(anchor_masks.device)]
             step_anchors = anchors[pick.to(anchors.device)]
         else:
             background = _draw_background(config, generator)
-            cameras = picker.sample(config.batch_size, generator)
-            mask2d = region.project(cameras, device=device, backend=config.render_backend)
+            cameras = pool.cameras[pool.draw(config.batch_size, generator)]
+            mask2d = pool.masks(cameras)
         _tell_views(model, cameras, background)
         if needs_originals:  # the same render path as the current views: equal scenes give equal images
-            originals = _render_plain(original, cameras, config, background)
+            originals = fixed_renders(original, cameras.to(device, original.dtype), background)
 
-        # 3. render frozen + trainable rows; the image gradient is confined to the region
-        rendered, num_frozen = frozen_and_trainable(state.frozen, state.params, cameras)  # frozen rows in view
-        out = _render(rendered, cameras, config, background)
+        # 3. render frozen + trainable rows (only the part's tiles are redrawn: the full render's picture);
+        # the image gradient is confined to the region
+        out, num_frozen = pool.render(state.params, cameras, background)
         images = out.rgb.clamp(0.0, 1.0)  # what a VAE may see (SH colours are only clamped at 0)
         image_grad: dict[str, Tensor] = {}
         if images.requires_grad:
@@ -282,7 +289,9 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
         elapsed = time.perf_counter() - start
         preview = snapshot = snapshot_mask = None
         if config.preview_every and (done % config.preview_every == 0 or done == config.steps):
-            rendered = _render_plain(state.scene().detach(), preview_cam, config)
+            with torch.no_grad():
+                rendered = pool.render({n: t.detach() for n, t in state.params.items()}, preview_cam,
+                                       config.background)[0].rgb
             if view_aware and preview_ideal is None:
                 _tell_views(model, preview_cam, tuple(config.background))
                 preview_ideal = model.target_images(preview_cam)
@@ -349,14 +358,14 @@ def build_loss(config: EditConfig, model):
                              anchor_weight=config.anchor_weight)
 
 
-def edit_prior(model, original: GaussianScene, selected: Tensor, config: EditConfig):
+def edit_prior(model, original: GaussianScene, selected: Tensor, config: EditConfig, render_fn=None):
     """The model the edit distils from. A constant-colour closed-form prior means "the part becomes this
     colour": it becomes a reference prior on the original with the selected Gaussians recoloured, so its ideal
     edit changes nothing outside the part. A reference prior is put on the edit's background, and given the
-    edit's renderer if it has none (guidance/ cannot draw a scene itself)."""
+    edit's renderer (`render_fn`, by default `rgb_renderer`) if it has none (guidance/ cannot draw a scene itself)."""
     from ..guidance.closed_form import ClosedFormPrior
 
-    render_fn = rgb_renderer(config.render_backend)
+    render_fn = rgb_renderer(config.render_backend) if render_fn is None else render_fn
     if isinstance(model, ClosedFormPrior) and model.target.dim() == 1:
         colour = tuple(float(c) for c in model.target.clamp(0, 1).cpu())
         return ReferencePrior(recolour_part(original.to("cpu"), selected.cpu(), colour),
@@ -365,16 +374,6 @@ def edit_prior(model, original: GaussianScene, selected: Tensor, config: EditCon
     if isinstance(model, ReferencePrior):
         return model.with_background(tuple(config.background)).with_renderer(render_fn)
     return model
-
-
-def _render(scene: GaussianScene, cameras: Cameras, config: EditConfig, background=None):
-    bg = tuple(config.background) if background is None else tuple(background)
-    return render(scene, cameras.to(scene.device, scene.dtype), background=bg, backend=config.render_backend)
-
-
-def _render_plain(scene: GaussianScene, cameras: Cameras, config: EditConfig, background=None) -> Tensor:
-    with torch.no_grad():
-        return _render(scene, cameras, config, background).rgb
 
 
 def _draw_background(config: EditConfig, generator: torch.Generator) -> tuple[float, float, float]:
@@ -413,8 +412,8 @@ def _term_gradient_norms(grad: Tensor | None, images: Tensor, anchors: Tensor | 
     return {"grad_distill": norms[0], "grad_anchor": norms[1]}
 
 
-def _make_anchors(loss, model, state: MaskedParams, pool: Cameras, masks: Tensor, config: EditConfig, step: int,
-                  generator: torch.Generator, background) -> Tensor:
+def _make_anchors(loss, model, state: MaskedParams, views: ViewPool, pool: Cameras, masks: Tensor,
+                  config: EditConfig, step: int, generator: torch.Generator, background) -> Tensor:
     """RoMaP's part-edited images [P, H, W, 3] of a freshly drawn pool of views, made from the *current*
     renders and the region's projected mask. The first ones start from the scene after prior removal (so the
     old look does not anchor the edit); later refreshes start from the partly edited part at a lower SLaMP
@@ -427,7 +426,7 @@ def _make_anchors(loss, model, state: MaskedParams, pool: Cameras, masks: Tensor
         loss.slamp = replace(slamp, t_start=max(strength, slamp.t_stop))
     try:
         with torch.no_grad():
-            images = _render_plain(state.scene().detach(), pool, config, background)
+            images = views.render({n: t.detach() for n, t in state.params.items()}, pool, background)[0].rgb
             return loss.make_anchors(images, masks, generator=generator).detach()
     finally:
         if slamp is not None:

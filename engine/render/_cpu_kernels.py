@@ -337,10 +337,11 @@ def rasterize_fwd(
 @njit(cache=True, nogil=True, fastmath=FASTMATH)
 def rasterize_bwd(
     tiles, means2d, conics, opac, feats, spans, offsets, ids, width, height, tiles_w, tiles_h, pxs, pys, consts,
-    T_final, last, v_out, v_alpha, grads,
+    T_final, last, v_out, v_alpha, grads, first,
 ):
-    """Gradients of rasterize_fwd for the listed tiles, accumulated per Gaussian into grads [M, 6 + F]
-    (layout G_*; each thread passes its own buffer, the caller sums them).
+    """Gradients of rasterize_fwd for the listed tiles, accumulated per Gaussian g >= first into
+    grads[g - first] ([M - first, 6 + F], layout G_*; each thread passes its own buffer, the caller sums them):
+    rows before `first` are composited but get no gradient (an edit's frozen rows).
 
     Walks each tile back to front from the last contributor of any of its pixels, recovering the
     transmittance before each Gaussian by division (T_i = T_{i+1} / (1 - alpha_i), as gsplat does) and the
@@ -398,6 +399,7 @@ def rasterize_bwd(
             vo = zero
             vf[:] = zero
             touched = False
+            wanted = g >= first
             r0, r1 = _rows(np.float64(my), sp, y0, y1)
             _row_spans(np.float64(mx), my, np.float64(b), sp, y0, r0, r1, x0, x1, pys, c0s, c1s)
             for li in range(np.uintp(r0 - y0), np.uintp(r1 - y0)):
@@ -427,7 +429,7 @@ def rasterize_bwd(
                         v_a += vo_f * (fg[f] * Ti - buf[li, lj, f] * ra)
                         buf[li, lj, f] += w * fg[f]
                     T[li, lj] = Ti
-                    if raw <= max_alpha:  # the clamp at 0.999 blocks the gradient, as in gsplat
+                    if wanted and raw <= max_alpha:  # the clamp at 0.999 blocks the gradient, as in gsplat
                         v_sigma = -v_a * raw
                         vo += v_a * vis
                         va += half * dx * dx * v_sigma
@@ -435,12 +437,13 @@ def rasterize_bwd(
                         vb += dx * dy * v_sigma
                         vmx += (a * dx + b * dy) * v_sigma
                         vmy += (b * dx + cc * dy) * v_sigma
-            if touched:
-                grads[g, G_MX] += vmx
-                grads[g, G_MY] += vmy
-                grads[g, G_A] += va
-                grads[g, G_B] += vb
-                grads[g, G_C] += vc
-                grads[g, G_O] += vo
+            if touched and wanted:
+                r = g - first
+                grads[r, G_MX] += vmx
+                grads[r, G_MY] += vmy
+                grads[r, G_A] += va
+                grads[r, G_B] += vb
+                grads[r, G_C] += vc
+                grads[r, G_O] += vo
                 for f in range(F):
-                    grads[g, G_FEAT + f] += vf[f]
+                    grads[r, G_FEAT + f] += vf[f]

@@ -167,10 +167,7 @@ class Tiles:
         _parallel(K.tile_fill, [
             (rect, order, cursor, self.tiles_w, self.tiles_h, lo, hi, self.ids) for lo, hi in _ranges(self.tiles_h)
         ])
-        n_tiles = len(self.offsets) - 1
-        # Interleaved tile sets per task: neighbouring tiles cost about the same, so this balances threads.
-        n_tasks = min(n_tiles, 2 * NUM_THREADS)
-        self.task_tiles = [np.arange(i, n_tiles, n_tasks, dtype=np.int64) for i in range(n_tasks)]
+        self.task_tiles = interleaved(np.arange(len(self.offsets) - 1, dtype=np.int64))
 
     @property
     def num_intersections(self) -> int:
@@ -184,6 +181,33 @@ def _consts(dtype: np.dtype) -> np.ndarray:
     return c
 
 
+def ellipse_spans(conics: np.ndarray, opac: np.ndarray) -> np.ndarray:  # [M, 3], [M] -> [M, 5] float64
+    spans = np.empty((len(opac), 5))
+    K.span_params(conics.astype(np.float64), opac.astype(np.float64), ALPHA_THRESHOLD, spans)
+    return spans
+
+
+def raster_args(means2d: np.ndarray, conics: np.ndarray, opac: np.ndarray, feats: np.ndarray, offsets: np.ndarray,
+                ids: np.ndarray, width: int, height: int, tiles_w: int, tiles_h: int,
+                spans: np.ndarray | None = None) -> tuple:
+    """The argument tuple K.rasterize_fwd / rasterize_bwd take after their tile list, for flat rows [M, ...] in
+    the features' dtype (the ellipse spans in float64: computed unless given)."""
+    dt = feats.dtype
+    pxs = np.arange(width, dtype=dt) + dt.type(0.5)
+    pys = np.arange(height, dtype=dt) + dt.type(0.5)
+    conics, opac = np.ascontiguousarray(conics, dt), np.ascontiguousarray(opac, dt)
+    if spans is None:
+        spans = ellipse_spans(conics, opac)
+    return (np.ascontiguousarray(means2d, dt), conics, opac, feats, spans, offsets, ids, width, height, tiles_w,
+            tiles_h, pxs, pys, _consts(dt))
+
+
+def interleaved(tiles: np.ndarray) -> list[np.ndarray]:
+    """`tiles` split into interleaved sets, two per thread: neighbouring tiles cost about the same."""
+    n_tasks = max(1, min(len(tiles), 2 * NUM_THREADS))
+    return [tiles[i::n_tasks] for i in range(n_tasks)]
+
+
 class _Rasterize(torch.autograd.Function):
     """(means2d [C,N,2], conics [C,N,3], opacities [C,N], feats [C,N,F]) -> (out [C,H,W,F], alpha [C,H,W,1])."""
 
@@ -191,15 +215,9 @@ class _Rasterize(torch.autograd.Function):
     def forward(ctx, means2d: Tensor, conics: Tensor, opacities: Tensor, feats: Tensor, tiles: Tiles):
         C, N, F = feats.shape
         dt = _np(feats[:0]).dtype
-        pxs = np.arange(tiles.width, dtype=dt) + dt.type(0.5)
-        pys = np.arange(tiles.height, dtype=dt) + dt.type(0.5)
-        conics_np, opac_np = _np(conics, dt).reshape(C * N, 3), _np(opacities, dt).reshape(C * N)
-        spans = np.empty((C * N, 5))
-        K.span_params(conics_np.astype(np.float64), opac_np.astype(np.float64), ALPHA_THRESHOLD, spans)
-        args = (
-            _np(means2d, dt).reshape(C * N, 2), conics_np, opac_np, _np(feats).reshape(C * N, F), spans,
-            tiles.offsets, tiles.ids, tiles.width, tiles.height, tiles.tiles_w, tiles.tiles_h, pxs, pys, _consts(dt),
-        )
+        args = raster_args(_np(means2d, dt).reshape(C * N, 2), _np(conics, dt).reshape(C * N, 3),
+                           _np(opacities, dt).reshape(C * N), _np(feats).reshape(C * N, F), tiles.offsets, tiles.ids,
+                           tiles.width, tiles.height, tiles.tiles_w, tiles.tiles_h)
         out = np.zeros((C, tiles.height, tiles.width, F), dt)
         T_final = np.ones((C, tiles.height, tiles.width), dt)
         last = np.full((C, tiles.height, tiles.width), -1, np.int32)
@@ -219,7 +237,7 @@ class _Rasterize(torch.autograd.Function):
         # One gradient buffer per task (deterministic: fixed tile sets, summed in a fixed order).
         grads = np.zeros((len(tiles.task_tiles), C * N, K.G_FEAT + F), dt)
         _parallel(K.rasterize_bwd, [
-            (t, *ctx.args, ctx.T_final, ctx.last, v_out, v_alpha, grads[i]) for i, t in enumerate(tiles.task_tiles)
+            (t, *ctx.args, ctx.T_final, ctx.last, v_out, v_alpha, grads[i], 0) for i, t in enumerate(tiles.task_tiles)
         ])
         g = torch.from_numpy(grads.sum(axis=0)).reshape(C, N, K.G_FEAT + F)
         return g[..., K.G_MX : K.G_MY + 1], g[..., K.G_A : K.G_C + 1], g[..., K.G_O], g[..., K.G_FEAT :], None

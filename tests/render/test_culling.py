@@ -95,9 +95,11 @@ def test_culled_render_with_colour_overrides():
         assert torch.equal(a.rgb, b.rgb) and torch.equal(a.alpha, b.alpha)
 
 
-def test_an_edit_with_culling_is_the_edit_without(monkeypatch):
-    """The edit loop renders only the frozen rows in view (frozen_and_trainable) and render_cpu culls the rest:
-    the result is bit-identical to the edit that renders everything, and the unmasked rows are the input's."""
+def test_an_edit_over_cached_frozen_views_is_the_edit_that_renders_everything(monkeypatch):
+    """The edit loop draws its part over frozen views cached once per view (engine/render/frozen_view.py, a
+    shape edit: the part moves): the result is bit-identical to the edit that renders every row every step,
+    and the unmasked rows are the input's."""
+    import engine.edit.view_pool as view_pool
     import engine.render.cpu as cpu_module
     import engine.render.culling as culling
     from engine.edit import EditConfig, run_edit
@@ -109,24 +111,20 @@ def test_an_edit_with_culling_is_the_edit_without(monkeypatch):
     crowd = crowd.replace(means=crowd.means * 6.0)  # around and behind the part, mostly out of its views
     scene = GaussianScene.concat([near, crowd])
     mask = torch.cat([(part_ids == 0).float(), torch.zeros(len(crowd))])
-    config = EditConfig(prompt="a red head", method="sds", steps=4, resolution=32, preview_every=0)
+    config = EditConfig(prompt="a red head", method="sds", steps=4, resolution=32, preview_every=0, edit="shape")
 
-    rendered_frozen = []
-    original = culling.frozen_and_trainable
+    drawn = []
+    original = view_pool.render_over_frozen
+    monkeypatch.setattr(view_pool, "render_over_frozen", lambda *a, **k: drawn.append(1) or original(*a, **k))
+    cached = run_edit(scene, mask, config, ClosedFormPrior((0.85, 0.1, 0.1)))
+    assert len(drawn) == 4  # every step drew over the cached views
 
-    def spy(frozen, trainable, cameras):
-        out = original(frozen, trainable, cameras)
-        rendered_frozen.append((out[1], len(frozen)))
-        return out
-
-    monkeypatch.setattr("engine.edit.loop.frozen_and_trainable", spy)
-    culled = run_edit(scene, mask, config, ClosedFormPrior((0.85, 0.1, 0.1)))
-    assert all(kept < total for kept, total in rendered_frozen)  # the frozen rows were culled
-
-    monkeypatch.setattr(culling, "reaching_index", lambda *a, **k: None)  # render everything
+    monkeypatch.setattr(view_pool, "frozen_views_serve", lambda *a: False)  # render frozen + part every step
+    monkeypatch.setattr(culling, "reaching_index", lambda *a, **k: None)  # ... and every row
     monkeypatch.setattr(cpu_module, "reaching_index", lambda *a, **k: None)
     full = run_edit(scene, mask, config, ClosedFormPrior((0.85, 0.1, 0.1)))
-    assert params_equal(culled.scene, full.scene) and torch.equal(culled.mask, full.mask)
+    assert len(drawn) == 4
+    assert params_equal(cached.scene, full.scene) and torch.equal(cached.mask, full.mask)
     outside = mask <= 0.5
-    assert params_equal(culled.scene.subset(culled.mask <= 0.5), scene.subset(outside))
-    assert not params_equal(culled.scene, scene)  # the part did change
+    assert params_equal(cached.scene.subset(cached.mask <= 0.5), scene.subset(outside))
+    assert not params_equal(cached.scene.subset(cached.mask > 0.5), scene.subset(~outside))  # the part changed
