@@ -95,10 +95,11 @@ def time_edit(scene, mask, model, method: str, *, resolution: int, steps: int, w
         timer.active = event.step >= warmup
 
     import engine.edit.loop as edit_module
+    from engine.edit.view_pool import ViewPool  # every render of a step goes through the pass's view pool
 
-    saved = {"render": edit_module._render, "step": edit_module.gate_and_step, "backward": torch.Tensor.backward,
+    saved = {"render": ViewPool.render, "step": edit_module.gate_and_step, "backward": torch.Tensor.backward,
              "encode": getattr(model, "encode_images"), "unet": getattr(model, "predict_noise")}
-    edit_module._render = timer.wrap("render", saved["render"])
+    ViewPool.render = timer.wrap("render", saved["render"])
     edit_module.gate_and_step = timer.wrap("optimizer", saved["step"])
     torch.Tensor.backward = timer.wrap("backward", saved["backward"])
     model.encode_images = timer.wrap("encode", saved["encode"])
@@ -107,7 +108,7 @@ def time_edit(scene, mask, model, method: str, *, resolution: int, steps: int, w
         start = time.perf_counter()
         run_edit(scene, mask, config, model, on_event=on_event)
     finally:
-        edit_module._render, edit_module.gate_and_step = saved["render"], saved["step"]
+        ViewPool.render, edit_module.gate_and_step = saved["render"], saved["step"]
         torch.Tensor.backward = saved["backward"]
         del model.encode_images, model.predict_noise
     timed = marks[warmup + steps] - marks[warmup]
