@@ -1,7 +1,8 @@
 """The edit's parameters and the rules every optimizer step obeys.
 
-Why Gaussians outside the mask stay bit-identical: they are never optimizer parameters. `MaskedParams` keeps
-them as a detached copy and only the masked rows are leaf tensors; the result is assembled from that copy.
+Why Gaussians outside the mask stay bit-identical: they are never optimizer parameters. `MaskedParams` reads
+them from the scene the edit started from, by index (no copy: at 3M Gaussians a copy is ~700 MB), and only the
+masked rows are leaf tensors; the result is assembled from that scene's rows.
 
 The step rules, in the order the loop applies them:
 
@@ -29,12 +30,15 @@ from ..optimize.densify import Refinement
 from ..scene import PARAM_NAMES, GaussianScene
 from .region import EditRegion
 
+_ROWS_PER_COPY = 1 << 18  # frozen rows copied into the result per slice: a bounded temporary at any size
+
 if TYPE_CHECKING:
     from .config import EditConfig
 
 
 class MaskedParams:
-    """The masked Gaussians as leaf tensors; the unmasked ones as a frozen copy in their original order.
+    """The masked Gaussians as leaf tensors; the unmasked ("frozen") ones are the rows `frozen_rows` of `base`,
+    the scene the edit started from, read in place and never written (scenes are values others may hold).
 
     Each trainable row remembers `origin`, its row in the scene the edit started from (-1 for rows added by
     densification), so `assemble()` puts every row back where it was and appends the new ones. Every row also
@@ -51,8 +55,9 @@ class MaskedParams:
         if sources.shape != (len(scene),):
             raise ValueError(f"sources must have one entry per row ({len(scene)}), got {tuple(sources.shape)}")
         self.num_start = len(scene)
-        self.frozen = scene.subset(~selected).detach()
-        self.frozen_index = index[~selected]
+        self.base = scene.detach()
+        self.frozen_rows = ~selected  # [N] bool
+        self.frozen_index = index[~selected]  # [F]
         self.frozen_weights = mask[~selected]
         self.frozen_sources = sources[~selected]  # [F]
         trainable = scene.subset(selected)
@@ -66,9 +71,15 @@ class MaskedParams:
     def num_trainable(self) -> int:
         return int(self.weights.shape[0])
 
+    @property
+    def num_frozen(self) -> int:
+        return int(self.frozen_index.shape[0])
+
     def scene(self) -> GaussianScene:
-        """Frozen rows first, then trainable rows: differentiable w.r.t. the trainable leaves."""
-        return GaussianScene.trusted(**{n: torch.cat([getattr(self.frozen, n), self.params[n]]) for n in PARAM_NAMES})
+        """Frozen rows first, then trainable rows: differentiable w.r.t. the trainable leaves (a whole-scene
+        copy: for tests and small scenes; the loop renders through the view pool instead)."""
+        return GaussianScene.trusted(**{n: torch.cat([getattr(self.base, n)[self.frozen_index], self.params[n]])
+                                        for n in PARAM_NAMES})
 
     def all_weights(self) -> Tensor:  # [F + M], in `scene()` order
         return torch.cat([self.frozen_weights, self.weights])
@@ -95,19 +106,33 @@ class MaskedParams:
 
     def assemble(self) -> tuple[GaussianScene, Tensor]:
         """The edited scene and mask: rows at their original positions (pruned ones gone), new rows last.
-        Each parameter's frozen and trainable rows are written straight to their places in the result (one
-        scene-sized copy at a time, not `scene()`'s concatenation and then its reordering)."""
+        Each parameter's frozen rows are copied from `base` and its trainable rows written to their places in
+        the result, a bounded slice at a time (no scene-sized temporary beside the result). A parameter the
+        edit left bit-identical with no row added or removed (the geometry of a colour-only edit) is `base`'s
+        tensor itself: scenes are immutable values, so sharing it is safe and costs nothing."""
         with torch.no_grad():
             order = self._order()
+            kept_rows = len(order) == self.num_start and bool((self.origin >= 0).all())
             place = torch.empty_like(order)
             place[order] = torch.arange(len(order), device=order.device)  # row i of scene() goes to place[i]
-            F = len(self.frozen_index)
+            F = self.num_frozen
             out = {}
             for name in PARAM_NAMES:
-                frozen, trainable = getattr(self.frozen, name).detach(), self.params[name].detach()
-                rows = frozen.new_empty((len(order),) + tuple(frozen.shape[1:]))
-                rows[place[:F]] = frozen
-                rows[place[F:]] = trainable.to(frozen.dtype)
+                base = getattr(self.base, name)
+                trainable = self.params[name].detach().to(base.dtype)
+                if kept_rows and _same_bits(trainable, base[self.origin]):
+                    out[name] = base
+                    continue
+                if kept_rows:  # every row where it was: the input with the part's rows written over
+                    rows = base.clone()
+                    rows[self.origin] = trainable
+                    out[name] = rows
+                    continue
+                rows = base.new_empty((len(order),) + tuple(base.shape[1:]))
+                for start in range(0, F, _ROWS_PER_COPY):
+                    part = slice(start, start + _ROWS_PER_COPY)
+                    rows[place[:F][part]] = base[self.frozen_index[part]]
+                rows[place[F:]] = trainable
                 out[name] = rows
             return GaussianScene(**out), self.all_weights()[order]
 
@@ -128,6 +153,14 @@ class MaskedParams:
         old_params = self.params
         self.replace_rows(refinement.params, refinement.parent, refinement.appended)
         return adopt_rows(optimizer, old_params, self.params, refinement.parent, refinement.reset_state, lrs)
+
+
+def _same_bits(a: Tensor, b: Tensor) -> bool:
+    """Whether a and b hold the same bits (-0.0 is not 0.0): only then may the result be the input's tensor."""
+    bits = {torch.float16: torch.int16, torch.bfloat16: torch.int16, torch.float32: torch.int32,
+            torch.float64: torch.int64}.get(a.dtype)
+    return (bits is not None and a.dtype == b.dtype and a.shape == b.shape
+            and torch.equal(a.contiguous().view(bits), b.contiguous().view(bits)))
 
 
 def scale_cap(original: GaussianScene, selected: Tensor, region: EditRegion, seeds: GaussianScene | None,

@@ -16,6 +16,7 @@ On a GPU backend the renderer culls by itself: the step renders frozen + part th
 from __future__ import annotations
 
 from collections import OrderedDict
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -30,10 +31,10 @@ from .region import EditRegion
 from .views import ViewPicker
 
 
-def frozen_views_serve(frozen: GaussianScene, backend: str) -> bool:
+def frozen_views_serve(scene: GaussianScene, backend: str) -> bool:
     """Whether steps draw over cached frozen views (the CPU renderer); a GPU renderer culls by itself."""
-    return frozen.device.type == "cpu" and backend in ("auto", "torch") and frozen.dtype in (torch.float32,
-                                                                                             torch.float64)
+    return scene.device.type == "cpu" and backend in ("auto", "torch") and scene.dtype in (torch.float32,
+                                                                                           torch.float64)
 
 
 def camera_key(cameras: Cameras, c: int) -> tuple:
@@ -91,17 +92,20 @@ class ViewPool:
     mask and, on the CPU, its frozen rows drawn once (see the module docstring). `refresh` replaces the
     oldest view by a fresh one, so a long edit still sees many views.
 
+    The frozen rows are `frozen_rows` [N] bool of `scene` (the edit's MaskedParams.base), read in place.
+
     Memory: the caches keep the views in use (LRU, `size + spare` entries); on the CPU the pool holds at most
     `budget_mb` of frozen views: the first view's size decides how many views the pool keeps (at least
     `min_size`), so a big scene gets fewer, a small one all it asked for."""
 
     def __init__(self, picker: ViewPicker, size: int, generator: torch.Generator, region: EditRegion,
-                 frozen: GaussianScene, backend: str, device, *, budget_mb: float = 512.0, min_size: int = 8,
-                 spare: int = 16) -> None:
-        self.picker, self.region, self.frozen, self.backend, self.device = picker, region, frozen, backend, device
+                 scene: GaussianScene, frozen_rows: Tensor, backend: str, device, *, budget_mb: float = 512.0,
+                 min_size: int = 8, spare: int = 16) -> None:
+        self.picker, self.region, self.backend, self.device = picker, region, backend, device
+        self.scene, self.frozen_rows = scene, frozen_rows
         self.cameras = picker.sample(int(size), generator)
-        self.sh_degree = frozen.sh_degree
-        self.cached = frozen_views_serve(frozen, backend)
+        self.sh_degree = scene.sh_degree
+        self.cached = frozen_views_serve(scene, backend)
         self._masks = LRU(len(self.cameras) + spare)
         self._views = LRU(len(self.cameras) + spare)
         self._oldest = 0
@@ -144,13 +148,19 @@ class ViewPool:
         views = [self.frozen_view(cameras, c) for c in range(len(cameras))]
         return render_over_frozen(views, params, bg), 0
 
+    @cached_property
+    def frozen(self) -> GaussianScene:
+        """The frozen rows as a scene of their own, for the renderer that draws them with the part every step
+        (a GPU's); the CPU's cached views read them from `scene` in place."""
+        return self.scene.subset(self.frozen_rows)
+
     def frozen_view(self, cameras: Cameras, c: int) -> FrozenView:
         return self._views.get(camera_key(cameras, c), lambda: self._frozen_view(cameras[c : c + 1]))
 
     def _frozen_view(self, camera: Cameras) -> FrozenView:
-        camera = camera.to(self.frozen.device, self.frozen.dtype)
+        camera = camera.to(self.scene.device, self.scene.dtype)
         reach = tiles_under(self.masks(camera)[0, ..., 0].cpu())  # where the part, kept in its region, can be
-        return FrozenView(self.frozen, camera, self.sh_degree, allowed=reach)
+        return FrozenView(self.scene, camera, self.sh_degree, allowed=reach, rows=self.frozen_rows)
 
     @property
     def nbytes(self) -> int:

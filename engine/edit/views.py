@@ -47,7 +47,7 @@ class ViewPicker:
     """
 
     SIZE = 48
-    CHUNK = 4  # cameras per visibility render
+    CHUNK = 1  # cameras per visibility render: each holds projections of every row (~0.4 GB at 3M Gaussians)
 
     def __init__(self, orbit: Orbit, original: GaussianScene, selected: Tensor, min_fraction: float,
                  backend: str, tries: int = 8) -> None:
@@ -57,8 +57,8 @@ class ViewPicker:
         self.part = original.subset(selected)
 
     def visible_fraction(self, cameras: Cameras) -> Tensor:  # [C]
-        """Measured a few cameras at a time: a render holds per-camera projections of every row (at 1.2M
-        Gaussians a 32-camera batch held ~2 GB)."""
+        """Measured one camera at a time: a render holds per-camera projections of every row (at 1.2M
+        Gaussians a 32-camera batch held ~2 GB; at 3M a batch of 4 held ~1.2 GB beside the scene)."""
         if len(self.part) == 0:
             return torch.ones(len(cameras))
         return torch.cat([self._visible(cameras[i : i + self.CHUNK]) for i in range(0, len(cameras), self.CHUNK)])

@@ -30,7 +30,7 @@ from ..scene import PARAM_NAMES, GaussianScene
 from . import _cpu_kernels as K
 from . import _finish
 from .cpu import Tiles, _grad_or_zeros, _np, _parallel, interleaved, project_fast, raster_args, sh_colors_fast
-from .culling import reaching_index
+from .culling import reaching
 from .types import RenderOutput
 
 
@@ -137,18 +137,23 @@ def _live_entries(tiles, means2d, conics, opac, spans, offsets, ids, width, heig
 class FrozenView:
     """The frozen rows of a scene drawn once from one camera (CPU backend): the picture without background and,
     for the tiles in `allowed` (the tiles a part may touch; None: all), each tile's depth-sorted list (cut
-    where the tile's pixels were all done) and the projected rows those lists use.
+    where the tile's pixels were all done) and the projected rows those lists use. The frozen rows are
+    `rows` [N] bool of `scene` (None: all of them), read from it in place: an edit's frozen rows are its
+    input minus the part, and a copy of them would be a second whole scene.
 
     A part that reaches a tile outside `allowed` extends it (`ensure`: the frozen rows are drawn again), so
     the lists are always right and only as large as the part's reach."""
 
-    def __init__(self, frozen: GaussianScene, camera: Cameras, sh_degree: int,
-                 allowed: np.ndarray | None = None) -> None:  # allowed: [tiles_h * tiles_w] bool
+    def __init__(self, scene: GaussianScene, camera: Cameras, sh_degree: int,
+                 allowed: np.ndarray | None = None,  # [tiles_h * tiles_w] bool
+                 rows: Tensor | None = None) -> None:  # [N] bool
         if len(camera) != 1:
             raise ValueError(f"a FrozenView is one camera, got {len(camera)}")
-        if frozen.device.type != "cpu":
-            raise ValueError(f"a FrozenView is drawn on the CPU, got a scene on {frozen.device}")
-        self.frozen, self.camera, self.sh_degree = frozen, camera, int(sh_degree)
+        if scene.device.type != "cpu":
+            raise ValueError(f"a FrozenView is drawn on the CPU, got a scene on {scene.device}")
+        if rows is not None and tuple(rows.shape) != (len(scene),):
+            raise ValueError(f"rows must be [{len(scene)}] bool, got {list(rows.shape)}")
+        self.scene, self.frozen_rows, self.camera, self.sh_degree = scene, rows, camera, int(sh_degree)
         self.width, self.height = int(camera.width), int(camera.height)
         self.tiles_w, self.tiles_h = -(-self.width // K.TILE_SIZE), -(-self.height // K.TILE_SIZE)
         n_tiles = self.tiles_w * self.tiles_h
@@ -157,10 +162,20 @@ class FrozenView:
             raise ValueError(f"allowed must be [{n_tiles}] tiles, got {list(self.allowed.shape)}")
         self._draw()
 
+    def _in_view(self) -> Tensor | None:  # [K] sorted rows of `scene`, or None: every row
+        """The frozen rows that can show in the camera (engine/render/culling.py's test, row by row)."""
+        scene = self.scene
+        if not len(scene):
+            return None
+        keep = reaching(scene.means, scene.scales, scene.opacities, self.camera)
+        if self.frozen_rows is not None:
+            keep &= self.frozen_rows.to(keep.device)
+        return None if bool(keep.all()) else keep.nonzero().flatten()
+
     def _draw(self) -> None:
-        frozen, camera = self.frozen, self.camera
+        frozen, camera = self.scene, self.camera
         with torch.no_grad():
-            keep = reaching_index(frozen, camera, worth=1.0) if len(frozen) else None
+            keep = self._in_view()
             if keep is not None:
                 frozen = GaussianScene.trusted(**{name: t[keep] for name, t in frozen.items()})
             proj = project_fast(frozen, camera)

@@ -77,7 +77,10 @@ class History:
     not with the scene's size times the number of steps."""
 
     def __init__(self, scene: GaussianScene, mask: Tensor | None = None, *, label: str = "load scene",
-                 max_states: int = 50, parts=(), name: str = "", up=Z_UP, up_source: str = "default") -> None:
+                 max_states: int = 50, parts=(), name: str = "", up=Z_UP, up_source: str = "default",
+                 owned: bool = False) -> None:
+        """`owned`: the caller hands `scene` over (one it just made, e.g. read from a file, and that nobody
+        changes in place): kept as it is instead of copied, so opening a scene does not hold it twice."""
         if max_states < 2:
             raise ValueError(f"max_states must be >= 2 (one undo step), got {max_states}")
         self.max_states = max_states
@@ -85,7 +88,7 @@ class History:
         self._next_id = 0
         self._records: list[Record] = []
         self._cursor = -1
-        self._scene = scene.clone()
+        self._scene = scene if owned else scene.clone()
         self._current: State | None = None
         self._append(Record(PackedMask.pack(mask), str(label), -1, len(scene), _clone_parts(parts, len(scene)),
                             str(name), *checked_up(up, up_source)))
@@ -145,13 +148,15 @@ class History:
     # ------------------------------------------------------------------ changing
     def push(self, label: str, scene: GaussianScene | None = None, mask: Tensor | None | str = "keep", *,
              parts="keep", name: str | None = None, up=None, up_source: str | None = None,
-             row_sources: Tensor | None = None, group: bool = False) -> State:
+             row_sources: Tensor | None = None, group: bool = False, owned: bool = False) -> State:
         """Record a finished action. `group`: the action continues the current entry (the next click of one
         brush stroke): when that entry has the same label, changed only the mask and nothing was undone since,
         it is replaced, so one undo takes back the whole stroke. `scene=None` keeps the current scene (a mask change); `mask="keep"`
         keeps the current mask; `parts="keep"` the named parts (remapped by `row_sources` [N'] when given,
         else dropped when the count changes), `name=None` the scene name and `up=None` the up axis (a new
-        `up` needs its `up_source`). All are copied, so later in-place changes by the caller cannot leak in.
+        `up` needs its `up_source`). All are copied, so later in-place changes by the caller cannot leak in;
+        `owned`: the caller hands `scene` over (a job's fresh result, changed in place by no one), kept without
+        the copy: at 3M Gaussians the copy was a third whole scene beside the input and the result.
         Bad input raises ValueError and leaves the history as it was."""
         if group and scene is None and self._continues(label):
             del self._records[self._cursor]
@@ -175,7 +180,7 @@ class History:
         new_name = now.name if name is None else str(name)
         step = None
         if new_scene is not old_scene:
-            new_scene = new_scene.clone()
+            new_scene = new_scene if owned else new_scene.clone()
             step = SceneStep(old_scene, new_scene, row_sources)
             if step.empty:  # the same values: keep the one scene object
                 new_scene, step = old_scene, None
@@ -201,7 +206,7 @@ class History:
         - something new was done meanwhile (or the start fell out of the history): the result goes on top, so
           Undo returns to where the user was. Its parts are the current ones when the count still matches the
           job's input, else the start's, carried over the edit's rows (`row_sources` [N']) either way.
-        `kw`: push's parts / name / up / up_source."""
+        `kw`: push's parts / name / up / up_source / owned."""
         if self.current.id == start_id:
             self.push(label, scene=scene, mask=mask, row_sources=row_sources, **kw)
             return ""

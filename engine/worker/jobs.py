@@ -63,7 +63,7 @@ class Jobs:
         def adopt(result: EditResult, history: History) -> str:
             # the named parts follow the edit's rows: children of a part's Gaussians stay in it, pruned ones leave
             note = history.push_result(state.id, f"edit ({config.method}): {config.prompt}", result.scene,
-                                       result.mask, row_sources=result.row_sources)
+                                       result.mask, row_sources=result.row_sources, owned=True)  # made by the job
             return " · ".join(filter(None, (f"{result.steps_done} steps", note)))
 
         return self._run_job(cmd, config.model, history, prepare=prepare, adopt=adopt, loss_fn=loss_fn,

@@ -5,28 +5,14 @@ Used on the worker thread only (commands run there one at a time), so it needs n
 
 from __future__ import annotations
 
-import ctypes
-import gc
-import sys
 from pathlib import Path
 from typing import Callable
 
+from ..optimize.memory import release_memory
 from .persistence import autosave, has_autosave, restore
 from .bus import EventBus
 from .events import SessionState, StateEvent
 from .history import History
-
-
-def release_memory() -> None:
-    """Collect the closed session's scenes and ask the C allocator to return freed pages to the system: glibc
-    keeps freed heap memory (a scene's tensors, an edit's buffers) mapped for reuse, so without this the RSS of a
-    worker that closed a million-Gaussian session stays near its peak (bench/scale.py's session stage)."""
-    gc.collect()
-    if sys.platform.startswith("linux"):
-        try:
-            ctypes.CDLL("libc.so.6").malloc_trim(0)
-        except (OSError, AttributeError):  # not glibc (musl, ...): nothing to ask
-            pass
 
 
 class SessionStore:
@@ -55,7 +41,8 @@ class SessionStore:
         self.changed(session)
 
     def close(self, session: str) -> None:
-        """Forget the session (its autosave stays on disk) and hand the freed memory back to the system."""
+        """Forget the session (its autosave stays on disk) and hand the freed memory back to the system: without
+        it the RSS of a worker that closed a million-Gaussian session stays near its peak (bench/scale.py)."""
         if self._histories.pop(session, None) is not None:
             release_memory()
 

@@ -88,7 +88,7 @@ class EngineWorker:
             loaded.validate()
             weights = None if mask is None else as_mask(mask, len(loaded))
             self._sessions.open(cmd.session, History(loaded, weights, label=opened or "load scene", parts=parts or (),
-                                                     name=shown, up=found_up, up_source=found_source or "user"))
+                                name=shown, up=found_up, up_source=found_source or "user", owned=loaded is not scene))
             self._done(cmd, f"{len(loaded)} Gaussians")
             return len(loaded)
 

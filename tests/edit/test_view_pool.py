@@ -22,12 +22,13 @@ def _pool(size: int = 3, **kwargs):
     region, orbit = plan_region(scene, mask, config)
     state = MaskedParams(scene, mask, config.mask_threshold)
     picker = ViewPicker(part_orbit(scene, mask, config), scene, mask > 0.5, 0.25, "torch")
-    pool = ViewPool(picker, size, torch.Generator().manual_seed(0), region, state.frozen, "torch", "cpu", **kwargs)
+    pool = ViewPool(picker, size, torch.Generator().manual_seed(0), region, state.base, state.frozen_rows, "torch", "cpu",
+                    **kwargs)
     return pool, state, region
 
 
 def _full(state: MaskedParams, cameras, background):
-    scene, _ = frozen_and_trainable(state.frozen, state.params, cameras)
+    scene, _ = frozen_and_trainable(state.base.subset(state.frozen_rows), state.params, cameras)
     return render(scene, cameras, background=background, backend="torch")
 
 
