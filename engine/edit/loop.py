@@ -308,8 +308,10 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
                         eta_s=clock.tick(config.steps - done), num_gaussians=state.num_trainable,
                         preview=preview, scene=snapshot, mask=snapshot_mask)
 
-    del pool  # its frozen views (up to its budget, 512 MB) go before the result, a scene-sized copy, is made,
-    release_memory()  # with the steps' freed render buffers (~0.4x the scene at 3M Gaussians): not beside it
+    # what only the steps needed (the pool's frozen views: up to 512 MB; the prior's recoloured reference) and the
+    # steps' freed render buffers (~0.3x the scene at 3M Gaussians) go before the result, a scene-sized copy, is made
+    del pool, picker, model, loss, fixed_renders
+    release_memory()
     if gate.unlocked_at is None:  # colour only: the region boxes' unused seeds go, the change reaches every row
         made = state.origin < 0
         if bool(made.any()):
@@ -319,9 +321,10 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
             _carry(state, original, work, exposure, config.carry_share)
     else:
         counts["num_pruned"] += drop_faint(state, config)
+    row_sources = state.row_sources().to(scene.device)  # before the result: its temporaries are not beside it
     edited, edited_mask = state.assemble()
     yield EditResult(scene=edited.to(scene.device), mask=edited_mask.to(mask_in.device),
-                     row_sources=state.row_sources().to(scene.device), steps_done=offset + config.steps, losses=losses,
+                     row_sources=row_sources, steps_done=offset + config.steps, losses=losses,
                      shape_from_step=gate.unlocked_at, shape_push_ratio=gate.ratio, **counts)
 
 

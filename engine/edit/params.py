@@ -56,10 +56,9 @@ class MaskedParams:
             raise ValueError(f"sources must have one entry per row ({len(scene)}), got {tuple(sources.shape)}")
         self.num_start = len(scene)
         self.base = scene.detach()
+        self.base_weights, self.base_sources = mask, sources  # [N] each, read by index like `base`'s rows
         self.frozen_rows = ~selected  # [N] bool
         self.frozen_index = index[~selected]  # [F]
-        self.frozen_weights = mask[~selected]
-        self.frozen_sources = sources[~selected]  # [F]
         trainable = scene.subset(selected)
         self.params: dict[str, Tensor] = {n: t.detach().clone().requires_grad_(True) for n, t in trainable.items()}
         self.weights = mask[selected].clone()  # [M]
@@ -82,7 +81,7 @@ class MaskedParams:
                                         for n in PARAM_NAMES})
 
     def all_weights(self) -> Tensor:  # [F + M], in `scene()` order
-        return torch.cat([self.frozen_weights, self.weights])
+        return torch.cat([self.base_weights[self.frozen_index], self.weights])
 
     def replace_rows(self, params: dict[str, Tensor], parent: Tensor, appended: Tensor) -> None:
         """Adopt a densification result: new leaves; weights, origins and sources follow each row's parent."""
@@ -106,44 +105,59 @@ class MaskedParams:
 
     def assemble(self) -> tuple[GaussianScene, Tensor]:
         """The edited scene and mask: rows at their original positions (pruned ones gone), new rows last.
-        Each parameter's frozen rows are copied from `base` and its trainable rows written to their places in
-        the result, a bounded slice at a time (no scene-sized temporary beside the result). A parameter the
-        edit left bit-identical with no row added or removed (the geometry of a colour-only edit) is `base`'s
-        tensor itself: scenes are immutable values, so sharing it is safe and costs nothing."""
+
+        Memory (the result is the one scene-sized allocation of the edit's end): when every input row is still
+        in its place, each parameter is `base`'s with the part's rows written over it, or `base`'s tensor itself
+        when the edit changed none of its bits (the geometry of a colour-only edit; scenes are immutable values,
+        so sharing it is safe). Otherwise each parameter's frozen rows are copied from `base` a bounded slice at
+        a time, and its trainable rows written to their places."""
         with torch.no_grad():
+            if self._rows_in_place():
+                scene = GaussianScene(**{n: self._over_base(getattr(self.base, n), self.params[n])
+                                         for n in PARAM_NAMES})
+                weights = self.base_weights.clone()
+                weights[self.origin] = self.weights
+                return scene, weights
             order = self._order()
-            kept_rows = len(order) == self.num_start and bool((self.origin >= 0).all())
             place = torch.empty_like(order)
             place[order] = torch.arange(len(order), device=order.device)  # row i of scene() goes to place[i]
             F = self.num_frozen
             out = {}
             for name in PARAM_NAMES:
                 base = getattr(self.base, name)
-                trainable = self.params[name].detach().to(base.dtype)
-                if kept_rows and _same_bits(trainable, base[self.origin]):
-                    out[name] = base
-                    continue
-                if kept_rows:  # every row where it was: the input with the part's rows written over
-                    rows = base.clone()
-                    rows[self.origin] = trainable
-                    out[name] = rows
-                    continue
                 rows = base.new_empty((len(order),) + tuple(base.shape[1:]))
                 for start in range(0, F, _ROWS_PER_COPY):
                     part = slice(start, start + _ROWS_PER_COPY)
                     rows[place[:F][part]] = base[self.frozen_index[part]]
-                rows[place[F:]] = trainable
+                rows[place[F:]] = self.params[name].detach().to(base.dtype)
                 out[name] = rows
             return GaussianScene(**out), self.all_weights()[order]
 
     def row_sources(self) -> Tensor:  # [N'] int64, in `assemble()` order
         """For each row of `assemble()`'s scene, the input row it descends from (-1: made from nothing)."""
-        return torch.cat([self.frozen_sources, self.sources])[self._order()]
+        if self._rows_in_place():
+            out = self.base_sources.clone()
+            out[self.origin] = self.sources
+            return out
+        return torch.cat([self.base_sources[self.frozen_index], self.sources])[self._order()]
+
+    def _rows_in_place(self) -> bool:
+        """No row added or removed: the result's rows are `base`'s, in its order (trainable ones rewritten)."""
+        return self.num_frozen + self.num_trainable == self.num_start and bool((self.origin >= 0).all())
+
+    def _over_base(self, base: Tensor, rows: Tensor) -> Tensor:  # base [N, ...], rows [M, ...]
+        """`base` with the trainable rows written at their origins; `base` itself when that changes no bit."""
+        rows = rows.detach().to(base.dtype)
+        if _same_bits(rows, base[self.origin]):
+            return base
+        out = base.clone()
+        out[self.origin] = rows
+        return out
 
     def _order(self) -> Tensor:  # [F + M]
         """The permutation of `scene()`'s rows (frozen, then trainable) into the result's row order."""
         new = self.origin < 0
-        key = torch.cat([self.frozen_index, self.origin]).clone()
+        key = torch.cat([self.frozen_index, self.origin])
         key[len(self.frozen_index):][new] = self.num_start + torch.arange(int(new.sum()), device=key.device)
         return torch.argsort(key)
 

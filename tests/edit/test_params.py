@@ -60,3 +60,34 @@ def test_assemble_puts_every_row_back_in_place_and_new_rows_last():
     assert torch.equal(edited.sh0[: len(survivors)][~frozen], scene.sh0[survivors][~frozen] + 0.25)
     assert torch.equal(edited.means[-2:], scene.means[selected[[0, 2]]])  # the children come last
     assert torch.equal(weights, torch.cat([mask[survivors], mask[selected[[0, 2]]]]))
+
+
+def test_an_edit_that_keeps_every_row_writes_the_part_over_the_input_and_shares_only_unchanged_parameters():
+    scene, part_ids, _ = two_part_scene(40)
+    means = scene.means.clone()
+    means[part_ids == 0] = 0.0  # +0.0 in the input: -0.0 from the edit is a change (bits, not values)
+    scene = scene.replace(means=means)
+    before = {n: t.clone() for n, t in scene.items()}
+    mask = torch.where(part_ids == 0, 0.75, 0.2)
+    sources = torch.arange(len(scene)).flip(0)
+    state = MaskedParams(scene, mask, 0.5, sources=sources)
+    assert state.num_frozen == 40 and not hasattr(state, "frozen")  # no copy of the frozen rows
+    with torch.no_grad():
+        state.params["sh0"].add_(0.25)
+        state.params["shN"].mul_(-1.0)
+        state.params["means"][3, 1] = -0.0
+    edited, weights = state.assemble()
+    # the independent computation: the input, row by row, with the part's rows as the edit left them
+    part = (part_ids == 0).nonzero().flatten().tolist()
+    expected = {n: t.clone() for n, t in before.items()}
+    for row in part:
+        expected["sh0"][row] = before["sh0"][row] + 0.25
+        expected["shN"][row] = -before["shN"][row]
+    expected["means"][part[3], 1] = -0.0
+    for name, t in edited.items():
+        assert torch.equal(t.view(torch.int32), expected[name].view(torch.int32)), name
+        assert torch.equal(getattr(scene, name).view(torch.int32), before[name].view(torch.int32)), name  # input kept
+    shared = {n for n, t in edited.items() if t.data_ptr() == getattr(scene, n).data_ptr()}
+    assert shared == {"quats", "scales", "opacities"}  # means changed by one sign bit: a copy
+    assert torch.equal(weights, mask) and weights.data_ptr() != mask.data_ptr()
+    assert torch.equal(state.row_sources(), sources)

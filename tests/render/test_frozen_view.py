@@ -73,3 +73,15 @@ def test_a_part_outside_the_view_leaves_the_frozen_picture():
         part["means"] += 50.0  # far out of the frustum: no tile touched
     out = render_over_frozen([view], part)
     assert torch.equal(out.rgb, render_cpu(frozen, cameras, sh_degree=2).rgb)
+
+
+def test_a_view_of_a_scenes_frozen_rows_read_in_place_is_the_view_of_their_copy():
+    scene, part = _split(seed=2)  # the scene the edit started from: its rows `chosen` are its part
+    chosen = torch.rand(len(scene), generator=torch.Generator().manual_seed(5)) < 0.1
+    cameras = _cameras()[1:2]
+    by_index = FrozenView(scene, cameras, sh_degree=2, rows=~chosen)
+    copied = FrozenView(scene.subset(~chosen), cameras, sh_degree=2)
+    for name in ("out", "T_final", "offsets", "ids", "keys", "allowed"):
+        assert np.array_equal(getattr(by_index, name), getattr(copied, name)), name
+    assert all(np.array_equal(a, b) for a, b in zip(by_index.rows, copied.rows))
+    _check(scene.subset(~chosen), part, [by_index], cameras)

@@ -275,3 +275,16 @@ def test_a_job_result_after_an_undo_follows_its_start_and_after_new_work_goes_on
     assert h.labels()[-3:] == ["mask again", "save part c", "edit 3"] and _equal(h.current.scene, later)
     assert [name for name, _ in h.current.parts] == ["a", "b", "c"]  # the part saved meanwhile is kept
     assert h.undo().label == "save part c"
+
+
+def test_an_owned_result_is_kept_without_a_copy_and_undo_redo_stay_exact():
+    s0 = random_scene(300, sh_degree=2, seed=50)
+    h = History(s0, owned=True)
+    assert h.current.scene is s0  # a scene read for the history alone: not held twice
+    rows = torch.arange(300) < 30
+    s1 = _part_edit(s0, rows, 51)
+    h.push("edit", scene=s1, owned=True)
+    assert h.current.scene is s1 and h.current.scene.means is s0.means  # the unchanged parameter stays shared
+    expected = [_bits(s0), _bits(s1)]
+    assert _same_bits(_bits(h.undo().scene), expected[0]) and _same_bits(_bits(h.redo().scene), expected[1])
+    assert _same_bits(_bits(s0), expected[0])  # the undo rebuilt state 0 without writing into the shared tensors
