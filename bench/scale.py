@@ -19,7 +19,8 @@ Each size runs in a fresh process (peak RSS is per size) and prints, as JSON:
 - session (a separate process, the app's path): an engine worker opens the .ply in a session, masks the part,
   runs a few edit steps (closed-form prior) and closes the session; the current RSS (MB) with the worker idle
   before loading, with the scene loaded ("idle"), the peak during the edit (sampled), after the edit (the
-  history holds input and result) and after the session closed, and each over the file size.
+  history holds the result and the part's old rows) and after the session closed, and each over the file size
+  (edit_peak_over_file: the peak above the worker's own RSS; process_peak_over_file: the whole process's).
 
     python bench/scale.py [--sizes 0.15,1.2,3] [--stages load,pick,brush,render,lift,edit,session]  # millions
     [--delete]: remove each size's .ply after its run (a 3M SH-3 .ply is ~750 MB).
