@@ -58,10 +58,10 @@ from torch import Tensor
 from ..camera import Cameras
 from ..evaluate.metrics import psnr
 from ..guidance.methods import method_info
-from ..optimize.memory import release_memory
 from ..guidance.reference import ReferencePrior, ViewAwareModel, recolour_part
 from ..optimize.adam import make_optimizer, set_position_rate
 from ..optimize.densify import MaskedDensifier, accumulate_gradients
+from ..optimize.memory import release_memory
 from ..optimize.progress import EtaClock, Progress
 from ..render.images import rgb_renderer, to_uint8
 from ..scene import GaussianScene
