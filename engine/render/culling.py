@@ -48,11 +48,11 @@ def _footprint(n, means, log_scales, opacity_logits):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _reaches(m0, m1, m2, extend, s2, v, K, width, height, window):
+def _reaches(m0, m1, m2, extend, s2, v, K, width, height, window, far):
     """Whether the footprint bound of a Gaussian (see `_footprint`) seen by camera (v [4, 4], K [3, 3]) can
-    touch the pixel box window = (x0, y0, x1, y1)."""
+    touch the pixel box window = (x0, y0, x1, y1) with its centre no deeper than `far`."""
     z = v[2, 0] * m0 + v[2, 1] * m1 + v[2, 2] * m2 + v[2, 3]
-    if z < NEAR_PLANE * 0.999 or z > FAR_PLANE:
+    if z < NEAR_PLANE * 0.999 or z > far:
         return False
     x = v[0, 0] * m0 + v[0, 1] * m1 + v[0, 2] * m2 + v[0, 3]
     y = v[1, 0] * m0 + v[1, 1] * m1 + v[1, 2] * m2 + v[1, 3]
@@ -80,21 +80,23 @@ def _reach_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks, width
         if not kept:
             continue
         for c in range(viewmats.shape[0]):
-            if _reaches(m0, m1, m2, extend, s2, viewmats[c], Ks[c], width, height, windows[c]):
+            if _reaches(m0, m1, m2, extend, s2, viewmats[c], Ks[c], width, height, windows[c], FAR_PLANE):
                 out[n] = 1
                 break
 
 
 @njit(cache=True, nogil=True)
-def _reach_views_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks, width, height, windows, out):
-    """out[n] bit c set for rows lo..hi-1 whose footprint can reach window c of camera c (C <= 64)."""
+def _reach_views_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks, width, height, windows, fars,
+                        out):
+    """out[n] bit c set for rows lo..hi-1 whose footprint can reach window c of camera c, centre no deeper than
+    fars[c] (C <= 64)."""
     for n in range(lo, hi):
         kept, m0, m1, m2, extend, s2 = _footprint(n, means, log_scales, opacity_logits)
         if not kept:
             continue
         bits = np.uint64(0)
         for c in range(viewmats.shape[0]):
-            if _reaches(m0, m1, m2, extend, s2, viewmats[c], Ks[c], width, height, windows[c]):
+            if _reaches(m0, m1, m2, extend, s2, viewmats[c], Ks[c], width, height, windows[c], fars[c]):
                 bits |= np.uint64(1) << np.uint64(c)
         out[n] = bits
 
@@ -150,22 +152,26 @@ def reaching_views(
     opacity_logits: Tensor,  # [N]
     cameras: Cameras,
     windows: Tensor,  # [C, 4] pixel boxes (x0, y0, x1, y1) per camera
+    far: Tensor | None = None,  # [C] camera-space depths; None: the projection's far plane
 ) -> list[Tensor]:
     """[rows [M_c] for each camera c]: the sorted rows that can touch camera c's window — `reaching` for each
     camera alone (the same rows), in one pass over the scene for up to 64 cameras at a time (each row's
-    footprint bound is worked out once, not once per camera)."""
+    footprint bound is worked out once, not once per camera). With `far`, rows whose centre lies deeper than
+    far[c] are left out too (a caller that needs only what lies in front of something)."""
     from .cpu import _parallel, _ranges
 
     N = means.shape[0]
     win = np.ascontiguousarray(torch.as_tensor(windows, dtype=torch.float64).reshape(len(cameras), 4).numpy())
     arrays = (_array(means), _array(log_scales), _array(opacity_logits.reshape(N)))
     viewmats, Ks = _array(cameras.viewmats, np.float64), _array(cameras.Ks, np.float64)
+    fars = np.full(len(cameras), FAR_PLANE) if far is None else _array(far.reshape(len(cameras)), np.float64)
     out: list[Tensor] = []
     for c0 in range(0, len(cameras), 64):
         c1 = min(len(cameras), c0 + 64)
         bits = np.zeros(N, np.uint64)
         if N:
-            args = (*arrays, viewmats[c0:c1], Ks[c0:c1], int(cameras.width), int(cameras.height), win[c0:c1])
+            args = (*arrays, viewmats[c0:c1], Ks[c0:c1], int(cameras.width), int(cameras.height), win[c0:c1],
+                    fars[c0:c1])
             _parallel(_reach_views_kernel, [(lo, hi, *args, bits) for lo, hi in _ranges(N)])
         starts, rows = _rows_of_bits(bits, c1 - c0)
         out += [torch.from_numpy(rows[starts[c]:starts[c + 1]]) for c in range(c1 - c0)]
