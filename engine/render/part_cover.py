@@ -10,8 +10,8 @@ from the rows that can change it:
 - so a row matters only in a tile that lists some part row, and only if it sorts no later than that tile's
   deepest part row (depth <= that depth). Every other row changes no pixel of the indicator channel.
 First a cheap pass over all rows (engine/render/culling.py's footprint bound, no projection) keeps those that
-can reach the part's tiles no deeper than its deepest row (with a margin); those are projected and kept by
-the exact per-tile rule above, on the projection the render itself uses.
+can reach a part tile no deeper than that tile's deepest part row (with a margin); those are projected and
+kept by the exact rule above, on the projection and tile binning the render itself uses.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from ..camera import Cameras
 from ..scene import GaussianScene
 from . import _cpu_kernels as K
 from .cpu import _np, project_fast, rasterize
-from .culling import reaching_views
+from .culling import reaching_tiles
 from .projection import Projected
 
 FAR_MARGIN = 1e-3  # relative: the cheap pass's float64 depth bound vs the float32 sort key
@@ -85,18 +85,13 @@ def part_cover(
     rect, keys = _tiles(project_fast(_geometry(scene, part.nonzero().flatten()), cameras), tiles_w, tiles_h)
     fars = np.full((len(cameras), tiles_h, tiles_w), -np.inf, np.float32)
     _deepest(rect, keys, fars)
-    listed = np.isfinite(fars)  # [C, TH, TW]: the tiles that list a part row
-    # the cheap pass: the box of those tiles (a pixel more: the bound is compared strictly), no deeper than the
-    # deepest part row; a camera with no part row drawn gets an empty box
-    ys, xs = listed.any(2), listed.any(1)
-    lo = np.stack([xs.argmax(1), ys.argmax(1)], 1) * K.TILE_SIZE - 1.0
-    hi = np.stack([tiles_w - xs[:, ::-1].argmax(1), tiles_h - ys[:, ::-1].argmax(1)], 1) * K.TILE_SIZE + 1.0
-    shown = listed.any((1, 2))
-    windows = torch.from_numpy(np.where(shown[:, None], np.concatenate([lo, hi], 1), 0.0))
-    far = torch.from_numpy(np.where(shown, fars.max((1, 2)).astype(np.float64) * (1.0 + FAR_MARGIN), 0.0))
+    shown = np.isfinite(fars).any((1, 2))  # [C]: some part row drawn
+    # the cheap pass: rows whose footprint bound reaches a tile no deeper than its deepest part row (a margin:
+    # its depth is float64, the sort key float32)
+    reach = np.where(np.isfinite(fars), fars.astype(np.float64) * (1.0 + FAR_MARGIN), -np.inf)
     colours = part.to(scene.dtype)
     images = []
-    for c, rows in enumerate(reaching_views(scene.means, scene.scales, scene.opacities, cameras, windows, far)):
+    for c, rows in enumerate(reaching_tiles(scene.means, scene.scales, scene.opacities, cameras, reach)):
         if not shown[c]:  # no part row drawn: every pixel is 0
             images.append(torch.zeros(1, H, W, dtype=scene.dtype))
             continue
