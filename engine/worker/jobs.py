@@ -174,8 +174,11 @@ class Jobs:
         return result
 
     def warm_up(self, cmd: Command) -> float:
-        """Render a small scene forward and backward once (compiles the CPU rasterizer's kernels); seconds."""
+        """Render a small scene forward and backward once (compiles the CPU rasterizer's kernels) and take an
+        optimizer step (torch's first optimizer imports torch._dynamo: ~2 CPU s an edit's first step would
+        wait for); seconds."""
         from ..camera import orbit_cameras
+        from ..optimize.adam import make_optimizer
         from ..render import render
         from ..scene import random_scene
 
@@ -187,6 +190,7 @@ class Jobs:
             cams = orbit_cameras(torch.zeros(3), 2.0, [0.0], [20.0], width=32, height=32)
             out = render(GaussianScene(**params), cams)
             out.rgb.sum().backward()
+            make_optimizer(params, dict.fromkeys(params, 1e-3)).step()
         finally:
             self.warming = False
         return time.perf_counter() - start
