@@ -49,12 +49,12 @@ def _footprint(n, means, log_scales, opacity_logits):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _bound(m0, m1, m2, extend, s2, v, K, width, height):
+def _bound(m0, m1, m2, extend, s2, v, K, width, height, far):
     """(in depth range, z, u, w, rx, ry): the camera-space depth z of a Gaussian (see `_footprint`) seen by camera
     (v [4, 4], K [3, 3]) and its footprint bound, the pixel box (u -+ rx, w -+ ry) (open); False behind the
-    near plane or past the far plane (the projection drops it there)."""
+    near plane (the projection drops it there) or deeper than `far` (nothing else worked out)."""
     z = v[2, 0] * m0 + v[2, 1] * m1 + v[2, 2] * m2 + v[2, 3]
-    if z < NEAR_PLANE * 0.999 or z > FAR_PLANE:
+    if z < NEAR_PLANE * 0.999 or z > far:
         return False, z, 0.0, 0.0, 0.0, 0.0
     x = v[0, 0] * m0 + v[0, 1] * m1 + v[0, 2] * m2 + v[0, 3]
     y = v[1, 0] * m0 + v[1, 1] * m1 + v[1, 2] * m2 + v[1, 3]
@@ -75,15 +75,15 @@ def _bound(m0, m1, m2, extend, s2, v, K, width, height):
 @njit(cache=True, nogil=True, inline="always")
 def _reaches(m0, m1, m2, extend, s2, v, K, width, height, window):
     """Whether the footprint bound of a Gaussian (see `_bound`) can touch the pixel box window = (x0, y0, x1, y1)."""
-    ok, z, u, w, rx, ry = _bound(m0, m1, m2, extend, s2, v, K, width, height)
+    ok, z, u, w, rx, ry = _bound(m0, m1, m2, extend, s2, v, K, width, height, FAR_PLANE)
     return ok and u + rx > window[0] and u - rx < window[2] and w + ry > window[1] and w - ry < window[3]
 
 
 @njit(cache=True, nogil=True, inline="always")
 def _tile_span(centre, reach, num_tiles):
-    """The tiles [t0, t1) a footprint bound centre -+ reach can touch, a tile of slack each side, clipped."""
-    t0 = max(-1.0, min(num_tiles + 1.0, math.floor((centre - reach) / TILE_SIZE) - 1.0))
-    t1 = max(-1.0, min(num_tiles + 1.0, math.ceil((centre + reach) / TILE_SIZE) + 1.0))
+    """The tiles [t0, t1) a footprint bound centre -+ reach (open) can touch, clipped to [0, num_tiles)."""
+    t0 = max(-1.0, min(num_tiles + 1.0, math.floor((centre - reach) / TILE_SIZE)))
+    t1 = max(-1.0, min(num_tiles + 1.0, math.floor((centre + reach) / TILE_SIZE) + 1.0))
     return max(0, int(t0)), min(num_tiles, int(t1))
 
 
@@ -91,13 +91,16 @@ def _tile_span(centre, reach, num_tiles):
 def _reach_tiles_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks, width, height, fars, out):
     """out[n] bit c set for rows lo..hi-1 whose footprint bound can touch a tile (y, x) of camera c with its
     centre no deeper than fars[c, y, x] (C <= 64)."""
+    deepest = np.empty(fars.shape[0])
+    for c in range(fars.shape[0]):
+        deepest[c] = fars[c].max()  # most rows lie deeper than every tile's far: they end at their depth
     for n in range(lo, hi):
         kept, m0, m1, m2, extend, s2 = _footprint(n, means, log_scales, opacity_logits)
         if not kept:
             continue
         bits = np.uint64(0)
         for c in range(viewmats.shape[0]):
-            ok, z, u, w, rx, ry = _bound(m0, m1, m2, extend, s2, viewmats[c], Ks[c], width, height)
+            ok, z, u, w, rx, ry = _bound(m0, m1, m2, extend, s2, viewmats[c], Ks[c], width, height, deepest[c])
             if not ok:
                 continue
             x0, x1 = _tile_span(u, rx, fars.shape[2])
@@ -107,8 +110,10 @@ def _reach_tiles_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks,
                 for tx in range(x0, x1):
                     if z <= fars[c, ty, tx]:
                         found = True
-            if found:
-                bits |= np.uint64(1) << np.uint64(c)
+                        break
+                if found:
+                    bits |= np.uint64(1) << np.uint64(c)
+                    break
         out[n] = bits
 
 

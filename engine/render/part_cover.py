@@ -59,16 +59,18 @@ def _tiles(proj: Projected, tiles_w: int, tiles_h: int) -> tuple[np.ndarray, np.
     return rect, _np(proj.depths, np.float32)
 
 
-def _geometry(scene: GaussianScene, rows: Tensor) -> GaussianScene:
-    """The rows' geometry, as a degree-0 scene of one colour: what a projection reads, without gathering SH."""
-    return GaussianScene.trusted(means=scene.means[rows], quats=scene.quats[rows], scales=scene.scales[rows],
-                                 opacities=scene.opacities[rows], sh0=scene.sh0[:1].expand(len(rows), 1, 3),
-                                 shN=scene.shN[:1, :0].expand(len(rows), 0, 3))
+def _geometry(arrays: dict[str, np.ndarray], rows: np.ndarray) -> GaussianScene:
+    """The rows' geometry (arrays: the scene's means, quats, scales, opacities) as a degree-0 scene of no colour:
+    what a projection reads. Gathered by numpy: torch's threaded gathers cost more on a busy machine."""
+    geometry = {name: torch.from_numpy(a[rows]) for name, a in arrays.items()}
+    n, dtype = len(rows), geometry["means"].dtype
+    return GaussianScene.trusted(**geometry, sh0=torch.zeros(1, 1, 3, dtype=dtype).expand(n, 1, 3),
+                                 shN=torch.zeros(1, 0, 3, dtype=dtype).expand(n, 0, 3))
 
 
-def _rows(proj: Projected, keep: Tensor) -> Projected:  # keep: [M] row indices
-    return Projected(*(t.index_select(1, keep) for t in (proj.means2d, proj.conics, proj.depths, proj.radii,
-                                                           proj.opacities)))
+def _rows(proj: Projected, keep: np.ndarray) -> Projected:  # keep: [M] row indices
+    return Projected(*(torch.from_numpy(_np(t)[:, keep]) for t in (proj.means2d, proj.conics, proj.depths,
+                                                                    proj.radii, proj.opacities)))
 
 
 @torch.no_grad()
@@ -82,24 +84,27 @@ def part_cover(
     cameras = cameras.to(scene.device, scene.dtype)
     W, H = int(cameras.width), int(cameras.height)
     tiles_w, tiles_h = -(-W // K.TILE_SIZE), -(-H // K.TILE_SIZE)
-    rect, keys = _tiles(project_fast(_geometry(scene, part.nonzero().flatten()), cameras), tiles_w, tiles_h)
+    arrays = {name: _np(getattr(scene, name)) for name in ("means", "quats", "scales", "opacities")}
+    part = _np(part)
+    rect, keys = _tiles(project_fast(_geometry(arrays, np.flatnonzero(part)), cameras), tiles_w, tiles_h)
     fars = np.full((len(cameras), tiles_h, tiles_w), -np.inf, np.float32)
     _deepest(rect, keys, fars)
     shown = np.isfinite(fars).any((1, 2))  # [C]: some part row drawn
     # the cheap pass: rows whose footprint bound reaches a tile no deeper than its deepest part row (a margin:
     # its depth is float64, the sort key float32)
     reach = np.where(np.isfinite(fars), fars.astype(np.float64) * (1.0 + FAR_MARGIN), -np.inf)
-    colours = part.to(scene.dtype)
+    colours = part.astype(_np(scene.means[:0]).dtype)
     images = []
     for c, rows in enumerate(reaching_tiles(scene.means, scene.scales, scene.opacities, cameras, reach)):
         if not shown[c]:  # no part row drawn: every pixel is 0
             images.append(torch.zeros(1, H, W, dtype=scene.dtype))
             continue
-        proj = project_fast(_geometry(scene, rows), cameras[c])
+        rows = rows.numpy()
+        proj = project_fast(_geometry(arrays, rows), cameras[c])
         rect_c, keys_c = _tiles(proj, tiles_w, tiles_h)
         keep = np.zeros(len(rows), np.bool_)
         _sorts_before(rect_c[0], keys_c[0], fars[c], keep)
-        keep = torch.from_numpy(np.flatnonzero(keep))
-        out, _, _ = rasterize(_rows(proj, keep), colours[rows[keep]][None, :, None], W, H)
+        keep = np.flatnonzero(keep)
+        out, _, _ = rasterize(_rows(proj, keep), torch.from_numpy(colours[rows[keep]])[None, :, None], W, H)
         images.append(out[..., 0])
     return torch.cat(images)
