@@ -10,6 +10,7 @@ from torch import Tensor
 from ..camera import Cameras
 from ..optimize.orbit import Orbit
 from ..render import render
+from ..render.part_cover import part_cover
 from ..scene import GaussianScene
 
 if TYPE_CHECKING:
@@ -44,31 +45,37 @@ class ViewPicker:
     Visibility is measured on the *original* scene at 48 px: the part's silhouette alone vs the part's
     indicator composited behind everything else (occlusion included). A part with no selected Gaussians (a
     region made only of boxes) accepts every view.
+
+    On the CPU renderer the indicator render is engine/render/part_cover.py's: the whole scene's picture bit for
+    bit (the same views are chosen), drawn from the rows in front of the part in its tiles only (at 1.2M
+    Gaussians whole-scene renders made 32 candidates cost ~15 s).
     """
 
     SIZE = 48
-    CHUNK = 1  # cameras per visibility render: each holds projections of every row (~0.4 GB at 3M Gaussians)
+    CHUNK = 1  # cameras per whole-scene visibility render (a GPU's, or a CPU dtype part_cover does not draw): each
+    # holds projections of every row (~0.4 GB per camera at 3M Gaussians)
 
     def __init__(self, orbit: Orbit, original: GaussianScene, selected: Tensor, min_fraction: float,
                  backend: str, tries: int = 8) -> None:
         self.orbit, self.min_fraction, self.tries, self.backend = orbit, float(min_fraction), tries, backend
         self.scene = original
-        self.indicator = selected.to(original.dtype)[:, None]
+        self.selected, self.indicator = selected, selected.to(original.dtype)[:, None]
         self.part = original.subset(selected)
+        self.cull = (original.device.type == "cpu" and backend in ("auto", "torch")
+                     and original.dtype in (torch.float32, torch.float64))
 
     def visible_fraction(self, cameras: Cameras) -> Tensor:  # [C]
-        """Measured one camera at a time: a render holds per-camera projections of every row (at 1.2M
-        Gaussians a 32-camera batch held ~2 GB; at 3M a batch of 4 held ~1.2 GB beside the scene)."""
+        """Whole-scene renders (a GPU's) go CHUNK cameras at a time: a render holds per-camera projections of
+        every row (at 1.2M Gaussians a 32-camera batch held ~2 GB); part_cover draws one camera at a time."""
         if len(self.part) == 0:
             return torch.ones(len(cameras))
-        return torch.cat([self._visible(cameras[i : i + self.CHUNK]) for i in range(0, len(cameras), self.CHUNK)])
-
-    def _visible(self, cameras: Cameras) -> Tensor:  # [C]
         small = cameras.with_size(self.SIZE, self.SIZE).to(self.scene.device, self.scene.dtype)
         with torch.no_grad():
-            seen = render(self.scene, small, colors=self.indicator, backend=self.backend).rgb[..., 0]
             alone = render(self.part, small, colors=torch.ones_like(self.indicator[: len(self.part)]),
                            backend=self.backend).rgb[..., 0]
+            seen = part_cover(self.scene, self.selected, small) if self.cull else torch.cat([
+                render(self.scene, small[i : i + self.CHUNK], colors=self.indicator, backend=self.backend).rgb[..., 0]
+                for i in range(0, len(small), self.CHUNK)])
         area = alone.flatten(1).sum(1)
         return (seen.flatten(1).sum(1) / area.clamp_min(1e-6)).where(area > 0.5, torch.zeros_like(area)).cpu()
 

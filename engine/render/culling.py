@@ -25,6 +25,7 @@ from torch import Tensor
 
 from ..camera import Cameras
 from ..scene import PARAM_NAMES, GaussianScene
+from ._cpu_kernels import TILE_SIZE
 from .projection import ALPHA_THRESHOLD, EPS2D, FAR_PLANE, MAX_EXTEND, NEAR_PLANE
 
 # A render gathers the kept rows only when at most this share is kept: its kernels already skip culled rows
@@ -48,12 +49,13 @@ def _footprint(n, means, log_scales, opacity_logits):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _reaches(m0, m1, m2, extend, s2, v, K, width, height, window):
-    """Whether the footprint bound of a Gaussian (see `_footprint`) seen by camera (v [4, 4], K [3, 3]) can
-    touch the pixel box window = (x0, y0, x1, y1)."""
+def _bound(m0, m1, m2, extend, s2, v, K, width, height, far):
+    """(in depth range, z, u, w, rx, ry): the camera-space depth z of a Gaussian (see `_footprint`) seen by camera
+    (v [4, 4], K [3, 3]) and its footprint bound, the pixel box (u -+ rx, w -+ ry) (open); False behind the
+    near plane (the projection drops it there) or deeper than `far` (nothing else worked out)."""
     z = v[2, 0] * m0 + v[2, 1] * m1 + v[2, 2] * m2 + v[2, 3]
-    if z < NEAR_PLANE * 0.999 or z > FAR_PLANE:
-        return False
+    if z < NEAR_PLANE * 0.999 or z > far:
+        return False, z, 0.0, 0.0, 0.0, 0.0
     x = v[0, 0] * m0 + v[0, 1] * m1 + v[0, 2] * m2 + v[0, 3]
     y = v[1, 0] * m0 + v[1, 1] * m1 + v[1, 2] * m2 + v[1, 3]
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
@@ -67,9 +69,52 @@ def _reaches(m0, m1, m2, extend, s2, v, K, width, height, window):
     jy2 = (fy / z) ** 2 * (1.0 + ty * ty)
     rx = extend * math.sqrt(jx2 * s2 + EPS2D) * 1.001 + SLACK_PX
     ry = extend * math.sqrt(jy2 * s2 + EPS2D) * 1.001 + SLACK_PX
-    u = fx * x / z + cx
-    w = fy * y / z + cy
-    return u + rx > window[0] and u - rx < window[2] and w + ry > window[1] and w - ry < window[3]
+    return True, z, fx * x / z + cx, fy * y / z + cy, rx, ry
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _reaches(m0, m1, m2, extend, s2, v, K, width, height, window):
+    """Whether the footprint bound of a Gaussian (see `_bound`) can touch the pixel box window = (x0, y0, x1, y1)."""
+    ok, z, u, w, rx, ry = _bound(m0, m1, m2, extend, s2, v, K, width, height, FAR_PLANE)
+    return ok and u + rx > window[0] and u - rx < window[2] and w + ry > window[1] and w - ry < window[3]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _tile_span(centre, reach, num_tiles):
+    """The tiles [t0, t1) a footprint bound centre -+ reach (open) can touch, clipped to [0, num_tiles)."""
+    t0 = max(-1.0, min(num_tiles + 1.0, math.floor((centre - reach) / TILE_SIZE)))
+    t1 = max(-1.0, min(num_tiles + 1.0, math.floor((centre + reach) / TILE_SIZE) + 1.0))
+    return max(0, int(t0)), min(num_tiles, int(t1))
+
+
+@njit(cache=True, nogil=True)
+def _reach_tiles_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks, width, height, fars, out):
+    """out[n] bit c set for rows lo..hi-1 whose footprint bound can touch a tile (y, x) of camera c with its
+    centre no deeper than fars[c, y, x] (C <= 64)."""
+    deepest = np.empty(fars.shape[0])
+    for c in range(fars.shape[0]):
+        deepest[c] = fars[c].max()  # most rows lie deeper than every tile's far: they end at their depth
+    for n in range(lo, hi):
+        kept, m0, m1, m2, extend, s2 = _footprint(n, means, log_scales, opacity_logits)
+        if not kept:
+            continue
+        bits = np.uint64(0)
+        for c in range(viewmats.shape[0]):
+            ok, z, u, w, rx, ry = _bound(m0, m1, m2, extend, s2, viewmats[c], Ks[c], width, height, deepest[c])
+            if not ok:
+                continue
+            x0, x1 = _tile_span(u, rx, fars.shape[2])
+            y0, y1 = _tile_span(w, ry, fars.shape[1])
+            found = False
+            for ty in range(y0, y1):
+                for tx in range(x0, x1):
+                    if z <= fars[c, ty, tx]:
+                        found = True
+                        break
+                if found:
+                    bits |= np.uint64(1) << np.uint64(c)
+                    break
+        out[n] = bits
 
 
 @njit(cache=True, nogil=True)
@@ -154,10 +199,31 @@ def reaching_views(
     """[rows [M_c] for each camera c]: the sorted rows that can touch camera c's window — `reaching` for each
     camera alone (the same rows), in one pass over the scene for up to 64 cameras at a time (each row's
     footprint bound is worked out once, not once per camera)."""
-    from .cpu import _parallel, _ranges
+    win = np.ascontiguousarray(torch.as_tensor(windows, dtype=torch.float64).reshape(len(cameras), 4).numpy())
+    return _rows_per_camera(_reach_views_kernel, means, log_scales, opacity_logits, cameras, win)
+
+
+def reaching_tiles(
+    means: Tensor,  # [N, 3]
+    log_scales: Tensor,  # [N, 3]
+    opacity_logits: Tensor,  # [N]
+    cameras: Cameras,
+    fars: np.ndarray,  # [C, tiles_h, tiles_w] camera-space depths (16-px tiles; -inf: none)
+) -> list[Tensor]:
+    """[rows [M_c] for each camera c]: the sorted rows whose footprint can touch a tile (y, x) of camera c with
+    their centre no deeper than fars[c, y, x] (the rows that can sort in front of something known per tile),
+    in one pass over the scene per 64 cameras like `reaching_views`."""
+    return _rows_per_camera(_reach_tiles_kernel, means, log_scales, opacity_logits, cameras,
+                            np.ascontiguousarray(fars, np.float64))
+
+
+def _rows_per_camera(kernel, means: Tensor, log_scales: Tensor, opacity_logits: Tensor, cameras: Cameras,
+                     per_camera: np.ndarray) -> list[Tensor]:
+    """Run a per-camera bit kernel (`_reach_views_kernel`'s arguments; per_camera [C, ...]: its windows or
+    fars) over all rows, 64 cameras at a time, and split the bits into each camera's sorted rows."""
+    from .cpu import _parallel, _ranges  # the render thread pool (cpu.py imports this module lazily too)
 
     N = means.shape[0]
-    win = np.ascontiguousarray(torch.as_tensor(windows, dtype=torch.float64).reshape(len(cameras), 4).numpy())
     arrays = (_array(means), _array(log_scales), _array(opacity_logits.reshape(N)))
     viewmats, Ks = _array(cameras.viewmats, np.float64), _array(cameras.Ks, np.float64)
     out: list[Tensor] = []
@@ -165,8 +231,8 @@ def reaching_views(
         c1 = min(len(cameras), c0 + 64)
         bits = np.zeros(N, np.uint64)
         if N:
-            args = (*arrays, viewmats[c0:c1], Ks[c0:c1], int(cameras.width), int(cameras.height), win[c0:c1])
-            _parallel(_reach_views_kernel, [(lo, hi, *args, bits) for lo, hi in _ranges(N)])
+            args = (*arrays, viewmats[c0:c1], Ks[c0:c1], int(cameras.width), int(cameras.height), per_camera[c0:c1])
+            _parallel(kernel, [(lo, hi, *args, bits) for lo, hi in _ranges(N)])
         starts, rows = _rows_of_bits(bits, c1 - c0)
         out += [torch.from_numpy(rows[starts[c]:starts[c + 1]]) for c in range(c1 - c0)]
     return out

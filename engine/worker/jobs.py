@@ -174,9 +174,13 @@ class Jobs:
         return result
 
     def warm_up(self, cmd: Command) -> float:
-        """Render a small scene forward and backward once (compiles the CPU rasterizer's kernels); seconds."""
+        """Render a small scene forward and backward once (compiles the CPU rasterizer's kernels) and take an
+        optimizer step (torch's first optimizer imports torch._dynamo: ~2 CPU s an edit's first step would
+        wait for) and a part-cover render (the edit's view choice); seconds."""
         from ..camera import orbit_cameras
+        from ..optimize.adam import make_optimizer
         from ..render import render
+        from ..render.part_cover import part_cover
         from ..scene import random_scene
 
         start = time.perf_counter()
@@ -187,6 +191,8 @@ class Jobs:
             cams = orbit_cameras(torch.zeros(3), 2.0, [0.0], [20.0], width=32, height=32)
             out = render(GaussianScene(**params), cams)
             out.rgb.sum().backward()
+            make_optimizer(params, dict.fromkeys(params, 1e-3)).step()
+            part_cover(scene, torch.arange(len(scene)) < 8, cams)  # the kernels an edit's view choice runs
         finally:
             self.warming = False
         return time.perf_counter() - start

@@ -6,7 +6,8 @@ import torch
 
 from engine.camera import orbit_cameras
 from engine.render.cpu import render_cpu
-from engine.render.culling import reaching, reaching_views
+from engine.render._cpu_kernels import tile_rects
+from engine.render.culling import reaching, reaching_tiles, reaching_views
 from engine.render.projection import project
 from engine.scene import GaussianScene
 from render_scenes import random_view_scene, with_grad
@@ -57,6 +58,27 @@ def test_reaching_keeps_every_gaussian_the_projection_keeps():
                 & (proj.radii > 0).all(-1)).any(0)
     assert overlaps.any() and not (overlaps & ~kept).any()
     assert kept.sum() < kept_by_projection.sum()
+
+
+def test_reaching_tiles_keeps_every_row_the_projection_lists_in_a_tile_no_deeper_than_its_far():
+    scene = _wide_scene(4000, seed=1, dtype=torch.float64)
+    cams = _close_cameras(torch.float64)  # 40 x 32: 3 x 2 tiles, the last column partial
+    proj = project(scene.means, scene.quats, scene.scales, scene.opacities, cams.viewmats, cams.Ks, 40, 32)
+    fars = torch.rand(2, 2, 3, generator=torch.Generator().manual_seed(4), dtype=torch.float64) * 6.0
+    fars[0, 1, 2] = fars[1, 0, 0] = -torch.inf  # tiles with nothing in them
+    rows = reaching_tiles(scene.means, scene.scales, scene.opacities, cams, fars.numpy())
+    rect, _ = tile_rects(proj.means2d.float().numpy(), proj.radii.numpy(), 3, 2)
+    for c in range(2):
+        want = torch.zeros(len(scene), dtype=torch.bool)
+        for ty in range(2):
+            for tx in range(3):
+                listed = torch.from_numpy((rect[c, :, 0] <= tx) & (rect[c, :, 2] > tx) & (rect[c, :, 1] <= ty)
+                                          & (rect[c, :, 3] > ty))
+                want |= listed & (proj.depths[c] <= fars[c, ty, tx])
+        got = torch.zeros(len(scene), dtype=torch.bool)
+        got[rows[c]] = True
+        assert want.any() and not (want & ~got).any()
+        assert got.sum() < (proj.radii[c] > 0).all(-1).sum()  # it does cull
 
 
 def test_culled_render_is_the_full_render_with_the_same_gradients():
