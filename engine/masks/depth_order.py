@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..camera import Cameras
 from ..render._cpu_kernels import argsort_depths
-from ..render.cpu import project_fast
+from ..render.cpu import project_arrays
 from ..scene import GaussianScene
 
 
@@ -40,15 +40,20 @@ class DepthOrder:
 
 
 def depth_order(scene: GaussianScene, camera: Cameras, rows: Tensor) -> DepthOrder:
-    """The DepthOrder of `rows` [M] (sorted) of `scene` (a `geometry`: float32 on the CPU) seen by one camera."""
-    proj = project_fast(geometry(scene, rows), camera)  # the CPU renderer's projection (compiled, float64 inside)
-    radii = proj.radii[0].numpy()
-    alive = np.flatnonzero((radii > 0).all(axis=-1))
-    depths = proj.depths[0].numpy()[alive]
+    """The DepthOrder of `rows` [M] (sorted) of `scene` (a `geometry`: float32 on the CPU) seen by one camera:
+    the CPU renderer's projection (compiled, float64 inside) of those rows; float32 like `project_fast`'s."""
+    at = rows.numpy()
+    means2d, conics, depths, radii, opacities = project_arrays(
+        scene.means.numpy()[at], scene.quats.numpy()[at], scene.scales.numpy()[at], scene.opacities.numpy()[at],
+        np.asarray(camera.viewmats.numpy(), np.float64), np.asarray(camera.Ks.numpy(), np.float64),
+        camera.width, camera.height)
+    alive = np.flatnonzero((radii[0] > 0).all(axis=-1))
+    depths = depths[0, alive].astype(np.float32)
     by_depth = argsort_depths(depths.view(np.uint32))  # stable (ties by row), like torch's stable argsort
     order = alive[by_depth]
-    return DepthOrder(rows[torch.from_numpy(order)], depths[by_depth], proj.means2d[0].numpy()[order],
-                      proj.conics[0].numpy()[order], proj.opacities[0].numpy()[order], radii[order])
+    f32 = np.float32
+    return DepthOrder(rows[torch.from_numpy(order)], depths[by_depth], means2d[0, order].astype(f32),
+                      conics[0, order].astype(f32), opacities[order].astype(f32), radii[0, order])
 
 
 def merged(a: DepthOrder, b: DepthOrder) -> DepthOrder:
