@@ -7,13 +7,16 @@ Lifting 2D masks to 3D (lift_vote.py, galp.py) needs compositing weights only wh
   widened by `margin` of its size, projected into every view (pass 2). A view whose mask misses the part still
   says "not the part" there; Gaussians further away are "not the part" by default (weight 0, as unseen).
 Both passes cull before projecting (engine/render/culling.py), so a click on a 13k-Gaussian part of a
-million-Gaussian capture costs what its windows see, and neither keeps a view's entries longer than it needs:
-pass 1 sums them per Gaussian as each view is splatted; pass 2 keeps only the entries of the rows inside the
-neighbourhood box, and each pixel's full opacity (`ViewWeights.coverage`: what is behind the part still
-covers the pixel). The lift then runs on the rows inside the box (unseen interiors are filled from their
-neighbours there), and `lifted` puts the results back at full size, 0 outside the box: a Gaussian far behind
-the part, glimpsed through its mask in one view and seen elsewhere in the others, is not the part, and it
-takes no part in the lift either (in a big capture the windows glimpse ~1M such rows; the box holds the part's
+million-Gaussian capture costs what its windows see, and neither makes entries it does not keep: pass 1 sums
+each Gaussian's weight (in the mask and in all) inside the splatting loop; pass 2 projects only the rows pass 1
+did not reach and merges them into pass 1's depth order (depth_order.py: pass 2's window holds pass 1's),
+makes entries for the rows inside the neighbourhood box only, and sums each pixel's full opacity in the loop
+(`ViewWeights.coverage`: what is behind the part still covers the pixel). The weights are those of splatting
+every row and reducing the entries afterwards, bit for bit (tests/masks/test_lift_scope.py).
+The lift then runs on the rows inside the box (unseen interiors are filled from their neighbours there), and
+`lifted` puts the results back at full size, 0 outside the box: a Gaussian far behind the part, glimpsed
+through its mask in one view and seen elsewhere in the others, is not the part, and it takes no part in the
+lift either (in a big capture the windows glimpse ~1M such rows; the box holds the part's
 neighbourhood). With no core (no Gaussian mostly inside a mask) every row the windows touch is lifted.
 """
 
