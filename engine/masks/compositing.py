@@ -33,10 +33,10 @@ from torch import Tensor
 
 from ..camera import Cameras
 from ..render.culling import reaching_views
-from ..render.cpu import project_fast
 from ..render.projection import ALPHA_THRESHOLD
 from ..render.reference import MAX_ALPHA, T_EPS
 from ..scene import GaussianScene
+from .depth_order import DepthOrder, depth_order, geometry
 
 T = TypeVar("T")
 
@@ -241,7 +241,7 @@ def per_view_entries(
     as soon as they are made, in the worker that made them, so that a caller who keeps little of them (a sum
     per Gaussian, the rows near a part) never holds every view's entries at once. A Gaussian's entries are
     consecutive (Gaussians front to back, each one's pixels in raster order)."""
-    scene = _geometry(scene)  # the splatting loop is a CPU (numba) kernel
+    scene = geometry(scene)  # the splatting loop is a CPU (numba) kernel
     cameras = cameras.to("cpu", torch.float32)
     if regions is not None:
         regions = torch.as_tensor(regions).to("cpu", torch.bool)
@@ -249,55 +249,78 @@ def per_view_entries(
             raise ValueError(f"regions must be [{len(cameras)}, {cameras.height}, {cameras.width}], "
                              f"got {list(regions.shape)}")
 
-    boxes = [(0, 0, cameras.width, cameras.height) if regions is None else _box(regions[c])
-             for c in range(len(cameras))]
-    windows = torch.tensor([box or (0, 0, 0, 0) for box in boxes], dtype=torch.float64)
-    reached = reaching_views(scene.means, scene.scales, scene.opacities, cameras, windows)  # one pass
+    boxes, reached = reaching_windows(scene, cameras, regions)
 
     def one(c: int) -> T:
         return reduce(c, *_one_view(scene, cameras[c], None if regions is None else regions[c], boxes[c],
                                     reached[c]))
 
-    workers = min(len(cameras), os.cpu_count() or 1)
-    if workers > 1:  # the splatting loop releases the GIL (numba nogil): views run side by side
+    return map_views(one, len(cameras))
+
+
+def reaching_windows(scene: GaussianScene, cameras: Cameras, regions: Tensor | None
+                     ) -> tuple[list[tuple[int, int, int, int] | None], list[Tensor]]:
+    """(each view's pixel box: the bounding box of its region, None when it is empty; the sorted rows [M_c]
+    whose footprint can reach each box), culled in one pass over the scene (engine/render/culling.py)."""
+    boxes = [(0, 0, cameras.width, cameras.height) if regions is None else _box(regions[c])
+             for c in range(len(cameras))]
+    windows = torch.tensor([box or (0, 0, 0, 0) for box in boxes], dtype=torch.float64)
+    return boxes, reaching_views(scene.means, scene.scales, scene.opacities, cameras, windows)
+
+
+def map_views(one: Callable[[int], T], count: int) -> list[T]:
+    """[one(c) for c in range(count)], views side by side on the cores (the splatting loop releases the GIL)."""
+    workers = min(count, os.cpu_count() or 1)
+    if workers > 1:
         with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(one, range(len(cameras))))
-    return [one(c) for c in range(len(cameras))]
-
-
-def _geometry(scene: GaussianScene, rows: Tensor | None = None) -> GaussianScene:
-    """The scene's `rows` (all: None) on the CPU in float32, without colours (SH with no coefficients):
-    the weights depend on the geometry only, and a big capture's SH are most of its bytes (not copied or
-    gathered per view). Not validated: only projection reads it."""
-    params = {name: t.detach() for name, t in scene.items()}
-    params["sh0"], params["shN"] = params["sh0"][:, :0], params["shN"][:, :0]
-    if rows is not None:
-        params = {name: t[rows] for name, t in params.items()}
-    return GaussianScene.trusted(**{name: t.to("cpu", torch.float32) for name, t in params.items()})
+            return list(pool.map(one, range(count)))
+    return [one(c) for c in range(count)]
 
 
 def _one_view(scene: GaussianScene, camera: Cameras, region: Tensor | None, box: tuple[int, int, int, int] | None,
               rows: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(pixel, gauss, weight) of one camera, at the pixels of `region` [H, W] (None: all) within `box` (its
     bounding box, None: no pixel), from the `rows` [M] whose footprint can reach the box."""
-    W, H = camera.width, camera.height
-    empty = torch.zeros(0, dtype=torch.long)
     if box is None or rows.numel() == 0:
+        empty = torch.zeros(0, dtype=torch.long)
         return empty, empty, torch.zeros(0)
-    proj = project_fast(_geometry(scene, rows), camera)  # the CPU renderer's projection (compiled, float64 inside)
-    alive = (proj.radii[0] > 0).all(dim=-1).nonzero().flatten()
-    if alive.numel() == 0:
-        return empty, empty, torch.zeros(0)
-    order = alive[torch.argsort(proj.depths[0, alive], stable=True)]  # front to back, ties by index
+    order = depth_order(scene, camera, rows)
+    out = splat(order, camera, region, box)
+    return out.pixel, order.rows[out.index], out.weight
+
+
+@dataclass
+class Splatted:
+    """What `splat` gives for one view: the entries (of the Gaussians it emits) and the sums asked for."""
+
+    pixel: Tensor  # [K] int64 y * width + x
+    index: Tensor  # [K] int64 position of the Gaussian in the DepthOrder
+    weight: Tensor  # [K] float32
+    sums: Tensor | None  # [G, 2] float32 per Gaussian of the order: (sum of weight * pixel_weight, sum of weight)
+    coverage: Tensor | None  # [H * W] float32 accumulated opacity over every Gaussian of the order
+
+
+def splat(order: DepthOrder, camera: Cameras, region: Tensor | None, box: tuple[int, int, int, int], *,
+          emit: Tensor | None = None, pixel_weight: Tensor | None = None, coverage: bool = False) -> Splatted:
+    """Composite the Gaussians of `order` (one camera's) front to back at the pixels of `region` [H, W] (None:
+    all) within `box`. Every Gaussian takes its share of each pixel's transmittance, but only those with
+    `emit` [G] bool (None: all) come back as entries; `pixel_weight` [H * W] float32 sums each Gaussian's
+    weight times it (and its weight) per Gaussian, `coverage` sums every weight per pixel. The sums are taken in
+    float32 in entry order: the same bits as index_add_ over the entries."""
+    W, H = camera.width, camera.height
+    none = np.zeros(0, np.float32)
     wanted = np.ones(1, np.uint8) if region is None else region.reshape(-1).numpy().view(np.uint8)
-    pix, gauss, weight = _splat_front_to_back(
-        proj.means2d[0, order].double().numpy(),
-        proj.conics[0, order].double().numpy(),
-        proj.opacities[0, order].double().numpy(),
-        proj.radii[0, order].numpy().astype(np.int64),
+    sums = np.zeros((len(order), 2), np.float32) if pixel_weight is not None else np.zeros((0, 2), np.float32)
+    cover = np.zeros(W * H, np.float32) if coverage else none
+    pix, at, weight = _splat_front_to_back(
+        order.means2d, order.conics, order.opacities, order.radii,
         W, H, ALPHA_THRESHOLD, MAX_ALPHA, T_EPS, np.asarray(box, np.int64), wanted, region is not None,
+        np.zeros(0, np.uint8) if emit is None else emit.numpy().view(np.uint8),
+        none if pixel_weight is None else np.ascontiguousarray(pixel_weight.numpy(), np.float32), sums, cover,
     )
-    return torch.from_numpy(pix), rows[order[torch.from_numpy(gauss)]], torch.from_numpy(weight).float()
+    return Splatted(torch.from_numpy(pix), torch.from_numpy(at), torch.from_numpy(weight),
+                    torch.from_numpy(sums) if pixel_weight is not None else None,
+                    torch.from_numpy(cover) if coverage else None)
 
 
 def _box(region: Tensor) -> tuple[int, int, int, int] | None:
@@ -311,20 +334,26 @@ def _box(region: Tensor) -> tuple[int, int, int, int] | None:
 
 @numba.njit(cache=True, nogil=True)
 def _splat_front_to_back(means2d, conics, opacities, radii, width, height, alpha_min, alpha_max, t_eps,
-                         box, wanted, use_wanted):
+                         box, wanted, use_wanted, emit, pixel_weight, sums, coverage):
     """Visit Gaussians in depth order and composite each into the pixels of its radius box within `box`
     (x0, y0, x1, y1) and, with `use_wanted`, where wanted[p] (flat [H * W] uint8); a pixel is closed once its
-    transmittance would drop to t_eps. Equivalent to per-pixel front-to-back compositing."""
+    transmittance would drop to t_eps. Equivalent to per-pixel front-to-back compositing.
+    Returns the entries (pixel, Gaussian, float32 weight) of the Gaussians with emit[i] (all when emit is
+    empty); when sums / coverage are not empty, sums[i] += (w * pixel_weight[p], w) and coverage[p] += w for
+    every weight w, in float32 (see `splat`)."""
     transmittance = np.ones(width * height)
     cap = max(1024, 8 * (box[2] - box[0]) * (box[3] - box[1]))
     out_pix = np.empty(cap, np.int64)
     out_g = np.empty(cap, np.int64)
-    out_w = np.empty(cap, np.float64)
+    out_w = np.empty(cap, np.float32)
+    emit_all, use_sums, use_coverage = emit.shape[0] == 0, sums.shape[0] > 0, coverage.shape[0] > 0
     k = 0
     for i in range(means2d.shape[0]):
-        mx, my = means2d[i, 0], means2d[i, 1]
-        a, b, c = conics[i, 0], conics[i, 1], conics[i, 2]
-        rx, ry = radii[i, 0], radii[i, 1]
+        mx, my = np.float64(means2d[i, 0]), np.float64(means2d[i, 1])
+        a, b, c = np.float64(conics[i, 0]), np.float64(conics[i, 1]), np.float64(conics[i, 2])
+        rx, ry = np.int64(radii[i, 0]), np.int64(radii[i, 1])
+        opacity = np.float64(opacities[i])
+        kept = emit_all or emit[i] != 0
         x0 = max(box[0], int(np.ceil(mx - rx - 0.5)))
         x1 = min(box[2] - 1, int(np.floor(mx + rx - 0.5)))
         y0 = max(box[1], int(np.ceil(my - ry - 0.5)))
@@ -342,12 +371,21 @@ def _splat_front_to_back(means2d, conics, opacities, radii, width, height, alpha
                 sigma = 0.5 * (a * dx * dx + c * dy * dy) + b * dx * dy
                 if sigma < 0.0:
                     continue
-                alpha = min(alpha_max, opacities[i] * np.exp(-sigma))
+                alpha = min(alpha_max, opacity * np.exp(-sigma))
                 if alpha < alpha_min:
                     continue
                 next_T = T * (1.0 - alpha)
                 if next_T <= t_eps:
                     transmittance[p] = 0.0  # closed: later Gaussians are not composited here
+                    continue
+                transmittance[p] = next_T
+                w = np.float32(alpha * T)
+                if use_sums:
+                    sums[i, 0] += w * pixel_weight[p]
+                    sums[i, 1] += w
+                if use_coverage:
+                    coverage[p] += w
+                if not kept:
                     continue
                 if k == cap:
                     cap *= 2
@@ -356,9 +394,8 @@ def _splat_front_to_back(means2d, conics, opacities, radii, width, height, alpha
                     out_w = _grow(out_w, cap)
                 out_pix[k] = p
                 out_g[k] = i
-                out_w[k] = alpha * T
+                out_w[k] = w
                 k += 1
-                transmittance[p] = next_T
     return out_pix[:k].copy(), out_g[:k].copy(), out_w[:k].copy()
 
 

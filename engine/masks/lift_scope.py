@@ -7,13 +7,16 @@ Lifting 2D masks to 3D (lift_vote.py, galp.py) needs compositing weights only wh
   widened by `margin` of its size, projected into every view (pass 2). A view whose mask misses the part still
   says "not the part" there; Gaussians further away are "not the part" by default (weight 0, as unseen).
 Both passes cull before projecting (engine/render/culling.py), so a click on a 13k-Gaussian part of a
-million-Gaussian capture costs what its windows see, and neither keeps a view's entries longer than it needs:
-pass 1 sums them per Gaussian as each view is splatted; pass 2 keeps only the entries of the rows inside the
-neighbourhood box, and each pixel's full opacity (`ViewWeights.coverage`: what is behind the part still
-covers the pixel). The lift then runs on the rows inside the box (unseen interiors are filled from their
-neighbours there), and `lifted` puts the results back at full size, 0 outside the box: a Gaussian far behind
-the part, glimpsed through its mask in one view and seen elsewhere in the others, is not the part, and it
-takes no part in the lift either (in a big capture the windows glimpse ~1M such rows; the box holds the part's
+million-Gaussian capture costs what its windows see, and neither makes entries it does not keep: pass 1 sums
+each Gaussian's weight (in the mask and in all) inside the splatting loop; pass 2 projects only the rows pass 1
+did not reach and merges them into pass 1's depth order (depth_order.py: pass 2's window holds pass 1's),
+makes entries for the rows inside the neighbourhood box only, and sums each pixel's full opacity in the loop
+(`ViewWeights.coverage`: what is behind the part still covers the pixel). The weights are those of splatting
+every row and reducing the entries afterwards, bit for bit (tests/masks/test_lift_scope.py).
+The lift then runs on the rows inside the box (unseen interiors are filled from their neighbours there), and
+`lifted` puts the results back at full size, 0 outside the box: a Gaussian far behind the part, glimpsed
+through its mask in one view and seen elsewhere in the others, is not the part, and it takes no part in the
+lift either (in a big capture the windows glimpse ~1M such rows; the box holds the part's
 neighbourhood). With no core (no Gaussian mostly inside a mask) every row the windows touch is lifted.
 """
 
@@ -27,7 +30,8 @@ from torch import Tensor
 from ..camera import Cameras
 from ..render.projection import NEAR_PLANE
 from ..scene import GaussianScene
-from .compositing import ViewWeights, per_view_entries
+from .compositing import ViewWeights, map_views, reaching_windows, splat
+from .depth_order import DepthOrder, depth_order, geometry, merged
 from .views_io import MaskViews
 
 BORDER = 0.06  # the mask border, as a fraction of the view's larger side (at least MIN_BORDER pixels)
@@ -59,19 +63,22 @@ def lift_scope(scene: GaussianScene, views: list[MaskViews], *, border: float = 
                margin: float = MARGIN) -> LiftScope:
     """The scope of lifting `views` on `scene` (see the module docstring)."""
     N = len(scene)
+    geo = geometry(scene)  # float32 on the CPU, without colours: what projection reads
     around = [_dilate(g.masks.amax(dim=-1) > 0.5, _border_px(g.cameras, border)) for g in views]
+    firsts = [_claimed_pass(geo, g, r) for g, r in zip(views, around)]
     claimed = torch.zeros(N)
-    for g, r in zip(views, around):
-        for gauss, inside in per_view_entries(scene, g.cameras, _claimed(g.masks.amax(dim=-1)), regions=r):
-            claimed.index_add_(0, gauss, inside)
+    for first in firsts:
+        for _, _, rows, inside in first:
+            claimed.index_add_(0, rows, inside)
     core = claimed > 0
-    means = scene.means.detach().float().cpu()
+    means = geo.means
     box = _box(means[core], claimed[core], margin) if core.any() else None
     near = None if box is None else ((means >= box[0]) & (means <= box[1])).all(dim=-1)  # [N]
-    parts, scope = [], torch.zeros(N, dtype=torch.bool) if near is None else near.clone()
-    for g, r in zip(views, around):
+    scope = torch.zeros(N, dtype=torch.bool) if near is None else near.clone()
+    parts = []
+    for g, r, first in zip(views, around, firsts):
         regions = r if box is None else r | _box_regions(box, g.cameras, _border_px(g.cameras, border))
-        parts.append(per_view_entries(scene, g.cameras, _kept(near, g.cameras), regions=regions))
+        parts.append(_kept_pass(geo, g.cameras, regions, first, near))
         for _, gauss, _, _ in parts[-1]:
             scope[gauss] = True
     index = scope.nonzero().flatten()
@@ -86,35 +93,54 @@ def lift_scope(scene: GaussianScene, views: list[MaskViews], *, border: float = 
     return LiftScope(index, weights, N)
 
 
-def _claimed(masks: Tensor):  # masks [C, H, W]
-    """The pass-1 reduction of one view's entries: (rows, the compositing weight the mask puts on each) for the
-    rows with at least CLAIMED of the weight they show near the mask inside it (the part's core, and what
-    covers it). Gaussians glimpsed far behind the part through the mask get little: they weigh little in the
-    neighbourhood's box."""
-    flat = masks.reshape(len(masks), -1).float()
+def _claimed_pass(geo: GaussianScene, views: MaskViews, regions: Tensor
+                  ) -> list[tuple[Tensor, DepthOrder | None, Tensor, Tensor]]:
+    """Pass 1, per view: (the rows culled for its window, their DepthOrder (None: empty window), the rows with
+    at least CLAIMED of the weight they show in the region inside the mask, the weight the mask puts on each).
+    These are the part's core and what covers it; Gaussians glimpsed far behind the part through the mask get
+    little: they weigh little in the neighbourhood's box. Pass 2 reuses the culled rows' projection."""
+    masks = views.masks.amax(dim=-1).float()  # [C, H, W]
+    cameras = views.cameras.to("cpu", torch.float32)  # as the splatting loop reads them
+    boxes, reached = reaching_windows(geo, cameras, regions)
 
-    def reduce(c: int, pixel: Tensor, gauss: Tensor, weight: Tensor) -> tuple[Tensor, Tensor]:
-        rows, at = torch.unique_consecutive(gauss, return_inverse=True)  # a Gaussian's entries are consecutive
-        inside = torch.zeros(len(rows)).index_add_(0, at, weight * flat[c, pixel])
-        total = torch.zeros(len(rows)).index_add_(0, at, weight)
+    def one(c: int):
+        if boxes[c] is None:
+            return reached[c][:0], None, reached[c][:0], torch.zeros(0)
+        order = depth_order(geo, cameras[c], reached[c])
+        inside, total = splat(order, cameras[c], regions[c], boxes[c], pixel_weight=masks[c].reshape(-1),
+                              emit=torch.zeros(len(order), dtype=torch.bool)).sums.unbind(-1)
         claimed = (inside >= CLAIMED * total) & (total > 1e-3)
-        return rows[claimed], inside[claimed]
+        return reached[c], order, order.rows[claimed], inside[claimed]
 
-    return reduce
+    return map_views(one, len(views))
 
 
-def _kept(near: Tensor | None, cameras: Cameras):
-    """The pass-2 reduction of one view's entries: (pixel, gauss, weight) of the rows `near` the part
-    (all when None), and the view's accumulated opacity [H * W] over every row (what is behind the part
-    still covers the pixel)."""
-    def reduce(c: int, pixel: Tensor, gauss: Tensor, weight: Tensor):
-        coverage = torch.zeros(cameras.height * cameras.width).index_add_(0, pixel, weight)
-        if near is not None:
-            keep = near[gauss]
-            pixel, gauss, weight = pixel[keep], gauss[keep], weight[keep]
-        return pixel, gauss, weight, coverage
+def _kept_pass(geo: GaussianScene, cameras: Cameras, regions: Tensor, first: list, near: Tensor | None
+               ) -> list[tuple[Tensor, Tensor, Tensor, Tensor]]:
+    """Pass 2, per view: (pixel, gauss, weight) of the rows `near` the part (all when None) at the pixels of
+    `regions`, and the view's accumulated opacity [H * W] over every row (what is behind the part still covers
+    the pixel). The rows pass 1 culled and projected (`first`) are merged in, not projected again."""
+    cameras = cameras.to("cpu", torch.float32)  # as the splatting loop reads them
+    boxes, reached = reaching_windows(geo, cameras, regions)
 
-    return reduce
+    def one(c: int):
+        culled, before = first[c][0], first[c][1]
+        if boxes[c] is None:
+            empty = torch.zeros(0, dtype=torch.long)
+            return empty, empty, torch.zeros(0), torch.zeros(cameras.height * cameras.width)
+        rows = reached[c]
+        if before is not None:  # the window holds pass 1's: so do the rows reaching it
+            new = torch.ones(len(geo), dtype=torch.bool)
+            new[culled] = False
+            rows = rows[new[rows]]
+        order = depth_order(geo, cameras[c], rows)
+        if before is not None:
+            order = merged(before, order)
+        out = splat(order, cameras[c], regions[c], boxes[c], coverage=True,
+                    emit=None if near is None else near[order.rows])
+        return out.pixel, order.rows[out.index], out.weight, out.coverage
+
+    return map_views(one, len(cameras))
 
 
 def _border_px(cameras: Cameras, border: float) -> int:

@@ -74,15 +74,11 @@ class _Project(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, means, quats, scales, opacities, viewmats: np.ndarray, Ks: np.ndarray, width: int, height: int):
-        consts = np.zeros(6)
-        consts[PK.P_EPS2D], consts[PK.P_NEAR], consts[PK.P_FAR] = EPS2D, NEAR_PLANE, FAR_PLANE
-        consts[PK.P_ALPHA_THR], consts[PK.P_MAX_EXTEND], consts[PK.P_RADIUS_MAX] = ALPHA_THRESHOLD, MAX_EXTEND, RADIUS_MAX
+        consts = _project_consts()
         f64 = np.float64
         args = (_np(means, f64), _np(quats, f64), _np(scales, f64), _np(opacities, f64), viewmats, Ks,
                 int(width), int(height), consts)
-        C, N = len(viewmats), len(args[0])
-        outs = (np.zeros((C, N, 2)), np.zeros((C, N, 3)), np.zeros((C, N)), np.zeros((C, N, 2), np.int32), np.zeros(N))
-        _parallel(PK.project_fwd, [(lo, hi, *args, *outs) for lo, hi in _ranges(N)])
+        outs = project_arrays(*args[:4], viewmats, Ks, width, height)
         ctx.args, ctx.radii, ctx.dtype = args, outs[3], means.dtype
         radii = torch.from_numpy(outs[3])
         ctx.mark_non_differentiable(radii)
@@ -98,6 +94,26 @@ class _Project(torch.autograd.Function):
         grads = (np.zeros((N, 3)), np.zeros((N, 4)), np.zeros((N, 3)), np.zeros(N))
         _parallel(PK.project_bwd, [(lo, hi, *ctx.args, ctx.radii, *vs, *grads) for lo, hi in _ranges(N)])
         return tuple(torch.from_numpy(g).to(ctx.dtype) for g in grads) + (None, None, None, None)
+
+
+def _project_consts() -> np.ndarray:
+    consts = np.zeros(6)
+    consts[PK.P_EPS2D], consts[PK.P_NEAR], consts[PK.P_FAR] = EPS2D, NEAR_PLANE, FAR_PLANE
+    consts[PK.P_ALPHA_THR], consts[PK.P_MAX_EXTEND], consts[PK.P_RADIUS_MAX] = ALPHA_THRESHOLD, MAX_EXTEND, RADIUS_MAX
+    return consts
+
+
+def project_arrays(means: np.ndarray, quats: np.ndarray, log_scales: np.ndarray, opacity_logits: np.ndarray,
+                   viewmats: np.ndarray, Ks: np.ndarray, width: int, height: int) -> tuple[np.ndarray, ...]:
+    """The compiled projection on raw arrays ([N, 3], [N, 4], [N, 3], [N]; float32 or float64, read as float64;
+    cameras [C, 4, 4], [C, 3, 3] float64) -> (means2d [C, N, 2], conics [C, N, 3], depths [C, N], radii
+    [C, N, 2] int32, opacities [N]), float64: for a caller that keeps few of the rows (no float64 copies of
+    the inputs, no float32 copies of every output)."""
+    C, N = len(viewmats), len(means)
+    args = (means, quats, log_scales, opacity_logits, viewmats, Ks, int(width), int(height), _project_consts())
+    outs = (np.zeros((C, N, 2)), np.zeros((C, N, 3)), np.zeros((C, N)), np.zeros((C, N, 2), np.int32), np.zeros(N))
+    _parallel(PK.project_fwd, [(lo, hi, *args, *outs) for lo, hi in _ranges(N)])
+    return outs
 
 
 def project_fast(scene: GaussianScene, cameras: Cameras) -> Projected:

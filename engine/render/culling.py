@@ -48,10 +48,24 @@ def _footprint(n, means, log_scales, opacity_logits):
     return True, np.float64(means[n, 0]), np.float64(means[n, 1]), np.float64(means[n, 2]), extend, s * s
 
 
+@njit(cache=True, nogil=True)
+def _camera_limits(Ks, width, height):
+    """[C, 4] each camera's (lxp, lxn, lyp, lyn): the tangent limits of gsplat's 1.3x field-of-view clamp,
+    worked out once per camera instead of once per (row, camera)."""
+    out = np.empty((Ks.shape[0], 4))
+    for c in range(Ks.shape[0]):
+        fx, fy, cx, cy = Ks[c, 0, 0], Ks[c, 1, 1], Ks[c, 0, 2], Ks[c, 1, 2]
+        out[c, 0] = (width - cx) / fx + 0.15 * width / fx
+        out[c, 1] = cx / fx + 0.15 * width / fx
+        out[c, 2] = (height - cy) / fy + 0.15 * height / fy
+        out[c, 3] = cy / fy + 0.15 * height / fy
+    return out
+
+
 @njit(cache=True, nogil=True, inline="always")
-def _bound(m0, m1, m2, extend, s2, v, K, width, height, far):
+def _bound(m0, m1, m2, extend, s2, v, K, limits, far):
     """(in depth range, z, u, w, rx, ry): the camera-space depth z of a Gaussian (see `_footprint`) seen by camera
-    (v [4, 4], K [3, 3]) and its footprint bound, the pixel box (u -+ rx, w -+ ry) (open); False behind the
+    (v [4, 4], K [3, 3], its `_camera_limits`) and its footprint bound, the pixel box (u -+ rx, w -+ ry) (open); False behind the
     near plane (the projection drops it there) or deeper than `far` (nothing else worked out)."""
     z = v[2, 0] * m0 + v[2, 1] * m1 + v[2, 2] * m2 + v[2, 3]
     if z < NEAR_PLANE * 0.999 or z > far:
@@ -59,12 +73,8 @@ def _bound(m0, m1, m2, extend, s2, v, K, width, height, far):
     x = v[0, 0] * m0 + v[0, 1] * m1 + v[0, 2] * m2 + v[0, 3]
     y = v[1, 0] * m0 + v[1, 1] * m1 + v[1, 2] * m2 + v[1, 3]
     fx, fy, cx, cy = K[0, 0], K[1, 1], K[0, 2], K[1, 2]
-    lxp = (width - cx) / fx + 0.15 * width / fx
-    lxn = cx / fx + 0.15 * width / fx
-    lyp = (height - cy) / fy + 0.15 * height / fy
-    lyn = cy / fy + 0.15 * height / fy
-    tx = min(lxp, max(-lxn, x / z))
-    ty = min(lyp, max(-lyn, y / z))
+    tx = min(limits[0], max(-limits[1], x / z))
+    ty = min(limits[2], max(-limits[3], y / z))
     jx2 = (fx / z) ** 2 * (1.0 + tx * tx)  # |row 0 of J|^2
     jy2 = (fy / z) ** 2 * (1.0 + ty * ty)
     rx = extend * math.sqrt(jx2 * s2 + EPS2D) * 1.001 + SLACK_PX
@@ -73,9 +83,9 @@ def _bound(m0, m1, m2, extend, s2, v, K, width, height, far):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _reaches(m0, m1, m2, extend, s2, v, K, width, height, window):
+def _reaches(m0, m1, m2, extend, s2, v, K, limits, window):
     """Whether the footprint bound of a Gaussian (see `_bound`) can touch the pixel box window = (x0, y0, x1, y1)."""
-    ok, z, u, w, rx, ry = _bound(m0, m1, m2, extend, s2, v, K, width, height, FAR_PLANE)
+    ok, z, u, w, rx, ry = _bound(m0, m1, m2, extend, s2, v, K, limits, FAR_PLANE)
     return ok and u + rx > window[0] and u - rx < window[2] and w + ry > window[1] and w - ry < window[3]
 
 
@@ -91,6 +101,7 @@ def _tile_span(centre, reach, num_tiles):
 def _reach_tiles_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks, width, height, fars, out):
     """out[n] bit c set for rows lo..hi-1 whose footprint bound can touch a tile (y, x) of camera c with its
     centre no deeper than fars[c, y, x] (C <= 64)."""
+    limits = _camera_limits(Ks, width, height)
     deepest = np.empty(fars.shape[0])
     for c in range(fars.shape[0]):
         deepest[c] = fars[c].max()  # most rows lie deeper than every tile's far: they end at their depth
@@ -100,7 +111,7 @@ def _reach_tiles_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks,
             continue
         bits = np.uint64(0)
         for c in range(viewmats.shape[0]):
-            ok, z, u, w, rx, ry = _bound(m0, m1, m2, extend, s2, viewmats[c], Ks[c], width, height, deepest[c])
+            ok, z, u, w, rx, ry = _bound(m0, m1, m2, extend, s2, viewmats[c], Ks[c], limits[c], deepest[c])
             if not ok:
                 continue
             x0, x1 = _tile_span(u, rx, fars.shape[2])
@@ -120,12 +131,13 @@ def _reach_tiles_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks,
 @njit(cache=True, nogil=True)
 def _reach_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks, width, height, windows, out):
     """out[n] = 1 for rows lo..hi-1 whose footprint can reach window c = (x0, y0, x1, y1) of some camera c."""
+    limits = _camera_limits(Ks, width, height)
     for n in range(lo, hi):
         kept, m0, m1, m2, extend, s2 = _footprint(n, means, log_scales, opacity_logits)
         if not kept:
             continue
         for c in range(viewmats.shape[0]):
-            if _reaches(m0, m1, m2, extend, s2, viewmats[c], Ks[c], width, height, windows[c]):
+            if _reaches(m0, m1, m2, extend, s2, viewmats[c], Ks[c], limits[c], windows[c]):
                 out[n] = 1
                 break
 
@@ -133,13 +145,14 @@ def _reach_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks, width
 @njit(cache=True, nogil=True)
 def _reach_views_kernel(lo, hi, means, log_scales, opacity_logits, viewmats, Ks, width, height, windows, out):
     """out[n] bit c set for rows lo..hi-1 whose footprint can reach window c of camera c (C <= 64)."""
+    limits = _camera_limits(Ks, width, height)
     for n in range(lo, hi):
         kept, m0, m1, m2, extend, s2 = _footprint(n, means, log_scales, opacity_logits)
         if not kept:
             continue
         bits = np.uint64(0)
         for c in range(viewmats.shape[0]):
-            if _reaches(m0, m1, m2, extend, s2, viewmats[c], Ks[c], width, height, windows[c]):
+            if _reaches(m0, m1, m2, extend, s2, viewmats[c], Ks[c], limits[c], windows[c]):
                 bits |= np.uint64(1) << np.uint64(c)
         out[n] = bits
 

@@ -84,3 +84,40 @@ def test_scope_weights_are_the_whole_scenes_and_coverage_counts_what_is_left_out
     assert torch.allclose(vw.alpha().reshape(-1)[rows], full.alpha().reshape(-1)[rows], atol=1e-5)
     own = torch.zeros(len(cams) * HW).index_add_(0, vw.view * HW + vw.pixel, vw.weight)[rows]
     assert (own < vw.alpha().reshape(-1)[rows] - 1e-3).any()  # some pixels show Gaussians outside the scope
+
+
+def test_scope_is_bit_for_bit_the_two_passes_over_the_views_entries(toy):
+    """lift_scope sums pass 1 inside the splatting loop and merges pass 1's projection into pass 2: the scope
+    is still exactly the plain two passes over each view's entries (compositing_entries), sums in entry order."""
+    from engine.masks.compositing import compositing_entries
+    from engine.masks.lift_scope import BORDER, CLAIMED, MARGIN, _border_px, _box, _box_regions, _dilate
+
+    scene, ids, num_figure = _figure_in_a_crowd(toy)
+    cams = orbit_views(scene.subset(torch.arange(num_figure)), 6, width=32, height=32)
+    masks = ground_truth_masks(compositing_weights(scene, cams), (ids == 2).long(), 2)[..., 1:]
+    scope = lift_scope(scene, [MaskViews(cams, masks)])
+    N, C, HW, border = len(scene), len(cams), 32 * 32, _border_px(cams, BORDER)
+
+    soft = masks.amax(dim=-1).reshape(C, HW)
+    around = _dilate(soft.reshape(C, 32, 32) > 0.5, border)
+    view, pixel, gauss, weight = compositing_entries(scene, cams, regions=around)
+    claimed = torch.zeros(N)
+    for c in range(C):
+        here = view == c
+        inside = torch.zeros(N).index_add_(0, gauss[here], weight[here] * soft[c, pixel[here]])
+        total = torch.zeros(N).index_add_(0, gauss[here], weight[here])
+        claimed += torch.where((inside >= CLAIMED * total) & (total > 1e-3), inside, torch.zeros(N))
+    core = claimed > 0
+    means = scene.means.detach()
+    box = _box(means[core], claimed[core], MARGIN)
+    near = ((means >= box[0]) & (means <= box[1])).all(dim=-1)
+
+    view, pixel, gauss, weight = compositing_entries(scene, cams, regions=around | _box_regions(box, cams, border))
+    coverage = torch.stack([torch.zeros(HW).index_add_(0, pixel[view == c], weight[view == c]) for c in range(C)])
+    kept = near[gauss]
+    assert kept.any() and not kept.all()
+    vw = scope.weights[0]
+    assert torch.equal(scope.index, near.nonzero().flatten())  # the box's rows (the kept entries' among them)
+    for got, want in ((vw.view, view[kept]), (vw.pixel, pixel[kept]), (scope.index[vw.gauss], gauss[kept]),
+                      (vw.weight, weight[kept]), (vw.coverage.reshape(C, HW), coverage)):
+        assert torch.equal(got, want)
