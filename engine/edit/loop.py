@@ -103,6 +103,9 @@ class EditResult:
     """auto: the prior's late/early push over the colour-only steps that decided it (engine/edit/shape_gate.py)."""
 
 
+RELEASE_FROM_ROWS = 250_000  # scenes this large hand the steps' freed memory back before the result is made
+
+
 def run_edit(
     scene: GaussianScene,
     mask_weights,  # [N] float weights in [0, 1] or bool
@@ -311,7 +314,8 @@ def _edit_pass(scene: GaussianScene, mask_in: Tensor, config: EditConfig, guidan
     # what only the steps needed (the pool's frozen views: up to 512 MB; the prior's recoloured reference) and the
     # steps' freed render buffers (~0.3x the scene at 3M Gaussians) go before the result, a scene-sized copy, is made
     del pool, picker, model, loss, fixed_renders
-    release_memory()
+    if state.num_start >= RELEASE_FROM_ROWS:  # a collection costs ~0.2 s: worth it only where the pages are many
+        release_memory()
     if gate.unlocked_at is None:  # colour only: the region boxes' unused seeds go, the change reaches every row
         made = state.origin < 0
         if bool(made.any()):

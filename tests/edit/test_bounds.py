@@ -125,6 +125,7 @@ def test_recolour_demo_reaches_the_ideal_on_held_out_views(antenna_cases):
     assert q.spill_vs_target <= 0.005 and q.floaters == 0, q
 
 
+@pytest.mark.slow  # ~9 s: run with `pytest -m slow`
 def test_removal_reaches_its_target_on_held_out_views(antenna_cases):
     case = antenna_cases["remove_antenna"]
     config = EditConfig(prompt=case.prompt, steps=200, resolution=64, preview_every=0)

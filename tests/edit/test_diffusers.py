@@ -27,7 +27,7 @@ def tiny512(tmp_path_factory):
     mp.undo()
 
 
-@pytest.mark.parametrize("method", ["sds", "dds", "romap"])
+@pytest.mark.parametrize("method", ["sds", "dds", pytest.param("romap", marks=pytest.mark.slow)])  # romap: ~29 s
 def test_edit_with_a_diffusers_model(tiny512, monkeypatch, method):
     scene, part_ids, _ = two_part_scene(60)
     mask = (part_ids == 0).float()

@@ -7,6 +7,7 @@ import re
 import threading
 
 import numpy as np
+import pytest
 import torch
 from gradio_client import Client
 
@@ -35,6 +36,7 @@ def _session_job(url: str, index: int, results: dict) -> None:
     }
 
 
+@pytest.mark.slow  # ~35 s: a load check, run with `pytest -m slow`
 def test_eight_concurrent_sessions_finish_without_leaks(tmp_path):
     with running_app(tmp_path) as app:
         original = load(app.scene_path)

@@ -98,6 +98,7 @@ def test_views_that_drop_a_small_part_they_see_largest_lose_trust():
     assert iou(relative.weights[0][seen] > 0.5, truth) >= 0.85 > iou(absolute.weights[0][seen] > 0.5, truth)
 
 
+@pytest.mark.slow  # ~31 s: run with `pytest -m slow`
 def test_the_inside_of_the_scarf_seen_only_through_it_stays_scarf():
     """24 whole-sphere views of 128-256 px, clean and 10% corrupted, all 7 parts together. The scarf's inner
     Gaussians are seen only through the scarf, a thousandth of a pixel each, and its rim meets the head and body:
