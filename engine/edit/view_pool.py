@@ -23,6 +23,7 @@ from torch import Tensor
 
 from ..camera import Cameras
 from ..render import _finish, render
+from ..render.cpu import draws_compiled
 from ..render.culling import frozen_and_trainable
 from ..render.frozen_view import FrozenView, render_over_frozen, tiles_under
 from ..render.types import RenderOutput
@@ -33,8 +34,7 @@ from .views import ViewPicker
 
 def frozen_views_serve(scene: GaussianScene, backend: str) -> bool:
     """Whether steps draw over cached frozen views (the CPU renderer); a GPU renderer culls by itself."""
-    return scene.device.type == "cpu" and backend in ("auto", "torch") and scene.dtype in (torch.float32,
-                                                                                           torch.float64)
+    return draws_compiled(scene, backend)
 
 
 def camera_key(cameras: Cameras, c: int) -> tuple:

@@ -10,6 +10,7 @@ from torch import Tensor
 from ..camera import Cameras
 from ..optimize.orbit import Orbit
 from ..render import render
+from ..render.cpu import draws_compiled
 from ..render.part_cover import part_cover
 from ..scene import GaussianScene
 
@@ -61,8 +62,7 @@ class ViewPicker:
         self.scene = original
         self.selected, self.indicator = selected, selected.to(original.dtype)[:, None]
         self.part = original.subset(selected)
-        self.cull = (original.device.type == "cpu" and backend in ("auto", "torch")
-                     and original.dtype in (torch.float32, torch.float64))
+        self.cull = draws_compiled(original, backend)  # part_cover draws the same picture
 
     def visible_fraction(self, cameras: Cameras) -> Tensor:  # [C]
         """Whole-scene renders (a GPU's) go CHUNK cameras at a time: a render holds per-camera projections of

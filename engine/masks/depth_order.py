@@ -81,12 +81,10 @@ def _merge(depth_a, row_a, depth_b, row_b):
     return out
 
 
-def geometry(scene: GaussianScene, rows: Tensor | None = None) -> GaussianScene:
-    """The scene's `rows` (all: None) on the CPU in float32, without colours (SH with no coefficients):
+def geometry(scene: GaussianScene) -> GaussianScene:
+    """The scene on the CPU in float32, without colours (SH with no coefficients):
     the weights depend on the geometry only, and a big capture's SH are most of its bytes (not copied or
     gathered per view). Not validated: only projection reads it."""
     params = {name: t.detach() for name, t in scene.items()}
     params["sh0"], params["shN"] = params["sh0"][:, :0], params["shN"][:, :0]
-    if rows is not None:
-        params = {name: t[rows] for name, t in params.items()}
     return GaussianScene.trusted(**{name: t.to("cpu", torch.float32) for name, t in params.items()})

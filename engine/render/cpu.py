@@ -116,6 +116,14 @@ def project_arrays(means: np.ndarray, quats: np.ndarray, log_scales: np.ndarray,
     return outs
 
 
+def draws_compiled(scene: GaussianScene, backend: str) -> bool:
+    """Whether `render(scene, backend=backend)` runs this module's compiled kernels (a CPU scene in float32 or
+    float64 under "auto" or "torch"): what the subset renders built on them (frozen_view.py, part_cover.py)
+    need to draw the same picture."""
+    return scene.device.type == "cpu" and backend in ("auto", "torch") and scene.dtype in (torch.float32,
+                                                                                           torch.float64)
+
+
 def project_fast(scene: GaussianScene, cameras: Cameras) -> Projected:
     """`projection.project` through the compiled kernels (no gradients to the cameras)."""
     viewmats = _np(cameras.viewmats, np.float64)
